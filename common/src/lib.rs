@@ -1,0 +1,6 @@
+//! Code shared by pg_lake's components.
+//!
+//! - [`wiring`]: the GUCs, pgduck_server flags and catalog settings of one node,
+//!   used alike by the operator's pod specs and the local appliance.
+
+pub mod wiring;
