@@ -1,0 +1,569 @@
+//! The catalog's service logic: namespaces, tables and views, and commits
+//! (check requirements, apply updates, write a new metadata file, swap the
+//! catalog row). HTTP handlers call this; it calls the [`CatalogStore`].
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use iceberg::spec::{
+    FormatVersion, SortOrder, TableMetadata, TableMetadataBuilder, UnboundPartitionSpec, ViewFormatVersion,
+    ViewMetadata, ViewMetadataBuilder,
+};
+use iceberg::{TableRequirement, TableUpdate, ViewUpdate};
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::model::*;
+use crate::storage::postgres::display_ident;
+use crate::storage::{CatalogStore, EntityKind, MetadataSwap, Page, PropertyChanges};
+use crate::warehouse::{next_metadata_location, Warehouse};
+
+/// Parsed metadata files kept in memory. Files are immutable, so an entry is
+/// valid as long as it is kept; the map is emptied when it reaches this size.
+const METADATA_CACHE_ENTRIES: usize = 512;
+
+/// Table property a create request may use to choose the format version.
+const FORMAT_VERSION_PROPERTY: &str = "format-version";
+
+pub struct Catalog {
+    store: Arc<dyn CatalogStore>,
+    warehouse: Warehouse,
+    metrics: Arc<Metrics>,
+    /// How often a commit that lost the compare-and-swap is re-planned on the
+    /// server against the new metadata (its requirements are checked again).
+    commit_retries: u32,
+    table_cache: Mutex<HashMap<String, Arc<TableMetadata>>>,
+}
+
+/// A table commit ready to be published: its metadata file is written.
+struct StagedCommit {
+    ident: TableIdentifier,
+    previous: Option<String>,
+    location: String,
+    metadata: Arc<TableMetadata>,
+}
+
+impl Catalog {
+    pub fn new(store: Arc<dyn CatalogStore>, warehouse: Warehouse, metrics: Arc<Metrics>, commit_retries: u32) -> Self {
+        Self { store, warehouse, metrics, commit_retries, table_cache: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn store(&self) -> &dyn CatalogStore {
+        self.store.as_ref()
+    }
+
+    /// FileIO properties returned to clients with every table and view.
+    pub fn client_config(&self) -> Properties {
+        self.warehouse.client_config().clone()
+    }
+
+    pub fn warehouse_root(&self) -> &str {
+        self.warehouse.root()
+    }
+
+    // ---- namespaces ----
+
+    pub async fn create_namespace(&self, req: CreateNamespaceRequest) -> Result<NamespaceResponse> {
+        self.store.create_namespace(&req.namespace, &req.properties).await?;
+        Ok(NamespaceResponse { namespace: req.namespace, properties: req.properties })
+    }
+
+    pub async fn load_namespace(&self, namespace: Namespace) -> Result<NamespaceResponse> {
+        let properties = self.namespace_properties(&namespace).await?;
+        Ok(NamespaceResponse { namespace, properties })
+    }
+
+    async fn namespace_properties(&self, namespace: &Namespace) -> Result<Properties> {
+        self.store
+            .namespace_properties(namespace)
+            .await?
+            .ok_or_else(|| Error::NoSuchNamespace(namespace.join(".")))
+    }
+
+    pub async fn list_namespaces(&self, parent: Option<Namespace>, page: Page) -> Result<Vec<Namespace>> {
+        if let Some(parent) = &parent {
+            self.namespace_properties(parent).await?;
+        }
+        self.store.list_namespaces(parent.as_ref(), &page).await
+    }
+
+    pub async fn drop_namespace(&self, namespace: Namespace) -> Result<()> {
+        self.store.drop_namespace(&namespace).await
+    }
+
+    pub async fn update_namespace_properties(
+        &self,
+        namespace: Namespace,
+        req: UpdateNamespacePropertiesRequest,
+    ) -> Result<PropertyChanges> {
+        if let Some(key) = req.removals.iter().find(|k| req.updates.contains_key(*k)) {
+            return Err(Error::BadRequest(format!("property {key:?} is both removed and updated")));
+        }
+        let reserved = pg_lake_common::catalog::NAMESPACE_EXISTS_PROPERTY;
+        if req.removals.iter().any(|k| k == reserved) || req.updates.contains_key(reserved) {
+            return Err(Error::BadRequest(format!("property {reserved:?} is reserved by the catalog")));
+        }
+        self.store.update_namespace_properties(&namespace, &req.removals, &req.updates).await
+    }
+
+    // ---- tables and views: shared ----
+
+    pub async fn list(&self, namespace: Namespace, kind: EntityKind, page: Page) -> Result<Vec<TableIdentifier>> {
+        self.namespace_properties(&namespace).await?;
+        let names = self.store.list_entities(&namespace, kind, &page).await?;
+        Ok(names.into_iter().map(|name| TableIdentifier { namespace: namespace.clone(), name }).collect())
+    }
+
+    pub async fn exists(&self, ident: &TableIdentifier, kind: EntityKind) -> Result<bool> {
+        Ok(self.store.metadata_location(ident, kind).await?.is_some())
+    }
+
+    pub async fn rename(&self, req: RenameRequest, kind: EntityKind) -> Result<()> {
+        self.store.rename_entity(&req.source, &req.destination, kind).await
+    }
+
+    async fn current_location(&self, ident: &TableIdentifier, kind: EntityKind) -> Result<String> {
+        self.store.metadata_location(ident, kind).await?.ok_or_else(|| match kind {
+            EntityKind::Table => Error::NoSuchTable(display_ident(ident)),
+            EntityKind::View => Error::NoSuchView(display_ident(ident)),
+        })
+    }
+
+    /// Where a new table or view goes when the request names no location: under
+    /// the namespace's `location` property, else under the warehouse.
+    async fn default_location(&self, namespace: &Namespace, name: &str) -> Result<String> {
+        let properties = self.namespace_properties(namespace).await?;
+        Ok(match properties.get("location") {
+            Some(base) => format!("{}/{name}", base.trim_end_matches('/')),
+            None => format!("{}/{}/{name}", self.warehouse.root(), namespace.join("/")),
+        })
+    }
+
+    async fn read_json<T: DeserializeOwned>(&self, location: &str) -> Result<T> {
+        let bytes = self.warehouse.read(location).await?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Metadata(format!("{location}: {e}")))
+    }
+
+    async fn write_json(&self, location: &str, value: &impl serde::Serialize) -> Result<()> {
+        let bytes = serde_json::to_vec(value).map_err(|e| Error::Metadata(e.to_string()))?;
+        self.warehouse.write(location, Bytes::from(bytes)).await
+    }
+
+    /// Removes a metadata file no catalog row points at (a commit that lost its race).
+    async fn discard(&self, location: &str) {
+        if let Err(e) = self.warehouse.delete(location).await {
+            tracing::warn!(location, error = %e, "could not remove an unpublished metadata file");
+        }
+    }
+
+    /// Runs one commit attempt, again while it loses the compare-and-swap.
+    async fn with_retries<T, F, Fut>(&self, mut attempt: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut retries = 0;
+        loop {
+            let outcome = attempt().await;
+            match &outcome {
+                Err(Error::ConcurrentUpdate(_)) if retries < self.commit_retries => {
+                    retries += 1;
+                    self.metrics.commit("retried");
+                }
+                Ok(_) => {
+                    self.metrics.commit("committed");
+                    return outcome;
+                }
+                Err(Error::ConcurrentUpdate(_) | Error::CommitFailed(_)) => {
+                    self.metrics.commit("conflict");
+                    return outcome;
+                }
+                Err(Error::CommitStateUnknown(_)) => {
+                    self.metrics.commit("unknown");
+                    return outcome;
+                }
+                Err(_) => {
+                    self.metrics.commit("failed");
+                    return outcome;
+                }
+            }
+        }
+    }
+
+    // ---- tables ----
+
+    pub async fn load_table(&self, ident: &TableIdentifier) -> Result<(String, Arc<TableMetadata>)> {
+        let location = self.current_location(ident, EntityKind::Table).await?;
+        let metadata = self.table_metadata(&location).await?;
+        Ok((location, metadata))
+    }
+
+    async fn table_metadata(&self, location: &str) -> Result<Arc<TableMetadata>> {
+        if let Some(cached) = self.lock_cache().get(location) {
+            return Ok(cached.clone());
+        }
+        let metadata: Arc<TableMetadata> = Arc::new(self.read_json(location).await?);
+        self.remember(location, metadata.clone());
+        Ok(metadata)
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<TableMetadata>>> {
+        self.table_cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn remember(&self, location: &str, metadata: Arc<TableMetadata>) {
+        let mut cache = self.lock_cache();
+        if cache.len() >= METADATA_CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(location.to_string(), metadata);
+    }
+
+    pub async fn create_table(&self, namespace: Namespace, req: CreateTableRequest) -> Result<LoadTableResult> {
+        let ident = TableIdentifier { namespace: namespace.clone(), name: req.name.clone() };
+        let location = match req.location {
+            Some(l) => l.trim_end_matches('/').to_string(),
+            None => self.default_location(&namespace, &req.name).await?,
+        };
+        self.warehouse.validate_location(&location)?;
+        if self.store.metadata_location(&ident, EntityKind::Table).await?.is_some()
+            || self.store.metadata_location(&ident, EntityKind::View).await?.is_some()
+        {
+            return Err(Error::AlreadyExists(format!("a table or view named {} already exists", display_ident(&ident))));
+        }
+        let mut properties = req.properties;
+        let format_version = match properties.remove(FORMAT_VERSION_PROPERTY).as_deref() {
+            None | Some("2") => FormatVersion::V2,
+            Some("1") => FormatVersion::V1,
+            Some("3") => FormatVersion::V3,
+            Some(other) => {
+                return Err(Error::BadRequest(format!("format-version {other:?} is not supported; use 1, 2 or 3")))
+            }
+        };
+        let metadata = TableMetadataBuilder::new(
+            req.schema,
+            req.partition_spec.unwrap_or_else(|| UnboundPartitionSpec::builder().build()),
+            req.write_order.unwrap_or_else(SortOrder::unsorted_order),
+            location.clone(),
+            format_version,
+            properties,
+        )
+        .and_then(TableMetadataBuilder::build)
+        .map_err(Error::from_iceberg)?
+        .metadata;
+        let config = self.client_config();
+        if req.stage_create {
+            return Ok(LoadTableResult { metadata_location: None, metadata, config });
+        }
+        let metadata_location = next_metadata_location(&location, None);
+        self.write_json(&metadata_location, &metadata).await?;
+        if let Err(e) = self.store.insert_entity(&ident, EntityKind::Table, &metadata_location).await {
+            self.discard(&metadata_location).await;
+            return Err(e);
+        }
+        Ok(LoadTableResult { metadata_location: Some(metadata_location), metadata, config })
+    }
+
+    pub async fn register_table(&self, namespace: Namespace, req: RegisterTableRequest) -> Result<LoadTableResult> {
+        self.namespace_properties(&namespace).await?;
+        let ident = TableIdentifier { namespace, name: req.name };
+        let metadata = self.table_metadata(&req.metadata_location).await?;
+        match self.store.metadata_location(&ident, EntityKind::Table).await? {
+            Some(current) if req.overwrite => {
+                self.store
+                    .swap_metadata(&[MetadataSwap {
+                        ident,
+                        kind: EntityKind::Table,
+                        expected: current,
+                        new: req.metadata_location.clone(),
+                    }])
+                    .await?
+            }
+            _ => self.store.insert_entity(&ident, EntityKind::Table, &req.metadata_location).await?,
+        }
+        Ok(LoadTableResult {
+            metadata_location: Some(req.metadata_location),
+            metadata: metadata.as_ref().clone(),
+            config: self.client_config(),
+        })
+    }
+
+    pub async fn commit_table(&self, ident: TableIdentifier, req: CommitTableRequest) -> Result<CommitTableResponse> {
+        if let Some(body_ident) = &req.identifier {
+            if body_ident != &ident {
+                return Err(Error::BadRequest(format!(
+                    "the body names table {} but the path names {}",
+                    display_ident(body_ident),
+                    display_ident(&ident)
+                )));
+            }
+        }
+        self.with_retries(|| async {
+            let staged = self.stage(&ident, &req.requirements, &req.updates).await?;
+            self.publish(std::slice::from_ref(&staged)).await?;
+            Ok(CommitTableResponse { metadata_location: staged.location, metadata: staged.metadata.as_ref().clone() })
+        })
+        .await
+    }
+
+    /// Commits several tables all or nothing.
+    pub async fn commit_transaction(&self, req: CommitTransactionRequest) -> Result<()> {
+        let mut seen = HashSet::new();
+        let mut changes = Vec::with_capacity(req.table_changes.len());
+        for change in &req.table_changes {
+            let ident = change.identifier.clone().ok_or_else(|| {
+                Error::BadRequest("every table change of a transaction needs its identifier".into())
+            })?;
+            if !seen.insert(ident.clone()) {
+                return Err(Error::BadRequest(format!("table {} appears twice in the transaction", display_ident(&ident))));
+            }
+            changes.push((ident, change));
+        }
+        self.with_retries(|| async {
+            let mut staged = Vec::with_capacity(changes.len());
+            for (ident, change) in &changes {
+                match self.stage(ident, &change.requirements, &change.updates).await {
+                    Ok(s) => staged.push(s),
+                    Err(e) => {
+                        self.discard_staged(&staged).await;
+                        return Err(e);
+                    }
+                }
+            }
+            self.publish(&staged).await
+        })
+        .await
+    }
+
+    /// Checks requirements against the current metadata, applies the updates
+    /// and writes the new metadata file (not yet visible to anyone).
+    async fn stage(
+        &self,
+        ident: &TableIdentifier,
+        requirements: &[TableRequirement],
+        updates: &[TableUpdate],
+    ) -> Result<StagedCommit> {
+        let previous = self.store.metadata_location(ident, EntityKind::Table).await?;
+        let builder = match &previous {
+            Some(location) => {
+                let current = self.table_metadata(location).await?;
+                for requirement in requirements {
+                    requirement.check(Some(&current)).map_err(Error::from_iceberg)?;
+                }
+                current.as_ref().clone().into_builder(Some(location.clone()))
+            }
+            None => {
+                if !requirements.contains(&TableRequirement::NotExist) {
+                    return Err(Error::NoSuchTable(display_ident(ident)));
+                }
+                for requirement in requirements {
+                    requirement.check(None).map_err(Error::from_iceberg)?;
+                }
+                self.builder_for_staged_create(ident, updates).await?
+            }
+        };
+        let mut builder = builder;
+        for update in updates {
+            builder = update.clone().apply(builder).map_err(Error::from_iceberg)?;
+        }
+        let built = builder.build().map_err(Error::from_iceberg)?;
+        if previous.is_some() && built.changes.is_empty() {
+            let location = previous.clone().unwrap_or_default();
+            return Ok(StagedCommit { ident: ident.clone(), location: location.clone(), previous, metadata: self.table_metadata(&location).await? });
+        }
+        let metadata = built.metadata;
+        self.warehouse.validate_location(metadata.location())?;
+        let location = next_metadata_location(metadata.location(), previous.as_deref());
+        self.write_json(&location, &metadata).await?;
+        Ok(StagedCommit { ident: ident.clone(), previous, location, metadata: Arc::new(metadata) })
+    }
+
+    /// The starting point of a commit that creates its table (a staged create):
+    /// a table from the first schema, spec, sort order, location and format
+    /// version among the updates, which are then applied on top.
+    async fn builder_for_staged_create(
+        &self,
+        ident: &TableIdentifier,
+        updates: &[TableUpdate],
+    ) -> Result<TableMetadataBuilder> {
+        let schema = updates
+            .iter()
+            .find_map(|u| match u {
+                TableUpdate::AddSchema { schema } => Some(schema.clone()),
+                _ => None,
+            })
+            .ok_or_else(|| Error::BadRequest("creating a table needs an add-schema update".into()))?;
+        let spec = updates.iter().find_map(|u| match u {
+            TableUpdate::AddSpec { spec } => Some(spec.clone()),
+            _ => None,
+        });
+        let sort_order = updates.iter().find_map(|u| match u {
+            TableUpdate::AddSortOrder { sort_order } => Some(sort_order.clone()),
+            _ => None,
+        });
+        let format_version = updates.iter().find_map(|u| match u {
+            TableUpdate::UpgradeFormatVersion { format_version } => Some(*format_version),
+            _ => None,
+        });
+        let location = match updates.iter().find_map(|u| match u {
+            TableUpdate::SetLocation { location } => Some(location.clone()),
+            _ => None,
+        }) {
+            Some(location) => location,
+            None => self.default_location(&ident.namespace, &ident.name).await?,
+        };
+        if self.store.metadata_location(ident, EntityKind::View).await?.is_some() {
+            return Err(Error::AlreadyExists(format!("a view named {} already exists", display_ident(ident))));
+        }
+        TableMetadataBuilder::new(
+            schema,
+            spec.unwrap_or_else(|| UnboundPartitionSpec::builder().build()),
+            sort_order.unwrap_or_else(SortOrder::unsorted_order),
+            location,
+            format_version.unwrap_or(FormatVersion::V2),
+            HashMap::new(),
+        )
+        .map_err(Error::from_iceberg)
+    }
+
+    /// Makes staged commits visible in one catalog transaction.
+    async fn publish(&self, staged: &[StagedCommit]) -> Result<()> {
+        let swaps: Vec<MetadataSwap> = staged
+            .iter()
+            .filter_map(|s| {
+                let expected = s.previous.clone()?;
+                (expected != s.location).then(|| MetadataSwap {
+                    ident: s.ident.clone(),
+                    kind: EntityKind::Table,
+                    expected,
+                    new: s.location.clone(),
+                })
+            })
+            .collect();
+        let creates: Vec<&StagedCommit> = staged.iter().filter(|s| s.previous.is_none()).collect();
+        let outcome = match (creates.as_slice(), swaps.is_empty()) {
+            ([], _) => self.store.swap_metadata(&swaps).await,
+            ([create], true) => self
+                .store
+                .insert_entity(&create.ident, EntityKind::Table, &create.location)
+                .await
+                .map_err(|e| match e {
+                    Error::AlreadyExists(m) => Error::CommitFailed(m),
+                    other => other,
+                }),
+            _ => Err(Error::BadRequest("a transaction cannot create tables; commit each creation on its own".into())),
+        };
+        match outcome {
+            Ok(()) => {
+                for s in staged {
+                    self.remember(&s.location, s.metadata.clone());
+                }
+                Ok(())
+            }
+            Err(e @ Error::CommitStateUnknown(_)) => Err(e),
+            Err(e) => {
+                self.discard_staged(staged).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn discard_staged(&self, staged: &[StagedCommit]) {
+        for s in staged.iter().filter(|s| s.previous.as_deref() != Some(s.location.as_str())) {
+            self.discard(&s.location).await;
+        }
+    }
+
+    /// Removes the table from the catalog; with `purge`, also every file under its location.
+    pub async fn drop_table(&self, ident: &TableIdentifier, purge: bool) -> Result<()> {
+        let location = self.store.drop_entity(ident, EntityKind::Table).await?;
+        if let (true, Some(metadata_location)) = (purge, location) {
+            let table_location = self.table_metadata(&metadata_location).await?.location().to_string();
+            match self.warehouse.delete_all_under(&table_location).await {
+                Ok(count) => tracing::info!(table = %display_ident(ident), count, "purged dropped table's files"),
+                Err(e) => tracing::warn!(table = %display_ident(ident), error = %e, "could not purge dropped table's files"),
+            }
+        }
+        Ok(())
+    }
+
+    // ---- views ----
+
+    pub async fn create_view(&self, namespace: Namespace, req: CreateViewRequest) -> Result<LoadViewResult> {
+        let ident = TableIdentifier { namespace: namespace.clone(), name: req.name.clone() };
+        let location = match req.location {
+            Some(l) => l,
+            None => self.default_location(&namespace, &req.name).await?,
+        };
+        self.warehouse.validate_location(&location)?;
+        let metadata = ViewMetadataBuilder::new(location, req.schema, req.view_version, ViewFormatVersion::V1, req.properties)
+            .and_then(ViewMetadataBuilder::build)
+            .map_err(Error::from_iceberg)?
+            .metadata;
+        let metadata_location = next_metadata_location(metadata.location(), None);
+        self.write_json(&metadata_location, &metadata).await?;
+        if let Err(e) = self.store.insert_entity(&ident, EntityKind::View, &metadata_location).await {
+            self.discard(&metadata_location).await;
+            return Err(e);
+        }
+        Ok(LoadViewResult { metadata_location, metadata, config: self.client_config() })
+    }
+
+    pub async fn load_view(&self, ident: &TableIdentifier) -> Result<LoadViewResult> {
+        let metadata_location = self.current_location(ident, EntityKind::View).await?;
+        let metadata = self.read_json(&metadata_location).await?;
+        Ok(LoadViewResult { metadata_location, metadata, config: self.client_config() })
+    }
+
+    pub async fn replace_view(&self, ident: TableIdentifier, req: CommitViewRequest) -> Result<LoadViewResult> {
+        self.with_retries(|| async {
+            let previous = self.current_location(&ident, EntityKind::View).await?;
+            let current: ViewMetadata = self.read_json(&previous).await?;
+            for ViewRequirement::AssertViewUuid { uuid } in &req.requirements {
+                if *uuid != current.uuid() {
+                    return Err(Error::CommitFailed(format!(
+                        "view UUID does not match: expected {uuid}, found {}",
+                        current.uuid()
+                    )));
+                }
+            }
+            let mut builder = current.into_builder();
+            for update in &req.updates {
+                builder = apply_view_update(builder, update.clone()).map_err(Error::from_iceberg)?;
+            }
+            let metadata = builder.build().map_err(Error::from_iceberg)?.metadata;
+            self.warehouse.validate_location(metadata.location())?;
+            let location = next_metadata_location(metadata.location(), Some(&previous));
+            self.write_json(&location, &metadata).await?;
+            let swap = MetadataSwap { ident: ident.clone(), kind: EntityKind::View, expected: previous, new: location.clone() };
+            if let Err(e) = self.store.swap_metadata(&[swap]).await {
+                if !matches!(e, Error::CommitStateUnknown(_)) {
+                    self.discard(&location).await;
+                }
+                return Err(e);
+            }
+            Ok(LoadViewResult { metadata_location: location, metadata, config: self.client_config() })
+        })
+        .await
+    }
+
+    pub async fn drop_view(&self, ident: &TableIdentifier) -> Result<()> {
+        self.store.drop_entity(ident, EntityKind::View).await.map(|_| ())
+    }
+}
+
+fn apply_view_update(builder: ViewMetadataBuilder, update: ViewUpdate) -> iceberg::Result<ViewMetadataBuilder> {
+    match update {
+        ViewUpdate::AssignUuid { uuid } => Ok(builder.assign_uuid(uuid)),
+        ViewUpdate::UpgradeFormatVersion { format_version } => builder.upgrade_format_version(format_version),
+        ViewUpdate::AddSchema { schema, .. } => Ok(builder.add_schema(schema)),
+        ViewUpdate::SetLocation { location } => Ok(builder.set_location(location)),
+        ViewUpdate::SetProperties { updates } => builder.set_properties(updates),
+        ViewUpdate::RemoveProperties { removals } => Ok(builder.remove_properties(&removals)),
+        ViewUpdate::AddViewVersion { view_version } => builder.add_version(view_version),
+        ViewUpdate::SetCurrentViewVersion { view_version_id } => builder.set_current_version_id(view_version_id),
+    }
+}

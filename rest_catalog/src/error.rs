@@ -1,0 +1,119 @@
+//! The crate's one error type, and how each variant maps onto the Iceberg REST
+//! `ErrorModel` (HTTP status + exception name the clients expect).
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotAuthorized(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("namespace does not exist: {0}")]
+    NoSuchNamespace(String),
+    #[error("table does not exist: {0}")]
+    NoSuchTable(String),
+    #[error("view does not exist: {0}")]
+    NoSuchView(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("namespace is not empty: {0}")]
+    NamespaceNotEmpty(String),
+    /// A requirement did not hold or another writer won the race: the client may retry.
+    #[error("commit failed: {0}")]
+    CommitFailed(String),
+    /// Another commit changed the entity between our read and our swap.
+    #[error("commit failed: {0}")]
+    ConcurrentUpdate(String),
+    /// The commit may or may not have been applied: never reported as a conflict.
+    #[error("commit state unknown: {0}")]
+    CommitStateUnknown(String),
+    #[error("the catalog database is unavailable: {0}")]
+    DatabaseUnavailable(String),
+    #[error("database error: {0}")]
+    Database(#[from] tokio_postgres::Error),
+    #[error("object storage error: {0}")]
+    Storage(#[from] object_store::Error),
+    #[error("invalid Iceberg metadata: {0}")]
+    Metadata(String),
+    #[error("configuration error: {0}")]
+    Config(String),
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// HTTP status and Iceberg exception name.
+    pub fn status_and_type(&self) -> (StatusCode, &'static str) {
+        match self {
+            Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequestException"),
+            Error::NotAuthorized(_) => (StatusCode::UNAUTHORIZED, "NotAuthorizedException"),
+            Error::NotFound(_) => (StatusCode::NOT_FOUND, "NotFoundException"),
+            Error::NoSuchNamespace(_) => (StatusCode::NOT_FOUND, "NoSuchNamespaceException"),
+            Error::NoSuchTable(_) => (StatusCode::NOT_FOUND, "NoSuchTableException"),
+            Error::NoSuchView(_) => (StatusCode::NOT_FOUND, "NoSuchViewException"),
+            Error::AlreadyExists(_) => (StatusCode::CONFLICT, "AlreadyExistsException"),
+            Error::NamespaceNotEmpty(_) => (StatusCode::CONFLICT, "NamespaceNotEmptyException"),
+            Error::CommitFailed(_) | Error::ConcurrentUpdate(_) => {
+                (StatusCode::CONFLICT, "CommitFailedException")
+            }
+            Error::CommitStateUnknown(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "CommitStateUnknownException")
+            }
+            Error::DatabaseUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailableException")
+            }
+            Error::Database(_)
+            | Error::Storage(_)
+            | Error::Metadata(_)
+            | Error::Config(_)
+            | Error::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError"),
+        }
+    }
+
+    /// Short label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        self.status_and_type().1
+    }
+
+    /// Maps an iceberg crate error raised while checking requirements or applying
+    /// updates: a failed requirement is a conflict, anything else a bad request.
+    pub fn from_iceberg(e: iceberg::Error) -> Self {
+        match e.kind() {
+            iceberg::ErrorKind::CatalogCommitConflicts => Error::CommitFailed(e.to_string()),
+            iceberg::ErrorKind::TableNotFound => Error::NoSuchTable(e.to_string()),
+            _ => Error::BadRequest(e.to_string()),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for Error {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => Error::Database(e),
+            other => Error::DatabaseUnavailable(other.to_string()),
+        }
+    }
+}
+
+/// The body of every error response (`ErrorModel` wrapped in `IcebergErrorResponse`).
+pub fn error_body(status: StatusCode, kind: &str, message: &str) -> serde_json::Value {
+    json!({ "error": { "message": message, "type": kind, "code": status.as_u16(), "stack": [] } })
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let (status, kind) = self.status_and_type();
+        if status.is_server_error() {
+            tracing::error!(error = %self, kind, "request failed");
+        }
+        let message = self.to_string();
+        (status, axum::Json(error_body(status, kind, &message))).into_response()
+    }
+}

@@ -1,0 +1,64 @@
+//! Iceberg REST catalog whose state lives in the cluster's Postgres, in the
+//! catalog tables the pg_lake extension also writes.
+//!
+//! Layers: [`api`] (axum routes, thin) → [`catalog`] (service logic: commits
+//! built on the iceberg crate's requirement checks and metadata builder) →
+//! [`storage`] (a trait, implemented for Postgres) and [`warehouse`]
+//! (object storage for metadata files).
+
+pub mod api;
+pub mod auth;
+pub mod catalog;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod model;
+pub mod storage;
+pub mod warehouse;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::trace::TraceLayer;
+
+pub use config::Args;
+pub use error::{Error, Result};
+
+/// Connects to the catalog database (applying migrations), then serves on
+/// `listener` until `shutdown` completes, finishing in-flight requests.
+pub async fn serve(args: Args, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+    let auth = Arc::new(args.auth()?);
+    let warehouse = warehouse::Warehouse::new(&args.storage())?;
+    let store = storage::postgres::PostgresStore::connect(
+        &args.database_url,
+        &args.catalog_name,
+        args.max_db_connections,
+        Duration::from_secs(args.database_wait_secs),
+    )
+    .await?;
+    let metrics = Arc::new(metrics::Metrics::default());
+    let catalog = Arc::new(catalog::Catalog::new(Arc::new(store), warehouse, metrics.clone(), args.commit_retries));
+    let state = api::AppState {
+        catalog,
+        auth,
+        metrics,
+        prefix: args.prefix.clone(),
+        idempotency_lifetime: Duration::from_secs(args.idempotency_lifetime_secs),
+    };
+    let app = api::router(state)
+        .layer(DefaultBodyLimit::max(args.max_body_bytes))
+        .layer(RequestBodyLimitLayer::new(args.max_body_bytes))
+        .layer(TraceLayer::new_for_http());
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        warehouse = %args.warehouse,
+        catalog = %args.catalog_name,
+        auth = ?args.auth,
+        "serving the Iceberg REST catalog"
+    );
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,83 @@
+//! Where the catalog's state lives: the [`CatalogStore`] trait, implemented for
+//! Postgres in [`postgres`]. The service layer holds no SQL.
+
+pub mod postgres;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::model::{Namespace, Properties, TableIdentifier};
+
+/// Tables and views share one name space per namespace, told apart by `iceberg_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntityKind {
+    Table,
+    View,
+}
+
+/// A page of a listing: entries sorted by name, strictly after `after`.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub after: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// One compare-and-swap of an entity's metadata location.
+#[derive(Debug, Clone)]
+pub struct MetadataSwap {
+    pub ident: TableIdentifier,
+    pub kind: EntityKind,
+    pub expected: String,
+    pub new: String,
+}
+
+/// Outcome of a namespace property update.
+#[derive(Debug, Default)]
+pub struct PropertyChanges {
+    pub updated: Vec<String>,
+    pub removed: Vec<String>,
+    pub missing: Vec<String>,
+}
+
+/// A response stored under an Idempotency-Key.
+#[derive(Debug, Clone)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub body: String,
+}
+
+#[async_trait]
+pub trait CatalogStore: Send + Sync + 'static {
+    /// Succeeds when the store answers and its schema is current.
+    async fn check_ready(&self) -> Result<()>;
+
+    async fn create_namespace(&self, namespace: &Namespace, properties: &Properties) -> Result<()>;
+    /// `None` when the namespace does not exist.
+    async fn namespace_properties(&self, namespace: &Namespace) -> Result<Option<Properties>>;
+    /// Direct children of `parent` (top-level namespaces when `None`).
+    async fn list_namespaces(&self, parent: Option<&Namespace>, page: &Page) -> Result<Vec<Namespace>>;
+    /// Fails with `NamespaceNotEmpty` while it holds tables, views or namespaces.
+    async fn drop_namespace(&self, namespace: &Namespace) -> Result<()>;
+    async fn update_namespace_properties(
+        &self,
+        namespace: &Namespace,
+        removals: &[String],
+        updates: &Properties,
+    ) -> Result<PropertyChanges>;
+
+    async fn list_entities(&self, namespace: &Namespace, kind: EntityKind, page: &Page) -> Result<Vec<String>>;
+    /// The current metadata location, `None` when no such entity exists.
+    async fn metadata_location(&self, ident: &TableIdentifier, kind: EntityKind) -> Result<Option<String>>;
+    /// Fails with `AlreadyExists` when a table or view has that name.
+    async fn insert_entity(&self, ident: &TableIdentifier, kind: EntityKind, metadata_location: &str) -> Result<()>;
+    /// Applies every swap or none; a swap whose expected location is no longer
+    /// current fails the whole call with `ConcurrentUpdate`.
+    async fn swap_metadata(&self, swaps: &[MetadataSwap]) -> Result<()>;
+    /// Removes the entity and returns its last metadata location.
+    async fn drop_entity(&self, ident: &TableIdentifier, kind: EntityKind) -> Result<Option<String>>;
+    async fn rename_entity(&self, from: &TableIdentifier, to: &TableIdentifier, kind: EntityKind) -> Result<()>;
+
+    async fn stored_response(&self, key: &str) -> Result<Option<StoredResponse>>;
+    /// Stores a response and forgets those older than `lifetime_secs`.
+    async fn store_response(&self, key: &str, response: &StoredResponse, lifetime_secs: u64) -> Result<()>;
+}

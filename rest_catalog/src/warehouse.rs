@@ -1,0 +1,235 @@
+//! The warehouse: object storage (S3, GCS or a local directory) reached through
+//! object_store, where metadata files are written and read, and the FileIO
+//! properties clients need to reach the same storage.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, PutPayload};
+
+use crate::error::{Error, Result};
+use crate::model::Properties;
+
+/// Storage settings (non-secret; keys come from the environment).
+#[derive(Debug, Clone, Default)]
+pub struct StorageSettings {
+    /// `s3://bucket/prefix`, `gs://bucket/prefix`, `file:///dir` or `/dir`.
+    pub warehouse: String,
+    pub s3_region: Option<String>,
+    pub s3_endpoint: Option<String>,
+    pub s3_path_style: bool,
+    pub s3_use_ssl: bool,
+    /// Hand the catalog's own S3 keys to clients in `config` (`s3.access-key-id`, ...).
+    pub vend_credentials: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Scheme {
+    /// Locations are `<scheme>://<bucket>/<key>`.
+    Bucket { prefixes: &'static [&'static str], bucket: String },
+    /// Locations are absolute paths, optionally as `file://` URLs.
+    Local,
+}
+
+pub struct Warehouse {
+    root: String,
+    scheme: Scheme,
+    store: Arc<dyn ObjectStore>,
+    client_config: Properties,
+}
+
+impl std::fmt::Debug for Warehouse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Warehouse").field("root", &self.root).finish_non_exhaustive()
+    }
+}
+
+fn bucket_of(rest: &str) -> Result<String> {
+    let bucket = rest.split('/').next().unwrap_or_default();
+    if bucket.is_empty() {
+        return Err(Error::Config("the warehouse URI names no bucket".into()));
+    }
+    Ok(bucket.to_string())
+}
+
+impl Warehouse {
+    pub fn new(settings: &StorageSettings) -> Result<Self> {
+        let root = settings.warehouse.trim_end_matches('/').to_string();
+        let mut client_config = Properties::new();
+        let (scheme, store): (Scheme, Arc<dyn ObjectStore>) = if let Some(rest) =
+            root.strip_prefix("s3://").or_else(|| root.strip_prefix("s3a://"))
+        {
+            let bucket = bucket_of(rest)?;
+            let mut builder = AmazonS3Builder::from_env()
+                .with_bucket_name(&bucket)
+                .with_virtual_hosted_style_request(!settings.s3_path_style)
+                .with_allow_http(!settings.s3_use_ssl);
+            if let Some(region) = &settings.s3_region {
+                builder = builder.with_region(region);
+                client_config.insert("s3.region".into(), region.clone());
+                client_config.insert("client.region".into(), region.clone());
+            }
+            if let Some(endpoint) = &settings.s3_endpoint {
+                builder = builder.with_endpoint(endpoint);
+                client_config.insert("s3.endpoint".into(), endpoint.clone());
+            }
+            if settings.s3_path_style {
+                client_config.insert("s3.path-style-access".into(), "true".into());
+            }
+            if settings.vend_credentials {
+                for (env, property) in [
+                    ("AWS_ACCESS_KEY_ID", "s3.access-key-id"),
+                    ("AWS_SECRET_ACCESS_KEY", "s3.secret-access-key"),
+                    ("AWS_SESSION_TOKEN", "s3.session-token"),
+                ] {
+                    if let Ok(value) = std::env::var(env) {
+                        client_config.insert(property.into(), value);
+                    }
+                }
+            }
+            let store = builder.build().map_err(|e| Error::Config(format!("S3 warehouse: {e}")))?;
+            (Scheme::Bucket { prefixes: &["s3://", "s3a://"], bucket }, Arc::new(store))
+        } else if let Some(rest) = root.strip_prefix("gs://") {
+            let bucket = bucket_of(rest)?;
+            let store = GoogleCloudStorageBuilder::from_env()
+                .with_bucket_name(&bucket)
+                .build()
+                .map_err(|e| Error::Config(format!("GCS warehouse: {e}")))?;
+            (Scheme::Bucket { prefixes: &["gs://"], bucket }, Arc::new(store))
+        } else {
+            let dir = root.strip_prefix("file://").unwrap_or(&root);
+            if !dir.starts_with('/') {
+                return Err(Error::Config(format!(
+                    "warehouse {root:?}: expected s3://bucket/prefix, gs://bucket/prefix or an absolute directory"
+                )));
+            }
+            std::fs::create_dir_all(dir)?;
+            (Scheme::Local, Arc::new(LocalFileSystem::new()))
+        };
+        Ok(Self { root, scheme, store, client_config })
+    }
+
+    /// The warehouse URI, without a trailing slash.
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+
+    /// FileIO properties every client needs to reach the warehouse.
+    pub fn client_config(&self) -> &Properties {
+        &self.client_config
+    }
+
+    /// The object path of a location inside this warehouse's bucket or file system.
+    fn object_path(&self, location: &str) -> Result<Path> {
+        let key = match &self.scheme {
+            Scheme::Bucket { prefixes, bucket } => prefixes
+                .iter()
+                .find_map(|p| location.strip_prefix(p))
+                .and_then(|rest| rest.strip_prefix(bucket.as_str()))
+                .and_then(|rest| rest.strip_prefix('/')),
+            Scheme::Local => location.strip_prefix("file://").unwrap_or(location).strip_prefix('/'),
+        };
+        let key = key.ok_or_else(|| {
+            Error::BadRequest(format!("location {location:?} is not inside the warehouse {:?}", self.root))
+        })?;
+        Path::parse(key).map_err(|e| Error::BadRequest(format!("location {location:?}: {e}")))
+    }
+
+    /// Checks that a client-supplied location can be written by this catalog.
+    pub fn validate_location(&self, location: &str) -> Result<()> {
+        self.object_path(location).map(|_| ())
+    }
+
+    pub async fn write(&self, location: &str, bytes: Bytes) -> Result<()> {
+        let path = self.object_path(location)?;
+        self.store.put(&path, PutPayload::from_bytes(bytes)).await?;
+        Ok(())
+    }
+
+    pub async fn read(&self, location: &str) -> Result<Bytes> {
+        let path = self.object_path(location)?;
+        Ok(self.store.get(&path).await?.bytes().await?)
+    }
+
+    /// Deletes one object; a missing one is not an error.
+    pub async fn delete(&self, location: &str) -> Result<()> {
+        let path = self.object_path(location)?;
+        match self.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes every object a location (a dropped table's files).
+    pub async fn delete_all_under(&self, location: &str) -> Result<usize> {
+        let prefix = self.object_path(location)?;
+        let paths: Vec<Path> = self.store.list(Some(&prefix)).map_ok(|m| m.location).try_collect().await?;
+        let count = paths.len();
+        for path in paths {
+            match self.store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(count)
+    }
+}
+
+/// Location of the next metadata file of a table or view: `<location>/metadata/
+/// <version>-<uuid>.metadata.json`, one version past `previous` and unique, so a
+/// metadata file is never overwritten.
+pub fn next_metadata_location(location: &str, previous: Option<&str>) -> String {
+    let version = previous.and_then(metadata_version).map_or(0, |v| v + 1);
+    format!("{}/metadata/{version:05}-{}.metadata.json", location.trim_end_matches('/'), uuid::Uuid::new_v4())
+}
+
+fn metadata_version(metadata_location: &str) -> Option<u64> {
+    let file = metadata_location.rsplit('/').next()?;
+    file.split_once('-')?.0.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_versions_increase_and_names_are_unique() {
+        let first = next_metadata_location("s3://b/t/", None);
+        assert!(first.starts_with("s3://b/t/metadata/00000-"), "{first}");
+        assert!(first.ends_with(".metadata.json"));
+        let second = next_metadata_location("s3://b/t", Some(&first));
+        assert!(second.starts_with("s3://b/t/metadata/00001-"), "{second}");
+        assert_ne!(next_metadata_location("x", None), next_metadata_location("x", None));
+        let foreign = next_metadata_location("x", Some("x/metadata/v3.metadata.json"));
+        assert!(foreign.starts_with("x/metadata/00000-"));
+    }
+
+    #[test]
+    fn locations_outside_the_bucket_are_refused() {
+        let w = Warehouse::new(&StorageSettings {
+            warehouse: "s3://bucket/wh".into(),
+            s3_region: Some("us-east-1".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(w.object_path("s3://bucket/wh/a/b").unwrap().as_ref(), "bucket/wh/a/b".trim_start_matches("bucket/"));
+        assert!(matches!(w.object_path("s3://other/x"), Err(Error::BadRequest(_))));
+        assert!(matches!(w.object_path("gs://bucket/x"), Err(Error::BadRequest(_))));
+    }
+
+    #[test]
+    fn local_warehouses_take_paths_and_file_urls() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_str().unwrap().to_string();
+        let w = Warehouse::new(&StorageSettings { warehouse: root.clone(), ..Default::default() }).unwrap();
+        let expected = root.trim_start_matches('/').to_string() + "/t";
+        assert_eq!(w.object_path(&format!("{root}/t")).unwrap().as_ref(), expected);
+        assert_eq!(w.object_path(&format!("file://{root}/t")).unwrap().as_ref(), expected);
+        assert!(w.object_path("relative/t").is_err());
+    }
+}
