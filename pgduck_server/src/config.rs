@@ -1,0 +1,202 @@
+//! Command-line interface, compatible with the original pgduck_server's flags.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::error::ServerError;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "pgduck_server",
+    version,
+    about = "DuckDB behind the Postgres wire protocol, on a unix socket (TCP optional)."
+)]
+pub struct Config {
+    /// Directory that holds the unix socket `.s.PGSQL.<port>`.
+    #[arg(long = "unix_socket_directory", default_value = "/tmp", env = "PGDUCK_UNIX_SOCKET_DIRECTORY")]
+    pub unix_socket_directory: PathBuf,
+
+    /// Port number: names the socket file, and is the TCP port when --listen_address is given.
+    #[arg(long, default_value_t = 5332, env = "PGDUCK_PORT")]
+    pub port: u16,
+
+    /// Maximum number of concurrent client sessions; further ones are refused with SQLSTATE 53300.
+    #[arg(long = "max_clients", default_value_t = 10_000, env = "PGDUCK_MAX_CLIENTS")]
+    pub max_clients: usize,
+
+    /// DuckDB memory limit, e.g. `4GB` or `80%` (DuckDB's default is 80 % of RAM).
+    #[arg(long = "memory_limit", env = "PGDUCK_MEMORY_LIMIT")]
+    pub memory_limit: Option<String>,
+
+    /// DuckDB worker threads (default: one per core).
+    #[arg(long, env = "PGDUCK_THREADS")]
+    pub threads: Option<u32>,
+
+    /// Directory for DuckDB's spill files and cached remote data.
+    #[arg(long = "cache_dir", env = "PGDUCK_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Upper bound on what --cache_dir may hold, e.g. `10GB`.
+    #[arg(long = "cache_size", env = "PGDUCK_CACHE_SIZE")]
+    pub cache_size: Option<String>,
+
+    /// DuckDB extension directory, laid out as `<dir>/v<version>/<platform>/<name>.duckdb_extension`.
+    #[arg(long = "extensions_dir", env = "PGDUCK_EXTENSIONS_DIR")]
+    pub extensions_dir: Option<PathBuf>,
+
+    /// SQL file run once at start-up, before clients are accepted.
+    #[arg(long = "init_file_path", env = "PGDUCK_INIT_FILE_PATH")]
+    pub init_file_path: Option<PathBuf>,
+
+    /// Persistent DuckDB database file (default: in memory).
+    #[arg(long = "duckdb_database_file_path", env = "PGDUCK_DATABASE_FILE_PATH")]
+    pub duckdb_database_file_path: Option<PathBuf>,
+
+    /// File that receives the server's process id while it runs.
+    #[arg(long, env = "PGDUCK_PIDFILE")]
+    pub pidfile: Option<PathBuf>,
+
+    /// Validate the flags and exit.
+    #[arg(long = "check_cli_params_only")]
+    pub check_cli_params_only: bool,
+
+    /// Also listen on TCP at this address (e.g. 127.0.0.1). Requires PGDUCK_PASSWORD.
+    #[arg(long = "listen_address", env = "PGDUCK_LISTEN_ADDRESS")]
+    pub listen_address: Option<String>,
+
+    /// Log at debug level.
+    #[arg(long)]
+    pub debug: bool,
+
+    /// Log every query.
+    #[arg(long)]
+    pub verbose: bool,
+}
+
+/// Password TCP clients must present; read from the environment only, never from argv.
+pub const PASSWORD_ENV: &str = "PGDUCK_PASSWORD";
+
+impl Config {
+    pub fn socket_path(&self) -> PathBuf {
+        self.unix_socket_directory.join(format!(".s.PGSQL.{}", self.port))
+    }
+
+    /// Checks what can be checked without starting anything.
+    pub fn validate(&self) -> Result<(), ServerError> {
+        let dir = &self.unix_socket_directory;
+        if !dir.is_dir() {
+            return Err(ServerError::Config(format!(
+                "--unix_socket_directory {} is not a directory",
+                dir.display()
+            )));
+        }
+        if self.port == 0 {
+            return Err(ServerError::Config("--port must be between 1 and 65535".into()));
+        }
+        if self.max_clients == 0 {
+            return Err(ServerError::Config("--max_clients must be at least 1".into()));
+        }
+        if let Some(m) = &self.memory_limit {
+            parse_size(m, true).map_err(|e| ServerError::Config(format!("--memory_limit {m:?}: {e}")))?;
+        }
+        if let Some(s) = &self.cache_size {
+            parse_size(s, false).map_err(|e| ServerError::Config(format!("--cache_size {s:?}: {e}")))?;
+        }
+        if self.threads == Some(0) {
+            return Err(ServerError::Config("--threads must be at least 1".into()));
+        }
+        for (flag, path) in [
+            ("--extensions_dir", &self.extensions_dir),
+            ("--cache_dir", &self.cache_dir),
+        ] {
+            if let Some(p) = path {
+                if p.exists() && !p.is_dir() {
+                    return Err(ServerError::Config(format!("{flag} {} is not a directory", p.display())));
+                }
+            }
+        }
+        if let Some(p) = &self.init_file_path {
+            if !p.is_file() {
+                return Err(ServerError::Config(format!(
+                    "--init_file_path {} does not exist or is not a file",
+                    p.display()
+                )));
+            }
+        }
+        if let Some(addr) = &self.listen_address {
+            if addr.parse::<std::net::IpAddr>().is_err() {
+                return Err(ServerError::Config(format!(
+                    "--listen_address {addr:?} is not an IP address"
+                )));
+            }
+            if std::env::var(PASSWORD_ENV).map(|p| p.is_empty()).unwrap_or(true) {
+                return Err(ServerError::Config(format!(
+                    "--listen_address needs a password: set {PASSWORD_ENV}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses sizes such as `512MB`, `4 GiB`, `1.5GB`, `1024` (bytes) or, when
+/// `allow_percent`, `80%`. Returns bytes (percentages return 0: DuckDB resolves them).
+pub fn parse_size(s: &str, allow_percent: bool) -> Result<u64, String> {
+    let t = s.trim();
+    if let Some(p) = t.strip_suffix('%') {
+        if !allow_percent {
+            return Err("a percentage is not accepted here".into());
+        }
+        let v: f64 = p.trim().parse().map_err(|_| "expected a number before %".to_string())?;
+        if !(0.0..=100.0).contains(&v) || v == 0.0 {
+            return Err("percentage must be in (0, 100]".into());
+        }
+        return Ok(0);
+    }
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| "expected a size like 512MB, 4GiB or 80%".to_string())?;
+    if !value.is_finite() || value <= 0.0 {
+        return Err("size must be positive".into());
+    }
+    let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        "KIB" => 1 << 10,
+        "MIB" => 1 << 20,
+        "GIB" => 1 << 30,
+        "TIB" => 1 << 40,
+        other => return Err(format!("unknown unit {other:?} (use B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)")),
+    };
+    Ok((value * mult as f64) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("1024", false), Ok(1024));
+        assert_eq!(parse_size("4GB", false), Ok(4_000_000_000));
+        assert_eq!(parse_size("2 GiB", false), Ok(2 << 30));
+        assert_eq!(parse_size("80%", true), Ok(0));
+        assert!(parse_size("80%", false).is_err());
+        assert!(parse_size("-1GB", false).is_err());
+        assert!(parse_size("12XB", false).unwrap_err().contains("XB"));
+        assert!(parse_size("lots", false).is_err());
+    }
+
+    #[test]
+    fn socket_path_follows_postgres_naming() {
+        let c = Config::parse_from(["pgduck_server", "--unix_socket_directory", "/run/x", "--port", "6000"]);
+        assert_eq!(c.socket_path(), PathBuf::from("/run/x/.s.PGSQL.6000"));
+    }
+}

@@ -1,0 +1,641 @@
+//! Arrow values (as DuckDB hands them out) in Postgres' text and binary formats.
+//!
+//! Text output is what the Postgres input function of the reported type accepts:
+//! lists as `{..}` array literals, structs as `(..)` record literals, timestamptz in
+//! UTC with `+00`, intervals in the `postgres` IntervalStyle, bytea as `\x..`.
+
+use std::fmt::Write as _;
+
+use duckdb::arrow::array::{Array, ArrayRef, AsArray};
+use duckdb::arrow::datatypes::*;
+use duckdb::arrow::util::display::{ArrayFormatter, FormatOptions};
+
+use crate::types::{Kind, PgType};
+
+const UNIX_TO_PG_DAYS: i64 = 10_957;
+const UNIX_TO_PG_MICROS: i64 = UNIX_TO_PG_DAYS * 86_400_000_000;
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// Writes the Postgres text form of a non-null value.
+pub fn write_text(arr: &dyn Array, row: usize, out: &mut Vec<u8>) {
+    match arr.data_type() {
+        DataType::Boolean => out.push(if arr.as_boolean().value(row) { b't' } else { b'f' }),
+        DataType::Int8 => push_display(out, arr.as_primitive::<Int8Type>().value(row)),
+        DataType::Int16 => push_display(out, arr.as_primitive::<Int16Type>().value(row)),
+        DataType::Int32 => push_display(out, arr.as_primitive::<Int32Type>().value(row)),
+        DataType::Int64 => push_display(out, arr.as_primitive::<Int64Type>().value(row)),
+        DataType::UInt8 => push_display(out, arr.as_primitive::<UInt8Type>().value(row)),
+        DataType::UInt16 => push_display(out, arr.as_primitive::<UInt16Type>().value(row)),
+        DataType::UInt32 => push_display(out, arr.as_primitive::<UInt32Type>().value(row)),
+        DataType::UInt64 => push_display(out, arr.as_primitive::<UInt64Type>().value(row)),
+        DataType::Float32 => push_float(out, arr.as_primitive::<Float32Type>().value(row) as f64, true),
+        DataType::Float64 => push_float(out, arr.as_primitive::<Float64Type>().value(row), false),
+        DataType::Decimal128(_, scale) => {
+            push_decimal(out, arr.as_primitive::<Decimal128Type>().value(row), *scale)
+        }
+        DataType::Utf8 => out.extend_from_slice(arr.as_string::<i32>().value(row).as_bytes()),
+        DataType::LargeUtf8 => out.extend_from_slice(arr.as_string::<i64>().value(row).as_bytes()),
+        DataType::Utf8View => out.extend_from_slice(arr.as_string_view().value(row).as_bytes()),
+        DataType::Binary => push_hex(out, arr.as_binary::<i32>().value(row)),
+        DataType::LargeBinary => push_hex(out, arr.as_binary::<i64>().value(row)),
+        DataType::BinaryView => push_hex(out, arr.as_binary_view().value(row)),
+        // DuckDB exports UUIDs losslessly as 16-byte values.
+        DataType::FixedSizeBinary(16) => push_uuid(out, arr.as_fixed_size_binary().value(row)),
+        DataType::FixedSizeBinary(_) => push_hex(out, arr.as_fixed_size_binary().value(row)),
+        DataType::Date32 => push_date(out, arr.as_primitive::<Date32Type>().value(row) as i64),
+        DataType::Date64 => {
+            push_date(out, arr.as_primitive::<Date64Type>().value(row).div_euclid(86_400_000))
+        }
+        DataType::Time32(_) | DataType::Time64(_) => push_time(out, time_micros(arr, row)),
+        DataType::Timestamp(_, tz) => {
+            let micros = timestamp_micros(arr, row);
+            push_timestamp(out, micros);
+            if tz.is_some() && micros.abs() != i64::MAX {
+                out.extend_from_slice(b"+00");
+            }
+        }
+        DataType::Interval(_) | DataType::Duration(_) => {
+            let (months, days, micros) = interval_parts(arr, row);
+            push_interval(out, months, days, micros);
+        }
+        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _) => {
+            let values = list_values(arr, row);
+            push_array_literal(out, values.as_ref());
+        }
+        DataType::Struct(_) => push_record_literal(out, arr.as_struct(), row),
+        DataType::Map(_, _) => push_map(out, arr, row),
+        DataType::Dictionary(_, _) => push_dictionary(out, arr, row),
+        _ => push_formatted(out, arr, row),
+    }
+}
+
+/// Writes the Postgres binary form of a non-null value of the reported type.
+pub fn write_binary(arr: &dyn Array, row: usize, ty: PgType, out: &mut Vec<u8>) {
+    if ty.is_array {
+        let values = list_values(arr, row);
+        write_binary_array(values.as_ref(), ty.kind, out);
+        return;
+    }
+    match ty.kind {
+        Kind::Bool => out.push(arr.as_boolean().value(row) as u8),
+        Kind::Int2 => out.extend_from_slice(&(int_value(arr, row) as i16).to_be_bytes()),
+        Kind::Int4 => out.extend_from_slice(&(int_value(arr, row) as i32).to_be_bytes()),
+        Kind::Int8 => out.extend_from_slice(&int_value(arr, row).to_be_bytes()),
+        Kind::Float4 => out.extend_from_slice(&arr.as_primitive::<Float32Type>().value(row).to_be_bytes()),
+        Kind::Float8 => out.extend_from_slice(&arr.as_primitive::<Float64Type>().value(row).to_be_bytes()),
+        Kind::Numeric => {
+            let mut text = Vec::new();
+            write_text(arr, row, &mut text);
+            numeric_binary(std::str::from_utf8(&text).unwrap_or("NaN"), out);
+        }
+        Kind::Bytea => match arr.data_type() {
+            DataType::Binary => out.extend_from_slice(arr.as_binary::<i32>().value(row)),
+            DataType::LargeBinary => out.extend_from_slice(arr.as_binary::<i64>().value(row)),
+            DataType::BinaryView => out.extend_from_slice(arr.as_binary_view().value(row)),
+            DataType::FixedSizeBinary(_) => out.extend_from_slice(arr.as_fixed_size_binary().value(row)),
+            _ => write_text(arr, row, out),
+        },
+        Kind::Date => {
+            let days = match arr.data_type() {
+                DataType::Date64 => arr.as_primitive::<Date64Type>().value(row).div_euclid(86_400_000),
+                _ => arr.as_primitive::<Date32Type>().value(row) as i64,
+            };
+            let pg = match days {
+                d if d >= i32::MAX as i64 => i32::MAX,
+                d if d <= -(i32::MAX as i64) => i32::MIN,
+                d => (d - UNIX_TO_PG_DAYS) as i32,
+            };
+            out.extend_from_slice(&pg.to_be_bytes());
+        }
+        Kind::Time => out.extend_from_slice(&time_micros(arr, row).to_be_bytes()),
+        Kind::Timestamp | Kind::TimestampTz => {
+            let pg = match timestamp_micros(arr, row) {
+                i64::MAX => i64::MAX,
+                m if m <= -i64::MAX => i64::MIN,
+                m => m - UNIX_TO_PG_MICROS,
+            };
+            out.extend_from_slice(&pg.to_be_bytes());
+        }
+        Kind::Interval => {
+            let (months, days, micros) = interval_parts(arr, row);
+            out.extend_from_slice(&micros.to_be_bytes());
+            out.extend_from_slice(&days.to_be_bytes());
+            out.extend_from_slice(&months.to_be_bytes());
+        }
+        Kind::Uuid => match arr.data_type() {
+            DataType::FixedSizeBinary(16) => out.extend_from_slice(arr.as_fixed_size_binary().value(row)),
+            _ => {
+                let mut text = Vec::new();
+                write_text(arr, row, &mut text);
+                let hex: Vec<u8> = text.into_iter().filter(|c| *c != b'-').collect();
+                out.extend(hex.chunks(2).map(|p| {
+                    u8::from_str_radix(std::str::from_utf8(p).unwrap_or("00"), 16).unwrap_or(0)
+                }));
+            }
+        },
+        Kind::Text | Kind::Json => write_text(arr, row, out),
+    }
+}
+
+/// A Postgres binary array (one or more dimensions) of `kind` elements.
+fn write_binary_array(values: &dyn Array, kind: Kind, out: &mut Vec<u8>) {
+    // Dimensions: descend through nested lists while they are non-empty.
+    let mut dims = vec![values.len() as i32];
+    let mut leaves: Vec<(ArrayRef, usize)> = (0..values.len()).map(|i| (values.slice(i, 1), 0)).collect();
+    while let Some((first, _)) = leaves.first() {
+        if !is_list(first.data_type()) || first.is_null(0) {
+            break;
+        }
+        let inner_len = list_values(first.as_ref(), 0).len();
+        if leaves.iter().any(|(a, _)| a.is_null(0) || list_values(a.as_ref(), 0).len() != inner_len) {
+            break; // ragged: Postgres cannot represent it; send the outer level only
+        }
+        dims.push(inner_len as i32);
+        leaves = leaves
+            .iter()
+            .flat_map(|(a, _)| {
+                let inner = list_values(a.as_ref(), 0);
+                (0..inner.len()).map(move |i| (inner.slice(i, 1), 0)).collect::<Vec<_>>()
+            })
+            .collect();
+    }
+    let has_null = leaves.iter().any(|(a, i)| a.is_null(*i));
+    out.extend_from_slice(&(dims.len() as i32).to_be_bytes());
+    out.extend_from_slice(&(has_null as i32).to_be_bytes());
+    out.extend_from_slice(&kind.oid().to_be_bytes());
+    for d in &dims {
+        out.extend_from_slice(&d.to_be_bytes());
+        out.extend_from_slice(&1i32.to_be_bytes());
+    }
+    let mut buf = Vec::new();
+    for (a, i) in &leaves {
+        if a.is_null(*i) {
+            out.extend_from_slice(&(-1i32).to_be_bytes());
+        } else {
+            buf.clear();
+            write_binary(a.as_ref(), *i, kind.into(), &mut buf);
+            out.extend_from_slice(&(buf.len() as i32).to_be_bytes());
+            out.extend_from_slice(&buf);
+        }
+    }
+}
+
+/// Appends one value escaped for COPY text format (`\\`, `\t`, `\n`, `\r`).
+pub fn write_copy_text(arr: &dyn Array, row: usize, scratch: &mut Vec<u8>, out: &mut Vec<u8>) {
+    scratch.clear();
+    write_text(arr, row, scratch);
+    for &c in scratch.iter() {
+        match c {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            _ => out.push(c),
+        }
+    }
+}
+
+fn is_list(t: &DataType) -> bool {
+    matches!(t, DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _))
+}
+
+fn list_values(arr: &dyn Array, row: usize) -> ArrayRef {
+    match arr.data_type() {
+        DataType::List(_) => arr.as_list::<i32>().value(row),
+        DataType::LargeList(_) => arr.as_list::<i64>().value(row),
+        DataType::FixedSizeList(_, _) => arr.as_fixed_size_list().value(row),
+        other => unreachable!("list_values on {other}"),
+    }
+}
+
+fn int_value(arr: &dyn Array, row: usize) -> i64 {
+    match arr.data_type() {
+        DataType::Int8 => arr.as_primitive::<Int8Type>().value(row) as i64,
+        DataType::Int16 => arr.as_primitive::<Int16Type>().value(row) as i64,
+        DataType::Int32 => arr.as_primitive::<Int32Type>().value(row) as i64,
+        DataType::Int64 => arr.as_primitive::<Int64Type>().value(row),
+        DataType::UInt8 => arr.as_primitive::<UInt8Type>().value(row) as i64,
+        DataType::UInt16 => arr.as_primitive::<UInt16Type>().value(row) as i64,
+        DataType::UInt32 => arr.as_primitive::<UInt32Type>().value(row) as i64,
+        DataType::UInt64 => arr.as_primitive::<UInt64Type>().value(row) as i64,
+        other => unreachable!("int_value on {other}"),
+    }
+}
+
+fn time_micros(arr: &dyn Array, row: usize) -> i64 {
+    match arr.data_type() {
+        DataType::Time32(TimeUnit::Second) => arr.as_primitive::<Time32SecondType>().value(row) as i64 * 1_000_000,
+        DataType::Time32(_) => arr.as_primitive::<Time32MillisecondType>().value(row) as i64 * 1_000,
+        DataType::Time64(TimeUnit::Nanosecond) => arr.as_primitive::<Time64NanosecondType>().value(row) / 1_000,
+        _ => arr.as_primitive::<Time64MicrosecondType>().value(row),
+    }
+}
+
+fn timestamp_micros(arr: &dyn Array, row: usize) -> i64 {
+    let DataType::Timestamp(unit, _) = arr.data_type() else { unreachable!() };
+    let keep_infinite = |v: i64, f: fn(i64) -> i64| if v.abs() == i64::MAX { v } else { f(v) };
+    match unit {
+        TimeUnit::Second => keep_infinite(arr.as_primitive::<TimestampSecondType>().value(row), |v| v * 1_000_000),
+        TimeUnit::Millisecond => {
+            keep_infinite(arr.as_primitive::<TimestampMillisecondType>().value(row), |v| v * 1_000)
+        }
+        TimeUnit::Microsecond => arr.as_primitive::<TimestampMicrosecondType>().value(row),
+        TimeUnit::Nanosecond => {
+            keep_infinite(arr.as_primitive::<TimestampNanosecondType>().value(row), |v| v.div_euclid(1_000))
+        }
+    }
+}
+
+/// (months, days, microseconds)
+fn interval_parts(arr: &dyn Array, row: usize) -> (i32, i32, i64) {
+    match arr.data_type() {
+        DataType::Interval(IntervalUnit::MonthDayNano) => {
+            let v = arr.as_primitive::<IntervalMonthDayNanoType>().value(row);
+            (v.months, v.days, v.nanoseconds / 1_000)
+        }
+        DataType::Interval(IntervalUnit::DayTime) => {
+            let v = arr.as_primitive::<IntervalDayTimeType>().value(row);
+            (0, v.days, v.milliseconds as i64 * 1_000)
+        }
+        DataType::Interval(IntervalUnit::YearMonth) => {
+            (arr.as_primitive::<IntervalYearMonthType>().value(row), 0, 0)
+        }
+        DataType::Duration(unit) => {
+            let micros = match unit {
+                TimeUnit::Second => arr.as_primitive::<DurationSecondType>().value(row) * 1_000_000,
+                TimeUnit::Millisecond => arr.as_primitive::<DurationMillisecondType>().value(row) * 1_000,
+                TimeUnit::Microsecond => arr.as_primitive::<DurationMicrosecondType>().value(row),
+                TimeUnit::Nanosecond => arr.as_primitive::<DurationNanosecondType>().value(row) / 1_000,
+            };
+            (0, 0, micros)
+        }
+        other => unreachable!("interval_parts on {other}"),
+    }
+}
+
+fn push_display(out: &mut Vec<u8>, v: impl std::fmt::Display) {
+    let _ = write!(VecWriter(out), "{v}");
+}
+
+fn push_float(out: &mut Vec<u8>, v: f64, single: bool) {
+    if v.is_nan() {
+        out.extend_from_slice(b"NaN");
+    } else if v.is_infinite() {
+        out.extend_from_slice(if v > 0.0 { b"Infinity" } else { b"-Infinity" });
+    } else if single {
+        push_display(out, v as f32);
+    } else {
+        push_display(out, v);
+    }
+}
+
+fn push_decimal(out: &mut Vec<u8>, v: i128, scale: i8) {
+    if scale <= 0 {
+        push_display(out, v * 10i128.pow((-scale) as u32));
+        return;
+    }
+    let scale = scale as usize;
+    let digits = v.unsigned_abs().to_string();
+    if v < 0 {
+        out.push(b'-');
+    }
+    if digits.len() <= scale {
+        out.extend_from_slice(b"0.");
+        out.extend(std::iter::repeat_n(b'0', scale - digits.len()));
+        out.extend_from_slice(digits.as_bytes());
+    } else {
+        let (int, frac) = digits.split_at(digits.len() - scale);
+        out.extend_from_slice(int.as_bytes());
+        out.push(b'.');
+        out.extend_from_slice(frac.as_bytes());
+    }
+}
+
+fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.extend_from_slice(b"\\x");
+    for b in bytes {
+        out.push(HEX[(b >> 4) as usize]);
+        out.push(HEX[(b & 15) as usize]);
+    }
+}
+
+fn push_uuid(out: &mut Vec<u8>, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push(b'-');
+        }
+        out.push(HEX[(b >> 4) as usize]);
+        out.push(HEX[(b & 15) as usize]);
+    }
+}
+
+/// Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn push_ymd(out: &mut Vec<u8>, days: i64) -> bool {
+    let (y, m, d) = civil_from_days(days);
+    let bc = y <= 0;
+    let year = if bc { 1 - y } else { y };
+    let _ = write!(VecWriter(out), "{year:04}-{m:02}-{d:02}");
+    bc
+}
+
+fn push_date(out: &mut Vec<u8>, days: i64) {
+    if days >= i32::MAX as i64 {
+        out.extend_from_slice(b"infinity");
+    } else if days <= -(i32::MAX as i64) {
+        out.extend_from_slice(b"-infinity");
+    } else if push_ymd(out, days) {
+        out.extend_from_slice(b" BC");
+    }
+}
+
+fn push_time(out: &mut Vec<u8>, micros: i64) {
+    let secs = micros.div_euclid(1_000_000);
+    let frac = micros.rem_euclid(1_000_000);
+    let _ = write!(VecWriter(out), "{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    push_fraction(out, frac);
+}
+
+fn push_fraction(out: &mut Vec<u8>, frac_micros: i64) {
+    if frac_micros != 0 {
+        let s = format!("{frac_micros:06}");
+        out.push(b'.');
+        out.extend_from_slice(s.trim_end_matches('0').as_bytes());
+    }
+}
+
+fn push_timestamp(out: &mut Vec<u8>, micros: i64) {
+    if micros == i64::MAX {
+        out.extend_from_slice(b"infinity");
+        return;
+    }
+    if micros <= -i64::MAX {
+        out.extend_from_slice(b"-infinity");
+        return;
+    }
+    let days = micros.div_euclid(MICROS_PER_DAY);
+    let bc = push_ymd(out, days);
+    out.push(b' ');
+    push_time(out, micros.rem_euclid(MICROS_PER_DAY));
+    if bc {
+        out.extend_from_slice(b" BC");
+    }
+}
+
+/// IntervalStyle `postgres`: `1 year 2 mons 3 days 04:05:06.5`.
+fn push_interval(out: &mut Vec<u8>, months: i32, days: i32, micros: i64) {
+    let mut parts: Vec<String> = Vec::new();
+    let (years, mons) = (months / 12, months % 12);
+    let unit = |n: i64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    if years != 0 {
+        parts.push(unit(years as i64, "year", "years"));
+    }
+    if mons != 0 {
+        parts.push(unit(mons as i64, "mon", "mons"));
+    }
+    if days != 0 {
+        parts.push(unit(days as i64, "day", "days"));
+    }
+    if micros != 0 || parts.is_empty() {
+        let mut t = Vec::new();
+        if micros < 0 {
+            t.push(b'-');
+        }
+        let abs = micros.unsigned_abs() as i64;
+        let secs = abs / 1_000_000;
+        let _ = write!(VecWriter(&mut t), "{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+        push_fraction(&mut t, abs % 1_000_000);
+        parts.push(String::from_utf8(t).expect("ascii"));
+    }
+    out.extend_from_slice(parts.join(" ").as_bytes());
+}
+
+/// `{a,b,NULL}`, nested lists as nested braces, elements quoted when needed.
+fn push_array_literal(out: &mut Vec<u8>, values: &dyn Array) {
+    out.push(b'{');
+    let mut elem = Vec::new();
+    for i in 0..values.len() {
+        if i > 0 {
+            out.push(b',');
+        }
+        if values.is_null(i) {
+            out.extend_from_slice(b"NULL");
+            continue;
+        }
+        if is_list(values.data_type()) {
+            push_array_literal(out, list_values(values, i).as_ref());
+            continue;
+        }
+        elem.clear();
+        write_text(values, i, &mut elem);
+        let needs_quotes = elem.is_empty()
+            || elem.eq_ignore_ascii_case(b"NULL")
+            || elem.iter().any(|c| matches!(c, b'{' | b'}' | b',' | b'"' | b'\\') || c.is_ascii_whitespace());
+        push_quoted(out, &elem, needs_quotes, b'\\');
+    }
+    out.push(b'}');
+}
+
+/// `(a,b)`: NULL fields are empty, others quoted when needed.
+fn push_record_literal(out: &mut Vec<u8>, s: &duckdb::arrow::array::StructArray, row: usize) {
+    out.push(b'(');
+    let mut field = Vec::new();
+    for (i, col) in s.columns().iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        if col.is_null(row) {
+            continue;
+        }
+        field.clear();
+        write_text(col.as_ref(), row, &mut field);
+        let needs_quotes = field.is_empty()
+            || field.iter().any(|c| matches!(c, b'(' | b')' | b',' | b'"' | b'\\') || c.is_ascii_whitespace());
+        push_quoted(out, &field, needs_quotes, b'"');
+    }
+    out.push(b')');
+}
+
+/// Writes `v`, in double quotes when asked; `"` is escaped by `escape_quote`
+/// (`\` in arrays, `"` in records), and `\` is always doubled inside quotes.
+fn push_quoted(out: &mut Vec<u8>, v: &[u8], quote: bool, escape_quote: u8) {
+    if !quote {
+        out.extend_from_slice(v);
+        return;
+    }
+    out.push(b'"');
+    for &c in v {
+        match c {
+            b'"' => out.extend_from_slice(&[escape_quote, b'"']),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            _ => out.push(c),
+        }
+    }
+    out.push(b'"');
+}
+
+/// DuckDB's own map notation: `{k=v, k2=v2}`.
+fn push_map(out: &mut Vec<u8>, arr: &dyn Array, row: usize) {
+    let entries = arr.as_map().value(row);
+    out.push(b'{');
+    for i in 0..entries.len() {
+        if i > 0 {
+            out.extend_from_slice(b", ");
+        }
+        for (j, col) in entries.columns().iter().enumerate() {
+            if j == 1 {
+                out.push(b'=');
+            }
+            if col.is_null(i) {
+                out.extend_from_slice(b"NULL");
+            } else {
+                write_text(col.as_ref(), i, out);
+            }
+        }
+    }
+    out.push(b'}');
+}
+
+fn push_dictionary(out: &mut Vec<u8>, arr: &dyn Array, row: usize) {
+    let DataType::Dictionary(key, _) = arr.data_type() else { unreachable!() };
+    let (values, idx) = match key.as_ref() {
+        DataType::UInt8 => { let d = arr.as_dictionary::<UInt8Type>(); (d.values(), d.keys().value(row) as usize) }
+        DataType::UInt16 => { let d = arr.as_dictionary::<UInt16Type>(); (d.values(), d.keys().value(row) as usize) }
+        DataType::UInt32 => { let d = arr.as_dictionary::<UInt32Type>(); (d.values(), d.keys().value(row) as usize) }
+        DataType::Int8 => { let d = arr.as_dictionary::<Int8Type>(); (d.values(), d.keys().value(row) as usize) }
+        DataType::Int16 => { let d = arr.as_dictionary::<Int16Type>(); (d.values(), d.keys().value(row) as usize) }
+        DataType::Int32 => { let d = arr.as_dictionary::<Int32Type>(); (d.values(), d.keys().value(row) as usize) }
+        _ => { let d = arr.as_dictionary::<Int64Type>(); (d.values(), d.keys().value(row) as usize) }
+    };
+    write_text(values.as_ref(), idx, out);
+}
+
+fn push_formatted(out: &mut Vec<u8>, arr: &dyn Array, row: usize) {
+    match ArrayFormatter::try_new(arr, &FormatOptions::default()) {
+        Ok(f) => push_display(out, f.value(row)),
+        Err(e) => push_display(out, format_args!("<unsupported {}: {e}>", arr.data_type())),
+    }
+}
+
+/// Postgres' binary numeric: base-10000 digits around the decimal point.
+fn numeric_binary(text: &str, out: &mut Vec<u8>) {
+    const NAN: u16 = 0xC000;
+    let (neg, body) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    if body.is_empty() || !body.bytes().all(|c| c.is_ascii_digit() || c == b'.') {
+        out.extend_from_slice(&[0, 0, 0, 0]);
+        out.extend_from_slice(&NAN.to_be_bytes());
+        out.extend_from_slice(&[0, 0]);
+        return;
+    }
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    let dscale = frac.len() as u16;
+    let int = int.trim_start_matches('0');
+    // Pad the integer part on the left and the fraction on the right to groups of 4.
+    let int_pad = (4 - int.len() % 4) % 4;
+    let frac_pad = (4 - frac.len() % 4) % 4;
+    let digits: String = "0".repeat(int_pad) + int + frac + &"0".repeat(frac_pad);
+    let mut groups: Vec<i16> = digits
+        .as_bytes()
+        .chunks(4)
+        .map(|c| std::str::from_utf8(c).expect("ascii").parse().expect("digits"))
+        .collect();
+    let mut weight = ((int.len() + int_pad) / 4) as i16 - 1;
+    while groups.first() == Some(&0) {
+        groups.remove(0);
+        weight -= 1;
+    }
+    while groups.last() == Some(&0) {
+        groups.pop();
+    }
+    if groups.is_empty() {
+        weight = 0;
+    }
+    out.extend_from_slice(&(groups.len() as i16).to_be_bytes());
+    out.extend_from_slice(&weight.to_be_bytes());
+    out.extend_from_slice(&(if neg && !groups.is_empty() { 0x4000u16 } else { 0 }).to_be_bytes());
+    out.extend_from_slice(&dscale.to_be_bytes());
+    for g in groups {
+        out.extend_from_slice(&g.to_be_bytes());
+    }
+}
+
+struct VecWriter<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for VecWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(f: impl FnOnce(&mut Vec<u8>)) -> String {
+        let mut v = Vec::new();
+        f(&mut v);
+        String::from_utf8(v).unwrap()
+    }
+
+    #[test]
+    fn dates_and_timestamps_use_iso_and_bc() {
+        assert_eq!(text(|o| push_date(o, 0)), "1970-01-01");
+        assert_eq!(text(|o| push_date(o, 19_723)), "2024-01-01");
+        assert_eq!(text(|o| push_date(o, -719_528)), "0001-12-31 BC");
+        assert_eq!(text(|o| push_timestamp(o, 1_500_000)), "1970-01-01 00:00:01.5");
+        assert_eq!(text(|o| push_timestamp(o, i64::MAX)), "infinity");
+    }
+
+    #[test]
+    fn intervals_follow_postgres_style() {
+        assert_eq!(text(|o| push_interval(o, 14, 3, 4 * 3_600_000_000 + 500_000)), "1 year 2 mons 3 days 04:00:00.5");
+        assert_eq!(text(|o| push_interval(o, 0, 0, 0)), "00:00:00");
+        assert_eq!(text(|o| push_interval(o, 0, -1, -1_000_000)), "-1 days -00:00:01");
+    }
+
+    #[test]
+    fn decimals_keep_every_digit() {
+        assert_eq!(text(|o| push_decimal(o, 12345, 2)), "123.45");
+        assert_eq!(text(|o| push_decimal(o, -5, 3)), "-0.005");
+        assert_eq!(text(|o| push_decimal(o, i128::MAX / 1000, 9)), "170141183460469231731687303.715884105");
+    }
+
+    #[test]
+    fn numeric_binary_matches_postgres_layout() {
+        let mut out = Vec::new();
+        numeric_binary("12345.678", &mut out);
+        // ndigits 3, weight 1, positive, dscale 3, digits 1 2345 6780
+        assert_eq!(out, vec![0, 3, 0, 1, 0, 0, 0, 3, 0, 1, 0x09, 0x29, 0x1a, 0x7c]);
+        out.clear();
+        numeric_binary("0", &mut out);
+        assert_eq!(out, vec![0, 0, 0, 0, 0, 0, 0, 0]);
+        out.clear();
+        numeric_binary("-0.05", &mut out);
+        assert_eq!(out, vec![0, 1, 0xff, 0xff, 0x40, 0, 0, 2, 0x01, 0xf4]);
+    }
+
+    #[test]
+    fn floats_spell_specials_like_postgres() {
+        assert_eq!(text(|o| push_float(o, f64::INFINITY, false)), "Infinity");
+        assert_eq!(text(|o| push_float(o, f64::NAN, false)), "NaN");
+        assert_eq!(text(|o| push_float(o, 0.1, true)), "0.1");
+    }
+}

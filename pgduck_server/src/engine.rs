@@ -1,0 +1,304 @@
+//! The DuckDB side: one database per process, one connection per client session,
+//! and the registry that lets cancel requests interrupt a session's query.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use duckdb::{ffi, Connection};
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::error::{QueryError, ServerError};
+use crate::types::{kind_from_type_id, PgType};
+
+/// The process-wide DuckDB database and the sessions open on it.
+pub struct Engine {
+    /// Connection kept only to clone new sessions from.
+    root: Mutex<Connection>,
+    /// Raw handle of the same database, for the describe-only connections.
+    raw_db: ffi::duckdb_database,
+    sessions: Mutex<HashMap<i32, Registered>>,
+    next_pid: AtomicI32,
+    active: AtomicUsize,
+    max_clients: usize,
+}
+
+// SAFETY: duckdb_database is a thread-safe handle (DuckDB's DatabaseInstance); we only
+// use it to open new connections, which DuckDB allows from any thread.
+unsafe impl Send for Engine {}
+// SAFETY: see above; all other fields are Sync.
+unsafe impl Sync for Engine {}
+
+struct Registered {
+    secret: i32,
+    interrupt: Arc<duckdb::InterruptHandle>,
+}
+
+impl Engine {
+    /// Opens the database, applies the configuration, credentials from the
+    /// environment and the init file.
+    pub fn open(config: &Config) -> Result<Arc<Engine>, ServerError> {
+        let path = match &config.duckdb_database_file_path {
+            Some(p) => p.to_string_lossy().into_owned(),
+            None => ":memory:".to_owned(),
+        };
+        let raw_db = open_raw(&path, config)?;
+        // SAFETY: raw_db was just opened successfully and stays open for the process
+        // lifetime (Engine never closes it); open_from_raw does not take ownership.
+        let root = unsafe { Connection::open_from_raw(raw_db) }
+            .map_err(|e| ServerError::Startup(e.to_string()))?;
+
+        let setup = |sql: &str, what: &str| {
+            root.execute_batch(sql)
+                .map_err(|e| ServerError::Startup(format!("{what}: {}", QueryError::from(e).message)))
+        };
+        setup("SET GLOBAL TimeZone = 'UTC'", "setting TimeZone")?;
+        if let Some(m) = &config.memory_limit {
+            setup(&format!("SET GLOBAL memory_limit = {}", literal(m)), "--memory_limit")?;
+        }
+        if let Some(t) = config.threads {
+            setup(&format!("SET GLOBAL threads = {t}"), "--threads")?;
+        }
+        if let Some(dir) = &config.cache_dir {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| ServerError::io(format!("creating --cache_dir {}", dir.display()), e))?;
+            let tmp = dir.join("spill");
+            setup(
+                &format!("SET GLOBAL temp_directory = {}", literal(&tmp.to_string_lossy())),
+                "--cache_dir",
+            )?;
+            if let Some(size) = &config.cache_size {
+                setup(&format!("SET GLOBAL max_temp_directory_size = {}", literal(size)), "--cache_size")?;
+            }
+        }
+        setup("SET GLOBAL enable_external_file_cache = true", "enabling the file cache")?;
+        for stmt in crate::credentials::secrets_from_env(std::env::vars()) {
+            root.execute_batch(&stmt.sql).map_err(|e| {
+                // DuckDB may echo the statement; never let a key reach a log.
+                ServerError::Startup(format!(
+                    "creating the {} secret from the environment: {}",
+                    stmt.name,
+                    stmt.redact(&QueryError::from(e).message)
+                ))
+            })?;
+            info!(secret = stmt.name, "object storage credentials configured from the environment");
+        }
+        if let Some(init) = &config.init_file_path {
+            let sql = std::fs::read_to_string(init)
+                .map_err(|e| ServerError::io(format!("reading --init_file_path {}", init.display()), e))?;
+            root.execute_batch(&sql).map_err(|e| {
+                ServerError::Startup(format!("--init_file_path {}: {}", init.display(), QueryError::from(e).message))
+            })?;
+            info!(file = %init.display(), "init file applied");
+        }
+        Ok(Arc::new(Engine {
+            root: Mutex::new(root),
+            raw_db,
+            sessions: Mutex::new(HashMap::new()),
+            next_pid: AtomicI32::new(1),
+            active: AtomicUsize::new(0),
+            max_clients: config.max_clients,
+        }))
+    }
+
+    /// Opens a session: a new DuckDB connection, registered for cancel requests.
+    pub fn open_session(self: &Arc<Self>) -> Result<Arc<Session>, QueryError> {
+        if self.active.fetch_add(1, Ordering::SeqCst) >= self.max_clients {
+            self.active.fetch_sub(1, Ordering::SeqCst);
+            return Err(QueryError::new("53300", "sorry, too many clients already"));
+        }
+        let conn = match self.root.lock().expect("root connection lock").try_clone() {
+            Ok(c) => c,
+            Err(e) => {
+                self.active.fetch_sub(1, Ordering::SeqCst);
+                return Err(e.into());
+            }
+        };
+        let describe = DescribeConnection::open(self.raw_db);
+        let pid = self.next_pid.fetch_add(1, Ordering::Relaxed);
+        let secret: i32 = rand::random();
+        let interrupt = conn.interrupt_handle();
+        self.sessions
+            .lock()
+            .expect("session registry lock")
+            .insert(pid, Registered { secret, interrupt });
+        Ok(Arc::new(Session {
+            engine: self.clone(),
+            pid,
+            secret,
+            conn: Mutex::new(conn),
+            describe: Mutex::new(describe),
+        }))
+    }
+
+    /// Interrupts the running query of the session with this key, if any.
+    pub fn cancel(&self, pid: i32, secret: i32) -> bool {
+        let sessions = self.sessions.lock().expect("session registry lock");
+        match sessions.get(&pid) {
+            Some(r) if r.secret == secret => {
+                r.interrupt.interrupt();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Interrupts every running query (shutdown).
+    pub fn cancel_all(&self) {
+        for r in self.sessions.lock().expect("session registry lock").values() {
+            r.interrupt.interrupt();
+        }
+    }
+
+    pub fn active_sessions(&self) -> usize {
+        self.active.load(Ordering::SeqCst)
+    }
+}
+
+/// One client's DuckDB connection. Dropping it unregisters the session.
+pub struct Session {
+    engine: Arc<Engine>,
+    pub pid: i32,
+    pub secret: i32,
+    pub conn: Mutex<Connection>,
+    describe: Mutex<Option<DescribeConnection>>,
+}
+
+impl Session {
+    /// Parameter and result types of `sql` as DuckDB infers them, or `None` when the
+    /// statement cannot be prepared outside the session's own state (temp tables).
+    pub fn describe(&self, sql: &str) -> Option<Description> {
+        self.describe.lock().ok()?.as_ref()?.describe(sql)
+    }
+}
+
+/// What Describe reports for a statement.
+#[derive(Debug, Clone, Default)]
+pub struct Description {
+    pub params: Vec<PgType>,
+    pub columns: Vec<Column>,
+}
+
+/// A result column as reported in RowDescription.
+#[derive(Debug, Clone)]
+pub struct Column {
+    pub name: String,
+    pub ty: PgType,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.engine.sessions.lock().expect("session registry lock").remove(&self.pid);
+        self.engine.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A raw connection used only to prepare statements and read their parameter
+/// types, which the duckdb crate does not expose.
+struct DescribeConnection(ffi::duckdb_connection);
+
+// SAFETY: a duckdb_connection may be used from any thread as long as it is not used
+// concurrently; Session guards it with a Mutex.
+unsafe impl Send for DescribeConnection {}
+
+impl DescribeConnection {
+    fn open(db: ffi::duckdb_database) -> Option<Self> {
+        let mut con: ffi::duckdb_connection = std::ptr::null_mut();
+        // SAFETY: db is a live database handle; con is an out-pointer DuckDB fills.
+        let rc = unsafe { ffi::duckdb_connect(db, &mut con) };
+        (rc == ffi::DuckDBSuccess).then_some(DescribeConnection(con))
+    }
+
+    fn describe(&self, sql: &str) -> Option<Description> {
+        let c_sql = CString::new(sql).ok()?;
+        let mut stmt: ffi::duckdb_prepared_statement = std::ptr::null_mut();
+        // SAFETY: self.0 is a live connection; stmt is an out-pointer that is destroyed
+        // below whether or not preparing succeeded; names and logical types returned by
+        // DuckDB are copied and freed before the statement is destroyed.
+        unsafe {
+            let rc = ffi::duckdb_prepare(self.0, c_sql.as_ptr(), &mut stmt);
+            let description = (rc == ffi::DuckDBSuccess).then(|| {
+                let params = (1..=ffi::duckdb_nparams(stmt))
+                    .map(|i| kind_from_type_id(ffi::duckdb_param_type(stmt, i)).into())
+                    .collect();
+                let columns = (0..ffi::duckdb_prepared_statement_column_count(stmt))
+                    .map(|i| {
+                        let name_ptr = ffi::duckdb_prepared_statement_column_name(stmt, i);
+                        let name = std::ffi::CStr::from_ptr(name_ptr).to_string_lossy().into_owned();
+                        ffi::duckdb_free(name_ptr as *mut _);
+                        let mut logical = ffi::duckdb_prepared_statement_column_logical_type(stmt, i);
+                        let ty = PgType::from_raw_duckdb(logical);
+                        ffi::duckdb_destroy_logical_type(&mut logical);
+                        Column { name, ty }
+                    })
+                    .collect();
+                Description { params, columns }
+            });
+            ffi::duckdb_destroy_prepare(&mut stmt);
+            description
+        }
+    }
+}
+
+impl Drop for DescribeConnection {
+    fn drop(&mut self) {
+        // SAFETY: self.0 was opened by duckdb_connect and is disconnected exactly once.
+        unsafe { ffi::duckdb_disconnect(&mut self.0) };
+    }
+}
+
+fn open_raw(path: &str, config: &Config) -> Result<ffi::duckdb_database, ServerError> {
+    let mut options: Vec<(&str, String)> = vec![
+        ("autoinstall_known_extensions", "false".into()),
+        ("autoload_known_extensions", "true".into()),
+    ];
+    if let Some(dir) = &config.extensions_dir {
+        options.push(("extension_directory", dir.to_string_lossy().into_owned()));
+    }
+    let to_c = |s: &str| {
+        CString::new(s).map_err(|_| ServerError::Config(format!("{s:?} contains a NUL byte")))
+    };
+    let c_path = to_c(path)?;
+    let mut cfg: ffi::duckdb_config = std::ptr::null_mut();
+    let mut db: ffi::duckdb_database = std::ptr::null_mut();
+    let mut err: *mut std::os::raw::c_char = std::ptr::null_mut();
+    // SAFETY: all pointers are out-pointers or NUL-terminated strings that outlive the
+    // calls; the config is destroyed after opening and the error string freed.
+    unsafe {
+        if ffi::duckdb_create_config(&mut cfg) != ffi::DuckDBSuccess {
+            return Err(ServerError::Startup("cannot allocate a DuckDB config".into()));
+        }
+        for (k, v) in &options {
+            let (ck, cv) = (to_c(k)?, to_c(v)?);
+            if ffi::duckdb_set_config(cfg, ck.as_ptr(), cv.as_ptr()) != ffi::DuckDBSuccess {
+                ffi::duckdb_destroy_config(&mut cfg);
+                return Err(ServerError::Startup(format!("DuckDB rejected option {k}={v}")));
+            }
+        }
+        let rc = ffi::duckdb_open_ext(c_path.as_ptr(), &mut db, cfg, &mut err);
+        ffi::duckdb_destroy_config(&mut cfg);
+        if rc != ffi::DuckDBSuccess {
+            let msg = if err.is_null() {
+                "unknown error".to_owned()
+            } else {
+                let m = std::ffi::CStr::from_ptr(err).to_string_lossy().into_owned();
+                ffi::duckdb_free(err.cast());
+                m
+            };
+            return Err(ServerError::Startup(format!("opening database {path}: {msg}")));
+        }
+    }
+    if path != ":memory:" {
+        info!(path, "opened DuckDB database file");
+    } else {
+        warn!("DuckDB database is in memory: tables created in it are lost at exit");
+    }
+    Ok(db)
+}
+
+/// A SQL string literal.
+pub fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}

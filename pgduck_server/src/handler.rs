@@ -1,0 +1,486 @@
+//! The Postgres protocol side: start-up and authentication, simple and extended
+//! query, COPY-out for `TRANSMIT`, and cancel requests. pgwire does the framing;
+//! this module decides what each message means for a DuckDB session.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::{stream, Sink, SinkExt, StreamExt};
+use pgwire::api::auth::{
+    finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata,
+    DefaultServerParameterProvider, StartupHandler,
+};
+use pgwire::api::cancel::CancelHandler;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{send_ready_for_query, ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{
+    DescribePortalResponse, DescribeStatementResponse, FieldFormat, FieldInfo, QueryResponse,
+    Response, Tag,
+};
+use pgwire::api::stmt::{QueryParser, StoredStatement};
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, Type};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::cancel::CancelRequest;
+use pgwire::messages::copy::{CopyData, CopyDone, CopyOutResponse};
+use pgwire::messages::data::{DataRow, FieldDescription, RowDescription};
+use pgwire::messages::extendedquery::Execute;
+use pgwire::messages::response::{CommandComplete, EmptyQueryResponse, TransactionStatus};
+use pgwire::messages::simplequery::Query;
+use pgwire::messages::startup::{Authentication, SecretKey};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use tracing::{debug, info};
+
+use crate::engine::{Column, Description, Engine, Session};
+use crate::error::QueryError;
+use crate::params::decode_params;
+use crate::query::{self, Event, Failure, Plan};
+use crate::sql::{classify, split_statements, strip_transmit, Reply};
+
+/// Serves one listener. Unix-socket clients are trusted (the socket lives in a
+/// directory only the pod's containers share); TCP clients must give the password.
+pub struct Backend {
+    engine: Arc<Engine>,
+    password: Option<String>,
+    verbose: bool,
+    parser: Arc<StatementParser>,
+}
+
+impl Backend {
+    pub fn new(engine: Arc<Engine>, password: Option<String>, verbose: bool) -> Arc<Self> {
+        Arc::new(Backend { engine, password, verbose, parser: Arc::new(StatementParser) })
+    }
+}
+
+impl PgWireServerHandlers for Backend {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        Arc::new(self.clone_handle())
+    }
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        Arc::new(self.clone_handle())
+    }
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        Arc::new(self.clone_handle())
+    }
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        Arc::new(self.clone_handle())
+    }
+}
+
+impl Backend {
+    fn clone_handle(&self) -> Backend {
+        Backend {
+            engine: self.engine.clone(),
+            password: self.password.clone(),
+            verbose: self.verbose,
+            parser: self.parser.clone(),
+        }
+    }
+}
+
+/// The session attached to a connection once start-up succeeded.
+struct SessionSlot(Arc<Session>);
+
+/// MD5 salt sent to a TCP client, kept until its password arrives.
+struct Md5Salt([u8; 4]);
+
+fn session_of<C: ClientInfo>(client: &C) -> PgWireResult<Arc<Session>> {
+    client
+        .session_extensions()
+        .get::<SessionSlot>()
+        .map(|s| s.0.clone())
+        .ok_or_else(|| fatal("08P01", "query before start-up completed"))
+}
+
+fn fatal(code: &str, message: &str) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new("FATAL".into(), code.into(), message.into())))
+}
+
+fn server_parameters() -> DefaultServerParameterProvider {
+    let mut p = DefaultServerParameterProvider::default();
+    p.server_version = format!("15.0 (pgduck_server {})", env!("CARGO_PKG_VERSION"));
+    p.date_style = "ISO, MDY".into();
+    p.time_zone = "UTC".into();
+    p.interval_style = "postgres".into();
+    p
+}
+
+#[async_trait]
+impl StartupHandler for Backend {
+    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match message {
+            PgWireFrontendMessage::Startup(startup) => {
+                protocol_negotiation(client, &startup).await?;
+                save_startup_parameters_to_metadata(client, &startup);
+                if self.password.is_some() {
+                    let salt: [u8; 4] = rand::random();
+                    client.session_extensions().insert(Md5Salt(salt));
+                    client.set_state(PgWireConnectionState::AuthenticationInProgress);
+                    client
+                        .send(PgWireBackendMessage::Authentication(Authentication::MD5Password(salt.to_vec())))
+                        .await?;
+                    Ok(())
+                } else {
+                    self.start_session(client).await
+                }
+            }
+            PgWireFrontendMessage::PasswordMessageFamily(pw) => {
+                let given = pw.into_password()?.password;
+                let user = client.metadata().get("user").cloned().unwrap_or_default();
+                let salt = client.session_extensions().get::<Md5Salt>().map(|s| s.0).unwrap_or_default();
+                let expected = self.password.as_deref().map(|p| md5_password(p, &user, &salt));
+                if expected.as_deref() != Some(given.as_str()) {
+                    return Err(fatal("28P01", &format!("password authentication failed for user \"{user}\"")));
+                }
+                self.start_session(client).await
+            }
+            _ => Err(fatal("08P01", "unexpected message during start-up")),
+        }
+    }
+}
+
+/// `md5` + md5(md5(password + user) + salt), as libpq computes it.
+fn md5_password(password: &str, user: &str, salt: &[u8; 4]) -> String {
+    let inner = format!("{:x}", md5::compute(format!("{password}{user}")));
+    let mut outer = inner.into_bytes();
+    outer.extend_from_slice(salt);
+    format!("md5{:x}", md5::compute(outer))
+}
+
+impl Backend {
+    async fn start_session<C>(&self, client: &mut C) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = self.engine.open_session().map_err(|e| fatal(e.code, &e.message))?;
+        client.set_pid_and_secret_key(session.pid, SecretKey::I32(session.secret));
+        debug!(pid = session.pid, "session started");
+        client.session_extensions().insert(SessionSlot(session));
+        finish_authentication(client, &server_parameters()).await
+    }
+
+    /// Runs a statement and writes its reply; I/O errors end the connection,
+    /// query errors are returned for the caller to report.
+    async fn respond<C>(
+        &self,
+        client: &mut C,
+        session: &Arc<Session>,
+        plan: Plan,
+    ) -> PgWireResult<Result<bool, Failure>>
+    where
+        C: Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if self.verbose {
+            info!(pid = session.pid, sql = %plan.sql, "query");
+        }
+        let transmit = plan.transmit;
+        let mut rx = query::execute(session.clone(), plan);
+        while let Some(event) = rx.recv().await {
+            match event {
+                Ok(Event::Columns(cols)) if transmit => {
+                    let n = cols.len();
+                    client
+                        .send(PgWireBackendMessage::CopyOutResponse(CopyOutResponse::new(0, n as i16, vec![0; n])))
+                        .await?;
+                }
+                Ok(Event::Columns(cols)) => {
+                    let fields = cols.iter().map(|c| field_description(c, FieldFormat::Text)).collect();
+                    client.feed(PgWireBackendMessage::RowDescription(RowDescription::new(fields))).await?;
+                }
+                Ok(Event::Rows(rows)) => {
+                    for row in rows {
+                        client.feed(PgWireBackendMessage::DataRow(row)).await?;
+                    }
+                }
+                Ok(Event::Copy(data)) => {
+                    client.send(PgWireBackendMessage::CopyData(CopyData::new(data))).await?;
+                }
+                Ok(Event::Done(done)) => {
+                    if transmit {
+                        client.feed(PgWireBackendMessage::CopyDone(CopyDone::new())).await?;
+                    }
+                    client.feed(PgWireBackendMessage::CommandComplete(CommandComplete::new(done.tag))).await?;
+                    return Ok(Ok(done.in_transaction));
+                }
+                Err(failure) => return Ok(Err(failure)),
+            }
+        }
+        Ok(Err(Failure { error: QueryError::new("XX000", "query ended without a result"), in_transaction: false }))
+    }
+}
+
+fn field_description(c: &Column, format: FieldFormat) -> FieldDescription {
+    FieldDescription::new(c.name.clone(), 0, 0, c.ty.oid(), c.ty.typlen(), -1, format.value())
+}
+
+fn field_info(c: &Column, format: FieldFormat) -> FieldInfo {
+    FieldInfo::new(c.name.clone(), None, None, Type::from_oid(c.ty.oid()).unwrap_or(Type::TEXT), format)
+        .with_type_size(c.ty.typlen())
+}
+
+fn status(in_transaction: bool, failed: bool) -> TransactionStatus {
+    match (in_transaction, failed) {
+        (true, true) => TransactionStatus::Error,
+        (true, false) => TransactionStatus::Transaction,
+        (false, _) => TransactionStatus::Idle,
+    }
+}
+
+fn plan_for(sql: &str) -> Plan {
+    let (body, transmit) = match strip_transmit(sql) {
+        Some(q) => (q, true),
+        None => (sql, false),
+    };
+    Plan { sql: body.to_owned(), params: Vec::new(), reply: classify(body), transmit, binary: Vec::new() }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Backend {
+    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = session_of(client)?;
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let statements = split_statements(&query.query);
+        let mut tx_status = client.transaction_status();
+        if statements.is_empty() {
+            client.feed(PgWireBackendMessage::EmptyQueryResponse(EmptyQueryResponse::new())).await?;
+        }
+        for sql in statements {
+            match self.respond(client, &session, plan_for(sql)).await? {
+                Ok(in_tx) => tx_status = status(in_tx, false),
+                Err(failure) => {
+                    client
+                        .feed(PgWireBackendMessage::ErrorResponse(failure.error.into_info().into()))
+                        .await?;
+                    tx_status = status(failure.in_transaction, true);
+                    break;
+                }
+            }
+        }
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        client.set_transaction_status(tx_status);
+        send_ready_for_query(client, tx_status).await
+    }
+
+    async fn do_query<C>(&self, _client: &mut C, _query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        unreachable!("on_query handles simple queries itself")
+    }
+}
+
+/// A statement prepared with Parse.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    sql: String,
+    transmit: bool,
+    reply: Reply,
+    description: Description,
+}
+
+#[derive(Debug)]
+pub struct StatementParser;
+
+#[async_trait]
+impl QueryParser for StatementParser {
+    type Statement = Prepared;
+
+    async fn parse_sql<C>(&self, client: &C, sql: &str, _types: &[Option<Type>]) -> PgWireResult<Option<Prepared>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let statements = split_statements(sql);
+        if statements.len() > 1 {
+            return Err(QueryError::new("42601", "cannot insert multiple commands into a prepared statement").into());
+        }
+        let Some(sql) = statements.first() else { return Ok(None) };
+        let plan = plan_for(sql);
+        let mut description = Description::default();
+        if !plan.transmit {
+            let session = session_of(client)?;
+            let body = plan.sql.clone();
+            if let Ok(Some(d)) = tokio::task::spawn_blocking(move || session.describe(&body)).await {
+                description = d;
+            }
+        }
+        if plan.reply != Reply::Rows || plan.transmit {
+            description.columns.clear();
+        }
+        Ok(Some(Prepared { sql: plan.sql, transmit: plan.transmit, reply: plan.reply, description }))
+    }
+
+    fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
+        Ok(stmt.description.params.iter().map(|t| Type::from_oid(t.oid()).unwrap_or(Type::TEXT)).collect())
+    }
+
+    fn get_result_schema(&self, stmt: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+        Ok(stmt
+            .description
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| field_info(c, format.map_or(FieldFormat::Text, |f| f.format_for(i))))
+            .collect())
+    }
+}
+
+fn portal_plan(portal: &Portal<Prepared>) -> Result<Plan, QueryError> {
+    let stmt = &portal.statement;
+    let params = decode_params(
+        &portal.parameters,
+        &portal.parameter_format,
+        &stmt.parameter_types,
+        &stmt.statement.description.params,
+    )?;
+    let binary = match &portal.result_column_format {
+        Format::UnifiedText => Vec::new(),
+        Format::UnifiedBinary => vec![true],
+        Format::Individual(codes) => codes.iter().map(|c| *c == 1).collect(),
+    };
+    let p = &stmt.statement;
+    Ok(Plan { sql: p.sql.clone(), params, reply: p.reply.clone(), transmit: p.transmit, binary })
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Backend {
+    type Statement = Prepared;
+    type QueryParser = StatementParser;
+
+    fn query_parser(&self) -> Arc<StatementParser> {
+        self.parser.clone()
+    }
+
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME);
+        let portal = match client.portal_store().get_portal(name) {
+            Some(pgwire::api::store::Entry::Value(p)) if p.statement.statement.transmit => p,
+            _ => return self._on_execute(client, message).await,
+        };
+        // COPY-out replies cannot be suspended, so they bypass the portal machinery.
+        let session = session_of(client)?;
+        let plan = portal_plan(&portal)?;
+        match self.respond(client, &session, plan).await? {
+            Ok(in_tx) => {
+                client.set_transaction_status(status(in_tx, false));
+                Ok(())
+            }
+            Err(failure) => {
+                client.set_transaction_status(status(failure.in_transaction, false));
+                Err(failure.error.into())
+            }
+        }
+    }
+
+    async fn do_describe_statement<C>(
+        &self,
+        _client: &mut C,
+        target: &StoredStatement<Prepared>,
+    ) -> PgWireResult<DescribeStatementResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let inferred = self.parser.get_parameter_types(&target.statement)?;
+        let params = (0..target.parameter_types.len().max(inferred.len()))
+            .map(|i| {
+                target.parameter_types.get(i).cloned().flatten().filter(|t| *t != Type::UNKNOWN)
+                    .or_else(|| inferred.get(i).cloned())
+                    .unwrap_or(Type::TEXT)
+            })
+            .collect();
+        Ok(DescribeStatementResponse::new(params, self.parser.get_result_schema(&target.statement, None)?))
+    }
+
+    async fn do_describe_portal<C>(&self, _client: &mut C, target: &Portal<Prepared>) -> PgWireResult<DescribePortalResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let fields = self.parser.get_result_schema(&target.statement.statement, Some(&target.result_column_format))?;
+        Ok(DescribePortalResponse::new(fields))
+    }
+
+    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = session_of(client)?;
+        let plan = portal_plan(portal)?;
+        if self.verbose {
+            info!(pid = session.pid, sql = %plan.sql, "query (extended)");
+        }
+        let format = portal.result_column_format.clone();
+        let was_in_tx = client.transaction_status() != TransactionStatus::Idle;
+        let mut rx = query::execute(session, plan);
+        match rx.recv().await {
+            Some(Ok(Event::Columns(cols))) => {
+                let fields: Vec<FieldInfo> =
+                    cols.iter().enumerate().map(|(i, c)| field_info(c, format.format_for(i))).collect();
+                let rows = stream::unfold(rx, |mut rx| async move {
+                    match rx.recv().await {
+                        Some(Ok(Event::Rows(rows))) => Some((stream::iter(rows.into_iter().map(Ok)).boxed(), rx)),
+                        Some(Err(f)) => Some((stream::iter([Err::<DataRow, _>(f.error.into())]).boxed(), rx)),
+                        _ => None,
+                    }
+                })
+                .flatten();
+                Ok(Response::Query(QueryResponse::new(Arc::new(fields), rows)))
+            }
+            Some(Ok(Event::Done(done))) => {
+                let tag = Tag::new(&done.tag);
+                Ok(match (was_in_tx, done.in_transaction) {
+                    (false, true) => Response::TransactionStart(tag),
+                    (true, false) => Response::TransactionEnd(tag),
+                    _ => Response::Execution(tag),
+                })
+            }
+            Some(Err(f)) => Err(f.error.into()),
+            Some(Ok(_)) | None => Err(QueryError::new("XX000", "query ended without a result").into()),
+        }
+    }
+}
+
+#[async_trait]
+impl CancelHandler for Backend {
+    async fn on_cancel_request(&self, request: CancelRequest) {
+        let secret = match request.secret_key {
+            SecretKey::I32(s) => s,
+            SecretKey::Bytes(b) if b.len() == 4 => i32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+            SecretKey::Bytes(_) => return,
+        };
+        let hit = self.engine.cancel(request.pid, secret);
+        info!(pid = request.pid, matched = hit, "cancel request");
+    }
+}

@@ -1,0 +1,183 @@
+//! Runs one statement on a session's DuckDB connection, on a blocking thread, and
+//! streams its result back batch by batch through a bounded channel. The channel
+//! bound is what keeps memory flat: DuckDB produces the next chunk only when the
+//! client has taken the previous ones.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use duckdb::arrow::array::{Array, RecordBatch};
+use duckdb::types::Value;
+use pgwire::messages::data::DataRow;
+use tokio::sync::mpsc;
+
+use crate::encode::{write_binary, write_copy_text, write_text};
+use crate::engine::{Column, Session};
+use crate::error::QueryError;
+use crate::sql::Reply;
+use crate::types::from_arrow;
+
+/// Batches in flight between DuckDB and the socket.
+const CHANNEL_DEPTH: usize = 4;
+
+/// One statement to run.
+pub struct Plan {
+    pub sql: String,
+    pub params: Vec<Value>,
+    pub reply: Reply,
+    /// Answer as COPY-out text data (`TRANSMIT`).
+    pub transmit: bool,
+    /// Per-column binary flags (empty: all text; one entry: applies to all).
+    pub binary: Vec<bool>,
+}
+
+/// What the executor reports, in order: `Columns` (row and COPY replies),
+/// then `Rows`/`Copy` batches, then `Done`.
+pub enum Event {
+    Columns(Arc<Vec<Column>>),
+    Rows(Vec<DataRow>),
+    Copy(Bytes),
+    Done(Completion),
+}
+
+/// The outcome of a statement that succeeded.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    /// Command tag, e.g. `SELECT 3`, `INSERT 0 1`, `CREATE TABLE`.
+    pub tag: String,
+    /// Whether the session is inside an explicit transaction afterwards.
+    pub in_transaction: bool,
+}
+
+/// A failed statement, with the session's transaction state afterwards.
+pub struct Failure {
+    pub error: QueryError,
+    pub in_transaction: bool,
+}
+
+pub type Receiver = mpsc::Receiver<Result<Event, Failure>>;
+
+/// Starts `plan` on a blocking thread. Dropping the receiver stops the query.
+pub fn execute(session: Arc<Session>, plan: Plan) -> Receiver {
+    let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+    tokio::task::spawn_blocking(move || {
+        let conn = match session.conn.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| run(&conn, &plan, &tx)))
+            .unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown".into());
+                Err(QueryError::new("XX000", format!("internal error while reading the result: {what}")))
+            });
+        let in_transaction = !conn.is_autocommit();
+        let last = match outcome {
+            Ok(Some(tag)) => Ok(Event::Done(Completion { tag, in_transaction })),
+            Ok(None) => return, // the client went away
+            Err(error) => Err(Failure { error, in_transaction }),
+        };
+        let _ = tx.blocking_send(last);
+    });
+    rx
+}
+
+type Sender = mpsc::Sender<Result<Event, Failure>>;
+
+/// Runs the plan; `Ok(None)` when the receiver was dropped mid-way.
+fn run(conn: &duckdb::Connection, plan: &Plan, tx: &Sender) -> Result<Option<String>, QueryError> {
+    let mut stmt = conn.prepare(&plan.sql)?;
+    // Executes in streaming mode; the iterator is dropped at once so errors while
+    // fetching come back as values from `step` rather than panics.
+    drop(stmt.stream_arrow(duckdb::params_from_iter(plan.params.iter()))?);
+    let schema = stmt.schema();
+
+    if let (Reply::Count(tag), false) = (&plan.reply, plan.transmit) {
+        let mut count: i64 = 0;
+        while let Some(batch) = stmt.step()? {
+            let batch = RecordBatch::from(&batch);
+            if let Some(col) = batch.columns().first() {
+                if !col.is_empty() && !col.is_null(0) {
+                    let mut s = Vec::new();
+                    write_text(col.as_ref(), 0, &mut s);
+                    count += std::str::from_utf8(&s).ok().and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
+                }
+            }
+        }
+        return Ok(Some(format!("{tag} {count}")));
+    }
+    if let (Reply::Command(tag), false) = (&plan.reply, plan.transmit) {
+        while stmt.step()?.is_some() {}
+        return Ok(Some(tag.clone()));
+    }
+
+    let columns: Arc<Vec<Column>> = Arc::new(
+        schema.fields().iter().map(|f| Column { name: f.name().clone(), ty: from_arrow(f) }).collect(),
+    );
+    if tx.blocking_send(Ok(Event::Columns(columns.clone()))).is_err() {
+        return Ok(None);
+    }
+    let binary = |i: usize| match plan.binary.len() {
+        0 => false,
+        1 => plan.binary[0],
+        _ => plan.binary.get(i).copied().unwrap_or(false),
+    };
+    let mut rows: u64 = 0;
+    let mut scratch = Vec::new();
+    while let Some(batch) = stmt.step()? {
+        let batch = RecordBatch::from(&batch);
+        let n = batch.num_rows();
+        rows += n as u64;
+        let event = if plan.transmit {
+            let mut out = Vec::with_capacity(n * 16 * batch.num_columns().max(1));
+            for row in 0..n {
+                for (i, col) in batch.columns().iter().enumerate() {
+                    if i > 0 {
+                        out.push(b'\t');
+                    }
+                    if col.is_null(row) {
+                        out.extend_from_slice(b"\\N");
+                    } else {
+                        write_copy_text(col.as_ref(), row, &mut scratch, &mut out);
+                    }
+                }
+                out.push(b'\n');
+            }
+            Event::Copy(Bytes::from(out))
+        } else {
+            let mut data_rows = Vec::with_capacity(n);
+            for row in 0..n {
+                let mut data = BytesMut::with_capacity(8 * batch.num_columns());
+                for (i, col) in batch.columns().iter().enumerate() {
+                    if col.is_null(row) {
+                        data.extend_from_slice(&(-1i32).to_be_bytes());
+                        continue;
+                    }
+                    scratch.clear();
+                    if binary(i) {
+                        write_binary(col.as_ref(), row, columns[i].ty, &mut scratch);
+                    } else {
+                        write_text(col.as_ref(), row, &mut scratch);
+                    }
+                    data.extend_from_slice(&(scratch.len() as i32).to_be_bytes());
+                    data.extend_from_slice(&scratch);
+                }
+                data_rows.push(DataRow::new(data, batch.num_columns() as i16));
+            }
+            Event::Rows(data_rows)
+        };
+        if tx.blocking_send(Ok(event)).is_err() {
+            return Ok(None);
+        }
+    }
+    let tag = match (&plan.reply, plan.transmit) {
+        (_, true) => format!("COPY {rows}"),
+        (Reply::Count(t), _) => format!("{t} {rows}"),
+        _ => format!("SELECT {rows}"),
+    };
+    Ok(Some(tag))
+}
