@@ -17,6 +17,19 @@ pub const DEFAULT_DATABASE: &str = "postgres";
 /// The catalog name Postgres' own tables are registered under.
 pub const DEFAULT_CATALOG_NAME: &str = "pg_lake";
 
+/// Environment variables that carry object-storage credentials into every process
+/// (from a Secret in pods, from the caller's environment locally). Their values are
+/// never part of a [`Wiring`].
+pub const S3_ACCESS_KEY_ID_ENV: &str = "AWS_ACCESS_KEY_ID";
+pub const S3_SECRET_ACCESS_KEY_ENV: &str = "AWS_SECRET_ACCESS_KEY";
+pub const S3_SESSION_TOKEN_ENV: &str = "AWS_SESSION_TOKEN";
+/// Path of a GCS service-account key file (a mounted Secret in pods).
+pub const GCS_CREDENTIALS_FILE_ENV: &str = "GOOGLE_APPLICATION_CREDENTIALS";
+/// Bearer token the REST catalog requires from its clients, when set.
+pub const CATALOG_AUTH_TOKEN_ENV: &str = "REST_CATALOG_AUTH_TOKEN";
+/// Password the REST catalog uses for `REST_CATALOG_DATABASE_URL`'s user.
+pub const CATALOG_DATABASE_PASSWORD_ENV: &str = "PGPASSWORD";
+
 /// Object storage the warehouse lives in, with the settings every engine needs
 /// to reach it. Credentials are never part of the wiring: they travel as
 /// environment variables from Secrets (pods) or the caller's environment (local).
@@ -96,8 +109,13 @@ pub struct Guc {
 
 impl fmt::Display for Guc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} = '{}'", self.name, self.value.replace('\'', "''"))
+        f.write_str(&conf_line(self.name, &self.value))
     }
+}
+
+/// One `postgresql.conf` line, the value quoted; also for settings a user adds.
+pub fn conf_line(name: &str, value: &str) -> String {
+    format!("{name} = '{}'", value.replace('\'', "''"))
 }
 
 /// An environment variable whose value is not secret.

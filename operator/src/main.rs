@@ -1,1 +1,195 @@
-fn main() {}
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use k8s_openapi::api::rbac::v1::ClusterRole;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::runtime::events::Reporter;
+use kube::{Client, CustomResourceExt};
+use lake_operator::controller::{self, generate_password, Context};
+use lake_operator::crd::LakeCluster;
+use lake_operator::http::{self, Health};
+use lake_operator::leader::{LeaderElector, LeaseConfig};
+use lake_operator::metrics::Metrics;
+use lake_operator::{permissions, resources, Error, Result, MANAGER};
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+#[derive(Parser)]
+#[command(name = "lake_operator", version, about = "Kubernetes operator for pg_lake LakeCluster resources.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the LakeCluster CustomResourceDefinition as YAML.
+    Crd,
+    /// Print the ClusterRole the operator needs, as YAML.
+    Rbac,
+    /// Print every object the operator would create for a LakeCluster file, without a cluster.
+    Render {
+        /// A YAML file holding one LakeCluster.
+        file: PathBuf,
+        /// Namespace for a LakeCluster whose metadata names none.
+        #[arg(long, default_value = "default")]
+        namespace: String,
+    },
+    /// Run the controller.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Namespaces to watch (repeat, or comma-separate); all namespaces when omitted.
+    #[arg(long = "namespace", env = "WATCH_NAMESPACES", value_delimiter = ',')]
+    namespaces: Vec<String>,
+    /// Address of the /metrics and /healthz endpoints.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: String,
+    /// Namespace of the leader-election Lease (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    #[arg(long, default_value = "lake-operator-leader")]
+    lease_name: String,
+    /// This replica's identity in the Lease.
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Seconds a Lease stays valid without renewal.
+    #[arg(long, default_value_t = 15)]
+    lease_seconds: u64,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Crd => print_yaml(&LakeCluster::crd()),
+        Command::Rbac => print_yaml(&cluster_role()),
+        Command::Render { file, namespace } => render(&file, &namespace),
+        Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| Error::Serve { addr: "the runtime".into(), source })
+            .and_then(|rt| rt.block_on(run(args))),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lake_operator: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_yaml<T: serde::Serialize>(value: &T) -> Result<()> {
+    print!("{}", serde_yaml::to_string(value).map_err(Error::Yaml)?);
+    Ok(())
+}
+
+fn cluster_role() -> ClusterRole {
+    ClusterRole {
+        metadata: ObjectMeta { name: Some(MANAGER.into()), ..Default::default() },
+        rules: Some(permissions::policy_rules()),
+        ..Default::default()
+    }
+}
+
+/// Reads a LakeCluster, checks it against the CRD's CEL rules as the API server
+/// would, and prints what the operator would create for it.
+fn render(file: &Path, namespace: &str) -> Result<()> {
+    let path = file.display().to_string();
+    let text = std::fs::read_to_string(file).map_err(|source| Error::Read { path: path.clone(), source })?;
+    let mut lc: LakeCluster = serde_yaml::from_str(&text).map_err(|source| Error::Parse { path: path.clone(), source })?;
+    if lc.metadata.namespace.is_none() {
+        lc.metadata.namespace = Some(namespace.into());
+    }
+    lc.validate_cel().map_err(|errors| {
+        let messages: Vec<String> = errors.into_vec().iter().map(ToString::to_string).collect();
+        Error::InvalidSpec(messages.join("; "))
+    })?;
+    let mut out = String::new();
+    for object in resources::all_objects(&lc, &generate_password()?)? {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&object).map_err(Error::Yaml)?);
+    }
+    print!("{out}");
+    Ok(())
+}
+
+/// Cancels `shutdown` on SIGTERM or Ctrl-C.
+fn on_signal(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(e) => {
+                    error!(error = %e, "cannot listen for SIGTERM");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::select! {
+            _ = term => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        info!("shutting down");
+        shutdown.cancel();
+    });
+}
+
+async fn run(args: RunArgs) -> Result<()> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let shutdown = CancellationToken::new();
+    on_signal(shutdown.clone());
+
+    let mut registry = Registry::default();
+    let metrics = Metrics::default().register(&mut registry);
+    let health = Arc::new(Health { registry, leading: false.into() });
+    let server = tokio::spawn(http::serve(args.metrics_addr.clone(), health.clone(), shutdown.clone()));
+
+    let client = Client::try_default().await?;
+    let identity = args
+        .identity
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| format!("{MANAGER}-{}", std::process::id()));
+    let elector = LeaderElector::new(
+        client.clone(),
+        LeaseConfig {
+            namespace: args.lease_namespace,
+            name: args.lease_name,
+            identity: identity.clone(),
+            duration: Duration::from_secs(args.lease_seconds),
+            retry: Duration::from_secs(args.lease_seconds / 3).max(Duration::from_secs(1)),
+        },
+    );
+    let mut outcome = Ok(());
+    if elector.acquire(&shutdown).await {
+        health.leading.store(true, Ordering::Relaxed);
+        let reporter = Reporter { controller: MANAGER.into(), instance: Some(identity) };
+        let ctx = Arc::new(Context::new(client, metrics, reporter));
+        let controllers = async {
+            controller::run(ctx, args.namespaces, shutdown.clone()).await;
+            shutdown.cancel();
+        };
+        (outcome, ()) = tokio::join!(elector.keep(&shutdown), controllers);
+        health.leading.store(false, Ordering::Relaxed);
+        if let Err(e) = elector.release().await {
+            error!(error = %e, "could not release the leader lease");
+        }
+    }
+    shutdown.cancel();
+    let served = server.await.unwrap_or(Ok(()));
+    outcome.and(served)
+}

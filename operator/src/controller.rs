@@ -1,0 +1,488 @@
+//! The reconciler: turns a LakeCluster into its objects (server-side apply,
+//! skipping objects whose applied hash already matches), runs the extension
+//! update once a rollout is done, keeps the status and publishes events.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{finalizer, Event as Finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::crd::{LakeCluster, LakeClusterStatus, Phase, ReclaimPolicy};
+use crate::metrics::Metrics;
+use crate::resources::{self, applied_hash, Cluster, Names, CLUSTER_LABEL, COMPONENT_LABEL, POSTGRES_COMPONENT};
+use crate::{Error, Result, MANAGER};
+
+pub const FINALIZER: &str = "pglake.dev/cleanup";
+pub const READY: &str = "Ready";
+pub const POSTGRES_READY: &str = "PostgresReady";
+pub const CATALOG_READY: &str = "CatalogReady";
+pub const EXTENSION_UP_TO_DATE: &str = "ExtensionUpToDate";
+
+/// Check back this often when nothing changes.
+const RESYNC: Duration = Duration::from_secs(300);
+/// Check back this soon while the cluster is converging.
+const CONVERGING: Duration = Duration::from_secs(30);
+const BACKOFF_BASE: Duration = Duration::from_secs(5);
+
+/// State shared by every reconciliation.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Metrics,
+    /// Consecutive failures per cluster, for exponential requeue backoff.
+    failures: Mutex<HashMap<ObjectRef<LakeCluster>, u32>>,
+}
+
+impl Context {
+    pub fn new(client: Client, metrics: Metrics, reporter: Reporter) -> Self {
+        Self { recorder: Recorder::new(client.clone(), reporter), client, metrics, failures: Mutex::default() }
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<LakeCluster>, u32>> {
+        // A panic while holding the lock leaves only counters behind: keep using them.
+        self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+pub async fn reconcile(lc: Arc<LakeCluster>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.start_reconcile();
+    let key = ObjectRef::from_obj(lc.as_ref());
+    let names = Names::of(&lc)?;
+    info!(cluster = %names.cluster, namespace = %names.namespace, "reconciling");
+    let api: Api<LakeCluster> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let action = finalizer(&api, FINALIZER, lc, |event| async {
+        match event {
+            Finalizer::Apply(lc) => apply(&lc, &ctx).await,
+            Finalizer::Cleanup(lc) => cleanup(&lc, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))?;
+    ctx.failures().remove(&key);
+    Ok(action)
+}
+
+/// Requeues a failed cluster with exponential backoff: 5 s, 10 s, 20 s, ... up to 5 min.
+pub fn error_policy(lc: Arc<LakeCluster>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconcile_failed(error);
+    let failures = {
+        let mut all = ctx.failures();
+        let n = all.entry(ObjectRef::from_obj(lc.as_ref())).or_insert(0);
+        *n += 1;
+        *n
+    };
+    let delay = backoff(failures);
+    warn!(cluster = %lc.name_any(), error = %error, failures, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+pub fn backoff(failures: u32) -> Duration {
+    BACKOFF_BASE.saturating_mul(1 << failures.saturating_sub(1).min(6)).min(RESYNC)
+}
+
+/// Where the extension stands against the version the spec asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Extension {
+    Installed(String),
+    AutoUpdateDisabled,
+    WaitingForRollout,
+    Updating(String),
+    Failed(String),
+}
+
+async fn apply(lc: &LakeCluster, ctx: &Context) -> Result<Action> {
+    let c = Cluster::new(lc)?;
+    let ns = c.names.namespace.as_str();
+    let client = &ctx.client;
+    let mut changes = Vec::new();
+
+    if c.spec.postgres.superuser_secret.is_none() {
+        ensure_generated_secret(&c, client, &mut changes).await?;
+    }
+    ensure(&Api::namespaced(client.clone(), ns), resources::service_account(&c)?, &mut changes).await?;
+    ensure(&Api::namespaced(client.clone(), ns), resources::config_map(&c)?, &mut changes).await?;
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    ensure(&services, resources::headless_service(&c)?, &mut changes).await?;
+    ensure(&services, resources::rw_service(&c)?, &mut changes).await?;
+    let sts = ensure(&Api::namespaced(client.clone(), ns), resources::stateful_set(&c)?, &mut changes).await?;
+    ensure(&Api::namespaced(client.clone(), ns), resources::pod_disruption_budget(&c)?, &mut changes).await?;
+    ensure(&Api::namespaced(client.clone(), ns), resources::network_policy(&c)?, &mut changes).await?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let catalog = if c.spec.catalog.enabled {
+        let deployment = ensure(&deployments, resources::catalog_deployment(&c)?, &mut changes).await?;
+        ensure(&services, resources::catalog_service(&c)?, &mut changes).await?;
+        Some(deployment)
+    } else {
+        remove(&deployments, &c.names.catalog(), &mut changes).await?;
+        remove(&services, &c.names.catalog(), &mut changes).await?;
+        None
+    };
+    let extension = extension_step(&c, client, rolled_out(&sts, c.spec.postgres.instances), &mut changes).await?;
+
+    let reference = lc.object_ref(&());
+    if !changes.is_empty() {
+        let note = changes.join(", ");
+        publish(ctx, &reference, EventType::Normal, "Applied", "Apply", note).await?;
+    }
+    let previous = lc.status.clone().unwrap_or_default();
+    let status = next_status(&c, &previous, &sts, catalog.as_ref(), &extension, Timestamp::now());
+    for (type_, reason, message) in transitions(&previous, &status) {
+        let kind = if reason == "UpdateFailed" { EventType::Warning } else { EventType::Normal };
+        publish(ctx, &reference, kind, &reason, type_, message).await?;
+    }
+    if status != previous {
+        let api: Api<LakeCluster> = Api::namespaced(client.clone(), ns);
+        let patch = serde_json::json!({
+            "apiVersion": "pglake.dev/v1alpha1",
+            "kind": "LakeCluster",
+            "status": status,
+        });
+        api.patch_status(&c.names.cluster, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
+    }
+    Ok(Action::requeue(if status.phase == Some(Phase::Ready) { RESYNC } else { CONVERGING }))
+}
+
+/// Creates the superuser Secret once; it is never rewritten, so the password
+/// stays what PGDATA was initialised with.
+async fn ensure_generated_secret(c: &Cluster<'_>, client: &Client, changes: &mut Vec<String>) -> Result<()> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &c.names.namespace);
+    let name = c.names.generated_superuser_secret();
+    if secrets.get_opt(&name).await?.is_none() {
+        let secret = resources::superuser_secret(c, &generate_password()?);
+        secrets.create(&PostParams { field_manager: Some(MANAGER.into()), ..Default::default() }, &secret).await?;
+        changes.push(format!("created Secret/{name}"));
+    }
+    Ok(())
+}
+
+/// 32 random alphanumeric characters from the OS's CSPRNG (rejection sampling,
+/// so every character is equally likely).
+pub fn generate_password() -> Result<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    const LEN: usize = 32;
+    let limit = ALPHABET.len() * (256 / ALPHABET.len());
+    let mut password = String::with_capacity(LEN);
+    let mut buf = [0u8; 64];
+    while password.len() < LEN {
+        getrandom::fill(&mut buf).map_err(Error::Random)?;
+        let usable = buf.iter().map(|b| usize::from(*b)).filter(|b| *b < limit);
+        password.extend(usable.map(|b| char::from(ALPHABET[b % ALPHABET.len()])).take(LEN - password.len()));
+    }
+    Ok(password)
+}
+
+/// Applies `desired` unless the live object carries the same applied hash.
+async fn ensure<K>(api: &Api<K>, desired: K, changes: &mut Vec<String>) -> Result<K>
+where
+    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug,
+{
+    let name = desired.name_any();
+    let live = api.get_opt(&name).await?;
+    if let Some(live) = live.as_ref().filter(|l| applied_hash(*l) == applied_hash(&desired)) {
+        return Ok(live.clone());
+    }
+    let applied = api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&desired)).await?;
+    let verb = if live.is_some() { "updated" } else { "created" };
+    changes.push(format!("{verb} {}/{name}", K::kind(&())));
+    Ok(applied)
+}
+
+async fn remove<K>(api: &Api<K>, name: &str, changes: &mut Vec<String>) -> Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    if api.get_opt(name).await?.is_some() {
+        api.delete(name, &DeleteParams::background()).await?;
+        changes.push(format!("deleted {}/{name}", K::kind(&())));
+    }
+    Ok(())
+}
+
+/// The StatefulSet runs its current spec on every pod, all ready.
+fn rolled_out(sts: &StatefulSet, instances: i32) -> bool {
+    let Some(status) = &sts.status else { return false };
+    status.observed_generation >= sts.metadata.generation
+        && status.updated_replicas == Some(instances)
+        && status.ready_replicas == Some(instances)
+        && status.current_revision.is_some()
+        && status.current_revision == status.update_revision
+}
+
+async fn extension_step(
+    c: &Cluster<'_>,
+    client: &Client,
+    rolled_out: bool,
+    changes: &mut Vec<String>,
+) -> Result<Extension> {
+    let target = c.spec.extension_version();
+    let installed = c.lc.status.as_ref().and_then(|s| s.installed_extension_version.as_deref());
+    if installed == Some(target) {
+        return Ok(Extension::Installed(target.to_string()));
+    }
+    if !c.spec.extension.auto_update {
+        return Ok(Extension::AutoUpdateDisabled);
+    }
+    if !rolled_out {
+        return Ok(Extension::WaitingForRollout);
+    }
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &c.names.namespace);
+    let name = c.names.extension_job(target);
+    let Some(job) = jobs.get_opt(&name).await? else {
+        jobs.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(resources::extension_job(c)?))
+            .await?;
+        changes.push(format!("created Job/{name}"));
+        return Ok(Extension::Updating(name));
+    };
+    let status = job.status.unwrap_or_default();
+    let failed = status.conditions.iter().flatten().find(|c| c.type_ == "Failed" && c.status == "True");
+    Ok(if status.succeeded.unwrap_or(0) > 0 {
+        Extension::Installed(target.to_string())
+    } else if let Some(failed) = failed {
+        Extension::Failed(format!(
+            "Job {name} failed: {}; delete it to retry",
+            failed.message.as_deref().unwrap_or("no message")
+        ))
+    } else {
+        Extension::Updating(name)
+    })
+}
+
+/// The status a reconciliation leaves behind. Conditions keep their transition
+/// time while their status holds, so an unchanged cluster yields an equal status.
+fn next_status(
+    c: &Cluster<'_>,
+    previous: &LakeClusterStatus,
+    sts: &StatefulSet,
+    catalog: Option<&Deployment>,
+    extension: &Extension,
+    now: Timestamp,
+) -> LakeClusterStatus {
+    let generation = c.lc.metadata.generation;
+    let instances = c.spec.postgres.instances;
+    let ready_instances = sts.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
+    let sts_rolled_out = rolled_out(sts, instances);
+    let postgres = if sts_rolled_out {
+        (true, "PodsReady", format!("{ready_instances}/{instances} pods ready"))
+    } else if ready_instances == instances {
+        (false, "RollingOut", "pods are being replaced one at a time".to_string())
+    } else {
+        (false, "PodsNotReady", format!("{ready_instances}/{instances} pods ready"))
+    };
+    let catalog_state = match catalog {
+        None => (true, "Disabled", "the REST catalog is disabled".to_string()),
+        Some(d) => {
+            let want = c.spec.catalog.replicas;
+            let available = d.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0);
+            let current = d.status.as_ref().and_then(|s| s.observed_generation) >= d.metadata.generation;
+            if current && available >= want {
+                (true, "Available", format!("{available}/{want} replicas available"))
+            } else if !current {
+                (false, "Unavailable", format!("rolling out, {available}/{want} replicas available"))
+            } else {
+                (false, "Unavailable", format!("{available}/{want} replicas available"))
+            }
+        }
+    };
+    let target = c.spec.extension_version();
+    let extension_state = match extension {
+        Extension::Installed(v) => (true, "Installed", format!("pg_lake {v} is installed")),
+        Extension::AutoUpdateDisabled => (
+            false,
+            "AutoUpdateDisabled",
+            format!("pg_lake {target} is wanted but spec.extension.autoUpdate is false"),
+        ),
+        Extension::WaitingForRollout => {
+            (false, "WaitingForRollout", format!("pg_lake {target} is installed once all pods run it"))
+        }
+        Extension::Updating(job) => (false, "Updating", format!("Job {job} is installing pg_lake {target}")),
+        Extension::Failed(message) => (false, "UpdateFailed", message.clone()),
+    };
+    let parts = [
+        (POSTGRES_READY, postgres),
+        (CATALOG_READY, catalog_state),
+        (EXTENSION_UP_TO_DATE, extension_state),
+    ];
+    let waiting: Vec<&str> = parts.iter().filter(|(_, (ok, _, _))| !ok).map(|(t, _)| *t).collect();
+    let ready = if waiting.is_empty() {
+        (true, "ClusterReady", "Postgres, the catalog and the extension are ready".to_string())
+    } else {
+        (false, "ComponentsNotReady", format!("waiting for {}", waiting.join(", ")))
+    };
+    let installed = match extension {
+        Extension::Installed(v) => Some(v.clone()),
+        _ => previous.installed_extension_version.clone(),
+    };
+    let phase = if waiting.is_empty() {
+        Phase::Ready
+    } else if installed.is_none() {
+        Phase::Provisioning
+    } else if !sts_rolled_out || !matches!(extension, Extension::Installed(_)) {
+        Phase::Upgrading
+    } else {
+        Phase::Degraded
+    };
+    let conditions = std::iter::once((READY, ready))
+        .chain(parts)
+        .map(|(type_, (ok, reason, message))| condition(previous, generation, now, type_, ok, reason, message))
+        .collect();
+    LakeClusterStatus {
+        observed_generation: generation,
+        phase: Some(phase),
+        conditions,
+        endpoint: Some(c.names.endpoint(c.wiring.postgres_port)),
+        catalog_url: catalog.map(|_| c.names.catalog_url(c.wiring.catalog_port)),
+        installed_extension_version: installed,
+        ready_instances: Some(ready_instances),
+    }
+}
+
+fn condition(
+    previous: &LakeClusterStatus,
+    generation: Option<i64>,
+    now: Timestamp,
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+) -> Condition {
+    let status = if ok { "True" } else { "False" };
+    let since = previous
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or(Time(now));
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
+        observed_generation: generation,
+        last_transition_time: since,
+    }
+}
+
+/// Conditions whose status or reason changed since a status was last written,
+/// as (condition, reason, message); a first status reports none.
+fn transitions(previous: &LakeClusterStatus, next: &LakeClusterStatus) -> Vec<(&'static str, String, String)> {
+    if previous.conditions.is_empty() {
+        return Vec::new();
+    }
+    [READY, POSTGRES_READY, CATALOG_READY, EXTENSION_UP_TO_DATE]
+        .into_iter()
+        .filter_map(|type_| {
+            let new = next.conditions.iter().find(|c| c.type_ == type_)?;
+            let old = previous.conditions.iter().find(|c| c.type_ == type_);
+            let changed = old.is_none_or(|o| o.status != new.status || o.reason != new.reason);
+            changed.then(|| (type_, new.reason.clone(), new.message.clone()))
+        })
+        .collect()
+}
+
+async fn publish(
+    ctx: &Context,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) -> Result<()> {
+    let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
+    ctx.recorder.publish(&event, reference).await?;
+    Ok(())
+}
+
+/// Owner references delete everything but the data: PVCs (and the generated
+/// superuser Secret that matches them) go only when the spec says so.
+async fn cleanup(lc: &LakeCluster, ctx: &Context) -> Result<Action> {
+    let names = Names::of(lc)?;
+    let selector = format!("{CLUSTER_LABEL}={},{COMPONENT_LABEL}={POSTGRES_COMPONENT}", names.cluster);
+    let reference = lc.object_ref(&());
+    let generated_secret = lc.spec.postgres.superuser_secret.is_none();
+    match lc.spec.postgres.storage.reclaim_policy {
+        ReclaimPolicy::Retain => {
+            let mut note = format!("kept the PersistentVolumeClaims labelled {selector}");
+            if generated_secret {
+                note.push_str(&format!(" and Secret {}", names.generated_superuser_secret()));
+            }
+            publish(ctx, &reference, EventType::Normal, "DataRetained", "Cleanup", note).await?;
+        }
+        ReclaimPolicy::Delete => {
+            let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &names.namespace);
+            pvcs.delete_collection(&DeleteParams::background(), &ListParams::default().labels(&selector)).await?;
+            let mut note = format!("deleted the PersistentVolumeClaims labelled {selector}");
+            if generated_secret {
+                let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
+                let name = names.generated_superuser_secret();
+                match secrets.delete(&name, &DeleteParams::default()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.is_not_found() => {}
+                    Err(e) => return Err(e.into()),
+                }
+                note.push_str(&format!(" and Secret {name}"));
+            }
+            publish(ctx, &reference, EventType::Normal, "DataDeleted", "Cleanup", note).await?;
+        }
+    }
+    Ok(Action::await_change())
+}
+
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs one controller per watched namespace (or one for all) until `shutdown`.
+pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, shutdown: CancellationToken) {
+    let scopes: Vec<Option<String>> =
+        if namespaces.is_empty() { vec![None] } else { namespaces.into_iter().map(Some).collect() };
+    futures::future::join_all(scopes.into_iter().map(|ns| run_scope(ctx.clone(), ns, shutdown.clone()))).await;
+}
+
+async fn run_scope(ctx: Arc<Context>, namespace: Option<String>, shutdown: CancellationToken) {
+    let client = ctx.client.clone();
+    let ns = namespace.as_deref();
+    let owned = watcher::Config::default().labels(&format!("{}={MANAGER}", resources::MANAGED_BY_LABEL));
+    info!(namespace = ns.unwrap_or("(all)"), "starting controller");
+    Controller::new(scoped::<LakeCluster>(&client, ns), watcher::Config::default().any_semantic())
+        .owns(scoped::<StatefulSet>(&client, ns), owned.clone())
+        .owns(scoped::<Deployment>(&client, ns), owned.clone())
+        .owns(scoped::<Job>(&client, ns), owned.clone())
+        .owns(scoped::<Service>(&client, ns), owned.clone())
+        .owns(scoped::<ConfigMap>(&client, ns), owned)
+        .graceful_shutdown_on(async move { shutdown.cancelled().await })
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, _)) => debug!(cluster = %obj.name, "reconciled"),
+                Err(e) => warn!(error = %e, "reconcile error"),
+            }
+        })
+        .await;
+}
+
+#[cfg(test)]
+mod tests;

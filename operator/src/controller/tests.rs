@@ -1,0 +1,508 @@
+//! Reconcile scenarios against the mock API server (see `fixtures`).
+
+use std::sync::{Arc, Mutex};
+
+use http::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use super::*;
+use crate::crd::ServiceType;
+use crate::fixtures::{finish, path, Exchange, NAME, NS};
+use crate::resources::{Cluster, APPLIED_HASH_ANNOTATION};
+
+/// An owned object: where it lives and what the operator applies there.
+struct Owned {
+    path: String,
+    desired: Value,
+}
+
+/// The objects `apply` ensures, in its order.
+fn owned(lc: &LakeCluster) -> Vec<Owned> {
+    let c = Cluster::new(lc).unwrap();
+    let v = |o: serde_json::Result<Value>| o.unwrap();
+    let mut out = vec![
+        Owned {
+            path: path::core("serviceaccounts", NAME),
+            desired: v(serde_json::to_value(resources::service_account(&c).unwrap())),
+        },
+        Owned {
+            path: path::core("configmaps", "lake-config"),
+            desired: v(serde_json::to_value(resources::config_map(&c).unwrap())),
+        },
+        Owned {
+            path: path::core("services", "lake-pods"),
+            desired: v(serde_json::to_value(resources::headless_service(&c).unwrap())),
+        },
+        Owned {
+            path: path::core("services", "lake-rw"),
+            desired: v(serde_json::to_value(resources::rw_service(&c).unwrap())),
+        },
+        Owned {
+            path: path::group("apps/v1", "statefulsets", NAME),
+            desired: v(serde_json::to_value(resources::stateful_set(&c).unwrap())),
+        },
+        Owned {
+            path: path::group("policy/v1", "poddisruptionbudgets", NAME),
+            desired: v(serde_json::to_value(resources::pod_disruption_budget(&c).unwrap())),
+        },
+        Owned {
+            path: path::group("networking.k8s.io/v1", "networkpolicies", NAME),
+            desired: v(serde_json::to_value(resources::network_policy(&c).unwrap())),
+        },
+    ];
+    if lc.spec.catalog.enabled {
+        out.push(Owned {
+            path: path::group("apps/v1", "deployments", "lake-catalog"),
+            desired: v(serde_json::to_value(resources::catalog_deployment(&c).unwrap())),
+        });
+        out.push(Owned {
+            path: path::core("services", "lake-catalog"),
+            desired: v(serde_json::to_value(resources::catalog_service(&c).unwrap())),
+        });
+    }
+    out
+}
+
+/// `obj` as the API server holds it: at `generation`, with a settled status.
+fn settled(mut obj: Value, generation: i64) -> Value {
+    obj["metadata"]["generation"] = json!(generation);
+    match obj["kind"].as_str() {
+        Some("StatefulSet") => {
+            obj["status"] = json!({
+                "observedGeneration": generation, "replicas": 1, "readyReplicas": 1,
+                "updatedReplicas": 1, "currentRevision": "lake-1", "updateRevision": "lake-1",
+            })
+        }
+        Some("Deployment") => obj["status"] = json!({"observedGeneration": generation, "availableReplicas": 1}),
+        _ => {}
+    }
+    obj
+}
+
+/// `obj` right after a spec change: new generation, status of the old pods.
+fn rolling(mut obj: Value, generation: i64) -> Value {
+    obj = settled(obj, generation - 1);
+    obj["metadata"]["generation"] = json!(generation);
+    obj
+}
+
+fn existing_secret() -> Exchange {
+    Exchange::get(path::core("secrets", "lake-superuser"))
+        .reply(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "lake-superuser", "namespace": NS}}))
+}
+
+/// GETs answered with each object as it stands, settled at `generation`.
+fn unchanged_gets(objects: &[Owned], generation: i64) -> Vec<Exchange> {
+    objects.iter().map(|o| Exchange::get(&o.path).reply(settled(o.desired.clone(), generation))).collect()
+}
+
+/// The status of a cluster whose every part is ready at `generation`.
+fn ready_status(lc: &LakeCluster) -> LakeClusterStatus {
+    let c = Cluster::new(lc).unwrap();
+    let generation = lc.metadata.generation.unwrap();
+    let objects = owned(lc);
+    let find = |kind: &str| objects.iter().find(|o| o.desired["kind"] == kind).unwrap().desired.clone();
+    let sts: StatefulSet = serde_json::from_value(settled(find("StatefulSet"), generation)).unwrap();
+    let dep: Deployment = serde_json::from_value(settled(find("Deployment"), generation)).unwrap();
+    let installed = Extension::Installed(lc.spec.extension_version().into());
+    let at = Timestamp::from_second(1_700_000_000).unwrap();
+    next_status(&c, &LakeClusterStatus::default(), &sts, Some(&dep), &installed, at)
+}
+
+fn condition_of<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == type_).unwrap()
+}
+
+fn env_of<'a>(container: &'a Value, name: &str) -> &'a Value {
+    container["env"].as_array().unwrap().iter().find(|e| e["name"] == name).unwrap_or_else(|| panic!("no env {name}"))
+}
+
+/// Every env entry that names a credential comes from a Secret, never inline.
+fn assert_no_inline_credentials(pod_spec: &Value) {
+    for container in pod_spec["containers"].as_array().unwrap() {
+        for env in container["env"].as_array().into_iter().flatten() {
+            let name = env["name"].as_str().unwrap();
+            if name.contains("PASSWORD") || name.contains("SECRET") || name.starts_with("AWS_ACCESS") {
+                assert!(env.get("value").is_none(), "{name} is inline in {}", container["name"]);
+                assert!(env["valueFrom"]["secretKeyRef"]["name"].is_string(), "{name}");
+            }
+        }
+    }
+}
+
+fn capture(slot: &Arc<Mutex<Option<Value>>>) -> impl FnOnce(&Value) + Send + 'static {
+    let slot = slot.clone();
+    move |body| *slot.lock().unwrap() = Some(body.clone())
+}
+
+/// The status apply; the reply is the cluster with that status, as the API server answers.
+fn status_apply(slot: &Arc<Mutex<Option<Value>>>) -> Exchange {
+    Exchange::apply(path::status_subresource()).check(capture(slot)).reply_with(|body| {
+        let mut lc = serde_json::to_value(LakeCluster::test()).unwrap();
+        lc["status"] = body["status"].clone();
+        lc
+    })
+}
+
+fn event(reason: &'static str, note_contains: &'static str) -> Exchange {
+    Exchange::new(Method::POST, path::events()).echo().check(move |body| {
+        assert_eq!(body["reason"], reason, "{body}");
+        assert_eq!(body["regarding"]["name"], NAME);
+        assert_eq!(body["reportingController"], crate::MANAGER);
+        let note = body["note"].as_str().unwrap();
+        assert!(note.contains(note_contains), "{reason}: {note:?} lacks {note_contains:?}");
+    })
+}
+
+#[tokio::test]
+async fn new_cluster_gets_the_finalizer_first() {
+    let (ctx, server, _) = Context::test();
+    let lc = LakeCluster::test();
+    let reply = serde_json::to_value(lc.clone().finalized()).unwrap();
+    let scenario = vec![Exchange::new(Method::PATCH, path::lakecluster()).reply(reply).check(|body| {
+        assert_eq!(
+            body,
+            &json!([
+                {"op": "test", "path": "/metadata/finalizers", "value": null},
+                {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
+            ])
+        );
+    })];
+    let mock = server.run(scenario);
+    let action = reconcile(Arc::new(lc), ctx).await.expect("reconcile");
+    assert_eq!(action, Action::await_change());
+    finish(mock).await;
+}
+
+#[tokio::test]
+async fn create_from_scratch_applies_every_object_and_reports_provisioning() {
+    let (ctx, server, _) = Context::test();
+    let lc = LakeCluster::test().finalized();
+    let mut scenario = vec![
+        Exchange::get(path::core("secrets", "lake-superuser")).not_found(),
+        Exchange::new(Method::POST, format!("/api/v1/namespaces/{NS}/secrets")).echo().check(|body| {
+            assert_eq!(body["metadata"]["name"], "lake-superuser");
+            assert_eq!(body["type"], "kubernetes.io/basic-auth");
+            assert_eq!(body["stringData"]["username"], "postgres");
+            let password = body["stringData"]["password"].as_str().unwrap();
+            assert_eq!(password.len(), 32);
+            assert!(password.chars().all(|c| c.is_ascii_alphanumeric()));
+            // The Secret outlives the cluster, like the data it unlocks.
+            assert!(body["metadata"].get("ownerReferences").is_none());
+        }),
+    ];
+    for o in owned(&lc) {
+        let desired = o.desired.clone();
+        scenario.push(Exchange::get(&o.path).not_found());
+        scenario.push(Exchange::apply(&o.path).check(move |body| {
+            assert_eq!(body, &desired);
+            let owner = &body["metadata"]["ownerReferences"][0];
+            assert_eq!(owner["kind"], "LakeCluster");
+            assert_eq!(owner["uid"], "6c4f5b7e-0000-4000-8000-000000000001");
+            assert_eq!(owner["controller"], true);
+            assert!(body["metadata"]["annotations"][APPLIED_HASH_ANNOTATION].is_string());
+            if body["kind"] == "StatefulSet" {
+                let pod = &body["spec"]["template"]["spec"];
+                let pgduck = &pod["containers"][1];
+                assert_eq!(pgduck["name"], "pgduck");
+                let args: Vec<String> = serde_json::from_value(pgduck["args"].clone()).unwrap();
+                let lc = LakeCluster::test();
+                assert_eq!(args, lc.spec.wiring().unwrap().pgduck_args());
+                assert_eq!(env_of(&pod["containers"][0], "AWS_REGION")["value"], "eu-west-1");
+                assert_eq!(
+                    env_of(&pod["containers"][0], "AWS_SECRET_ACCESS_KEY")["valueFrom"]["secretKeyRef"],
+                    json!({"name": "s3-keys", "key": "secretAccessKey", "optional": false})
+                );
+                assert_no_inline_credentials(pod);
+            }
+            if body["kind"] == "Deployment" {
+                let pod = &body["spec"]["template"]["spec"];
+                let catalog = &pod["containers"][0];
+                assert_eq!(
+                    env_of(catalog, "REST_CATALOG_DATABASE_URL")["value"],
+                    "postgres://$(PGUSER)@lake-rw:5432/postgres"
+                );
+                assert_no_inline_credentials(pod);
+            }
+        }));
+    }
+    scenario.push(event("Applied", "created StatefulSet/lake"));
+    let status = Arc::new(Mutex::new(None));
+    scenario.push(status_apply(&status));
+    let mock = server.run(scenario);
+
+    let action = reconcile(Arc::new(lc), ctx).await.expect("reconcile");
+    assert_eq!(action, Action::requeue(CONVERGING));
+    finish(mock).await;
+
+    let body = status.lock().unwrap().take().unwrap();
+    assert_eq!(body["apiVersion"], "pglake.dev/v1alpha1");
+    let status = &body["status"];
+    assert_eq!(status["phase"], "Provisioning");
+    assert_eq!(status["observedGeneration"], 1);
+    assert_eq!(status["endpoint"], "lake-rw.testns.svc:5432");
+    assert_eq!(status["catalogUrl"], "http://lake-catalog.testns.svc:8181");
+    assert_eq!(condition_of(status, READY)["status"], "False");
+    assert_eq!(condition_of(status, POSTGRES_READY)["reason"], "PodsNotReady");
+    assert_eq!(condition_of(status, EXTENSION_UP_TO_DATE)["reason"], "WaitingForRollout");
+    assert!(status.get("installedExtensionVersion").is_none());
+}
+
+#[tokio::test]
+async fn up_to_date_cluster_is_a_no_op() {
+    let (ctx, server, _) = Context::test();
+    let base = LakeCluster::test().finalized();
+    let lc = base.clone().with_status(ready_status(&base));
+    let mut scenario = vec![existing_secret()];
+    scenario.extend(unchanged_gets(&owned(&lc), 1));
+    let mock = server.run(scenario);
+
+    let action = reconcile(Arc::new(lc), ctx).await.expect("reconcile");
+    assert_eq!(action, Action::requeue(RESYNC));
+    let seen = finish(mock).await;
+    assert!(seen.iter().all(|s| s.method == Method::GET), "a no-op reconcile only reads: {seen:?}");
+}
+
+#[tokio::test]
+async fn spec_change_patches_only_what_changed() {
+    let (ctx, server, _) = Context::test();
+    let before = LakeCluster::test().finalized();
+    let after = before
+        .clone()
+        .with_status(ready_status(&before))
+        .changed(|s| {
+            s.postgres.parameters.insert("work_mem".into(), "64MB".into());
+            s.service.type_ = ServiceType::LoadBalancer;
+        });
+    let old = owned(&before);
+    let new = owned(&after);
+    let mut scenario = vec![existing_secret()];
+    for (o, n) in old.iter().zip(&new) {
+        scenario.push(Exchange::get(&o.path).reply(settled(o.desired.clone(), 1)));
+        if o.desired != n.desired {
+            let desired = n.desired.clone();
+            scenario.push(Exchange::apply(&n.path).reply(rolling(n.desired.clone(), 2)).check(move |body| {
+                assert_eq!(body, &desired);
+                match body["kind"].as_str().unwrap() {
+                    "ConfigMap" => {
+                        assert!(body["data"]["postgresql.conf"].as_str().unwrap().contains("work_mem = '64MB'\n"))
+                    }
+                    "Service" => assert_eq!(body["spec"]["type"], "LoadBalancer"),
+                    // The pod template changes with the config, so the pods roll.
+                    "StatefulSet" => assert!(body["spec"]["template"]["metadata"]["annotations"]
+                        [resources::CONFIG_HASH_ANNOTATION]
+                        .is_string()),
+                    other => panic!("{other} should not change"),
+                }
+            }));
+        }
+    }
+    scenario.push(event("Applied", "updated ConfigMap/lake-config, updated Service/lake-rw, updated StatefulSet/lake"));
+    scenario.push(event("ComponentsNotReady", "PostgresReady"));
+    scenario.push(event("RollingOut", "one at a time"));
+    let status = Arc::new(Mutex::new(None));
+    scenario.push(status_apply(&status));
+    let mock = server.run(scenario);
+
+    reconcile(Arc::new(after), ctx).await.expect("reconcile");
+    let seen = finish(mock).await;
+    let patched: Vec<&str> = seen.iter().filter(|s| s.method == Method::PATCH).map(|s| s.path.as_str()).collect();
+    assert_eq!(patched.len(), 4, "{patched:?}");
+    let body = status.lock().unwrap().take().unwrap();
+    assert_eq!(body["status"]["observedGeneration"], 2);
+    assert_eq!(body["status"]["phase"], "Upgrading");
+    assert_eq!(condition_of(&body["status"], POSTGRES_READY)["reason"], "RollingOut");
+    assert_eq!(condition_of(&body["status"], EXTENSION_UP_TO_DATE)["status"], "True");
+}
+
+#[tokio::test]
+async fn version_change_rolls_out_then_updates_the_extension() {
+    let v1 = LakeCluster::test().finalized();
+    let v2 = v1.clone().with_status(ready_status(&v1)).changed(|s| s.version = "0.2.0".into());
+    let old = owned(&v1);
+    let new = owned(&v2);
+    let job_path = path::group("batch/v1", "jobs", "lake-extension-0-2-0");
+
+    // 1. New images are applied; the extension waits for the rollout.
+    let (ctx, server, _) = Context::test();
+    let mut scenario = vec![existing_secret()];
+    for (o, n) in old.iter().zip(&new) {
+        scenario.push(Exchange::get(&o.path).reply(settled(o.desired.clone(), 1)));
+        if o.desired != n.desired {
+            let desired = n.desired.clone();
+            scenario.push(Exchange::apply(&n.path).reply(rolling(n.desired.clone(), 2)).check(move |body| {
+                assert_eq!(body, &desired);
+                let images: Vec<&str> = body["spec"]["template"]["spec"]["containers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| c["image"].as_str().unwrap())
+                    .collect();
+                assert!(images.iter().all(|i| i.ends_with(":0.2.0")), "{images:?}");
+            }));
+        }
+    }
+    scenario.push(event("Applied", "updated StatefulSet/lake, updated Deployment/lake-catalog"));
+    scenario.push(event("ComponentsNotReady", "waiting for"));
+    scenario.push(event("RollingOut", ""));
+    scenario.push(event("Unavailable", "rolling out"));
+    scenario.push(event("WaitingForRollout", "0.2.0"));
+    let status = Arc::new(Mutex::new(None));
+    scenario.push(status_apply(&status));
+    let mock = server.run(scenario);
+    reconcile(Arc::new(v2.clone()), ctx).await.expect("step 1");
+    let seen = finish(mock).await;
+    assert!(!seen.iter().any(|s| s.path.contains("/jobs/")), "no Job before the rollout");
+    let step1: LakeClusterStatus =
+        serde_json::from_value(status.lock().unwrap().take().unwrap()["status"].clone()).unwrap();
+    assert_eq!(step1.phase, Some(Phase::Upgrading));
+    assert_eq!(step1.installed_extension_version.as_deref(), Some("0.1.0"));
+
+    // 2. The pods run 0.2.0 and are ready: the update Job starts.
+    let v2 = v2.with_status(step1);
+    let (ctx, server, _) = Context::test();
+    let mut scenario = vec![existing_secret()];
+    scenario.extend(unchanged_gets(&new, 2));
+    scenario.push(Exchange::get(&job_path).not_found());
+    scenario.push(Exchange::apply(&job_path).check(|body| {
+        let container = &body["spec"]["template"]["spec"]["containers"][0];
+        let command: Vec<&str> = container["command"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+        assert_eq!(command[0], "psql");
+        assert!(command.contains(&"ALTER EXTENSION pg_lake UPDATE TO '0.2.0'"), "{command:?}");
+        assert_eq!(env_of(container, "PGHOST")["value"], "lake-rw");
+        assert_eq!(
+            env_of(container, "PGPASSWORD")["valueFrom"]["secretKeyRef"],
+            json!({"name": "lake-superuser", "key": "password", "optional": false})
+        );
+        assert_no_inline_credentials(&body["spec"]["template"]["spec"]);
+        assert_eq!(body["metadata"]["ownerReferences"][0]["kind"], "LakeCluster");
+    }));
+    scenario.push(event("Applied", "created Job/lake-extension-0-2-0"));
+    scenario.push(event("PodsReady", "1/1"));
+    scenario.push(event("Available", "1/1"));
+    scenario.push(event("Updating", "lake-extension-0-2-0"));
+    scenario.push(status_apply(&status));
+    let mock = server.run(scenario);
+    reconcile(Arc::new(v2.clone()), ctx).await.expect("step 2");
+    finish(mock).await;
+    let step2: LakeClusterStatus =
+        serde_json::from_value(status.lock().unwrap().take().unwrap()["status"].clone()).unwrap();
+    let ext = step2.conditions.iter().find(|c| c.type_ == EXTENSION_UP_TO_DATE).unwrap();
+    assert_eq!((ext.status.as_str(), ext.reason.as_str()), ("False", "Updating"));
+
+    // 3. The Job succeeded: the extension is up to date and the cluster ready.
+    let v2 = v2.with_status(step2);
+    let (ctx, server, _) = Context::test();
+    let mut scenario = vec![existing_secret()];
+    scenario.extend(unchanged_gets(&new, 2));
+    scenario.push(Exchange::get(&job_path).reply(json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "lake-extension-0-2-0", "namespace": NS},
+        "status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]},
+    })));
+    scenario.push(event("ClusterReady", "ready"));
+    scenario.push(event("Installed", "pg_lake 0.2.0 is installed"));
+    scenario.push(status_apply(&status));
+    let mock = server.run(scenario);
+    let action = reconcile(Arc::new(v2), ctx).await.expect("step 3");
+    assert_eq!(action, Action::requeue(RESYNC));
+    finish(mock).await;
+    let step3 = status.lock().unwrap().take().unwrap();
+    assert_eq!(step3["status"]["installedExtensionVersion"], "0.2.0");
+    assert_eq!(step3["status"]["phase"], "Ready");
+    assert_eq!(condition_of(&step3["status"], EXTENSION_UP_TO_DATE)["status"], "True");
+}
+
+fn finalizer_removal() -> Exchange {
+    let removed = serde_json::to_value(LakeCluster::test().deleting()).unwrap();
+    Exchange::new(Method::PATCH, path::lakecluster()).reply(removed).check(|body| {
+        assert_eq!(
+            body,
+            &json!([
+                {"op": "test", "path": "/metadata/finalizers/0", "value": FINALIZER},
+                {"op": "remove", "path": "/metadata/finalizers/0"},
+            ])
+        );
+    })
+}
+
+#[tokio::test]
+async fn deletion_keeps_the_data_by_default() {
+    let (ctx, server, _) = Context::test();
+    let lc = LakeCluster::test().finalized().deleting();
+    let mock = server.run(vec![event("DataRetained", "kept the PersistentVolumeClaims"), finalizer_removal()]);
+    let action = reconcile(Arc::new(lc), ctx).await.expect("reconcile");
+    assert_eq!(action, Action::await_change());
+    let seen = finish(mock).await;
+    assert!(!seen.iter().any(|s| s.method == Method::DELETE), "nothing is deleted: {seen:?}");
+}
+
+#[tokio::test]
+async fn deletion_with_reclaim_delete_removes_the_data() {
+    let (ctx, server, _) = Context::test();
+    let lc = LakeCluster::test()
+        .changed(|s| s.postgres.storage.reclaim_policy = ReclaimPolicy::Delete)
+        .finalized()
+        .deleting();
+    let selector = "pglake.dev/cluster=lake,app.kubernetes.io/component=postgres";
+    let mock = server.run(vec![
+        Exchange::new(Method::DELETE, format!("/api/v1/namespaces/{NS}/persistentvolumeclaims"))
+            .query("labelSelector", selector)
+            .reply(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaimList", "metadata": {}, "items": []})),
+        Exchange::new(Method::DELETE, path::core("secrets", "lake-superuser")).not_found(),
+        event("DataDeleted", "deleted the PersistentVolumeClaims"),
+        finalizer_removal(),
+    ]);
+    reconcile(Arc::new(lc), ctx).await.expect("reconcile");
+    finish(mock).await;
+}
+
+#[tokio::test]
+async fn api_errors_requeue_with_growing_backoff() {
+    let (ctx, server, registry) = Context::test();
+    let lc = Arc::new(LakeCluster::test().finalized());
+    let failing = || Exchange::get(path::core("secrets", "lake-superuser")).fails(StatusCode::INTERNAL_SERVER_ERROR, "InternalError");
+    let mock = server.run(vec![failing(), failing()]);
+    let mut delays = Vec::new();
+    for _ in 0..2 {
+        let err = reconcile(lc.clone(), ctx.clone()).await.expect_err("the API server failed");
+        assert_eq!(err.metric_label(), "kube");
+        assert!(err.to_string().contains("mock API server: InternalError"), "{err}");
+        delays.push(error_policy(lc.clone(), &err, ctx.clone()));
+    }
+    assert_eq!(delays, vec![Action::requeue(Duration::from_secs(5)), Action::requeue(Duration::from_secs(10))]);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert!(text.contains("lake_operator_reconcile_failures_total{error=\"kube\"} 2"), "{text}");
+    assert!(text.contains("lake_operator_reconciles_total 2"), "{text}");
+    drop(ctx);
+    finish(mock).await;
+    assert_eq!(backoff(3), Duration::from_secs(20));
+    assert_eq!(backoff(10), RESYNC);
+}
+
+#[tokio::test]
+async fn disabling_the_catalog_removes_it() {
+    let (ctx, server, _) = Context::test();
+    let before = LakeCluster::test().finalized();
+    let after = before.clone().with_status(ready_status(&before)).changed(|s| s.catalog.enabled = false);
+    let mut scenario = vec![existing_secret()];
+    scenario.extend(unchanged_gets(&owned(&after), 2));
+    let deployment = path::group("apps/v1", "deployments", "lake-catalog");
+    let service = path::core("services", "lake-catalog");
+    let old = owned(&before);
+    scenario.push(Exchange::get(&deployment).reply(settled(old[7].desired.clone(), 1)));
+    scenario.push(Exchange::new(Method::DELETE, &deployment).reply(json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}})));
+    scenario.push(Exchange::get(&service).reply(old[8].desired.clone()));
+    scenario.push(Exchange::new(Method::DELETE, &service).reply(json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}})));
+    scenario.push(event("Applied", "deleted Deployment/lake-catalog, deleted Service/lake-catalog"));
+    scenario.push(event("Disabled", "disabled"));
+    let status = Arc::new(Mutex::new(None));
+    scenario.push(status_apply(&status));
+    let mock = server.run(scenario);
+    reconcile(Arc::new(after), ctx).await.expect("reconcile");
+    finish(mock).await;
+    let body = status.lock().unwrap().take().unwrap();
+    assert!(body["status"].get("catalogUrl").is_none());
+    assert_eq!(condition_of(&body["status"], CATALOG_READY)["reason"], "Disabled");
+}

@@ -1,0 +1,420 @@
+//! The `LakeCluster` custom resource: its spec, validation rules (OpenAPI and CEL)
+//! and status, and the [`Wiring`] a spec stands for.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use pg_lake_common::wiring::{ObjectStore, PgduckSettings, Wiring};
+use serde::{Deserialize, Serialize};
+
+use crate::{quantity, Result};
+
+/// Registry and repository prefix of the images a release ships.
+pub const DEFAULT_IMAGE_REPOSITORY: &str = "ghcr.io/pg-lake";
+
+/// A Postgres lakehouse: Postgres with pg_lake, its pgduck_server sidecar and
+/// the bundled Iceberg REST catalog, over one object-storage warehouse.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "pglake.dev",
+    version = "v1alpha1",
+    kind = "LakeCluster",
+    namespaced,
+    shortname = "lc",
+    category = "pglake",
+    status = "LakeClusterStatus",
+    derive = "PartialEq",
+    cel,
+    validation = Rule::new("self.metadata.name.size() <= 40").message("LakeCluster names are at most 40 characters: the names of its objects derive from them"),
+    doc = "A Postgres lakehouse: Postgres with pg_lake, the pgduck_server sidecar and the Iceberg REST catalog.",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "Endpoint", type_ = "string", json_path = ".status.endpoint"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct LakeClusterSpec {
+    /// pg_lake release: selects the default images and the extension version.
+    #[schemars(regex(pattern = r"^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$"))]
+    pub version: String,
+    #[serde(default)]
+    pub postgres: PostgresSpec,
+    #[serde(default)]
+    pub pgduck: PgduckSpec,
+    #[serde(default)]
+    pub catalog: CatalogSpec,
+    pub object_storage: ObjectStorageSpec,
+    #[serde(default)]
+    pub service: ServiceSpec,
+    #[serde(default)]
+    pub extension: ExtensionSpec,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PostgresSpec {
+    /// Postgres image with pg_lake installed; defaults to the release's image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Number of Postgres pods. Only a single primary is supported for now.
+    #[serde(default = "one")]
+    #[x_kube(validation = Rule::new("self == 1").message("postgres.instances must be 1: replicas are not supported yet"))]
+    pub instances: i32,
+    #[serde(default)]
+    pub storage: StorageSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Extra postgresql.conf settings.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(k, !(k in ['shared_preload_libraries', 'unix_socket_directories', 'port', 'listen_addresses', 'data_directory', 'hba_file', 'pg_lake_engine.host', 'pg_lake_iceberg.default_location_prefix']))").message("postgres.parameters may not set a parameter the operator manages"))]
+    pub parameters: BTreeMap<String, String>,
+    /// Secret (type kubernetes.io/basic-auth: keys `username`, `password`) for the
+    /// superuser; generated as `<cluster>-superuser` when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superuser_secret: Option<SecretName>,
+}
+
+impl Default for PostgresSpec {
+    fn default() -> Self {
+        Self {
+            image: None,
+            instances: 1,
+            storage: StorageSpec::default(),
+            resources: None,
+            parameters: BTreeMap::new(),
+            superuser_secret: None,
+        }
+    }
+}
+
+fn one() -> i32 {
+    1
+}
+
+/// What happens to the data volumes when the LakeCluster is deleted.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ReclaimPolicy {
+    /// Keep the PersistentVolumeClaims (and the generated superuser Secret).
+    #[default]
+    Retain,
+    /// Delete the data with the cluster.
+    Delete,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// Size of the PGDATA volume, e.g. `10Gi`.
+    #[serde(default = "default_storage_size")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"))]
+    #[x_kube(validation = Rule::new("quantity(self).isGreaterThan(quantity('0'))").message("postgres.storage.size must be greater than zero"))]
+    pub size: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+    #[serde(default)]
+    pub reclaim_policy: ReclaimPolicy,
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        Self { size: default_storage_size(), storage_class_name: None, reclaim_policy: ReclaimPolicy::Retain }
+    }
+}
+
+fn default_storage_size() -> String {
+    "10Gi".into()
+}
+
+/// The pgduck_server sidecar (DuckDB).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PgduckSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Memory limit of the sidecar container, e.g. `4Gi`; DuckDB is given 80 % of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"))]
+    #[x_kube(validation = Rule::new("!quantity(self).isLessThan(quantity('64Mi'))").message("pgduck.memoryLimit must be at least 64Mi"))]
+    pub memory_limit: Option<String>,
+    /// DuckDB worker threads; defaults to one per core.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1024))]
+    pub threads: Option<u32>,
+    /// Size of the local file cache volume, e.g. `20Gi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"))]
+    #[x_kube(validation = Rule::new("quantity(self).isGreaterThan(quantity('0'))").message("pgduck.cacheSize must be greater than zero"))]
+    pub cache_size: Option<String>,
+}
+
+/// The bundled Iceberg REST catalog.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalogSpec {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 100))]
+    pub replicas: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Bearer token clients must present; without it the catalog is open to
+    /// whatever the NetworkPolicy admits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_token_secret: Option<SecretKeySelector>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+impl Default for CatalogSpec {
+    fn default() -> Self {
+        Self { enabled: true, replicas: 1, image: None, auth_token_secret: None, resources: None }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Where the warehouse lives and how every process reaches it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(self.warehouse.startsWith('s3://') && has(self.credentials) && has(self.credentials.gcsKeySecret))").message("a GCS service-account key cannot reach an s3:// warehouse"))]
+#[x_kube(validation = Rule::new("!(self.warehouse.startsWith('gs://') && has(self.s3))").message("objectStorage.s3 settings apply to s3:// warehouses only"))]
+#[x_kube(validation = Rule::new("!(self.warehouse.startsWith('s3://') && has(self.credentials) && has(self.credentials.podIdentity) && has(self.credentials.podIdentity.gcpServiceAccount))").message("GKE Workload Identity cannot reach an s3:// warehouse"))]
+#[x_kube(validation = Rule::new("!(self.warehouse.startsWith('gs://') && has(self.credentials) && has(self.credentials.podIdentity) && has(self.credentials.podIdentity.awsRoleArn))").message("an AWS IAM role (IRSA) cannot reach a gs:// warehouse"))]
+pub struct ObjectStorageSpec {
+    /// `s3://bucket/prefix` or `gs://bucket/prefix`: default location of new Iceberg tables.
+    #[schemars(regex(pattern = r"^(s3|gs)://[a-z0-9][a-z0-9.\-_]{1,254}(/.*)?$"))]
+    pub warehouse: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Spec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<CredentialsSpec>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Spec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9-]+$"))]
+    pub region: Option<String>,
+    /// `https://host:port` (or `http://` for plain HTTP) of an S3-compatible service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://[^\s/]+(/.*)?$"))]
+    pub endpoint: Option<String>,
+    /// Address buckets as `endpoint/bucket` instead of `bucket.endpoint`.
+    #[serde(default)]
+    pub path_style: bool,
+}
+
+/// Exactly one credential source; none means the pods' default chain.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("[has(self.s3KeysSecret), has(self.podIdentity), has(self.gcsKeySecret)].filter(x, x).size() <= 1").message("objectStorage.credentials takes one source: s3KeysSecret, podIdentity or gcsKeySecret"))]
+pub struct CredentialsSpec {
+    /// S3 access keys (or GCS HMAC keys) from a Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_keys_secret: Option<S3KeysSecret>,
+    /// The pods' cloud identity, bound through ServiceAccount annotations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_identity: Option<PodIdentity>,
+    /// A GCS service-account JSON key from a Secret, mounted as a file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gcs_key_secret: Option<SecretKeySelector>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct S3KeysSecret {
+    pub name: String,
+    #[serde(default = "default_access_key_id_key")]
+    pub access_key_id_key: String,
+    #[serde(default = "default_secret_access_key_key")]
+    pub secret_access_key_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token_key: Option<String>,
+}
+
+fn default_access_key_id_key() -> String {
+    "accessKeyId".into()
+}
+
+fn default_secret_access_key_key() -> String {
+    "secretAccessKey".into()
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.awsRoleArn) != has(self.gcpServiceAccount)").message("podIdentity takes one of awsRoleArn (IRSA) or gcpServiceAccount (GKE Workload Identity)"))]
+pub struct PodIdentity {
+    /// IAM role assumed through IRSA (`eks.amazonaws.com/role-arn`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$"))]
+    pub aws_role_arn: Option<String>,
+    /// Google service account bound through GKE Workload Identity
+    /// (`iam.gke.io/gcp-service-account`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z0-9-]+\.iam\.gserviceaccount\.com$"))]
+    pub gcp_service_account: Option<String>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct SecretName {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct SecretKeySelector {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    #[schemars(length(min = 1))]
+    pub key: String,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ServiceType {
+    #[default]
+    ClusterIP,
+    NodePort,
+    LoadBalancer,
+}
+
+impl ServiceType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceType::ClusterIP => "ClusterIP",
+            ServiceType::NodePort => "NodePort",
+            ServiceType::LoadBalancer => "LoadBalancer",
+        }
+    }
+}
+
+/// The read-write Service clients connect to.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    #[serde(default, rename = "type")]
+    pub type_: ServiceType,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExtensionSpec {
+    /// pg_lake extension version to install; defaults to `spec.version`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$"))]
+    pub version: Option<String>,
+    /// Run `ALTER EXTENSION pg_lake UPDATE` once new pods are ready.
+    #[serde(default = "yes")]
+    pub auto_update: bool,
+}
+
+impl Default for ExtensionSpec {
+    fn default() -> Self {
+        Self { version: None, auto_update: true }
+    }
+}
+
+/// Lifecycle summary shown by `kubectl get lc`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Phase {
+    #[default]
+    Provisioning,
+    Ready,
+    Upgrading,
+    Degraded,
+    Deleting,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct LakeClusterStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// `host:port` of the read-write Service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installed_extension_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_instances: Option<i32>,
+}
+
+impl LakeClusterSpec {
+    pub fn postgres_image(&self) -> String {
+        self.postgres.image.clone().unwrap_or_else(|| release_image("postgres", &self.version))
+    }
+
+    pub fn pgduck_image(&self) -> String {
+        self.pgduck.image.clone().unwrap_or_else(|| release_image("pgduck-server", &self.version))
+    }
+
+    pub fn catalog_image(&self) -> String {
+        self.catalog.image.clone().unwrap_or_else(|| release_image("rest-catalog", &self.version))
+    }
+
+    /// The pg_lake extension version the cluster should run.
+    pub fn extension_version(&self) -> &str {
+        self.extension.version.as_deref().unwrap_or(&self.version)
+    }
+
+    /// The wiring of the node this spec describes; the pod specs are built from it.
+    pub fn wiring(&self) -> Result<Wiring> {
+        let s3 = self.object_storage.s3.clone().unwrap_or_default();
+        let defaults = Wiring::default();
+        Ok(Wiring {
+            object_store: ObjectStore {
+                warehouse: self.object_storage.warehouse.clone(),
+                s3_region: s3.region,
+                s3_use_ssl: !s3.endpoint.as_deref().is_some_and(|e| e.starts_with("http://")),
+                s3_endpoint: s3.endpoint,
+                s3_path_style: s3.path_style,
+            },
+            pgduck: PgduckSettings {
+                memory_limit: self
+                    .pgduck
+                    .memory_limit
+                    .as_deref()
+                    .map(|m| quantity::bytes("pgduck.memoryLimit", m).map(|b| mib(b / 5 * 4)))
+                    .transpose()?,
+                threads: self.pgduck.threads,
+                cache_size: self
+                    .pgduck
+                    .cache_size
+                    .as_deref()
+                    .map(|s| quantity::bytes("pgduck.cacheSize", s).map(mib))
+                    .transpose()?,
+                ..defaults.pgduck.clone()
+            },
+            ..defaults
+        })
+    }
+}
+
+fn release_image(component: &str, version: &str) -> String {
+    format!("{DEFAULT_IMAGE_REPOSITORY}/{component}:{version}")
+}
+
+/// A byte count in the unit both DuckDB and pgduck_server accept. DuckDB is
+/// given 80 % of the container's memory limit (see `wiring`), leaving room for
+/// the process itself so the sidecar is not OOM-killed at its limit.
+fn mib(bytes: u64) -> String {
+    format!("{}MiB", bytes >> 20)
+}

@@ -1,0 +1,153 @@
+//! Leader election with a `coordination.k8s.io` Lease, as client-go does it:
+//! a replica takes a lease that is free or expired and renews it; writes go
+//! through the lease's resourceVersion, so two replicas never both win.
+
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::api::{Api, PostParams};
+use kube::Client;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::{Error, Result};
+
+#[derive(Debug, Clone)]
+pub struct LeaseConfig {
+    pub namespace: String,
+    pub name: String,
+    /// This replica's identity (its pod name).
+    pub identity: String,
+    /// How long a lease stays valid without renewal.
+    pub duration: Duration,
+    /// How often the holder renews, and a candidate retries.
+    pub retry: Duration,
+}
+
+pub struct LeaderElector {
+    api: Api<Lease>,
+    config: LeaseConfig,
+}
+
+fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.is_conflict())
+}
+
+impl LeaderElector {
+    pub fn new(client: Client, config: LeaseConfig) -> Self {
+        Self { api: Api::namespaced(client, &config.namespace), config }
+    }
+
+    fn spec(&self, acquired: Timestamp, now: Timestamp, transitions: i32) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: Some(self.config.identity.clone()),
+            lease_duration_seconds: Some(i32::try_from(self.config.duration.as_secs()).unwrap_or(i32::MAX)),
+            acquire_time: Some(MicroTime(acquired)),
+            renew_time: Some(MicroTime(now)),
+            lease_transitions: Some(transitions),
+            ..Default::default()
+        }
+    }
+
+    /// Takes the lease if it is free or expired, renews it if held; `Ok(true)`
+    /// when this replica holds it afterwards.
+    pub async fn try_acquire(&self) -> Result<bool> {
+        let now = Timestamp::now();
+        let Some(current) = self.api.get_opt(&self.config.name).await? else {
+            let lease = Lease {
+                metadata: ObjectMeta { name: Some(self.config.name.clone()), ..Default::default() },
+                spec: Some(self.spec(now, now, 0)),
+            };
+            return match self.api.create(&PostParams::default(), &lease).await {
+                Ok(_) => Ok(true),
+                Err(e) if is_conflict(&e) => Ok(false),
+                Err(e) => Err(e.into()),
+            };
+        };
+        let spec = current.spec.clone().unwrap_or_default();
+        let holder = spec.holder_identity.as_deref().unwrap_or("");
+        let mine = holder == self.config.identity;
+        let expired = match (&spec.renew_time, spec.lease_duration_seconds) {
+            (Some(renewed), Some(secs)) => {
+                renewed.0.checked_add(SignedDuration::from_secs(secs.into())).is_ok_and(|until| until < now)
+            }
+            _ => true,
+        };
+        if !(mine || holder.is_empty() || expired) {
+            return Ok(false);
+        }
+        let transitions = spec.lease_transitions.unwrap_or(0) + i32::from(!mine);
+        let acquired = match (&spec.acquire_time, mine) {
+            (Some(t), true) => t.0,
+            _ => now,
+        };
+        // The resourceVersion in `metadata` makes this a compare-and-swap.
+        let lease = Lease { metadata: current.metadata, spec: Some(self.spec(acquired, now, transitions)) };
+        match self.api.replace(&self.config.name, &PostParams::default(), &lease).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_conflict(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Hands the lease back so another replica takes over at once.
+    pub async fn release(&self) -> Result<()> {
+        let Some(current) = self.api.get_opt(&self.config.name).await? else { return Ok(()) };
+        let mut spec = current.spec.clone().unwrap_or_default();
+        if spec.holder_identity.as_deref() != Some(self.config.identity.as_str()) {
+            return Ok(());
+        }
+        spec.holder_identity = None;
+        spec.lease_duration_seconds = Some(1);
+        let lease = Lease { metadata: current.metadata, spec: Some(spec) };
+        match self.api.replace(&self.config.name, &PostParams::default(), &lease).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_conflict(&e) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Waits until this replica leads; `false` if `shutdown` came first.
+    pub async fn acquire(&self, shutdown: &CancellationToken) -> bool {
+        loop {
+            match self.try_acquire().await {
+                Ok(true) => {
+                    info!(lease = %self.config.name, identity = %self.config.identity, "became leader");
+                    return true;
+                }
+                Ok(false) => {}
+                Err(e) => warn!(error = %e, "could not take the leader lease"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                _ = tokio::time::sleep(self.config.retry) => {}
+            }
+        }
+    }
+
+    /// Renews the lease until `shutdown`; if no renewal succeeds for a whole lease
+    /// duration, another replica may lead: cancels `shutdown` and fails.
+    pub async fn keep(&self, shutdown: &CancellationToken) -> Result<()> {
+        let mut last_renewal = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(self.config.retry) => {}
+            }
+            match self.try_acquire().await {
+                Ok(true) => last_renewal = tokio::time::Instant::now(),
+                Ok(false) => {
+                    shutdown.cancel();
+                    return Err(Error::LeaseLost(self.config.name.clone()));
+                }
+                Err(e) => warn!(error = %e, "could not renew the leader lease"),
+            }
+            if last_renewal.elapsed() >= self.config.duration {
+                shutdown.cancel();
+                return Err(Error::LeaseLost(self.config.name.clone()));
+            }
+        }
+    }
+}

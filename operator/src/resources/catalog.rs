@@ -1,0 +1,96 @@
+//! The bundled Iceberg REST catalog: a Deployment wired to the cluster's
+//! database through the read-write Service, and its Service.
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, PodSpec, PodTemplateSpec, Probe, Service, ServicePort, ServiceSpec, TCPSocketAction,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use pg_lake_common::wiring;
+
+use super::{
+    container_security_context, plain_env, pod_security_context, secret_env, stamp, Cluster, CATALOG_COMPONENT,
+};
+use crate::Result;
+
+/// The superuser's name, from the Secret; `$(PGUSER)` expands it in the database URL.
+const USER_ENV: &str = "PGUSER";
+
+fn tcp_probe(port: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        tcp_socket: Some(TCPSocketAction { port: IntOrString::String(port.into()), ..Default::default() }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        ..Default::default()
+    }
+}
+
+pub fn catalog_deployment(c: &Cluster) -> Result<Deployment> {
+    let mut env = vec![
+        c.superuser_env(USER_ENV, "username"),
+        c.superuser_env(wiring::CATALOG_DATABASE_PASSWORD_ENV, "password"),
+    ];
+    env.extend(plain_env(c.wiring.catalog_env(&c.names.rw_service(), &format!("$({USER_ENV})"))));
+    env.extend(c.credential_env());
+    if let Some(token) = &c.spec.catalog.auth_token_secret {
+        env.push(secret_env(wiring::CATALOG_AUTH_TOKEN_ENV, &token.name, &token.key));
+    }
+    let (volumes, mounts): (Vec<_>, Vec<_>) = c.credential_volume().into_iter().unzip();
+    let container = Container {
+        name: "rest-catalog".into(),
+        image: Some(c.spec.catalog_image()),
+        command: Some(vec!["rest_catalog".into()]),
+        env: Some(env),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: i32::from(c.wiring.catalog_port),
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]),
+        volume_mounts: (!mounts.is_empty()).then_some(mounts),
+        readiness_probe: Some(tcp_probe("http", 5, 3)),
+        liveness_probe: Some(tcp_probe("http", 10, 6)),
+        resources: c.spec.catalog.resources.clone(),
+        security_context: Some(container_security_context()),
+        ..Default::default()
+    };
+    stamp(Deployment {
+        metadata: c.owned_meta(c.names.catalog(), CATALOG_COMPONENT),
+        spec: Some(DeploymentSpec {
+            replicas: Some(c.spec.catalog.replicas),
+            selector: LabelSelector { match_labels: Some(c.selector(CATALOG_COMPONENT)), ..Default::default() },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta { labels: Some(c.labels(CATALOG_COMPONENT)), ..Default::default() }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(c.names.postgres()),
+                    automount_service_account_token: Some(false),
+                    security_context: Some(pod_security_context()),
+                    containers: vec![container],
+                    volumes: (!volumes.is_empty()).then_some(volumes),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+pub fn catalog_service(c: &Cluster) -> Result<Service> {
+    stamp(Service {
+        metadata: c.owned_meta(c.names.catalog(), CATALOG_COMPONENT),
+        spec: Some(ServiceSpec {
+            selector: Some(c.selector(CATALOG_COMPONENT)),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: i32::from(c.wiring.catalog_port),
+                target_port: Some(IntOrString::String("http".into())),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}

@@ -1,0 +1,303 @@
+//! The Kubernetes objects a LakeCluster becomes. Everything here is a pure
+//! function of the LakeCluster, so `render` prints exactly what `reconcile` applies.
+//!
+//! Credentials only ever appear as `secretKeyRef` env entries or Secret volumes.
+
+mod catalog;
+mod extension;
+mod postgres;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector, Volume, VolumeMount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::{Resource, ResourceExt};
+use pg_lake_common::wiring::{self, Wiring};
+use serde::Serialize;
+
+use crate::crd::{LakeCluster, LakeClusterSpec};
+use crate::{Error, Result, MANAGER};
+
+pub use catalog::{catalog_deployment, catalog_service};
+pub use extension::extension_job;
+pub use postgres::{
+    config_map, headless_service, network_policy, pod_disruption_budget, rw_service, service_account,
+    stateful_set, superuser_secret,
+};
+
+/// Label every object of a cluster carries; selectors use it with [`COMPONENT_LABEL`].
+pub const CLUSTER_LABEL: &str = "pglake.dev/cluster";
+pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Hash of what the operator last applied; an object whose hash matches is left alone.
+pub const APPLIED_HASH_ANNOTATION: &str = "pglake.dev/applied-hash";
+/// Hash of postgresql.conf on the pod template, so a config change rolls the pods.
+pub const CONFIG_HASH_ANNOTATION: &str = "pglake.dev/config-hash";
+
+pub const POSTGRES_COMPONENT: &str = "postgres";
+pub const CATALOG_COMPONENT: &str = "catalog";
+pub const EXTENSION_COMPONENT: &str = "extension-update";
+
+/// uid/gid of the `postgres` user in the images.
+const POSTGRES_UID: i64 = 999;
+/// Where a GCS key Secret is mounted in every container that reaches storage.
+const GCS_KEY_DIR: &str = "/var/run/secrets/pglake.dev/gcs";
+const GCS_KEY_VOLUME: &str = "gcs-key";
+
+/// Object names, derived from the cluster's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    pub cluster: String,
+    pub namespace: String,
+}
+
+impl Names {
+    pub fn of(lc: &LakeCluster) -> Result<Self> {
+        let namespace = lc
+            .namespace()
+            .ok_or_else(|| Error::InvalidSpec(format!("LakeCluster {} has no namespace", lc.name_any())))?;
+        Ok(Self { cluster: lc.name_any(), namespace })
+    }
+    /// StatefulSet, ServiceAccount, PodDisruptionBudget and NetworkPolicy.
+    pub fn postgres(&self) -> String {
+        self.cluster.clone()
+    }
+    pub fn config(&self) -> String {
+        format!("{}-config", self.cluster)
+    }
+    pub fn generated_superuser_secret(&self) -> String {
+        format!("{}-superuser", self.cluster)
+    }
+    pub fn rw_service(&self) -> String {
+        format!("{}-rw", self.cluster)
+    }
+    pub fn headless_service(&self) -> String {
+        format!("{}-pods", self.cluster)
+    }
+    pub fn catalog(&self) -> String {
+        format!("{}-catalog", self.cluster)
+    }
+    /// One Job per target version: a finished Job records that version's update.
+    pub fn extension_job(&self, version: &str) -> String {
+        format!("{}-extension-{}", self.cluster, version.replace(['.', '+'], "-").to_lowercase())
+    }
+    pub fn endpoint(&self, port: u16) -> String {
+        format!("{}.{}.svc:{port}", self.rw_service(), self.namespace)
+    }
+    pub fn catalog_url(&self, port: u16) -> String {
+        format!("http://{}.{}.svc:{port}", self.catalog(), self.namespace)
+    }
+}
+
+/// Everything a LakeCluster needs in one place: the builders take this.
+pub struct Cluster<'a> {
+    pub lc: &'a LakeCluster,
+    pub spec: &'a LakeClusterSpec,
+    pub names: Names,
+    pub wiring: Wiring,
+}
+
+impl<'a> Cluster<'a> {
+    pub fn new(lc: &'a LakeCluster) -> Result<Self> {
+        Ok(Self { lc, spec: &lc.spec, names: Names::of(lc)?, wiring: lc.spec.wiring()? })
+    }
+
+    pub fn labels(&self, component: &str) -> BTreeMap<String, String> {
+        let mut labels = self.selector(component);
+        labels.insert("app.kubernetes.io/name".into(), "pg-lake".into());
+        labels.insert("app.kubernetes.io/instance".into(), self.names.cluster.clone());
+        labels.insert(MANAGED_BY_LABEL.into(), MANAGER.into());
+        labels
+    }
+
+    pub fn selector(&self, component: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (CLUSTER_LABEL.to_string(), self.names.cluster.clone()),
+            (COMPONENT_LABEL.to_string(), component.to_string()),
+        ])
+    }
+
+    /// Metadata of an object the cluster owns (deleted with it by garbage collection).
+    pub fn owned_meta(&self, name: String, component: &str) -> ObjectMeta {
+        ObjectMeta {
+            owner_references: self.owner_reference().map(|o| vec![o]),
+            ..self.unowned_meta(name, component)
+        }
+    }
+
+    /// Metadata of an object that outlives the cluster (the generated superuser
+    /// Secret stays with retained data volumes).
+    pub fn unowned_meta(&self, name: String, component: &str) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name),
+            namespace: Some(self.names.namespace.clone()),
+            labels: Some(self.labels(component)),
+            ..Default::default()
+        }
+    }
+
+    /// `None` for a LakeCluster that has never been stored (as in `render`).
+    fn owner_reference(&self) -> Option<OwnerReference> {
+        self.lc.controller_owner_ref(&())
+    }
+
+    /// Name of the Secret with the superuser's `username` and `password`.
+    pub fn superuser_secret_name(&self) -> String {
+        self.spec
+            .postgres
+            .superuser_secret
+            .as_ref()
+            .map(|s| s.name.clone())
+            .unwrap_or_else(|| self.names.generated_superuser_secret())
+    }
+
+    pub fn superuser_env(&self, name: &str, key: &str) -> EnvVar {
+        secret_env(name, &self.superuser_secret_name(), key)
+    }
+
+    /// Non-secret object-storage settings plus credentials as Secret references.
+    pub fn object_store_env(&self) -> Vec<EnvVar> {
+        let mut env = plain_env(self.wiring.object_store_env());
+        env.extend(self.credential_env());
+        env
+    }
+
+    /// Credentials as Secret references (and the path of a mounted GCS key).
+    pub fn credential_env(&self) -> Vec<EnvVar> {
+        let Some(creds) = &self.spec.object_storage.credentials else {
+            return Vec::new();
+        };
+        let mut env = Vec::new();
+        if let Some(keys) = &creds.s3_keys_secret {
+            env.push(secret_env(wiring::S3_ACCESS_KEY_ID_ENV, &keys.name, &keys.access_key_id_key));
+            env.push(secret_env(wiring::S3_SECRET_ACCESS_KEY_ENV, &keys.name, &keys.secret_access_key_key));
+            if let Some(token) = &keys.session_token_key {
+                env.push(secret_env(wiring::S3_SESSION_TOKEN_ENV, &keys.name, token));
+            }
+        }
+        if let Some(key) = &creds.gcs_key_secret {
+            env.push(EnvVar {
+                name: wiring::GCS_CREDENTIALS_FILE_ENV.into(),
+                value: Some(format!("{GCS_KEY_DIR}/{}", key.key)),
+                ..Default::default()
+            });
+        }
+        env
+    }
+
+    /// The GCS key Secret as a read-only volume, when one is configured.
+    pub fn credential_volume(&self) -> Option<(Volume, VolumeMount)> {
+        let key = self.spec.object_storage.credentials.as_ref()?.gcs_key_secret.as_ref()?;
+        let volume = Volume {
+            name: GCS_KEY_VOLUME.into(),
+            secret: Some(k8s_openapi::api::core::v1::SecretVolumeSource {
+                secret_name: Some(key.name.clone()),
+                default_mode: Some(0o440),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mount = VolumeMount {
+            name: GCS_KEY_VOLUME.into(),
+            mount_path: GCS_KEY_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        };
+        Some((volume, mount))
+    }
+}
+
+pub fn plain_env(vars: Vec<wiring::EnvVar>) -> Vec<EnvVar> {
+    vars.into_iter()
+        .map(|(name, value)| EnvVar { name: name.into(), value: Some(value), ..Default::default() })
+        .collect()
+}
+
+pub fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.into(),
+                key: key.into(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Restricted pod security: non-root, no privilege escalation, no capabilities.
+pub fn pod_security_context() -> k8s_openapi::api::core::v1::PodSecurityContext {
+    k8s_openapi::api::core::v1::PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(POSTGRES_UID),
+        run_as_group: Some(POSTGRES_UID),
+        fs_group: Some(POSTGRES_UID),
+        seccomp_profile: Some(k8s_openapi::api::core::v1::SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn container_security_context() -> k8s_openapi::api::core::v1::SecurityContext {
+    k8s_openapi::api::core::v1::SecurityContext {
+        allow_privilege_escalation: Some(false),
+        run_as_non_root: Some(true),
+        capabilities: Some(k8s_openapi::api::core::v1::Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// FNV-1a over the JSON encoding: stable across builds and Rust versions.
+pub fn content_hash<T: Serialize>(what: &'static str, value: &T) -> Result<String> {
+    let bytes = serde_json::to_vec(value).map_err(|source| Error::Encode { what, source })?;
+    let hash = bytes
+        .iter()
+        .fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3));
+    Ok(format!("{hash:016x}"))
+}
+
+/// Records the hash of `obj`'s desired content on it; see [`APPLIED_HASH_ANNOTATION`].
+pub fn stamp<K: Resource + Serialize>(mut obj: K) -> Result<K> {
+    let hash = content_hash("desired object", &obj)?;
+    obj.meta_mut().annotations.get_or_insert_with(BTreeMap::new).insert(APPLIED_HASH_ANNOTATION.into(), hash);
+    Ok(obj)
+}
+
+/// The hash an object was last applied with, if the operator applied it.
+pub fn applied_hash<K: Resource>(obj: &K) -> Option<&str> {
+    obj.meta().annotations.as_ref()?.get(APPLIED_HASH_ANNOTATION).map(String::as_str)
+}
+
+/// Every object the operator would create for a LakeCluster, in apply order.
+/// `password` fills the generated superuser Secret when the spec names none.
+pub fn all_objects(lc: &LakeCluster, password: &str) -> Result<Vec<serde_json::Value>> {
+    let c = Cluster::new(lc)?;
+    let mut out = Vec::new();
+    let mut push = |what: &'static str, v: Result<serde_json::Value, serde_json::Error>| {
+        v.map(|v| out.push(v)).map_err(|source| Error::Encode { what, source })
+    };
+    push("ServiceAccount", serde_json::to_value(service_account(&c)?))?;
+    if c.spec.postgres.superuser_secret.is_none() {
+        push("Secret", serde_json::to_value(superuser_secret(&c, password)))?;
+    }
+    push("ConfigMap", serde_json::to_value(config_map(&c)?))?;
+    push("Service", serde_json::to_value(headless_service(&c)?))?;
+    push("Service", serde_json::to_value(rw_service(&c)?))?;
+    push("StatefulSet", serde_json::to_value(stateful_set(&c)?))?;
+    push("PodDisruptionBudget", serde_json::to_value(pod_disruption_budget(&c)?))?;
+    push("NetworkPolicy", serde_json::to_value(network_policy(&c)?))?;
+    if c.spec.catalog.enabled {
+        push("Deployment", serde_json::to_value(catalog_deployment(&c)?))?;
+        push("Service", serde_json::to_value(catalog_service(&c)?))?;
+    }
+    push("Job", serde_json::to_value(extension_job(&c)?))?;
+    Ok(out)
+}
