@@ -1,0 +1,274 @@
+//! The backend's client to pgduck_server.
+//!
+//! tokio-postgres runs on a current-thread runtime owned by the backend, so no extra
+//! threads exist and nothing that can ereport ever runs off the backend thread. Every
+//! wait polls Postgres' interrupt flags; on Ctrl-C or statement_timeout the remote query
+//! is cancelled and [`Error::Interrupted`] lets Postgres raise its own error.
+//!
+//! Connections are pooled per backend: a statement takes one, gives it back when done,
+//! and a nested scan (a join of two lake tables) simply takes a second one.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use tokio::runtime::Runtime;
+use tokio_postgres::{Client, CopyOutStream, NoTls, SimpleQueryMessage};
+
+use crate::error::{interrupt_pending, Error, Result};
+use crate::guc;
+
+/// How often a wait looks at Postgres' interrupt flags.
+const INTERRUPT_POLL: Duration = Duration::from_millis(50);
+/// How long a cancelled query may take to wind down before its connection is dropped.
+const CANCEL_GRACE: Duration = Duration::from_secs(5);
+
+fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .expect("a current-thread tokio runtime needs only an epoll fd")
+    })
+}
+
+thread_local! {
+    /// Idle connections of this backend, with the connection string they were opened with.
+    static IDLE: RefCell<Vec<(String, Client)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `fut` on the backend thread until it completes or Postgres has an interrupt pending.
+fn block_on_interruptible<F: Future>(fut: F) -> Result<F::Output> {
+    runtime().block_on(async {
+        let mut fut = std::pin::pin!(fut);
+        let mut tick = tokio::time::interval(INTERRUPT_POLL);
+        loop {
+            tokio::select! {
+                out = &mut fut => return Ok(out),
+                _ = tick.tick() => {
+                    if interrupt_pending() {
+                        return Err(Error::Interrupted);
+                    }
+                }
+            }
+        }
+    })
+}
+
+impl From<tokio_postgres::Error> for Error {
+    fn from(e: tokio_postgres::Error) -> Self {
+        match e.as_db_error() {
+            Some(db) => Error::Engine {
+                sqlstate: db.code().code().to_string(),
+                message: db.message().to_string(),
+                detail: db.detail().map(str::to_string),
+                hint: db.hint().map(str::to_string),
+            },
+            None => Error::ConnectionLost(e.to_string()),
+        }
+    }
+}
+
+/// One connection to pgduck_server, returned to the backend's pool when dropped healthy.
+pub struct Connection {
+    conninfo: String,
+    client: Option<Client>,
+}
+
+impl Connection {
+    /// Takes an idle connection for the current `pg_lake_engine.host`, or opens one.
+    pub fn acquire() -> Result<Connection> {
+        let conninfo = guc::engine_conninfo();
+        let reused = IDLE.with(|idle| {
+            let mut idle = idle.borrow_mut();
+            idle.retain(|(_, c)| !c.is_closed());
+            idle.iter().position(|(info, _)| *info == conninfo).map(|i| idle.swap_remove(i).1)
+        });
+        let client = match reused {
+            Some(c) => c,
+            None => Self::connect(&conninfo)?,
+        };
+        Ok(Connection { conninfo, client: Some(client) })
+    }
+
+    fn connect(conninfo: &str) -> Result<Client> {
+        let fail = |reason: String| Error::Connect { conninfo: conninfo.to_string(), reason };
+        let mut config: tokio_postgres::Config =
+            conninfo.parse().map_err(|e: tokio_postgres::Error| fail(e.to_string()))?;
+        if config.get_user().is_none() {
+            // pgduck_server ignores the user, but the startup message must carry one.
+            config.user("pg_lake");
+        }
+        config.application_name("pg_lake");
+        let timeout = Duration::from_secs(guc::ENGINE_CONNECT_TIMEOUT.get().max(1) as u64);
+        config.connect_timeout(timeout);
+        let (client, connection) = block_on_interruptible(config.connect(NoTls))?
+            .map_err(|e| fail(e.to_string()))?;
+        // The connection task only runs while this backend is inside block_on.
+        runtime().spawn(connection);
+        Ok(client)
+    }
+
+    fn client(&self) -> &Client {
+        self.client.as_ref().expect("a live connection always holds its client")
+    }
+
+    /// Turns the outcome of a request into a result; an interrupted request is cancelled
+    /// remotely and its connection discarded.
+    fn settle<T>(&mut self, outcome: Result<Result<T, tokio_postgres::Error>>) -> Result<T> {
+        match outcome {
+            Ok(result) => result.map_err(Error::from),
+            Err(interrupted) => {
+                self.cancel_and_discard();
+                Err(interrupted)
+            }
+        }
+    }
+
+    /// Asks pgduck_server to cancel whatever this connection runs, then forgets the connection.
+    fn cancel_and_discard(&mut self) {
+        if let Some(client) = self.client.take() {
+            let token = client.cancel_token();
+            // Best effort: the connection is dropped either way, which also ends the query.
+            let _ = runtime()
+                .block_on(async { tokio::time::timeout(CANCEL_GRACE, token.cancel_query(NoTls)).await });
+        }
+    }
+
+    /// Runs SQL and returns its rows as text values (simple protocol).
+    pub fn query(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
+        let outcome = block_on_interruptible(self.client().simple_query(sql));
+        let messages = self.settle(outcome)?;
+        Ok(messages
+            .into_iter()
+            .filter_map(|m| match m {
+                SimpleQueryMessage::Row(row) => {
+                    Some((0..row.len()).map(|i| row.get(i).map(str::to_string)).collect())
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Runs SQL statements whose results are not needed.
+    pub fn execute(&mut self, sql: &str) -> Result<()> {
+        let outcome = block_on_interruptible(self.client().batch_execute(sql));
+        self.settle(outcome)
+    }
+
+    /// Starts `TRANSMIT <query>`: the result streams back as COPY text rows.
+    pub fn transmit(mut self, query: &str) -> Result<RowStream> {
+        let sql = format!("TRANSMIT {query}");
+        let outcome = block_on_interruptible(self.client().copy_out(&sql));
+        let stream = self.settle(outcome)?;
+        Ok(RowStream { conn: self, stream: Box::pin(stream), buf: BytesMut::new(), done: false })
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            if !client.is_closed() {
+                let conninfo = std::mem::take(&mut self.conninfo);
+                IDLE.with(|idle| idle.borrow_mut().push((conninfo, client)));
+            }
+        }
+    }
+}
+
+/// A COPY-out result being read row by row.
+pub struct RowStream {
+    conn: Connection,
+    stream: Pin<Box<CopyOutStream>>,
+    /// Bytes received but not yet handed out; starts at a row boundary.
+    buf: BytesMut,
+    done: bool,
+}
+
+impl RowStream {
+    /// The next row (COPY text format, without its newline), or `None` at the end.
+    pub fn next_row(&mut self) -> Result<Option<Bytes>> {
+        loop {
+            if let Some(nl) = self.buf.iter().position(|b| *b == b'\n') {
+                let mut row = self.buf.split_to(nl + 1);
+                row.truncate(nl);
+                return Ok(Some(row.freeze()));
+            }
+            if self.done {
+                if self.buf.is_empty() {
+                    return Ok(None);
+                }
+                return Err(Error::Protocol("the last row has no newline".into()));
+            }
+            self.fill()?;
+        }
+    }
+
+    /// Appends the next chunk of COPY data to `buf`; sets `done` at the end of the result.
+    fn fill(&mut self) -> Result<()> {
+        let next = match block_on_interruptible(self.stream.next()) {
+            Ok(next) => next,
+            Err(interrupted) => {
+                self.done = true;
+                self.conn.cancel_and_discard();
+                return Err(interrupted);
+            }
+        };
+        match next {
+            Some(Ok(chunk)) => self.buf.extend_from_slice(&chunk),
+            Some(Err(e)) => {
+                self.done = true;
+                return Err(e.into());
+            }
+            None => self.done = true,
+        }
+        Ok(())
+    }
+
+    /// Raw COPY data for a reader that parses rows itself; empty at the end.
+    pub fn next_chunk(&mut self) -> Result<Bytes> {
+        while self.buf.is_empty() && !self.done {
+            self.fill()?;
+        }
+        Ok(self.buf.split().freeze())
+    }
+
+    /// Stops reading early. The remote query is cancelled and its remaining output
+    /// drained, so the connection can be reused; if that fails it is dropped.
+    pub fn abandon(mut self) {
+        if self.done {
+            return;
+        }
+        if let Some(client) = self.conn.client.as_ref() {
+            let token = client.cancel_token();
+            let stream = &mut self.stream;
+            let drained = runtime().block_on(async {
+                let _ = tokio::time::timeout(CANCEL_GRACE, token.cancel_query(NoTls)).await;
+                tokio::time::timeout(CANCEL_GRACE, async {
+                    while let Some(Ok(_)) = stream.next().await {}
+                })
+                .await
+                .is_ok()
+            });
+            if drained {
+                self.done = true;
+            }
+        }
+    }
+}
+
+impl Drop for RowStream {
+    fn drop(&mut self) {
+        // A stream dropped mid-result (an error in the scan) leaves unread messages
+        // behind; such a connection must not be reused.
+        if !self.done {
+            self.conn.client = None;
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! The extension's one error type, and how it becomes a Postgres ERROR.
+
+use pgrx::pg_sys;
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("could not connect to pgduck_server ({conninfo}): {reason}")]
+    Connect { conninfo: String, reason: String },
+
+    /// An error DuckDB (through pgduck_server) reported for a query; the session stays usable.
+    #[error("{message}")]
+    Engine { sqlstate: String, message: String, detail: Option<String>, hint: Option<String> },
+
+    #[error("lost the connection to pgduck_server: {0}")]
+    ConnectionLost(String),
+
+    #[error("pgduck_server sent a malformed row: {0}")]
+    Protocol(String),
+
+    /// Postgres has a cancel or terminate pending; the remote query was cancelled.
+    #[error("canceling statement due to user request")]
+    Interrupted,
+
+    #[error("invalid option \"{option}\"")]
+    UnknownOption { option: String, valid: &'static str },
+
+    #[error("invalid value for option \"{option}\": \"{value}\"")]
+    InvalidOptionValue { option: String, value: String, expected: String },
+
+    #[error("option \"{option}\" only applies to {applies_to}, not to format \"{format}\"")]
+    OptionNotApplicable { option: String, format: String, applies_to: &'static str },
+
+    #[error("option \"{0}\" is required")]
+    MissingOption(&'static str),
+
+    #[error("unsupported URL scheme \"{scheme}\" in \"{url}\"")]
+    UnsupportedScheme { url: String, scheme: String },
+
+    #[error("could not determine the file format of \"{0}\"")]
+    UnknownFormat(String),
+
+    #[error("permission denied to {action} \"{url}\"")]
+    PermissionDenied { action: &'static str, url: String, hint: String },
+
+    #[error("{what} of \"{url}\" has DuckDB type {duckdb_type}, which pg_lake cannot map to a Postgres type")]
+    UnsupportedDuckdbType { what: String, url: String, duckdb_type: String },
+
+    #[error("{0}")]
+    ColumnMismatch(String),
+
+    #[error("{0}")]
+    FeatureNotSupported(String),
+}
+
+impl Error {
+    fn code(&self) -> PgSqlErrorCode {
+        use PgSqlErrorCode::*;
+        match self {
+            Error::Connect { .. } => ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+            Error::Engine { sqlstate, .. } => sqlstate_code(sqlstate),
+            Error::ConnectionLost(_) => ERRCODE_CONNECTION_FAILURE,
+            Error::Protocol(_) => ERRCODE_PROTOCOL_VIOLATION,
+            Error::Interrupted => ERRCODE_QUERY_CANCELED,
+            Error::UnknownOption { .. } => ERRCODE_FDW_INVALID_OPTION_NAME,
+            Error::InvalidOptionValue { .. } | Error::OptionNotApplicable { .. } => {
+                ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE
+            }
+            Error::MissingOption(_) => ERRCODE_FDW_OPTION_NAME_NOT_FOUND,
+            Error::UnsupportedScheme { .. } | Error::UnknownFormat(_) => {
+                ERRCODE_INVALID_PARAMETER_VALUE
+            }
+            Error::PermissionDenied { .. } => ERRCODE_INSUFFICIENT_PRIVILEGE,
+            Error::UnsupportedDuckdbType { .. } => ERRCODE_DATATYPE_MISMATCH,
+            Error::ColumnMismatch(_) => ERRCODE_UNDEFINED_COLUMN,
+            Error::FeatureNotSupported(_) => ERRCODE_FEATURE_NOT_SUPPORTED,
+        }
+    }
+
+    fn detail(&self) -> Option<String> {
+        match self {
+            Error::Engine { detail, .. } => detail.clone(),
+            _ => None,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            Error::Engine { hint, .. } => hint.clone(),
+            Error::Connect { .. } => Some(
+                "Check that pgduck_server is running and that pg_lake_engine.host points at its socket."
+                    .into(),
+            ),
+            Error::UnknownOption { valid, .. } => Some(format!("Valid options are: {valid}.")),
+            Error::InvalidOptionValue { expected, .. } => Some(format!("Expected {expected}.")),
+            Error::UnsupportedScheme { .. } => {
+                Some("Supported locations are s3://, gs:// and local paths.".into())
+            }
+            Error::UnknownFormat(_) => {
+                Some("Set the format option to parquet, csv or json.".into())
+            }
+            Error::PermissionDenied { hint, .. } => Some(hint.clone()),
+            _ => None,
+        }
+    }
+
+    /// Raises this error as a Postgres ERROR. An interrupt is raised by Postgres itself,
+    /// so the user sees the usual cancel / timeout message.
+    pub fn report(self) -> ! {
+        if matches!(self, Error::Interrupted) {
+            pgrx::check_for_interrupts!();
+        }
+        let mut report = ErrorReport::new(self.code(), self.to_string(), "pg_lake");
+        if let Some(detail) = self.detail() {
+            report = report.set_detail(detail);
+        }
+        if let Some(hint) = self.hint() {
+            report = report.set_hint(hint);
+        }
+        report.report(PgLogLevel::ERROR);
+        unreachable!("ereport(ERROR) returned")
+    }
+}
+
+/// Unwraps a result, raising the error as a Postgres ERROR.
+pub trait OrReport<T> {
+    fn or_report(self) -> T;
+}
+
+impl<T> OrReport<T> for Result<T> {
+    fn or_report(self) -> T {
+        self.unwrap_or_else(|e| e.report())
+    }
+}
+
+/// Packs a five-character SQLSTATE the way Postgres' MAKE_SQLSTATE does.
+fn sqlstate_code(sqlstate: &str) -> PgSqlErrorCode {
+    let bytes = sqlstate.as_bytes();
+    if bytes.len() != 5 {
+        return PgSqlErrorCode::ERRCODE_INTERNAL_ERROR;
+    }
+    let packed = bytes
+        .iter()
+        .enumerate()
+        .fold(0i32, |acc, (i, b)| acc | ((((*b as i32) - ('0' as i32)) & 0x3F) << (6 * i)));
+    let code = PgSqlErrorCode::from(packed);
+    // pgrx maps codes it does not know to "internal error"; keep the class honest instead.
+    if code as isize as i32 == packed {
+        code
+    } else {
+        PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION
+    }
+}
+
+/// True when Postgres will raise an error at its next CHECK_FOR_INTERRUPTS.
+pub fn interrupt_pending() -> bool {
+    // SAFETY: plain reads of sig_atomic_t flags that signal handlers set on this thread.
+    unsafe {
+        std::ptr::read_volatile(&raw const pg_sys::QueryCancelPending) != 0
+            || std::ptr::read_volatile(&raw const pg_sys::ProcDiePending) != 0
+    }
+}

@@ -1,0 +1,276 @@
+//! Turns the WHERE clauses of a scan into DuckDB SQL, where that is safe: comparisons,
+//! AND/OR/NOT, IN, IS NULL, LIKE, a few functions and casts over columns and constants
+//! of scalar types. Anything else returns `None` and is evaluated by Postgres.
+
+use pgrx::pg_sys;
+
+use crate::pgutil::{list_ptrs, string, with_transmission_modes};
+use crate::source::{quote_ident, quote_literal};
+
+/// The relation whose columns the clauses reference.
+pub struct Rel {
+    pub relid: pg_sys::Oid,
+    pub varno: u32,
+}
+
+/// DuckDB type of a Postgres scalar type whose semantics DuckDB shares.
+fn shippable_type(oid: pg_sys::Oid) -> Option<&'static str> {
+    Some(match oid {
+        pg_sys::BOOLOID => "BOOLEAN",
+        pg_sys::INT2OID => "SMALLINT",
+        pg_sys::INT4OID => "INTEGER",
+        pg_sys::INT8OID => "BIGINT",
+        pg_sys::FLOAT4OID => "FLOAT",
+        pg_sys::FLOAT8OID => "DOUBLE",
+        pg_sys::NUMERICOID => "DECIMAL(38,9)",
+        pg_sys::TEXTOID | pg_sys::VARCHAROID => "VARCHAR",
+        pg_sys::DATEOID => "DATE",
+        pg_sys::TIMESTAMPOID => "TIMESTAMP",
+        pg_sys::TIMESTAMPTZOID => "TIMESTAMPTZ",
+        pg_sys::UUIDOID => "UUID",
+        _ => return None,
+    })
+}
+
+fn is_text(oid: pg_sys::Oid) -> bool {
+    oid == pg_sys::TEXTOID || oid == pg_sys::VARCHAROID
+}
+
+/// Deparses one qual, or `None` if it must stay in Postgres.
+pub fn deparse(rel: &Rel, node: *mut pg_sys::Node) -> Option<String> {
+    with_transmission_modes(|| expr(rel, node))
+}
+
+fn expr(rel: &Rel, node: *mut pg_sys::Node) -> Option<String> {
+    if node.is_null() {
+        return None;
+    }
+    // SAFETY: the planner hands us valid expression trees; each cast follows the node tag.
+    unsafe {
+        match (*node).type_ {
+            pg_sys::NodeTag::T_Var => var(rel, node.cast()),
+            pg_sys::NodeTag::T_Const => constant(node.cast()),
+            pg_sys::NodeTag::T_RelabelType => {
+                let r = node as *mut pg_sys::RelabelType;
+                shippable_type((*r).resulttype)?;
+                expr(rel, (*r).arg.cast())
+            }
+            pg_sys::NodeTag::T_OpExpr => op(rel, node.cast()),
+            pg_sys::NodeTag::T_BoolExpr => {
+                let b = node as *mut pg_sys::BoolExpr;
+                let args = list_ptrs::<pg_sys::Node>((*b).args)
+                    .into_iter()
+                    .map(|a| expr(rel, a))
+                    .collect::<Option<Vec<_>>>()?;
+                match (*b).boolop {
+                    pg_sys::BoolExprType::AND_EXPR => Some(format!("({})", args.join(" AND "))),
+                    pg_sys::BoolExprType::OR_EXPR => Some(format!("({})", args.join(" OR "))),
+                    _ => Some(format!("(NOT {})", args.first()?)),
+                }
+            }
+            pg_sys::NodeTag::T_NullTest => {
+                let n = node as *mut pg_sys::NullTest;
+                if (*n).argisrow {
+                    return None;
+                }
+                let arg = expr(rel, (*n).arg.cast())?;
+                let test =
+                    if (*n).nulltesttype == pg_sys::NullTestType::IS_NULL { "IS NULL" } else { "IS NOT NULL" };
+                Some(format!("({arg} {test})"))
+            }
+            pg_sys::NodeTag::T_ScalarArrayOpExpr => in_list(rel, node.cast()),
+            pg_sys::NodeTag::T_FuncExpr => func(rel, node.cast()),
+            pg_sys::NodeTag::T_CoalesceExpr => {
+                let c = node as *mut pg_sys::CoalesceExpr;
+                shippable_type((*c).coalescetype)?;
+                let args = list_ptrs::<pg_sys::Node>((*c).args)
+                    .into_iter()
+                    .map(|a| expr(rel, a))
+                    .collect::<Option<Vec<_>>>()?;
+                Some(format!("COALESCE({})", args.join(", ")))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// # Safety
+/// `v` must be a valid Var.
+unsafe fn var(rel: &Rel, v: *mut pg_sys::Var) -> Option<String> {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        if (*v).varno as u32 != rel.varno || (*v).varlevelsup != 0 || (*v).varattno <= 0 {
+            return None;
+        }
+        shippable_type((*v).vartype)?;
+        let name = string(pg_sys::get_attname(rel.relid, (*v).varattno, false))?;
+        Some(quote_ident(&name))
+    }
+}
+
+/// # Safety
+/// `c` must be a valid Const.
+unsafe fn constant(c: *mut pg_sys::Const) -> Option<String> {
+    // SAFETY: guaranteed by the caller; output functions run on the backend thread.
+    unsafe {
+        let duck = shippable_type((*c).consttype)?;
+        if (*c).constisnull {
+            return Some(format!("CAST(NULL AS {duck})"));
+        }
+        literal((*c).consttype, (*c).constvalue)
+    }
+}
+
+/// A DuckDB literal for a non-NULL value of a shippable type.
+///
+/// # Safety
+/// `value` must be a valid datum of type `typ`.
+unsafe fn literal(typ: pg_sys::Oid, value: pg_sys::Datum) -> Option<String> {
+    let duck = shippable_type(typ)?;
+    let mut out_fn = pg_sys::InvalidOid;
+    let mut varlena = false;
+    // SAFETY: guaranteed by the caller.
+    let text = unsafe {
+        pg_sys::getTypeOutputInfo(typ, &mut out_fn, &mut varlena);
+        string(pg_sys::OidOutputFunctionCall(out_fn, value))?
+    };
+    Some(match typ {
+        pg_sys::BOOLOID => if text == "t" { "TRUE" } else { "FALSE" }.to_string(),
+        pg_sys::INT2OID | pg_sys::INT4OID | pg_sys::INT8OID => text,
+        // NaN and infinities have no DECIMAL form: keep those quals local.
+        pg_sys::NUMERICOID if text.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-') => text,
+        pg_sys::NUMERICOID => return None,
+        pg_sys::TEXTOID | pg_sys::VARCHAROID => quote_literal(&text),
+        _ => format!("CAST({} AS {duck})", quote_literal(&text)),
+    })
+}
+
+/// # Safety
+/// `o` must be a valid OpExpr.
+unsafe fn op(rel: &Rel, o: *mut pg_sys::OpExpr) -> Option<String> {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        if u32::from((*o).opno) >= pg_sys::FirstNormalObjectId {
+            return None;
+        }
+        let args = list_ptrs::<pg_sys::Node>((*o).args);
+        for a in &args {
+            shippable_type(pg_sys::exprType(*a))?;
+        }
+        let name = string(pg_sys::get_opname((*o).opno))?;
+        let text_args = args.iter().any(|a| is_text(pg_sys::exprType(*a)));
+        let c_collation = (*o).inputcollid == pg_sys::C_COLLATION_OID
+            || (*o).inputcollid == pg_sys::POSIX_COLLATION_OID;
+        let sql_op = match name.as_str() {
+            "=" | "<>" => name.as_str(),
+            // Text ordering follows the collation; DuckDB compares bytes, like "C".
+            "<" | "<=" | ">" | ">=" if !text_args || c_collation => name.as_str(),
+            "+" | "-" | "*" if !text_args => name.as_str(),
+            "||" if text_args => "||",
+            "~~" => "LIKE",
+            "!~~" => "NOT LIKE",
+            _ => return None,
+        };
+        match args.as_slice() {
+            [l, r] => Some(format!("({} {sql_op} {})", expr(rel, *l)?, expr(rel, *r)?)),
+            [a] if sql_op == "-" => Some(format!("(- {})", expr(rel, *a)?)),
+            _ => None,
+        }
+    }
+}
+
+/// `x = ANY(array)` → `x IN (...)`, `x <> ALL(array)` → `x NOT IN (...)`.
+///
+/// # Safety
+/// `s` must be a valid ScalarArrayOpExpr.
+unsafe fn in_list(rel: &Rel, s: *mut pg_sys::ScalarArrayOpExpr) -> Option<String> {
+    // SAFETY: guaranteed by the caller; array contents are read with their own type info.
+    unsafe {
+        if u32::from((*s).opno) >= pg_sys::FirstNormalObjectId {
+            return None;
+        }
+        let name = string(pg_sys::get_opname((*s).opno))?;
+        let keyword = match (name.as_str(), (*s).useOr) {
+            ("=", true) => "IN",
+            ("<>", false) => "NOT IN",
+            _ => return None,
+        };
+        let [left, right] = list_ptrs::<pg_sys::Node>((*s).args)[..] else {
+            return None;
+        };
+        let left = expr(rel, left)?;
+        let items = match (*right).type_ {
+            pg_sys::NodeTag::T_Const => {
+                let c = right as *mut pg_sys::Const;
+                if (*c).constisnull {
+                    return None;
+                }
+                let elem = pg_sys::get_element_type((*c).consttype);
+                shippable_type(elem)?;
+                let (mut len, mut byval, mut align) = (0i16, false, 0 as std::ffi::c_char);
+                pg_sys::get_typlenbyvalalign(elem, &mut len, &mut byval, &mut align);
+                let arr = pg_sys::pg_detoast_datum((*c).constvalue.cast_mut_ptr()) as *mut pg_sys::ArrayType;
+                let (mut values, mut nulls, mut n) = (std::ptr::null_mut(), std::ptr::null_mut(), 0);
+                pg_sys::deconstruct_array(arr, elem, len.into(), byval, align, &mut values, &mut nulls, &mut n);
+                (0..n as usize)
+                    .map(|i| {
+                        if *nulls.add(i) {
+                            Some(format!("CAST(NULL AS {})", shippable_type(elem)?))
+                        } else {
+                            literal(elem, *values.add(i))
+                        }
+                    })
+                    .collect::<Option<Vec<_>>>()?
+            }
+            pg_sys::NodeTag::T_ArrayExpr => {
+                let a = right as *mut pg_sys::ArrayExpr;
+                list_ptrs::<pg_sys::Node>((*a).elements)
+                    .into_iter()
+                    .map(|e| expr(rel, e))
+                    .collect::<Option<Vec<_>>>()?
+            }
+            _ => return None,
+        };
+        if items.is_empty() {
+            return None;
+        }
+        Some(format!("({left} {keyword} ({}))", items.join(", ")))
+    }
+}
+
+/// Built-in functions DuckDB computes the same way, and casts between shippable types.
+///
+/// # Safety
+/// `f` must be a valid FuncExpr.
+unsafe fn func(rel: &Rel, f: *mut pg_sys::FuncExpr) -> Option<String> {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        if u32::from((*f).funcid) >= pg_sys::FirstNormalObjectId {
+            return None;
+        }
+        let result = shippable_type((*f).funcresulttype)?;
+        let args = list_ptrs::<pg_sys::Node>((*f).args);
+        let cast = matches!(
+            (*f).funcformat,
+            pg_sys::CoercionForm::COERCE_EXPLICIT_CAST | pg_sys::CoercionForm::COERCE_IMPLICIT_CAST
+        );
+        if cast {
+            let [arg] = args[..] else { return None };
+            let from = pg_sys::exprType(arg);
+            // Conversions to or from timestamptz depend on the session time zone.
+            if from == pg_sys::TIMESTAMPTZOID || (*f).funcresulttype == pg_sys::TIMESTAMPTZOID {
+                return None;
+            }
+            return Some(format!("CAST({} AS {result})", expr(rel, arg)?));
+        }
+        let name = string(pg_sys::get_func_name((*f).funcid))?;
+        let duck = match (name.as_str(), args.len()) {
+            ("lower" | "upper" | "abs" | "length" | "ltrim" | "rtrim", 1) => name.as_str(),
+            ("char_length" | "character_length", 1) => "length",
+            ("btrim", 1) => "trim",
+            _ => return None,
+        };
+        let args = args.into_iter().map(|a| expr(rel, a)).collect::<Option<Vec<_>>>()?;
+        Some(format!("{duck}({})", args.join(", ")))
+    }
+}

@@ -1,0 +1,85 @@
+//! The `pg_lake` foreign data wrapper: foreign tables over Parquet, CSV and JSON files,
+//! scanned by DuckDB in pgduck_server.
+
+mod deparse;
+mod scan;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::access::{check, Access};
+use crate::engine::Connection;
+use crate::error::{Error, OrReport, Result};
+use crate::pgutil::def_elems;
+use crate::source::{LakeFiles, OptionContext};
+
+/// The files behind a foreign table, from its options.
+pub fn table_files(relid: pg_sys::Oid) -> Result<LakeFiles> {
+    // SAFETY: GetForeignTable reads the catalog on the backend thread; the options list
+    // lives in the current memory context.
+    let options = unsafe { def_elems((*pg_sys::GetForeignTable(relid)).options) };
+    LakeFiles::from_options(None, &options, OptionContext::ForeignTable)
+}
+
+/// (column name, DuckDB type) of `files`, as DuckDB's DESCRIBE sees them.
+pub(crate) fn describe(files: &LakeFiles) -> Result<Vec<(String, String)>> {
+    let rows = Connection::acquire()?.query(&format!("DESCRIBE SELECT * FROM {}", files.read_sql(None)))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r[0].clone().unwrap_or_default(), r[1].clone().unwrap_or_default()))
+        .collect())
+}
+
+#[unsafe(no_mangle)]
+#[doc(hidden)]
+pub extern "C" fn pg_finfo_pg_lake_fdw_handler() -> &'static pg_sys::Pg_finfo_record {
+    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1
+}
+
+/// The FDW handler: the table of callbacks Postgres calls for pg_lake foreign tables.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn pg_lake_fdw_handler(_fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: makeNode-style allocation in the caller's memory context; Postgres owns it.
+    let mut routine =
+        unsafe { PgBox::<pg_sys::FdwRoutine>::alloc_node(pg_sys::NodeTag::T_FdwRoutine) };
+    routine.GetForeignRelSize = Some(scan::get_foreign_rel_size);
+    routine.GetForeignPaths = Some(scan::get_foreign_paths);
+    routine.GetForeignPlan = Some(scan::get_foreign_plan);
+    routine.BeginForeignScan = Some(scan::begin_foreign_scan);
+    routine.IterateForeignScan = Some(scan::iterate_foreign_scan);
+    routine.ReScanForeignScan = Some(scan::rescan_foreign_scan);
+    routine.EndForeignScan = Some(scan::end_foreign_scan);
+    routine.ExplainForeignScan = Some(scan::explain_foreign_scan);
+    routine.IsForeignRelUpdatable = Some(scan::is_foreign_rel_updatable);
+    pg_sys::Datum::from(routine.into_pg())
+}
+
+/// Checks the options of the FDW, the server and foreign tables, naming any bad option.
+#[pg_extern]
+fn pg_lake_fdw_validator(options: Vec<Option<String>>, catalog: pg_sys::Oid) {
+    let pairs: Vec<(String, String)> = options
+        .into_iter()
+        .flatten()
+        .map(|o| match o.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (o, String::new()),
+        })
+        .collect();
+    if catalog == pg_sys::ForeignTableRelationId {
+        let files = LakeFiles::from_options(None, &pairs, OptionContext::ForeignTable).or_report();
+        check(&files.url, Access::Read).or_report();
+    } else if let Some((name, _)) = pairs.into_iter().next() {
+        Error::UnknownOption { option: name, valid: "none (options belong on foreign tables)" }
+            .report();
+    }
+}
+
+extension_sql!(
+    r#"
+CREATE FUNCTION pg_lake_fdw_handler() RETURNS fdw_handler
+    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'pg_lake_fdw_handler';
+"#,
+    name = "pg_lake_fdw_handler"
+);

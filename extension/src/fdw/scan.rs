@@ -1,0 +1,385 @@
+//! Planning and executing a scan of a pg_lake foreign table.
+//!
+//! The plan carries the DuckDB query (columns needed, WHERE clauses that are safe to
+//! ship, LIMIT when safe); execution runs it as `TRANSMIT` on pgduck_server and turns
+//! each streamed COPY text row into datums with the columns' input functions.
+
+use pgrx::memcxt::PgMemoryContexts;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use super::deparse::{deparse, Rel};
+use crate::copy_text::DecodedRow;
+use crate::engine::{Connection, RowStream};
+use crate::error::{Error, OrReport, Result};
+use crate::pgutil::{list_ptrs, pstrdup, string};
+use crate::source::quote_ident;
+
+/// Rows the planner assumes a lake table has; files carry no statistics Postgres sees.
+const ESTIMATED_ROWS: f64 = 1_000_000.0;
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn get_foreign_rel_size(
+    _root: *mut pg_sys::PlannerInfo,
+    baserel: *mut pg_sys::RelOptInfo,
+    foreigntableid: pg_sys::Oid,
+) {
+    // Fail at plan time on options that no longer make sense.
+    super::table_files(foreigntableid).or_report();
+    // SAFETY: the planner passes a valid RelOptInfo.
+    unsafe { (*baserel).rows = ESTIMATED_ROWS };
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn get_foreign_paths(
+    root: *mut pg_sys::PlannerInfo,
+    baserel: *mut pg_sys::RelOptInfo,
+    _foreigntableid: pg_sys::Oid,
+) {
+    // SAFETY: planner structures are valid for the duration of this callback.
+    unsafe {
+        let rows = (*baserel).rows;
+        let startup = 100.0;
+        let total = startup + rows * 0.01;
+        #[cfg(any(feature = "pg15", feature = "pg16"))]
+        let path = pg_sys::create_foreignscan_path(
+            root,
+            baserel,
+            std::ptr::null_mut(),
+            rows,
+            startup,
+            total,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
+        #[cfg(feature = "pg17")]
+        let path = pg_sys::create_foreignscan_path(
+            root,
+            baserel,
+            std::ptr::null_mut(),
+            rows,
+            startup,
+            total,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
+        pg_sys::add_path(baserel, path.cast());
+    }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn get_foreign_plan(
+    root: *mut pg_sys::PlannerInfo,
+    baserel: *mut pg_sys::RelOptInfo,
+    foreigntableid: pg_sys::Oid,
+    _best_path: *mut pg_sys::ForeignPath,
+    tlist: *mut pg_sys::List,
+    scan_clauses: *mut pg_sys::List,
+    outer_plan: *mut pg_sys::Plan,
+) -> *mut pg_sys::ForeignScan {
+    let files = super::table_files(foreigntableid).or_report();
+    // SAFETY: planner structures are valid for the duration of this callback; lists
+    // built here are palloc'd in the planner's memory context.
+    unsafe {
+        let rel = Rel { relid: foreigntableid, varno: (*baserel).relid };
+        let clauses = pg_sys::extract_actual_clauses(scan_clauses, false);
+        let mut remote = Vec::new();
+        let mut local: *mut pg_sys::List = std::ptr::null_mut();
+        for clause in list_ptrs::<pg_sys::Node>(clauses) {
+            match deparse(&rel, clause) {
+                Some(sql) => remote.push(sql),
+                None => local = pg_sys::lappend(local, clause.cast()),
+            }
+        }
+
+        let columns = table_columns(foreigntableid);
+        let mut attrs: *mut pg_sys::Bitmapset = std::ptr::null_mut();
+        pg_sys::pull_varattnos((*(*baserel).reltarget).exprs.cast(), (*baserel).relid, &mut attrs);
+        pg_sys::pull_varattnos(local.cast(), (*baserel).relid, &mut attrs);
+        let offset = pg_sys::FirstLowInvalidHeapAttributeNumber;
+        let whole_row = pg_sys::bms_is_member(-offset, attrs);
+        let fetched: Vec<i32> = columns
+            .iter()
+            .filter(|c| whole_row || pg_sys::bms_is_member(c.attnum - offset, attrs))
+            .map(|c| c.attnum)
+            .collect();
+
+        let select = if fetched.is_empty() {
+            // count(*) and friends: one constant per row.
+            "1".to_string()
+        } else {
+            let names: Vec<String> = fetched
+                .iter()
+                .map(|a| quote_ident(&columns.iter().find(|c| c.attnum == *a).expect("fetched from columns").name))
+                .collect();
+            names.join(", ")
+        };
+        let csv_names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+        let mut sql = format!("SELECT {select} FROM {}", files.read_sql(Some(&csv_names)));
+        if !remote.is_empty() {
+            sql.push_str(&format!(" WHERE {}", remote.join(" AND ")));
+        }
+        if local.is_null() {
+            if let Some(limit) = pushable_limit(root) {
+                sql.push_str(&format!(" LIMIT {limit}"));
+            }
+        }
+
+        let mut attnums: *mut pg_sys::List = std::ptr::null_mut();
+        for a in &fetched {
+            attnums = pg_sys::lappend_int(attnums, *a);
+        }
+        let mut private = pg_sys::lappend(std::ptr::null_mut(), pg_sys::makeString(pstrdup(&sql)).cast());
+        private = pg_sys::lappend(private, attnums.cast());
+
+        pg_sys::make_foreignscan(
+            tlist,
+            local,
+            (*baserel).relid,
+            std::ptr::null_mut(),
+            private,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            outer_plan,
+        )
+    }
+}
+
+/// A column of the foreign table.
+struct Column {
+    attnum: i32,
+    name: String,
+}
+
+/// The table's live columns in order.
+fn table_columns(relid: pg_sys::Oid) -> Vec<Column> {
+    // SAFETY: the relation is locked by the planner; the tuple descriptor is read while open.
+    unsafe {
+        let rel = pg_sys::RelationIdGetRelation(relid);
+        let desc = (*rel).rd_att;
+        let columns = (0..(*desc).natts as usize)
+            .map(|i| *(*desc).attrs.as_ptr().add(i))
+            .filter(|a| !a.attisdropped)
+            .map(|a| Column {
+                attnum: i32::from(a.attnum),
+                name: pgrx::name_data_to_str(&a.attname).to_string(),
+            })
+            .collect();
+        pg_sys::RelationClose(rel);
+        columns
+    }
+}
+
+/// `LIMIT n` (plus OFFSET) can go to DuckDB when this scan is the whole query: one
+/// relation, no grouping, ordering, distinct, window functions or set-returning functions,
+/// and (checked by the caller) every WHERE clause shipped.
+///
+/// # Safety
+/// `root` must be the planner's valid PlannerInfo.
+unsafe fn pushable_limit(root: *mut pg_sys::PlannerInfo) -> Option<i64> {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        let q = (*root).parse;
+        let single = (*(*q).jointree).fromlist.as_ref().is_some_and(|l| l.length == 1)
+            && (*q).rtable.as_ref().is_some_and(|l| l.length == 1);
+        if !single
+            || (*q).commandType != pg_sys::CmdType::CMD_SELECT
+            || (*q).hasAggs
+            || (*q).hasWindowFuncs
+            || (*q).hasTargetSRFs
+            || !(*q).groupClause.is_null()
+            || !(*q).groupingSets.is_null()
+            || !(*q).havingQual.is_null()
+            || !(*q).distinctClause.is_null()
+            || !(*q).sortClause.is_null()
+            || !(*q).setOperations.is_null()
+            || !(*q).rowMarks.is_null()
+            || (*q).limitOption != pg_sys::LimitOption::LIMIT_OPTION_COUNT
+        {
+            return None;
+        }
+        let count = const_i64((*q).limitCount)?;
+        let offset = if (*q).limitOffset.is_null() { 0 } else { const_i64((*q).limitOffset)? };
+        Some(count.saturating_add(offset))
+    }
+}
+
+/// The value of a non-NULL int8 Const (LIMIT and OFFSET are coerced to bigint).
+///
+/// # Safety
+/// `node` must be NULL or a valid expression node.
+unsafe fn const_i64(node: *mut pg_sys::Node) -> Option<i64> {
+    // SAFETY: guaranteed by the caller; the tag is checked before the cast.
+    unsafe {
+        if node.is_null() || (*node).type_ != pg_sys::NodeTag::T_Const {
+            return None;
+        }
+        let c = node as *mut pg_sys::Const;
+        if (*c).constisnull || (*c).consttype != pg_sys::INT8OID {
+            return None;
+        }
+        Some((*c).constvalue.value() as i64)
+    }
+}
+
+/// How to turn one fetched field into a datum.
+struct ColumnInput {
+    /// 0-based attribute index in the scan slot.
+    index: usize,
+    finfo: pg_sys::FmgrInfo,
+    typioparam: pg_sys::Oid,
+    typmod: i32,
+}
+
+/// Execution state of one scan, owned by the executor's memory context.
+struct ScanState {
+    sql: String,
+    inputs: Vec<ColumnInput>,
+    rows: Option<RowStream>,
+    row: DecodedRow,
+}
+
+impl ScanState {
+    fn rows(&mut self) -> Result<&mut RowStream> {
+        if self.rows.is_none() {
+            self.rows = Some(Connection::acquire()?.transmit(&self.sql)?);
+        }
+        Ok(self.rows.as_mut().expect("just set"))
+    }
+
+    /// Stops a running remote query, keeping its connection when possible.
+    fn stop(&mut self) {
+        if let Some(rows) = self.rows.take() {
+            rows.abandon();
+        }
+    }
+}
+
+/// The plan's (DuckDB SQL, fetched attnums).
+///
+/// # Safety
+/// `plan` must be a ForeignScan made by `get_foreign_plan`.
+unsafe fn plan_private(plan: *mut pg_sys::ForeignScan) -> (String, Vec<i32>) {
+    // SAFETY: guaranteed by the caller: fdw_private is [String, IntList].
+    unsafe {
+        let private = (*plan).fdw_private;
+        let sql_node = pg_sys::list_nth(private, 0) as *mut pg_sys::String;
+        let attnums = pg_sys::list_nth(private, 1) as *mut pg_sys::List;
+        let n = attnums.as_ref().map_or(0, |l| l.length);
+        let attnums = (0..n).map(|i| pg_sys::list_nth_int(attnums, i)).collect();
+        (string((*sql_node).sval).unwrap_or_default(), attnums)
+    }
+}
+
+/// # Safety
+/// `node` must be a ForeignScanState begun by `begin_foreign_scan`.
+unsafe fn scan_state<'a>(node: *mut pg_sys::ForeignScanState) -> &'a mut ScanState {
+    // SAFETY: guaranteed by the caller; the state lives as long as the executor's context.
+    unsafe { &mut *((*node).fdw_state as *mut ScanState) }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn begin_foreign_scan(node: *mut pg_sys::ForeignScanState, eflags: i32) {
+    if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 != 0 {
+        return;
+    }
+    // SAFETY: the executor passes a valid ForeignScanState; input functions are looked up
+    // in the per-query memory context, which outlives the scan.
+    unsafe {
+        let plan = (*node).ss.ps.plan as *mut pg_sys::ForeignScan;
+        let (sql, attnums) = plan_private(plan);
+        let desc = (*(*node).ss.ss_currentRelation).rd_att;
+        let inputs = attnums
+            .into_iter()
+            .map(|attnum| {
+                let index = (attnum - 1) as usize;
+                let att = *(*desc).attrs.as_ptr().add(index);
+                let (mut input_fn, mut typioparam) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
+                pg_sys::getTypeInputInfo(att.atttypid, &mut input_fn, &mut typioparam);
+                let mut finfo = pg_sys::FmgrInfo::default();
+                pg_sys::fmgr_info(input_fn, &mut finfo);
+                ColumnInput { index, finfo, typioparam, typmod: att.atttypmod }
+            })
+            .collect();
+        let state = ScanState { sql, inputs, rows: None, row: DecodedRow::default() };
+        (*node).fdw_state =
+            PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(state).cast();
+    }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn iterate_foreign_scan(
+    node: *mut pg_sys::ForeignScanState,
+) -> *mut pg_sys::TupleTableSlot {
+    // SAFETY: called by the executor in the per-tuple memory context with a valid node
+    // begun by `begin_foreign_scan`; datums are allocated there.
+    unsafe {
+        let state = scan_state(node);
+        let slot = (*node).ss.ss_ScanTupleSlot;
+        pg_sys::ExecClearTuple(slot);
+        let Some(line) = state.rows().and_then(|r| r.next_row()).or_report() else {
+            return slot;
+        };
+        state.row.decode(&line);
+        let expected = state.inputs.len().max(1);
+        if state.row.len() != expected {
+            Error::Protocol(format!("expected {expected} fields, got {}", state.row.len())).report();
+        }
+        let natts = (*(*slot).tts_tupleDescriptor).natts as usize;
+        let values = std::slice::from_raw_parts_mut((*slot).tts_values, natts);
+        let nulls = std::slice::from_raw_parts_mut((*slot).tts_isnull, natts);
+        nulls.fill(true);
+        for (i, input) in state.inputs.iter_mut().enumerate() {
+            if let Some(text) = state.row.c_str(i) {
+                values[input.index] =
+                    pg_sys::InputFunctionCall(&mut input.finfo, text, input.typioparam, input.typmod);
+                nulls[input.index] = false;
+            }
+        }
+        pg_sys::ExecStoreVirtualTuple(slot)
+    }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn rescan_foreign_scan(node: *mut pg_sys::ForeignScanState) {
+    // SAFETY: the executor passes a node begun by `begin_foreign_scan`.
+    unsafe { scan_state(node).stop() };
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn end_foreign_scan(node: *mut pg_sys::ForeignScanState) {
+    // SAFETY: fdw_state is NULL for EXPLAIN-only scans, else our state.
+    unsafe {
+        if !(*node).fdw_state.is_null() {
+            scan_state(node).stop();
+        }
+    }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn explain_foreign_scan(
+    node: *mut pg_sys::ForeignScanState,
+    es: *mut pg_sys::ExplainState,
+) {
+    // SAFETY: EXPLAIN passes valid nodes; the property text is copied by ExplainPropertyText.
+    unsafe {
+        if !(*es).verbose {
+            return;
+        }
+        let (sql, _) = plan_private((*node).ss.ps.plan as *mut pg_sys::ForeignScan);
+        let sql = std::ffi::CString::new(sql).unwrap_or_default();
+        pg_sys::ExplainPropertyText(c"DuckDB Query".as_ptr(), sql.as_ptr(), es);
+    }
+}
+
+/// Lake foreign tables are read-only for now: Postgres reports
+/// `cannot insert into foreign table` (or update/delete) naming the table.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn is_foreign_rel_updatable(_rel: pg_sys::Relation) -> i32 {
+    0
+}

@@ -1,0 +1,54 @@
+//! The extension's settings (GUCs), named as in the original pg_lake.
+
+use std::ffi::CString;
+
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+
+/// libpq-style connection string of pgduck_server. Superuser-only: it decides which
+/// process runs every lake query, with that process' object-storage credentials.
+pub static ENGINE_HOST: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"host=/tmp port=5332"));
+
+/// Where Iceberg tables go when CREATE TABLE names no location.
+pub static DEFAULT_LOCATION_PREFIX: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(None);
+
+/// Seconds to wait for pgduck_server to accept a connection.
+pub static ENGINE_CONNECT_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(10);
+
+pub fn register() {
+    GucRegistry::define_string_guc(
+        c"pg_lake_engine.host",
+        c"Connection string of pgduck_server, the DuckDB query engine.",
+        c"A libpq-style string such as 'host=/tmp port=5332'; host may be a unix socket directory.",
+        &ENGINE_HOST,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_lake_engine.connect_timeout",
+        c"Seconds to wait for a connection to pgduck_server.",
+        c"",
+        &ENGINE_CONNECT_TIMEOUT,
+        1,
+        3600,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_string_guc(
+        c"pg_lake_iceberg.default_location_prefix",
+        c"URL prefix under which Iceberg tables are created when no location is given.",
+        c"Tables go to <prefix>/<database>/<schema>/<table>/<oid>.",
+        &DEFAULT_LOCATION_PREFIX,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+}
+
+/// The current pgduck_server connection string.
+pub fn engine_conninfo() -> String {
+    ENGINE_HOST
+        .get()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "host=/tmp port=5332".into())
+}

@@ -1,0 +1,91 @@
+//! `CREATE FOREIGN TABLE t () SERVER pg_lake OPTIONS (path ...)`: an empty column list
+//! is filled from DuckDB's DESCRIBE of the files, with the mapping `lake_file.preview`
+//! shows. DuckDB STRUCTs become composite types named `<table>_<column>`.
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::error::{OrReport, Result};
+use crate::pgutil::{def_elems, pstrdup, string};
+use crate::source::{quote_ident, LakeFiles, OptionContext};
+use crate::types::{pg_type_for_duckdb, unsupported_duckdb, PgType};
+
+/// True for a pg_lake foreign table declared without columns.
+///
+/// # Safety
+/// `stmt` must be a valid CreateForeignTableStmt.
+pub unsafe fn wants_inference(stmt: *mut pg_sys::CreateForeignTableStmt) -> bool {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        (*stmt).base.tableElts.is_null()
+            && (*stmt).base.partbound.is_null()
+            && (*stmt).base.inhRelations.is_null()
+            && string((*stmt).servername).as_deref() == Some("pg_lake")
+    }
+}
+
+/// Adds a ColumnDef per file column to `stmt`.
+///
+/// # Safety
+/// `stmt` must be a valid, writable CreateForeignTableStmt for which `wants_inference` holds.
+pub unsafe fn fill_columns(stmt: *mut pg_sys::CreateForeignTableStmt) {
+    // SAFETY: guaranteed by the caller; new nodes are palloc'd in the statement's context.
+    unsafe {
+        let options = def_elems((*stmt).options);
+        let files = LakeFiles::from_options(None, &options, OptionContext::ForeignTable).or_report();
+        let relation = (*stmt).base.relation;
+        let table = string((*relation).relname).unwrap_or_default();
+        let schema = string((*relation).schemaname);
+        let mut columns = crate::fdw::describe(&files).or_report();
+        if files.filename {
+            // DESCRIBE already lists `_filename`; it is the column the option adds.
+            columns.retain(|(name, _)| name != "_filename");
+            columns.insert(0, ("_filename".into(), "VARCHAR".into()));
+        }
+        let mut elts: *mut pg_sys::List = std::ptr::null_mut();
+        for (name, duckdb_type) in columns {
+            let pg = pg_type_for_duckdb(&duckdb_type)
+                .ok_or_else(|| unsupported_duckdb(&name, &files.url, &duckdb_type))
+                .or_report();
+            let type_sql =
+                type_sql(&pg, schema.as_deref(), &format!("{table}_{name}")).or_report();
+            let def = pg_sys::makeColumnDef(pstrdup(&name), pg_sys::InvalidOid, -1, pg_sys::InvalidOid);
+            (*def).typeName = type_name(&type_sql);
+            elts = pg_sys::lappend(elts, def.cast());
+        }
+        (*stmt).base.tableElts = elts;
+    }
+}
+
+/// SQL spelling of `t`, creating composite types for structs as needed.
+fn type_sql(t: &PgType, schema: Option<&str>, name: &str) -> Result<String> {
+    Ok(match t {
+        PgType::Named(n) => n.clone(),
+        PgType::Array(e) => format!("{}[]", type_sql(e, schema, name)?),
+        PgType::Composite(fields) => {
+            let qualified = match schema {
+                Some(s) => format!("{}.{}", quote_ident(s), quote_ident(name)),
+                None => quote_ident(name),
+            };
+            let fields = fields
+                .iter()
+                .map(|(f, ft)| Ok(format!("{} {}", quote_ident(f), type_sql(ft, schema, &format!("{name}_{f}"))?)))
+                .collect::<Result<Vec<_>>>()?;
+            Spi::run(&format!("CREATE TYPE {qualified} AS ({})", fields.join(", ")))
+                .unwrap_or_else(|e| pgrx::error!("could not create composite type {qualified}: {e}"));
+            qualified
+        }
+    })
+}
+
+fn type_name(sql: &str) -> *mut pg_sys::TypeName {
+    let s = pstrdup(sql);
+    // SAFETY: parses a type name we produced; errors are raised via ereport.
+    unsafe {
+        #[cfg(feature = "pg15")]
+        let t = pg_sys::typeStringToTypeName(s);
+        #[cfg(any(feature = "pg16", feature = "pg17"))]
+        let t = pg_sys::typeStringToTypeName(s, std::ptr::null_mut());
+        t
+    }
+}

@@ -1,0 +1,59 @@
+//! Hooks into Postgres' utility processing: COPY to and from lake URLs, and schema
+//! inference for `CREATE FOREIGN TABLE t () SERVER pg_lake`.
+
+mod copy;
+mod infer;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+static mut PREV_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
+
+pub fn install() {
+    // SAFETY: _PG_init runs once per process on the backend thread, before any query.
+    unsafe {
+        PREV_PROCESS_UTILITY = pg_sys::ProcessUtility_hook;
+        pg_sys::ProcessUtility_hook = Some(process_utility);
+    }
+}
+
+#[pg_guard]
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C-unwind" fn process_utility(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query_string: *const std::ffi::c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    query_env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    // SAFETY: Postgres passes a valid PlannedStmt; a read-only tree is copied before any change.
+    unsafe {
+        let mut pstmt = pstmt;
+        let stmt = (*pstmt).utilityStmt;
+        match (*stmt).type_ {
+            pg_sys::NodeTag::T_CopyStmt => {
+                if copy::handle(stmt.cast(), query_string, qc) {
+                    return;
+                }
+            }
+            pg_sys::NodeTag::T_CreateForeignTableStmt => {
+                if infer::wants_inference(stmt.cast()) {
+                    if read_only_tree {
+                        pstmt = pg_sys::copyObjectImpl(pstmt.cast()).cast();
+                    }
+                    infer::fill_columns((*pstmt).utilityStmt.cast());
+                }
+            }
+            _ => {}
+        }
+        match PREV_PROCESS_UTILITY {
+            Some(prev) => prev(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
+            None => pg_sys::standard_ProcessUtility(
+                pstmt, query_string, read_only_tree, context, params, query_env, dest, qc,
+            ),
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! `lake_file.*`: look at files in object storage (or local files, for superusers)
+//! through pgduck_server.
+
+use pgrx::prelude::*;
+
+#[pg_schema]
+mod lake_file {
+    use pgrx::datum::TimestampWithTimeZone;
+    use pgrx::prelude::*;
+
+    use crate::access::{check, Access};
+    use crate::engine::Connection;
+    use crate::error::{Error, OrReport, Result};
+    use crate::source::{quote_literal, LakeFiles, OptionContext};
+    use crate::types::pg_type_for_duckdb;
+
+    fn rows(url: &str, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
+        check(url, Access::Read)?;
+        Connection::acquire()?.query(sql)
+    }
+
+    /// Files matching a pattern with `*` / `**` globs.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn list(
+        pattern: &str,
+    ) -> TableIterator<
+        'static,
+        (
+            name!(path, String),
+            name!(file_size, i64),
+            name!(last_modified_time, Option<TimestampWithTimeZone>),
+            name!(etag, Option<String>),
+        ),
+    > {
+        let sql = format!(
+            "SELECT filename, size, CAST(last_modified AS TIMESTAMPTZ) FROM read_blob({}) ORDER BY filename",
+            quote_literal(pattern)
+        );
+        let found = rows(pattern, &sql).or_report();
+        let listed: Vec<_> = found
+            .into_iter()
+            .map(|r| {
+                let size = r[1].as_deref().and_then(|s| s.parse().ok()).unwrap_or(0);
+                let modified = r[2].as_deref().and_then(|s| s.parse().ok());
+                (r[0].clone().unwrap_or_default(), size, modified, None)
+            })
+            .collect();
+        TableIterator::new(listed)
+    }
+
+    /// Whether at least one file matches `url`.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn exists(url: &str) -> bool {
+        let sql = format!("SELECT count(*) FROM glob({})", quote_literal(url));
+        let found = rows(url, &sql).or_report();
+        found.first().and_then(|r| r[0].as_deref()).is_some_and(|n| n != "0")
+    }
+
+    /// Size in bytes of the file at `url`.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn size(url: &str) -> i64 {
+        let sql = format!("SELECT sum(size) FROM read_blob({})", quote_literal(url));
+        let found = rows(url, &sql).or_report();
+        found
+            .first()
+            .and_then(|r| r[0].as_deref())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                Error::Engine {
+                    sqlstate: "58P01".into(),
+                    message: format!("file \"{url}\" does not exist"),
+                    detail: None,
+                    hint: None,
+                }
+                .report()
+            })
+    }
+
+    /// Columns and Postgres types a foreign table over `url` would get.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn preview(
+        url: &str,
+    ) -> TableIterator<'static, (name!(column_name, String), name!(column_type, String))> {
+        let described = LakeFiles::from_options(Some(url), &[], OptionContext::CopyFrom)
+            .and_then(|files| crate::fdw::describe(&files))
+            .or_report();
+        TableIterator::new(described.into_iter().map(|(name, duckdb_type)| {
+            let pg = pg_type_for_duckdb(&duckdb_type)
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| format!("unsupported ({duckdb_type})"));
+            (name, pg)
+        }))
+    }
+}

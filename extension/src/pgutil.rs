@@ -1,0 +1,95 @@
+//! Small safe-ish helpers over pg_sys used across the extension.
+
+use std::ffi::{CStr, CString};
+
+use pgrx::pg_sys;
+
+/// Copies a C string Postgres owns.
+///
+/// # Safety
+/// `p` must be NULL or a valid NUL-terminated string.
+pub unsafe fn string(p: *const std::ffi::c_char) -> Option<String> {
+    // SAFETY: guaranteed by the caller.
+    (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+}
+
+/// A palloc'd copy of `s` in the current memory context.
+pub fn pstrdup(s: &str) -> *mut std::ffi::c_char {
+    let c = CString::new(s.replace('\0', "")).expect("NULs were removed");
+    // SAFETY: pstrdup copies the string into the current memory context.
+    unsafe { pg_sys::pstrdup(c.as_ptr()) }
+}
+
+/// The elements of a pointer List, cast to `T`.
+///
+/// # Safety
+/// `list` must be NIL or a valid List whose elements are `*mut T`.
+pub unsafe fn list_ptrs<T>(list: *mut pg_sys::List) -> Vec<*mut T> {
+    if list.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: a valid List has `length` cells.
+    let len = unsafe { (*list).length };
+    (0..len).map(|i| unsafe { pg_sys::list_nth(list, i) }.cast()).collect()
+}
+
+/// The (name, value) pairs of a DefElem list.
+///
+/// # Safety
+/// `list` must be NIL or a valid List of DefElem.
+pub unsafe fn def_elems(list: *mut pg_sys::List) -> Vec<(String, String)> {
+    // SAFETY: guaranteed by the caller; defGetString reports bad values via ereport.
+    unsafe { list_ptrs::<pg_sys::DefElem>(list) }
+        .into_iter()
+        .map(|d| unsafe {
+            let name = string((*d).defname).unwrap_or_default();
+            let value = if (*d).arg.is_null() {
+                String::new()
+            } else {
+                string(pg_sys::defGetString(d)).unwrap_or_default()
+            };
+            (name, value)
+        })
+        .collect()
+}
+
+/// Runs `f` with the settings that make Postgres' text output unambiguous for DuckDB
+/// (ISO dates in UTC, exact floats, Postgres-style intervals), restoring them afterwards.
+pub fn with_transmission_modes<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: GUC nesting on the backend thread; AtEOXact_GUC pops exactly our level, and
+    // an error in `f` unwinds to transaction abort, which restores GUCs itself.
+    unsafe {
+        let level = pg_sys::NewGUCNestLevel();
+        for (name, value) in [
+            (c"datestyle", c"ISO"),
+            (c"intervalstyle", c"postgres"),
+            (c"extra_float_digits", c"3"),
+            (c"timezone", c"UTC"),
+        ] {
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+        }
+        let out = f();
+        pg_sys::AtEOXact_GUC(true, level);
+        out
+    }
+}
+
+/// A relation's name, schema-qualified and quoted.
+pub fn qualified_name(relid: pg_sys::Oid) -> String {
+    // SAFETY: syscache lookups on the backend thread; the relation is locked by the caller.
+    unsafe {
+        let rel = string(pg_sys::get_rel_name(relid)).unwrap_or_default();
+        let nsp = string(pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid)))
+            .unwrap_or_default();
+        format!("{}.{}", crate::source::quote_ident(&nsp), crate::source::quote_ident(&rel))
+    }
+}

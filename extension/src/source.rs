@@ -1,0 +1,369 @@
+//! Lake file locations and their reading/writing options: what the `path`, `format`,
+//! `compression` and CSV options mean, checked once, and the DuckDB SQL they become.
+
+use crate::error::{Error, Result};
+
+/// Where a URL points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location {
+    ObjectStore,
+    Local,
+}
+
+/// Classifies a URL; schemes other than s3:// and gs:// are refused.
+pub fn location_of(url: &str) -> Result<Location> {
+    match url.split_once("://") {
+        Some(("s3" | "gs", _)) => Ok(Location::ObjectStore),
+        Some(("file", _)) => Ok(Location::Local),
+        Some((scheme, _)) => {
+            Err(Error::UnsupportedScheme { url: url.to_string(), scheme: scheme.to_string() })
+        }
+        None if url.starts_with('/') => Ok(Location::Local),
+        None => Err(Error::InvalidOptionValue {
+            option: "path".into(),
+            value: url.to_string(),
+            expected: "an s3:// or gs:// URL or an absolute local path".into(),
+        }),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Parquet,
+    Csv,
+    Json,
+}
+
+impl Format {
+    fn parse(value: &str) -> Result<Format> {
+        match value.to_ascii_lowercase().as_str() {
+            "parquet" => Ok(Format::Parquet),
+            "csv" => Ok(Format::Csv),
+            "json" => Ok(Format::Json),
+            _ => Err(invalid("format", value, "one of parquet, csv, json")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Parquet => "parquet",
+            Format::Csv => "csv",
+            Format::Json => "json",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+    Snappy,
+}
+
+impl Compression {
+    fn parse(value: &str) -> Result<Compression> {
+        match value.to_ascii_lowercase().as_str() {
+            "none" | "uncompressed" => Ok(Compression::None),
+            "gzip" => Ok(Compression::Gzip),
+            "zstd" => Ok(Compression::Zstd),
+            "snappy" => Ok(Compression::Snappy),
+            _ => Err(invalid("compression", value, "one of none, gzip, zstd, snappy")),
+        }
+    }
+
+    fn duckdb_name(self) -> &'static str {
+        match self {
+            Compression::None => "uncompressed",
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+            Compression::Snappy => "snappy",
+        }
+    }
+}
+
+/// Format and compression implied by a file name such as `x.csv.gz` or `dir/*.parquet`.
+fn infer_from_name(url: &str) -> (Option<Format>, Option<Compression>) {
+    let lower = url.to_ascii_lowercase();
+    let (stem, compression) = [(".gz", Compression::Gzip), (".zst", Compression::Zstd), (".zstd", Compression::Zstd)]
+        .iter()
+        .find_map(|(ext, c)| lower.strip_suffix(ext).map(|s| (s.to_string(), Some(*c))))
+        .unwrap_or((lower.clone(), None));
+    let format = match stem.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("parquet" | "pq") => Some(Format::Parquet),
+        Some("csv" | "tsv") => Some(Format::Csv),
+        Some("json" | "jsonl" | "ndjson") => Some(Format::Json),
+        _ => None,
+    };
+    (format, compression)
+}
+
+/// Where options come from; each place accepts its own set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptionContext {
+    ForeignTable,
+    CopyTo,
+    CopyFrom,
+}
+
+impl OptionContext {
+    fn valid(self) -> &'static str {
+        match self {
+            OptionContext::ForeignTable => {
+                "path, format, compression, header, delimiter, quote, escape, null, filename"
+            }
+            OptionContext::CopyTo => {
+                "format, compression, header, delimiter, quote, escape, null, force_quote"
+            }
+            OptionContext::CopyFrom => "format, compression, header, delimiter, quote, escape, null",
+        }
+    }
+
+    fn accepts(self, option: &str) -> bool {
+        const COMMON: &[&str] =
+            &["format", "compression", "header", "delimiter", "quote", "escape", "null"];
+        COMMON.contains(&option)
+            || match self {
+                OptionContext::ForeignTable => matches!(option, "path" | "filename"),
+                OptionContext::CopyTo => option == "force_quote",
+                OptionContext::CopyFrom => false,
+            }
+    }
+}
+
+/// CSV dialect; unset fields let DuckDB detect (reading) or use its defaults (writing).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CsvOptions {
+    pub header: Option<bool>,
+    pub delimiter: Option<char>,
+    pub quote: Option<char>,
+    pub escape: Option<char>,
+    pub null: Option<String>,
+    /// Columns always quoted on COPY TO; `Some(vec![])` means all (`force_quote *`).
+    pub force_quote: Option<Vec<String>>,
+}
+
+/// A set of lake files and how to read or write them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LakeFiles {
+    pub url: String,
+    pub location: Location,
+    pub format: Format,
+    pub compression: Option<Compression>,
+    pub csv: CsvOptions,
+    /// Adds a `_filename` column (foreign tables).
+    pub filename: bool,
+}
+
+impl LakeFiles {
+    /// Checks `options` (name, value) for `url` in `context`; `url` may instead come from
+    /// a `path` option. Every error names the option or value at fault.
+    pub fn from_options(
+        url: Option<&str>,
+        options: &[(String, String)],
+        context: OptionContext,
+    ) -> Result<LakeFiles> {
+        let mut path = url.map(str::to_string);
+        let mut format = None;
+        let mut compression = None;
+        let mut csv = CsvOptions::default();
+        let mut filename = false;
+        let mut csv_option_given = None;
+        for (name, value) in options {
+            let name = name.to_ascii_lowercase();
+            if !context.accepts(&name) {
+                return Err(Error::UnknownOption { option: name, valid: context.valid() });
+            }
+            match name.as_str() {
+                "path" => path = Some(value.clone()),
+                "format" => format = Some(Format::parse(value)?),
+                "compression" => compression = Some(Compression::parse(value)?),
+                "filename" => filename = parse_bool("filename", value)?,
+                "header" => csv.header = Some(parse_bool("header", value)?),
+                "delimiter" => csv.delimiter = Some(single_byte_char("delimiter", value)?),
+                "quote" => csv.quote = Some(single_byte_char("quote", value)?),
+                "escape" => csv.escape = Some(single_byte_char("escape", value)?),
+                "null" => csv.null = Some(value.clone()),
+                "force_quote" => {
+                    csv.force_quote = Some(if value == "*" {
+                        Vec::new()
+                    } else {
+                        value.split(',').map(|c| c.trim().to_string()).collect()
+                    })
+                }
+                _ => unreachable!("accepts() covers every option"),
+            }
+            if !matches!(name.as_str(), "path" | "format" | "compression" | "filename") {
+                csv_option_given.get_or_insert(name);
+            }
+        }
+        let url = path.ok_or(Error::MissingOption("path"))?;
+        let location = location_of(&url)?;
+        let (name_format, name_compression) = infer_from_name(&url);
+        let format = format.or(name_format).ok_or_else(|| Error::UnknownFormat(url.clone()))?;
+        let compression = compression.or(name_compression);
+        if let Some(option) = csv_option_given {
+            if format != Format::Csv {
+                return Err(Error::OptionNotApplicable {
+                    option,
+                    format: format.name().into(),
+                    applies_to: "format csv",
+                });
+            }
+        }
+        if compression == Some(Compression::Snappy) && format != Format::Parquet {
+            return Err(Error::OptionNotApplicable {
+                option: "compression 'snappy'".into(),
+                format: format.name().into(),
+                applies_to: "format parquet",
+            });
+        }
+        Ok(LakeFiles { url, location, format, compression, csv, filename })
+    }
+
+    /// DuckDB table function that reads these files, e.g. `read_parquet('s3://b/*.parquet')`.
+    /// `names` renames the columns of a CSV file that has no header.
+    pub fn read_sql(&self, names: Option<&[String]>) -> String {
+        let mut args = vec![quote_literal(&self.url)];
+        if self.filename {
+            args.push("filename = '_filename'".into());
+        }
+        let compression = self.compression.filter(|c| *c != Compression::Snappy);
+        let function = match self.format {
+            Format::Parquet => "read_parquet",
+            Format::Json => {
+                args.push("format = 'newline_delimited'".into());
+                "read_json"
+            }
+            Format::Csv => {
+                let csv = &self.csv;
+                if let Some(h) = csv.header {
+                    args.push(format!("header = {h}"));
+                }
+                push_char(&mut args, "delim", csv.delimiter);
+                push_char(&mut args, "quote", csv.quote);
+                push_char(&mut args, "escape", csv.escape);
+                if let Some(null) = &csv.null {
+                    args.push(format!("nullstr = {}", quote_literal(null)));
+                }
+                if let (Some(names), Some(false)) = (names, csv.header) {
+                    let list: Vec<String> = names.iter().map(|n| quote_literal(n)).collect();
+                    args.push(format!("names = [{}]", list.join(", ")));
+                }
+                "read_csv"
+            }
+        };
+        if self.format != Format::Parquet {
+            if let Some(c) = compression {
+                args.push(format!("compression = {}", quote_literal(c.duckdb_name())));
+            }
+        }
+        format!("{function}({})", args.join(", "))
+    }
+
+    /// The options of DuckDB's `COPY ... TO` for these files.
+    pub fn copy_to_options(&self) -> String {
+        let mut opts = vec![format!("FORMAT {}", self.format.name())];
+        if let Some(c) = self.compression {
+            opts.push(format!("COMPRESSION {}", quote_literal(c.duckdb_name())));
+        }
+        if self.format == Format::Csv {
+            let csv = &self.csv;
+            opts.push(format!("HEADER {}", csv.header.unwrap_or(false)));
+            if let Some(d) = csv.delimiter {
+                opts.push(format!("DELIMITER {}", quote_literal(&d.to_string())));
+            }
+            if let Some(q) = csv.quote {
+                opts.push(format!("QUOTE {}", quote_literal(&q.to_string())));
+            }
+            if let Some(e) = csv.escape {
+                opts.push(format!("ESCAPE {}", quote_literal(&e.to_string())));
+            }
+            if let Some(n) = &csv.null {
+                opts.push(format!("NULLSTR {}", quote_literal(n)));
+            }
+            match &csv.force_quote {
+                Some(cols) if cols.is_empty() => opts.push("FORCE_QUOTE *".into()),
+                Some(cols) => {
+                    let cols: Vec<String> = cols.iter().map(|c| quote_ident(c)).collect();
+                    opts.push(format!("FORCE_QUOTE ({})", cols.join(", ")));
+                }
+                None => {}
+            }
+        }
+        opts.join(", ")
+    }
+}
+
+fn push_char(args: &mut Vec<String>, name: &str, value: Option<char>) {
+    if let Some(c) = value {
+        args.push(format!("{name} = {}", quote_literal(&c.to_string())));
+    }
+}
+
+fn invalid(option: &str, value: &str, expected: &str) -> Error {
+    Error::InvalidOptionValue {
+        option: option.to_string(),
+        value: value.to_string(),
+        expected: expected.to_string(),
+    }
+}
+
+/// Postgres' boolean spellings.
+pub fn parse_bool(option: &str, value: &str) -> Result<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "on" | "yes" | "1" | "t" => Ok(true),
+        "false" | "off" | "no" | "0" | "f" => Ok(false),
+        _ => Err(invalid(option, value, "a boolean (true or false)")),
+    }
+}
+
+fn single_byte_char(option: &str, value: &str) -> Result<char> {
+    match value.as_bytes() {
+        [b] if b.is_ascii() => Ok(*b as char),
+        _ => Err(invalid(option, value, "a single one-byte character")),
+    }
+}
+
+/// A DuckDB (and Postgres) string literal.
+pub fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// A DuckDB (and Postgres) quoted identifier.
+pub fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use super::*;
+    use pgrx::prelude::*;
+
+    fn opts(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    #[pg_test]
+    fn format_and_compression_come_from_the_name() {
+        let f = LakeFiles::from_options(Some("s3://b/x.csv.gz"), &[], OptionContext::CopyFrom).unwrap();
+        assert_eq!((f.format, f.compression), (Format::Csv, Some(Compression::Gzip)));
+        assert_eq!(f.read_sql(None), "read_csv('s3://b/x.csv.gz', compression = 'gzip')");
+    }
+
+    #[pg_test]
+    fn bad_options_name_the_culprit() {
+        let err = |pairs: &[(&str, &str)]| {
+            LakeFiles::from_options(None, &opts(pairs), OptionContext::ForeignTable)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err(&[("path", "s3://b/x.csv"), ("delimiter", "ab")]).contains("\"delimiter\": \"ab\""));
+        assert!(err(&[("path", "s3://b/x.csv"), ("header", "maybe")]).contains("\"header\": \"maybe\""));
+        assert!(err(&[("path", "s3://b/x.parquet"), ("bogus", "1")]).contains("\"bogus\""));
+        assert!(err(&[("path", "ftp://b/x.parquet")]).contains("\"ftp\""));
+        assert!(err(&[("path", "s3://b/x.parquet"), ("header", "true")]).contains("\"header\""));
+        assert!(err(&[("path", "s3://b/dir/*")]).contains("file format"));
+    }
+}

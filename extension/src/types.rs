@@ -1,0 +1,282 @@
+//! Type mapping between DuckDB (the files) and Postgres (the tables), following the
+//! Iceberg mapping in DESIGN.md.
+
+use crate::error::{Error, Result};
+use crate::source::quote_ident;
+
+/// The Postgres type a DuckDB column maps to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PgType {
+    /// A type Postgres knows by name, e.g. `numeric(18,3)` or `timestamptz`.
+    Named(String),
+    Array(Box<PgType>),
+    /// A DuckDB STRUCT: a composite type with these fields.
+    Composite(Vec<(String, PgType)>),
+}
+
+impl std::fmt::Display for PgType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PgType::Named(n) => f.write_str(n),
+            PgType::Array(e) => write!(f, "{e}[]"),
+            PgType::Composite(fields) => {
+                let fields: Vec<String> =
+                    fields.iter().map(|(n, t)| format!("{} {t}", quote_ident(n))).collect();
+                write!(f, "record({})", fields.join(", "))
+            }
+        }
+    }
+}
+
+/// Maps a DuckDB type as DESCRIBE prints it; `None` if Postgres has no counterpart.
+pub fn pg_type_for_duckdb(duckdb_type: &str) -> Option<PgType> {
+    let t = duckdb_type.trim();
+    if let Some(inner) = t.strip_suffix("[]") {
+        return element(inner);
+    }
+    if t.ends_with(']') {
+        // Fixed-size ARRAY, e.g. INTEGER[3].
+        let open = t.rfind('[')?;
+        return element(&t[..open]);
+    }
+    let upper = t.to_ascii_uppercase();
+    if let Some(args) = upper.strip_prefix("DECIMAL(").and_then(|r| r.strip_suffix(')')) {
+        return Some(PgType::Named(format!("numeric({})", args.replace(' ', ""))));
+    }
+    if upper.starts_with("STRUCT(") {
+        let body = &t["STRUCT(".len()..t.len() - 1];
+        let fields = split_top_level(body)
+            .into_iter()
+            .map(|field| {
+                let (name, ty) = split_field(field)?;
+                Some((name, pg_type_for_duckdb(ty)?))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        return Some(PgType::Composite(fields));
+    }
+    let name = match upper.as_str() {
+        "BOOLEAN" => "boolean",
+        "TINYINT" | "SMALLINT" | "UTINYINT" => "smallint",
+        "INTEGER" | "USMALLINT" => "integer",
+        "BIGINT" | "UINTEGER" => "bigint",
+        "UBIGINT" => "numeric(20,0)",
+        "HUGEINT" | "UHUGEINT" => "numeric(39,0)",
+        "FLOAT" => "real",
+        "DOUBLE" => "double precision",
+        "VARCHAR" => "text",
+        "BLOB" => "bytea",
+        "DATE" => "date",
+        "TIME" => "time",
+        "TIME WITH TIME ZONE" => "timetz",
+        "TIMESTAMP" | "TIMESTAMP_S" | "TIMESTAMP_MS" | "TIMESTAMP_NS" => "timestamp",
+        "TIMESTAMP WITH TIME ZONE" => "timestamptz",
+        "INTERVAL" => "interval",
+        "UUID" => "uuid",
+        "JSON" => "jsonb",
+        _ => return None,
+    };
+    Some(PgType::Named(name.to_string()))
+}
+
+/// Postgres arrays are flat: a list of lists has no Postgres type.
+fn element(inner: &str) -> Option<PgType> {
+    match pg_type_for_duckdb(inner)? {
+        PgType::Array(_) => None,
+        e => Some(PgType::Array(Box::new(e))),
+    }
+}
+
+/// Splits `a INTEGER, b STRUCT(x INTEGER, y VARCHAR)` at top-level commas.
+fn split_top_level(s: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut depth, mut quoted, mut start) = (0i32, false, 0usize);
+    for (i, c) in s.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted => depth -= 1,
+            ',' if !quoted && depth == 0 => {
+                parts.push(s[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(s[start..].trim());
+    parts
+}
+
+/// Splits a struct field `"my name" INTEGER` or `a INTEGER` into name and type.
+fn split_field(field: &str) -> Option<(String, &str)> {
+    if let Some(rest) = field.strip_prefix('"') {
+        let mut name = String::new();
+        let mut chars = rest.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            if c == '"' {
+                if matches!(chars.peek(), Some((_, '"'))) {
+                    chars.next();
+                    name.push('"');
+                } else {
+                    return Some((name, rest[i + 1..].trim()));
+                }
+            } else {
+                name.push(c);
+            }
+        }
+        None
+    } else {
+        let (name, ty) = field.split_once(' ')?;
+        Some((name.to_string(), ty.trim()))
+    }
+}
+
+/// How one Postgres column travels to DuckDB on COPY TO: Postgres renders it as text
+/// with `pg_expr`, DuckDB turns that text back into `duckdb_type` with `duckdb_expr`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transfer {
+    pub duckdb_type: String,
+    kind: TransferKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TransferKind {
+    /// Text that DuckDB casts directly.
+    Cast,
+    /// Plain strings.
+    Text,
+    /// bytea as hex digits.
+    Hex,
+    /// Intervals as `<months> months <days> days <us> microseconds`.
+    Interval,
+    /// Arrays and composites as JSON.
+    Json,
+}
+
+/// A Postgres type, resolved far enough to describe it to DuckDB.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PgShape {
+    Bool,
+    Int2,
+    Int4,
+    Int8,
+    Float4,
+    Float8,
+    /// `None` for unconstrained numeric.
+    Numeric(Option<(i32, i32)>),
+    Text,
+    Bytea,
+    Date,
+    Time,
+    Timestamp,
+    TimestampTz,
+    Interval,
+    Uuid,
+    Json,
+    Array(Box<PgShape>),
+    Composite(Vec<(String, PgShape)>),
+    /// Anything else (enums, domains of other types, ...): written as its text form.
+    Other,
+}
+
+impl PgShape {
+    fn duckdb_type(&self) -> Result<String> {
+        Ok(match self {
+            PgShape::Bool => "BOOLEAN".into(),
+            PgShape::Int2 => "SMALLINT".into(),
+            PgShape::Int4 => "INTEGER".into(),
+            PgShape::Int8 => "BIGINT".into(),
+            PgShape::Float4 => "FLOAT".into(),
+            PgShape::Float8 => "DOUBLE".into(),
+            PgShape::Numeric(Some((p, s))) if *p <= 38 => format!("DECIMAL({p},{s})"),
+            PgShape::Numeric(_) => "DECIMAL(38,9)".into(),
+            PgShape::Text | PgShape::Json | PgShape::Other => "VARCHAR".into(),
+            PgShape::Bytea => "BLOB".into(),
+            PgShape::Date => "DATE".into(),
+            PgShape::Time => "TIME".into(),
+            PgShape::Timestamp => "TIMESTAMP".into(),
+            PgShape::TimestampTz => "TIMESTAMPTZ".into(),
+            PgShape::Interval => "INTERVAL".into(),
+            PgShape::Uuid => "UUID".into(),
+            PgShape::Array(e) => format!("{}[]", e.duckdb_type()?),
+            PgShape::Composite(fields) => {
+                let fields = fields
+                    .iter()
+                    .map(|(n, t)| Ok(format!("{} {}", quote_ident(n), t.duckdb_type()?)))
+                    .collect::<Result<Vec<_>>>()?;
+                format!("STRUCT({})", fields.join(", "))
+            }
+        })
+    }
+
+    pub fn transfer(&self) -> Result<Transfer> {
+        let kind = match self {
+            PgShape::Text | PgShape::Json | PgShape::Other => TransferKind::Text,
+            PgShape::Bytea => TransferKind::Hex,
+            PgShape::Interval => TransferKind::Interval,
+            PgShape::Array(_) | PgShape::Composite(_) => TransferKind::Json,
+            _ => TransferKind::Cast,
+        };
+        Ok(Transfer { duckdb_type: self.duckdb_type()?, kind })
+    }
+}
+
+impl Transfer {
+    /// Postgres expression rendering `col` as text.
+    pub fn pg_expr(&self, col: &str) -> String {
+        match self.kind {
+            TransferKind::Cast | TransferKind::Text => format!("{col}::text"),
+            TransferKind::Hex => format!("encode({col}, 'hex')"),
+            TransferKind::Interval => format!(
+                "format('%s months %s days %s microseconds', \
+                 (extract(year from {col}) * 12 + extract(month from {col}))::bigint, \
+                 extract(day from {col})::bigint, \
+                 (extract(hour from {col}) * 3600000000 + extract(minute from {col}) * 60000000 \
+                  + extract(microseconds from {col}))::bigint)"
+            ),
+            TransferKind::Json => format!("to_json({col})::text"),
+        }
+    }
+
+    /// DuckDB expression turning staged text `col` into the column's DuckDB type.
+    pub fn duckdb_expr(&self, col: &str) -> String {
+        match self.kind {
+            TransferKind::Text => col.to_string(),
+            TransferKind::Hex => format!("unhex({col})"),
+            TransferKind::Json => format!("CAST(CAST({col} AS JSON) AS {})", self.duckdb_type),
+            TransferKind::Cast | TransferKind::Interval => {
+                format!("CAST({col} AS {})", self.duckdb_type)
+            }
+        }
+    }
+}
+
+/// Error for a DuckDB column without a Postgres type.
+pub fn unsupported_duckdb(column: &str, url: &str, duckdb_type: &str) -> Error {
+    Error::UnsupportedDuckdbType {
+        what: format!("column \"{column}\""),
+        url: url.to_string(),
+        duckdb_type: duckdb_type.to_string(),
+    }
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use super::*;
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn duckdb_types_map_to_postgres() {
+        let m = |t: &str| pg_type_for_duckdb(t).map(|p| p.to_string());
+        assert_eq!(m("DECIMAL(38, 9)").as_deref(), Some("numeric(38,9)"));
+        assert_eq!(m("TIMESTAMP WITH TIME ZONE").as_deref(), Some("timestamptz"));
+        assert_eq!(m("VARCHAR[]").as_deref(), Some("text[]"));
+        assert_eq!(m("INTEGER[3]").as_deref(), Some("integer[]"));
+        assert_eq!(
+            m("STRUCT(a INTEGER, \"b c\" STRUCT(x VARCHAR))").as_deref(),
+            Some("record(\"a\" integer, \"b c\" record(\"x\" text))")
+        );
+        assert_eq!(m("INTEGER[][]"), None);
+        assert_eq!(m("MAP(VARCHAR, INTEGER)"), None);
+    }
+}
