@@ -599,7 +599,7 @@ mod tests {
     fn dates_and_timestamps_use_iso_and_bc() {
         assert_eq!(text(|o| push_date(o, 0)), "1970-01-01");
         assert_eq!(text(|o| push_date(o, 19_723)), "2024-01-01");
-        assert_eq!(text(|o| push_date(o, -719_528)), "0001-12-31 BC");
+        assert_eq!(text(|o| push_date(o, -719_528)), "0001-01-01 BC");
         assert_eq!(text(|o| push_timestamp(o, 1_500_000)), "1970-01-01 00:00:01.5");
         assert_eq!(text(|o| push_timestamp(o, i64::MAX)), "infinity");
     }

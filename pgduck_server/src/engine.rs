@@ -11,7 +11,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::error::{QueryError, ServerError};
-use crate::types::{kind_from_type_id, PgType};
+use crate::types::{kind_from_type_id, Kind, PgType};
 
 /// The process-wide DuckDB database and the sessions open on it.
 pub struct Engine {
@@ -167,10 +167,20 @@ pub struct Session {
 }
 
 impl Session {
-    /// Parameter and result types of `sql` as DuckDB infers them, or `None` when the
-    /// statement cannot be prepared outside the session's own state (temp tables).
+    /// Parameter and result types of `sql` as DuckDB infers them. Statements that
+    /// only the session's own state can resolve (temp tables, its search_path) are
+    /// described by running them on the session with NULL parameters and LIMIT 0.
     pub fn describe(&self, sql: &str) -> Option<Description> {
-        self.describe.lock().ok()?.as_ref()?.describe(sql)
+        if let Some(d) = self.describe.lock().ok()?.as_ref()?.describe(sql) {
+            return Some(d);
+        }
+        let conn = self.conn.lock().ok()?;
+        let mut stmt = conn.prepare(&format!("SELECT * FROM ({sql}) AS described LIMIT 0")).ok()?;
+        let nulls = vec![duckdb::types::Value::Null; stmt.parameter_count()];
+        drop(stmt.stream_arrow(duckdb::params_from_iter(nulls.iter())).ok()?);
+        let columns = crate::query::result_columns(&stmt);
+        while let Ok(Some(_)) = stmt.step() {}
+        Some(Description { params: vec![Kind::Text.into(); stmt.parameter_count()], columns })
     }
 }
 

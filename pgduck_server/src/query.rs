@@ -16,7 +16,7 @@ use crate::encode::{write_binary, write_copy_text, write_text};
 use crate::engine::{Column, Session};
 use crate::error::QueryError;
 use crate::sql::Reply;
-use crate::types::from_arrow;
+use crate::types::PgType;
 
 /// Batches in flight between DuckDB and the socket.
 const CHANNEL_DEPTH: usize = 4;
@@ -94,7 +94,6 @@ fn run(conn: &duckdb::Connection, plan: &Plan, tx: &Sender) -> Result<Option<Str
     // Executes in streaming mode; the iterator is dropped at once so errors while
     // fetching come back as values from `step` rather than panics.
     drop(stmt.stream_arrow(duckdb::params_from_iter(plan.params.iter()))?);
-    let schema = stmt.schema();
 
     if let (Reply::Count(tag), false) = (&plan.reply, plan.transmit) {
         let mut count: i64 = 0;
@@ -115,9 +114,7 @@ fn run(conn: &duckdb::Connection, plan: &Plan, tx: &Sender) -> Result<Option<Str
         return Ok(Some(tag.clone()));
     }
 
-    let columns: Arc<Vec<Column>> = Arc::new(
-        schema.fields().iter().map(|f| Column { name: f.name().clone(), ty: from_arrow(f) }).collect(),
-    );
+    let columns = Arc::new(result_columns(&stmt));
     if tx.blocking_send(Ok(Event::Columns(columns.clone()))).is_err() {
         return Ok(None);
     }
@@ -180,4 +177,14 @@ fn run(conn: &duckdb::Connection, plan: &Plan, tx: &Sender) -> Result<Option<Str
         _ => format!("SELECT {rows}"),
     };
     Ok(Some(tag))
+}
+
+/// Names and Postgres types of an executed statement's result columns.
+pub fn result_columns(stmt: &duckdb::Statement<'_>) -> Vec<Column> {
+    stmt.schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| Column { name: f.name().clone(), ty: PgType::from_logical(&stmt.column_logical_type(i)) })
+        .collect()
 }

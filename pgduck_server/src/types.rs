@@ -1,5 +1,6 @@
 //! DuckDB types as Postgres sees them: the OID and size sent in RowDescription.
 
+use duckdb::core::LogicalTypeHandle;
 use duckdb::ffi;
 
 /// Postgres scalar types pgduck_server reports.
@@ -81,7 +82,21 @@ impl PgType {
         if self.is_array { -1 } else { self.kind.row().3 }
     }
 
-    /// Maps a DuckDB column type the caller still owns. Structs, maps, unions, enums and
+    /// Maps a result column's DuckDB type. Structs, maps, unions, enums and
+    /// other types without a Postgres counterpart are reported as text.
+    pub fn from_logical(t: &LogicalTypeHandle) -> PgType {
+        if t.get_alias().is_some_and(|a| a.eq_ignore_ascii_case("json")) {
+            return Kind::Json.into();
+        }
+        match t.raw_id() {
+            ffi::DUCKDB_TYPE_DUCKDB_TYPE_LIST | ffi::DUCKDB_TYPE_DUCKDB_TYPE_ARRAY => {
+                PgType::array_of(PgType::from_logical(&t.child(0)).kind)
+            }
+            id => kind_from_type_id(id).into(),
+        }
+    }
+
+    /// Same as [`PgType::from_logical`], for a raw type the caller still owns. Structs, maps, unions, enums and
     /// other types without a Postgres counterpart are reported as text.
     ///
     /// # Safety
@@ -121,35 +136,6 @@ impl PgType {
             (o == oid).then_some(PgType::from(kind)).or((arr == oid).then_some(PgType::array_of(kind)))
         })
     }
-}
-
-/// The Postgres type of a result column from the Arrow field DuckDB produced.
-/// DuckDB marks JSON and (in lossless mode) UUID with Arrow extension names.
-pub fn from_arrow(field: &duckdb::arrow::datatypes::Field) -> PgType {
-    use duckdb::arrow::datatypes::DataType as D;
-    let ext = field.metadata().get("ARROW:extension:name").map(String::as_str);
-    let kind = match (field.data_type(), ext) {
-        (_, Some("arrow.json")) => Kind::Json,
-        (_, Some("arrow.uuid")) | (D::FixedSizeBinary(16), _) => Kind::Uuid,
-        (D::Boolean, _) => Kind::Bool,
-        (D::Int8 | D::Int16 | D::UInt8, _) => Kind::Int2,
-        (D::Int32 | D::UInt16, _) => Kind::Int4,
-        (D::Int64 | D::UInt32, _) => Kind::Int8,
-        (D::UInt64 | D::Decimal128(..) | D::Decimal256(..), _) => Kind::Numeric,
-        (D::Float16 | D::Float32, _) => Kind::Float4,
-        (D::Float64, _) => Kind::Float8,
-        (D::Binary | D::LargeBinary | D::BinaryView | D::FixedSizeBinary(_), _) => Kind::Bytea,
-        (D::Date32 | D::Date64, _) => Kind::Date,
-        (D::Time32(_) | D::Time64(_), _) => Kind::Time,
-        (D::Timestamp(_, None), _) => Kind::Timestamp,
-        (D::Timestamp(_, Some(_)), _) => Kind::TimestampTz,
-        (D::Interval(_) | D::Duration(_), _) => Kind::Interval,
-        (D::List(f) | D::LargeList(f) | D::FixedSizeList(f, _), _) => {
-            return PgType::array_of(from_arrow(f).kind);
-        }
-        _ => Kind::Text,
-    };
-    kind.into()
 }
 
 /// The Postgres kind of a DuckDB scalar type id; types without a counterpart are text.

@@ -1,0 +1,90 @@
+//! Starts a real pgduck_server on a private socket directory for each test.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
+
+pub struct Server {
+    pub dir: PathBuf,
+    pub port: u16,
+    pub child: Child,
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_pgduck_server")
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Self::start_with(&[], &[])
+    }
+
+    /// Starts the server with extra flags and environment, and waits for its socket.
+    pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Server {
+        let base = 20_000 + (std::process::id() % 20_000) as u16;
+        let port = base + NEXT_PORT.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("pgduck-test-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cmd = Command::new(binary());
+        cmd.arg("--unix_socket_directory").arg(&dir).arg("--port").arg(port.to_string());
+        if let Ok(ext) = std::env::var("PG_LAKE_DUCKDB_EXTENSIONS") {
+            cmd.arg("--extensions_dir").arg(ext);
+        }
+        cmd.args(args).envs(env.iter().copied()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let child = cmd.spawn().expect("spawn pgduck_server");
+        let server = Server { dir, port, child };
+        server.wait_ready();
+        server
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join(format!(".s.PGSQL.{}", self.port))
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.socket().exists() {
+            assert!(Instant::now() < deadline, "pgduck_server did not create its socket");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn config(&self) -> tokio_postgres::Config {
+        let mut c = tokio_postgres::Config::new();
+        c.host_path(&self.dir).port(self.port).user("test").dbname("test");
+        c
+    }
+
+    pub async fn connect(&self) -> tokio_postgres::Client {
+        let (client, conn) = self.config().connect(tokio_postgres::NoTls).await.expect("connect");
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        client
+    }
+
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        signal(self.child.id(), "TERM");
+        self.child.wait().unwrap()
+    }
+}
+
+pub fn signal(pid: u32, sig: &str) {
+    Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().unwrap();
+}
+
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
