@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::ffi::CString;
-use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use duckdb::{ffi, Connection};
@@ -11,6 +11,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::error::{QueryError, ServerError};
+use crate::sql::Reply;
 use crate::types::{kind_from_type_id, Kind, PgType};
 
 /// The process-wide DuckDB database and the sessions open on it.
@@ -130,6 +131,7 @@ impl Engine {
             secret,
             conn: Mutex::new(conn),
             describe: Mutex::new(describe),
+            in_transaction: AtomicBool::new(false),
         }))
     }
 
@@ -164,9 +166,22 @@ pub struct Session {
     pub secret: i32,
     pub conn: Mutex<Connection>,
     describe: Mutex<Option<DescribeConnection>>,
+    /// Whether an explicit transaction is open (DuckDB's C API does not say).
+    in_transaction: AtomicBool,
 }
 
 impl Session {
+    /// Updates and returns whether a transaction is open after a statement ran.
+    pub fn track_transaction(&self, reply: &Reply, succeeded: bool) -> bool {
+        let open = match reply {
+            Reply::Command(tag) if tag == "BEGIN" && succeeded => true,
+            Reply::Command(tag) if tag == "COMMIT" || tag == "ROLLBACK" => false,
+            _ => self.in_transaction.load(Ordering::SeqCst),
+        };
+        self.in_transaction.store(open, Ordering::SeqCst);
+        open
+    }
+
     /// Parameter and result types of `sql` as DuckDB infers them. Statements that
     /// only the session's own state can resolve (temp tables, its search_path) are
     /// described by running them on the session with NULL parameters and LIMIT 0.

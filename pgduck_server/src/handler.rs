@@ -201,9 +201,13 @@ impl Backend {
                     for row in rows {
                         client.feed(PgWireBackendMessage::DataRow(row)).await?;
                     }
+                    client.flush().await?;
                 }
-                Ok(Event::Copy(data)) => {
-                    client.send(PgWireBackendMessage::CopyData(CopyData::new(data))).await?;
+                Ok(Event::Copy(rows)) => {
+                    for row in rows {
+                        client.feed(PgWireBackendMessage::CopyData(CopyData::new(row))).await?;
+                    }
+                    client.flush().await?;
                 }
                 Ok(Event::Done(done)) => {
                     if transmit {

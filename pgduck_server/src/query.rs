@@ -37,7 +37,7 @@ pub struct Plan {
 pub enum Event {
     Columns(Arc<Vec<Column>>),
     Rows(Vec<DataRow>),
-    Copy(Bytes),
+    Copy(Vec<Bytes>),
     Done(Completion),
 }
 
@@ -75,7 +75,7 @@ pub fn execute(session: Arc<Session>, plan: Plan) -> Receiver {
                     .unwrap_or_else(|| "unknown".into());
                 Err(QueryError::new("XX000", format!("internal error while reading the result: {what}")))
             });
-        let in_transaction = !conn.is_autocommit();
+        let in_transaction = session.track_transaction(&plan.reply, outcome.is_ok());
         let last = match outcome {
             Ok(Some(tag)) => Ok(Event::Done(Completion { tag, in_transaction })),
             Ok(None) => return, // the client went away
@@ -131,6 +131,7 @@ fn run(conn: &duckdb::Connection, plan: &Plan, tx: &Sender) -> Result<Option<Str
         rows += n as u64;
         let event = if plan.transmit {
             let mut out = Vec::with_capacity(n * 16 * batch.num_columns().max(1));
+            let mut ends = Vec::with_capacity(n);
             for row in 0..n {
                 for (i, col) in batch.columns().iter().enumerate() {
                     if i > 0 {
@@ -143,8 +144,20 @@ fn run(conn: &duckdb::Connection, plan: &Plan, tx: &Sender) -> Result<Option<Str
                     }
                 }
                 out.push(b'\n');
+                ends.push(out.len());
             }
-            Event::Copy(Bytes::from(out))
+            // One CopyData per row, as Postgres sends them; the rows share one buffer.
+            let out = Bytes::from(out);
+            let mut start = 0;
+            Event::Copy(
+                ends.into_iter()
+                    .map(|end| {
+                        let row = out.slice(start..end);
+                        start = end;
+                        row
+                    })
+                    .collect(),
+            )
         } else {
             let mut data_rows = Vec::with_capacity(n);
             for row in 0..n {
