@@ -418,3 +418,77 @@ fn release_image(component: &str, version: &str) -> String {
 fn mib(bytes: u64) -> String {
     format!("{}MiB", bytes >> 20)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use kube::CustomResourceExt;
+
+    use super::*;
+
+    fn repo(path: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+    }
+
+    fn read(path: &str) -> String {
+        std::fs::read_to_string(repo(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[test]
+    fn committed_crds_match_the_rust_types() {
+        let generated = serde_yaml::to_string(&LakeCluster::crd()).unwrap();
+        for path in ["crds/lakeclusters.pglake.dev.yaml", "charts/lake-operator/crds/lakeclusters.pglake.dev.yaml"] {
+            assert!(read(path) == generated, "{path} is stale: regenerate it with `lake_operator crd > {path}`");
+        }
+    }
+
+    #[test]
+    fn examples_pass_the_cel_rules() {
+        let mut seen = 0;
+        for entry in std::fs::read_dir(repo("examples")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                let lc: LakeCluster = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+                lc.validate_cel().unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+                lc.spec.wiring().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                seen += 1;
+            }
+        }
+        assert!(seen >= 4, "the examples are missing");
+    }
+
+    fn with_parameter(name: &str) -> LakeCluster {
+        let mut lc = LakeCluster::new(
+            "lake",
+            serde_json::from_value(serde_json::json!({
+                "version": "0.1.0",
+                "objectStorage": {"warehouse": "s3://bucket/w"},
+            }))
+            .unwrap(),
+        );
+        lc.spec.postgres.parameters.insert(name.into(), "x".into());
+        lc
+    }
+
+    #[test]
+    fn parameters_the_wiring_sets_are_rejected() {
+        let wiring = with_parameter("work_mem").spec.wiring().unwrap();
+        let managed = wiring.postgres_gucs().into_iter().map(|g| g.name).chain(["listen_addresses"]);
+        for name in managed {
+            let errors = with_parameter(name).validate_cel().expect_err(name);
+            assert!(format!("{errors:?}").contains("may not set a parameter the operator manages"), "{name}");
+        }
+        with_parameter("work_mem").validate_cel().expect("ordinary parameters are accepted");
+    }
+
+    #[test]
+    fn sizes_reach_duckdb_in_its_units() {
+        let mut lc = with_parameter("work_mem");
+        lc.spec.pgduck.memory_limit = Some("10Gi".into());
+        lc.spec.pgduck.cache_size = Some("20Gi".into());
+        let args = lc.spec.wiring().unwrap().pgduck_args();
+        assert!(args.contains(&"--memory_limit=8192MiB".to_string()), "{args:?}");
+        assert!(args.contains(&"--cache_size=20480MiB".to_string()), "{args:?}");
+    }
+}

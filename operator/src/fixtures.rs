@@ -267,16 +267,21 @@ pub async fn finish(server: JoinHandle<Vec<Seen>>) -> Vec<Seen> {
     seen
 }
 
+/// A client whose requests go to the returned mock API server.
+pub fn mock_client() -> (Client, ApiServer) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    (Client::new(service, NS), ApiServer { handle, seen: Arc::default() })
+}
+
 impl Context {
     /// A context whose client talks to a mock API server.
     pub fn test() -> (Arc<Context>, ApiServer, Registry) {
-        let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-        let client = Client::new(service, NS);
+        let (client, server) = mock_client();
         let mut registry = Registry::default();
         let metrics = Metrics::default().register(&mut registry);
         let reporter = Reporter { controller: crate::MANAGER.into(), instance: Some("test".into()) };
         let ctx = Arc::new(Context::new(client, metrics, reporter));
-        (ctx, ApiServer { handle, seen: Arc::default() }, registry)
+        (ctx, server, registry)
     }
 }
 

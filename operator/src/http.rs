@@ -10,6 +10,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{Error, Result};
@@ -42,13 +43,52 @@ pub fn router(health: Arc<Health>) -> Router {
     Router::new().route("/metrics", get(metrics)).route("/healthz", get(healthz)).with_state(health)
 }
 
-/// Serves until `shutdown` is cancelled.
-pub async fn serve(addr: String, health: Arc<Health>, shutdown: CancellationToken) -> Result<()> {
-    let serve_error = |source| Error::Serve { addr: addr.clone(), source };
-    let listener = tokio::net::TcpListener::bind(&addr).await.map_err(serve_error)?;
-    tracing::info!(%addr, "serving /metrics and /healthz");
+/// Serves on `listener` until `shutdown` is cancelled.
+pub async fn serve(listener: TcpListener, health: Arc<Health>, shutdown: CancellationToken) -> Result<()> {
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     axum::serve(listener, router(health))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
-        .map_err(serve_error)
+        .map_err(|source| Error::Serve { addr, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        response
+    }
+
+    #[tokio::test]
+    async fn serves_metrics_and_health_until_shutdown() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::default().register(&mut registry);
+        metrics.reconcile_failed(&Error::InvalidSpec("x".into()));
+        drop(metrics.start_reconcile());
+        let health = Arc::new(Health { registry, leading: true.into() });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, health, shutdown.clone()));
+
+        let metrics = get(addr, "/metrics").await;
+        assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+        assert!(metrics.contains("lake_operator_reconciles_total 1"), "{metrics}");
+        assert!(metrics.contains("lake_operator_reconcile_failures_total{error=\"invalid_spec\"} 1"), "{metrics}");
+        assert!(metrics.contains("lake_operator_reconcile_duration_seconds_count 1"), "{metrics}");
+        let health = get(addr, "/healthz").await;
+        assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+        assert!(health.ends_with("{\"status\":\"ok\",\"leader\":true}"), "{health}");
+
+        shutdown.cancel();
+        tokio::time::timeout(std::time::Duration::from_secs(5), server).await.unwrap().unwrap().unwrap();
+    }
 }

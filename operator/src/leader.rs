@@ -151,3 +151,109 @@ impl LeaderElector {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use http::{Method, StatusCode};
+    use serde_json::json;
+
+    use super::*;
+    use crate::fixtures::{finish, mock_client, path, Exchange, NS};
+
+    const LEASE: &str = "lake-operator-leader";
+
+    fn elector(client: Client) -> LeaderElector {
+        LeaderElector::new(
+            client,
+            LeaseConfig {
+                namespace: NS.into(),
+                name: LEASE.into(),
+                identity: "me".into(),
+                duration: Duration::from_secs(15),
+                retry: Duration::from_secs(5),
+            },
+        )
+    }
+
+    fn lease_path() -> String {
+        path::group("coordination.k8s.io/v1", "leases", LEASE)
+    }
+
+    fn held_by(holder: &str, renewed: Timestamp) -> serde_json::Value {
+        json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": LEASE, "namespace": NS, "resourceVersion": "7"},
+            "spec": {
+                "holderIdentity": holder, "leaseDurationSeconds": 15, "leaseTransitions": 2,
+                "acquireTime": renewed.to_string(), "renewTime": renewed.to_string(),
+            },
+        })
+    }
+
+    #[tokio::test]
+    async fn takes_a_free_lease() {
+        let (client, server) = mock_client();
+        let mock = server.run(vec![
+            Exchange::get(lease_path()).not_found(),
+            Exchange::new(Method::POST, format!("/apis/coordination.k8s.io/v1/namespaces/{NS}/leases"))
+                .echo()
+                .check(|body| {
+                    assert_eq!(body["metadata"]["name"], LEASE);
+                    assert_eq!(body["spec"]["holderIdentity"], "me");
+                    assert_eq!(body["spec"]["leaseDurationSeconds"], 15);
+                    assert_eq!(body["spec"]["leaseTransitions"], 0);
+                }),
+        ]);
+        assert!(elector(client).try_acquire().await.unwrap());
+        finish(mock).await;
+    }
+
+    #[tokio::test]
+    async fn leaves_a_live_lease_to_its_holder() {
+        let (client, server) = mock_client();
+        let mock = server.run(vec![Exchange::get(lease_path()).reply(held_by("other", Timestamp::now()))]);
+        assert!(!elector(client).try_acquire().await.unwrap());
+        finish(mock).await;
+    }
+
+    #[tokio::test]
+    async fn takes_over_an_expired_lease_with_compare_and_swap() {
+        let (client, server) = mock_client();
+        let an_hour_ago = Timestamp::now().checked_sub(SignedDuration::from_hours(1)).unwrap();
+        let mock = server.run(vec![
+            Exchange::get(lease_path()).reply(held_by("other", an_hour_ago)),
+            Exchange::new(Method::PUT, lease_path()).echo().check(|body| {
+                assert_eq!(body["metadata"]["resourceVersion"], "7");
+                assert_eq!(body["spec"]["holderIdentity"], "me");
+                assert_eq!(body["spec"]["leaseTransitions"], 3);
+            }),
+        ]);
+        assert!(elector(client).try_acquire().await.unwrap());
+        finish(mock).await;
+    }
+
+    #[tokio::test]
+    async fn a_lost_race_is_not_leadership() {
+        let (client, server) = mock_client();
+        let mock = server.run(vec![
+            Exchange::get(lease_path()).reply(held_by("", Timestamp::now())),
+            Exchange::new(Method::PUT, lease_path()).fails(StatusCode::CONFLICT, "Conflict"),
+        ]);
+        assert!(!elector(client).try_acquire().await.unwrap());
+        finish(mock).await;
+    }
+
+    #[tokio::test]
+    async fn release_hands_the_lease_back() {
+        let (client, server) = mock_client();
+        let mock = server.run(vec![
+            Exchange::get(lease_path()).reply(held_by("me", Timestamp::now())),
+            Exchange::new(Method::PUT, lease_path()).echo().check(|body| {
+                assert!(body["spec"].get("holderIdentity").is_none(), "{body}");
+                assert_eq!(body["spec"]["leaseDurationSeconds"], 1);
+            }),
+        ]);
+        elector(client).release().await.unwrap();
+        finish(mock).await;
+    }
+}

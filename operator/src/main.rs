@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use k8s_openapi::api::rbac::v1::ClusterRole;
+use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::events::Reporter;
 use kube::{Client, CustomResourceExt};
@@ -13,7 +13,8 @@ use lake_operator::crd::LakeCluster;
 use lake_operator::http::{self, Health};
 use lake_operator::leader::{LeaderElector, LeaseConfig};
 use lake_operator::metrics::Metrics;
-use lake_operator::{permissions, resources, Error, Result, MANAGER};
+use lake_operator::permissions::{self, Scope};
+use lake_operator::{resources, Error, Result, MANAGER};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -68,7 +69,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Crd => print_yaml(&LakeCluster::crd()),
-        Command::Rbac => print_yaml(&cluster_role()),
+        Command::Rbac => print_rbac(),
         Command::Render { file, namespace } => render(&file, &namespace),
         Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -90,12 +91,19 @@ fn print_yaml<T: serde::Serialize>(value: &T) -> Result<()> {
     Ok(())
 }
 
-fn cluster_role() -> ClusterRole {
-    ClusterRole {
-        metadata: ObjectMeta { name: Some(MANAGER.into()), ..Default::default() },
-        rules: Some(permissions::policy_rules()),
+/// The ClusterRole for watched namespaces and the Role for the operator's own.
+fn print_rbac() -> Result<()> {
+    let metadata = ObjectMeta { name: Some(MANAGER.into()), ..Default::default() };
+    let cluster_role = ClusterRole {
+        metadata: metadata.clone(),
+        rules: Some(permissions::policy_rules(Scope::Watched)),
         ..Default::default()
-    }
+    };
+    let role = Role { metadata, rules: Some(permissions::policy_rules(Scope::Own)) };
+    print!("---\n");
+    print_yaml(&cluster_role)?;
+    print!("---\n");
+    print_yaml(&role)
 }
 
 /// Reads a LakeCluster, checks it against the CRD's CEL rules as the API server
@@ -157,7 +165,11 @@ async fn run(args: RunArgs) -> Result<()> {
     let mut registry = Registry::default();
     let metrics = Metrics::default().register(&mut registry);
     let health = Arc::new(Health { registry, leading: false.into() });
-    let server = tokio::spawn(http::serve(args.metrics_addr.clone(), health.clone(), shutdown.clone()));
+    let listener = tokio::net::TcpListener::bind(&args.metrics_addr)
+        .await
+        .map_err(|source| Error::Serve { addr: args.metrics_addr.clone(), source })?;
+    info!(addr = %args.metrics_addr, "serving /metrics and /healthz");
+    let server = tokio::spawn(http::serve(listener, health.clone(), shutdown.clone()));
 
     let client = Client::try_default().await?;
     let identity = args
