@@ -239,26 +239,12 @@ impl RowStream {
         Ok(self.buf.split().freeze())
     }
 
-    /// Stops reading early. The remote query is cancelled and its remaining output
-    /// drained, so the connection can be reused; if that fails it is dropped.
+    /// Stops reading early: the remote query is cancelled and the connection dropped.
+    /// (Draining and reusing it would race the cancel against the next query.)
     pub fn abandon(mut self) {
-        if self.done {
-            return;
-        }
-        if let Some(client) = self.conn.client.as_ref() {
-            let token = client.cancel_token();
-            let stream = &mut self.stream;
-            let drained = runtime().block_on(async {
-                let _ = tokio::time::timeout(CANCEL_GRACE, token.cancel_query(NoTls)).await;
-                tokio::time::timeout(CANCEL_GRACE, async {
-                    while let Some(Ok(_)) = stream.next().await {}
-                })
-                .await
-                .is_ok()
-            });
-            if drained {
-                self.done = true;
-            }
+        if !self.done {
+            self.done = true;
+            self.conn.cancel_and_discard();
         }
     }
 }

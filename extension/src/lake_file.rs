@@ -32,11 +32,15 @@ mod lake_file {
             name!(etag, Option<String>),
         ),
     > {
-        let sql = format!(
-            "SELECT filename, size, CAST(last_modified AS TIMESTAMPTZ) FROM read_blob({}) ORDER BY filename",
-            quote_literal(pattern)
-        );
-        let found = rows(pattern, &sql).or_report();
+        let found = if exists(pattern) {
+            let sql = format!(
+                "SELECT filename, size, CAST(last_modified AS TIMESTAMPTZ) FROM read_blob({}) ORDER BY filename",
+                quote_literal(pattern)
+            );
+            rows(pattern, &sql).or_report()
+        } else {
+            Vec::new()
+        };
         let listed: Vec<_> = found
             .into_iter()
             .map(|r| {
@@ -51,7 +55,17 @@ mod lake_file {
     /// Whether at least one file matches `url`.
     #[pg_extern(volatile, parallel_unsafe)]
     fn exists(url: &str) -> bool {
-        let sql = format!("SELECT count(*) FROM glob({})", quote_literal(url));
+        // DuckDB's glob echoes a plain object-store key without checking it, so a plain
+        // URL is looked up as a prefix listing.
+        let sql = if url.contains(['*', '?', '[']) {
+            format!("SELECT count(*) FROM glob({})", quote_literal(url))
+        } else {
+            format!(
+                "SELECT count(*) FROM glob({}) WHERE file = {}",
+                quote_literal(&format!("{url}*")),
+                quote_literal(url)
+            )
+        };
         let found = rows(url, &sql).or_report();
         found.first().and_then(|r| r[0].as_deref()).is_some_and(|n| n != "0")
     }

@@ -29,6 +29,7 @@ impl std::fmt::Display for PgType {
 }
 
 /// Maps a DuckDB type as DESCRIBE prints it; `None` if Postgres has no counterpart.
+/// Names are spelled as Postgres' `format_type` prints them.
 pub fn pg_type_for_duckdb(duckdb_type: &str) -> Option<PgType> {
     let t = duckdb_type.trim();
     if let Some(inner) = t.strip_suffix("[]") {
@@ -66,10 +67,10 @@ pub fn pg_type_for_duckdb(duckdb_type: &str) -> Option<PgType> {
         "VARCHAR" => "text",
         "BLOB" => "bytea",
         "DATE" => "date",
-        "TIME" => "time",
-        "TIME WITH TIME ZONE" => "timetz",
-        "TIMESTAMP" | "TIMESTAMP_S" | "TIMESTAMP_MS" | "TIMESTAMP_NS" => "timestamp",
-        "TIMESTAMP WITH TIME ZONE" => "timestamptz",
+        "TIME" => "time without time zone",
+        "TIME WITH TIME ZONE" => "time with time zone",
+        "TIMESTAMP" | "TIMESTAMP_S" | "TIMESTAMP_MS" | "TIMESTAMP_NS" => "timestamp without time zone",
+        "TIMESTAMP WITH TIME ZONE" => "timestamp with time zone",
         "INTERVAL" => "interval",
         "UUID" => "uuid",
         "JSON" => "jsonb",
@@ -269,7 +270,7 @@ mod tests {
     fn duckdb_types_map_to_postgres() {
         let m = |t: &str| pg_type_for_duckdb(t).map(|p| p.to_string());
         assert_eq!(m("DECIMAL(38, 9)").as_deref(), Some("numeric(38,9)"));
-        assert_eq!(m("TIMESTAMP WITH TIME ZONE").as_deref(), Some("timestamptz"));
+        assert_eq!(m("TIMESTAMP WITH TIME ZONE").as_deref(), Some("timestamp with time zone"));
         assert_eq!(m("VARCHAR[]").as_deref(), Some("text[]"));
         assert_eq!(m("INTEGER[3]").as_deref(), Some("integer[]"));
         assert_eq!(

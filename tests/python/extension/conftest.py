@@ -1,0 +1,109 @@
+"""Fixtures for the pg_lake extension tests: a real Postgres (initdb'd as the postgres
+user, pg_lake preloaded) wired to the shared pgduck_server and moto fixtures
+(tests/python/conftest.py), on 127.0.0.1 / unix sockets in a temporary directory."""
+
+import os
+import shutil
+import subprocess
+import socket
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+BUCKET = "lake"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def as_postgres(*cmd, **kw):
+    return subprocess.run(["runuser", "-u", "postgres", "--", *map(str, cmd)], check=True, **kw)
+
+
+@pytest.fixture(scope="session")
+def postgres(workdir, pgduck):
+    data = workdir / "pgdata"
+    sock = workdir / "pgsock"
+    sock.mkdir()
+    shutil.chown(sock, "postgres")
+    as_postgres(PG_BIN / "initdb", "-D", data, "-U", "postgres", "--auth=trust",
+                "--encoding=UTF8", "--locale=C.UTF-8", stdout=subprocess.DEVNULL)
+    port = free_port()
+    with open(data / "postgresql.conf", "a") as f:
+        f.write(f"""
+listen_addresses = '127.0.0.1'
+port = {port}
+unix_socket_directories = '{sock}'
+shared_preload_libraries = 'pg_lake'
+pg_lake_engine.host = 'host={pgduck["dir"]} port={pgduck["port"]}'
+pg_lake_iceberg.default_location_prefix = 's3://{BUCKET}/warehouse'
+fsync = off
+""")
+    as_postgres(PG_BIN / "pg_ctl", "-D", data, "-l", workdir / "postgres.log", "-w", "start",
+                stdout=subprocess.DEVNULL)
+    yield {"host": "127.0.0.1", "port": port, "sock": str(sock)}
+    as_postgres(PG_BIN / "pg_ctl", "-D", data, "-m", "immediate", "stop", stdout=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def dbname(postgres):
+    """A fresh database with pg_lake created, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(host=postgres["host"], port=postgres["port"], user="postgres",
+                         dbname="postgres", autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    with psycopg.connect(host=postgres["host"], port=postgres["port"], user="postgres",
+                         dbname=name, autocommit=True) as c:
+        c.execute("CREATE EXTENSION pg_lake CASCADE")
+    yield name
+    with psycopg.connect(host=postgres["host"], port=postgres["port"], user="postgres",
+                         dbname="postgres", autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def connect(postgres, dbname):
+    """Opens psycopg connections to the test database (superuser unless `user` given)."""
+    opened = []
+
+    def _connect(user="postgres", **kw):
+        c = psycopg.connect(host=postgres["host"], port=postgres["port"], user=user,
+                            dbname=dbname, autocommit=True, **kw)
+        opened.append(c)
+        return c
+
+    yield _connect
+    for c in opened:
+        c.close()
+
+
+@pytest.fixture
+def db(connect):
+    return connect()
+
+
+@pytest.fixture
+def duck(pgduck):
+    """A direct connection to pgduck_server, to prepare files with DuckDB."""
+    with psycopg.connect(pgduck["conninfo"], autocommit=True) as c:
+        yield c
+
+
+@pytest.fixture
+def s3url():
+    """A fresh S3 prefix for one test."""
+    return f"s3://{BUCKET}/{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def localdir(workdir):
+    d = workdir / "files" / uuid.uuid4().hex[:12]
+    d.mkdir(parents=True)
+    d.chmod(0o777)
+    return d

@@ -1,0 +1,77 @@
+"""lake_file.list / exists / size / preview."""
+
+import psycopg
+import pytest
+
+
+def test_list_exists_size(db, duck, s3url):
+    duck.execute(f"COPY (SELECT range AS x FROM range(100)) TO '{s3url}/d/a.parquet'")
+    duck.execute(f"COPY (SELECT range AS x FROM range(5)) TO '{s3url}/d/sub/b.csv'")
+    rows = db.execute(
+        "SELECT path, file_size, last_modified_time IS NOT NULL FROM lake_file.list(%s)",
+        (f"{s3url}/d/**",)).fetchall()
+    assert [r[0] for r in rows] == [f"{s3url}/d/a.parquet", f"{s3url}/d/sub/b.csv"]
+    assert all(r[1] > 0 and r[2] for r in rows)
+    assert db.execute("SELECT count(*) FROM lake_file.list(%s)", (f"{s3url}/d/*.parquet",)).fetchone() == (1,)
+    assert db.execute("SELECT lake_file.exists(%s)", (f"{s3url}/d/a.parquet",)).fetchone() == (True,)
+    assert db.execute("SELECT lake_file.exists(%s)", (f"{s3url}/d/nope.parquet",)).fetchone() == (False,)
+    size = db.execute("SELECT lake_file.size(%s)", (f"{s3url}/d/a.parquet",)).fetchone()[0]
+    assert size == rows[0][1]
+
+
+def test_size_of_missing_file(db, s3url):
+    with pytest.raises(psycopg.Error) as e:
+        db.execute("SELECT lake_file.size(%s)", (f"{s3url}/missing.parquet",))
+    assert "missing.parquet" in str(e.value)
+
+
+def test_preview_maps_types(db, duck, s3url):
+    duck.execute(f"""COPY (SELECT true AS b, 1::TINYINT AS i1, 2::INTEGER AS i4, 3::BIGINT AS i8,
+        1.5::FLOAT AS f4, 2.5::DOUBLE AS f8, 1.25::DECIMAL(10,2) AS d, 'x' AS s, '\\x01'::BLOB AS bl,
+        DATE '2024-01-02' AS dt, TIME '12:00:00' AS t, TIMESTAMP '2024-01-01 00:00:00' AS ts,
+        TIMESTAMPTZ '2024-01-01 00:00:00+00' AS tz, INTERVAL 1 DAY AS iv, uuid() AS u,
+        [1, 2] AS l, {{'a': 1, 'b': 'x'}} AS st) TO '{s3url}/types.parquet'""")
+    rows = dict(db.execute("SELECT * FROM lake_file.preview(%s)", (f"{s3url}/types.parquet",)).fetchall())
+    assert rows == {
+        "b": "boolean", "i1": "smallint", "i4": "integer", "i8": "bigint", "f4": "real",
+        "f8": "double precision", "d": "numeric(10,2)", "s": "text", "bl": "bytea", "dt": "date",
+        "t": "time without time zone", "ts": "timestamp without time zone",
+        "tz": "timestamp with time zone", "iv": "interval", "u": "uuid",
+        "l": "integer[]", "st": 'record("a" integer, "b" text)',
+    }
+
+
+@pytest.mark.parametrize("url,message", [
+    ("ftp://host/x.parquet", 'unsupported URL scheme "ftp"'),
+    ("relative/x.parquet", "path"),
+])
+def test_bad_urls(db, url, message):
+    with pytest.raises(psycopg.Error) as e:
+        db.execute("SELECT * FROM lake_file.preview(%s)", (url,))
+    assert message in str(e.value)
+    assert db.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_preview_of_missing_file_keeps_session(db, s3url):
+    with pytest.raises(psycopg.Error) as e:
+        db.execute("SELECT * FROM lake_file.preview(%s)", (f"{s3url}/none.parquet",))
+    assert "none.parquet" in str(e.value)
+    assert db.execute("SELECT lake_file.exists(%s)", (f"{s3url}/none.parquet",)).fetchone() == (False,)
+
+
+def test_access_needs_lake_read(connect, db, duck, s3url, localdir):
+    duck.execute(f"COPY (SELECT 1 AS x) TO '{s3url}/p.parquet'")
+    db.execute("CREATE ROLE outsider LOGIN")
+    db.execute("CREATE ROLE reader LOGIN IN ROLE lake_read")
+    try:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            connect(user="outsider").execute("SELECT lake_file.exists(%s)", (f"{s3url}/p.parquet",))
+        reader = connect(user="reader")
+        assert reader.execute("SELECT lake_file.exists(%s)", (f"{s3url}/p.parquet",)).fetchone() == (True,)
+        # Local files belong to the database server: lake_read is not enough.
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:
+            reader.execute("SELECT lake_file.exists(%s)", (f"{localdir}/x.parquet",))
+        assert "pg_read_server_files" in str(e.value)
+    finally:
+        db.execute("DROP OWNED BY outsider, reader")
+        db.execute("DROP ROLE outsider, reader")
