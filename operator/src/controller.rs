@@ -27,7 +27,9 @@ use tracing::{debug, info, warn};
 
 use crate::crd::{LakeCluster, LakeClusterStatus, Phase, ReclaimPolicy};
 use crate::metrics::Metrics;
-use crate::resources::{self, applied_hash, Cluster, Names, CLUSTER_LABEL, COMPONENT_LABEL, POSTGRES_COMPONENT};
+use crate::resources::{
+    self, applied_hash, Cluster, Names, CLUSTER_LABEL, COMPONENT_LABEL, POSTGRES_COMPONENT,
+};
 use crate::{Error, Result, MANAGER};
 
 pub const FINALIZER: &str = "pglake.dev/cleanup";
@@ -53,12 +55,19 @@ pub struct Context {
 
 impl Context {
     pub fn new(client: Client, metrics: Metrics, reporter: Reporter) -> Self {
-        Self { recorder: Recorder::new(client.clone(), reporter), client, metrics, failures: Mutex::default() }
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            failures: Mutex::default(),
+        }
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<LakeCluster>, u32>> {
         // A panic while holding the lock leaves only counters behind: keep using them.
-        self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -95,7 +104,9 @@ pub fn error_policy(lc: Arc<LakeCluster>, error: &Error, ctx: Arc<Context>) -> A
 }
 
 pub fn backoff(failures: u32) -> Duration {
-    BACKOFF_BASE.saturating_mul(1 << failures.saturating_sub(1).min(6)).min(RESYNC)
+    BACKOFF_BASE
+        .saturating_mul(1 << failures.saturating_sub(1).min(6))
+        .min(RESYNC)
 }
 
 /// Where the extension stands against the version the spec asks for.
@@ -117,17 +128,47 @@ async fn apply(lc: &LakeCluster, ctx: &Context) -> Result<Action> {
     if c.spec.postgres.superuser_secret.is_none() {
         ensure_generated_secret(&c, client, &mut changes).await?;
     }
-    ensure(&Api::namespaced(client.clone(), ns), resources::service_account(&c)?, &mut changes).await?;
-    ensure(&Api::namespaced(client.clone(), ns), resources::config_map(&c)?, &mut changes).await?;
+    ensure(
+        &Api::namespaced(client.clone(), ns),
+        resources::service_account(&c)?,
+        &mut changes,
+    )
+    .await?;
+    ensure(
+        &Api::namespaced(client.clone(), ns),
+        resources::config_map(&c)?,
+        &mut changes,
+    )
+    .await?;
     let services: Api<Service> = Api::namespaced(client.clone(), ns);
     ensure(&services, resources::headless_service(&c)?, &mut changes).await?;
     ensure(&services, resources::rw_service(&c)?, &mut changes).await?;
-    let sts = ensure(&Api::namespaced(client.clone(), ns), resources::stateful_set(&c)?, &mut changes).await?;
-    ensure(&Api::namespaced(client.clone(), ns), resources::pod_disruption_budget(&c)?, &mut changes).await?;
-    ensure(&Api::namespaced(client.clone(), ns), resources::network_policy(&c)?, &mut changes).await?;
+    let sts = ensure(
+        &Api::namespaced(client.clone(), ns),
+        resources::stateful_set(&c)?,
+        &mut changes,
+    )
+    .await?;
+    ensure(
+        &Api::namespaced(client.clone(), ns),
+        resources::pod_disruption_budget(&c)?,
+        &mut changes,
+    )
+    .await?;
+    ensure(
+        &Api::namespaced(client.clone(), ns),
+        resources::network_policy(&c)?,
+        &mut changes,
+    )
+    .await?;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let catalog = if c.spec.catalog.enabled {
-        let deployment = ensure(&deployments, resources::catalog_deployment(&c)?, &mut changes).await?;
+        let deployment = ensure(
+            &deployments,
+            resources::catalog_deployment(&c)?,
+            &mut changes,
+        )
+        .await?;
         ensure(&services, resources::catalog_service(&c)?, &mut changes).await?;
         Some(deployment)
     } else {
@@ -135,7 +176,13 @@ async fn apply(lc: &LakeCluster, ctx: &Context) -> Result<Action> {
         remove(&services, &c.names.catalog(), &mut changes).await?;
         None
     };
-    let extension = extension_step(&c, client, rolled_out(&sts, c.spec.postgres.instances), &mut changes).await?;
+    let extension = extension_step(
+        &c,
+        client,
+        rolled_out(&sts, c.spec.postgres.instances),
+        &mut changes,
+    )
+    .await?;
 
     let reference = lc.object_ref(&());
     if !changes.is_empty() {
@@ -143,9 +190,20 @@ async fn apply(lc: &LakeCluster, ctx: &Context) -> Result<Action> {
         publish(ctx, &reference, EventType::Normal, "Applied", "Apply", note).await?;
     }
     let previous = lc.status.clone().unwrap_or_default();
-    let status = next_status(&c, &previous, &sts, catalog.as_ref(), &extension, Timestamp::now());
+    let status = next_status(
+        &c,
+        &previous,
+        &sts,
+        catalog.as_ref(),
+        &extension,
+        Timestamp::now(),
+    );
     for (type_, reason, message) in transitions(&previous, &status) {
-        let kind = if reason == "UpdateFailed" { EventType::Warning } else { EventType::Normal };
+        let kind = if reason == "UpdateFailed" {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
         publish(ctx, &reference, kind, &reason, type_, message).await?;
     }
     if status != previous {
@@ -155,19 +213,40 @@ async fn apply(lc: &LakeCluster, ctx: &Context) -> Result<Action> {
             "kind": "LakeCluster",
             "status": status,
         });
-        api.patch_status(&c.names.cluster, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
+        api.patch_status(
+            &c.names.cluster,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
     }
-    Ok(Action::requeue(if status.phase == Some(Phase::Ready) { RESYNC } else { CONVERGING }))
+    Ok(Action::requeue(if status.phase == Some(Phase::Ready) {
+        RESYNC
+    } else {
+        CONVERGING
+    }))
 }
 
 /// Creates the superuser Secret once; it is never rewritten, so the password
 /// stays what PGDATA was initialised with.
-async fn ensure_generated_secret(c: &Cluster<'_>, client: &Client, changes: &mut Vec<String>) -> Result<()> {
+async fn ensure_generated_secret(
+    c: &Cluster<'_>,
+    client: &Client,
+    changes: &mut Vec<String>,
+) -> Result<()> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &c.names.namespace);
     let name = c.names.generated_superuser_secret();
     if secrets.get_opt(&name).await?.is_none() {
         let secret = resources::superuser_secret(c, &generate_password()?);
-        secrets.create(&PostParams { field_manager: Some(MANAGER.into()), ..Default::default() }, &secret).await?;
+        secrets
+            .create(
+                &PostParams {
+                    field_manager: Some(MANAGER.into()),
+                    ..Default::default()
+                },
+                &secret,
+            )
+            .await?;
         changes.push(format!("created Secret/{name}"));
     }
     Ok(())
@@ -184,7 +263,11 @@ pub fn generate_password() -> Result<String> {
     while password.len() < LEN {
         getrandom::fill(&mut buf).map_err(Error::Random)?;
         let usable = buf.iter().map(|b| usize::from(*b)).filter(|b| *b < limit);
-        password.extend(usable.map(|b| char::from(ALPHABET[b % ALPHABET.len()])).take(LEN - password.len()));
+        password.extend(
+            usable
+                .map(|b| char::from(ALPHABET[b % ALPHABET.len()]))
+                .take(LEN - password.len()),
+        );
     }
     Ok(password)
 }
@@ -196,10 +279,19 @@ where
 {
     let name = desired.name_any();
     let live = api.get_opt(&name).await?;
-    if let Some(live) = live.as_ref().filter(|l| applied_hash(*l) == applied_hash(&desired)) {
+    if let Some(live) = live
+        .as_ref()
+        .filter(|l| applied_hash(*l) == applied_hash(&desired))
+    {
         return Ok(live.clone());
     }
-    let applied = api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&desired)).await?;
+    let applied = api
+        .patch(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&desired),
+        )
+        .await?;
     let verb = if live.is_some() { "updated" } else { "created" };
     changes.push(format!("{verb} {}/{name}", K::kind(&())));
     Ok(applied)
@@ -218,7 +310,9 @@ where
 
 /// The StatefulSet runs its current spec on every pod, all ready.
 fn rolled_out(sts: &StatefulSet, instances: i32) -> bool {
-    let Some(status) = &sts.status else { return false };
+    let Some(status) = &sts.status else {
+        return false;
+    };
     status.observed_generation >= sts.metadata.generation
         && status.updated_replicas == Some(instances)
         && status.ready_replicas == Some(instances)
@@ -233,7 +327,10 @@ async fn extension_step(
     changes: &mut Vec<String>,
 ) -> Result<Extension> {
     let target = c.spec.extension_version();
-    let installed = c.lc.status.as_ref().and_then(|s| s.installed_extension_version.as_deref());
+    let installed =
+        c.lc.status
+            .as_ref()
+            .and_then(|s| s.installed_extension_version.as_deref());
     if installed == Some(target) {
         return Ok(Extension::Installed(target.to_string()));
     }
@@ -246,13 +343,21 @@ async fn extension_step(
     let jobs: Api<Job> = Api::namespaced(client.clone(), &c.names.namespace);
     let name = c.names.extension_job(target);
     let Some(job) = jobs.get_opt(&name).await? else {
-        jobs.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(resources::extension_job(c)?))
-            .await?;
+        jobs.patch(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(resources::extension_job(c)?),
+        )
+        .await?;
         changes.push(format!("created Job/{name}"));
         return Ok(Extension::Updating(name));
     };
     let status = job.status.unwrap_or_default();
-    let failed = status.conditions.iter().flatten().find(|c| c.type_ == "Failed" && c.status == "True");
+    let failed = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Failed" && c.status == "True");
     Ok(if status.succeeded.unwrap_or(0) > 0 {
         Extension::Installed(target.to_string())
     } else if let Some(failed) = failed {
@@ -277,27 +382,60 @@ fn next_status(
 ) -> LakeClusterStatus {
     let generation = c.lc.metadata.generation;
     let instances = c.spec.postgres.instances;
-    let ready_instances = sts.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
+    let ready_instances = sts
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
     let sts_rolled_out = rolled_out(sts, instances);
     let postgres = if sts_rolled_out {
-        (true, "PodsReady", format!("{ready_instances}/{instances} pods ready"))
+        (
+            true,
+            "PodsReady",
+            format!("{ready_instances}/{instances} pods ready"),
+        )
     } else if ready_instances == instances {
-        (false, "RollingOut", "pods are being replaced one at a time".to_string())
+        (
+            false,
+            "RollingOut",
+            "pods are being replaced one at a time".to_string(),
+        )
     } else {
-        (false, "PodsNotReady", format!("{ready_instances}/{instances} pods ready"))
+        (
+            false,
+            "PodsNotReady",
+            format!("{ready_instances}/{instances} pods ready"),
+        )
     };
     let catalog_state = match catalog {
         None => (true, "Disabled", "the REST catalog is disabled".to_string()),
         Some(d) => {
             let want = c.spec.catalog.replicas;
-            let available = d.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0);
-            let current = d.status.as_ref().and_then(|s| s.observed_generation) >= d.metadata.generation;
+            let available = d
+                .status
+                .as_ref()
+                .and_then(|s| s.available_replicas)
+                .unwrap_or(0);
+            let current =
+                d.status.as_ref().and_then(|s| s.observed_generation) >= d.metadata.generation;
             if current && available >= want {
-                (true, "Available", format!("{available}/{want} replicas available"))
+                (
+                    true,
+                    "Available",
+                    format!("{available}/{want} replicas available"),
+                )
             } else if !current {
-                (false, "Unavailable", format!("rolling out, {available}/{want} replicas available"))
+                (
+                    false,
+                    "Unavailable",
+                    format!("rolling out, {available}/{want} replicas available"),
+                )
             } else {
-                (false, "Unavailable", format!("{available}/{want} replicas available"))
+                (
+                    false,
+                    "Unavailable",
+                    format!("{available}/{want} replicas available"),
+                )
             }
         }
     };
@@ -309,10 +447,16 @@ fn next_status(
             "AutoUpdateDisabled",
             format!("pg_lake {target} is wanted but spec.extension.autoUpdate is false"),
         ),
-        Extension::WaitingForRollout => {
-            (false, "WaitingForRollout", format!("pg_lake {target} is installed once all pods run it"))
-        }
-        Extension::Updating(job) => (false, "Updating", format!("Job {job} is installing pg_lake {target}")),
+        Extension::WaitingForRollout => (
+            false,
+            "WaitingForRollout",
+            format!("pg_lake {target} is installed once all pods run it"),
+        ),
+        Extension::Updating(job) => (
+            false,
+            "Updating",
+            format!("Job {job} is installing pg_lake {target}"),
+        ),
         Extension::Failed(message) => (false, "UpdateFailed", message.clone()),
     };
     let parts = [
@@ -320,11 +464,23 @@ fn next_status(
         (CATALOG_READY, catalog_state),
         (EXTENSION_UP_TO_DATE, extension_state),
     ];
-    let waiting: Vec<&str> = parts.iter().filter(|(_, (ok, _, _))| !ok).map(|(t, _)| *t).collect();
+    let waiting: Vec<&str> = parts
+        .iter()
+        .filter(|(_, (ok, _, _))| !ok)
+        .map(|(t, _)| *t)
+        .collect();
     let ready = if waiting.is_empty() {
-        (true, "ClusterReady", "Postgres, the catalog and the extension are ready".to_string())
+        (
+            true,
+            "ClusterReady",
+            "Postgres, the catalog and the extension are ready".to_string(),
+        )
     } else {
-        (false, "ComponentsNotReady", format!("waiting for {}", waiting.join(", ")))
+        (
+            false,
+            "ComponentsNotReady",
+            format!("waiting for {}", waiting.join(", ")),
+        )
     };
     let installed = match extension {
         Extension::Installed(v) => Some(v.clone()),
@@ -341,7 +497,9 @@ fn next_status(
     };
     let conditions = std::iter::once((READY, ready))
         .chain(parts)
-        .map(|(type_, (ok, reason, message))| condition(previous, generation, now, type_, ok, reason, message))
+        .map(|(type_, (ok, reason, message))| {
+            condition(previous, generation, now, type_, ok, reason, message)
+        })
         .collect();
     LakeClusterStatus {
         observed_generation: generation,
@@ -382,7 +540,10 @@ fn condition(
 
 /// Conditions whose status or reason changed since a status was last written,
 /// as (condition, reason, message); a first status reports none.
-fn transitions(previous: &LakeClusterStatus, next: &LakeClusterStatus) -> Vec<(&'static str, String, String)> {
+fn transitions(
+    previous: &LakeClusterStatus,
+    next: &LakeClusterStatus,
+) -> Vec<(&'static str, String, String)> {
     if previous.conditions.is_empty() {
         return Vec::new();
     }
@@ -405,7 +566,13 @@ async fn publish(
     action: &str,
     note: String,
 ) -> Result<()> {
-    let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    };
     ctx.recorder.publish(&event, reference).await?;
     Ok(())
 }
@@ -414,20 +581,39 @@ async fn publish(
 /// superuser Secret that matches them) go only when the spec says so.
 async fn cleanup(lc: &LakeCluster, ctx: &Context) -> Result<Action> {
     let names = Names::of(lc)?;
-    let selector = format!("{CLUSTER_LABEL}={},{COMPONENT_LABEL}={POSTGRES_COMPONENT}", names.cluster);
+    let selector = format!(
+        "{CLUSTER_LABEL}={},{COMPONENT_LABEL}={POSTGRES_COMPONENT}",
+        names.cluster
+    );
     let reference = lc.object_ref(&());
     let generated_secret = lc.spec.postgres.superuser_secret.is_none();
     match lc.spec.postgres.storage.reclaim_policy {
         ReclaimPolicy::Retain => {
             let mut note = format!("kept the PersistentVolumeClaims labelled {selector}");
             if generated_secret {
-                note.push_str(&format!(" and Secret {}", names.generated_superuser_secret()));
+                note.push_str(&format!(
+                    " and Secret {}",
+                    names.generated_superuser_secret()
+                ));
             }
-            publish(ctx, &reference, EventType::Normal, "DataRetained", "Cleanup", note).await?;
+            publish(
+                ctx,
+                &reference,
+                EventType::Normal,
+                "DataRetained",
+                "Cleanup",
+                note,
+            )
+            .await?;
         }
         ReclaimPolicy::Delete => {
-            let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &names.namespace);
-            pvcs.delete_collection(&DeleteParams::background(), &ListParams::default().labels(&selector)).await?;
+            let pvcs: Api<PersistentVolumeClaim> =
+                Api::namespaced(ctx.client.clone(), &names.namespace);
+            pvcs.delete_collection(
+                &DeleteParams::background(),
+                &ListParams::default().labels(&selector),
+            )
+            .await?;
             let mut note = format!("deleted the PersistentVolumeClaims labelled {selector}");
             if generated_secret {
                 let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
@@ -439,7 +625,15 @@ async fn cleanup(lc: &LakeCluster, ctx: &Context) -> Result<Action> {
                 }
                 note.push_str(&format!(" and Secret {name}"));
             }
-            publish(ctx, &reference, EventType::Normal, "DataDeleted", "Cleanup", note).await?;
+            publish(
+                ctx,
+                &reference,
+                EventType::Normal,
+                "DataDeleted",
+                "Cleanup",
+                note,
+            )
+            .await?;
         }
     }
     Ok(Action::await_change())
@@ -457,31 +651,43 @@ where
 
 /// Runs one controller per watched namespace (or one for all) until `shutdown`.
 pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, shutdown: CancellationToken) {
-    let scopes: Vec<Option<String>> =
-        if namespaces.is_empty() { vec![None] } else { namespaces.into_iter().map(Some).collect() };
-    futures::future::join_all(scopes.into_iter().map(|ns| run_scope(ctx.clone(), ns, shutdown.clone()))).await;
+    let scopes: Vec<Option<String>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.into_iter().map(Some).collect()
+    };
+    futures::future::join_all(
+        scopes
+            .into_iter()
+            .map(|ns| run_scope(ctx.clone(), ns, shutdown.clone())),
+    )
+    .await;
 }
 
 async fn run_scope(ctx: Arc<Context>, namespace: Option<String>, shutdown: CancellationToken) {
     let client = ctx.client.clone();
     let ns = namespace.as_deref();
-    let owned = watcher::Config::default().labels(&format!("{}={MANAGER}", resources::MANAGED_BY_LABEL));
+    let owned =
+        watcher::Config::default().labels(&format!("{}={MANAGER}", resources::MANAGED_BY_LABEL));
     info!(namespace = ns.unwrap_or("(all)"), "starting controller");
-    Controller::new(scoped::<LakeCluster>(&client, ns), watcher::Config::default().any_semantic())
-        .owns(scoped::<StatefulSet>(&client, ns), owned.clone())
-        .owns(scoped::<Deployment>(&client, ns), owned.clone())
-        .owns(scoped::<Job>(&client, ns), owned.clone())
-        .owns(scoped::<Service>(&client, ns), owned.clone())
-        .owns(scoped::<ConfigMap>(&client, ns), owned)
-        .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((obj, _)) => debug!(cluster = %obj.name, "reconciled"),
-                Err(e) => warn!(error = %e, "reconcile error"),
-            }
-        })
-        .await;
+    Controller::new(
+        scoped::<LakeCluster>(&client, ns),
+        watcher::Config::default().any_semantic(),
+    )
+    .owns(scoped::<StatefulSet>(&client, ns), owned.clone())
+    .owns(scoped::<Deployment>(&client, ns), owned.clone())
+    .owns(scoped::<Job>(&client, ns), owned.clone())
+    .owns(scoped::<Service>(&client, ns), owned.clone())
+    .owns(scoped::<ConfigMap>(&client, ns), owned)
+    .graceful_shutdown_on(async move { shutdown.cancelled().await })
+    .run(reconcile, error_policy, ctx)
+    .for_each(|result| async move {
+        match result {
+            Ok((obj, _)) => debug!(cluster = %obj.name, "reconciled"),
+            Err(e) => warn!(error = %e, "reconcile error"),
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]

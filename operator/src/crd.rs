@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
-use schemars::JsonSchema;
 use pg_lake_common::wiring::{ObjectStore, PgduckSettings, Wiring};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::{quantity, Result};
@@ -113,7 +113,9 @@ pub enum ReclaimPolicy {
 pub struct StorageSpec {
     /// Size of the PGDATA volume, e.g. `10Gi`.
     #[serde(default = "default_storage_size")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"))]
+    #[schemars(regex(
+        pattern = r"^([0-9]+(\.[0-9]+)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
+    ))]
     #[x_kube(validation = Rule::new("quantity(self).isGreaterThan(quantity('0'))").message("postgres.storage.size must be greater than zero"))]
     pub size: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -124,7 +126,11 @@ pub struct StorageSpec {
 
 impl Default for StorageSpec {
     fn default() -> Self {
-        Self { size: default_storage_size(), storage_class_name: None, reclaim_policy: ReclaimPolicy::Retain }
+        Self {
+            size: default_storage_size(),
+            storage_class_name: None,
+            reclaim_policy: ReclaimPolicy::Retain,
+        }
     }
 }
 
@@ -140,7 +146,9 @@ pub struct PgduckSpec {
     pub image: Option<String>,
     /// Memory limit of the sidecar container, e.g. `4Gi`; DuckDB is given 80 % of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"))]
+    #[schemars(regex(
+        pattern = r"^([0-9]+(\.[0-9]+)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
+    ))]
     #[x_kube(validation = Rule::new("!quantity(self).isLessThan(quantity('64Mi'))").message("pgduck.memoryLimit must be at least 64Mi"))]
     pub memory_limit: Option<String>,
     /// DuckDB worker threads; defaults to one per core.
@@ -149,7 +157,9 @@ pub struct PgduckSpec {
     pub threads: Option<u32>,
     /// Size of the local file cache volume, e.g. `20Gi`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"))]
+    #[schemars(regex(
+        pattern = r"^([0-9]+(\.[0-9]+)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
+    ))]
     #[x_kube(validation = Rule::new("quantity(self).isGreaterThan(quantity('0'))").message("pgduck.cacheSize must be greater than zero"))]
     pub cache_size: Option<String>,
 }
@@ -175,7 +185,13 @@ pub struct CatalogSpec {
 
 impl Default for CatalogSpec {
     fn default() -> Self {
-        Self { enabled: true, replicas: 1, image: None, auth_token_secret: None, resources: None }
+        Self {
+            enabled: true,
+            replicas: 1,
+            image: None,
+            auth_token_secret: None,
+            resources: None,
+        }
     }
 }
 
@@ -262,7 +278,9 @@ pub struct PodIdentity {
     /// Google service account bound through GKE Workload Identity
     /// (`iam.gke.io/gcp-service-account`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z0-9-]+\.iam\.gserviceaccount\.com$"))]
+    #[schemars(regex(
+        pattern = r"^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z0-9-]+\.iam\.gserviceaccount\.com$"
+    ))]
     pub gcp_service_account: Option<String>,
 }
 
@@ -322,7 +340,10 @@ pub struct ExtensionSpec {
 
 impl Default for ExtensionSpec {
     fn default() -> Self {
-        Self { version: None, auto_update: true }
+        Self {
+            version: None,
+            auto_update: true,
+        }
     }
 }
 
@@ -334,7 +355,6 @@ pub enum Phase {
     Ready,
     Upgrading,
     Degraded,
-    Deleting,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -359,15 +379,24 @@ pub struct LakeClusterStatus {
 
 impl LakeClusterSpec {
     pub fn postgres_image(&self) -> String {
-        self.postgres.image.clone().unwrap_or_else(|| release_image("postgres", &self.version))
+        self.postgres
+            .image
+            .clone()
+            .unwrap_or_else(|| release_image("postgres", &self.version))
     }
 
     pub fn pgduck_image(&self) -> String {
-        self.pgduck.image.clone().unwrap_or_else(|| release_image("pgduck-server", &self.version))
+        self.pgduck
+            .image
+            .clone()
+            .unwrap_or_else(|| release_image("pgduck-server", &self.version))
     }
 
     pub fn catalog_image(&self) -> String {
-        self.catalog.image.clone().unwrap_or_else(|| release_image("rest-catalog", &self.version))
+        self.catalog
+            .image
+            .clone()
+            .unwrap_or_else(|| release_image("rest-catalog", &self.version))
     }
 
     /// The pg_lake extension version the cluster should run.
@@ -383,7 +412,10 @@ impl LakeClusterSpec {
             object_store: ObjectStore {
                 warehouse: self.object_storage.warehouse.clone(),
                 s3_region: s3.region,
-                s3_use_ssl: !s3.endpoint.as_deref().is_some_and(|e| e.starts_with("http://")),
+                s3_use_ssl: !s3
+                    .endpoint
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("http://")),
                 s3_endpoint: s3.endpoint,
                 s3_path_style: s3.path_style,
             },
@@ -428,7 +460,9 @@ mod tests {
     use super::*;
 
     fn repo(path: &str) -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(path)
     }
 
     fn read(path: &str) -> String {
@@ -438,8 +472,14 @@ mod tests {
     #[test]
     fn committed_crds_match_the_rust_types() {
         let generated = serde_yaml::to_string(&LakeCluster::crd()).unwrap();
-        for path in ["crds/lakeclusters.pglake.dev.yaml", "charts/lake-operator/crds/lakeclusters.pglake.dev.yaml"] {
-            assert!(read(path) == generated, "{path} is stale: regenerate it with `lake_operator crd > {path}`");
+        for path in [
+            "crds/lakeclusters.pglake.dev.yaml",
+            "charts/lake-operator/crds/lakeclusters.pglake.dev.yaml",
+        ] {
+            assert!(
+                read(path) == generated,
+                "{path} is stale: regenerate it with `lake_operator crd > {path}`"
+            );
         }
     }
 
@@ -449,9 +489,13 @@ mod tests {
         for entry in std::fs::read_dir(repo("examples")).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "yaml") {
-                let lc: LakeCluster = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-                lc.validate_cel().unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
-                lc.spec.wiring().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                let lc: LakeCluster =
+                    serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+                lc.validate_cel()
+                    .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+                lc.spec
+                    .wiring()
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 seen += 1;
             }
         }
@@ -474,12 +518,21 @@ mod tests {
     #[test]
     fn parameters_the_wiring_sets_are_rejected() {
         let wiring = with_parameter("work_mem").spec.wiring().unwrap();
-        let managed = wiring.postgres_gucs().into_iter().map(|g| g.name).chain(["listen_addresses"]);
+        let managed = wiring
+            .postgres_gucs()
+            .into_iter()
+            .map(|g| g.name)
+            .chain(["listen_addresses"]);
         for name in managed {
             let errors = with_parameter(name).validate_cel().expect_err(name);
-            assert!(format!("{errors:?}").contains("may not set a parameter the operator manages"), "{name}");
+            assert!(
+                format!("{errors:?}").contains("may not set a parameter the operator manages"),
+                "{name}"
+            );
         }
-        with_parameter("work_mem").validate_cel().expect("ordinary parameters are accepted");
+        with_parameter("work_mem")
+            .validate_cel()
+            .expect("ordinary parameters are accepted");
     }
 
     #[test]
@@ -488,7 +541,13 @@ mod tests {
         lc.spec.pgduck.memory_limit = Some("10Gi".into());
         lc.spec.pgduck.cache_size = Some("20Gi".into());
         let args = lc.spec.wiring().unwrap().pgduck_args();
-        assert!(args.contains(&"--memory_limit=8192MiB".to_string()), "{args:?}");
-        assert!(args.contains(&"--cache_size=20480MiB".to_string()), "{args:?}");
+        assert!(
+            args.contains(&"--memory_limit=8192MiB".to_string()),
+            "{args:?}"
+        );
+        assert!(
+            args.contains(&"--cache_size=20480MiB".to_string()),
+            "{args:?}"
+        );
     }
 }

@@ -60,8 +60,9 @@ impl LakeCluster {
     }
 
     pub fn deleting(mut self) -> Self {
-        self.metadata.deletion_timestamp =
-            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now()));
+        self.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now()),
+        );
         self
     }
 }
@@ -98,7 +99,10 @@ impl Exchange {
     /// A server-side apply by the operator, forced.
     pub fn apply(path: impl Into<String>) -> Self {
         let mut e = Self::new(Method::PATCH, path).echo();
-        e.query = vec![("fieldManager".into(), crate::MANAGER.into()), ("force".into(), "true".into())];
+        e.query = vec![
+            ("fieldManager".into(), crate::MANAGER.into()),
+            ("force".into(), "true".into()),
+        ];
         e
     }
 
@@ -196,10 +200,12 @@ impl ApiServer {
         let ApiServer { mut handle, seen } = self;
         tokio::spawn(async move {
             for (i, exchange) in scenario.into_iter().enumerate() {
-                let (request, send) = handle
-                    .next_request()
-                    .await
-                    .unwrap_or_else(|| panic!("request {i} never came: {} {}", exchange.method, exchange.path));
+                let (request, send) = handle.next_request().await.unwrap_or_else(|| {
+                    panic!(
+                        "request {i} never came: {} {}",
+                        exchange.method, exchange.path
+                    )
+                });
                 let (parts, body) = request.into_parts();
                 let query = parts.uri.query().unwrap_or("").to_string();
                 seen.lock().unwrap().push(Seen {
@@ -214,11 +220,18 @@ impl ApiServer {
                 );
                 let pairs: Vec<(String, String)> = form_pairs(&query);
                 for pair in &exchange.query {
-                    assert!(pairs.contains(pair), "request {i} {}: query {query:?} lacks {pair:?}", exchange.path);
+                    assert!(
+                        pairs.contains(pair),
+                        "request {i} {}: query {query:?} lacks {pair:?}",
+                        exchange.path
+                    );
                 }
                 let bytes = body.collect_bytes().await.expect("request body");
-                let json: Value =
-                    if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
+                let json: Value = if bytes.is_empty() {
+                    Value::Null
+                } else {
+                    serde_json::from_slice(&bytes).expect("JSON body")
+                };
                 (exchange.check)(&json);
                 let reply = (exchange.reply)(json);
                 send.send_response(
@@ -243,7 +256,12 @@ fn form_pairs(query: &str) -> Vec<(String, String)> {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (k.to_string(), v.replace("%2C", ",").replace("%3D", "=").replace("%2F", "/"))
+            (
+                k.to_string(),
+                v.replace("%2C", ",")
+                    .replace("%3D", "=")
+                    .replace("%2F", "/"),
+            )
         })
         .collect()
 }
@@ -270,7 +288,13 @@ pub async fn finish(server: JoinHandle<Vec<Seen>>) -> Vec<Seen> {
 /// A client whose requests go to the returned mock API server.
 pub fn mock_client() -> (Client, ApiServer) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    (Client::new(service, NS), ApiServer { handle, seen: Arc::default() })
+    (
+        Client::new(service, NS),
+        ApiServer {
+            handle,
+            seen: Arc::default(),
+        },
+    )
 }
 
 impl Context {
@@ -279,7 +303,10 @@ impl Context {
         let (client, server) = mock_client();
         let mut registry = Registry::default();
         let metrics = Metrics::default().register(&mut registry);
-        let reporter = Reporter { controller: crate::MANAGER.into(), instance: Some("test".into()) };
+        let reporter = Reporter {
+            controller: crate::MANAGER.into(),
+            instance: Some("test".into()),
+        };
         let ctx = Arc::new(Context::new(client, metrics, reporter));
         (ctx, server, registry)
     }

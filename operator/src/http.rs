@@ -26,7 +26,10 @@ async fn metrics(AxumState(health): AxumState<Arc<Health>>) -> impl IntoResponse
     match prometheus_client::encoding::text::encode(&mut body, &health.registry) {
         Ok(()) => (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
             body,
         )
             .into_response(),
@@ -36,16 +39,29 @@ async fn metrics(AxumState(health): AxumState<Arc<Health>>) -> impl IntoResponse
 
 async fn healthz(AxumState(health): AxumState<Arc<Health>>) -> impl IntoResponse {
     let leading = health.leading.load(Ordering::Relaxed);
-    ([(header::CONTENT_TYPE, "application/json")], format!("{{\"status\":\"ok\",\"leader\":{leading}}}"))
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("{{\"status\":\"ok\",\"leader\":{leading}}}"),
+    )
 }
 
 pub fn router(health: Arc<Health>) -> Router {
-    Router::new().route("/metrics", get(metrics)).route("/healthz", get(healthz)).with_state(health)
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .with_state(health)
 }
 
 /// Serves on `listener` until `shutdown` is cancelled.
-pub async fn serve(listener: TcpListener, health: Arc<Health>, shutdown: CancellationToken) -> Result<()> {
-    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+pub async fn serve(
+    listener: TcpListener,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     axum::serve(listener, router(health))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
@@ -73,7 +89,10 @@ mod tests {
         let metrics = Metrics::default().register(&mut registry);
         metrics.reconcile_failed(&Error::InvalidSpec("x".into()));
         drop(metrics.start_reconcile());
-        let health = Arc::new(Health { registry, leading: true.into() });
+        let health = Arc::new(Health {
+            registry,
+            leading: true.into(),
+        });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
@@ -81,14 +100,30 @@ mod tests {
 
         let metrics = get(addr, "/metrics").await;
         assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
-        assert!(metrics.contains("lake_operator_reconciles_total 1"), "{metrics}");
-        assert!(metrics.contains("lake_operator_reconcile_failures_total{error=\"invalid_spec\"} 1"), "{metrics}");
-        assert!(metrics.contains("lake_operator_reconcile_duration_seconds_count 1"), "{metrics}");
+        assert!(
+            metrics.contains("lake_operator_reconciles_total 1"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("lake_operator_reconcile_failures_total{error=\"invalid_spec\"} 1"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("lake_operator_reconcile_duration_seconds_count 1"),
+            "{metrics}"
+        );
         let health = get(addr, "/healthz").await;
         assert!(health.starts_with("HTTP/1.1 200"), "{health}");
-        assert!(health.ends_with("{\"status\":\"ok\",\"leader\":true}"), "{health}");
+        assert!(
+            health.ends_with("{\"status\":\"ok\",\"leader\":true}"),
+            "{health}"
+        );
 
         shutdown.cancel();
-        tokio::time::timeout(std::time::Duration::from_secs(5), server).await.unwrap().unwrap().unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), server)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
     }
 }

@@ -37,13 +37,18 @@ fn is_conflict(e: &kube::Error) -> bool {
 
 impl LeaderElector {
     pub fn new(client: Client, config: LeaseConfig) -> Self {
-        Self { api: Api::namespaced(client, &config.namespace), config }
+        Self {
+            api: Api::namespaced(client, &config.namespace),
+            config,
+        }
     }
 
     fn spec(&self, acquired: Timestamp, now: Timestamp, transitions: i32) -> LeaseSpec {
         LeaseSpec {
             holder_identity: Some(self.config.identity.clone()),
-            lease_duration_seconds: Some(i32::try_from(self.config.duration.as_secs()).unwrap_or(i32::MAX)),
+            lease_duration_seconds: Some(
+                i32::try_from(self.config.duration.as_secs()).unwrap_or(i32::MAX),
+            ),
             acquire_time: Some(MicroTime(acquired)),
             renew_time: Some(MicroTime(now)),
             lease_transitions: Some(transitions),
@@ -57,7 +62,10 @@ impl LeaderElector {
         let now = Timestamp::now();
         let Some(current) = self.api.get_opt(&self.config.name).await? else {
             let lease = Lease {
-                metadata: ObjectMeta { name: Some(self.config.name.clone()), ..Default::default() },
+                metadata: ObjectMeta {
+                    name: Some(self.config.name.clone()),
+                    ..Default::default()
+                },
                 spec: Some(self.spec(now, now, 0)),
             };
             return match self.api.create(&PostParams::default(), &lease).await {
@@ -70,9 +78,10 @@ impl LeaderElector {
         let holder = spec.holder_identity.as_deref().unwrap_or("");
         let mine = holder == self.config.identity;
         let expired = match (&spec.renew_time, spec.lease_duration_seconds) {
-            (Some(renewed), Some(secs)) => {
-                renewed.0.checked_add(SignedDuration::from_secs(secs.into())).is_ok_and(|until| until < now)
-            }
+            (Some(renewed), Some(secs)) => renewed
+                .0
+                .checked_add(SignedDuration::from_secs(secs.into()))
+                .is_ok_and(|until| until < now),
             _ => true,
         };
         if !(mine || holder.is_empty() || expired) {
@@ -84,8 +93,15 @@ impl LeaderElector {
             _ => now,
         };
         // The resourceVersion in `metadata` makes this a compare-and-swap.
-        let lease = Lease { metadata: current.metadata, spec: Some(self.spec(acquired, now, transitions)) };
-        match self.api.replace(&self.config.name, &PostParams::default(), &lease).await {
+        let lease = Lease {
+            metadata: current.metadata,
+            spec: Some(self.spec(acquired, now, transitions)),
+        };
+        match self
+            .api
+            .replace(&self.config.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) => Ok(true),
             Err(e) if is_conflict(&e) => Ok(false),
             Err(e) => Err(e.into()),
@@ -94,15 +110,24 @@ impl LeaderElector {
 
     /// Hands the lease back so another replica takes over at once.
     pub async fn release(&self) -> Result<()> {
-        let Some(current) = self.api.get_opt(&self.config.name).await? else { return Ok(()) };
+        let Some(current) = self.api.get_opt(&self.config.name).await? else {
+            return Ok(());
+        };
         let mut spec = current.spec.clone().unwrap_or_default();
         if spec.holder_identity.as_deref() != Some(self.config.identity.as_str()) {
             return Ok(());
         }
         spec.holder_identity = None;
         spec.lease_duration_seconds = Some(1);
-        let lease = Lease { metadata: current.metadata, spec: Some(spec) };
-        match self.api.replace(&self.config.name, &PostParams::default(), &lease).await {
+        let lease = Lease {
+            metadata: current.metadata,
+            spec: Some(spec),
+        };
+        match self
+            .api
+            .replace(&self.config.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if is_conflict(&e) => Ok(()),
             Err(e) => Err(e.into()),
@@ -195,14 +220,17 @@ mod tests {
         let (client, server) = mock_client();
         let mock = server.run(vec![
             Exchange::get(lease_path()).not_found(),
-            Exchange::new(Method::POST, format!("/apis/coordination.k8s.io/v1/namespaces/{NS}/leases"))
-                .echo()
-                .check(|body| {
-                    assert_eq!(body["metadata"]["name"], LEASE);
-                    assert_eq!(body["spec"]["holderIdentity"], "me");
-                    assert_eq!(body["spec"]["leaseDurationSeconds"], 15);
-                    assert_eq!(body["spec"]["leaseTransitions"], 0);
-                }),
+            Exchange::new(
+                Method::POST,
+                format!("/apis/coordination.k8s.io/v1/namespaces/{NS}/leases"),
+            )
+            .echo()
+            .check(|body| {
+                assert_eq!(body["metadata"]["name"], LEASE);
+                assert_eq!(body["spec"]["holderIdentity"], "me");
+                assert_eq!(body["spec"]["leaseDurationSeconds"], 15);
+                assert_eq!(body["spec"]["leaseTransitions"], 0);
+            }),
         ]);
         assert!(elector(client).try_acquire().await.unwrap());
         finish(mock).await;
@@ -211,7 +239,9 @@ mod tests {
     #[tokio::test]
     async fn leaves_a_live_lease_to_its_holder() {
         let (client, server) = mock_client();
-        let mock = server.run(vec![Exchange::get(lease_path()).reply(held_by("other", Timestamp::now()))]);
+        let mock = server.run(vec![
+            Exchange::get(lease_path()).reply(held_by("other", Timestamp::now()))
+        ]);
         assert!(!elector(client).try_acquire().await.unwrap());
         finish(mock).await;
     }
@@ -219,14 +249,18 @@ mod tests {
     #[tokio::test]
     async fn takes_over_an_expired_lease_with_compare_and_swap() {
         let (client, server) = mock_client();
-        let an_hour_ago = Timestamp::now().checked_sub(SignedDuration::from_hours(1)).unwrap();
+        let an_hour_ago = Timestamp::now()
+            .checked_sub(SignedDuration::from_hours(1))
+            .unwrap();
         let mock = server.run(vec![
             Exchange::get(lease_path()).reply(held_by("other", an_hour_ago)),
-            Exchange::new(Method::PUT, lease_path()).echo().check(|body| {
-                assert_eq!(body["metadata"]["resourceVersion"], "7");
-                assert_eq!(body["spec"]["holderIdentity"], "me");
-                assert_eq!(body["spec"]["leaseTransitions"], 3);
-            }),
+            Exchange::new(Method::PUT, lease_path())
+                .echo()
+                .check(|body| {
+                    assert_eq!(body["metadata"]["resourceVersion"], "7");
+                    assert_eq!(body["spec"]["holderIdentity"], "me");
+                    assert_eq!(body["spec"]["leaseTransitions"], 3);
+                }),
         ]);
         assert!(elector(client).try_acquire().await.unwrap());
         finish(mock).await;
@@ -248,10 +282,12 @@ mod tests {
         let (client, server) = mock_client();
         let mock = server.run(vec![
             Exchange::get(lease_path()).reply(held_by("me", Timestamp::now())),
-            Exchange::new(Method::PUT, lease_path()).echo().check(|body| {
-                assert!(body["spec"].get("holderIdentity").is_none(), "{body}");
-                assert_eq!(body["spec"]["leaseDurationSeconds"], 1);
-            }),
+            Exchange::new(Method::PUT, lease_path())
+                .echo()
+                .check(|body| {
+                    assert!(body["spec"].get("holderIdentity").is_none(), "{body}");
+                    assert_eq!(body["spec"]["leaseDurationSeconds"], 1);
+                }),
         ]);
         elector(client).release().await.unwrap();
         finish(mock).await;

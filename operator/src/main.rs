@@ -20,7 +20,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 #[derive(Parser)]
-#[command(name = "lake_operator", version, about = "Kubernetes operator for pg_lake LakeCluster resources.")]
+#[command(
+    name = "lake_operator",
+    version,
+    about = "Kubernetes operator for pg_lake LakeCluster resources."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -74,7 +78,10 @@ fn main() -> std::process::ExitCode {
         Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
-            .map_err(|source| Error::Serve { addr: "the runtime".into(), source })
+            .map_err(|source| Error::Serve {
+                addr: "the runtime".into(),
+                source,
+            })
             .and_then(|rt| rt.block_on(run(args))),
     };
     match result {
@@ -93,16 +100,22 @@ fn print_yaml<T: serde::Serialize>(value: &T) -> Result<()> {
 
 /// The ClusterRole for watched namespaces and the Role for the operator's own.
 fn print_rbac() -> Result<()> {
-    let metadata = ObjectMeta { name: Some(MANAGER.into()), ..Default::default() };
+    let metadata = ObjectMeta {
+        name: Some(MANAGER.into()),
+        ..Default::default()
+    };
     let cluster_role = ClusterRole {
         metadata: metadata.clone(),
         rules: Some(permissions::policy_rules(Scope::Watched)),
         ..Default::default()
     };
-    let role = Role { metadata, rules: Some(permissions::policy_rules(Scope::Own)) };
-    print!("---\n");
+    let role = Role {
+        metadata,
+        rules: Some(permissions::policy_rules(Scope::Own)),
+    };
+    println!("---");
     print_yaml(&cluster_role)?;
-    print!("---\n");
+    println!("---");
     print_yaml(&role)
 }
 
@@ -110,8 +123,14 @@ fn print_rbac() -> Result<()> {
 /// would, and prints what the operator would create for it.
 fn render(file: &Path, namespace: &str) -> Result<()> {
     let path = file.display().to_string();
-    let text = std::fs::read_to_string(file).map_err(|source| Error::Read { path: path.clone(), source })?;
-    let mut lc: LakeCluster = serde_yaml::from_str(&text).map_err(|source| Error::Parse { path: path.clone(), source })?;
+    let text = std::fs::read_to_string(file).map_err(|source| Error::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let mut lc: LakeCluster = serde_yaml::from_str(&text).map_err(|source| Error::Parse {
+        path: path.clone(),
+        source,
+    })?;
     if lc.metadata.namespace.is_none() {
         lc.metadata.namespace = Some(namespace.into());
     }
@@ -164,10 +183,16 @@ async fn run(args: RunArgs) -> Result<()> {
 
     let mut registry = Registry::default();
     let metrics = Metrics::default().register(&mut registry);
-    let health = Arc::new(Health { registry, leading: false.into() });
+    let health = Arc::new(Health {
+        registry,
+        leading: false.into(),
+    });
     let listener = tokio::net::TcpListener::bind(&args.metrics_addr)
         .await
-        .map_err(|source| Error::Serve { addr: args.metrics_addr.clone(), source })?;
+        .map_err(|source| Error::Serve {
+            addr: args.metrics_addr.clone(),
+            source,
+        })?;
     info!(addr = %args.metrics_addr, "serving /metrics and /healthz");
     let server = tokio::spawn(http::serve(listener, health.clone(), shutdown.clone()));
 
@@ -189,7 +214,10 @@ async fn run(args: RunArgs) -> Result<()> {
     let mut outcome = Ok(());
     if elector.acquire(&shutdown).await {
         health.leading.store(true, Ordering::Relaxed);
-        let reporter = Reporter { controller: MANAGER.into(), instance: Some(identity) };
+        let reporter = Reporter {
+            controller: MANAGER.into(),
+            instance: Some(identity),
+        };
         let ctx = Arc::new(Context::new(client, metrics, reporter));
         let controllers = async {
             controller::run(ctx, args.namespaces, shutdown.clone()).await;

@@ -33,8 +33,16 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn register(self, registry: &mut Registry) -> Self {
-        registry.register("lake_operator_reconciles", "Reconciliations started", self.reconciles.clone());
-        registry.register("lake_operator_reconcile_failures", "Reconciliations that failed, by error", self.failures.clone());
+        registry.register(
+            "lake_operator_reconciles",
+            "Reconciliations started",
+            self.reconciles.clone(),
+        );
+        registry.register(
+            "lake_operator_reconcile_failures",
+            "Reconciliations that failed, by error",
+            self.failures.clone(),
+        );
         registry.register(
             "lake_operator_reconcile_duration_seconds",
             "Time one reconciliation took",
@@ -46,11 +54,18 @@ impl Metrics {
     /// Counts a reconciliation and measures it until the guard drops.
     pub fn start_reconcile(&self) -> ReconcileTimer {
         self.reconciles.inc();
-        ReconcileTimer { start: Instant::now(), duration: self.duration.clone() }
+        ReconcileTimer {
+            start: Instant::now(),
+            duration: self.duration.clone(),
+        }
     }
 
     pub fn reconcile_failed(&self, error: &crate::Error) {
-        self.failures.get_or_create(&FailureLabels { error: error.metric_label().into() }).inc();
+        self.failures
+            .get_or_create(&FailureLabels {
+                error: error.metric_label().into(),
+            })
+            .inc();
     }
 }
 

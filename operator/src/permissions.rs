@@ -22,8 +22,17 @@ pub struct Permission {
     pub verbs: &'static [&'static str],
 }
 
-const fn watched(group: &'static str, resource: &'static str, verbs: &'static [&'static str]) -> Permission {
-    Permission { scope: Scope::Watched, group, resource, verbs }
+const fn watched(
+    group: &'static str,
+    resource: &'static str,
+    verbs: &'static [&'static str],
+) -> Permission {
+    Permission {
+        scope: Scope::Watched,
+        group,
+        resource,
+        verbs,
+    }
 }
 
 /// Watched for the controller (list, watch) and read or applied while reconciling
@@ -33,12 +42,24 @@ const OWNED: &[&str] = &["get", "list", "watch", "create", "patch"];
 const APPLIED: &[&str] = &["get", "create", "patch"];
 
 pub const PERMISSIONS: &[Permission] = &[
-    watched("pglake.dev", "lakeclusters", &["get", "list", "watch", "patch"]),
+    watched(
+        "pglake.dev",
+        "lakeclusters",
+        &["get", "list", "watch", "patch"],
+    ),
     watched("pglake.dev", "lakeclusters/status", &["patch"]),
     watched("apps", "statefulsets", OWNED),
     // Deleted when the catalog is switched off.
-    watched("apps", "deployments", &["get", "list", "watch", "create", "patch", "delete"]),
-    watched("", "services", &["get", "list", "watch", "create", "patch", "delete"]),
+    watched(
+        "apps",
+        "deployments",
+        &["get", "list", "watch", "create", "patch", "delete"],
+    ),
+    watched(
+        "",
+        "services",
+        &["get", "list", "watch", "create", "patch", "delete"],
+    ),
     watched("", "configmaps", OWNED),
     watched("batch", "jobs", OWNED),
     // The generated superuser Secret: created once, deleted with the data.
@@ -50,12 +71,19 @@ pub const PERMISSIONS: &[Permission] = &[
     watched("", "persistentvolumeclaims", &["deletecollection"]),
     watched("events.k8s.io", "events", &["create", "patch"]),
     // Leader election, in the operator's own namespace.
-    Permission { scope: Scope::Own, group: "coordination.k8s.io", resource: "leases", verbs: &["get", "create", "update"] },
+    Permission {
+        scope: Scope::Own,
+        group: "coordination.k8s.io",
+        resource: "leases",
+        verbs: &["get", "create", "update"],
+    },
 ];
 
 /// Whether the table grants `verb` on `group`/`resource`.
 pub fn allows(group: &str, resource: &str, verb: &str) -> bool {
-    PERMISSIONS.iter().any(|p| p.group == group && p.resource == resource && p.verbs.contains(&verb))
+    PERMISSIONS
+        .iter()
+        .any(|p| p.group == group && p.resource == resource && p.verbs.contains(&verb))
 }
 
 /// The table's rules for one scope, one rule per resource.

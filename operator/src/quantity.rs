@@ -5,8 +5,14 @@ use crate::{Error, Result};
 /// Bytes in `value`, a quantity with a binary (`Ki`..`Ei`) or decimal (`k`..`E`)
 /// suffix or none. `field` names the spec field in the error.
 pub fn bytes(field: &str, value: &str) -> Result<u64> {
-    let invalid = || Error::InvalidSpec(format!("{field} {value:?} is not a size such as 10Gi or 500M"));
-    let split = value.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(value.len());
+    let invalid = || {
+        Error::InvalidSpec(format!(
+            "{field} {value:?} is not a size such as 10Gi or 500M"
+        ))
+    };
+    let split = value
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(value.len());
     let (number, suffix) = value.split_at(split);
     let multiplier: u64 = match suffix {
         "" => 1,

@@ -23,7 +23,9 @@ fn owned(lc: &LakeCluster) -> Vec<Owned> {
     let mut out = vec![
         Owned {
             path: path::core("serviceaccounts", NAME),
-            desired: v(serde_json::to_value(resources::service_account(&c).unwrap())),
+            desired: v(serde_json::to_value(
+                resources::service_account(&c).unwrap(),
+            )),
         },
         Owned {
             path: path::core("configmaps", "lake-config"),
@@ -31,7 +33,9 @@ fn owned(lc: &LakeCluster) -> Vec<Owned> {
         },
         Owned {
             path: path::core("services", "lake-pods"),
-            desired: v(serde_json::to_value(resources::headless_service(&c).unwrap())),
+            desired: v(serde_json::to_value(
+                resources::headless_service(&c).unwrap(),
+            )),
         },
         Owned {
             path: path::core("services", "lake-rw"),
@@ -43,7 +47,9 @@ fn owned(lc: &LakeCluster) -> Vec<Owned> {
         },
         Owned {
             path: path::group("policy/v1", "poddisruptionbudgets", NAME),
-            desired: v(serde_json::to_value(resources::pod_disruption_budget(&c).unwrap())),
+            desired: v(serde_json::to_value(
+                resources::pod_disruption_budget(&c).unwrap(),
+            )),
         },
         Owned {
             path: path::group("networking.k8s.io/v1", "networkpolicies", NAME),
@@ -53,11 +59,15 @@ fn owned(lc: &LakeCluster) -> Vec<Owned> {
     if lc.spec.catalog.enabled {
         out.push(Owned {
             path: path::group("apps/v1", "deployments", "lake-catalog"),
-            desired: v(serde_json::to_value(resources::catalog_deployment(&c).unwrap())),
+            desired: v(serde_json::to_value(
+                resources::catalog_deployment(&c).unwrap(),
+            )),
         });
         out.push(Owned {
             path: path::core("services", "lake-catalog"),
-            desired: v(serde_json::to_value(resources::catalog_service(&c).unwrap())),
+            desired: v(serde_json::to_value(
+                resources::catalog_service(&c).unwrap(),
+            )),
         });
     }
     out
@@ -73,7 +83,9 @@ fn settled(mut obj: Value, generation: i64) -> Value {
                 "updatedReplicas": 1, "currentRevision": "lake-1", "updateRevision": "lake-1",
             })
         }
-        Some("Deployment") => obj["status"] = json!({"observedGeneration": generation, "availableReplicas": 1}),
+        Some("Deployment") => {
+            obj["status"] = json!({"observedGeneration": generation, "availableReplicas": 1})
+        }
         _ => {}
     }
     obj
@@ -93,7 +105,10 @@ fn existing_secret() -> Exchange {
 
 /// GETs answered with each object as it stands, settled at `generation`.
 fn unchanged_gets(objects: &[Owned], generation: i64) -> Vec<Exchange> {
-    objects.iter().map(|o| Exchange::get(&o.path).reply(settled(o.desired.clone(), generation))).collect()
+    objects
+        .iter()
+        .map(|o| Exchange::get(&o.path).reply(settled(o.desired.clone(), generation)))
+        .collect()
 }
 
 /// The status of a cluster whose every part is ready at `generation`.
@@ -101,20 +116,45 @@ fn ready_status(lc: &LakeCluster) -> LakeClusterStatus {
     let c = Cluster::new(lc).unwrap();
     let generation = lc.metadata.generation.unwrap();
     let objects = owned(lc);
-    let find = |kind: &str| objects.iter().find(|o| o.desired["kind"] == kind).unwrap().desired.clone();
-    let sts: StatefulSet = serde_json::from_value(settled(find("StatefulSet"), generation)).unwrap();
+    let find = |kind: &str| {
+        objects
+            .iter()
+            .find(|o| o.desired["kind"] == kind)
+            .unwrap()
+            .desired
+            .clone()
+    };
+    let sts: StatefulSet =
+        serde_json::from_value(settled(find("StatefulSet"), generation)).unwrap();
     let dep: Deployment = serde_json::from_value(settled(find("Deployment"), generation)).unwrap();
     let installed = Extension::Installed(lc.spec.extension_version().into());
     let at = Timestamp::from_second(1_700_000_000).unwrap();
-    next_status(&c, &LakeClusterStatus::default(), &sts, Some(&dep), &installed, at)
+    next_status(
+        &c,
+        &LakeClusterStatus::default(),
+        &sts,
+        Some(&dep),
+        &installed,
+        at,
+    )
 }
 
 fn condition_of<'a>(status: &'a Value, type_: &str) -> &'a Value {
-    status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == type_).unwrap()
+    status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap()
 }
 
 fn env_of<'a>(container: &'a Value, name: &str) -> &'a Value {
-    container["env"].as_array().unwrap().iter().find(|e| e["name"] == name).unwrap_or_else(|| panic!("no env {name}"))
+    container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("no env {name}"))
 }
 
 /// Every env entry that names a credential comes from a Secret, never inline.
@@ -122,9 +162,19 @@ fn assert_no_inline_credentials(pod_spec: &Value) {
     for container in pod_spec["containers"].as_array().unwrap() {
         for env in container["env"].as_array().into_iter().flatten() {
             let name = env["name"].as_str().unwrap();
-            if name.contains("PASSWORD") || name.contains("SECRET") || name.starts_with("AWS_ACCESS") {
-                assert!(env.get("value").is_none(), "{name} is inline in {}", container["name"]);
-                assert!(env["valueFrom"]["secretKeyRef"]["name"].is_string(), "{name}");
+            if name.contains("PASSWORD")
+                || name.contains("SECRET")
+                || name.starts_with("AWS_ACCESS")
+            {
+                assert!(
+                    env.get("value").is_none(),
+                    "{name} is inline in {}",
+                    container["name"]
+                );
+                assert!(
+                    env["valueFrom"]["secretKeyRef"]["name"].is_string(),
+                    "{name}"
+                );
             }
         }
     }
@@ -137,21 +187,28 @@ fn capture(slot: &Arc<Mutex<Option<Value>>>) -> impl FnOnce(&Value) + Send + 'st
 
 /// The status apply; the reply is the cluster with that status, as the API server answers.
 fn status_apply(slot: &Arc<Mutex<Option<Value>>>) -> Exchange {
-    Exchange::apply(path::status_subresource()).check(capture(slot)).reply_with(|body| {
-        let mut lc = serde_json::to_value(LakeCluster::test()).unwrap();
-        lc["status"] = body["status"].clone();
-        lc
-    })
+    Exchange::apply(path::status_subresource())
+        .check(capture(slot))
+        .reply_with(|body| {
+            let mut lc = serde_json::to_value(LakeCluster::test()).unwrap();
+            lc["status"] = body["status"].clone();
+            lc
+        })
 }
 
 fn event(reason: &'static str, note_contains: &'static str) -> Exchange {
-    Exchange::new(Method::POST, path::events()).echo().check(move |body| {
-        assert_eq!(body["reason"], reason, "{body}");
-        assert_eq!(body["regarding"]["name"], NAME);
-        assert_eq!(body["reportingController"], crate::MANAGER);
-        let note = body["note"].as_str().unwrap();
-        assert!(note.contains(note_contains), "{reason}: {note:?} lacks {note_contains:?}");
-    })
+    Exchange::new(Method::POST, path::events())
+        .echo()
+        .check(move |body| {
+            assert_eq!(body["reason"], reason, "{body}");
+            assert_eq!(body["regarding"]["name"], NAME);
+            assert_eq!(body["reportingController"], crate::MANAGER);
+            let note = body["note"].as_str().unwrap();
+            assert!(
+                note.contains(note_contains),
+                "{reason}: {note:?} lacks {note_contains:?}"
+            );
+        })
 }
 
 #[tokio::test]
@@ -159,15 +216,17 @@ async fn new_cluster_gets_the_finalizer_first() {
     let (ctx, server, _) = Context::test();
     let lc = LakeCluster::test();
     let reply = serde_json::to_value(lc.clone().finalized()).unwrap();
-    let scenario = vec![Exchange::new(Method::PATCH, path::lakecluster()).reply(reply).check(|body| {
-        assert_eq!(
-            body,
-            &json!([
-                {"op": "test", "path": "/metadata/finalizers", "value": null},
-                {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
-            ])
-        );
-    })];
+    let scenario = vec![Exchange::new(Method::PATCH, path::lakecluster())
+        .reply(reply)
+        .check(|body| {
+            assert_eq!(
+                body,
+                &json!([
+                    {"op": "test", "path": "/metadata/finalizers", "value": null},
+                    {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
+                ])
+            );
+        })];
     let mock = server.run(scenario);
     let action = reconcile(Arc::new(lc), ctx).await.expect("reconcile");
     assert_eq!(action, Action::await_change());
@@ -180,16 +239,18 @@ async fn create_from_scratch_applies_every_object_and_reports_provisioning() {
     let lc = LakeCluster::test().finalized();
     let mut scenario = vec![
         Exchange::get(path::core("secrets", "lake-superuser")).not_found(),
-        Exchange::new(Method::POST, format!("/api/v1/namespaces/{NS}/secrets")).echo().check(|body| {
-            assert_eq!(body["metadata"]["name"], "lake-superuser");
-            assert_eq!(body["type"], "kubernetes.io/basic-auth");
-            assert_eq!(body["stringData"]["username"], "postgres");
-            let password = body["stringData"]["password"].as_str().unwrap();
-            assert_eq!(password.len(), 32);
-            assert!(password.chars().all(|c| c.is_ascii_alphanumeric()));
-            // The Secret outlives the cluster, like the data it unlocks.
-            assert!(body["metadata"].get("ownerReferences").is_none());
-        }),
+        Exchange::new(Method::POST, format!("/api/v1/namespaces/{NS}/secrets"))
+            .echo()
+            .check(|body| {
+                assert_eq!(body["metadata"]["name"], "lake-superuser");
+                assert_eq!(body["type"], "kubernetes.io/basic-auth");
+                assert_eq!(body["stringData"]["username"], "postgres");
+                let password = body["stringData"]["password"].as_str().unwrap();
+                assert_eq!(password.len(), 32);
+                assert!(password.chars().all(|c| c.is_ascii_alphanumeric()));
+                // The Secret outlives the cluster, like the data it unlocks.
+                assert!(body["metadata"].get("ownerReferences").is_none());
+            }),
     ];
     for o in owned(&lc) {
         let desired = o.desired.clone();
@@ -208,9 +269,13 @@ async fn create_from_scratch_applies_every_object_and_reports_provisioning() {
                 let args: Vec<String> = serde_json::from_value(pgduck["args"].clone()).unwrap();
                 let lc = LakeCluster::test();
                 assert_eq!(args, lc.spec.wiring().unwrap().pgduck_args());
-                assert_eq!(env_of(&pod["containers"][0], "AWS_REGION")["value"], "eu-west-1");
                 assert_eq!(
-                    env_of(&pod["containers"][0], "AWS_SECRET_ACCESS_KEY")["valueFrom"]["secretKeyRef"],
+                    env_of(&pod["containers"][0], "AWS_REGION")["value"],
+                    "eu-west-1"
+                );
+                assert_eq!(
+                    env_of(&pod["containers"][0], "AWS_SECRET_ACCESS_KEY")["valueFrom"]
+                        ["secretKeyRef"],
                     json!({"name": "s3-keys", "key": "secretAccessKey", "optional": false})
                 );
                 assert_no_inline_credentials(pod);
@@ -243,8 +308,14 @@ async fn create_from_scratch_applies_every_object_and_reports_provisioning() {
     assert_eq!(status["endpoint"], "lake-rw.testns.svc:5432");
     assert_eq!(status["catalogUrl"], "http://lake-catalog.testns.svc:8181");
     assert_eq!(condition_of(status, READY)["status"], "False");
-    assert_eq!(condition_of(status, POSTGRES_READY)["reason"], "PodsNotReady");
-    assert_eq!(condition_of(status, EXTENSION_UP_TO_DATE)["reason"], "WaitingForRollout");
+    assert_eq!(
+        condition_of(status, POSTGRES_READY)["reason"],
+        "PodsNotReady"
+    );
+    assert_eq!(
+        condition_of(status, EXTENSION_UP_TO_DATE)["reason"],
+        "WaitingForRollout"
+    );
     assert!(status.get("installedExtensionVersion").is_none());
 }
 
@@ -260,7 +331,10 @@ async fn up_to_date_cluster_is_a_no_op() {
     let action = reconcile(Arc::new(lc), ctx).await.expect("reconcile");
     assert_eq!(action, Action::requeue(RESYNC));
     let seen = finish(mock).await;
-    assert!(seen.iter().all(|s| s.method == Method::GET), "a no-op reconcile only reads: {seen:?}");
+    assert!(
+        seen.iter().all(|s| s.method == Method::GET),
+        "a no-op reconcile only reads: {seen:?}"
+    );
 }
 
 #[tokio::test]
@@ -271,7 +345,9 @@ async fn spec_change_patches_only_what_changed() {
         .clone()
         .with_status(ready_status(&before))
         .changed(|s| {
-            s.postgres.parameters.insert("work_mem".into(), "64MB".into());
+            s.postgres
+                .parameters
+                .insert("work_mem".into(), "64MB".into());
             s.service.type_ = ServiceType::LoadBalancer;
         });
     let old = owned(&before);
@@ -281,23 +357,33 @@ async fn spec_change_patches_only_what_changed() {
         scenario.push(Exchange::get(&o.path).reply(settled(o.desired.clone(), 1)));
         if o.desired != n.desired {
             let desired = n.desired.clone();
-            scenario.push(Exchange::apply(&n.path).reply(rolling(n.desired.clone(), 2)).check(move |body| {
-                assert_eq!(body, &desired);
-                match body["kind"].as_str().unwrap() {
-                    "ConfigMap" => {
-                        assert!(body["data"]["postgresql.conf"].as_str().unwrap().contains("work_mem = '64MB'\n"))
-                    }
-                    "Service" => assert_eq!(body["spec"]["type"], "LoadBalancer"),
-                    // The pod template changes with the config, so the pods roll.
-                    "StatefulSet" => assert!(body["spec"]["template"]["metadata"]["annotations"]
-                        [resources::CONFIG_HASH_ANNOTATION]
-                        .is_string()),
-                    other => panic!("{other} should not change"),
-                }
-            }));
+            scenario.push(
+                Exchange::apply(&n.path)
+                    .reply(rolling(n.desired.clone(), 2))
+                    .check(move |body| {
+                        assert_eq!(body, &desired);
+                        match body["kind"].as_str().unwrap() {
+                            "ConfigMap" => {
+                                assert!(body["data"]["postgresql.conf"]
+                                    .as_str()
+                                    .unwrap()
+                                    .contains("work_mem = '64MB'\n"))
+                            }
+                            "Service" => assert_eq!(body["spec"]["type"], "LoadBalancer"),
+                            // The pod template changes with the config, so the pods roll.
+                            "StatefulSet" => assert!(body["spec"]["template"]["metadata"]
+                                ["annotations"][resources::CONFIG_HASH_ANNOTATION]
+                                .is_string()),
+                            other => panic!("{other} should not change"),
+                        }
+                    }),
+            );
         }
     }
-    scenario.push(event("Applied", "updated ConfigMap/lake-config, updated Service/lake-rw, updated StatefulSet/lake"));
+    scenario.push(event(
+        "Applied",
+        "updated ConfigMap/lake-config, updated Service/lake-rw, updated StatefulSet/lake",
+    ));
     scenario.push(event("ComponentsNotReady", "PostgresReady"));
     scenario.push(event("RollingOut", "one at a time"));
     let status = Arc::new(Mutex::new(None));
@@ -306,19 +392,32 @@ async fn spec_change_patches_only_what_changed() {
 
     reconcile(Arc::new(after), ctx).await.expect("reconcile");
     let seen = finish(mock).await;
-    let patched: Vec<&str> = seen.iter().filter(|s| s.method == Method::PATCH).map(|s| s.path.as_str()).collect();
+    let patched: Vec<&str> = seen
+        .iter()
+        .filter(|s| s.method == Method::PATCH)
+        .map(|s| s.path.as_str())
+        .collect();
     assert_eq!(patched.len(), 4, "{patched:?}");
     let body = status.lock().unwrap().take().unwrap();
     assert_eq!(body["status"]["observedGeneration"], 2);
     assert_eq!(body["status"]["phase"], "Upgrading");
-    assert_eq!(condition_of(&body["status"], POSTGRES_READY)["reason"], "RollingOut");
-    assert_eq!(condition_of(&body["status"], EXTENSION_UP_TO_DATE)["status"], "True");
+    assert_eq!(
+        condition_of(&body["status"], POSTGRES_READY)["reason"],
+        "RollingOut"
+    );
+    assert_eq!(
+        condition_of(&body["status"], EXTENSION_UP_TO_DATE)["status"],
+        "True"
+    );
 }
 
 #[tokio::test]
 async fn version_change_rolls_out_then_updates_the_extension() {
     let v1 = LakeCluster::test().finalized();
-    let v2 = v1.clone().with_status(ready_status(&v1)).changed(|s| s.version = "0.2.0".into());
+    let v2 = v1
+        .clone()
+        .with_status(ready_status(&v1))
+        .changed(|s| s.version = "0.2.0".into());
     let old = owned(&v1);
     let new = owned(&v2);
     let job_path = path::group("batch/v1", "jobs", "lake-extension-0-2-0");
@@ -330,19 +429,26 @@ async fn version_change_rolls_out_then_updates_the_extension() {
         scenario.push(Exchange::get(&o.path).reply(settled(o.desired.clone(), 1)));
         if o.desired != n.desired {
             let desired = n.desired.clone();
-            scenario.push(Exchange::apply(&n.path).reply(rolling(n.desired.clone(), 2)).check(move |body| {
-                assert_eq!(body, &desired);
-                let images: Vec<&str> = body["spec"]["template"]["spec"]["containers"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|c| c["image"].as_str().unwrap())
-                    .collect();
-                assert!(images.iter().all(|i| i.ends_with(":0.2.0")), "{images:?}");
-            }));
+            scenario.push(
+                Exchange::apply(&n.path)
+                    .reply(rolling(n.desired.clone(), 2))
+                    .check(move |body| {
+                        assert_eq!(body, &desired);
+                        let images: Vec<&str> = body["spec"]["template"]["spec"]["containers"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|c| c["image"].as_str().unwrap())
+                            .collect();
+                        assert!(images.iter().all(|i| i.ends_with(":0.2.0")), "{images:?}");
+                    }),
+            );
         }
     }
-    scenario.push(event("Applied", "updated StatefulSet/lake, updated Deployment/lake-catalog"));
+    scenario.push(event(
+        "Applied",
+        "updated StatefulSet/lake, updated Deployment/lake-catalog",
+    ));
     scenario.push(event("ComponentsNotReady", "waiting for"));
     scenario.push(event("RollingOut", ""));
     scenario.push(event("Unavailable", "rolling out"));
@@ -352,7 +458,10 @@ async fn version_change_rolls_out_then_updates_the_extension() {
     let mock = server.run(scenario);
     reconcile(Arc::new(v2.clone()), ctx).await.expect("step 1");
     let seen = finish(mock).await;
-    assert!(!seen.iter().any(|s| s.path.contains("/jobs/")), "no Job before the rollout");
+    assert!(
+        !seen.iter().any(|s| s.path.contains("/jobs/")),
+        "no Job before the rollout"
+    );
     let step1: LakeClusterStatus =
         serde_json::from_value(status.lock().unwrap().take().unwrap()["status"].clone()).unwrap();
     assert_eq!(step1.phase, Some(Phase::Upgrading));
@@ -366,16 +475,27 @@ async fn version_change_rolls_out_then_updates_the_extension() {
     scenario.push(Exchange::get(&job_path).not_found());
     scenario.push(Exchange::apply(&job_path).check(|body| {
         let container = &body["spec"]["template"]["spec"]["containers"][0];
-        let command: Vec<&str> = container["command"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+        let command: Vec<&str> = container["command"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
         assert_eq!(command[0], "psql");
-        assert!(command.contains(&"ALTER EXTENSION pg_lake UPDATE TO '0.2.0'"), "{command:?}");
+        assert!(
+            command.contains(&"ALTER EXTENSION pg_lake UPDATE TO '0.2.0'"),
+            "{command:?}"
+        );
         assert_eq!(env_of(container, "PGHOST")["value"], "lake-rw");
         assert_eq!(
             env_of(container, "PGPASSWORD")["valueFrom"]["secretKeyRef"],
             json!({"name": "lake-superuser", "key": "password", "optional": false})
         );
         assert_no_inline_credentials(&body["spec"]["template"]["spec"]);
-        assert_eq!(body["metadata"]["ownerReferences"][0]["kind"], "LakeCluster");
+        assert_eq!(
+            body["metadata"]["ownerReferences"][0]["kind"],
+            "LakeCluster"
+        );
     }));
     scenario.push(event("Applied", "created Job/lake-extension-0-2-0"));
     scenario.push(event("PodsReady", "1/1"));
@@ -387,8 +507,15 @@ async fn version_change_rolls_out_then_updates_the_extension() {
     finish(mock).await;
     let step2: LakeClusterStatus =
         serde_json::from_value(status.lock().unwrap().take().unwrap()["status"].clone()).unwrap();
-    let ext = step2.conditions.iter().find(|c| c.type_ == EXTENSION_UP_TO_DATE).unwrap();
-    assert_eq!((ext.status.as_str(), ext.reason.as_str()), ("False", "Updating"));
+    let ext = step2
+        .conditions
+        .iter()
+        .find(|c| c.type_ == EXTENSION_UP_TO_DATE)
+        .unwrap();
+    assert_eq!(
+        (ext.status.as_str(), ext.reason.as_str()),
+        ("False", "Updating")
+    );
 
     // 3. The Job succeeded: the extension is up to date and the cluster ready.
     let v2 = v2.with_status(step2);
@@ -410,31 +537,42 @@ async fn version_change_rolls_out_then_updates_the_extension() {
     let step3 = status.lock().unwrap().take().unwrap();
     assert_eq!(step3["status"]["installedExtensionVersion"], "0.2.0");
     assert_eq!(step3["status"]["phase"], "Ready");
-    assert_eq!(condition_of(&step3["status"], EXTENSION_UP_TO_DATE)["status"], "True");
+    assert_eq!(
+        condition_of(&step3["status"], EXTENSION_UP_TO_DATE)["status"],
+        "True"
+    );
 }
 
 fn finalizer_removal() -> Exchange {
     let removed = serde_json::to_value(LakeCluster::test().deleting()).unwrap();
-    Exchange::new(Method::PATCH, path::lakecluster()).reply(removed).check(|body| {
-        assert_eq!(
-            body,
-            &json!([
-                {"op": "test", "path": "/metadata/finalizers/0", "value": FINALIZER},
-                {"op": "remove", "path": "/metadata/finalizers/0"},
-            ])
-        );
-    })
+    Exchange::new(Method::PATCH, path::lakecluster())
+        .reply(removed)
+        .check(|body| {
+            assert_eq!(
+                body,
+                &json!([
+                    {"op": "test", "path": "/metadata/finalizers/0", "value": FINALIZER},
+                    {"op": "remove", "path": "/metadata/finalizers/0"},
+                ])
+            );
+        })
 }
 
 #[tokio::test]
 async fn deletion_keeps_the_data_by_default() {
     let (ctx, server, _) = Context::test();
     let lc = LakeCluster::test().finalized().deleting();
-    let mock = server.run(vec![event("DataRetained", "kept the PersistentVolumeClaims"), finalizer_removal()]);
+    let mock = server.run(vec![
+        event("DataRetained", "kept the PersistentVolumeClaims"),
+        finalizer_removal(),
+    ]);
     let action = reconcile(Arc::new(lc), ctx).await.expect("reconcile");
     assert_eq!(action, Action::await_change());
     let seen = finish(mock).await;
-    assert!(!seen.iter().any(|s| s.method == Method::DELETE), "nothing is deleted: {seen:?}");
+    assert!(
+        !seen.iter().any(|s| s.method == Method::DELETE),
+        "nothing is deleted: {seen:?}"
+    );
 }
 
 #[tokio::test]
@@ -461,19 +599,36 @@ async fn deletion_with_reclaim_delete_removes_the_data() {
 async fn api_errors_requeue_with_growing_backoff() {
     let (ctx, server, registry) = Context::test();
     let lc = Arc::new(LakeCluster::test().finalized());
-    let failing = || Exchange::get(path::core("secrets", "lake-superuser")).fails(StatusCode::INTERNAL_SERVER_ERROR, "InternalError");
+    let failing = || {
+        Exchange::get(path::core("secrets", "lake-superuser"))
+            .fails(StatusCode::INTERNAL_SERVER_ERROR, "InternalError")
+    };
     let mock = server.run(vec![failing(), failing()]);
     let mut delays = Vec::new();
     for _ in 0..2 {
-        let err = reconcile(lc.clone(), ctx.clone()).await.expect_err("the API server failed");
+        let err = reconcile(lc.clone(), ctx.clone())
+            .await
+            .expect_err("the API server failed");
         assert_eq!(err.metric_label(), "kube");
-        assert!(err.to_string().contains("mock API server: InternalError"), "{err}");
+        assert!(
+            err.to_string().contains("mock API server: InternalError"),
+            "{err}"
+        );
         delays.push(error_policy(lc.clone(), &err, ctx.clone()));
     }
-    assert_eq!(delays, vec![Action::requeue(Duration::from_secs(5)), Action::requeue(Duration::from_secs(10))]);
+    assert_eq!(
+        delays,
+        vec![
+            Action::requeue(Duration::from_secs(5)),
+            Action::requeue(Duration::from_secs(10))
+        ]
+    );
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-    assert!(text.contains("lake_operator_reconcile_failures_total{error=\"kube\"} 2"), "{text}");
+    assert!(
+        text.contains("lake_operator_reconcile_failures_total{error=\"kube\"} 2"),
+        "{text}"
+    );
     assert!(text.contains("lake_operator_reconciles_total 2"), "{text}");
     drop(ctx);
     finish(mock).await;
@@ -485,17 +640,31 @@ async fn api_errors_requeue_with_growing_backoff() {
 async fn disabling_the_catalog_removes_it() {
     let (ctx, server, _) = Context::test();
     let before = LakeCluster::test().finalized();
-    let after = before.clone().with_status(ready_status(&before)).changed(|s| s.catalog.enabled = false);
+    let after = before
+        .clone()
+        .with_status(ready_status(&before))
+        .changed(|s| s.catalog.enabled = false);
     let mut scenario = vec![existing_secret()];
     scenario.extend(unchanged_gets(&owned(&after), 2));
     let deployment = path::group("apps/v1", "deployments", "lake-catalog");
     let service = path::core("services", "lake-catalog");
     let old = owned(&before);
     scenario.push(Exchange::get(&deployment).reply(settled(old[7].desired.clone(), 1)));
-    scenario.push(Exchange::new(Method::DELETE, &deployment).reply(json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}})));
+    scenario.push(
+        Exchange::new(Method::DELETE, &deployment).reply(
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}}),
+        ),
+    );
     scenario.push(Exchange::get(&service).reply(old[8].desired.clone()));
-    scenario.push(Exchange::new(Method::DELETE, &service).reply(json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}})));
-    scenario.push(event("Applied", "deleted Deployment/lake-catalog, deleted Service/lake-catalog"));
+    scenario.push(
+        Exchange::new(Method::DELETE, &service).reply(
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}}),
+        ),
+    );
+    scenario.push(event(
+        "Applied",
+        "deleted Deployment/lake-catalog, deleted Service/lake-catalog",
+    ));
     scenario.push(event("Disabled", "disabled"));
     let status = Arc::new(Mutex::new(None));
     scenario.push(status_apply(&status));
@@ -504,5 +673,8 @@ async fn disabling_the_catalog_removes_it() {
     finish(mock).await;
     let body = status.lock().unwrap().take().unwrap();
     assert!(body["status"].get("catalogUrl").is_none());
-    assert_eq!(condition_of(&body["status"], CATALOG_READY)["reason"], "Disabled");
+    assert_eq!(
+        condition_of(&body["status"], CATALOG_READY)["reason"],
+        "Disabled"
+    );
 }

@@ -3,14 +3,16 @@
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, PodSpec, PodTemplateSpec, Probe, Service, ServicePort, ServiceSpec, TCPSocketAction,
+    Container, ContainerPort, PodSpec, PodTemplateSpec, Probe, Service, ServicePort, ServiceSpec,
+    TCPSocketAction,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use pg_lake_common::wiring;
 
 use super::{
-    container_security_context, plain_env, pod_security_context, secret_env, stamp, Cluster, CATALOG_COMPONENT,
+    container_security_context, plain_env, pod_security_context, secret_env, stamp, Cluster,
+    CATALOG_COMPONENT,
 };
 use crate::Result;
 
@@ -19,7 +21,10 @@ const USER_ENV: &str = "PGUSER";
 
 fn tcp_probe(port: &str, period: i32, failures: i32) -> Probe {
     Probe {
-        tcp_socket: Some(TCPSocketAction { port: IntOrString::String(port.into()), ..Default::default() }),
+        tcp_socket: Some(TCPSocketAction {
+            port: IntOrString::String(port.into()),
+            ..Default::default()
+        }),
         period_seconds: Some(period),
         failure_threshold: Some(failures),
         ..Default::default()
@@ -31,10 +36,17 @@ pub fn catalog_deployment(c: &Cluster) -> Result<Deployment> {
         c.superuser_env(USER_ENV, "username"),
         c.superuser_env(wiring::CATALOG_DATABASE_PASSWORD_ENV, "password"),
     ];
-    env.extend(plain_env(c.wiring.catalog_env(&c.names.rw_service(), &format!("$({USER_ENV})"))));
+    env.extend(plain_env(
+        c.wiring
+            .catalog_env(&c.names.rw_service(), &format!("$({USER_ENV})")),
+    ));
     env.extend(c.credential_env());
     if let Some(token) = &c.spec.catalog.auth_token_secret {
-        env.push(secret_env(wiring::CATALOG_AUTH_TOKEN_ENV, &token.name, &token.key));
+        env.push(secret_env(
+            wiring::CATALOG_AUTH_TOKEN_ENV,
+            &token.name,
+            &token.key,
+        ));
     }
     let (volumes, mounts): (Vec<_>, Vec<_>) = c.credential_volume().into_iter().unzip();
     let container = Container {
@@ -59,9 +71,15 @@ pub fn catalog_deployment(c: &Cluster) -> Result<Deployment> {
         metadata: c.owned_meta(c.names.catalog(), CATALOG_COMPONENT),
         spec: Some(DeploymentSpec {
             replicas: Some(c.spec.catalog.replicas),
-            selector: LabelSelector { match_labels: Some(c.selector(CATALOG_COMPONENT)), ..Default::default() },
+            selector: LabelSelector {
+                match_labels: Some(c.selector(CATALOG_COMPONENT)),
+                ..Default::default()
+            },
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: Some(c.labels(CATALOG_COMPONENT)), ..Default::default() }),
+                metadata: Some(ObjectMeta {
+                    labels: Some(c.labels(CATALOG_COMPONENT)),
+                    ..Default::default()
+                }),
                 spec: Some(PodSpec {
                     service_account_name: Some(c.names.postgres()),
                     automount_service_account_token: Some(false),

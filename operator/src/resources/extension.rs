@@ -5,7 +5,10 @@ use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::{container_security_context, plain_env, pod_security_context, stamp, Cluster, EXTENSION_COMPONENT};
+use super::{
+    container_security_context, plain_env, pod_security_context, stamp, Cluster,
+    EXTENSION_COMPONENT,
+};
 use crate::Result;
 
 /// A SQL string literal.
@@ -29,7 +32,10 @@ pub fn extension_job(c: &Cluster) -> Result<Job> {
         command.push("-c".into());
         command.push(statement);
     }
-    let mut env = vec![c.superuser_env("PGUSER", "username"), c.superuser_env("PGPASSWORD", "password")];
+    let mut env = vec![
+        c.superuser_env("PGUSER", "username"),
+        c.superuser_env("PGPASSWORD", "password"),
+    ];
     env.extend(plain_env(vec![
         ("PGHOST", c.names.rw_service()),
         ("PGPORT", c.wiring.postgres_port.to_string()),
@@ -43,7 +49,10 @@ pub fn extension_job(c: &Cluster) -> Result<Job> {
             backoff_limit: Some(6),
             ttl_seconds_after_finished: Some(86_400),
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: Some(c.labels(EXTENSION_COMPONENT)), ..Default::default() }),
+                metadata: Some(ObjectMeta {
+                    labels: Some(c.labels(EXTENSION_COMPONENT)),
+                    ..Default::default()
+                }),
                 spec: Some(PodSpec {
                     restart_policy: Some("OnFailure".into()),
                     service_account_name: Some(c.names.postgres()),

@@ -21,8 +21,8 @@ use crate::{Error, Result, MANAGER};
 pub use catalog::{catalog_deployment, catalog_service};
 pub use extension::extension_job;
 pub use postgres::{
-    config_map, headless_service, network_policy, pod_disruption_budget, rw_service, service_account,
-    stateful_set, superuser_secret,
+    config_map, headless_service, network_policy, pod_disruption_budget, rw_service,
+    service_account, stateful_set, superuser_secret,
 };
 
 /// Label every object of a cluster carries; selectors use it with [`COMPONENT_LABEL`].
@@ -53,10 +53,13 @@ pub struct Names {
 
 impl Names {
     pub fn of(lc: &LakeCluster) -> Result<Self> {
-        let namespace = lc
-            .namespace()
-            .ok_or_else(|| Error::InvalidSpec(format!("LakeCluster {} has no namespace", lc.name_any())))?;
-        Ok(Self { cluster: lc.name_any(), namespace })
+        let namespace = lc.namespace().ok_or_else(|| {
+            Error::InvalidSpec(format!("LakeCluster {} has no namespace", lc.name_any()))
+        })?;
+        Ok(Self {
+            cluster: lc.name_any(),
+            namespace,
+        })
     }
     /// StatefulSet, ServiceAccount, PodDisruptionBudget and NetworkPolicy.
     pub fn postgres(&self) -> String {
@@ -79,7 +82,11 @@ impl Names {
     }
     /// One Job per target version: a finished Job records that version's update.
     pub fn extension_job(&self, version: &str) -> String {
-        format!("{}-extension-{}", self.cluster, version.replace(['.', '+'], "-").to_lowercase())
+        format!(
+            "{}-extension-{}",
+            self.cluster,
+            version.replace(['.', '+'], "-").to_lowercase()
+        )
     }
     pub fn endpoint(&self, port: u16) -> String {
         format!("{}.{}.svc:{port}", self.rw_service(), self.namespace)
@@ -99,13 +106,21 @@ pub struct Cluster<'a> {
 
 impl<'a> Cluster<'a> {
     pub fn new(lc: &'a LakeCluster) -> Result<Self> {
-        Ok(Self { lc, spec: &lc.spec, names: Names::of(lc)?, wiring: lc.spec.wiring()? })
+        Ok(Self {
+            lc,
+            spec: &lc.spec,
+            names: Names::of(lc)?,
+            wiring: lc.spec.wiring()?,
+        })
     }
 
     pub fn labels(&self, component: &str) -> BTreeMap<String, String> {
         let mut labels = self.selector(component);
         labels.insert("app.kubernetes.io/name".into(), "pg-lake".into());
-        labels.insert("app.kubernetes.io/instance".into(), self.names.cluster.clone());
+        labels.insert(
+            "app.kubernetes.io/instance".into(),
+            self.names.cluster.clone(),
+        );
         labels.insert(MANAGED_BY_LABEL.into(), MANAGER.into());
         labels
     }
@@ -169,8 +184,16 @@ impl<'a> Cluster<'a> {
         };
         let mut env = Vec::new();
         if let Some(keys) = &creds.s3_keys_secret {
-            env.push(secret_env(wiring::S3_ACCESS_KEY_ID_ENV, &keys.name, &keys.access_key_id_key));
-            env.push(secret_env(wiring::S3_SECRET_ACCESS_KEY_ENV, &keys.name, &keys.secret_access_key_key));
+            env.push(secret_env(
+                wiring::S3_ACCESS_KEY_ID_ENV,
+                &keys.name,
+                &keys.access_key_id_key,
+            ));
+            env.push(secret_env(
+                wiring::S3_SECRET_ACCESS_KEY_ENV,
+                &keys.name,
+                &keys.secret_access_key_key,
+            ));
             if let Some(token) = &keys.session_token_key {
                 env.push(secret_env(wiring::S3_SESSION_TOKEN_ENV, &keys.name, token));
             }
@@ -187,7 +210,13 @@ impl<'a> Cluster<'a> {
 
     /// The GCS key Secret as a read-only volume, when one is configured.
     pub fn credential_volume(&self) -> Option<(Volume, VolumeMount)> {
-        let key = self.spec.object_storage.credentials.as_ref()?.gcs_key_secret.as_ref()?;
+        let key = self
+            .spec
+            .object_storage
+            .credentials
+            .as_ref()?
+            .gcs_key_secret
+            .as_ref()?;
         let volume = Volume {
             name: GCS_KEY_VOLUME.into(),
             secret: Some(k8s_openapi::api::core::v1::SecretVolumeSource {
@@ -209,7 +238,11 @@ impl<'a> Cluster<'a> {
 
 pub fn plain_env(vars: Vec<wiring::EnvVar>) -> Vec<EnvVar> {
     vars.into_iter()
-        .map(|(name, value)| EnvVar { name: name.into(), value: Some(value), ..Default::default() })
+        .map(|(name, value)| EnvVar {
+            name: name.into(),
+            value: Some(value),
+            ..Default::default()
+        })
         .collect()
 }
 
@@ -258,22 +291,29 @@ pub fn container_security_context() -> k8s_openapi::api::core::v1::SecurityConte
 /// FNV-1a over the JSON encoding: stable across builds and Rust versions.
 pub fn content_hash<T: Serialize>(what: &'static str, value: &T) -> Result<String> {
     let bytes = serde_json::to_vec(value).map_err(|source| Error::Encode { what, source })?;
-    let hash = bytes
-        .iter()
-        .fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3));
+    let hash = bytes.iter().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+    });
     Ok(format!("{hash:016x}"))
 }
 
 /// Records the hash of `obj`'s desired content on it; see [`APPLIED_HASH_ANNOTATION`].
 pub fn stamp<K: Resource + Serialize>(mut obj: K) -> Result<K> {
     let hash = content_hash("desired object", &obj)?;
-    obj.meta_mut().annotations.get_or_insert_with(BTreeMap::new).insert(APPLIED_HASH_ANNOTATION.into(), hash);
+    obj.meta_mut()
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(APPLIED_HASH_ANNOTATION.into(), hash);
     Ok(obj)
 }
 
 /// The hash an object was last applied with, if the operator applied it.
 pub fn applied_hash<K: Resource>(obj: &K) -> Option<&str> {
-    obj.meta().annotations.as_ref()?.get(APPLIED_HASH_ANNOTATION).map(String::as_str)
+    obj.meta()
+        .annotations
+        .as_ref()?
+        .get(APPLIED_HASH_ANNOTATION)
+        .map(String::as_str)
 }
 
 /// Every object the operator would create for a LakeCluster, in apply order.
@@ -282,17 +322,24 @@ pub fn all_objects(lc: &LakeCluster, password: &str) -> Result<Vec<serde_json::V
     let c = Cluster::new(lc)?;
     let mut out = Vec::new();
     let mut push = |what: &'static str, v: Result<serde_json::Value, serde_json::Error>| {
-        v.map(|v| out.push(v)).map_err(|source| Error::Encode { what, source })
+        v.map(|v| out.push(v))
+            .map_err(|source| Error::Encode { what, source })
     };
     push("ServiceAccount", serde_json::to_value(service_account(&c)?))?;
     if c.spec.postgres.superuser_secret.is_none() {
-        push("Secret", serde_json::to_value(superuser_secret(&c, password)))?;
+        push(
+            "Secret",
+            serde_json::to_value(superuser_secret(&c, password)),
+        )?;
     }
     push("ConfigMap", serde_json::to_value(config_map(&c)?))?;
     push("Service", serde_json::to_value(headless_service(&c)?))?;
     push("Service", serde_json::to_value(rw_service(&c)?))?;
     push("StatefulSet", serde_json::to_value(stateful_set(&c)?))?;
-    push("PodDisruptionBudget", serde_json::to_value(pod_disruption_budget(&c)?))?;
+    push(
+        "PodDisruptionBudget",
+        serde_json::to_value(pod_disruption_budget(&c)?),
+    )?;
     push("NetworkPolicy", serde_json::to_value(network_policy(&c)?))?;
     if c.spec.catalog.enabled {
         push("Deployment", serde_json::to_value(catalog_deployment(&c)?))?;

@@ -4,12 +4,14 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{
-    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec, StatefulSetUpdateStrategy,
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, ExecAction,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    Secret, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, Secret, Service, ServiceAccount, ServicePort, ServiceSpec, Volume,
+    VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPort, NetworkPolicySpec,
@@ -40,7 +42,12 @@ const CONFIG_VOLUME: &str = "config";
 /// The ServiceAccount all pods run as; cloud identities bind to its annotations.
 pub fn service_account(c: &Cluster) -> Result<ServiceAccount> {
     let mut meta = c.owned_meta(c.names.postgres(), POSTGRES_COMPONENT);
-    let identity = c.spec.object_storage.credentials.as_ref().and_then(|cr| cr.pod_identity.as_ref());
+    let identity = c
+        .spec
+        .object_storage
+        .credentials
+        .as_ref()
+        .and_then(|cr| cr.pod_identity.as_ref());
     let mut annotations = BTreeMap::new();
     if let Some(arn) = identity.and_then(|i| i.aws_role_arn.as_ref()) {
         annotations.insert("eks.amazonaws.com/role-arn".to_string(), arn.clone());
@@ -51,7 +58,11 @@ pub fn service_account(c: &Cluster) -> Result<ServiceAccount> {
     if !annotations.is_empty() {
         meta.annotations = Some(annotations);
     }
-    stamp(ServiceAccount { metadata: meta, automount_service_account_token: Some(false), ..Default::default() })
+    stamp(ServiceAccount {
+        metadata: meta,
+        automount_service_account_token: Some(false),
+        ..Default::default()
+    })
 }
 
 /// The generated superuser credentials, used when the spec names no Secret.
@@ -89,7 +100,10 @@ pub fn postgresql_conf(c: &Cluster) -> String {
 pub fn config_map(c: &Cluster) -> Result<ConfigMap> {
     stamp(ConfigMap {
         metadata: c.owned_meta(c.names.config(), POSTGRES_COMPONENT),
-        data: Some(BTreeMap::from([(CONFIG_FILE.to_string(), postgresql_conf(c))])),
+        data: Some(BTreeMap::from([(
+            CONFIG_FILE.to_string(),
+            postgresql_conf(c),
+        )])),
         ..Default::default()
     })
 }
@@ -138,12 +152,18 @@ pub fn rw_service(c: &Cluster) -> Result<Service> {
 }
 
 fn mount(name: &str, path: &str) -> VolumeMount {
-    VolumeMount { name: name.into(), mount_path: path.into(), ..Default::default() }
+    VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        ..Default::default()
+    }
 }
 
 fn exec_probe(command: Vec<String>, period: i32, failures: i32) -> Probe {
     Probe {
-        exec: Some(ExecAction { command: Some(command) }),
+        exec: Some(ExecAction {
+            command: Some(command),
+        }),
         period_seconds: Some(period),
         timeout_seconds: Some(5),
         failure_threshold: Some(failures),
@@ -168,8 +188,11 @@ fn postgres_container(c: &Cluster, storage_mounts: &[VolumeMount]) -> Container 
         ("PGPORT", w.postgres_port.to_string()),
     ]));
     env.extend(c.object_store_env());
-    let mut volume_mounts =
-        vec![mount(DATA_VOLUME, DATA_DIR), mount(CONFIG_VOLUME, CONFIG_DIR), mount(SOCKET_VOLUME, &w.socket_dir)];
+    let mut volume_mounts = vec![
+        mount(DATA_VOLUME, DATA_DIR),
+        mount(CONFIG_VOLUME, CONFIG_DIR),
+        mount(SOCKET_VOLUME, &w.socket_dir),
+    ];
     volume_mounts.extend_from_slice(storage_mounts);
     // Ready only when Postgres and its query engine both answer.
     let ready = format!(
@@ -180,7 +203,11 @@ fn postgres_container(c: &Cluster, storage_mounts: &[VolumeMount]) -> Container 
     Container {
         name: "postgres".into(),
         image: Some(c.spec.postgres_image()),
-        args: Some(vec!["postgres".into(), "-c".into(), format!("config_file={CONFIG_DIR}/{CONFIG_FILE}")]),
+        args: Some(vec![
+            "postgres".into(),
+            "-c".into(),
+            format!("config_file={CONFIG_DIR}/{CONFIG_FILE}"),
+        ]),
         env: Some(env),
         ports: Some(vec![ContainerPort {
             name: Some("postgres".into()),
@@ -191,13 +218,21 @@ fn postgres_container(c: &Cluster, storage_mounts: &[VolumeMount]) -> Container 
         volume_mounts: Some(volume_mounts),
         // initdb and crash recovery may take long; liveness starts after this.
         startup_probe: Some(exec_probe(
-            vec!["sh".into(), "-c".into(), pg_isready(&w.socket_dir, w.postgres_port)],
+            vec![
+                "sh".into(),
+                "-c".into(),
+                pg_isready(&w.socket_dir, w.postgres_port),
+            ],
             10,
             360,
         )),
         readiness_probe: Some(exec_probe(vec!["sh".into(), "-c".into(), ready], 10, 3)),
         liveness_probe: Some(exec_probe(
-            vec!["sh".into(), "-c".into(), pg_isready(&w.socket_dir, w.postgres_port)],
+            vec![
+                "sh".into(),
+                "-c".into(),
+                pg_isready(&w.socket_dir, w.postgres_port),
+            ],
             10,
             6,
         )),
@@ -209,11 +244,18 @@ fn postgres_container(c: &Cluster, storage_mounts: &[VolumeMount]) -> Container 
 
 fn pgduck_container(c: &Cluster, storage_mounts: &[VolumeMount]) -> Container {
     let w = &c.wiring;
-    let mut volume_mounts = vec![mount(SOCKET_VOLUME, &w.socket_dir), mount(CACHE_VOLUME, &w.pgduck.cache_dir)];
+    let mut volume_mounts = vec![
+        mount(SOCKET_VOLUME, &w.socket_dir),
+        mount(CACHE_VOLUME, &w.pgduck.cache_dir),
+    ];
     volume_mounts.extend_from_slice(storage_mounts);
     let resources = c.spec.pgduck.memory_limit.as_ref().map(|m| {
         let memory = BTreeMap::from([("memory".to_string(), Quantity(m.clone()))]);
-        ResourceRequirements { limits: Some(memory.clone()), requests: Some(memory), ..Default::default() }
+        ResourceRequirements {
+            limits: Some(memory.clone()),
+            requests: Some(memory),
+            ..Default::default()
+        }
     });
     Container {
         name: "pgduck".into(),
@@ -229,15 +271,23 @@ fn pgduck_container(c: &Cluster, storage_mounts: &[VolumeMount]) -> Container {
 }
 
 pub fn stateful_set(c: &Cluster) -> Result<StatefulSet> {
-    let (storage_volumes, storage_mounts): (Vec<Volume>, Vec<VolumeMount>) = c.credential_volume().into_iter().unzip();
+    let (storage_volumes, storage_mounts): (Vec<Volume>, Vec<VolumeMount>) =
+        c.credential_volume().into_iter().unzip();
     let config_hash = content_hash("postgresql.conf", &postgresql_conf(c))?;
     let mut volumes = vec![
         Volume {
             name: CONFIG_VOLUME.into(),
-            config_map: Some(ConfigMapVolumeSource { name: c.names.config(), ..Default::default() }),
+            config_map: Some(ConfigMapVolumeSource {
+                name: c.names.config(),
+                ..Default::default()
+            }),
             ..Default::default()
         },
-        Volume { name: SOCKET_VOLUME.into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Default::default() },
+        Volume {
+            name: SOCKET_VOLUME.into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        },
         Volume {
             name: CACHE_VOLUME.into(),
             empty_dir: Some(EmptyDirVolumeSource {
@@ -259,7 +309,10 @@ pub fn stateful_set(c: &Cluster) -> Result<StatefulSet> {
             access_modes: Some(vec!["ReadWriteOnce".into()]),
             storage_class_name: storage.storage_class_name.clone(),
             resources: Some(VolumeResourceRequirements {
-                requests: Some(BTreeMap::from([("storage".to_string(), Quantity(storage.size.clone()))])),
+                requests: Some(BTreeMap::from([(
+                    "storage".to_string(),
+                    Quantity(storage.size.clone()),
+                )])),
                 ..Default::default()
             }),
             ..Default::default()
@@ -271,7 +324,10 @@ pub fn stateful_set(c: &Cluster) -> Result<StatefulSet> {
         spec: Some(StatefulSetSpec {
             replicas: Some(c.spec.postgres.instances),
             service_name: Some(c.names.headless_service()),
-            selector: LabelSelector { match_labels: Some(c.selector(POSTGRES_COMPONENT)), ..Default::default() },
+            selector: LabelSelector {
+                match_labels: Some(c.selector(POSTGRES_COMPONENT)),
+                ..Default::default()
+            },
             // One pod at a time, each ready before the next.
             pod_management_policy: Some("OrderedReady".into()),
             update_strategy: Some(StatefulSetUpdateStrategy {
@@ -279,14 +335,19 @@ pub fn stateful_set(c: &Cluster) -> Result<StatefulSet> {
                 ..Default::default()
             }),
             // Data outlives the StatefulSet; the finalizer decides (spec.postgres.storage.reclaimPolicy).
-            persistent_volume_claim_retention_policy: Some(StatefulSetPersistentVolumeClaimRetentionPolicy {
-                when_deleted: Some("Retain".into()),
-                when_scaled: Some("Retain".into()),
-            }),
+            persistent_volume_claim_retention_policy: Some(
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some("Retain".into()),
+                    when_scaled: Some("Retain".into()),
+                },
+            ),
             template: PodTemplateSpec {
                 metadata: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
                     labels: Some(c.labels(POSTGRES_COMPONENT)),
-                    annotations: Some(BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_string(), config_hash)])),
+                    annotations: Some(BTreeMap::from([(
+                        CONFIG_HASH_ANNOTATION.to_string(),
+                        config_hash,
+                    )])),
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
@@ -315,7 +376,10 @@ pub fn pod_disruption_budget(c: &Cluster) -> Result<PodDisruptionBudget> {
         metadata: c.owned_meta(c.names.postgres(), POSTGRES_COMPONENT),
         spec: Some(PodDisruptionBudgetSpec {
             max_unavailable: Some(IntOrString::Int(1)),
-            selector: Some(LabelSelector { match_labels: Some(c.selector(POSTGRES_COMPONENT)), ..Default::default() }),
+            selector: Some(LabelSelector {
+                match_labels: Some(c.selector(POSTGRES_COMPONENT)),
+                ..Default::default()
+            }),
             ..Default::default()
         }),
         ..Default::default()
@@ -334,14 +398,19 @@ pub fn network_policy(c: &Cluster) -> Result<NetworkPolicy> {
     stamp(NetworkPolicy {
         metadata: c.owned_meta(c.names.postgres(), POSTGRES_COMPONENT),
         spec: Some(NetworkPolicySpec {
-            pod_selector: Some(LabelSelector { match_labels: Some(selector), ..Default::default() }),
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(selector),
+                ..Default::default()
+            }),
             policy_types: Some(vec!["Ingress".into()]),
             ingress: Some(vec![NetworkPolicyIngressRule {
-                ports: Some(vec![tcp(c.wiring.postgres_port), tcp(c.wiring.catalog_port)]),
+                ports: Some(vec![
+                    tcp(c.wiring.postgres_port),
+                    tcp(c.wiring.catalog_port),
+                ]),
                 ..Default::default()
             }]),
             ..Default::default()
         }),
-        ..Default::default()
     })
 }

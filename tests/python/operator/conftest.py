@@ -19,11 +19,8 @@ CHART = REPO / "charts/lake-operator"
 
 @pytest.fixture(scope="session")
 def operator_bin() -> Path:
-    """The debug binary, built once if a previous step has not built it."""
-    if not OPERATOR_BIN.exists():
-        subprocess.run(
-            ["bash", "-c", "source scripts/env.sh && cargo build -p lake_operator"], cwd=REPO, check=True
-        )
+    """The debug binary, brought up to date (a no-op when it already is)."""
+    subprocess.run(["bash", "-c", "source scripts/env.sh && cargo build -p lake_operator"], cwd=REPO, check=True)
     return OPERATOR_BIN
 
 
