@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Starts the whole appliance locally: Postgres with pg_lake, pgduck_server and the
+# Iceberg REST catalog, wired as the operator wires a pod, with a local directory as
+# the default warehouse. Installs what a fresh machine lacks first. Ctrl-C stops it;
+# data stays in ~/.cache/pg_lake/appliance (or --data-dir). Options: see --help.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$here/env.sh"
+cd "$here/.."
+bash "$here/setup.sh"
+cargo build --locked -p pgduck_server -p rest_catalog -p pg_lake_common --bins
+cargo pgrx install -p pg_lake --pg-config "$PG_CONFIG" >/dev/null
+exec "$CARGO_TARGET_DIR/debug/pg_lake_local" "$@"

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs every test: unit and integration tests of each crate, the extension's
+# in-Postgres tests, and the end-to-end suites with real clients (tests/python).
+# Installs whatever a fresh Debian bookworm machine lacks first (scripts/setup.sh).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+source "$here/env.sh"
+cd "$root"
+
+step() { printf '\n=== %s ===\n' "$*"; }
+
+step "setup"
+bash "$here/setup.sh"
+
+step "build (binaries used by the end-to-end tests)"
+cargo build --workspace --exclude pg_lake --bins --locked
+
+step "cargo test (every crate but the extension)"
+cargo test --workspace --exclude pg_lake --locked
+
+step "extension: install into Postgres $PG_MAJOR and run its in-database tests"
+cargo pgrx install -p pg_lake --pg-config "$PG_CONFIG" >/dev/null
+pgrx_data="$(mktemp -d)"
+chown postgres "$pgrx_data"
+cargo pgrx test "pg$PG_MAJOR" -p pg_lake --runas postgres --pgdata "$pgrx_data/data"
+rm -rf "$pgrx_data"
+
+step "end-to-end tests with real clients"
+cd "$root/tests/python"
+"$PG_LAKE_PYTHON" -m pytest -q -p no:cacheprovider .
