@@ -228,11 +228,11 @@ impl Transfer {
             TransferKind::Cast | TransferKind::Text => format!("{col}::text"),
             TransferKind::Hex => format!("encode({col}, 'hex')"),
             TransferKind::Interval => format!(
-                "format('%s months %s days %s microseconds', \
+                "CASE WHEN {col} IS NOT NULL THEN format('%s months %s days %s microseconds', \
                  (extract(year from {col}) * 12 + extract(month from {col}))::bigint, \
                  extract(day from {col})::bigint, \
                  (extract(hour from {col}) * 3600000000 + extract(minute from {col}) * 60000000 \
-                  + extract(microseconds from {col}))::bigint)"
+                  + extract(microseconds from {col}))::bigint) END"
             ),
             TransferKind::Json => format!("to_json({col})::text"),
         }

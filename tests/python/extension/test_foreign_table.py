@@ -232,7 +232,6 @@ def test_missing_and_corrupt_files(db, duck, s3url, localdir, moto):
         db.execute("SELECT x FROM wrongtype")
     assert '"abc"' in str(e.value)
     # everything still works afterwards, on both sides
-    assert db.execute("SELECT x FROM wrongcol LIMIT 0").fetchall() == [] if False else True
     db.execute(f"CREATE FOREIGN TABLE fine (x int) SERVER pg_lake OPTIONS (path '{s3url}/x.parquet')")
     assert db.execute("SELECT x FROM fine").fetchall() == [(1,)]
 

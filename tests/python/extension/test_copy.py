@@ -1,0 +1,157 @@
+"""COPY to and from lake URLs: formats, compression, options, errors."""
+
+import psycopg
+import pytest
+
+
+@pytest.fixture
+def source(db):
+    db.execute("""CREATE TABLE src AS SELECT i AS id, 'v' || i AS val, (i % 2 = 0) AS even
+                  FROM generate_series(1, 1000) i""")
+    return db
+
+
+def readback(duck, url, extra=""):
+    return duck.execute(f"SELECT count(*), sum(id), max(val) FROM '{url}' {extra}").fetchone()
+
+
+@pytest.mark.parametrize("name,with_", [
+    ("t.parquet", ""),
+    ("t.csv", "WITH (header true)"),
+    ("t.json", ""),
+    ("t.csv.gz", "WITH (header true)"),
+    ("t.json.zst", ""),
+    ("t.data", "WITH (format parquet, compression zstd)"),
+    ("t.parquet", "WITH (compression snappy)"),
+])
+def test_copy_table_to_s3_and_back(source, duck, s3url, name, with_):
+    url = f"{s3url}/{name}"
+    res = source.execute(f"COPY src TO '{url}' {with_}")
+    assert res.rowcount == 1000
+    fmt = "parquet" if "parquet" in with_ else None
+    reader = f"read_parquet('{url}')" if fmt else f"'{url}'"
+    assert duck.execute(f"SELECT count(*), sum(id), max(val) FROM {reader}").fetchone() == (1000, 500500, "v999")
+    source.execute("CREATE TABLE dst (LIKE src)")
+    res = source.execute(f"COPY dst FROM '{url}' {with_}")
+    assert res.rowcount == 1000
+    assert source.execute("SELECT count(*), sum(id), max(val), count(*) FILTER (WHERE even) FROM dst").fetchone() == \
+        (1000, 500500, "v999", 500)
+
+
+def test_copy_query_and_lake_table_to(source, duck, s3url):
+    source.execute(f"COPY (SELECT id, val FROM src WHERE id <= 10 ORDER BY id) TO '{s3url}/q.parquet'")
+    assert duck.execute(f"SELECT count(*), max(id) FROM '{s3url}/q.parquet'").fetchone() == (10, 10)
+    source.execute(f"CREATE FOREIGN TABLE lake (id int, val text) SERVER pg_lake OPTIONS (path '{s3url}/q.parquet')")
+    source.execute(f"COPY lake TO '{s3url}/from_lake.csv' WITH (header true)")
+    assert duck.execute(f"SELECT sum(id) FROM '{s3url}/from_lake.csv'").fetchone() == (55,)
+    source.execute(f"COPY lake (val) TO '{s3url}/cols.parquet'")
+    assert duck.execute(f"DESCRIBE SELECT * FROM '{s3url}/cols.parquet'").fetchall()[0][0] == "val"
+
+
+def test_csv_options_on_copy_to(source, duck, s3url):
+    url = f"{s3url}/opts.csv"
+    source.execute(f"""COPY (SELECT id, CASE WHEN id = 1 THEN NULL ELSE val END AS val FROM src WHERE id <= 3 ORDER BY id)
+        TO '{url}' WITH (format csv, header, delimiter '|', quote '"', null 'NIL', force_quote (val))""")
+    text = duck.execute(f"SELECT content FROM read_text('{url}')").fetchone()[0]
+    assert text.splitlines()[1:] == ["1|NIL", '2|"v2"', '3|"v3"']
+    source.execute("CREATE TABLE back (id int, val text)")
+    source.execute(f"COPY back FROM '{url}' WITH (header true, delimiter '|', null 'NIL')")
+    assert source.execute("SELECT * FROM back ORDER BY id").fetchall() == [(1, None), (2, "v2"), (3, "v3")]
+
+
+def test_local_paths(source, localdir):
+    source.execute(f"COPY src TO '{localdir}/local.parquet'")
+    source.execute("CREATE TABLE dst (LIKE src)")
+    source.execute(f"COPY dst FROM '{localdir}/local.parquet'")
+    assert source.execute("SELECT count(*) FROM dst").fetchone() == (1000,)
+    # plain CSV on a local path stays Postgres' own COPY
+    source.execute(f"COPY src TO '{localdir}/plain.csv' WITH (format csv)")
+    assert (localdir / "plain.csv").read_text().startswith("1,v1,f\n")
+
+
+def test_local_paths_need_file_roles(connect, source, localdir, s3url):
+    source.execute("CREATE ROLE writer LOGIN IN ROLE lake_read_write")
+    source.execute("GRANT SELECT, INSERT ON src TO writer")
+    try:
+        w = connect(user="writer")
+        w.execute(f"COPY src TO '{s3url}/by_writer.parquet'")
+        w.execute(f"COPY src FROM '{s3url}/by_writer.parquet'")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:
+            w.execute(f"COPY src TO '{localdir}/by_writer.parquet'")
+        assert "pg_write_server_files" in str(e.value)
+    finally:
+        source.execute("DROP OWNED BY writer")
+        source.execute("DROP ROLE writer")
+
+
+def test_copy_needs_lake_roles_and_table_privileges(connect, source, s3url):
+    source.execute(f"COPY src TO '{s3url}/priv.parquet'")
+    source.execute("CREATE ROLE nobody LOGIN")
+    source.execute("CREATE ROLE reader LOGIN IN ROLE lake_read")
+    try:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:
+            connect(user="nobody").execute(f"COPY (SELECT 1) TO '{s3url}/x.parquet'")
+        assert "lake_write" in str(e.value)
+        reader = connect(user="reader")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:
+            reader.execute(f"COPY src FROM '{s3url}/priv.parquet'")
+        assert "src" in str(e.value)
+    finally:
+        source.execute("DROP OWNED BY nobody, reader")
+        source.execute("DROP ROLE nobody, reader")
+
+
+def test_copy_from_mismatched_columns_loads_nothing(source, duck, s3url):
+    duck.execute(f"COPY (SELECT 1 AS id, 'x' AS other) TO '{s3url}/mismatch.parquet'")
+    source.execute("CREATE TABLE dst (id int, val text)")
+    with pytest.raises(psycopg.errors.UndefinedColumn) as e:
+        source.execute(f"COPY dst FROM '{s3url}/mismatch.parquet'")
+    assert '"val"' in str(e.value) and "mismatch.parquet" in str(e.value)
+    duck.execute(f"COPY (SELECT 1 AS a, 2 AS b, 3 AS c) TO '{s3url}/three.csv' (HEADER false)")
+    with pytest.raises(psycopg.errors.UndefinedColumn) as e:
+        source.execute(f"COPY dst FROM '{s3url}/three.csv' WITH (header false)")
+    assert "3 columns" in str(e.value)
+    assert source.execute("SELECT count(*) FROM dst").fetchone() == (0,)
+
+
+def test_copy_from_bad_values_loads_nothing(source, duck, s3url):
+    duck.execute(f"""COPY (SELECT * FROM (VALUES (1, '10'), (2, '20'), (3, 'oops'), (4, '40')) t(id, val))
+                     TO '{s3url}/badval.parquet'""")
+    source.execute("CREATE TABLE dst (id int, val int)")
+    with pytest.raises(psycopg.errors.InvalidTextRepresentation) as e:
+        source.execute(f"COPY dst FROM '{s3url}/badval.parquet'")
+    assert '"oops"' in str(e.value) and "val" in str(e.value)
+    assert source.execute("SELECT count(*) FROM dst").fetchone() == (0,)
+    # constraints are checked like any COPY
+    source.execute("CREATE TABLE pos (id int, val text CHECK (val <> '20'))")
+    with pytest.raises(psycopg.errors.CheckViolation):
+        source.execute(f"COPY pos FROM '{s3url}/badval.parquet'")
+    assert source.execute("SELECT count(*) FROM pos").fetchone() == (0,)
+    # the session and pgduck_server keep working
+    assert source.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_copy_into_lake_table_is_refused(source, s3url):
+    source.execute(f"COPY src TO '{s3url}/x.parquet'")
+    source.execute(f"CREATE FOREIGN TABLE lake (id int, val text, even bool) SERVER pg_lake OPTIONS (path '{s3url}/x.parquet')")
+    with pytest.raises(psycopg.Error) as e:
+        source.execute(f"COPY lake FROM '{s3url}/x.parquet'")
+    assert '"lake"' in str(e.value)
+
+
+@pytest.mark.parametrize("stmt,culprit", [
+    ("COPY src TO 's3://lake/x.parquet' WITH (freeze true)", '"freeze"'),
+    ("COPY src TO 's3://lake/x.csv' WITH (delimiter 'ab')", '"delimiter": "ab"'),
+    ("COPY src TO 's3://lake/x.csv' WITH (header 'maybe')", "header"),
+    ("COPY src TO 's3://lake/x.parquet' WITH (header true)", '"header"'),
+    ("COPY src TO 's3://lake/x.parquet' WITH (format 'avro')", '"format": "avro"'),
+    ("COPY src TO 'az://c/x.parquet'", '"az"'),
+    ("COPY src TO 'https://example.com/x.parquet'", '"https"'),
+    ("COPY src FROM 's3://lake/x.parquet' WITH (force_quote (val))", '"force_quote"'),
+    ("COPY src FROM 's3://lake/does/not/exist.parquet'", "exist.parquet"),
+])
+def test_bad_copy_input(source, stmt, culprit):
+    with pytest.raises(psycopg.Error) as e:
+        source.execute(stmt)
+    assert culprit in str(e.value)
+    assert source.execute("SELECT count(*) FROM src").fetchone() == (1000,)
