@@ -3,7 +3,7 @@
 //!
 //! - [`fdw`]: `SERVER pg_lake` foreign tables over files.
 //! - [`hooks`]: COPY to/from lake URLs and schema inference for foreign tables.
-//! - [`lake_file`]: `lake_file.list/exists/size/preview`.
+//! - `lake_file`: the `lake_file.list/exists/size/preview` SQL functions.
 //! - [`engine`]: the backend's connection to pgduck_server.
 
 use pgrx::prelude::*;

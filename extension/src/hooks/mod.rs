@@ -34,18 +34,12 @@ unsafe extern "C-unwind" fn process_utility(
         let mut pstmt = pstmt;
         let stmt = (*pstmt).utilityStmt;
         match (*stmt).type_ {
-            pg_sys::NodeTag::T_CopyStmt => {
-                if copy::handle(stmt.cast(), query_string, qc) {
-                    return;
+            pg_sys::NodeTag::T_CopyStmt if copy::handle(stmt.cast(), query_string, qc) => return,
+            pg_sys::NodeTag::T_CreateForeignTableStmt if infer::wants_inference(stmt.cast()) => {
+                if read_only_tree {
+                    pstmt = pg_sys::copyObjectImpl(pstmt.cast()).cast();
                 }
-            }
-            pg_sys::NodeTag::T_CreateForeignTableStmt => {
-                if infer::wants_inference(stmt.cast()) {
-                    if read_only_tree {
-                        pstmt = pg_sys::copyObjectImpl(pstmt.cast()).cast();
-                    }
-                    infer::fill_columns((*pstmt).utilityStmt.cast());
-                }
+                infer::fill_columns((*pstmt).utilityStmt.cast());
             }
             _ => {}
         }
