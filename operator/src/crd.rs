@@ -14,6 +14,9 @@ use crate::{quantity, Result};
 
 /// Registry and repository prefix of the images a release ships.
 pub const DEFAULT_IMAGE_REPOSITORY: &str = "ghcr.io/pg-lake";
+/// Where the pgduck-server image keeps its DuckDB extensions (httpfs, iceberg, ...),
+/// so the sidecar loads them without network access.
+pub const PGDUCK_IMAGE_EXTENSIONS_DIR: &str = "/opt/pgduck/extensions";
 
 /// A Postgres lakehouse: Postgres with pg_lake, its pgduck_server sidecar and
 /// the bundled Iceberg REST catalog, over one object-storage warehouse.
@@ -427,6 +430,7 @@ impl LakeClusterSpec {
                     .map(|m| quantity::bytes("pgduck.memoryLimit", m).map(|b| mib(b / 5 * 4)))
                     .transpose()?,
                 threads: self.pgduck.threads,
+                extensions_dir: Some(PGDUCK_IMAGE_EXTENSIONS_DIR.into()),
                 cache_size: self
                     .pgduck
                     .cache_size

@@ -7,7 +7,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from conftest import CRD_PATH, EXAMPLES, INVALID, expected_error, run_operator
+from lake_operator_support import CRD_PATH, EXAMPLES, INVALID, expected_error, run_operator
 
 
 def schema_errors(crd, obj):

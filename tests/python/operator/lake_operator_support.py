@@ -1,0 +1,34 @@
+"""Paths and helpers of the operator's offline tests (a module of its own so
+the test files do not import another suite's conftest by accident)."""
+
+import os
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/pg_lake/target"))
+OPERATOR_BIN = TARGET / "debug/lake_operator"
+PGDUCK_BIN = Path(os.environ.get("PGDUCK_SERVER_BIN", TARGET / "debug/pgduck_server"))
+DUCKDB_EXTENSIONS = Path(
+    os.environ.get("PG_LAKE_DUCKDB_EXTENSIONS", Path.home() / ".cache/pg_lake/duckdb/extensions")
+)
+EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
+INVALID = sorted((REPO / "examples/invalid").glob("*.yaml"))
+CRD_PATH = REPO / "crds/lakeclusters.pglake.dev.yaml"
+CHART = REPO / "charts/lake-operator"
+
+
+def cargo_build(package: str):
+    """Brings a workspace binary up to date (a no-op when it already is)."""
+    subprocess.run(["bash", "-c", f"source scripts/env.sh && cargo build -p {package}"], cwd=REPO, check=True)
+
+
+def run_operator(binary: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=60)
+
+
+def expected_error(path: Path) -> str:
+    """The `# expect: ...` line an invalid example starts with."""
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# expect: "), f"{path.name} must start with '# expect: <message>'"
+    return first.removeprefix("# expect: ")
