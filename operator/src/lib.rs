@@ -63,6 +63,9 @@ pub enum Error {
     #[error("the leader lease {0} was lost")]
     LeaseLost(String),
 
+    #[error("could not start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+
     #[error("could not serve {addr}: {source}")]
     Serve {
         addr: String,
@@ -88,7 +91,7 @@ impl Error {
             Error::Read { .. } | Error::Parse { .. } | Error::Yaml(_) => "input",
             Error::Random(_) => "random",
             Error::LeaseLost(_) => "lease_lost",
-            Error::Serve { .. } => "serve",
+            Error::Runtime(_) | Error::Serve { .. } => "serve",
         }
     }
 }

@@ -78,10 +78,7 @@ fn main() -> std::process::ExitCode {
         Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
-            .map_err(|source| Error::Serve {
-                addr: "the runtime".into(),
-                source,
-            })
+            .map_err(Error::Runtime)
             .and_then(|rt| rt.block_on(run(args))),
     };
     match result {
