@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
 use iceberg::spec::{
@@ -13,6 +13,7 @@ use iceberg::spec::{
 };
 use iceberg::{TableRequirement, TableUpdate, ViewUpdate};
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -35,20 +36,94 @@ pub struct Catalog {
     /// How often a commit that lost the compare-and-swap is re-planned on the
     /// server against the new metadata (its requirements are checked again).
     commit_retries: u32,
-    table_cache: Mutex<HashMap<String, Arc<TableMetadata>>>,
+    table_cache: Mutex<HashMap<String, Arc<TableVersion>>>,
+    /// Commits to one table from this process queue here, so a commit whose
+    /// requirements went stale fails its check instead of writing a metadata
+    /// file that is bound to lose the swap. Other processes (replicas, the
+    /// extension) are kept out by the compare-and-swap alone.
+    commit_queues: Mutex<HashMap<TableIdentifier, Weak<tokio::sync::Mutex<()>>>>,
+}
+
+/// One version of a table's metadata: parsed, and as the JSON text that
+/// clients receive verbatim (so loads do not re-serialize it).
+pub struct TableVersion {
+    /// Where the metadata file is; `None` for a staged create, not yet written.
+    pub location: Option<String>,
+    pub metadata: TableMetadata,
+    pub json: Box<RawValue>,
+    /// `json` with only the snapshots that branches and tags point at
+    /// (`snapshots=refs`), made once, on first request.
+    refs_only: tokio::sync::OnceCell<Box<RawValue>>,
+}
+
+impl TableVersion {
+    fn parse(location: &str, bytes: &[u8]) -> Result<Self> {
+        let invalid = |e: &dyn std::fmt::Display| Error::Metadata(format!("{location}: {e}"));
+        let text = String::from_utf8(bytes.to_vec()).map_err(|e| invalid(&e))?;
+        let metadata = serde_json::from_str(&text).map_err(|e| invalid(&e))?;
+        let json = RawValue::from_string(text).map_err(|e| invalid(&e))?;
+        Ok(Self { location: Some(location.to_string()), metadata, json, refs_only: tokio::sync::OnceCell::new() })
+    }
+
+    fn encode(location: Option<String>, metadata: TableMetadata) -> Result<Self> {
+        let text = serde_json::to_string(&metadata).map_err(|e| Error::Metadata(e.to_string()))?;
+        let json = RawValue::from_string(text).map_err(|e| Error::Metadata(e.to_string()))?;
+        Ok(Self { location, metadata, json, refs_only: tokio::sync::OnceCell::new() })
+    }
+
+    /// The metadata JSON without the snapshots no branch or tag references.
+    pub async fn refs_only_json(&self) -> Result<&RawValue> {
+        let json = self.refs_only.get_or_try_init(|| async { self.without_unreferenced_snapshots() }).await?;
+        Ok(json)
+    }
+
+    fn without_unreferenced_snapshots(&self) -> Result<Box<RawValue>> {
+        let invalid = |e: serde_json::Error| Error::Metadata(e.to_string());
+        let mut value: serde_json::Value = serde_json::from_str(self.json.get()).map_err(invalid)?;
+        let referenced: HashSet<i64> = value["refs"]
+            .as_object()
+            .map(|refs| refs.values().filter_map(|r| r["snapshot-id"].as_i64()).collect())
+            .unwrap_or_default();
+        if let Some(snapshots) = value.get_mut("snapshots").and_then(serde_json::Value::as_array_mut) {
+            snapshots.retain(|s| s["snapshot-id"].as_i64().is_some_and(|id| referenced.contains(&id)));
+        }
+        RawValue::from_string(serde_json::to_string(&value).map_err(invalid)?).map_err(invalid)
+    }
+
+    /// The location of a version that has been written.
+    pub fn written_location(&self) -> &str {
+        self.location.as_deref().unwrap_or_default()
+    }
 }
 
 /// A table commit ready to be published: its metadata file is written.
 struct StagedCommit {
     ident: TableIdentifier,
     previous: Option<String>,
-    location: String,
-    metadata: Arc<TableMetadata>,
+    version: Arc<TableVersion>,
+}
+
+impl StagedCommit {
+    fn location(&self) -> &str {
+        self.version.written_location()
+    }
+
+    /// Whether this commit wrote a new metadata file (it changed something).
+    fn is_new(&self) -> bool {
+        self.previous.as_deref() != Some(self.location())
+    }
 }
 
 impl Catalog {
     pub fn new(store: Arc<dyn CatalogStore>, warehouse: Warehouse, metrics: Arc<Metrics>, commit_retries: u32) -> Self {
-        Self { store, warehouse, metrics, commit_retries, table_cache: Mutex::new(HashMap::new()) }
+        Self {
+            store,
+            warehouse,
+            metrics,
+            commit_retries,
+            table_cache: Mutex::new(HashMap::new()),
+            commit_queues: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn store(&self) -> &dyn CatalogStore {
@@ -56,8 +131,8 @@ impl Catalog {
     }
 
     /// FileIO properties returned to clients with every table and view.
-    pub fn client_config(&self) -> Properties {
-        self.warehouse.client_config().clone()
+    pub fn client_config(&self) -> &Properties {
+        self.warehouse.client_config()
     }
 
     pub fn warehouse_root(&self) -> &str {
@@ -195,34 +270,67 @@ impl Catalog {
 
     // ---- tables ----
 
-    pub async fn load_table(&self, ident: &TableIdentifier) -> Result<(String, Arc<TableMetadata>)> {
+    pub async fn load_table(&self, ident: &TableIdentifier) -> Result<Arc<TableVersion>> {
         let location = self.current_location(ident, EntityKind::Table).await?;
-        let metadata = self.table_metadata(&location).await?;
-        Ok((location, metadata))
+        self.table_version(&location).await
     }
 
-    async fn table_metadata(&self, location: &str) -> Result<Arc<TableMetadata>> {
+    async fn table_version(&self, location: &str) -> Result<Arc<TableVersion>> {
         if let Some(cached) = self.lock_cache().get(location) {
             return Ok(cached.clone());
         }
-        let metadata: Arc<TableMetadata> = Arc::new(self.read_json(location).await?);
-        self.remember(location, metadata.clone());
-        Ok(metadata)
+        let bytes = self.warehouse.read(location).await?;
+        let version = Arc::new(TableVersion::parse(location, &bytes)?);
+        self.remember(version.clone());
+        Ok(version)
     }
 
-    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<TableMetadata>>> {
+    /// Writes a new metadata file for `metadata`, which nothing points at yet.
+    async fn write_table_version(&self, location: String, metadata: TableMetadata) -> Result<Arc<TableVersion>> {
+        let version = TableVersion::encode(Some(location.clone()), metadata)?;
+        self.warehouse.write(&location, Bytes::from(version.json.get().to_owned())).await?;
+        Ok(Arc::new(version))
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<TableVersion>>> {
         self.table_cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn remember(&self, location: &str, metadata: Arc<TableMetadata>) {
+    /// Waits for this process's other commits to the given tables (taken in a
+    /// fixed order, so transactions cannot deadlock).
+    async fn queue_for(&self, idents: &[&TableIdentifier]) -> Vec<tokio::sync::OwnedMutexGuard<()>> {
+        let mut sorted: Vec<&TableIdentifier> = idents.to_vec();
+        sorted.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        let queues: Vec<Arc<tokio::sync::Mutex<()>>> = {
+            let mut map = self.commit_queues.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            map.retain(|_, q| q.strong_count() > 0);
+            sorted
+                .iter()
+                .map(|ident| {
+                    map.get(*ident).and_then(Weak::upgrade).unwrap_or_else(|| {
+                        let queue = Arc::new(tokio::sync::Mutex::new(()));
+                        map.insert((*ident).clone(), Arc::downgrade(&queue));
+                        queue
+                    })
+                })
+                .collect()
+        };
+        let mut guards = Vec::with_capacity(queues.len());
+        for queue in queues {
+            guards.push(queue.lock_owned().await);
+        }
+        guards
+    }
+
+    fn remember(&self, version: Arc<TableVersion>) {
         let mut cache = self.lock_cache();
         if cache.len() >= METADATA_CACHE_ENTRIES {
             cache.clear();
         }
-        cache.insert(location.to_string(), metadata);
+        cache.insert(version.written_location().to_string(), version);
     }
 
-    pub async fn create_table(&self, namespace: Namespace, req: CreateTableRequest) -> Result<LoadTableResult> {
+    pub async fn create_table(&self, namespace: Namespace, req: CreateTableRequest) -> Result<Arc<TableVersion>> {
         let ident = TableIdentifier { namespace: namespace.clone(), name: req.name.clone() };
         let location = match req.location {
             Some(l) => l.trim_end_matches('/').to_string(),
@@ -254,23 +362,22 @@ impl Catalog {
         .and_then(TableMetadataBuilder::build)
         .map_err(Error::from_iceberg)?
         .metadata;
-        let config = self.client_config();
         if req.stage_create {
-            return Ok(LoadTableResult { metadata_location: None, metadata, config });
+            return Ok(Arc::new(TableVersion::encode(None, metadata)?));
         }
-        let metadata_location = next_metadata_location(&location, None);
-        self.write_json(&metadata_location, &metadata).await?;
-        if let Err(e) = self.store.insert_entity(&ident, EntityKind::Table, &metadata_location).await {
-            self.discard(&metadata_location).await;
+        let version = self.write_table_version(next_metadata_location(&location, None), metadata).await?;
+        if let Err(e) = self.store.insert_entity(&ident, EntityKind::Table, version.written_location()).await {
+            self.discard(version.written_location()).await;
             return Err(e);
         }
-        Ok(LoadTableResult { metadata_location: Some(metadata_location), metadata, config })
+        self.remember(version.clone());
+        Ok(version)
     }
 
-    pub async fn register_table(&self, namespace: Namespace, req: RegisterTableRequest) -> Result<LoadTableResult> {
+    pub async fn register_table(&self, namespace: Namespace, req: RegisterTableRequest) -> Result<Arc<TableVersion>> {
         self.namespace_properties(&namespace).await?;
         let ident = TableIdentifier { namespace, name: req.name };
-        let metadata = self.table_metadata(&req.metadata_location).await?;
+        let version = self.table_version(&req.metadata_location).await?;
         match self.store.metadata_location(&ident, EntityKind::Table).await? {
             Some(current) if req.overwrite => {
                 self.store
@@ -284,14 +391,10 @@ impl Catalog {
             }
             _ => self.store.insert_entity(&ident, EntityKind::Table, &req.metadata_location).await?,
         }
-        Ok(LoadTableResult {
-            metadata_location: Some(req.metadata_location),
-            metadata: metadata.as_ref().clone(),
-            config: self.client_config(),
-        })
+        Ok(version)
     }
 
-    pub async fn commit_table(&self, ident: TableIdentifier, req: CommitTableRequest) -> Result<CommitTableResponse> {
+    pub async fn commit_table(&self, ident: TableIdentifier, req: CommitTableRequest) -> Result<Arc<TableVersion>> {
         if let Some(body_ident) = &req.identifier {
             if body_ident != &ident {
                 return Err(Error::BadRequest(format!(
@@ -301,10 +404,11 @@ impl Catalog {
                 )));
             }
         }
+        let _queued = self.queue_for(&[&ident]).await;
         self.with_retries(|| async {
             let staged = self.stage(&ident, &req.requirements, &req.updates).await?;
             self.publish(std::slice::from_ref(&staged)).await?;
-            Ok(CommitTableResponse { metadata_location: staged.location, metadata: staged.metadata.as_ref().clone() })
+            Ok(staged.version)
         })
         .await
     }
@@ -322,6 +426,7 @@ impl Catalog {
             }
             changes.push((ident, change));
         }
+        let _queued = self.queue_for(&changes.iter().map(|(i, _)| i).collect::<Vec<_>>()).await;
         self.with_retries(|| async {
             let mut staged = Vec::with_capacity(changes.len());
             for (ident, change) in &changes {
@@ -349,11 +454,11 @@ impl Catalog {
         let previous = self.store.metadata_location(ident, EntityKind::Table).await?;
         let builder = match &previous {
             Some(location) => {
-                let current = self.table_metadata(location).await?;
+                let current = self.table_version(location).await?;
                 for requirement in requirements {
-                    requirement.check(Some(&current)).map_err(Error::from_iceberg)?;
+                    requirement.check(Some(&current.metadata)).map_err(Error::from_iceberg)?;
                 }
-                current.as_ref().clone().into_builder(Some(location.clone()))
+                current.metadata.clone().into_builder(Some(location.clone()))
             }
             None => {
                 if !requirements.contains(&TableRequirement::NotExist) {
@@ -370,15 +475,15 @@ impl Catalog {
             builder = update.clone().apply(builder).map_err(Error::from_iceberg)?;
         }
         let built = builder.build().map_err(Error::from_iceberg)?;
-        if previous.is_some() && built.changes.is_empty() {
-            let location = previous.clone().unwrap_or_default();
-            return Ok(StagedCommit { ident: ident.clone(), location: location.clone(), previous, metadata: self.table_metadata(&location).await? });
+        if let (Some(location), true) = (&previous, built.changes.is_empty()) {
+            let version = self.table_version(location).await?;
+            return Ok(StagedCommit { ident: ident.clone(), previous, version });
         }
         let metadata = built.metadata;
         self.warehouse.validate_location(metadata.location())?;
         let location = next_metadata_location(metadata.location(), previous.as_deref());
-        self.write_json(&location, &metadata).await?;
-        Ok(StagedCommit { ident: ident.clone(), previous, location, metadata: Arc::new(metadata) })
+        let version = self.write_table_version(location, metadata).await?;
+        Ok(StagedCommit { ident: ident.clone(), previous, version })
     }
 
     /// The starting point of a commit that creates its table (a staged create):
@@ -433,13 +538,13 @@ impl Catalog {
     async fn publish(&self, staged: &[StagedCommit]) -> Result<()> {
         let swaps: Vec<MetadataSwap> = staged
             .iter()
+            .filter(|s| s.is_new())
             .filter_map(|s| {
-                let expected = s.previous.clone()?;
-                (expected != s.location).then(|| MetadataSwap {
+                Some(MetadataSwap {
                     ident: s.ident.clone(),
                     kind: EntityKind::Table,
-                    expected,
-                    new: s.location.clone(),
+                    expected: s.previous.clone()?,
+                    new: s.location().to_string(),
                 })
             })
             .collect();
@@ -448,7 +553,7 @@ impl Catalog {
             ([], _) => self.store.swap_metadata(&swaps).await,
             ([create], true) => self
                 .store
-                .insert_entity(&create.ident, EntityKind::Table, &create.location)
+                .insert_entity(&create.ident, EntityKind::Table, create.location())
                 .await
                 .map_err(|e| match e {
                     Error::AlreadyExists(m) => Error::CommitFailed(m),
@@ -459,7 +564,7 @@ impl Catalog {
         match outcome {
             Ok(()) => {
                 for s in staged {
-                    self.remember(&s.location, s.metadata.clone());
+                    self.remember(s.version.clone());
                 }
                 Ok(())
             }
@@ -472,8 +577,8 @@ impl Catalog {
     }
 
     async fn discard_staged(&self, staged: &[StagedCommit]) {
-        for s in staged.iter().filter(|s| s.previous.as_deref() != Some(s.location.as_str())) {
-            self.discard(&s.location).await;
+        for s in staged.iter().filter(|s| s.is_new()) {
+            self.discard(s.location()).await;
         }
     }
 
@@ -481,7 +586,7 @@ impl Catalog {
     pub async fn drop_table(&self, ident: &TableIdentifier, purge: bool) -> Result<()> {
         let location = self.store.drop_entity(ident, EntityKind::Table).await?;
         if let (true, Some(metadata_location)) = (purge, location) {
-            let table_location = self.table_metadata(&metadata_location).await?.location().to_string();
+            let table_location = self.table_version(&metadata_location).await?.metadata.location().to_string();
             match self.warehouse.delete_all_under(&table_location).await {
                 Ok(count) => tracing::info!(table = %display_ident(ident), count, "purged dropped table's files"),
                 Err(e) => tracing::warn!(table = %display_ident(ident), error = %e, "could not purge dropped table's files"),
@@ -509,13 +614,13 @@ impl Catalog {
             self.discard(&metadata_location).await;
             return Err(e);
         }
-        Ok(LoadViewResult { metadata_location, metadata, config: self.client_config() })
+        Ok(LoadViewResult { metadata_location, metadata, config: self.client_config().clone() })
     }
 
     pub async fn load_view(&self, ident: &TableIdentifier) -> Result<LoadViewResult> {
         let metadata_location = self.current_location(ident, EntityKind::View).await?;
         let metadata = self.read_json(&metadata_location).await?;
-        Ok(LoadViewResult { metadata_location, metadata, config: self.client_config() })
+        Ok(LoadViewResult { metadata_location, metadata, config: self.client_config().clone() })
     }
 
     pub async fn replace_view(&self, ident: TableIdentifier, req: CommitViewRequest) -> Result<LoadViewResult> {
@@ -545,7 +650,7 @@ impl Catalog {
                 }
                 return Err(e);
             }
-            Ok(LoadViewResult { metadata_location: location, metadata, config: self.client_config() })
+            Ok(LoadViewResult { metadata_location: location, metadata, config: self.client_config().clone() })
         })
         .await
     }

@@ -4,9 +4,10 @@
 
 use std::collections::HashMap;
 
-use iceberg::spec::{Schema, SortOrder, TableMetadata, UnboundPartitionSpec, ViewMetadata, ViewVersion};
+use iceberg::spec::{Schema, SortOrder, UnboundPartitionSpec, ViewMetadata, ViewVersion};
 use iceberg::{TableRequirement, TableUpdate, ViewUpdate};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 pub type Properties = HashMap<String, String>;
 /// A namespace as its levels.
@@ -83,13 +84,14 @@ pub struct CreateTableRequest {
     pub properties: Properties,
 }
 
+/// The metadata is passed through as the JSON text of its file.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub struct LoadTableResult {
+pub struct LoadTableResult<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub metadata_location: Option<String>,
-    pub metadata: TableMetadata,
-    pub config: Properties,
+    pub metadata_location: Option<&'a str>,
+    pub metadata: &'a RawValue,
+    pub config: &'a Properties,
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,9 +105,9 @@ pub struct CommitTableRequest {
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub struct CommitTableResponse {
-    pub metadata_location: String,
-    pub metadata: TableMetadata,
+pub struct CommitTableResponse<'a> {
+    pub metadata_location: &'a str,
+    pub metadata: &'a RawValue,
 }
 
 #[derive(Debug, Deserialize)]

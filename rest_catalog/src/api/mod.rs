@@ -132,6 +132,20 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     }
 }
 
+/// Query parameters whose parse errors become `400 BadRequestException`.
+pub struct QueryParams<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for QueryParams<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self> {
+        axum::extract::Query::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(q)| QueryParams(q))
+            .map_err(|e| Error::BadRequest(e.body_text()))
+    }
+}
+
 /// A namespace from a path segment or query parameter (levels joined by 0x1F).
 pub fn parse_namespace(raw: &str) -> Namespace {
     raw.split(NAMESPACE_PATH_SEPARATOR).map(str::to_string).collect()

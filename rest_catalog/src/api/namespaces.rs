@@ -1,14 +1,14 @@
 //! `/v1/{prefix}/namespaces` routes.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 
-use super::{next_page_token, page, parse_namespace, AppState, JsonBody};
+use super::{QueryParams, next_page_token, page, parse_namespace, AppState, JsonBody};
 use crate::error::Result;
 use crate::model::*;
 
-pub async fn list(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Result<Json<ListNamespacesResponse>> {
+pub async fn list(State(s): State<AppState>, QueryParams(q): QueryParams<ListQuery>) -> Result<Json<ListNamespacesResponse>> {
     let page = page(q.page_token.map(|t| t.replace('\u{1f}', ".")), q.page_size);
     let parent = q.parent.as_deref().map(parse_namespace);
     let namespaces = s.catalog.list_namespaces(parent, page.clone()).await?;

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
@@ -12,15 +12,15 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AppState, ENDPOINTS};
+use super::{QueryParams, AppState, ENDPOINTS};
 use crate::auth::TokenError;
 use crate::model::CatalogConfig;
 
 /// The OpenAPI document of what this server serves.
 const OPENAPI: &str = include_str!("../../openapi.yaml");
 
-pub async fn config(State(s): State<AppState>, Query(_q): Query<HashMap<String, String>>) -> Json<CatalogConfig> {
-    let mut defaults = s.catalog.client_config();
+pub async fn config(State(s): State<AppState>, QueryParams(_q): QueryParams<HashMap<String, String>>) -> Json<CatalogConfig> {
+    let mut defaults = s.catalog.client_config().clone();
     defaults.insert("warehouse".into(), s.catalog.warehouse_root().to_string());
     let mut overrides = HashMap::new();
     if let Some(prefix) = &s.prefix {

@@ -1,10 +1,10 @@
 //! View routes and `views/rename`.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 
-use super::{ident, list_entities, parse_namespace, AppState, JsonBody};
+use super::{QueryParams, ident, list_entities, parse_namespace, AppState, JsonBody};
 use crate::error::Result;
 use crate::model::*;
 use crate::storage::EntityKind;
@@ -12,7 +12,7 @@ use crate::storage::EntityKind;
 pub async fn list(
     State(s): State<AppState>,
     Path(namespace): Path<String>,
-    Query(q): Query<ListQuery>,
+    QueryParams(q): QueryParams<ListQuery>,
 ) -> Result<Json<ListTablesResponse>> {
     list_entities(&s, &namespace, q, EntityKind::View).await
 }
