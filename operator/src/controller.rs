@@ -187,7 +187,7 @@ async fn apply(lc: &LakeCluster, ctx: &Context) -> Result<Action> {
     let reference = lc.object_ref(&());
     if !changes.is_empty() {
         let note = changes.join(", ");
-        publish(ctx, &reference, EventType::Normal, "Applied", "Apply", note).await?;
+        publish(ctx, &reference, EventType::Normal, "Applied", "Apply", note).await;
     }
     let previous = lc.status.clone().unwrap_or_default();
     let status = next_status(
@@ -204,7 +204,7 @@ async fn apply(lc: &LakeCluster, ctx: &Context) -> Result<Action> {
         } else {
             EventType::Normal
         };
-        publish(ctx, &reference, kind, &reason, type_, message).await?;
+        publish(ctx, &reference, kind, &reason, type_, message).await;
     }
     if status != previous {
         let api: Api<LakeCluster> = Api::namespaced(client.clone(), ns);
@@ -565,7 +565,7 @@ async fn publish(
     reason: &str,
     action: &str,
     note: String,
-) -> Result<()> {
+) {
     let event = Event {
         type_,
         reason: reason.into(),
@@ -573,8 +573,10 @@ async fn publish(
         action: action.into(),
         secondary: None,
     };
-    ctx.recorder.publish(&event, reference).await?;
-    Ok(())
+    // Events are for people; failing to record one must not stop the reconciler.
+    if let Err(e) = ctx.recorder.publish(&event, reference).await {
+        warn!(error = %e, reason, "could not publish an event");
+    }
 }
 
 /// Owner references delete everything but the data: PVCs (and the generated
@@ -604,7 +606,7 @@ async fn cleanup(lc: &LakeCluster, ctx: &Context) -> Result<Action> {
                 "Cleanup",
                 note,
             )
-            .await?;
+            .await;
         }
         ReclaimPolicy::Delete => {
             let pvcs: Api<PersistentVolumeClaim> =
@@ -633,7 +635,7 @@ async fn cleanup(lc: &LakeCluster, ctx: &Context) -> Result<Action> {
                 "Cleanup",
                 note,
             )
-            .await?;
+            .await;
         }
     }
     Ok(Action::await_change())

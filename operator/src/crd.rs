@@ -111,8 +111,11 @@ pub enum ReclaimPolicy {
     Delete,
 }
 
+/// The PGDATA volume. Size and class are fixed once created: they live in the
+/// StatefulSet's volume claim template, which Kubernetes does not let change.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.size == oldSelf.size && has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)").message("postgres.storage.size and storageClassName cannot change after creation"))]
 pub struct StorageSpec {
     /// Size of the PGDATA volume, e.g. `10Gi`.
     #[serde(default = "default_storage_size")]
@@ -537,6 +540,34 @@ mod tests {
         with_parameter("work_mem")
             .validate_cel()
             .expect("ordinary parameters are accepted");
+    }
+
+    #[test]
+    fn storage_is_fixed_once_created() {
+        let old = with_parameter("work_mem");
+        let mut resized = old.clone();
+        resized.spec.postgres.storage.size = "20Gi".into();
+        let errors = resized
+            .validate_cel_update(&old)
+            .expect_err("resizing is rejected");
+        assert!(format!("{errors:?}").contains("cannot change after creation"));
+        let mut reclassed = old.clone();
+        reclassed.spec.postgres.storage.storage_class_name = Some("fast".into());
+        reclassed
+            .validate_cel_update(&old)
+            .expect_err("a new storage class is rejected");
+        let mut tuned = old.clone();
+        tuned
+            .spec
+            .postgres
+            .parameters
+            .insert("work_mem".into(), "1GB".into());
+        tuned
+            .validate_cel_update(&old)
+            .expect("other changes are accepted");
+        resized
+            .validate_cel()
+            .expect("creation rules do not compare with an old object");
     }
 
     #[test]
