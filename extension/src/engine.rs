@@ -88,19 +88,28 @@ impl Connection {
         let reused = IDLE.with(|idle| {
             let mut idle = idle.borrow_mut();
             idle.retain(|(_, c)| !c.is_closed());
-            idle.iter().position(|(info, _)| *info == conninfo).map(|i| idle.swap_remove(i).1)
+            idle.iter()
+                .position(|(info, _)| *info == conninfo)
+                .map(|i| idle.swap_remove(i).1)
         });
         let client = match reused {
             Some(c) => c,
             None => Self::connect(&conninfo)?,
         };
-        Ok(Connection { conninfo, client: Some(client) })
+        Ok(Connection {
+            conninfo,
+            client: Some(client),
+        })
     }
 
     fn connect(conninfo: &str) -> Result<Client> {
-        let fail = |reason: String| Error::Connect { conninfo: conninfo.to_string(), reason };
-        let mut config: tokio_postgres::Config =
-            conninfo.parse().map_err(|e: tokio_postgres::Error| fail(e.to_string()))?;
+        let fail = |reason: String| Error::Connect {
+            conninfo: conninfo.to_string(),
+            reason,
+        };
+        let mut config: tokio_postgres::Config = conninfo
+            .parse()
+            .map_err(|e: tokio_postgres::Error| fail(e.to_string()))?;
         if config.get_user().is_none() {
             // pgduck_server ignores the user, but the startup message must carry one.
             config.user("pg_lake");
@@ -108,15 +117,17 @@ impl Connection {
         config.application_name("pg_lake");
         let timeout = Duration::from_secs(guc::ENGINE_CONNECT_TIMEOUT.get().max(1) as u64);
         config.connect_timeout(timeout);
-        let (client, connection) = block_on_interruptible(config.connect(NoTls))?
-            .map_err(|e| fail(e.to_string()))?;
+        let (client, connection) =
+            block_on_interruptible(config.connect(NoTls))?.map_err(|e| fail(e.to_string()))?;
         // The connection task only runs while this backend is inside block_on.
         runtime().spawn(connection);
         Ok(client)
     }
 
     fn client(&self) -> &Client {
-        self.client.as_ref().expect("a live connection always holds its client")
+        self.client
+            .as_ref()
+            .expect("a live connection always holds its client")
     }
 
     /// Turns the outcome of a request into a result; an interrupted request is cancelled
@@ -136,8 +147,9 @@ impl Connection {
         if let Some(client) = self.client.take() {
             let token = client.cancel_token();
             // Best effort: the connection is dropped either way, which also ends the query.
-            let _ = runtime()
-                .block_on(async { tokio::time::timeout(CANCEL_GRACE, token.cancel_query(NoTls)).await });
+            let _ = runtime().block_on(async {
+                tokio::time::timeout(CANCEL_GRACE, token.cancel_query(NoTls)).await
+            });
         }
     }
 
@@ -148,9 +160,11 @@ impl Connection {
         Ok(messages
             .into_iter()
             .filter_map(|m| match m {
-                SimpleQueryMessage::Row(row) => {
-                    Some((0..row.len()).map(|i| row.get(i).map(str::to_string)).collect())
-                }
+                SimpleQueryMessage::Row(row) => Some(
+                    (0..row.len())
+                        .map(|i| row.get(i).map(str::to_string))
+                        .collect(),
+                ),
                 _ => None,
             })
             .collect())
@@ -167,7 +181,12 @@ impl Connection {
         let sql = format!("TRANSMIT {query}");
         let outcome = block_on_interruptible(self.client().copy_out(&sql));
         let stream = self.settle(outcome)?;
-        Ok(RowStream { conn: self, stream: Box::pin(stream), buf: BytesMut::new(), done: false })
+        Ok(RowStream {
+            conn: self,
+            stream: Box::pin(stream),
+            buf: BytesMut::new(),
+            done: false,
+        })
     }
 }
 

@@ -13,7 +13,12 @@ pub enum Error {
 
     /// An error DuckDB (through pgduck_server) reported for a query; the session stays usable.
     #[error("{message}")]
-    Engine { sqlstate: String, message: String, detail: Option<String>, hint: Option<String> },
+    Engine {
+        sqlstate: String,
+        message: String,
+        detail: Option<String>,
+        hint: Option<String>,
+    },
 
     #[error("lost the connection to pgduck_server: {0}")]
     ConnectionLost(String),
@@ -29,10 +34,18 @@ pub enum Error {
     UnknownOption { option: String, valid: &'static str },
 
     #[error("invalid value for option \"{option}\": \"{value}\"")]
-    InvalidOptionValue { option: String, value: String, expected: String },
+    InvalidOptionValue {
+        option: String,
+        value: String,
+        expected: String,
+    },
 
     #[error("option \"{option}\" only applies to {applies_to}, not to format \"{format}\"")]
-    OptionNotApplicable { option: String, format: String, applies_to: &'static str },
+    OptionNotApplicable {
+        option: String,
+        format: String,
+        applies_to: &'static str,
+    },
 
     #[error("option \"{0}\" is required")]
     MissingOption(&'static str),
@@ -44,10 +57,18 @@ pub enum Error {
     UnknownFormat(String),
 
     #[error("permission denied to {action} \"{url}\"")]
-    PermissionDenied { action: &'static str, url: String, hint: String },
+    PermissionDenied {
+        action: &'static str,
+        url: String,
+        hint: String,
+    },
 
     #[error("{what} of \"{url}\" has DuckDB type {duckdb_type}, which pg_lake cannot map to a Postgres type")]
-    UnsupportedDuckdbType { what: String, url: String, duckdb_type: String },
+    UnsupportedDuckdbType {
+        what: String,
+        url: String,
+        duckdb_type: String,
+    },
 
     #[error("{0}")]
     ColumnMismatch(String),
@@ -142,10 +163,9 @@ fn sqlstate_code(sqlstate: &str) -> PgSqlErrorCode {
     if bytes.len() != 5 {
         return PgSqlErrorCode::ERRCODE_INTERNAL_ERROR;
     }
-    let packed = bytes
-        .iter()
-        .enumerate()
-        .fold(0i32, |acc, (i, b)| acc | ((((*b as i32) - ('0' as i32)) & 0x3F) << (6 * i)));
+    let packed = bytes.iter().enumerate().fold(0i32, |acc, (i, b)| {
+        acc | ((((*b as i32) - ('0' as i32)) & 0x3F) << (6 * i))
+    });
     let code = PgSqlErrorCode::from(packed);
     // pgrx maps codes it does not know to "internal error"; keep the class honest instead.
     if code as isize as i32 == packed {

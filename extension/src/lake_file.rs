@@ -67,7 +67,10 @@ mod lake_file {
             )
         };
         let found = rows(url, &sql).or_report();
-        found.first().and_then(|r| r[0].as_deref()).is_some_and(|n| n != "0")
+        found
+            .first()
+            .and_then(|r| r[0].as_deref())
+            .is_some_and(|n| n != "0")
     }
 
     /// Size in bytes of the file at `url`.

@@ -30,7 +30,9 @@ pub unsafe fn list_ptrs<T>(list: *mut pg_sys::List) -> Vec<*mut T> {
     }
     // SAFETY: a valid List has `length` cells.
     let len = unsafe { (*list).length };
-    (0..len).map(|i| unsafe { pg_sys::list_nth(list, i) }.cast()).collect()
+    (0..len)
+        .map(|i| unsafe { pg_sys::list_nth(list, i) }.cast())
+        .collect()
 }
 
 /// The (name, value) pairs of a DefElem list.
@@ -90,6 +92,10 @@ pub fn qualified_name(relid: pg_sys::Oid) -> String {
         let rel = string(pg_sys::get_rel_name(relid)).unwrap_or_default();
         let nsp = string(pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid)))
             .unwrap_or_default();
-        format!("{}.{}", crate::source::quote_ident(&nsp), crate::source::quote_ident(&rel))
+        format!(
+            "{}.{}",
+            crate::source::quote_ident(&nsp),
+            crate::source::quote_ident(&rel)
+        )
     }
 }

@@ -15,9 +15,10 @@ pub fn location_of(url: &str) -> Result<Location> {
     match url.split_once("://") {
         Some(("s3" | "gs", _)) => Ok(Location::ObjectStore),
         Some(("file", _)) => Ok(Location::Local),
-        Some((scheme, _)) => {
-            Err(Error::UnsupportedScheme { url: url.to_string(), scheme: scheme.to_string() })
-        }
+        Some((scheme, _)) => Err(Error::UnsupportedScheme {
+            url: url.to_string(),
+            scheme: scheme.to_string(),
+        }),
         None if url.starts_with('/') => Ok(Location::Local),
         None => Err(Error::InvalidOptionValue {
             option: "path".into(),
@@ -68,7 +69,11 @@ impl Compression {
             "gzip" => Ok(Compression::Gzip),
             "zstd" => Ok(Compression::Zstd),
             "snappy" => Ok(Compression::Snappy),
-            _ => Err(invalid("compression", value, "one of none, gzip, zstd, snappy")),
+            _ => Err(invalid(
+                "compression",
+                value,
+                "one of none, gzip, zstd, snappy",
+            )),
         }
     }
 
@@ -85,10 +90,14 @@ impl Compression {
 /// Format and compression implied by a file name such as `x.csv.gz` or `dir/*.parquet`.
 fn infer_from_name(url: &str) -> (Option<Format>, Option<Compression>) {
     let lower = url.to_ascii_lowercase();
-    let (stem, compression) = [(".gz", Compression::Gzip), (".zst", Compression::Zstd), (".zstd", Compression::Zstd)]
-        .iter()
-        .find_map(|(ext, c)| lower.strip_suffix(ext).map(|s| (s.to_string(), Some(*c))))
-        .unwrap_or((lower.clone(), None));
+    let (stem, compression) = [
+        (".gz", Compression::Gzip),
+        (".zst", Compression::Zstd),
+        (".zstd", Compression::Zstd),
+    ]
+    .iter()
+    .find_map(|(ext, c)| lower.strip_suffix(ext).map(|s| (s.to_string(), Some(*c))))
+    .unwrap_or((lower.clone(), None));
     let format = match stem.rsplit_once('.').map(|(_, ext)| ext) {
         Some("parquet" | "pq") => Some(Format::Parquet),
         Some("csv" | "tsv") => Some(Format::Csv),
@@ -115,13 +124,22 @@ impl OptionContext {
             OptionContext::CopyTo => {
                 "format, compression, header, delimiter, quote, escape, null, force_quote"
             }
-            OptionContext::CopyFrom => "format, compression, header, delimiter, quote, escape, null",
+            OptionContext::CopyFrom => {
+                "format, compression, header, delimiter, quote, escape, null"
+            }
         }
     }
 
     fn accepts(self, option: &str) -> bool {
-        const COMMON: &[&str] =
-            &["format", "compression", "header", "delimiter", "quote", "escape", "null"];
+        const COMMON: &[&str] = &[
+            "format",
+            "compression",
+            "header",
+            "delimiter",
+            "quote",
+            "escape",
+            "null",
+        ];
         COMMON.contains(&option)
             || match self {
                 OptionContext::ForeignTable => matches!(option, "path" | "filename"),
@@ -172,7 +190,10 @@ impl LakeFiles {
         for (name, value) in options {
             let name = name.to_ascii_lowercase();
             if !context.accepts(&name) {
-                return Err(Error::UnknownOption { option: name, valid: context.valid() });
+                return Err(Error::UnknownOption {
+                    option: name,
+                    valid: context.valid(),
+                });
             }
             match name.as_str() {
                 "path" => path = Some(value.clone()),
@@ -193,14 +214,19 @@ impl LakeFiles {
                 }
                 _ => unreachable!("accepts() covers every option"),
             }
-            if !matches!(name.as_str(), "path" | "format" | "compression" | "filename") {
+            if !matches!(
+                name.as_str(),
+                "path" | "format" | "compression" | "filename"
+            ) {
                 csv_option_given.get_or_insert(name);
             }
         }
         let url = path.ok_or(Error::MissingOption("path"))?;
         let location = location_of(&url)?;
         let (name_format, name_compression) = infer_from_name(&url);
-        let format = format.or(name_format).ok_or_else(|| Error::UnknownFormat(url.clone()))?;
+        let format = format
+            .or(name_format)
+            .ok_or_else(|| Error::UnknownFormat(url.clone()))?;
         let compression = compression.or(name_compression);
         if let Some(option) = csv_option_given {
             if format != Format::Csv {
@@ -218,7 +244,14 @@ impl LakeFiles {
                 applies_to: "format parquet",
             });
         }
-        Ok(LakeFiles { url, location, format, compression, csv, filename })
+        Ok(LakeFiles {
+            url,
+            location,
+            format,
+            compression,
+            csv,
+            filename,
+        })
     }
 
     /// DuckDB table function that reads these files, e.g. `read_parquet('s3://b/*.parquet')`.
@@ -342,14 +375,24 @@ mod tests {
     use pgrx::prelude::*;
 
     fn opts(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[pg_test]
     fn format_and_compression_come_from_the_name() {
-        let f = LakeFiles::from_options(Some("s3://b/x.csv.gz"), &[], OptionContext::CopyFrom).unwrap();
-        assert_eq!((f.format, f.compression), (Format::Csv, Some(Compression::Gzip)));
-        assert_eq!(f.read_sql(None), "read_csv('s3://b/x.csv.gz', compression = 'gzip')");
+        let f =
+            LakeFiles::from_options(Some("s3://b/x.csv.gz"), &[], OptionContext::CopyFrom).unwrap();
+        assert_eq!(
+            (f.format, f.compression),
+            (Format::Csv, Some(Compression::Gzip))
+        );
+        assert_eq!(
+            f.read_sql(None),
+            "read_csv('s3://b/x.csv.gz', compression = 'gzip')"
+        );
     }
 
     #[pg_test]
@@ -359,8 +402,12 @@ mod tests {
                 .unwrap_err()
                 .to_string()
         };
-        assert!(err(&[("path", "s3://b/x.csv"), ("delimiter", "ab")]).contains("\"delimiter\": \"ab\""));
-        assert!(err(&[("path", "s3://b/x.csv"), ("header", "maybe")]).contains("\"header\": \"maybe\""));
+        assert!(
+            err(&[("path", "s3://b/x.csv"), ("delimiter", "ab")]).contains("\"delimiter\": \"ab\"")
+        );
+        assert!(
+            err(&[("path", "s3://b/x.csv"), ("header", "maybe")]).contains("\"header\": \"maybe\"")
+        );
         assert!(err(&[("path", "s3://b/x.parquet"), ("bogus", "1")]).contains("\"bogus\""));
         assert!(err(&[("path", "ftp://b/x.parquet")]).contains("\"ftp\""));
         assert!(err(&[("path", "s3://b/x.parquet"), ("header", "true")]).contains("\"header\""));

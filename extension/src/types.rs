@@ -20,8 +20,10 @@ impl std::fmt::Display for PgType {
             PgType::Named(n) => f.write_str(n),
             PgType::Array(e) => write!(f, "{e}[]"),
             PgType::Composite(fields) => {
-                let fields: Vec<String> =
-                    fields.iter().map(|(n, t)| format!("{} {t}", quote_ident(n))).collect();
+                let fields: Vec<String> = fields
+                    .iter()
+                    .map(|(n, t)| format!("{} {t}", quote_ident(n)))
+                    .collect();
                 write!(f, "record({})", fields.join(", "))
             }
         }
@@ -41,7 +43,10 @@ pub fn pg_type_for_duckdb(duckdb_type: &str) -> Option<PgType> {
         return element(&t[..open]);
     }
     let upper = t.to_ascii_uppercase();
-    if let Some(args) = upper.strip_prefix("DECIMAL(").and_then(|r| r.strip_suffix(')')) {
+    if let Some(args) = upper
+        .strip_prefix("DECIMAL(")
+        .and_then(|r| r.strip_suffix(')'))
+    {
         return Some(PgType::Named(format!("numeric({})", args.replace(' ', ""))));
     }
     if upper.starts_with("STRUCT(") {
@@ -69,7 +74,9 @@ pub fn pg_type_for_duckdb(duckdb_type: &str) -> Option<PgType> {
         "DATE" => "date",
         "TIME" => "time without time zone",
         "TIME WITH TIME ZONE" => "time with time zone",
-        "TIMESTAMP" | "TIMESTAMP_S" | "TIMESTAMP_MS" | "TIMESTAMP_NS" => "timestamp without time zone",
+        "TIMESTAMP" | "TIMESTAMP_S" | "TIMESTAMP_MS" | "TIMESTAMP_NS" => {
+            "timestamp without time zone"
+        }
         "TIMESTAMP WITH TIME ZONE" => "timestamp with time zone",
         "INTERVAL" => "interval",
         "UUID" => "uuid",
@@ -217,7 +224,10 @@ impl PgShape {
             PgShape::Array(_) | PgShape::Composite(_) => TransferKind::Json,
             _ => TransferKind::Cast,
         };
-        Ok(Transfer { duckdb_type: self.duckdb_type()?, kind })
+        Ok(Transfer {
+            duckdb_type: self.duckdb_type()?,
+            kind,
+        })
     }
 }
 
@@ -270,7 +280,10 @@ mod tests {
     fn duckdb_types_map_to_postgres() {
         let m = |t: &str| pg_type_for_duckdb(t).map(|p| p.to_string());
         assert_eq!(m("DECIMAL(38, 9)").as_deref(), Some("numeric(38,9)"));
-        assert_eq!(m("TIMESTAMP WITH TIME ZONE").as_deref(), Some("timestamp with time zone"));
+        assert_eq!(
+            m("TIMESTAMP WITH TIME ZONE").as_deref(),
+            Some("timestamp with time zone")
+        );
         assert_eq!(m("VARCHAR[]").as_deref(), Some("text[]"));
         assert_eq!(m("INTEGER[3]").as_deref(), Some("integer[]"));
         assert_eq!(

@@ -74,8 +74,11 @@ fn expr(rel: &Rel, node: *mut pg_sys::Node) -> Option<String> {
                     return None;
                 }
                 let arg = expr(rel, (*n).arg.cast())?;
-                let test =
-                    if (*n).nulltesttype == pg_sys::NullTestType::IS_NULL { "IS NULL" } else { "IS NOT NULL" };
+                let test = if (*n).nulltesttype == pg_sys::NullTestType::IS_NULL {
+                    "IS NULL"
+                } else {
+                    "IS NOT NULL"
+                };
                 Some(format!("({arg} {test})"))
             }
             pg_sys::NodeTag::T_ScalarArrayOpExpr => in_list(rel, node.cast()),
@@ -138,7 +141,13 @@ unsafe fn literal(typ: pg_sys::Oid, value: pg_sys::Datum) -> Option<String> {
         pg_sys::BOOLOID => if text == "t" { "TRUE" } else { "FALSE" }.to_string(),
         pg_sys::INT2OID | pg_sys::INT4OID | pg_sys::INT8OID => text,
         // NaN and infinities have no DECIMAL form: keep those quals local.
-        pg_sys::NUMERICOID if text.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-') => text,
+        pg_sys::NUMERICOID
+            if text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-') =>
+        {
+            text
+        }
         pg_sys::NUMERICOID => return None,
         pg_sys::TEXTOID | pg_sys::VARCHAROID => quote_literal(&text),
         _ => format!("CAST({} AS {duck})", quote_literal(&text)),
@@ -209,9 +218,20 @@ unsafe fn in_list(rel: &Rel, s: *mut pg_sys::ScalarArrayOpExpr) -> Option<String
                 shippable_type(elem)?;
                 let (mut len, mut byval, mut align) = (0i16, false, 0 as std::ffi::c_char);
                 pg_sys::get_typlenbyvalalign(elem, &mut len, &mut byval, &mut align);
-                let arr = pg_sys::pg_detoast_datum((*c).constvalue.cast_mut_ptr()) as *mut pg_sys::ArrayType;
-                let (mut values, mut nulls, mut n) = (std::ptr::null_mut(), std::ptr::null_mut(), 0);
-                pg_sys::deconstruct_array(arr, elem, len.into(), byval, align, &mut values, &mut nulls, &mut n);
+                let arr = pg_sys::pg_detoast_datum((*c).constvalue.cast_mut_ptr())
+                    as *mut pg_sys::ArrayType;
+                let (mut values, mut nulls, mut n) =
+                    (std::ptr::null_mut(), std::ptr::null_mut(), 0);
+                pg_sys::deconstruct_array(
+                    arr,
+                    elem,
+                    len.into(),
+                    byval,
+                    align,
+                    &mut values,
+                    &mut nulls,
+                    &mut n,
+                );
                 (0..n as usize)
                     .map(|i| {
                         if *nulls.add(i) {
@@ -270,7 +290,10 @@ unsafe fn func(rel: &Rel, f: *mut pg_sys::FuncExpr) -> Option<String> {
             ("btrim", 1) => "trim",
             _ => return None,
         };
-        let args = args.into_iter().map(|a| expr(rel, a)).collect::<Option<Vec<_>>>()?;
+        let args = args
+            .into_iter()
+            .map(|a| expr(rel, a))
+            .collect::<Option<Vec<_>>>()?;
         Some(format!("{duck}({})", args.join(", ")))
     }
 }

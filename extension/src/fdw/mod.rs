@@ -23,10 +23,16 @@ pub fn table_files(relid: pg_sys::Oid) -> Result<LakeFiles> {
 
 /// (column name, DuckDB type) of `files`, as DuckDB's DESCRIBE sees them.
 pub(crate) fn describe(files: &LakeFiles) -> Result<Vec<(String, String)>> {
-    let rows = Connection::acquire()?.query(&format!("DESCRIBE SELECT * FROM {}", files.read_sql(None)))?;
+    let rows = Connection::acquire()?
+        .query(&format!("DESCRIBE SELECT * FROM {}", files.read_sql(None)))?;
     Ok(rows
         .into_iter()
-        .map(|r| (r[0].clone().unwrap_or_default(), r[1].clone().unwrap_or_default()))
+        .map(|r| {
+            (
+                r[0].clone().unwrap_or_default(),
+                r[1].clone().unwrap_or_default(),
+            )
+        })
         .collect())
 }
 
@@ -71,8 +77,11 @@ fn pg_lake_fdw_validator(options: Vec<Option<String>>, catalog: pg_sys::Oid) {
         let files = LakeFiles::from_options(None, &pairs, OptionContext::ForeignTable).or_report();
         check(&files.url, Access::Read).or_report();
     } else if let Some((name, _)) = pairs.into_iter().next() {
-        Error::UnknownOption { option: name, valid: "none (options belong on foreign tables)" }
-            .report();
+        Error::UnknownOption {
+            option: name,
+            valid: "none (options belong on foreign tables)",
+        }
+        .report();
     }
 }
 

@@ -4,9 +4,14 @@
 //! ship, LIMIT when safe); execution runs it as `TRANSMIT` on pgduck_server and turns
 //! each streamed COPY text row into datums with the columns' input functions.
 
+use std::cell::Cell;
+use std::panic::AssertUnwindSafe;
+
 use pgrx::memcxt::PgMemoryContexts;
 use pgrx::pg_sys;
+use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
 use pgrx::prelude::*;
+use pgrx::{PgLogLevel, PgTryBuilder};
 
 use super::deparse::{deparse, Rel};
 use crate::copy_text::DecodedRow;
@@ -86,7 +91,10 @@ pub unsafe extern "C-unwind" fn get_foreign_plan(
     // SAFETY: planner structures are valid for the duration of this callback; lists
     // built here are palloc'd in the planner's memory context.
     unsafe {
-        let rel = Rel { relid: foreigntableid, varno: (*baserel).relid };
+        let rel = Rel {
+            relid: foreigntableid,
+            varno: (*baserel).relid,
+        };
         let clauses = pg_sys::extract_actual_clauses(scan_clauses, false);
         let mut remote = Vec::new();
         let mut local: *mut pg_sys::List = std::ptr::null_mut();
@@ -99,7 +107,11 @@ pub unsafe extern "C-unwind" fn get_foreign_plan(
 
         let columns = table_columns(foreigntableid);
         let mut attrs: *mut pg_sys::Bitmapset = std::ptr::null_mut();
-        pg_sys::pull_varattnos((*(*baserel).reltarget).exprs.cast(), (*baserel).relid, &mut attrs);
+        pg_sys::pull_varattnos(
+            (*(*baserel).reltarget).exprs.cast(),
+            (*baserel).relid,
+            &mut attrs,
+        );
         pg_sys::pull_varattnos(local.cast(), (*baserel).relid, &mut attrs);
         let offset = pg_sys::FirstLowInvalidHeapAttributeNumber;
         let whole_row = pg_sys::bms_is_member(-offset, attrs);
@@ -115,7 +127,15 @@ pub unsafe extern "C-unwind" fn get_foreign_plan(
         } else {
             let names: Vec<String> = fetched
                 .iter()
-                .map(|a| quote_ident(&columns.iter().find(|c| c.attnum == *a).expect("fetched from columns").name))
+                .map(|a| {
+                    quote_ident(
+                        &columns
+                            .iter()
+                            .find(|c| c.attnum == *a)
+                            .expect("fetched from columns")
+                            .name,
+                    )
+                })
                 .collect();
             names.join(", ")
         };
@@ -134,7 +154,10 @@ pub unsafe extern "C-unwind" fn get_foreign_plan(
         for a in &fetched {
             attnums = pg_sys::lappend_int(attnums, *a);
         }
-        let mut private = pg_sys::lappend(std::ptr::null_mut(), pg_sys::makeString(pstrdup(&sql)).cast());
+        let mut private = pg_sys::lappend(
+            std::ptr::null_mut(),
+            pg_sys::makeString(pstrdup(&sql)).cast(),
+        );
         private = pg_sys::lappend(private, attnums.cast());
 
         pg_sys::make_foreignscan(
@@ -185,7 +208,10 @@ unsafe fn pushable_limit(root: *mut pg_sys::PlannerInfo) -> Option<i64> {
     // SAFETY: guaranteed by the caller.
     unsafe {
         let q = (*root).parse;
-        let single = (*(*q).jointree).fromlist.as_ref().is_some_and(|l| l.length == 1)
+        let single = (*(*q).jointree)
+            .fromlist
+            .as_ref()
+            .is_some_and(|l| l.length == 1)
             && (*q).rtable.as_ref().is_some_and(|l| l.length == 1);
         if !single
             || (*q).commandType != pg_sys::CmdType::CMD_SELECT
@@ -204,7 +230,11 @@ unsafe fn pushable_limit(root: *mut pg_sys::PlannerInfo) -> Option<i64> {
             return None;
         }
         let count = const_i64((*q).limitCount)?;
-        let offset = if (*q).limitOffset.is_null() { 0 } else { const_i64((*q).limitOffset)? };
+        let offset = if (*q).limitOffset.is_null() {
+            0
+        } else {
+            const_i64((*q).limitOffset)?
+        };
         Some(count.saturating_add(offset))
     }
 }
@@ -284,7 +314,10 @@ unsafe fn scan_state<'a>(node: *mut pg_sys::ForeignScanState) -> &'a mut ScanSta
 }
 
 #[pg_guard]
-pub unsafe extern "C-unwind" fn begin_foreign_scan(node: *mut pg_sys::ForeignScanState, eflags: i32) {
+pub unsafe extern "C-unwind" fn begin_foreign_scan(
+    node: *mut pg_sys::ForeignScanState,
+    eflags: i32,
+) {
     if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 != 0 {
         return;
     }
@@ -303,12 +336,23 @@ pub unsafe extern "C-unwind" fn begin_foreign_scan(node: *mut pg_sys::ForeignSca
                 pg_sys::getTypeInputInfo(att.atttypid, &mut input_fn, &mut typioparam);
                 let mut finfo = pg_sys::FmgrInfo::default();
                 pg_sys::fmgr_info(input_fn, &mut finfo);
-                ColumnInput { index, finfo, typioparam, typmod: att.atttypmod }
+                ColumnInput {
+                    index,
+                    finfo,
+                    typioparam,
+                    typmod: att.atttypmod,
+                }
             })
             .collect();
-        let state = ScanState { sql, inputs, rows: None, row: DecodedRow::default() };
-        (*node).fdw_state =
-            PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(state).cast();
+        let state = ScanState {
+            sql,
+            inputs,
+            rows: None,
+            row: DecodedRow::default(),
+        };
+        (*node).fdw_state = PgMemoryContexts::CurrentMemoryContext
+            .leak_and_drop_on_delete(state)
+            .cast();
     }
 }
 
@@ -328,19 +372,62 @@ pub unsafe extern "C-unwind" fn iterate_foreign_scan(
         state.row.decode(&line);
         let expected = state.inputs.len().max(1);
         if state.row.len() != expected {
-            Error::Protocol(format!("expected {expected} fields, got {}", state.row.len())).report();
+            Error::Protocol(format!(
+                "expected {expected} fields, got {}",
+                state.row.len()
+            ))
+            .report();
         }
         let natts = (*(*slot).tts_tupleDescriptor).natts as usize;
         let values = std::slice::from_raw_parts_mut((*slot).tts_values, natts);
         let nulls = std::slice::from_raw_parts_mut((*slot).tts_isnull, natts);
         nulls.fill(true);
-        for (i, input) in state.inputs.iter_mut().enumerate() {
-            if let Some(text) = state.row.c_str(i) {
-                values[input.index] =
-                    pg_sys::InputFunctionCall(&mut input.finfo, text, input.typioparam, input.typmod);
-                nulls[input.index] = false;
+        // The slot attribute being converted, for the error message.
+        let current = Cell::new(0usize);
+        let ScanState { inputs, row, .. } = state;
+        PgTryBuilder::new(AssertUnwindSafe(|| {
+            for (i, input) in inputs.iter_mut().enumerate() {
+                current.set(input.index);
+                if let Some(text) = row.c_str(i) {
+                    values[input.index] = pg_sys::InputFunctionCall(
+                        &mut input.finfo,
+                        text,
+                        input.typioparam,
+                        input.typmod,
+                    );
+                    nulls[input.index] = false;
+                }
             }
-        }
+        }))
+        .catch_others({
+            let current = AssertUnwindSafe(&current);
+            let node = AssertUnwindSafe(node);
+            move |caught| match caught {
+                // Say which column of which table the bad value is for.
+                CaughtError::PostgresError(report) => {
+                    let rel = (**node).ss.ss_currentRelation;
+                    let att = *(*(*rel).rd_att).attrs.as_ptr().add(current.get());
+                    let context = format!(
+                        "column \"{}\" of foreign table \"{}\"",
+                        pgrx::name_data_to_str(&att.attname),
+                        pgrx::name_data_to_str(&(*(*rel).rd_rel).relname)
+                    );
+                    let detail = match report.detail() {
+                        Some(d) => format!("{d} ({context})"),
+                        None => format!("While reading {context}."),
+                    };
+                    ErrorReport::new(
+                        report.sql_error_code(),
+                        report.message().to_string(),
+                        "pg_lake",
+                    )
+                    .set_detail(detail)
+                    .report(PgLogLevel::ERROR);
+                }
+                other => other.rethrow(),
+            }
+        })
+        .execute();
         pg_sys::ExecStoreVirtualTuple(slot)
     }
 }

@@ -39,12 +39,18 @@ pub unsafe fn handle(
         if (*stmt).is_program {
             return false;
         }
-        let Some(url) = string((*stmt).filename) else { return false };
+        let Some(url) = string((*stmt).filename) else {
+            return false;
+        };
         let options = copy_options((*stmt).options);
         if !is_lake_copy(&url, &options) {
             return false;
         }
-        let context = if (*stmt).is_from { OptionContext::CopyFrom } else { OptionContext::CopyTo };
+        let context = if (*stmt).is_from {
+            OptionContext::CopyFrom
+        } else {
+            OptionContext::CopyTo
+        };
         let files = LakeFiles::from_options(Some(&url), &options, context).or_report();
         let rows = if (*stmt).is_from {
             if !(*stmt).whereClause.is_null() {
@@ -72,7 +78,10 @@ fn is_lake_copy(url: &str, options: &[(String, String)]) -> bool {
         return true;
     }
     let option = |name: &str| {
-        options.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.to_ascii_lowercase())
+        options
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.to_ascii_lowercase())
     };
     if let Some(format) = option("format") {
         return matches!(format.as_str(), "parquet" | "json");
@@ -124,18 +133,32 @@ struct OutputColumn {
 
 /// # Safety
 /// `stmt` must be a valid COPY TO statement.
-unsafe fn copy_to(stmt: *mut pg_sys::CopyStmt, files: &LakeFiles, query_string: *const std::ffi::c_char) -> u64 {
+unsafe fn copy_to(
+    stmt: *mut pg_sys::CopyStmt,
+    files: &LakeFiles,
+    query_string: *const std::ffi::c_char,
+) -> u64 {
     // SAFETY: guaranteed by the caller; parse analysis runs on the backend thread.
     let (query_sql, columns) = unsafe { source_query(stmt, query_string) };
     let names: Vec<String> = (1..=columns.len()).map(|i| format!("c{i}")).collect();
-    let pg_exprs: Vec<String> =
-        columns.iter().zip(&names).map(|(c, n)| c.transfer.pg_expr(&format!("q.{n}"))).collect();
-    let pg_sql = format!("SELECT {} FROM ({query_sql}) AS q({})", pg_exprs.join(", "), names.join(", "));
+    let pg_exprs: Vec<String> = columns
+        .iter()
+        .zip(&names)
+        .map(|(c, n)| c.transfer.pg_expr(&format!("q.{n}")))
+        .collect();
+    let pg_sql = format!(
+        "SELECT {} FROM ({query_sql}) AS q({})",
+        pg_exprs.join(", "),
+        names.join(", ")
+    );
 
     let mut conn = Connection::acquire().or_report();
     let staging_cols: Vec<String> = names.iter().map(|n| format!("{n} VARCHAR")).collect();
-    conn.execute(&format!("CREATE OR REPLACE TEMP TABLE {STAGING} ({})", staging_cols.join(", ")))
-        .or_report();
+    conn.execute(&format!(
+        "CREATE OR REPLACE TEMP TABLE {STAGING} ({})",
+        staging_cols.join(", ")
+    ))
+    .or_report();
 
     let rows = with_transmission_modes(|| stage_rows(&mut conn, &pg_sql, names.len())).or_report();
 
@@ -158,13 +181,18 @@ unsafe fn copy_to(stmt: *mut pg_sys::CopyStmt, files: &LakeFiles, query_string: 
 /// staging table in JSON batches. Returns the row count.
 fn stage_rows(conn: &mut Connection, pg_sql: &str, ncols: usize) -> Result<u64> {
     let picks: Vec<String> = (1..=ncols).map(|i| format!("r[{i}]")).collect();
-    let insert_prefix = format!("INSERT INTO {STAGING} SELECT {} FROM (SELECT unnest(CAST(CAST(", picks.join(", "));
+    let insert_prefix = format!(
+        "INSERT INTO {STAGING} SELECT {} FROM (SELECT unnest(CAST(CAST(",
+        picks.join(", ")
+    );
     let insert_suffix = " AS JSON) AS VARCHAR[][])) AS r)";
     Spi::connect(|client| {
         let mut cursor = client.open_cursor(pg_sql, &[]);
         let mut total = 0u64;
         loop {
-            let table = cursor.fetch(BATCH_ROWS).map_err(|e| Error::FeatureNotSupported(e.to_string()))?;
+            let table = cursor
+                .fetch(BATCH_ROWS)
+                .map_err(|e| Error::FeatureNotSupported(e.to_string()))?;
             if table.is_empty() {
                 return Ok(total);
             }
@@ -178,7 +206,10 @@ fn stage_rows(conn: &mut Connection, pg_sql: &str, ncols: usize) -> Result<u64> 
                     if c > 1 {
                         json.push(',');
                     }
-                    match row.get::<String>(c).map_err(|e| Error::FeatureNotSupported(e.to_string()))? {
+                    match row
+                        .get::<String>(c)
+                        .map_err(|e| Error::FeatureNotSupported(e.to_string()))?
+                    {
                         Some(v) => push_json_string(&mut json, &v),
                         None => json.push_str("null"),
                     }
@@ -187,7 +218,10 @@ fn stage_rows(conn: &mut Connection, pg_sql: &str, ncols: usize) -> Result<u64> 
                 total += 1;
             }
             json.push(']');
-            conn.execute(&format!("{insert_prefix}{}{insert_suffix}", quote_literal(&json)))?;
+            conn.execute(&format!(
+                "{insert_prefix}{}{insert_suffix}",
+                quote_literal(&json)
+            ))?;
         }
     })
 }
@@ -219,23 +253,40 @@ unsafe fn source_query(
     // SAFETY: guaranteed by the caller; parse trees are palloc'd in the current context.
     unsafe {
         let raw: *mut pg_sys::RawStmt = if (*stmt).relation.is_null() {
-            let raw = pg_sys::palloc0(std::mem::size_of::<pg_sys::RawStmt>()) as *mut pg_sys::RawStmt;
+            let raw =
+                pg_sys::palloc0(std::mem::size_of::<pg_sys::RawStmt>()) as *mut pg_sys::RawStmt;
             (*raw).type_ = pg_sys::NodeTag::T_RawStmt;
             (*raw).stmt = (*stmt).query;
             raw
         } else {
-            let relid = pg_sys::RangeVarGetRelidExtended((*stmt).relation, pg_sys::AccessShareLock as i32, 0, None, std::ptr::null_mut());
+            let relid = pg_sys::RangeVarGetRelidExtended(
+                (*stmt).relation,
+                pg_sys::AccessShareLock as i32,
+                0,
+                None,
+                std::ptr::null_mut(),
+            );
             let cols = list_ptrs::<pg_sys::String>((*stmt).attlist)
                 .into_iter()
                 .filter_map(|s| string((*s).sval))
                 .map(|c| quote_ident(&c))
                 .collect::<Vec<_>>();
-            let cols = if cols.is_empty() { "*".to_string() } else { cols.join(", ") };
+            let cols = if cols.is_empty() {
+                "*".to_string()
+            } else {
+                cols.join(", ")
+            };
             let sql = format!("SELECT {cols} FROM {}", qualified_name(relid));
             let parsed = pg_sys::raw_parser(pstrdup(&sql), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
             pg_sys::list_nth(parsed, 0).cast()
         };
-        let query = pg_sys::parse_analyze_fixedparams(raw, query_string, std::ptr::null(), 0, std::ptr::null_mut());
+        let query = pg_sys::parse_analyze_fixedparams(
+            raw,
+            query_string,
+            std::ptr::null(),
+            0,
+            std::ptr::null_mut(),
+        );
         if (*query).commandType != pg_sys::CmdType::CMD_SELECT || !(*query).utilityStmt.is_null() {
             Error::FeatureNotSupported("COPY to a lake URL needs a SELECT query".into()).report();
         }
@@ -246,7 +297,10 @@ unsafe fn source_query(
                 let name = string((*t).resname).unwrap_or_else(|| "?column?".into());
                 let expr = (*t).expr.cast();
                 let shape = pg_shape(pg_sys::exprType(expr), pg_sys::exprTypmod(expr));
-                OutputColumn { name, transfer: shape.transfer().or_report() }
+                OutputColumn {
+                    name,
+                    transfer: shape.transfer().or_report(),
+                }
             })
             .collect();
         let sql = string(pg_sys::pg_get_querydef(query, false)).unwrap_or_default();
@@ -270,7 +324,12 @@ fn pg_shape(typid: pg_sys::Oid, typmod: i32) -> PgShape {
             let fields = (0..(*desc).natts as usize)
                 .map(|i| *(*desc).attrs.as_ptr().add(i))
                 .filter(|a| !a.attisdropped)
-                .map(|a| (pgrx::name_data_to_str(&a.attname).to_string(), pg_shape(a.atttypid, a.atttypmod)))
+                .map(|a| {
+                    (
+                        pgrx::name_data_to_str(&a.attname).to_string(),
+                        pg_shape(a.atttypid, a.atttypmod),
+                    )
+                })
                 .collect();
             pg_sys::DecrTupleDescRefCount(desc);
             return PgShape::Composite(fields);
@@ -287,7 +346,9 @@ fn pg_shape(typid: pg_sys::Oid, typmod: i32) -> PgShape {
                 PgShape::Numeric(Some(((t >> 16) & 0xffff, t & 0x7ff)))
             }
             pg_sys::NUMERICOID => PgShape::Numeric(None),
-            pg_sys::TEXTOID | pg_sys::VARCHAROID | pg_sys::BPCHAROID | pg_sys::NAMEOID => PgShape::Text,
+            pg_sys::TEXTOID | pg_sys::VARCHAROID | pg_sys::BPCHAROID | pg_sys::NAMEOID => {
+                PgShape::Text
+            }
             pg_sys::BYTEAOID => PgShape::Bytea,
             pg_sys::DATEOID => PgShape::Date,
             pg_sys::TIMEOID => PgShape::Time,
@@ -308,10 +369,16 @@ thread_local! {
 
 /// Postgres' COPY FROM pulls its input through this callback.
 #[pg_guard]
-unsafe extern "C-unwind" fn read_source(outbuf: *mut std::ffi::c_void, minread: i32, maxread: i32) -> i32 {
+unsafe extern "C-unwind" fn read_source(
+    outbuf: *mut std::ffi::c_void,
+    minread: i32,
+    maxread: i32,
+) -> i32 {
     SOURCE.with(|source| {
         let mut source = source.borrow_mut();
-        let (rows, pending) = source.as_mut().expect("COPY FROM source is set while COPY runs");
+        let (rows, pending) = source
+            .as_mut()
+            .expect("COPY FROM source is set while COPY runs");
         let mut written = 0usize;
         let (min, max) = (minread.max(1) as usize, maxread as usize);
         while written < min {
@@ -324,7 +391,11 @@ unsafe extern "C-unwind" fn read_source(outbuf: *mut std::ffi::c_void, minread: 
             let n = pending.len().min(max - written);
             // SAFETY: Postgres gives a buffer of `maxread` bytes; we write at most that.
             unsafe {
-                std::ptr::copy_nonoverlapping(pending.as_ptr(), (outbuf as *mut u8).add(written), n);
+                std::ptr::copy_nonoverlapping(
+                    pending.as_ptr(),
+                    (outbuf as *mut u8).add(written),
+                    n,
+                );
             }
             let _ = pending.split_to(n);
             written += n;
@@ -335,36 +406,73 @@ unsafe extern "C-unwind" fn read_source(outbuf: *mut std::ffi::c_void, minread: 
 
 /// # Safety
 /// `stmt` must be a valid COPY FROM statement.
-unsafe fn copy_from(stmt: *mut pg_sys::CopyStmt, files: &LakeFiles, query_string: *const std::ffi::c_char) -> u64 {
+unsafe fn copy_from(
+    stmt: *mut pg_sys::CopyStmt,
+    files: &LakeFiles,
+    query_string: *const std::ffi::c_char,
+) -> u64 {
     // SAFETY: guaranteed by the caller; the relation stays locked until commit.
     unsafe {
         let rel = pg_sys::table_openrv((*stmt).relation, pg_sys::RowExclusiveLock as i32);
         let relid = (*rel).rd_id;
-        let acl = pg_sys::pg_class_aclcheck(relid, pg_sys::GetUserId(), pg_sys::ACL_INSERT as pg_sys::AclMode);
+        let acl = pg_sys::pg_class_aclcheck(
+            relid,
+            pg_sys::GetUserId(),
+            pg_sys::ACL_INSERT as pg_sys::AclMode,
+        );
         if acl != pg_sys::AclResult::ACLCHECK_OK {
-            pg_sys::aclcheck_error(acl, pg_sys::ObjectType::OBJECT_TABLE, pg_sys::get_rel_name(relid));
+            pg_sys::aclcheck_error(
+                acl,
+                pg_sys::ObjectType::OBJECT_TABLE,
+                pg_sys::get_rel_name(relid),
+            );
         }
-        if pg_sys::check_enable_rls(relid, pg_sys::InvalidOid, false) == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32 {
-            Error::FeatureNotSupported("COPY FROM is not supported with row-level security".into()).report();
+        if pg_sys::check_enable_rls(relid, pg_sys::InvalidOid, false)
+            == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
+        {
+            Error::FeatureNotSupported("COPY FROM is not supported with row-level security".into())
+                .report();
         }
         let table = string(pg_sys::get_rel_name(relid)).unwrap_or_default();
         let targets = target_columns(rel, (*stmt).attlist);
         let select = matching_columns(files, &table, &targets).or_report();
 
         let sql = format!("SELECT {select} FROM {}", files.read_sql(Some(&targets)));
-        let rows = Connection::acquire().and_then(|c| c.transmit(&sql)).or_report();
+        let rows = Connection::acquire()
+            .and_then(|c| c.transmit(&sql))
+            .or_report();
         SOURCE.with(|s| *s.borrow_mut() = Some((rows, Bytes::new())));
 
         let pstate = pg_sys::make_parsestate(std::ptr::null_mut());
         (*pstate).p_sourcetext = query_string;
-        pg_sys::addRangeTableEntryForRelation(pstate, rel, pg_sys::RowExclusiveLock as i32, std::ptr::null_mut(), false, false);
+        pg_sys::addRangeTableEntryForRelation(
+            pstate,
+            rel,
+            pg_sys::RowExclusiveLock as i32,
+            std::ptr::null_mut(),
+            false,
+            false,
+        );
         let mut attnames: *mut pg_sys::List = std::ptr::null_mut();
         for t in &targets {
             attnames = pg_sys::lappend(attnames, pg_sys::makeString(pstrdup(t)).cast());
         }
-        let encoding = pg_sys::makeDefElem(pstrdup("encoding"), pg_sys::makeString(pstrdup("UTF8")).cast(), -1);
+        let encoding = pg_sys::makeDefElem(
+            pstrdup("encoding"),
+            pg_sys::makeString(pstrdup("UTF8")).cast(),
+            -1,
+        );
         let options = pg_sys::lappend(std::ptr::null_mut(), encoding.cast());
-        let cstate = pg_sys::BeginCopyFrom(pstate, rel, std::ptr::null_mut(), std::ptr::null(), false, Some(read_source), attnames, options);
+        let cstate = pg_sys::BeginCopyFrom(
+            pstate,
+            rel,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            false,
+            Some(read_source),
+            attnames,
+            options,
+        );
         let loaded = pg_sys::CopyFrom(cstate);
         pg_sys::EndCopyFrom(cstate);
         if let Some((rows, _)) = SOURCE.with(|s| s.borrow_mut().take()) {
@@ -382,8 +490,10 @@ unsafe fn copy_from(stmt: *mut pg_sys::CopyStmt, files: &LakeFiles, query_string
 unsafe fn target_columns(rel: pg_sys::Relation, attlist: *mut pg_sys::List) -> Vec<String> {
     // SAFETY: guaranteed by the caller.
     unsafe {
-        let listed: Vec<String> =
-            list_ptrs::<pg_sys::String>(attlist).into_iter().filter_map(|s| string((*s).sval)).collect();
+        let listed: Vec<String> = list_ptrs::<pg_sys::String>(attlist)
+            .into_iter()
+            .filter_map(|s| string((*s).sval))
+            .collect();
         if !listed.is_empty() {
             return listed;
         }
@@ -424,6 +534,9 @@ fn matching_columns(files: &LakeFiles, table: &str, targets: &[String]) -> Resul
             files.url
         )));
     }
-    Ok(targets.iter().map(|t| quote_ident(t)).collect::<Vec<_>>().join(", "))
+    Ok(targets
+        .iter()
+        .map(|t| quote_ident(t))
+        .collect::<Vec<_>>()
+        .join(", "))
 }
-

@@ -32,7 +32,8 @@ pub unsafe fn fill_columns(stmt: *mut pg_sys::CreateForeignTableStmt) {
     // SAFETY: guaranteed by the caller; new nodes are palloc'd in the statement's context.
     unsafe {
         let options = def_elems((*stmt).options);
-        let files = LakeFiles::from_options(None, &options, OptionContext::ForeignTable).or_report();
+        let files =
+            LakeFiles::from_options(None, &options, OptionContext::ForeignTable).or_report();
         let relation = (*stmt).base.relation;
         let table = string((*relation).relname).unwrap_or_default();
         let schema = string((*relation).schemaname);
@@ -47,9 +48,9 @@ pub unsafe fn fill_columns(stmt: *mut pg_sys::CreateForeignTableStmt) {
             let pg = pg_type_for_duckdb(&duckdb_type)
                 .ok_or_else(|| unsupported_duckdb(&name, &files.url, &duckdb_type))
                 .or_report();
-            let type_sql =
-                type_sql(&pg, schema.as_deref(), &format!("{table}_{name}")).or_report();
-            let def = pg_sys::makeColumnDef(pstrdup(&name), pg_sys::InvalidOid, -1, pg_sys::InvalidOid);
+            let type_sql = type_sql(&pg, schema.as_deref(), &format!("{table}_{name}")).or_report();
+            let def =
+                pg_sys::makeColumnDef(pstrdup(&name), pg_sys::InvalidOid, -1, pg_sys::InvalidOid);
             (*def).typeName = type_name(&type_sql);
             elts = pg_sys::lappend(elts, def.cast());
         }
@@ -69,10 +70,19 @@ fn type_sql(t: &PgType, schema: Option<&str>, name: &str) -> Result<String> {
             };
             let fields = fields
                 .iter()
-                .map(|(f, ft)| Ok(format!("{} {}", quote_ident(f), type_sql(ft, schema, &format!("{name}_{f}"))?)))
+                .map(|(f, ft)| {
+                    Ok(format!(
+                        "{} {}",
+                        quote_ident(f),
+                        type_sql(ft, schema, &format!("{name}_{f}"))?
+                    ))
+                })
                 .collect::<Result<Vec<_>>>()?;
-            Spi::run(&format!("CREATE TYPE {qualified} AS ({})", fields.join(", ")))
-                .unwrap_or_else(|e| pgrx::error!("could not create composite type {qualified}: {e}"));
+            Spi::run(&format!(
+                "CREATE TYPE {qualified} AS ({})",
+                fields.join(", ")
+            ))
+            .unwrap_or_else(|e| pgrx::error!("could not create composite type {qualified}: {e}"));
             qualified
         }
     })

@@ -201,6 +201,12 @@ def test_bad_options_name_the_culprit(db, options, culprit):
     assert db.execute("SELECT 1").fetchone() == (1,)
 
 
+def test_gcs_urls_are_accepted(db):
+    db.execute("CREATE FOREIGN TABLE on_gcs (x int) SERVER pg_lake OPTIONS (path 'gs://bucket/dir/*.parquet')")
+    plan = explain(db, "SELECT x FROM on_gcs")
+    assert "read_parquet('gs://bucket/dir/*.parquet')" in plan
+
+
 def test_bad_option_on_alter(db):
     db.execute("CREATE FOREIGN TABLE ok (x int) SERVER pg_lake OPTIONS (path 's3://lake/x.csv')")
     with pytest.raises(psycopg.Error) as e:
@@ -231,6 +237,7 @@ def test_missing_and_corrupt_files(db, duck, s3url, localdir, moto):
     with pytest.raises(psycopg.errors.InvalidTextRepresentation) as e:
         db.execute("SELECT x FROM wrongtype")
     assert '"abc"' in str(e.value)
+    assert e.value.diag.message_detail == 'While reading column "x" of foreign table "wrongtype".'
     # everything still works afterwards, on both sides
     db.execute(f"CREATE FOREIGN TABLE fine (x int) SERVER pg_lake OPTIONS (path '{s3url}/x.parquet')")
     assert db.execute("SELECT x FROM fine").fetchall() == [(1,)]
