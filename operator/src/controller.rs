@@ -120,7 +120,11 @@ enum Extension {
 }
 
 async fn apply(lc: &LakeCluster, ctx: &Context) -> Result<Action> {
-    let c = Cluster::new(lc)?;
+    let c = match Cluster::new(lc) {
+        Ok(c) => c,
+        Err(Error::InvalidSpec(reason)) => return reject(lc, ctx, reason).await,
+        Err(e) => return Err(e),
+    };
     let ns = c.names.namespace.as_str();
     let client = &ctx.client;
     let mut changes = Vec::new();
@@ -207,24 +211,75 @@ async fn apply(lc: &LakeCluster, ctx: &Context) -> Result<Action> {
         publish(ctx, &reference, kind, &reason, type_, message).await;
     }
     if status != previous {
-        let api: Api<LakeCluster> = Api::namespaced(client.clone(), ns);
-        let patch = serde_json::json!({
-            "apiVersion": "pglake.dev/v1alpha1",
-            "kind": "LakeCluster",
-            "status": status,
-        });
-        api.patch_status(
-            &c.names.cluster,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
+        write_status(ctx, &c.names, &status).await?;
     }
     Ok(Action::requeue(if status.phase == Some(Phase::Ready) {
         RESYNC
     } else {
         CONVERGING
     }))
+}
+
+/// Server-side applies the status subresource.
+async fn write_status(ctx: &Context, names: &Names, status: &LakeClusterStatus) -> Result<()> {
+    let api: Api<LakeCluster> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let patch = serde_json::json!({
+        "apiVersion": "pglake.dev/v1alpha1",
+        "kind": "LakeCluster",
+        "status": status,
+    });
+    api.patch_status(
+        &names.cluster,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// A spec the API server admitted but no objects can be built from (a size
+/// beyond what a byte count holds, say): says why in the status and an event,
+/// then waits for the spec to change instead of retrying.
+async fn reject(lc: &LakeCluster, ctx: &Context, reason: String) -> Result<Action> {
+    let names = Names::of(lc)?;
+    let previous = lc.status.clone().unwrap_or_default();
+    let generation = lc.metadata.generation;
+    let ready = condition(
+        &previous,
+        generation,
+        Timestamp::now(),
+        READY,
+        false,
+        "InvalidSpec",
+        reason.clone(),
+    );
+    let mut conditions: Vec<Condition> = previous
+        .conditions
+        .iter()
+        .filter(|c| c.type_ != READY)
+        .cloned()
+        .collect();
+    conditions.insert(0, ready);
+    let status = LakeClusterStatus {
+        observed_generation: generation,
+        phase: Some(Phase::Degraded),
+        conditions,
+        ..previous.clone()
+    };
+    if status != previous {
+        let reference = lc.object_ref(&());
+        publish(
+            ctx,
+            &reference,
+            EventType::Warning,
+            "InvalidSpec",
+            "Reconcile",
+            reason,
+        )
+        .await;
+        write_status(ctx, &names, &status).await?;
+    }
+    Ok(Action::await_change())
 }
 
 /// Creates the superuser Secret once; it is never rewritten, so the password

@@ -678,3 +678,33 @@ async fn disabling_the_catalog_removes_it() {
         "Disabled"
     );
 }
+
+#[tokio::test]
+async fn a_spec_no_objects_can_be_built_from_is_reported_not_retried() {
+    let (ctx, server, _) = Context::test();
+    // Admitted by the schema's pattern, but beyond what a byte count holds.
+    let lc = LakeCluster::test()
+        .finalized()
+        .changed(|s| s.pgduck.cache_size = Some("999999999E".into()));
+    let status = Arc::new(Mutex::new(None));
+    let mock = server.run(vec![
+        event("InvalidSpec", "pgduck.cacheSize \"999999999E\""),
+        status_apply(&status),
+    ]);
+    let action = reconcile(Arc::new(lc), ctx)
+        .await
+        .expect("reported, not failed");
+    assert_eq!(action, Action::await_change());
+    let seen = finish(mock).await;
+    assert!(
+        seen.iter().all(|s| !s.path.contains("statefulsets")),
+        "no objects are applied"
+    );
+    let body = status.lock().unwrap().take().unwrap();
+    assert_eq!(body["status"]["phase"], "Degraded");
+    let ready = condition_of(&body["status"], READY);
+    assert_eq!(
+        (ready["status"].as_str(), ready["reason"].as_str()),
+        (Some("False"), Some("InvalidSpec"))
+    );
+}
