@@ -63,23 +63,26 @@ def postgres_url():
 
 
 class CatalogServer:
-    def __init__(self, binary: Path, database_url: str, warehouse: Path, extra=()):
+    """The rest_catalog binary; its log goes to `workdir`."""
+
+    def __init__(self, binary: Path, database_url: str, workdir: Path, warehouse: str, extra=(), env=None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.warehouse = warehouse
-        self.log = open(warehouse.parent / f"rest_catalog-{self.port}.log", "wb")
+        self.log = open(workdir / f"rest_catalog-{self.port}.log", "wb")
         self.proc = subprocess.Popen(
             [
                 str(binary),
                 "--listen", f"127.0.0.1:{self.port}",
                 "--database-url", database_url,
-                "--warehouse", str(warehouse),
+                "--warehouse", warehouse,
                 "--auth", "none",
                 "--log-format", "text",
                 *extra,
             ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
         )
         deadline = time.time() + 60
         while True:
@@ -105,7 +108,7 @@ class CatalogServer:
 @pytest.fixture(scope="session")
 def catalog_server(postgres_url):
     workdir = Path(tempfile.mkdtemp(prefix="rest-catalog-pytest-"))
-    server = CatalogServer(rest_catalog_binary(), postgres_url, workdir / "warehouse")
+    server = CatalogServer(rest_catalog_binary(), postgres_url, workdir, str(workdir / "warehouse"))
     try:
         yield server
     finally:
@@ -126,3 +129,58 @@ def namespace(rest_catalog, request):
     name = request.node.name.replace("[", "_").replace("]", "").replace("-", "_")[:60]
     rest_catalog.create_namespace(name)
     return name
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A moto S3 server on 127.0.0.1 with the bucket `lake`."""
+    import boto3
+
+    port = free_port()
+    moto = subprocess.Popen(
+        [str(Path(os.environ.get("PG_LAKE_VENV", Path(os.sys.executable).parent.parent)) / "bin" / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while True:
+        try:
+            requests.get(endpoint, timeout=1)
+            break
+        except requests.ConnectionError:
+            if time.time() > deadline:
+                moto.kill()
+                raise
+            time.sleep(0.1)
+    boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
+    ).create_bucket(Bucket="lake")
+    try:
+        yield endpoint
+    finally:
+        moto.terminate()
+        moto.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def s3_catalog_server(postgres_url, s3_endpoint):
+    """A second catalog (its own catalog name) whose warehouse is in S3, set up
+    through the same environment variables the operator gives it."""
+    workdir = Path(tempfile.mkdtemp(prefix="rest-catalog-pytest-s3-"))
+    env = {
+        "REST_CATALOG_NAME": "s3lake",
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "PG_LAKE_S3_URL_STYLE": "path",
+        "PG_LAKE_S3_USE_SSL": "false",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "REST_CATALOG_VEND_CREDENTIALS": "true",
+    }
+    server = CatalogServer(rest_catalog_binary(), postgres_url, workdir, "s3://lake/warehouse", env=env)
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
