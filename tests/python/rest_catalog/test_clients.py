@@ -125,7 +125,6 @@ def test_stale_writer_gets_a_conflict_not_a_lost_update(rest_catalog, namespace)
 
 def test_catalog_rows_are_readable_by_pyiceberg_sql_catalog(rest_catalog, catalog_server, namespace, postgres_url):
     """The JDBC/SQL-catalog layout: PyIceberg's SqlCatalog reads what REST wrote."""
-    pytest.importorskip("sqlalchemy")
     from pyiceberg.catalog.sql import SqlCatalog
 
     rest_catalog.create_table(f"{namespace}.t", schema=SCHEMA).append(batch(0, 5))
