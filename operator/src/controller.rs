@@ -125,68 +125,35 @@ async fn apply(lc: &LakeCluster, ctx: &Context) -> Result<Action> {
         Err(Error::InvalidSpec(reason)) => return reject(lc, ctx, reason).await,
         Err(e) => return Err(e),
     };
-    let ns = c.names.namespace.as_str();
-    let client = &ctx.client;
-    let mut changes = Vec::new();
-
+    let mut cluster = Applier {
+        client: &ctx.client,
+        namespace: &c.names.namespace,
+        changes: Vec::new(),
+    };
     if c.spec.postgres.superuser_secret.is_none() {
-        ensure_generated_secret(&c, client, &mut changes).await?;
+        ensure_generated_secret(&c, &mut cluster).await?;
     }
-    ensure(
-        &Api::namespaced(client.clone(), ns),
-        resources::service_account(&c)?,
-        &mut changes,
-    )
-    .await?;
-    ensure(
-        &Api::namespaced(client.clone(), ns),
-        resources::config_map(&c)?,
-        &mut changes,
-    )
-    .await?;
-    let services: Api<Service> = Api::namespaced(client.clone(), ns);
-    ensure(&services, resources::headless_service(&c)?, &mut changes).await?;
-    ensure(&services, resources::rw_service(&c)?, &mut changes).await?;
-    let sts = ensure(
-        &Api::namespaced(client.clone(), ns),
-        resources::stateful_set(&c)?,
-        &mut changes,
-    )
-    .await?;
-    ensure(
-        &Api::namespaced(client.clone(), ns),
-        resources::pod_disruption_budget(&c)?,
-        &mut changes,
-    )
-    .await?;
-    ensure(
-        &Api::namespaced(client.clone(), ns),
-        resources::network_policy(&c)?,
-        &mut changes,
-    )
-    .await?;
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let catalog = if c.spec.catalog.enabled {
-        let deployment = ensure(
-            &deployments,
-            resources::catalog_deployment(&c)?,
-            &mut changes,
-        )
+    cluster.ensure(resources::service_account(&c)?).await?;
+    cluster.ensure(resources::config_map(&c)?).await?;
+    cluster.ensure(resources::headless_service(&c)?).await?;
+    cluster.ensure(resources::rw_service(&c)?).await?;
+    let sts = cluster.ensure(resources::stateful_set(&c)?).await?;
+    cluster
+        .ensure(resources::pod_disruption_budget(&c)?)
         .await?;
-        ensure(&services, resources::catalog_service(&c)?, &mut changes).await?;
+    cluster.ensure(resources::network_policy(&c)?).await?;
+    let catalog = if c.spec.catalog.enabled {
+        let deployment = cluster.ensure(resources::catalog_deployment(&c)?).await?;
+        cluster.ensure(resources::catalog_service(&c)?).await?;
         Some(deployment)
     } else {
-        remove(&deployments, &c.names.catalog(), &mut changes).await?;
-        remove(&services, &c.names.catalog(), &mut changes).await?;
+        cluster.remove::<Deployment>(&c.names.catalog()).await?;
+        cluster.remove::<Service>(&c.names.catalog()).await?;
         None
     };
-    let extension = extension_step(
-        &c,
-        client,
-        rolled_out(&sts, c.spec.postgres.instances),
-        &mut changes,
-    )
-    .await?;
+    let pods_current = rolled_out(&sts, c.spec.postgres.instances);
+    let extension = extension_step(&c, &mut cluster, pods_current).await?;
+    let changes = cluster.changes;
 
     let reference = lc.object_ref(&());
     if !changes.is_empty() {
@@ -284,25 +251,17 @@ async fn reject(lc: &LakeCluster, ctx: &Context, reason: String) -> Result<Actio
 
 /// Creates the superuser Secret once; it is never rewritten, so the password
 /// stays what PGDATA was initialised with.
-async fn ensure_generated_secret(
-    c: &Cluster<'_>,
-    client: &Client,
-    changes: &mut Vec<String>,
-) -> Result<()> {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &c.names.namespace);
+async fn ensure_generated_secret(c: &Cluster<'_>, cluster: &mut Applier<'_>) -> Result<()> {
+    let secrets: Api<Secret> = cluster.api();
     let name = c.names.generated_superuser_secret();
     if secrets.get_opt(&name).await?.is_none() {
         let secret = resources::superuser_secret(c, &generate_password()?);
-        secrets
-            .create(
-                &PostParams {
-                    field_manager: Some(MANAGER.into()),
-                    ..Default::default()
-                },
-                &secret,
-            )
-            .await?;
-        changes.push(format!("created Secret/{name}"));
+        let params = PostParams {
+            field_manager: Some(MANAGER.into()),
+            ..Default::default()
+        };
+        secrets.create(&params, &secret).await?;
+        cluster.changes.push(format!("created Secret/{name}"));
     }
     Ok(())
 }
@@ -327,40 +286,68 @@ pub fn generate_password() -> Result<String> {
     Ok(password)
 }
 
-/// Applies `desired` unless the live object carries the same applied hash.
-async fn ensure<K>(api: &Api<K>, desired: K, changes: &mut Vec<String>) -> Result<K>
-where
-    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug,
-{
-    let name = desired.name_any();
-    let live = api.get_opt(&name).await?;
-    if let Some(live) = live
-        .as_ref()
-        .filter(|l| applied_hash(*l) == applied_hash(&desired))
-    {
-        return Ok(live.clone());
-    }
-    let applied = api
-        .patch(
-            &name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&desired),
-        )
-        .await?;
-    let verb = if live.is_some() { "updated" } else { "created" };
-    changes.push(format!("{verb} {}/{name}", K::kind(&())));
-    Ok(applied)
+/// Applies a cluster's objects in its namespace and notes what changed.
+struct Applier<'a> {
+    client: &'a Client,
+    namespace: &'a str,
+    /// "created Kind/name", "updated ...", "deleted ..." for the Applied event.
+    changes: Vec<String>,
 }
 
-async fn remove<K>(api: &Api<K>, name: &str, changes: &mut Vec<String>) -> Result<()>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
-{
-    if api.get_opt(name).await?.is_some() {
-        api.delete(name, &DeleteParams::background()).await?;
-        changes.push(format!("deleted {}/{name}", K::kind(&())));
+impl Applier<'_> {
+    fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), self.namespace)
     }
-    Ok(())
+
+    /// Server-side applies `desired` unless the live object carries the same applied hash.
+    async fn ensure<K>(&mut self, desired: K) -> Result<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + Serialize
+            + DeserializeOwned
+            + Debug,
+    {
+        let api: Api<K> = self.api();
+        let name = desired.name_any();
+        let live = api.get_opt(&name).await?;
+        if let Some(live) = live
+            .as_ref()
+            .filter(|l| applied_hash(*l) == applied_hash(&desired))
+        {
+            return Ok(live.clone());
+        }
+        let applied = api
+            .patch(
+                &name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&desired),
+            )
+            .await?;
+        let verb = if live.is_some() { "updated" } else { "created" };
+        self.changes.push(format!("{verb} {}/{name}", K::kind(&())));
+        Ok(applied)
+    }
+
+    /// Deletes the named object if it exists.
+    async fn remove<K>(&mut self, name: &str) -> Result<()>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + Debug,
+    {
+        let api: Api<K> = self.api();
+        if api.get_opt(name).await?.is_some() {
+            api.delete(name, &DeleteParams::background()).await?;
+            self.changes
+                .push(format!("deleted {}/{name}", K::kind(&())));
+        }
+        Ok(())
+    }
 }
 
 /// The StatefulSet runs its current spec on every pod, all ready.
@@ -377,9 +364,8 @@ fn rolled_out(sts: &StatefulSet, instances: i32) -> bool {
 
 async fn extension_step(
     c: &Cluster<'_>,
-    client: &Client,
+    cluster: &mut Applier<'_>,
     rolled_out: bool,
-    changes: &mut Vec<String>,
 ) -> Result<Extension> {
     let target = c.spec.extension_version();
     let installed =
@@ -395,7 +381,7 @@ async fn extension_step(
     if !rolled_out {
         return Ok(Extension::WaitingForRollout);
     }
-    let jobs: Api<Job> = Api::namespaced(client.clone(), &c.names.namespace);
+    let jobs: Api<Job> = cluster.api();
     let name = c.names.extension_job(target);
     let Some(job) = jobs.get_opt(&name).await? else {
         jobs.patch(
@@ -404,7 +390,7 @@ async fn extension_step(
             &Patch::Apply(resources::extension_job(c)?),
         )
         .await?;
-        changes.push(format!("created Job/{name}"));
+        cluster.changes.push(format!("created Job/{name}"));
         return Ok(Extension::Updating(name));
     };
     let status = job.status.unwrap_or_default();
