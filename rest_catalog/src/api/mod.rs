@@ -246,6 +246,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_advertised_endpoint_is_in_the_openapi_document() {
+        let doc: serde_yaml::Value = serde_yaml::from_str(include_str!("../../openapi.yaml")).unwrap();
+        for endpoint in ENDPOINTS {
+            let (method, path) = endpoint.split_once(' ').unwrap();
+            let operation = &doc["paths"][path][method.to_lowercase().as_str()];
+            assert!(operation.is_mapping(), "{endpoint} is not documented");
+        }
+    }
+
+    #[test]
     fn namespaces_split_on_the_unit_separator() {
         assert_eq!(parse_namespace("a\u{1f}b"), vec!["a", "b"]);
         assert_eq!(parse_namespace("a"), vec!["a"]);
