@@ -1,9 +1,13 @@
-"""Paths and helpers of the operator's offline tests (a module of its own so
-the test files do not import another suite's conftest by accident)."""
+"""Paths, helpers and fixtures of the operator's tests. Not a conftest.py: other
+suites import names from `conftest`, and a second conftest module would shadow theirs.
+Test modules import the fixtures they use from here."""
 
 import os
 import subprocess
 from pathlib import Path
+
+import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[3]
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/pg_lake/target"))
@@ -32,3 +36,20 @@ def expected_error(path: Path) -> str:
     first = path.read_text().splitlines()[0]
     assert first.startswith("# expect: "), f"{path.name} must start with '# expect: <message>'"
     return first.removeprefix("# expect: ")
+
+
+@pytest.fixture(scope="session")
+def operator_bin() -> Path:
+    cargo_build("lake_operator")
+    return OPERATOR_BIN
+
+
+@pytest.fixture(scope="session")
+def pgduck_bin() -> Path:
+    cargo_build("pgduck_server")
+    return PGDUCK_BIN
+
+
+@pytest.fixture(scope="session")
+def crd() -> dict:
+    return yaml.safe_load(CRD_PATH.read_text())

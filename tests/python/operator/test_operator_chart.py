@@ -8,7 +8,7 @@ import re
 import jsonschema
 import yaml
 
-from lake_operator_support import CHART, CRD_PATH, run_operator
+from lake_operator_support import CHART, CRD_PATH, operator_bin, run_operator  # noqa: F401 (fixtures)
 
 
 def test_chart_crd_equals_the_generated_crd():

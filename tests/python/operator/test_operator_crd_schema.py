@@ -7,7 +7,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from lake_operator_support import CRD_PATH, EXAMPLES, INVALID, expected_error, run_operator
+from lake_operator_support import CRD_PATH, EXAMPLES, INVALID, crd, expected_error, operator_bin, run_operator  # noqa: F401 (fixtures)
 
 
 def schema_errors(crd, obj):

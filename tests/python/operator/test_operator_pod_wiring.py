@@ -11,7 +11,7 @@ import psycopg
 import pytest
 import yaml
 
-from lake_operator_support import DUCKDB_EXTENSIONS, EXAMPLES, run_operator
+from lake_operator_support import DUCKDB_EXTENSIONS, EXAMPLES, operator_bin, pgduck_bin, run_operator  # noqa: F401 (fixtures)
 
 
 def rendered_pod(operator_bin, example):

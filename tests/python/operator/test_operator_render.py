@@ -6,7 +6,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from lake_operator_support import EXAMPLES, run_operator
+from lake_operator_support import EXAMPLES, operator_bin, run_operator  # noqa: F401 (fixtures)
 
 VERSIONS = ["1.30.0", "1.33.0"]
 SECRET_ENV_HINTS = ("PASSWORD", "SECRET", "TOKEN", "AWS_ACCESS_KEY_ID")

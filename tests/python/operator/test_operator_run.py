@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 
-from lake_operator_support import REPO, run_operator
+from lake_operator_support import REPO, operator_bin, run_operator  # noqa: F401 (fixtures)
 
 NS = "default"
 LEASE_NS = "lake-system"
