@@ -227,8 +227,12 @@ impl Catalog {
         self.warehouse.write(location, Bytes::from(bytes)).await
     }
 
-    /// Removes a metadata file no catalog row points at (a commit that lost its race).
-    async fn discard(&self, location: &str) {
+    /// Removes a metadata file that `failure` kept from being published, unless
+    /// the failure leaves open whether a catalog row now points at it.
+    async fn discard(&self, location: &str, failure: &Error) {
+        if matches!(failure, Error::CommitStateUnknown(_)) {
+            return;
+        }
         if let Err(e) = self.warehouse.delete(location).await {
             tracing::warn!(location, error = %e, "could not remove an unpublished metadata file");
         }
@@ -367,7 +371,7 @@ impl Catalog {
         }
         let version = self.write_table_version(next_metadata_location(&location, None), metadata).await?;
         if let Err(e) = self.store.insert_entity(&ident, EntityKind::Table, version.written_location()).await {
-            self.discard(version.written_location()).await;
+            self.discard(version.written_location(), &e).await;
             return Err(e);
         }
         self.remember(version.clone());
@@ -433,7 +437,7 @@ impl Catalog {
                 match self.stage(ident, &change.requirements, &change.updates).await {
                     Ok(s) => staged.push(s),
                     Err(e) => {
-                        self.discard_staged(&staged).await;
+                        self.discard_staged(&staged, &e).await;
                         return Err(e);
                     }
                 }
@@ -568,17 +572,16 @@ impl Catalog {
                 }
                 Ok(())
             }
-            Err(e @ Error::CommitStateUnknown(_)) => Err(e),
             Err(e) => {
-                self.discard_staged(staged).await;
+                self.discard_staged(staged, &e).await;
                 Err(e)
             }
         }
     }
 
-    async fn discard_staged(&self, staged: &[StagedCommit]) {
+    async fn discard_staged(&self, staged: &[StagedCommit], failure: &Error) {
         for s in staged.iter().filter(|s| s.is_new()) {
-            self.discard(s.location()).await;
+            self.discard(s.location(), failure).await;
         }
     }
 
@@ -611,7 +614,7 @@ impl Catalog {
         let metadata_location = next_metadata_location(metadata.location(), None);
         self.write_json(&metadata_location, &metadata).await?;
         if let Err(e) = self.store.insert_entity(&ident, EntityKind::View, &metadata_location).await {
-            self.discard(&metadata_location).await;
+            self.discard(&metadata_location, &e).await;
             return Err(e);
         }
         Ok(LoadViewResult { metadata_location, metadata, config: self.client_config().clone() })
@@ -645,9 +648,7 @@ impl Catalog {
             self.write_json(&location, &metadata).await?;
             let swap = MetadataSwap { ident: ident.clone(), kind: EntityKind::View, expected: previous, new: location.clone() };
             if let Err(e) = self.store.swap_metadata(&[swap]).await {
-                if !matches!(e, Error::CommitStateUnknown(_)) {
-                    self.discard(&location).await;
-                }
+                self.discard(&location, &e).await;
                 return Err(e);
             }
             Ok(LoadViewResult { metadata_location: location, metadata, config: self.client_config().clone() })

@@ -501,3 +501,26 @@ async fn migrations_apply_once_under_concurrency() {
         .get(0);
     assert!(!owner_is_extension);
 }
+
+#[tokio::test]
+async fn a_commit_whose_outcome_is_unknown_is_a_server_error_never_a_conflict() {
+    let c = start(&["--commit-retries", "0"]).await;
+    c.create_namespace("ns").await;
+    c.create_table("ns", "t").await;
+    // The catalog's connection dies in the middle of the swap.
+    let db = sql_client(&c.database_url).await;
+    db.batch_execute(
+        "CREATE FUNCTION die() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); RETURN NEW; END $$;
+         CREATE TRIGGER die BEFORE UPDATE ON lake_catalog.iceberg_tables FOR EACH ROW EXECUTE FUNCTION die();",
+    )
+    .await
+    .unwrap();
+    let (status, body) = c.post("/v1/namespaces/ns/tables/t", add_column_commit(json!([]))).await;
+    assert!(status >= 500, "{status} {body}");
+    let kind = body["error"]["type"].as_str().unwrap();
+    assert!(["InternalServerError", "CommitStateUnknownException"].contains(&kind), "{body}");
+    db.batch_execute("DROP TRIGGER die ON lake_catalog.iceberg_tables").await.unwrap();
+    let (status, body) = c.post("/v1/namespaces/ns/tables/t", add_column_commit(json!([]))).await;
+    assert_eq!(status, 200, "the catalog recovers once the database does: {body}");
+}

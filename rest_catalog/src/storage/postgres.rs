@@ -130,6 +130,15 @@ fn is_transient(e: &Error) -> bool {
     }
 }
 
+/// Once a statement changing the catalog has been sent, a lost connection
+/// (an error Postgres did not report) leaves its outcome unknown.
+fn sent_change_error(e: tokio_postgres::Error) -> Error {
+    match e.as_db_error() {
+        Some(_) => Error::Database(e),
+        None => Error::CommitStateUnknown(e.to_string()),
+    }
+}
+
 fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&SqlState::UNIQUE_VIOLATION)
 }
@@ -233,7 +242,7 @@ impl CatalogStore for PostgresStore {
             .filter(|levels| levels.len() > depth)
             .map(|levels| levels[..=depth].to_vec())
             .collect();
-        let after = page.after.as_deref().map(|a| decode_namespace(a));
+        let after = page.after.as_deref().map(decode_namespace);
         Ok(paginate(children, after, page.limit))
     }
 
@@ -363,7 +372,8 @@ impl CatalogStore for PostgresStore {
             .await?;
         let inserted = client
             .execute(&stmt, &[&self.catalog_name, &stored, &ident.name, &metadata_location, &kind.iceberg_type()])
-            .await?;
+            .await
+            .map_err(sent_change_error)?;
         if inserted == 0 {
             return Err(Error::AlreadyExists(format!("a table or view named {} already exists", display_ident(ident))));
         }
@@ -396,11 +406,7 @@ impl CatalogStore for PostgresStore {
                 )));
             }
         }
-        // Once COMMIT has been sent, a lost connection leaves the outcome unknown.
-        tx.commit().await.map_err(|e| match e.as_db_error() {
-            Some(_) => Error::Database(e),
-            None => Error::CommitStateUnknown(e.to_string()),
-        })
+        tx.commit().await.map_err(sent_change_error)
     }
 
     async fn drop_entity(&self, ident: &TableIdentifier, kind: EntityKind) -> Result<Option<String>> {

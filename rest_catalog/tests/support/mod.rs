@@ -99,6 +99,8 @@ fn spawn_reaper(data: &Path, dir: &Path) {
         dir = dir.display()
     );
     use std::os::unix::process::CommandExt;
+    // Never waited for: it is meant to outlive this process.
+    #[allow(clippy::zombie_processes)]
     Command::new("sh")
         .args(["-c", &script])
         .stdin(Stdio::null())
