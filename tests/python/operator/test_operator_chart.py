@@ -6,6 +6,7 @@ import json
 import re
 
 import jsonschema
+import kubernetes_validate
 import yaml
 
 from lake_operator_support import CHART, CRD_PATH, operator_bin, run_operator  # noqa: F401 (fixtures)
@@ -68,3 +69,19 @@ def test_deployment_runs_the_controller_with_health_probes():
     assert "path: /healthz" in text
     assert "fieldPath: metadata.name" in text, "the Lease identity is the pod name"
     assert "WATCH_NAMESPACES" in text
+
+
+def test_template_blocks_are_balanced():
+    """Without helm, at least every opened block is closed in each template."""
+    opener = re.compile(r"\{\{-?\s*(if|range|with|define)\b")
+    closer = re.compile(r"\{\{-?\s*end\s*-?\}\}")
+    for template in (CHART / "templates").iterdir():
+        text = template.read_text()
+        assert text.count("{{") == text.count("}}"), template.name
+        assert len(opener.findall(text)) == len(closer.findall(text)), template.name
+
+
+def test_rbac_objects_are_valid_kubernetes():
+    for doc in template_docs("rbac.yaml"):
+        doc["metadata"]["name"] = "lake-operator"
+        kubernetes_validate.validate(doc, "1.30.0", strict=True)
