@@ -53,6 +53,29 @@ pub const APPLIED_VERSIONS_SQL: &str = "SELECT version FROM lake_catalog.schema_
 /// Records one applied migration; `$1` is its version.
 pub const RECORD_VERSION_SQL: &str = "INSERT INTO lake_catalog.schema_version (version) VALUES ($1)";
 
+// Statements both writers use, so they agree on what a row means. Parameters:
+// $1 catalog_name, $2 table_namespace (see [`encode_namespace`]), $3 table_name,
+// $4 iceberg_type ([`ICEBERG_TYPE_TABLE`] or [`ICEBERG_TYPE_VIEW`]).
+
+/// The current metadata location of a table or view (no row: it does not exist).
+pub const METADATA_LOCATION_SQL: &str = "SELECT metadata_location FROM lake_catalog.iceberg_tables
+ WHERE catalog_name = $1 AND table_namespace = $2 AND table_name = $3
+   AND coalesce(iceberg_type, 'TABLE') = $4";
+
+/// Registers a new table or view at metadata location $5; no row inserted means
+/// a table or view of that name exists already.
+pub const INSERT_ENTITY_SQL: &str = "INSERT INTO lake_catalog.iceberg_tables
+ (catalog_name, table_namespace, table_name, iceberg_type, metadata_location)
+ VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
+
+/// The commit: compare-and-swap of the metadata location from $6 (the one the
+/// committer read) to $5. One row updated: committed. No row: another writer
+/// committed first (or the entity is gone) and this commit must not apply.
+pub const SWAP_METADATA_LOCATION_SQL: &str = "UPDATE lake_catalog.iceberg_tables
+ SET metadata_location = $5, previous_metadata_location = $6
+ WHERE catalog_name = $1 AND table_namespace = $2 AND table_name = $3
+   AND coalesce(iceberg_type, 'TABLE') = $4 AND metadata_location = $6";
+
 /// One step of the schema's history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Migration {

@@ -347,13 +347,7 @@ impl CatalogStore for PostgresStore {
     async fn metadata_location(&self, ident: &TableIdentifier, kind: EntityKind) -> Result<Option<String>> {
         let stored = stored_namespace(&ident.namespace)?;
         let client = self.pool.get().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT metadata_location FROM {} WHERE catalog_name = $1 AND table_namespace = $2
-                   AND table_name = $3 AND {KIND_FILTER}",
-                schema::TABLES_TABLE
-            ))
-            .await?;
+        let stmt = client.prepare_cached(schema::METADATA_LOCATION_SQL).await?;
         let row = client
             .query_opt(&stmt, &[&self.catalog_name, &stored, &ident.name, &kind.iceberg_type()])
             .await?;
@@ -363,15 +357,9 @@ impl CatalogStore for PostgresStore {
     async fn insert_entity(&self, ident: &TableIdentifier, kind: EntityKind, metadata_location: &str) -> Result<()> {
         let stored = stored_namespace(&ident.namespace)?;
         let client = self.pool.get().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "INSERT INTO {} (catalog_name, table_namespace, table_name, metadata_location, iceberg_type)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                schema::TABLES_TABLE
-            ))
-            .await?;
+        let stmt = client.prepare_cached(schema::INSERT_ENTITY_SQL).await?;
         let inserted = client
-            .execute(&stmt, &[&self.catalog_name, &stored, &ident.name, &metadata_location, &kind.iceberg_type()])
+            .execute(&stmt, &[&self.catalog_name, &stored, &ident.name, &kind.iceberg_type(), &metadata_location])
             .await
             .map_err(sent_change_error)?;
         if inserted == 0 {
@@ -383,14 +371,7 @@ impl CatalogStore for PostgresStore {
     async fn swap_metadata(&self, swaps: &[MetadataSwap]) -> Result<()> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let stmt = tx
-            .prepare_cached(&format!(
-                "UPDATE {} SET metadata_location = $5, previous_metadata_location = $6
-                 WHERE catalog_name = $1 AND table_namespace = $2 AND table_name = $3 AND {KIND_FILTER}
-                   AND metadata_location = $6",
-                schema::TABLES_TABLE
-            ))
-            .await?;
+        let stmt = tx.prepare_cached(schema::SWAP_METADATA_LOCATION_SQL).await?;
         for swap in swaps {
             let stored = stored_namespace(&swap.ident.namespace)?;
             let updated = tx
