@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use duckdb::arrow::array::{Array, ArrayRef, AsArray};
+use duckdb::arrow::array::{Array, ArrayRef, AsArray, PrimitiveArray, StringArray, StringViewArray};
 use duckdb::arrow::datatypes::*;
 use duckdb::arrow::util::display::{ArrayFormatter, FormatOptions};
 
@@ -180,11 +180,69 @@ fn write_binary_array(values: &dyn Array, kind: Kind, out: &mut Vec<u8>) {
     }
 }
 
-/// Appends one value escaped for COPY text format (`\\`, `\t`, `\n`, `\r`).
-pub fn write_copy_text(arr: &dyn Array, row: usize, scratch: &mut Vec<u8>, out: &mut Vec<u8>) {
-    scratch.clear();
-    write_text(arr, row, scratch);
-    for &c in scratch.iter() {
+/// A result column downcast once per batch, so the per-row work on the hot path
+/// (COPY text for TRANSMIT, text DataRows) is a direct array read and a format.
+pub enum TextColumn<'a> {
+    Int16(&'a PrimitiveArray<Int16Type>),
+    Int32(&'a PrimitiveArray<Int32Type>),
+    Int64(&'a PrimitiveArray<Int64Type>),
+    Utf8(&'a StringArray),
+    Utf8View(&'a StringViewArray),
+    /// Every other type, through [`write_text`].
+    Other(&'a dyn Array),
+}
+
+impl<'a> TextColumn<'a> {
+    pub fn new(arr: &'a dyn Array) -> Self {
+        match arr.data_type() {
+            DataType::Int16 => TextColumn::Int16(arr.as_primitive()),
+            DataType::Int32 => TextColumn::Int32(arr.as_primitive()),
+            DataType::Int64 => TextColumn::Int64(arr.as_primitive()),
+            DataType::Utf8 => TextColumn::Utf8(arr.as_string()),
+            DataType::Utf8View => TextColumn::Utf8View(arr.as_string_view()),
+            _ => TextColumn::Other(arr),
+        }
+    }
+
+    pub fn is_null(&self, row: usize) -> bool {
+        match self {
+            TextColumn::Int16(a) => a.is_null(row),
+            TextColumn::Int32(a) => a.is_null(row),
+            TextColumn::Int64(a) => a.is_null(row),
+            TextColumn::Utf8(a) => a.is_null(row),
+            TextColumn::Utf8View(a) => a.is_null(row),
+            TextColumn::Other(a) => a.is_null(row),
+        }
+    }
+
+    /// Writes the text form of a non-null value; `copy` escapes it for COPY text
+    /// format (`\\`, `\t`, `\n`, `\r`), using `scratch` when the value must be
+    /// formatted first.
+    pub fn write(&self, row: usize, copy: bool, scratch: &mut Vec<u8>, out: &mut Vec<u8>) {
+        let mut ints = itoa::Buffer::new();
+        match self {
+            TextColumn::Int16(a) => out.extend_from_slice(ints.format(a.value(row)).as_bytes()),
+            TextColumn::Int32(a) => out.extend_from_slice(ints.format(a.value(row)).as_bytes()),
+            TextColumn::Int64(a) => out.extend_from_slice(ints.format(a.value(row)).as_bytes()),
+            TextColumn::Utf8(a) => push_text(out, a.value(row).as_bytes(), copy),
+            TextColumn::Utf8View(a) => push_text(out, a.value(row).as_bytes(), copy),
+            TextColumn::Other(a) if copy => {
+                scratch.clear();
+                write_text(*a, row, scratch);
+                push_text(out, scratch, true);
+            }
+            TextColumn::Other(a) => write_text(*a, row, out),
+        }
+    }
+}
+
+fn push_text(out: &mut Vec<u8>, v: &[u8], copy: bool) {
+    let needs_escape = |c: &u8| matches!(c, b'\\' | b'\t' | b'\n' | b'\r');
+    if !copy || !v.iter().any(needs_escape) {
+        out.extend_from_slice(v);
+        return;
+    }
+    for &c in v {
         match c {
             b'\\' => out.extend_from_slice(b"\\\\"),
             b'\t' => out.extend_from_slice(b"\\t"),

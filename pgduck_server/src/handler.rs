@@ -201,13 +201,9 @@ impl Backend {
                     for row in rows {
                         client.feed(PgWireBackendMessage::DataRow(row)).await?;
                     }
-                    client.flush().await?;
                 }
-                Ok(Event::Copy(rows)) => {
-                    for row in rows {
-                        client.feed(PgWireBackendMessage::CopyData(CopyData::new(row))).await?;
-                    }
-                    client.flush().await?;
+                Ok(Event::Copy(data)) => {
+                    client.feed(PgWireBackendMessage::CopyData(CopyData::new(data))).await?;
                 }
                 Ok(Event::Done(done)) => {
                     if transmit {

@@ -12,7 +12,7 @@ use duckdb::types::Value;
 use pgwire::messages::data::DataRow;
 use tokio::sync::mpsc;
 
-use crate::encode::{write_binary, write_copy_text, write_text};
+use crate::encode::{write_binary, write_text, TextColumn};
 use crate::engine::{Column, Session};
 use crate::error::QueryError;
 use crate::sql::Reply;
@@ -37,7 +37,7 @@ pub struct Plan {
 pub enum Event {
     Columns(Arc<Vec<Column>>),
     Rows(Vec<DataRow>),
-    Copy(Vec<Bytes>),
+    Copy(Bytes),
     Done(Completion),
 }
 
@@ -129,54 +129,43 @@ fn run(conn: &duckdb::Connection, plan: &Plan, tx: &Sender) -> Result<Option<Str
         let batch = RecordBatch::from(&batch);
         let n = batch.num_rows();
         rows += n as u64;
+        let text: Vec<TextColumn> = batch.columns().iter().map(|c| TextColumn::new(c.as_ref())).collect();
         let event = if plan.transmit {
-            let mut out = Vec::with_capacity(n * 16 * batch.num_columns().max(1));
-            let mut ends = Vec::with_capacity(n);
+            // One CopyData per DuckDB batch, as the original pgduck_server sends them.
+            let mut out = Vec::with_capacity(n * 16 * text.len().max(1));
             for row in 0..n {
-                for (i, col) in batch.columns().iter().enumerate() {
+                for (i, col) in text.iter().enumerate() {
                     if i > 0 {
                         out.push(b'\t');
                     }
                     if col.is_null(row) {
                         out.extend_from_slice(b"\\N");
                     } else {
-                        write_copy_text(col.as_ref(), row, &mut scratch, &mut out);
+                        col.write(row, true, &mut scratch, &mut out);
                     }
                 }
                 out.push(b'\n');
-                ends.push(out.len());
             }
-            // One CopyData per row, as Postgres sends them; the rows share one buffer.
-            let out = Bytes::from(out);
-            let mut start = 0;
-            Event::Copy(
-                ends.into_iter()
-                    .map(|end| {
-                        let row = out.slice(start..end);
-                        start = end;
-                        row
-                    })
-                    .collect(),
-            )
+            Event::Copy(Bytes::from(out))
         } else {
             let mut data_rows = Vec::with_capacity(n);
             for row in 0..n {
-                let mut data = BytesMut::with_capacity(8 * batch.num_columns());
-                for (i, col) in batch.columns().iter().enumerate() {
+                let mut data = BytesMut::with_capacity(8 * text.len());
+                for (i, col) in text.iter().enumerate() {
                     if col.is_null(row) {
                         data.extend_from_slice(&(-1i32).to_be_bytes());
                         continue;
                     }
                     scratch.clear();
                     if binary(i) {
-                        write_binary(col.as_ref(), row, columns[i].ty, &mut scratch);
+                        write_binary(batch.column(i).as_ref(), row, columns[i].ty, &mut scratch);
                     } else {
-                        write_text(col.as_ref(), row, &mut scratch);
+                        col.write(row, false, &mut Vec::new(), &mut scratch);
                     }
                     data.extend_from_slice(&(scratch.len() as i32).to_be_bytes());
                     data.extend_from_slice(&scratch);
                 }
-                data_rows.push(DataRow::new(data, batch.num_columns() as i16));
+                data_rows.push(DataRow::new(data, text.len() as i16));
             }
             Event::Rows(data_rows)
         };

@@ -1,0 +1,131 @@
+//! Benchmark harness (not a test): bulk streaming through TRANSMIT against the same
+//! query run in-process with the duckdb crate, and the round trip of `SELECT 1`.
+//!
+//!     cargo bench -p pgduck_server --bench transmit            # 10 M rows
+//!     PGDUCK_BENCH_ROWS=1000000 cargo bench -p pgduck_server --bench transmit
+//!
+//! Prints one line per measurement; the README records the figures.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+
+fn query(rows: u64) -> String {
+    format!(
+        "SELECT i AS id, i * 0.5 AS amount, 'name-' || i AS name, DATE '2020-01-01' + (i % 1000)::INTEGER AS day, \
+         TIMESTAMP '2020-01-01' + to_microseconds(i) AS ts, (i % 100000)::DECIMAL(12,2) / 7 AS price \
+         FROM range({rows}) t(i)"
+    )
+}
+
+struct Server {
+    child: Child,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start_server() -> Server {
+    let port = 30_000 + (std::process::id() % 10_000) as u16;
+    let dir = std::env::temp_dir().join(format!("pgduck-bench-{port}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_pgduck_server"))
+        .arg("--unix_socket_directory")
+        .arg(&dir)
+        .args(["--port", &port.to_string()])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let sock = dir.join(format!(".s.PGSQL.{port}"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Server { child, dir, port }
+}
+
+fn in_process(sql: &str) -> (Duration, u64) {
+    let conn = duckdb::Connection::open_in_memory().unwrap();
+    conn.execute_batch("SET TimeZone = 'UTC'").unwrap();
+    let start = Instant::now();
+    let mut stmt = conn.prepare(sql).unwrap();
+    let rows: u64 = stmt.stream_arrow([]).unwrap().map(|b| b.num_rows() as u64).sum();
+    (start.elapsed(), rows)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let rows: u64 = std::env::var("PGDUCK_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000_000);
+    let sql = query(rows);
+    let server = start_server();
+    let mut config = tokio_postgres::Config::new();
+    config.host_path(&server.dir).port(server.port).user("bench");
+    let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+
+    // Warm up both paths once.
+    let _ = in_process(&query(100_000));
+    let warm = client.copy_out(&format!("TRANSMIT {}", query(100_000))).await.unwrap();
+    warm.for_each(|_| async {}).await;
+
+    let mut local = Vec::new();
+    let mut remote = Vec::new();
+    let mut bytes = 0usize;
+    for _ in 0..3 {
+        let (t, n) = in_process(&sql);
+        assert_eq!(n, rows);
+        local.push(t);
+        let start = Instant::now();
+        let stream = client.copy_out(&format!("TRANSMIT {sql}")).await.unwrap();
+        let (lines, b) = stream
+            .fold((0u64, 0usize), |(l, b), chunk| async move {
+                let chunk = chunk.unwrap();
+                (l + chunk.iter().filter(|c| **c == b'\n').count() as u64, b + chunk.len())
+            })
+            .await;
+        remote.push(start.elapsed());
+        assert_eq!(lines, rows);
+        bytes = b;
+    }
+    local.sort();
+    remote.sort();
+    let (l, r) = (local[1], remote[1]);
+    println!("bulk: {rows} rows x 6 columns, median of 3");
+    println!("  in-process duckdb (arrow batches): {:>8.3} s", l.as_secs_f64());
+    println!(
+        "  TRANSMIT over unix socket:         {:>8.3} s  ({:.1} MB COPY text, {:.2} M rows/s)",
+        r.as_secs_f64(),
+        bytes as f64 / 1e6,
+        rows as f64 / r.as_secs_f64() / 1e6
+    );
+    println!("  ratio TRANSMIT / in-process:       {:>8.2}x", r.as_secs_f64() / l.as_secs_f64());
+
+    let mut lat = Vec::with_capacity(10_000);
+    for i in 0..11_000 {
+        let start = Instant::now();
+        client.simple_query("SELECT 1").await.unwrap();
+        if i >= 1_000 {
+            lat.push(start.elapsed());
+        }
+    }
+    lat.sort();
+    println!(
+        "SELECT 1 round trip over the socket (10000 runs): p50 {:.3} ms, p99 {:.3} ms",
+        percentile(&lat, 0.5).as_secs_f64() * 1e3,
+        percentile(&lat, 0.99).as_secs_f64() * 1e3
+    );
+}
