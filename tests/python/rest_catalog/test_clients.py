@@ -134,3 +134,14 @@ def test_catalog_rows_are_readable_by_pyiceberg_sql_catalog(rest_catalog, catalo
         warehouse=str(catalog_server.warehouse),
     )
     assert rows(sql.load_table(f"{namespace}.t").scan().to_arrow()) == rows(batch(0, 5))
+
+
+def test_create_table_transaction_stages_then_commits(rest_catalog, namespace):
+    """PyIceberg's staged create: nothing exists until the transaction commits."""
+    txn = rest_catalog.create_table_transaction(f"{namespace}.staged", schema=SCHEMA, partition_spec=SPEC)
+    txn.append(batch(0, 12))
+    assert not rest_catalog.table_exists(f"{namespace}.staged")
+    txn.commit_transaction()
+    table = rest_catalog.load_table(f"{namespace}.staged")
+    assert rows(table.scan().to_arrow()) == rows(batch(0, 12))
+    assert table.spec().fields[0].name == "category"
