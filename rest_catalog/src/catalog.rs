@@ -57,9 +57,17 @@ pub struct TableVersion {
 }
 
 impl TableVersion {
+    /// Parses a metadata file; `*.gz.metadata.json` files (written by engines
+    /// with `write.metadata.compression-codec=gzip`) are gzip-compressed.
     fn parse(location: &str, bytes: &[u8]) -> Result<Self> {
         let invalid = |e: &dyn std::fmt::Display| Error::Metadata(format!("{location}: {e}"));
-        let text = String::from_utf8(bytes.to_vec()).map_err(|e| invalid(&e))?;
+        let text = if location.ends_with(".gz.metadata.json") {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(bytes), &mut text).map_err(|e| invalid(&e))?;
+            text
+        } else {
+            String::from_utf8(bytes.to_vec()).map_err(|e| invalid(&e))?
+        };
         let metadata = serde_json::from_str(&text).map_err(|e| invalid(&e))?;
         let json = RawValue::from_string(text).map_err(|e| invalid(&e))?;
         Ok(Self { location: Some(location.to_string()), metadata, json, refs_only: tokio::sync::OnceCell::new() })
@@ -671,5 +679,32 @@ fn apply_view_update(builder: ViewMetadataBuilder, update: ViewUpdate) -> iceber
         ViewUpdate::RemoveProperties { removals } => Ok(builder.remove_properties(&removals)),
         ViewUpdate::AddViewVersion { view_version } => builder.add_version(view_version),
         ViewUpdate::SetCurrentViewVersion { view_version_id } => builder.set_current_version_id(view_version_id),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_metadata_files_are_read() {
+        let metadata = TableMetadataBuilder::new(
+            iceberg::spec::Schema::builder().build().unwrap(),
+            UnboundPartitionSpec::builder().build(),
+            SortOrder::unsorted_order(),
+            "/w/t".into(),
+            FormatVersion::V2,
+            HashMap::new(),
+        )
+        .unwrap()
+        .build()
+        .unwrap()
+        .metadata;
+        let json = serde_json::to_vec(&metadata).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, &json).unwrap();
+        let version = TableVersion::parse("/w/t/metadata/00000-x.gz.metadata.json", &gz.finish().unwrap()).unwrap();
+        assert_eq!(version.metadata, metadata);
+        assert!(TableVersion::parse("/w/t/metadata/00000-x.metadata.json", b"{").is_err());
     }
 }
