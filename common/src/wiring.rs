@@ -25,8 +25,10 @@ pub const S3_SECRET_ACCESS_KEY_ENV: &str = "AWS_SECRET_ACCESS_KEY";
 pub const S3_SESSION_TOKEN_ENV: &str = "AWS_SESSION_TOKEN";
 /// Path of a GCS service-account key file (a mounted Secret in pods).
 pub const GCS_CREDENTIALS_FILE_ENV: &str = "GOOGLE_APPLICATION_CREDENTIALS";
-/// Bearer token the REST catalog requires from its clients, when set.
-pub const CATALOG_AUTH_TOKEN_ENV: &str = "REST_CATALOG_AUTH_TOKEN";
+/// How the REST catalog authenticates its clients: `none` or `token`.
+pub const CATALOG_AUTH_ENV: &str = "REST_CATALOG_AUTH";
+/// Bearer tokens the REST catalog accepts (comma-separated) in `token` mode.
+pub const CATALOG_TOKENS_ENV: &str = "REST_CATALOG_TOKENS";
 /// Password the REST catalog uses for `REST_CATALOG_DATABASE_URL`'s user.
 pub const CATALOG_DATABASE_PASSWORD_ENV: &str = "PGPASSWORD";
 

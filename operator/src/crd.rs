@@ -181,8 +181,8 @@ pub struct CatalogSpec {
     pub replicas: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    /// Bearer token clients must present; without it the catalog is open to
-    /// whatever the NetworkPolicy admits.
+    /// Bearer tokens (comma-separated) clients must present; without it the
+    /// catalog is open to whatever the NetworkPolicy admits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_token_secret: Option<SecretKeySelector>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -41,13 +41,19 @@ pub fn catalog_deployment(c: &Cluster) -> Result<Deployment> {
             .catalog_env(&c.names.rw_service(), &format!("$({USER_ENV})")),
     ));
     env.extend(c.credential_env());
-    if let Some(token) = &c.spec.catalog.auth_token_secret {
-        env.push(secret_env(
-            wiring::CATALOG_AUTH_TOKEN_ENV,
-            &token.name,
-            &token.key,
-        ));
-    }
+    // Without a token Secret the catalog is open to what the NetworkPolicy admits.
+    let auth = match &c.spec.catalog.auth_token_secret {
+        Some(tokens) => {
+            env.push(secret_env(
+                wiring::CATALOG_TOKENS_ENV,
+                &tokens.name,
+                &tokens.key,
+            ));
+            "token"
+        }
+        None => "none",
+    };
+    env.extend(plain_env(vec![(wiring::CATALOG_AUTH_ENV, auth.into())]));
     let (volumes, mounts): (Vec<_>, Vec<_>) = c.credential_volume().into_iter().unzip();
     let container = Container {
         name: "rest-catalog".into(),

@@ -53,3 +53,20 @@ def pgduck_bin() -> Path:
 @pytest.fixture(scope="session")
 def crd() -> dict:
     return yaml.safe_load(CRD_PATH.read_text())
+
+
+def env_as_kubernetes_sets_it(container: dict, secrets: dict) -> dict:
+    """A container's environment as the kubelet builds it: Secret references
+    resolved from `secrets` ({(name, key): value}), `$(VAR)` expanded from the
+    entries before it."""
+    env = {}
+    for entry in container.get("env", []):
+        if "valueFrom" in entry:
+            ref = entry["valueFrom"]["secretKeyRef"]
+            env[entry["name"]] = secrets[(ref["name"], ref["key"])]
+        else:
+            value = entry["value"]
+            for name, earlier in env.items():
+                value = value.replace(f"$({name})", earlier)
+            env[entry["name"]] = value
+    return env
