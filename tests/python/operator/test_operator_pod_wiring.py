@@ -1,7 +1,13 @@
-"""The pgduck_server wiring `render` puts in the pod runs for real: the sidecar's
-command line and environment start the real pgduck_server, and Postgres' GUC
-`pg_lake_engine.host` reaches it over the socket."""
+"""The pod `render` prints runs for real, on this machine: the pgduck_server
+sidecar with its rendered command line and environment, Postgres with pg_lake and
+the rendered postgresql.conf, both as the postgres user sharing one socket
+directory; then the extension Job's psql command with its rendered environment.
+The only changes are where volumes live (a directory each), loopback instead of
+the Service's DNS name, and a free TCP port."""
 
+import os
+import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -11,66 +17,152 @@ import psycopg
 import pytest
 import yaml
 
-from lake_operator_support import DUCKDB_EXTENSIONS, EXAMPLES, operator_bin, pgduck_bin, run_operator  # noqa: F401 (fixtures)
+from lake_operator_support import (  # noqa: F401 (fixtures)
+    DUCKDB_EXTENSIONS,
+    EXAMPLES,
+    env_as_kubernetes_sets_it,
+    operator_bin,
+    pgduck_bin,
+    run_operator,
+)
+
+PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+PASSWORD = "s3cret-Passw0rd"
 
 
-def rendered_pod(operator_bin, example):
-    result = run_operator(operator_bin, "render", str(example))
-    assert result.returncode == 0, result.stderr
-    objects = [d for d in yaml.safe_load_all(result.stdout) if d]
-    sts = next(o for o in objects if o["kind"] == "StatefulSet")
-    conf = next(o for o in objects if o["kind"] == "ConfigMap")["data"]["postgresql.conf"]
-    return sts["spec"]["template"]["spec"], conf
+def as_postgres(cmd: list) -> list:
+    """The pod runs as uid 999 (postgres); so do these processes."""
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
 
 
-def conf_value(conf: str, name: str) -> str:
-    line = next(l for l in conf.splitlines() if l.startswith(f"{name} = "))
-    return line.split(" = ", 1)[1].strip("'")
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, what, proc, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert proc.poll() is None, f"{what}: the process exited: {proc.stdout.read().decode()}"
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout}s"
+        time.sleep(0.1)
+
+
+class Pod:
+    """The rendered objects of one example, with each pod volume relocated to a directory."""
+
+    def __init__(self, operator_bin, example, base: Path):
+        result = run_operator(operator_bin, "render", str(example))
+        assert result.returncode == 0, result.stderr
+        self.objects = [d for d in yaml.safe_load_all(result.stdout) if d]
+        self.example = yaml.safe_load(example.read_text())
+        sts = self.of_kind("StatefulSet")
+        self.spec = sts["spec"]["template"]["spec"]
+        self.postgres, self.pgduck = self.spec["containers"]
+        mounts = {m["mountPath"] for c in self.spec["containers"] for m in c["volumeMounts"]}
+        self.dirs = {path: base / f"volume{i}" for i, path in enumerate(sorted(mounts))}
+        for d in self.dirs.values():
+            d.mkdir()
+        # What the pgduck-server image ships is this machine's DuckDB extension directory.
+        image_dir = next(a for a in self.pgduck["args"] if a.startswith("--extensions_dir=")).split("=", 1)[1]
+        self.dirs[image_dir] = DUCKDB_EXTENSIONS
+        secret = self.of_kind("Secret")
+        self.secrets = {
+            (secret["metadata"]["name"], "username"): secret["stringData"]["username"],
+            (secret["metadata"]["name"], "password"): PASSWORD,
+        }
+        creds = self.example["spec"]["objectStorage"].get("credentials", {}).get("s3KeysSecret")
+        if creds:
+            self.secrets[(creds["name"], "accessKeyId")] = "AKIAEXAMPLE"
+            self.secrets[(creds["name"], "secretAccessKey")] = "example-secret"
+
+    def of_kind(self, kind):
+        return next(o for o in self.objects if o["kind"] == kind)
+
+    def local(self, text: str) -> str:
+        """`text` with pod paths replaced by their directories here."""
+        for path in sorted(self.dirs, key=len, reverse=True):
+            text = text.replace(path, str(self.dirs[path]))
+        return text
+
+    def env(self, container) -> dict:
+        env = {k: self.local(v) for k, v in env_as_kubernetes_sets_it(container, self.secrets).items()}
+        env.update(PATH="/usr/bin:/bin:/usr/sbin:/sbin", HOME=str(self.dirs[next(iter(self.dirs))]))
+        return env
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
-def test_sidecar_wiring_starts_the_real_pgduck_server(operator_bin, pgduck_bin, example):
-    pod, conf = rendered_pod(operator_bin, example)
-    pgduck = next(c for c in pod["containers"] if c["name"] == "pgduck")
-    mounts = {m["mountPath"] for m in pgduck["volumeMounts"]}
-    with tempfile.TemporaryDirectory() as tmp:
-        # Each pod volume becomes a directory of its own here; what the image
-        # ships (the DuckDB extensions) is the machine's extension directory.
-        relocate = {path: Path(tmp, f"volume{i}") for i, path in enumerate(sorted(mounts))}
-        for d in relocate.values():
-            d.mkdir()
-        image_dir = next(a for a in pgduck["args"] if a.startswith("--extensions_dir=")).split("=", 1)[1]
-        relocate[image_dir] = DUCKDB_EXTENSIONS
+def test_rendered_pod_runs_and_the_extension_job_installs_pg_lake(operator_bin, pgduck_bin, example):
+    base = Path(tempfile.mkdtemp(prefix="lake-operator-pod-"))
+    procs = []
+    try:
+        pod = Pod(operator_bin, example, base)
+        if os.geteuid() == 0:
+            for d in [base, *[d for d in pod.dirs.values() if str(d).startswith(str(base))]]:
+                shutil.chown(d, "postgres", "postgres")
 
-        def local(arg: str) -> str:
-            for path, d in relocate.items():
-                arg = arg.replace(f"={path}", f"={d}")
-            return arg
+        # The sidecar, exactly as rendered.
+        pgduck = subprocess.Popen(as_postgres([str(pgduck_bin), *[pod.local(a) for a in pod.pgduck["args"]]]),
+                                  env=pod.env(pod.pgduck), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        procs.append(pgduck)
 
-        args = [local(a) for a in pgduck["args"]]
-        env = {e["name"]: e.get("value", "from-a-secret") for e in pgduck.get("env", [])}
-        env.update(PATH="/usr/bin:/bin", HOME=tmp)
-        socket_dir = next(a for a in args if a.startswith("--unix_socket_directory=")).split("=", 1)[1]
-        proc = subprocess.Popen([str(pgduck_bin), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        try:
-            # What Postgres is told (pg_lake_engine.host), pointed at the relocated socket.
-            host = conf_value(conf, "pg_lake_engine.host")
-            conninfo = host.replace(host.split()[0], f"host={socket_dir}")
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    conn = psycopg.connect(f"{conninfo} user=postgres dbname=postgres", autocommit=True)
-                    break
-                except psycopg.OperationalError:
-                    assert proc.poll() is None, proc.stdout.read().decode()
-                    assert time.monotonic() < deadline, "pgduck_server did not start"
-                    time.sleep(0.1)
-            with conn:
-                assert conn.execute("SELECT 40 + 2").fetchone() == (42,)
-                lc = yaml.safe_load(example.read_text())
-                threads = lc["spec"].get("pgduck", {}).get("threads")
-                if threads:
-                    assert conn.execute("SELECT current_setting('threads')").fetchone()[0] == threads
-        finally:
+        # The ConfigMap, mounted where the postgres container's args expect it.
+        conf_dir = next(m["mountPath"] for m in pod.postgres["volumeMounts"] if m["name"] == "config")
+        conf = pod.of_kind("ConfigMap")["data"]["postgresql.conf"]
+        (pod.dirs[conf_dir] / "postgresql.conf").write_text(pod.local(conf))
+
+        # initdb as the image's entrypoint does with POSTGRES_USER / POSTGRES_PASSWORD.
+        env = pod.env(pod.postgres)
+        pwfile = base / "pw"
+        pwfile.write_text(env["POSTGRES_PASSWORD"])
+        if os.geteuid() == 0:
+            shutil.chown(pwfile, "postgres", "postgres")
+        initdb = [str(PG_BIN / "initdb"), "-D", env["PGDATA"], "-U", env["POSTGRES_USER"], f"--pwfile={pwfile}",
+                  "--auth-host=scram-sha-256", "--auth-local=trust", "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"]
+        subprocess.run(as_postgres(initdb), check=True, capture_output=True, env=env)
+        port = free_port()
+        args = [pod.local(a) for a in pod.postgres["args"]]
+        assert args[0] == "postgres"
+        postgres = subprocess.Popen(
+            as_postgres([str(PG_BIN / "postgres"), "-D", env["PGDATA"], *args[1:],
+                         "-c", "listen_addresses=127.0.0.1", "-c", f"port={port}", "-c", "fsync=off"]),
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        procs.append(postgres)
+        socket_dir = env["PGHOST"]
+        wait_for(lambda: Path(socket_dir, f".s.PGSQL.{port}").exists(), "Postgres' socket", postgres)
+        wait_for(lambda: Path(socket_dir, ".s.PGSQL.5332").exists(), "pgduck_server's socket", pgduck)
+
+        # The readiness probe, as rendered (port aside).
+        probe = pod.local(pod.postgres["readinessProbe"]["exec"]["command"][2]).replace("-p 5432", f"-p {port}")
+        subprocess.run(["sh", "-c", probe], check=True, env=env)
+
+        # The extension Job: its psql command and environment, twice (it must be idempotent).
+        job = pod.of_kind("Job")["spec"]["template"]["spec"]["containers"][0]
+        job_env = pod.env(job)
+        rw = next(o for o in pod.objects if o["kind"] == "Service" and o["metadata"]["name"].endswith("-rw"))
+        assert job_env["PGHOST"] == rw["metadata"]["name"]
+        job_env.update(PGHOST="127.0.0.1", PGPORT=str(port))
+        for _ in range(2):
+            done = subprocess.run(job["command"], env=job_env, capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, done.stderr
+
+        dsn = f"host=127.0.0.1 port={port} user={job_env['PGUSER']} password={PASSWORD} dbname=postgres"
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            version = conn.execute("SELECT extversion::text FROM pg_extension WHERE extname = 'pg_lake'").fetchone()
+            assert version == (pod.example["spec"]["version"],)
+            host = conn.execute("SELECT current_setting('pg_lake_engine.host')").fetchone()[0]
+            assert host == f"host={socket_dir} port=5332"
+            prefix = conn.execute("SELECT current_setting('pg_lake_iceberg.default_location_prefix')").fetchone()[0]
+            assert prefix == pod.example["spec"]["objectStorage"]["warehouse"]
+            # A query pg_lake sends through pgduck_server, over the shared socket.
+            csv = Path(socket_dir, "probe.csv")
+            csv.write_text("a,b\n1,2\n")
+            assert conn.execute("SELECT lake_file.exists(%s)", (str(csv),)).fetchone() == (True,)
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(dsn.replace(PASSWORD, "wrong"))
+    finally:
+        for proc in reversed(procs):
             proc.terminate()
-            proc.wait(timeout=10)
+            proc.wait(timeout=20)
+        shutil.rmtree(base, ignore_errors=True)
