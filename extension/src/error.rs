@@ -75,6 +75,12 @@ pub enum Error {
 
     #[error("{0}")]
     FeatureNotSupported(String),
+
+    #[error("no file matches \"{0}\"")]
+    FileNotFound(String),
+
+    #[error(transparent)]
+    Spi(#[from] pgrx::spi::SpiError),
 }
 
 impl Error {
@@ -98,6 +104,8 @@ impl Error {
             Error::UnsupportedDuckdbType { .. } => ERRCODE_DATATYPE_MISMATCH,
             Error::ColumnMismatch(_) => ERRCODE_UNDEFINED_COLUMN,
             Error::FeatureNotSupported(_) => ERRCODE_FEATURE_NOT_SUPPORTED,
+            Error::FileNotFound(_) => ERRCODE_UNDEFINED_FILE,
+            Error::Spi(_) => ERRCODE_INTERNAL_ERROR,
         }
     }
 

@@ -82,15 +82,7 @@ mod lake_file {
             .first()
             .and_then(|r| r[0].as_deref())
             .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                Error::Engine {
-                    sqlstate: "58P01".into(),
-                    message: format!("file \"{url}\" does not exist"),
-                    detail: None,
-                    hint: None,
-                }
-                .report()
-            })
+            .unwrap_or_else(|| Error::FileNotFound(url.to_string()).report())
     }
 
     /// Columns and Postgres types a foreign table over `url` would get.

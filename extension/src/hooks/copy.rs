@@ -190,9 +190,7 @@ fn stage_rows(conn: &mut Connection, pg_sql: &str, ncols: usize) -> Result<u64> 
         let mut cursor = client.open_cursor(pg_sql, &[]);
         let mut total = 0u64;
         loop {
-            let table = cursor
-                .fetch(BATCH_ROWS)
-                .map_err(|e| Error::FeatureNotSupported(e.to_string()))?;
+            let table = cursor.fetch(BATCH_ROWS)?;
             if table.is_empty() {
                 return Ok(total);
             }
@@ -206,10 +204,7 @@ fn stage_rows(conn: &mut Connection, pg_sql: &str, ncols: usize) -> Result<u64> 
                     if c > 1 {
                         json.push(',');
                     }
-                    match row
-                        .get::<String>(c)
-                        .map_err(|e| Error::FeatureNotSupported(e.to_string()))?
-                    {
+                    match row.get::<String>(c)? {
                         Some(v) => push_json_string(&mut json, &v),
                         None => json.push_str("null"),
                     }
