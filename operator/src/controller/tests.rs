@@ -603,9 +603,11 @@ async fn api_errors_requeue_with_growing_backoff() {
         Exchange::get(path::core("secrets", "lake-superuser"))
             .fails(StatusCode::INTERNAL_SERVER_ERROR, "InternalError")
     };
-    let mock = server.run(vec![failing(), failing()]);
-    let mut delays = Vec::new();
-    for _ in 0..2 {
+    let unfinalized = LakeCluster::test();
+    let finalizer_added = Exchange::new(Method::PATCH, path::lakecluster())
+        .reply(serde_json::to_value(unfinalized.clone().finalized()).unwrap());
+    let mock = server.run(vec![failing(), failing(), finalizer_added, failing()]);
+    let fail = |lc: Arc<LakeCluster>, ctx: Arc<Context>| async move {
         let err = reconcile(lc.clone(), ctx.clone())
             .await
             .expect_err("the API server failed");
@@ -614,22 +616,32 @@ async fn api_errors_requeue_with_growing_backoff() {
             err.to_string().contains("mock API server: InternalError"),
             "{err}"
         );
-        delays.push(error_policy(lc.clone(), &err, ctx.clone()));
-    }
+        error_policy(lc, &err, ctx)
+    };
     assert_eq!(
-        delays,
-        vec![
-            Action::requeue(Duration::from_secs(5)),
-            Action::requeue(Duration::from_secs(10))
-        ]
+        fail(lc.clone(), ctx.clone()).await,
+        Action::requeue(Duration::from_secs(5))
     );
+    assert_eq!(
+        fail(lc.clone(), ctx.clone()).await,
+        Action::requeue(Duration::from_secs(10))
+    );
+    // A success resets the backoff.
+    reconcile(Arc::new(unfinalized), ctx.clone())
+        .await
+        .expect("finalizer added");
+    assert_eq!(
+        fail(lc.clone(), ctx.clone()).await,
+        Action::requeue(Duration::from_secs(5))
+    );
+
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
     assert!(
-        text.contains("lake_operator_reconcile_failures_total{error=\"kube\"} 2"),
+        text.contains("lake_operator_reconcile_failures_total{error=\"kube\"} 3"),
         "{text}"
     );
-    assert!(text.contains("lake_operator_reconciles_total 2"), "{text}");
+    assert!(text.contains("lake_operator_reconciles_total 4"), "{text}");
     drop(ctx);
     finish(mock).await;
     assert_eq!(backoff(3), Duration::from_secs(20));
