@@ -69,6 +69,18 @@ struct RunArgs {
     lease_seconds: u64,
 }
 
+impl RunArgs {
+    /// The namespaces to watch; none means all. The chart sets `WATCH_NAMESPACES`
+    /// to an empty string for "all".
+    fn watched_namespaces(&self) -> Vec<String> {
+        self.namespaces
+            .iter()
+            .filter(|n| !n.is_empty())
+            .cloned()
+            .collect()
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -193,6 +205,7 @@ async fn run(args: RunArgs) -> Result<()> {
     info!(addr = %args.metrics_addr, "serving /metrics and /healthz");
     let server = tokio::spawn(http::serve(listener, health.clone(), shutdown.clone()));
 
+    let namespaces = args.watched_namespaces();
     let client = Client::try_default().await?;
     let identity = args
         .identity
@@ -217,7 +230,7 @@ async fn run(args: RunArgs) -> Result<()> {
         };
         let ctx = Arc::new(Context::new(client, metrics, reporter));
         let controllers = async {
-            controller::run(ctx, args.namespaces, shutdown.clone()).await;
+            controller::run(ctx, namespaces, shutdown.clone()).await;
             shutdown.cancel();
         };
         (outcome, ()) = tokio::join!(elector.keep(&shutdown), controllers);
@@ -229,4 +242,39 @@ async fn run(args: RunArgs) -> Result<()> {
     shutdown.cancel();
     let served = server.await.unwrap_or(Ok(()));
     outcome.and(served)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(argv: &[&str]) -> RunArgs {
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Run(args) => args,
+            _ => panic!("not run"),
+        }
+    }
+
+    #[test]
+    fn watched_namespaces_come_from_flags_or_the_charts_variable() {
+        // The only test that touches the environment in this binary.
+        std::env::set_var("WATCH_NAMESPACES", "");
+        let all = run_args(&["lake_operator", "run"]).watched_namespaces();
+        assert!(all.is_empty(), "empty means all namespaces: {all:?}");
+        std::env::set_var("WATCH_NAMESPACES", "team-a,team-b");
+        assert_eq!(
+            run_args(&["lake_operator", "run"]).watched_namespaces(),
+            ["team-a", "team-b"]
+        );
+        std::env::remove_var("WATCH_NAMESPACES");
+        let args = run_args(&[
+            "lake_operator",
+            "run",
+            "--namespace",
+            "x",
+            "--namespace",
+            "y",
+        ]);
+        assert_eq!(args.watched_namespaces(), ["x", "y"]);
+    }
 }

@@ -221,7 +221,8 @@ def test_run_leads_reconciles_serves_and_shuts_down(operator_bin, cluster, tmp_p
     proc = subprocess.Popen(
         [str(operator_bin), "run", "--metrics-addr", f"127.0.0.1:{metrics_port}", "--lease-namespace", LEASE_NS,
          "--identity", "op-1", "--lease-seconds", "3"],
-        env={"KUBECONFIG": str(kubeconfig), "RUST_LOG": "info", "PATH": "/usr/bin:/bin"},
+        # As the chart sets it by default: empty, for all namespaces.
+        env={"KUBECONFIG": str(kubeconfig), "RUST_LOG": "info", "PATH": "/usr/bin:/bin", "WATCH_NAMESPACES": ""},
         stdout=log, stderr=subprocess.STDOUT,
     )
     try:
