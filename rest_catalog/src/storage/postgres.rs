@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use pg_lake_common::catalog::{self as schema, decode_namespace, encode_namespace};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
@@ -13,6 +13,9 @@ use tokio_postgres::NoTls;
 use super::{CatalogStore, EntityKind, MetadataSwap, Page, PropertyChanges, StoredResponse};
 use crate::error::{Error, Result};
 use crate::model::{Namespace, Properties, TableIdentifier};
+
+/// Longest wait for a pooled connection, or for a new one to be established.
+const POOL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How entities of a kind are matched: NULL `iceberg_type` is a table (JDBC V0 rows).
 const KIND_FILTER: &str = "coalesce(iceberg_type, 'TABLE') = $4";
@@ -69,9 +72,14 @@ impl PostgresStore {
         if config.get_application_name().is_none() {
             config.application_name("rest_catalog");
         }
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        // Verified: a connection the server closed is replaced, not handed out again.
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Verified });
+        // Bounded waits: an unreachable database answers 503 rather than hanging requests.
         let pool = Pool::builder(manager)
             .max_size(max_connections)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(POOL_TIMEOUT))
+            .create_timeout(Some(POOL_TIMEOUT))
             .build()
             .map_err(|e| Error::Config(format!("database pool: {e}")))?;
         let store = Self { pool, catalog_name: catalog_name.to_string() };
