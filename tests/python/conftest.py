@@ -64,7 +64,8 @@ def moto(workdir):
     s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=S3_KEY,
                       aws_secret_access_key=S3_SECRET, region_name="us-east-1")
     s3.create_bucket(Bucket=S3_BUCKET)
-    yield {"endpoint": endpoint, "port": port, "s3": s3, "bucket": S3_BUCKET}
+    yield {"endpoint": endpoint, "port": port, "s3": s3, "bucket": S3_BUCKET,
+           "key": S3_KEY, "secret": S3_SECRET}
     proc.terminate()
     proc.wait(10)
 
@@ -92,6 +93,22 @@ class PgduckServer:
     def stop(self):
         self.proc.terminate()
         self.proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def start_pgduck(workdir):
+    """Starts further pgduck_server processes: `start_pgduck(name, env, args)`."""
+    started = []
+
+    def start(name, env, args=()):
+        server = PgduckServer(workdir, name, env, args)
+        started.append(server)
+        return server
+
+    yield start
+    for s in started:
+        if s.proc.poll() is None:
+            s.stop()
 
 
 @pytest.fixture(scope="session")

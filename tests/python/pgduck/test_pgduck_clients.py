@@ -10,7 +10,6 @@ import psycopg
 import pytest
 from psycopg import ClientCursor
 
-from conftest import PgduckServer, S3_KEY, S3_SECRET
 
 
 @pytest.fixture
@@ -126,26 +125,23 @@ def test_s3_round_trip_with_credentials_from_the_environment(conn, moto):
     assert sorted(o["Key"].rsplit("/", 1)[1] for o in listed["Contents"]) == ["part-1.parquet", "part-2.parquet"]
 
 
-def test_s3_with_a_secret_created_by_the_client(workdir, moto):
-    server = PgduckServer(workdir, "duck-nocreds", {})
-    try:
-        with psycopg.connect(server.conninfo, autocommit=True) as c:
-            endpoint = moto["endpoint"].removeprefix("http://")
-            c.execute(f"""CREATE SECRET s3test (TYPE s3, KEY_ID '{S3_KEY}', SECRET '{S3_SECRET}',
-                          ENDPOINT '{endpoint}', URL_STYLE 'path', USE_SSL false, REGION 'us-east-1')""")
-            url = f"s3://{moto['bucket']}/client-secret/{uuid.uuid4().hex[:8]}.csv"
-            c.execute(f"COPY (SELECT 'a' AS x UNION ALL SELECT 'b') TO '{url}' (HEADER)")
-            assert c.execute(f"SELECT x FROM read_csv('{url}') ORDER BY x").fetchall() == [("a",), ("b",)]
-        # The key appears nowhere in the server's log or arguments.
-        assert S3_SECRET not in server.log.read_text()
-    finally:
-        server.stop()
+def test_s3_with_a_secret_created_by_the_client(start_pgduck, moto):
+    server = start_pgduck("duck-nocreds", {})
+    with psycopg.connect(server.conninfo, autocommit=True) as c:
+        endpoint = moto["endpoint"].removeprefix("http://")
+        c.execute(f"""CREATE SECRET s3test (TYPE s3, KEY_ID '{moto["key"]}', SECRET '{moto["secret"]}',
+                      ENDPOINT '{endpoint}', URL_STYLE 'path', USE_SSL false, REGION 'us-east-1')""")
+        url = f"s3://{moto['bucket']}/client-secret/{uuid.uuid4().hex[:8]}.csv"
+        c.execute(f"COPY (SELECT 'a' AS x UNION ALL SELECT 'b') TO '{url}' (HEADER)")
+        assert c.execute(f"SELECT x FROM read_csv('{url}') ORDER BY x").fetchall() == [("a",), ("b",)]
+    # The key appears nowhere in the server's log.
+    assert moto["secret"] not in server.log.read_text()
 
 
-def test_secret_values_never_reach_the_log(pgduck):
-    assert S3_SECRET not in pgduck["log"].read_text()
+def test_secret_values_never_reach_the_log_or_arguments(pgduck, moto):
+    assert moto["secret"] not in pgduck["log"].read_text()
     cmdline = open(f"/proc/{pgduck['proc'].pid}/cmdline", "rb").read().decode(errors="replace")
-    assert S3_SECRET not in cmdline and S3_KEY not in cmdline
+    assert moto["secret"] not in cmdline and moto["key"] not in cmdline
 
 
 def test_local_paths_round_trip(conn, workdir):
