@@ -28,4 +28,4 @@ rm -rf "$pgrx_data"
 
 step "end-to-end tests with real clients"
 cd "$root/tests/python"
-"$PG_LAKE_PYTHON" -m pytest -q -p no:cacheprovider .
+"$PG_LAKE_PYTHON" -m pytest -q .
