@@ -18,7 +18,6 @@ use serde_json::value::RawValue;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::model::*;
-use crate::storage::postgres::display_ident;
 use crate::storage::{CatalogStore, EntityKind, MetadataSwap, Page, PropertyChanges};
 use crate::warehouse::{next_metadata_location, Warehouse};
 
@@ -210,8 +209,8 @@ impl Catalog {
 
     async fn current_location(&self, ident: &TableIdentifier, kind: EntityKind) -> Result<String> {
         self.store.metadata_location(ident, kind).await?.ok_or_else(|| match kind {
-            EntityKind::Table => Error::NoSuchTable(display_ident(ident)),
-            EntityKind::View => Error::NoSuchView(display_ident(ident)),
+            EntityKind::Table => Error::NoSuchTable(ident.to_string()),
+            EntityKind::View => Error::NoSuchView(ident.to_string()),
         })
     }
 
@@ -352,7 +351,7 @@ impl Catalog {
         if self.store.metadata_location(&ident, EntityKind::Table).await?.is_some()
             || self.store.metadata_location(&ident, EntityKind::View).await?.is_some()
         {
-            return Err(Error::AlreadyExists(format!("a table or view named {} already exists", display_ident(&ident))));
+            return Err(Error::AlreadyExists(format!("a table or view named {} already exists", ident)));
         }
         let mut properties = req.properties;
         let format_version = match properties.remove(FORMAT_VERSION_PROPERTY).as_deref() {
@@ -411,8 +410,8 @@ impl Catalog {
             if body_ident != &ident {
                 return Err(Error::BadRequest(format!(
                     "the body names table {} but the path names {}",
-                    display_ident(body_ident),
-                    display_ident(&ident)
+                    body_ident,
+                    ident
                 )));
             }
         }
@@ -434,7 +433,7 @@ impl Catalog {
                 Error::BadRequest("every table change of a transaction needs its identifier".into())
             })?;
             if !seen.insert(ident.clone()) {
-                return Err(Error::BadRequest(format!("table {} appears twice in the transaction", display_ident(&ident))));
+                return Err(Error::BadRequest(format!("table {} appears twice in the transaction", ident)));
             }
             changes.push((ident, change));
         }
@@ -474,7 +473,7 @@ impl Catalog {
             }
             None => {
                 if !requirements.contains(&TableRequirement::NotExist) {
-                    return Err(Error::NoSuchTable(display_ident(ident)));
+                    return Err(Error::NoSuchTable(ident.to_string()));
                 }
                 for requirement in requirements {
                     requirement.check(None).map_err(Error::from_iceberg)?;
@@ -533,7 +532,7 @@ impl Catalog {
             None => self.default_location(&ident.namespace, &ident.name).await?,
         };
         if self.store.metadata_location(ident, EntityKind::View).await?.is_some() {
-            return Err(Error::AlreadyExists(format!("a view named {} already exists", display_ident(ident))));
+            return Err(Error::AlreadyExists(format!("a view named {} already exists", ident)));
         }
         TableMetadataBuilder::new(
             schema,
@@ -599,8 +598,8 @@ impl Catalog {
         if let (true, Some(metadata_location)) = (purge, location) {
             let table_location = self.table_version(&metadata_location).await?.metadata.location().to_string();
             match self.warehouse.delete_all_under(&table_location).await {
-                Ok(count) => tracing::info!(table = %display_ident(ident), count, "purged dropped table's files"),
-                Err(e) => tracing::warn!(table = %display_ident(ident), error = %e, "could not purge dropped table's files"),
+                Ok(count) => tracing::info!(table = %ident, count, "purged dropped table's files"),
+                Err(e) => tracing::warn!(table = %ident, error = %e, "could not purge dropped table's files"),
             }
         }
         Ok(())

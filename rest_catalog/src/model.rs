@@ -63,6 +63,12 @@ pub struct TableIdentifier {
     pub name: String,
 }
 
+impl std::fmt::Display for TableIdentifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.namespace.join("."), self.name)
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct ListTablesResponse {
     pub identifiers: Vec<TableIdentifier>,

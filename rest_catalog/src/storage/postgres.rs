@@ -34,16 +34,12 @@ impl EntityKind {
     }
 
     fn missing(self, ident: &TableIdentifier) -> Error {
-        let name = display_ident(ident);
+        let name = ident.to_string();
         match self {
             EntityKind::Table => Error::NoSuchTable(name),
             EntityKind::View => Error::NoSuchView(name),
         }
     }
-}
-
-pub fn display_ident(ident: &TableIdentifier) -> String {
-    format!("{}.{}", ident.namespace.join("."), ident.name)
 }
 
 /// The stored form of a namespace, or 400 naming the offending levels.
@@ -371,7 +367,7 @@ impl CatalogStore for PostgresStore {
             .await
             .map_err(sent_change_error)?;
         if inserted == 0 {
-            return Err(Error::AlreadyExists(format!("a table or view named {} already exists", display_ident(ident))));
+            return Err(Error::AlreadyExists(format!("a table or view named {} already exists", ident)));
         }
         Ok(())
     }
@@ -391,7 +387,7 @@ impl CatalogStore for PostgresStore {
             if updated == 0 {
                 return Err(Error::ConcurrentUpdate(format!(
                     "{} was changed by another commit; reload it and retry",
-                    display_ident(&swap.ident)
+                    swap.ident
                 )));
             }
         }
@@ -438,7 +434,7 @@ impl CatalogStore for PostgresStore {
             Ok(0) => Err(kind.missing(from)),
             Ok(_) => Ok(()),
             Err(e) if is_unique_violation(&e) => {
-                Err(Error::AlreadyExists(format!("a table or view named {} already exists", display_ident(to))))
+                Err(Error::AlreadyExists(format!("a table or view named {} already exists", to)))
             }
             Err(e) => Err(e.into()),
         }
