@@ -51,7 +51,8 @@ CREATE TABLE IF NOT EXISTS lake_catalog.schema_version (
 pub const APPLIED_VERSIONS_SQL: &str = "SELECT version FROM lake_catalog.schema_version";
 
 /// Records one applied migration; `$1` is its version.
-pub const RECORD_VERSION_SQL: &str = "INSERT INTO lake_catalog.schema_version (version) VALUES ($1)";
+pub const RECORD_VERSION_SQL: &str =
+    "INSERT INTO lake_catalog.schema_version (version) VALUES ($1)";
 
 // Statements both writers use, so they agree on what a row means. Parameters:
 // $1 catalog_name, $2 table_namespace (see [`encode_namespace`]), $3 table_name,
@@ -93,7 +94,9 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
 
 /// The migrations not yet in `applied`, in order.
 pub fn pending(applied: &[i32]) -> impl Iterator<Item = &'static Migration> + '_ {
-    MIGRATIONS.iter().filter(move |m| !applied.contains(&m.version))
+    MIGRATIONS
+        .iter()
+        .filter(move |m| !applied.contains(&m.version))
 }
 
 /// The newest schema version this build knows.
@@ -106,21 +109,35 @@ pub fn latest_version() -> i32 {
 /// not be told apart from two levels once stored.
 pub fn encode_namespace<S: AsRef<str>>(levels: &[S]) -> Option<String> {
     if levels.is_empty()
-        || levels.iter().any(|l| l.as_ref().is_empty() || l.as_ref().contains(NAMESPACE_SEPARATOR))
+        || levels
+            .iter()
+            .any(|l| l.as_ref().is_empty() || l.as_ref().contains(NAMESPACE_SEPARATOR))
     {
         return None;
     }
-    Some(levels.iter().map(AsRef::as_ref).collect::<Vec<_>>().join("."))
+    Some(
+        levels
+            .iter()
+            .map(AsRef::as_ref)
+            .collect::<Vec<_>>()
+            .join("."),
+    )
 }
 
 /// The levels of a stored namespace.
 pub fn decode_namespace(stored: &str) -> Vec<String> {
-    stored.split(NAMESPACE_SEPARATOR).map(str::to_string).collect()
+    stored
+        .split(NAMESPACE_SEPARATOR)
+        .map(str::to_string)
+        .collect()
 }
 
 /// `LIKE` pattern matching the direct and indirect children of a stored namespace.
 pub fn descendants_pattern(stored_parent: &str) -> String {
-    let escaped = stored_parent.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    let escaped = stored_parent
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
     format!("{escaped}.%")
 }
 
@@ -139,7 +156,10 @@ mod tests {
     #[test]
     fn pending_skips_applied_versions_and_keeps_order() {
         assert_eq!(pending(&[]).count(), MIGRATIONS.len());
-        assert_eq!(pending(&[1]).map(|m| m.version).next(), MIGRATIONS.get(1).map(|m| m.version));
+        assert_eq!(
+            pending(&[1]).map(|m| m.version).next(),
+            MIGRATIONS.get(1).map(|m| m.version)
+        );
         let all: Vec<i32> = MIGRATIONS.iter().map(|m| m.version).collect();
         assert_eq!(pending(&all).count(), 0);
     }

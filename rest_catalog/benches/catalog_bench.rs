@@ -12,17 +12,30 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Appends one snapshot, re-reading and retrying on 409; returns the retries.
 async fn commit_one(http: &reqwest::Client, url: &str, snapshot_id: i64) -> u64 {
     let mut retries = 0;
     loop {
-        let load: Value = http.get(format!("{url}?snapshots=refs")).send().await.unwrap().json().await.unwrap();
+        let load: Value = http
+            .get(format!("{url}?snapshots=refs"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         let m = &load["metadata"];
         let parent = m["current-snapshot-id"].as_i64().filter(|id| *id != -1);
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
         let body = json!({
             "requirements": [ { "type": "assert-ref-snapshot-id", "ref": "main", "snapshot-id": parent } ],
             "updates": [
@@ -35,7 +48,14 @@ async fn commit_one(http: &reqwest::Client, url: &str, snapshot_id: i64) -> u64 
                 { "action": "set-snapshot-ref", "ref-name": "main", "type": "branch", "snapshot-id": snapshot_id }
             ]
         });
-        let status = http.post(url).json(&body).send().await.unwrap().status().as_u16();
+        let status = http
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
         match status {
             200 => return retries,
             409 => retries += 1,
@@ -71,7 +91,11 @@ async fn main() {
                 retries
             })
         });
-        let retries: u64 = futures::future::join_all(committers).await.into_iter().map(Result::unwrap).sum();
+        let retries: u64 = futures::future::join_all(committers)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .sum();
         let commit_secs = started.elapsed().as_secs_f64();
         let commits = clients * commits_per_client;
 
@@ -90,8 +114,11 @@ async fn main() {
                 latencies
             })
         });
-        let mut latencies: Vec<Duration> =
-            futures::future::join_all(loaders).await.into_iter().flat_map(Result::unwrap).collect();
+        let mut latencies: Vec<Duration> = futures::future::join_all(loaders)
+            .await
+            .into_iter()
+            .flat_map(Result::unwrap)
+            .collect();
         let load_secs = started.elapsed().as_secs_f64();
         latencies.sort();
         println!(

@@ -35,7 +35,10 @@ pub struct OAuthClient {
 
 impl OAuthClient {
     pub fn new(id: String, secret: &str) -> Self {
-        Self { id, secret_digest: digest(secret) }
+        Self {
+            id,
+            secret_digest: digest(secret),
+        }
     }
 }
 
@@ -52,7 +55,14 @@ impl std::fmt::Debug for Auth {
         f.debug_struct("Auth")
             .field("mode", &self.mode)
             .field("static_tokens", &self.static_token_digests.len())
-            .field("clients", &self.clients.iter().map(|c| c.id.as_str()).collect::<Vec<_>>())
+            .field(
+                "clients",
+                &self
+                    .clients
+                    .iter()
+                    .map(|c| c.id.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -85,7 +95,9 @@ fn digest(secret: &str) -> [u8; 32] {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl Auth {
@@ -104,7 +116,9 @@ impl Auth {
             ));
         }
         if signing_key.len() < 32 {
-            return Err(Error::Config("the token signing key must be at least 32 bytes".into()));
+            return Err(Error::Config(
+                "the token signing key must be at least 32 bytes".into(),
+            ));
         }
         Ok(Self {
             mode,
@@ -130,14 +144,21 @@ impl Auth {
             return Ok("anonymous".into());
         }
         let token = header
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
             .map(str::trim)
             .ok_or_else(|| Error::NotAuthorized("missing bearer token".into()))?;
         if let Some(signed) = token.strip_prefix(SIGNED_TOKEN_PREFIX) {
             return self.verify_signed(signed);
         }
         let presented = digest(token);
-        if self.static_token_digests.iter().any(|d| bool::from(d.ct_eq(&presented))) {
+        if self
+            .static_token_digests
+            .iter()
+            .any(|d| bool::from(d.ct_eq(&presented)))
+        {
             return Ok("static-token".into());
         }
         Err(Error::NotAuthorized("invalid bearer token".into()))
@@ -151,16 +172,22 @@ impl Auth {
         mac.update(payload.as_bytes());
         mac.verify_slice(&signature).map_err(|_| invalid())?;
         let claims: Claims =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).map_err(|_| invalid())?).map_err(|_| invalid())?;
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).map_err(|_| invalid())?)
+                .map_err(|_| invalid())?;
         if claims.exp <= now() {
-            return Err(Error::NotAuthorized("bearer token expired; obtain a new one".into()));
+            return Err(Error::NotAuthorized(
+                "bearer token expired; obtain a new one".into(),
+            ));
         }
         Ok(claims.sub)
     }
 
     /// Signs a token for `subject` valid for `ttl` from now.
     pub fn sign(&self, subject: &str, ttl: Duration) -> String {
-        let claims = Claims { sub: subject.to_string(), exp: now() + ttl.as_secs() };
+        let claims = Claims {
+            sub: subject.to_string(),
+            exp: now() + ttl.as_secs(),
+        };
         let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap_or_default());
         let mut mac = self.mac();
         mac.update(payload.as_bytes());
@@ -181,7 +208,9 @@ impl Auth {
             None => return Err(TokenError::InvalidRequest("grant_type is required")),
         }
         let (Some(id), Some(secret)) = (client_id, client_secret) else {
-            return Err(TokenError::InvalidRequest("client_id and client_secret are required"));
+            return Err(TokenError::InvalidRequest(
+                "client_id and client_secret are required",
+            ));
         };
         let presented = digest(secret);
         // Check every client so timing does not reveal which ids exist.
@@ -219,8 +248,14 @@ mod tests {
     fn static_and_issued_tokens_are_accepted() {
         let a = auth();
         assert!(a.authenticate(Some("Bearer static-secret")).is_ok());
-        let t = a.issue(Some("client_credentials"), Some("spark"), Some("s3cret")).unwrap();
-        assert_eq!(a.authenticate(Some(&format!("Bearer {}", t.access_token))).unwrap(), "spark");
+        let t = a
+            .issue(Some("client_credentials"), Some("spark"), Some("s3cret"))
+            .unwrap();
+        assert_eq!(
+            a.authenticate(Some(&format!("Bearer {}", t.access_token)))
+                .unwrap(),
+            "spark"
+        );
     }
 
     #[test]
@@ -232,20 +267,44 @@ mod tests {
         let tampered = token.replacen("pglk1.e", "pglk1.f", 1);
         assert!(a.authenticate(Some(&format!("Bearer {tampered}"))).is_err());
         let expired = a.sign("spark", Duration::ZERO);
-        let err = a.authenticate(Some(&format!("Bearer {expired}"))).unwrap_err();
+        let err = a
+            .authenticate(Some(&format!("Bearer {expired}")))
+            .unwrap_err();
         assert!(err.to_string().contains("expired"), "{err}");
     }
 
     #[test]
     fn bad_client_credentials_are_refused() {
         let a = auth();
-        assert_eq!(a.issue(Some("client_credentials"), Some("spark"), Some("x")).unwrap_err(), TokenError::InvalidClient);
-        assert_eq!(a.issue(Some("password"), Some("spark"), Some("s3cret")).unwrap_err(), TokenError::UnsupportedGrantType);
+        assert_eq!(
+            a.issue(Some("client_credentials"), Some("spark"), Some("x"))
+                .unwrap_err(),
+            TokenError::InvalidClient
+        );
+        assert_eq!(
+            a.issue(Some("password"), Some("spark"), Some("s3cret"))
+                .unwrap_err(),
+            TokenError::UnsupportedGrantType
+        );
     }
 
     #[test]
     fn token_mode_needs_a_credential_source() {
-        assert!(Auth::new(AuthMode::Token, &[], vec![], vec![0; 32], Duration::from_secs(1)).is_err());
-        assert!(Auth::new(AuthMode::None, &[], vec![], vec![0; 32], Duration::from_secs(1)).is_ok());
+        assert!(Auth::new(
+            AuthMode::Token,
+            &[],
+            vec![],
+            vec![0; 32],
+            Duration::from_secs(1)
+        )
+        .is_err());
+        assert!(Auth::new(
+            AuthMode::None,
+            &[],
+            vec![],
+            vec![0; 32],
+            Duration::from_secs(1)
+        )
+        .is_ok());
     }
 }

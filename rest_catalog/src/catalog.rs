@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
 use iceberg::spec::{
-    FormatVersion, SortOrder, TableMetadata, TableMetadataBuilder, UnboundPartitionSpec, ViewFormatVersion,
-    ViewMetadata, ViewMetadataBuilder,
+    FormatVersion, SortOrder, TableMetadata, TableMetadataBuilder, UnboundPartitionSpec,
+    ViewFormatVersion, ViewMetadata, ViewMetadataBuilder,
 };
 use iceberg::{TableRequirement, TableUpdate, ViewUpdate};
 use serde::de::DeserializeOwned;
@@ -62,37 +62,63 @@ impl TableVersion {
         let invalid = |e: &dyn std::fmt::Display| Error::Metadata(format!("{location}: {e}"));
         let text = if location.ends_with(".gz.metadata.json") {
             let mut text = String::new();
-            std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(bytes), &mut text).map_err(|e| invalid(&e))?;
+            std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(bytes), &mut text)
+                .map_err(|e| invalid(&e))?;
             text
         } else {
             String::from_utf8(bytes.to_vec()).map_err(|e| invalid(&e))?
         };
         let metadata = serde_json::from_str(&text).map_err(|e| invalid(&e))?;
         let json = RawValue::from_string(text).map_err(|e| invalid(&e))?;
-        Ok(Self { location: Some(location.to_string()), metadata, json, refs_only: tokio::sync::OnceCell::new() })
+        Ok(Self {
+            location: Some(location.to_string()),
+            metadata,
+            json,
+            refs_only: tokio::sync::OnceCell::new(),
+        })
     }
 
     fn encode(location: Option<String>, metadata: TableMetadata) -> Result<Self> {
         let text = serde_json::to_string(&metadata).map_err(|e| Error::Metadata(e.to_string()))?;
         let json = RawValue::from_string(text).map_err(|e| Error::Metadata(e.to_string()))?;
-        Ok(Self { location, metadata, json, refs_only: tokio::sync::OnceCell::new() })
+        Ok(Self {
+            location,
+            metadata,
+            json,
+            refs_only: tokio::sync::OnceCell::new(),
+        })
     }
 
     /// The metadata JSON without the snapshots no branch or tag references.
     pub async fn refs_only_json(&self) -> Result<&RawValue> {
-        let json = self.refs_only.get_or_try_init(|| async { self.without_unreferenced_snapshots() }).await?;
+        let json = self
+            .refs_only
+            .get_or_try_init(|| async { self.without_unreferenced_snapshots() })
+            .await?;
         Ok(json)
     }
 
     fn without_unreferenced_snapshots(&self) -> Result<Box<RawValue>> {
         let invalid = |e: serde_json::Error| Error::Metadata(e.to_string());
-        let mut value: serde_json::Value = serde_json::from_str(self.json.get()).map_err(invalid)?;
+        let mut value: serde_json::Value =
+            serde_json::from_str(self.json.get()).map_err(invalid)?;
         let referenced: HashSet<i64> = value["refs"]
             .as_object()
-            .map(|refs| refs.values().filter_map(|r| r["snapshot-id"].as_i64()).collect())
+            .map(|refs| {
+                refs.values()
+                    .filter_map(|r| r["snapshot-id"].as_i64())
+                    .collect()
+            })
             .unwrap_or_default();
-        if let Some(snapshots) = value.get_mut("snapshots").and_then(serde_json::Value::as_array_mut) {
-            snapshots.retain(|s| s["snapshot-id"].as_i64().is_some_and(|id| referenced.contains(&id)));
+        if let Some(snapshots) = value
+            .get_mut("snapshots")
+            .and_then(serde_json::Value::as_array_mut)
+        {
+            snapshots.retain(|s| {
+                s["snapshot-id"]
+                    .as_i64()
+                    .is_some_and(|id| referenced.contains(&id))
+            });
         }
         RawValue::from_string(serde_json::to_string(&value).map_err(invalid)?).map_err(invalid)
     }
@@ -122,7 +148,12 @@ impl StagedCommit {
 }
 
 impl Catalog {
-    pub fn new(store: Arc<dyn CatalogStore>, warehouse: Warehouse, metrics: Arc<Metrics>, commit_retries: u32) -> Self {
+    pub fn new(
+        store: Arc<dyn CatalogStore>,
+        warehouse: Warehouse,
+        metrics: Arc<Metrics>,
+        commit_retries: u32,
+    ) -> Self {
         Self {
             store,
             warehouse,
@@ -149,13 +180,21 @@ impl Catalog {
     // ---- namespaces ----
 
     pub async fn create_namespace(&self, req: CreateNamespaceRequest) -> Result<NamespaceResponse> {
-        self.store.create_namespace(&req.namespace, &req.properties).await?;
-        Ok(NamespaceResponse { namespace: req.namespace, properties: req.properties })
+        self.store
+            .create_namespace(&req.namespace, &req.properties)
+            .await?;
+        Ok(NamespaceResponse {
+            namespace: req.namespace,
+            properties: req.properties,
+        })
     }
 
     pub async fn load_namespace(&self, namespace: Namespace) -> Result<NamespaceResponse> {
         let properties = self.namespace_properties(&namespace).await?;
-        Ok(NamespaceResponse { namespace, properties })
+        Ok(NamespaceResponse {
+            namespace,
+            properties,
+        })
     }
 
     async fn namespace_properties(&self, namespace: &Namespace) -> Result<Properties> {
@@ -165,7 +204,11 @@ impl Catalog {
             .ok_or_else(|| Error::NoSuchNamespace(namespace.join(".")))
     }
 
-    pub async fn list_namespaces(&self, parent: Option<Namespace>, page: Page) -> Result<Vec<Namespace>> {
+    pub async fn list_namespaces(
+        &self,
+        parent: Option<Namespace>,
+        page: Page,
+    ) -> Result<Vec<Namespace>> {
         if let Some(parent) = &parent {
             self.namespace_properties(parent).await?;
         }
@@ -182,21 +225,38 @@ impl Catalog {
         req: UpdateNamespacePropertiesRequest,
     ) -> Result<PropertyChanges> {
         if let Some(key) = req.removals.iter().find(|k| req.updates.contains_key(*k)) {
-            return Err(Error::BadRequest(format!("property {key:?} is both removed and updated")));
+            return Err(Error::BadRequest(format!(
+                "property {key:?} is both removed and updated"
+            )));
         }
         let reserved = pg_lake_common::catalog::NAMESPACE_EXISTS_PROPERTY;
         if req.removals.iter().any(|k| k == reserved) || req.updates.contains_key(reserved) {
-            return Err(Error::BadRequest(format!("property {reserved:?} is reserved by the catalog")));
+            return Err(Error::BadRequest(format!(
+                "property {reserved:?} is reserved by the catalog"
+            )));
         }
-        self.store.update_namespace_properties(&namespace, &req.removals, &req.updates).await
+        self.store
+            .update_namespace_properties(&namespace, &req.removals, &req.updates)
+            .await
     }
 
     // ---- tables and views: shared ----
 
-    pub async fn list(&self, namespace: Namespace, kind: EntityKind, page: Page) -> Result<Vec<TableIdentifier>> {
+    pub async fn list(
+        &self,
+        namespace: Namespace,
+        kind: EntityKind,
+        page: Page,
+    ) -> Result<Vec<TableIdentifier>> {
         self.namespace_properties(&namespace).await?;
         let names = self.store.list_entities(&namespace, kind, &page).await?;
-        Ok(names.into_iter().map(|name| TableIdentifier { namespace: namespace.clone(), name }).collect())
+        Ok(names
+            .into_iter()
+            .map(|name| TableIdentifier {
+                namespace: namespace.clone(),
+                name,
+            })
+            .collect())
     }
 
     pub async fn exists(&self, ident: &TableIdentifier, kind: EntityKind) -> Result<bool> {
@@ -204,14 +264,19 @@ impl Catalog {
     }
 
     pub async fn rename(&self, req: RenameRequest, kind: EntityKind) -> Result<()> {
-        self.store.rename_entity(&req.source, &req.destination, kind).await
+        self.store
+            .rename_entity(&req.source, &req.destination, kind)
+            .await
     }
 
     async fn current_location(&self, ident: &TableIdentifier, kind: EntityKind) -> Result<String> {
-        self.store.metadata_location(ident, kind).await?.ok_or_else(|| match kind {
-            EntityKind::Table => Error::NoSuchTable(ident.to_string()),
-            EntityKind::View => Error::NoSuchView(ident.to_string()),
-        })
+        self.store
+            .metadata_location(ident, kind)
+            .await?
+            .ok_or_else(|| match kind {
+                EntityKind::Table => Error::NoSuchTable(ident.to_string()),
+                EntityKind::View => Error::NoSuchView(ident.to_string()),
+            })
     }
 
     /// Where a new table or view goes when the request names no location: under
@@ -297,23 +362,37 @@ impl Catalog {
     }
 
     /// Writes a new metadata file for `metadata`, which nothing points at yet.
-    async fn write_table_version(&self, location: String, metadata: TableMetadata) -> Result<Arc<TableVersion>> {
+    async fn write_table_version(
+        &self,
+        location: String,
+        metadata: TableMetadata,
+    ) -> Result<Arc<TableVersion>> {
         let version = TableVersion::encode(Some(location.clone()), metadata)?;
-        self.warehouse.write(&location, Bytes::from(version.json.get().to_owned())).await?;
+        self.warehouse
+            .write(&location, Bytes::from(version.json.get().to_owned()))
+            .await?;
         Ok(Arc::new(version))
     }
 
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<TableVersion>>> {
-        self.table_cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.table_cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Waits for this process's other commits to the given tables (taken in a
     /// fixed order, so transactions cannot deadlock).
-    async fn queue_for(&self, idents: &[&TableIdentifier]) -> Vec<tokio::sync::OwnedMutexGuard<()>> {
+    async fn queue_for(
+        &self,
+        idents: &[&TableIdentifier],
+    ) -> Vec<tokio::sync::OwnedMutexGuard<()>> {
         let mut sorted: Vec<&TableIdentifier> = idents.to_vec();
         sorted.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         let queues: Vec<Arc<tokio::sync::Mutex<()>>> = {
-            let mut map = self.commit_queues.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut map = self
+                .commit_queues
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             map.retain(|_, q| q.strong_count() > 0);
             sorted
                 .iter()
@@ -341,17 +420,35 @@ impl Catalog {
         cache.insert(version.written_location().to_string(), version);
     }
 
-    pub async fn create_table(&self, namespace: Namespace, req: CreateTableRequest) -> Result<Arc<TableVersion>> {
-        let ident = TableIdentifier { namespace: namespace.clone(), name: req.name.clone() };
+    pub async fn create_table(
+        &self,
+        namespace: Namespace,
+        req: CreateTableRequest,
+    ) -> Result<Arc<TableVersion>> {
+        let ident = TableIdentifier {
+            namespace: namespace.clone(),
+            name: req.name.clone(),
+        };
         let location = match req.location {
             Some(l) => l.trim_end_matches('/').to_string(),
             None => self.default_location(&namespace, &req.name).await?,
         };
         self.warehouse.validate_location(&location)?;
-        if self.store.metadata_location(&ident, EntityKind::Table).await?.is_some()
-            || self.store.metadata_location(&ident, EntityKind::View).await?.is_some()
+        if self
+            .store
+            .metadata_location(&ident, EntityKind::Table)
+            .await?
+            .is_some()
+            || self
+                .store
+                .metadata_location(&ident, EntityKind::View)
+                .await?
+                .is_some()
         {
-            return Err(Error::AlreadyExists(format!("a table or view named {} already exists", ident)));
+            return Err(Error::AlreadyExists(format!(
+                "a table or view named {} already exists",
+                ident
+            )));
         }
         let mut properties = req.properties;
         let format_version = match properties.remove(FORMAT_VERSION_PROPERTY).as_deref() {
@@ -359,12 +456,15 @@ impl Catalog {
             Some("1") => FormatVersion::V1,
             Some("3") => FormatVersion::V3,
             Some(other) => {
-                return Err(Error::BadRequest(format!("format-version {other:?} is not supported; use 1, 2 or 3")))
+                return Err(Error::BadRequest(format!(
+                    "format-version {other:?} is not supported; use 1, 2 or 3"
+                )))
             }
         };
         let metadata = TableMetadataBuilder::new(
             req.schema,
-            req.partition_spec.unwrap_or_else(|| UnboundPartitionSpec::builder().build()),
+            req.partition_spec
+                .unwrap_or_else(|| UnboundPartitionSpec::builder().build()),
             req.write_order.unwrap_or_else(SortOrder::unsorted_order),
             location.clone(),
             format_version,
@@ -376,8 +476,14 @@ impl Catalog {
         if req.stage_create {
             return Ok(Arc::new(TableVersion::encode(None, metadata)?));
         }
-        let version = self.write_table_version(next_metadata_location(&location, None), metadata).await?;
-        if let Err(e) = self.store.insert_entity(&ident, EntityKind::Table, version.written_location()).await {
+        let version = self
+            .write_table_version(next_metadata_location(&location, None), metadata)
+            .await?;
+        if let Err(e) = self
+            .store
+            .insert_entity(&ident, EntityKind::Table, version.written_location())
+            .await
+        {
             self.discard(version.written_location(), &e).await;
             return Err(e);
         }
@@ -385,11 +491,22 @@ impl Catalog {
         Ok(version)
     }
 
-    pub async fn register_table(&self, namespace: Namespace, req: RegisterTableRequest) -> Result<Arc<TableVersion>> {
+    pub async fn register_table(
+        &self,
+        namespace: Namespace,
+        req: RegisterTableRequest,
+    ) -> Result<Arc<TableVersion>> {
         self.namespace_properties(&namespace).await?;
-        let ident = TableIdentifier { namespace, name: req.name };
+        let ident = TableIdentifier {
+            namespace,
+            name: req.name,
+        };
         let version = self.table_version(&req.metadata_location).await?;
-        match self.store.metadata_location(&ident, EntityKind::Table).await? {
+        match self
+            .store
+            .metadata_location(&ident, EntityKind::Table)
+            .await?
+        {
             Some(current) if req.overwrite => {
                 self.store
                     .swap_metadata(&[MetadataSwap {
@@ -400,18 +517,25 @@ impl Catalog {
                     }])
                     .await?
             }
-            _ => self.store.insert_entity(&ident, EntityKind::Table, &req.metadata_location).await?,
+            _ => {
+                self.store
+                    .insert_entity(&ident, EntityKind::Table, &req.metadata_location)
+                    .await?
+            }
         }
         Ok(version)
     }
 
-    pub async fn commit_table(&self, ident: TableIdentifier, req: CommitTableRequest) -> Result<Arc<TableVersion>> {
+    pub async fn commit_table(
+        &self,
+        ident: TableIdentifier,
+        req: CommitTableRequest,
+    ) -> Result<Arc<TableVersion>> {
         if let Some(body_ident) = &req.identifier {
             if body_ident != &ident {
                 return Err(Error::BadRequest(format!(
                     "the body names table {} but the path names {}",
-                    body_ident,
-                    ident
+                    body_ident, ident
                 )));
             }
         }
@@ -433,15 +557,23 @@ impl Catalog {
                 Error::BadRequest("every table change of a transaction needs its identifier".into())
             })?;
             if !seen.insert(ident.clone()) {
-                return Err(Error::BadRequest(format!("table {} appears twice in the transaction", ident)));
+                return Err(Error::BadRequest(format!(
+                    "table {} appears twice in the transaction",
+                    ident
+                )));
             }
             changes.push((ident, change));
         }
-        let _queued = self.queue_for(&changes.iter().map(|(i, _)| i).collect::<Vec<_>>()).await;
+        let _queued = self
+            .queue_for(&changes.iter().map(|(i, _)| i).collect::<Vec<_>>())
+            .await;
         self.with_retries(|| async {
             let mut staged = Vec::with_capacity(changes.len());
             for (ident, change) in &changes {
-                match self.stage(ident, &change.requirements, &change.updates).await {
+                match self
+                    .stage(ident, &change.requirements, &change.updates)
+                    .await
+                {
                     Ok(s) => staged.push(s),
                     Err(e) => {
                         self.discard_staged(&staged, &e).await;
@@ -462,14 +594,22 @@ impl Catalog {
         requirements: &[TableRequirement],
         updates: &[TableUpdate],
     ) -> Result<StagedCommit> {
-        let previous = self.store.metadata_location(ident, EntityKind::Table).await?;
+        let previous = self
+            .store
+            .metadata_location(ident, EntityKind::Table)
+            .await?;
         let builder = match &previous {
             Some(location) => {
                 let current = self.table_version(location).await?;
                 for requirement in requirements {
-                    requirement.check(Some(&current.metadata)).map_err(Error::from_iceberg)?;
+                    requirement
+                        .check(Some(&current.metadata))
+                        .map_err(Error::from_iceberg)?;
                 }
-                current.metadata.clone().into_builder(Some(location.clone()))
+                current
+                    .metadata
+                    .clone()
+                    .into_builder(Some(location.clone()))
             }
             None => {
                 if !requirements.contains(&TableRequirement::NotExist) {
@@ -488,13 +628,21 @@ impl Catalog {
         let built = builder.build().map_err(Error::from_iceberg)?;
         if let (Some(location), true) = (&previous, built.changes.is_empty()) {
             let version = self.table_version(location).await?;
-            return Ok(StagedCommit { ident: ident.clone(), previous, version });
+            return Ok(StagedCommit {
+                ident: ident.clone(),
+                previous,
+                version,
+            });
         }
         let metadata = built.metadata;
         self.warehouse.validate_location(metadata.location())?;
         let location = next_metadata_location(metadata.location(), previous.as_deref());
         let version = self.write_table_version(location, metadata).await?;
-        Ok(StagedCommit { ident: ident.clone(), previous, version })
+        Ok(StagedCommit {
+            ident: ident.clone(),
+            previous,
+            version,
+        })
     }
 
     /// The starting point of a commit that creates its table (a staged create):
@@ -511,7 +659,9 @@ impl Catalog {
                 TableUpdate::AddSchema { schema } => Some(schema.clone()),
                 _ => None,
             })
-            .ok_or_else(|| Error::BadRequest("creating a table needs an add-schema update".into()))?;
+            .ok_or_else(|| {
+                Error::BadRequest("creating a table needs an add-schema update".into())
+            })?;
         let spec = updates.iter().find_map(|u| match u {
             TableUpdate::AddSpec { spec } => Some(spec.clone()),
             _ => None,
@@ -531,8 +681,16 @@ impl Catalog {
             Some(location) => location,
             None => self.default_location(&ident.namespace, &ident.name).await?,
         };
-        if self.store.metadata_location(ident, EntityKind::View).await?.is_some() {
-            return Err(Error::AlreadyExists(format!("a view named {} already exists", ident)));
+        if self
+            .store
+            .metadata_location(ident, EntityKind::View)
+            .await?
+            .is_some()
+        {
+            return Err(Error::AlreadyExists(format!(
+                "a view named {} already exists",
+                ident
+            )));
         }
         TableMetadataBuilder::new(
             schema,
@@ -570,7 +728,9 @@ impl Catalog {
                     Error::AlreadyExists(m) => Error::CommitFailed(m),
                     other => other,
                 }),
-            _ => Err(Error::BadRequest("a transaction cannot create tables; commit each creation on its own".into())),
+            _ => Err(Error::BadRequest(
+                "a transaction cannot create tables; commit each creation on its own".into(),
+            )),
         };
         match outcome {
             Ok(()) => {
@@ -596,10 +756,17 @@ impl Catalog {
     pub async fn drop_table(&self, ident: &TableIdentifier, purge: bool) -> Result<()> {
         let location = self.store.drop_entity(ident, EntityKind::Table).await?;
         if let (true, Some(metadata_location)) = (purge, location) {
-            let table_location = self.table_version(&metadata_location).await?.metadata.location().to_string();
+            let table_location = self
+                .table_version(&metadata_location)
+                .await?
+                .metadata
+                .location()
+                .to_string();
             match self.warehouse.delete_all_under(&table_location).await {
                 Ok(count) => tracing::info!(table = %ident, count, "purged dropped table's files"),
-                Err(e) => tracing::warn!(table = %ident, error = %e, "could not purge dropped table's files"),
+                Err(e) => {
+                    tracing::warn!(table = %ident, error = %e, "could not purge dropped table's files")
+                }
             }
         }
         Ok(())
@@ -607,33 +774,62 @@ impl Catalog {
 
     // ---- views ----
 
-    pub async fn create_view(&self, namespace: Namespace, req: CreateViewRequest) -> Result<LoadViewResult> {
-        let ident = TableIdentifier { namespace: namespace.clone(), name: req.name.clone() };
+    pub async fn create_view(
+        &self,
+        namespace: Namespace,
+        req: CreateViewRequest,
+    ) -> Result<LoadViewResult> {
+        let ident = TableIdentifier {
+            namespace: namespace.clone(),
+            name: req.name.clone(),
+        };
         let location = match req.location {
             Some(l) => l,
             None => self.default_location(&namespace, &req.name).await?,
         };
         self.warehouse.validate_location(&location)?;
-        let metadata = ViewMetadataBuilder::new(location, req.schema, req.view_version, ViewFormatVersion::V1, req.properties)
-            .and_then(ViewMetadataBuilder::build)
-            .map_err(Error::from_iceberg)?
-            .metadata;
+        let metadata = ViewMetadataBuilder::new(
+            location,
+            req.schema,
+            req.view_version,
+            ViewFormatVersion::V1,
+            req.properties,
+        )
+        .and_then(ViewMetadataBuilder::build)
+        .map_err(Error::from_iceberg)?
+        .metadata;
         let metadata_location = next_metadata_location(metadata.location(), None);
         self.write_json(&metadata_location, &metadata).await?;
-        if let Err(e) = self.store.insert_entity(&ident, EntityKind::View, &metadata_location).await {
+        if let Err(e) = self
+            .store
+            .insert_entity(&ident, EntityKind::View, &metadata_location)
+            .await
+        {
             self.discard(&metadata_location, &e).await;
             return Err(e);
         }
-        Ok(LoadViewResult { metadata_location, metadata, config: self.client_config().clone() })
+        Ok(LoadViewResult {
+            metadata_location,
+            metadata,
+            config: self.client_config().clone(),
+        })
     }
 
     pub async fn load_view(&self, ident: &TableIdentifier) -> Result<LoadViewResult> {
         let metadata_location = self.current_location(ident, EntityKind::View).await?;
         let metadata = self.read_json(&metadata_location).await?;
-        Ok(LoadViewResult { metadata_location, metadata, config: self.client_config().clone() })
+        Ok(LoadViewResult {
+            metadata_location,
+            metadata,
+            config: self.client_config().clone(),
+        })
     }
 
-    pub async fn replace_view(&self, ident: TableIdentifier, req: CommitViewRequest) -> Result<LoadViewResult> {
+    pub async fn replace_view(
+        &self,
+        ident: TableIdentifier,
+        req: CommitViewRequest,
+    ) -> Result<LoadViewResult> {
         self.with_retries(|| async {
             let previous = self.current_location(&ident, EntityKind::View).await?;
             let current: ViewMetadata = self.read_json(&previous).await?;
@@ -647,37 +843,57 @@ impl Catalog {
             }
             let mut builder = current.into_builder();
             for update in &req.updates {
-                builder = apply_view_update(builder, update.clone()).map_err(Error::from_iceberg)?;
+                builder =
+                    apply_view_update(builder, update.clone()).map_err(Error::from_iceberg)?;
             }
             let metadata = builder.build().map_err(Error::from_iceberg)?.metadata;
             self.warehouse.validate_location(metadata.location())?;
             let location = next_metadata_location(metadata.location(), Some(&previous));
             self.write_json(&location, &metadata).await?;
-            let swap = MetadataSwap { ident: ident.clone(), kind: EntityKind::View, expected: previous, new: location.clone() };
+            let swap = MetadataSwap {
+                ident: ident.clone(),
+                kind: EntityKind::View,
+                expected: previous,
+                new: location.clone(),
+            };
             if let Err(e) = self.store.swap_metadata(&[swap]).await {
                 self.discard(&location, &e).await;
                 return Err(e);
             }
-            Ok(LoadViewResult { metadata_location: location, metadata, config: self.client_config().clone() })
+            Ok(LoadViewResult {
+                metadata_location: location,
+                metadata,
+                config: self.client_config().clone(),
+            })
         })
         .await
     }
 
     pub async fn drop_view(&self, ident: &TableIdentifier) -> Result<()> {
-        self.store.drop_entity(ident, EntityKind::View).await.map(|_| ())
+        self.store
+            .drop_entity(ident, EntityKind::View)
+            .await
+            .map(|_| ())
     }
 }
 
-fn apply_view_update(builder: ViewMetadataBuilder, update: ViewUpdate) -> iceberg::Result<ViewMetadataBuilder> {
+fn apply_view_update(
+    builder: ViewMetadataBuilder,
+    update: ViewUpdate,
+) -> iceberg::Result<ViewMetadataBuilder> {
     match update {
         ViewUpdate::AssignUuid { uuid } => Ok(builder.assign_uuid(uuid)),
-        ViewUpdate::UpgradeFormatVersion { format_version } => builder.upgrade_format_version(format_version),
+        ViewUpdate::UpgradeFormatVersion { format_version } => {
+            builder.upgrade_format_version(format_version)
+        }
         ViewUpdate::AddSchema { schema, .. } => Ok(builder.add_schema(schema)),
         ViewUpdate::SetLocation { location } => Ok(builder.set_location(location)),
         ViewUpdate::SetProperties { updates } => builder.set_properties(updates),
         ViewUpdate::RemoveProperties { removals } => Ok(builder.remove_properties(&removals)),
         ViewUpdate::AddViewVersion { view_version } => builder.add_version(view_version),
-        ViewUpdate::SetCurrentViewVersion { view_version_id } => builder.set_current_version_id(view_version_id),
+        ViewUpdate::SetCurrentViewVersion { view_version_id } => {
+            builder.set_current_version_id(view_version_id)
+        }
     }
 }
 
@@ -702,7 +918,11 @@ mod tests {
         let json = serde_json::to_vec(&metadata).unwrap();
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         std::io::Write::write_all(&mut gz, &json).unwrap();
-        let version = TableVersion::parse("/w/t/metadata/00000-x.gz.metadata.json", &gz.finish().unwrap()).unwrap();
+        let version = TableVersion::parse(
+            "/w/t/metadata/00000-x.gz.metadata.json",
+            &gz.finish().unwrap(),
+        )
+        .unwrap();
         assert_eq!(version.metadata, metadata);
         assert!(TableVersion::parse("/w/t/metadata/00000-x.metadata.json", b"{").is_err());
     }

@@ -67,7 +67,12 @@ pub struct Args {
     /// URL of an S3-compatible endpoint.
     #[arg(long, env = "AWS_ENDPOINT_URL")]
     pub s3_endpoint: Option<String>,
-    #[arg(long, env = "PG_LAKE_S3_URL_STYLE", value_enum, default_value = "vhost")]
+    #[arg(
+        long,
+        env = "PG_LAKE_S3_URL_STYLE",
+        value_enum,
+        default_value = "vhost"
+    )]
     pub s3_url_style: UrlStyle,
     #[arg(long, env = "PG_LAKE_S3_USE_SSL", default_value_t = true, action = clap::ArgAction::Set)]
     pub s3_use_ssl: bool,
@@ -87,23 +92,44 @@ pub struct Args {
     #[arg(long, env = "REST_CATALOG_COMMIT_RETRIES", default_value_t = 4)]
     pub commit_retries: u32,
     /// How long a response is kept for replay under its Idempotency-Key, in seconds.
-    #[arg(long, env = "REST_CATALOG_IDEMPOTENCY_LIFETIME_SECS", default_value_t = 3600)]
+    #[arg(
+        long,
+        env = "REST_CATALOG_IDEMPOTENCY_LIFETIME_SECS",
+        default_value_t = 3600
+    )]
     pub idempotency_lifetime_secs: u64,
-    #[arg(long, env = "REST_CATALOG_LOG_FORMAT", value_enum, default_value = "json")]
+    #[arg(
+        long,
+        env = "REST_CATALOG_LOG_FORMAT",
+        value_enum,
+        default_value = "json"
+    )]
     pub log_format: LogFormat,
 }
 
 fn read_secret_file(path: &PathBuf) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))
+    std::fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))
 }
 
 /// Non-empty lines of a file, or comma-separated items of an environment variable.
 fn secret_list(env: &str, file: Option<&PathBuf>) -> Result<Vec<String>> {
     let mut items: Vec<String> = std::env::var(env)
-        .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+        .map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
         .unwrap_or_default();
     if let Some(path) = file {
-        items.extend(read_secret_file(path)?.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string));
+        items.extend(
+            read_secret_file(path)?
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_string),
+        );
     }
     Ok(items)
 }
@@ -122,16 +148,24 @@ impl Args {
 
     pub fn auth(&self) -> Result<Auth> {
         let tokens = secret_list("REST_CATALOG_TOKENS", self.tokens_file.as_ref())?;
-        let clients = secret_list("REST_CATALOG_OAUTH_CLIENTS", self.oauth_clients_file.as_ref())?
-            .iter()
-            .map(|entry| {
-                entry
-                    .split_once(':')
-                    .map(|(id, secret)| OAuthClient::new(id.to_string(), secret))
-                    .ok_or_else(|| Error::Config("OAuth clients are written client_id:client_secret".into()))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let signing_key = match (std::env::var("REST_CATALOG_TOKEN_SIGNING_KEY"), &self.token_signing_key_file) {
+        let clients = secret_list(
+            "REST_CATALOG_OAUTH_CLIENTS",
+            self.oauth_clients_file.as_ref(),
+        )?
+        .iter()
+        .map(|entry| {
+            entry
+                .split_once(':')
+                .map(|(id, secret)| OAuthClient::new(id.to_string(), secret))
+                .ok_or_else(|| {
+                    Error::Config("OAuth clients are written client_id:client_secret".into())
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+        let signing_key = match (
+            std::env::var("REST_CATALOG_TOKEN_SIGNING_KEY"),
+            &self.token_signing_key_file,
+        ) {
             (Ok(key), _) => key.into_bytes(),
             (Err(_), Some(path)) => read_secret_file(path)?.trim().as_bytes().to_vec(),
             (Err(_), None) => {
@@ -144,6 +178,12 @@ impl Args {
                 rand::random::<[u8; 32]>().to_vec()
             }
         };
-        Auth::new(self.auth, &tokens, clients, signing_key, Duration::from_secs(self.token_ttl_secs))
+        Auth::new(
+            self.auth,
+            &tokens,
+            clients,
+            signing_key,
+            Duration::from_secs(self.token_ttl_secs),
+        )
     }
 }

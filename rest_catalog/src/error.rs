@@ -63,12 +63,14 @@ impl Error {
             Error::CommitFailed(_) | Error::ConcurrentUpdate(_) => {
                 (StatusCode::CONFLICT, "CommitFailedException")
             }
-            Error::CommitStateUnknown(_) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "CommitStateUnknownException")
-            }
-            Error::DatabaseUnavailable(_) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailableException")
-            }
+            Error::CommitStateUnknown(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "CommitStateUnknownException",
+            ),
+            Error::DatabaseUnavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailableException",
+            ),
             Error::Database(_)
             | Error::Storage(_)
             | Error::Metadata(_)

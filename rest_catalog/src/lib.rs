@@ -29,7 +29,11 @@ pub use error::{Error, Result};
 
 /// Connects to the catalog database (applying migrations), then serves on
 /// `listener` until `shutdown` completes, finishing in-flight requests.
-pub async fn serve(args: Args, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+pub async fn serve(
+    args: Args,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let auth = Arc::new(args.auth()?);
     let warehouse = warehouse::Warehouse::new(&args.storage())?;
     let store = storage::postgres::PostgresStore::connect(
@@ -40,7 +44,12 @@ pub async fn serve(args: Args, listener: tokio::net::TcpListener, shutdown: impl
     )
     .await?;
     let metrics = Arc::new(metrics::Metrics::default());
-    let catalog = Arc::new(catalog::Catalog::new(Arc::new(store), warehouse, metrics.clone(), args.commit_retries));
+    let catalog = Arc::new(catalog::Catalog::new(
+        Arc::new(store),
+        warehouse,
+        metrics.clone(),
+        args.commit_retries,
+    ));
     let state = api::AppState {
         catalog,
         auth,
@@ -59,6 +68,8 @@ pub async fn serve(args: Args, listener: tokio::net::TcpListener, shutdown: impl
         auth = ?args.auth,
         "serving the Iceberg REST catalog"
     );
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
     Ok(())
 }

@@ -48,14 +48,27 @@ impl Default for Metrics {
             Histogram::new(exponential_buckets(0.0005, 2.0, 16))
         });
         let commits = Family::<CommitLabels, Counter>::default();
-        registry.register("http_requests", "HTTP requests by route and status", requests.clone());
-        registry.register("http_request_duration_seconds", "HTTP request latency", latency.clone());
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            latency.clone(),
+        );
         registry.register(
             "commits",
             "Commit attempts by outcome (committed, conflict, retried, unknown, failed)",
             commits.clone(),
         );
-        Self { registry, requests, latency, commits }
+        Self {
+            registry,
+            requests,
+            latency,
+            commits,
+        }
     }
 }
 
@@ -63,9 +76,18 @@ impl Metrics {
     pub fn request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
         let (method, route) = (method.to_string(), route.to_string());
         self.latency
-            .get_or_create(&RouteLabels { method: method.clone(), route: route.clone() })
+            .get_or_create(&RouteLabels {
+                method: method.clone(),
+                route: route.clone(),
+            })
             .observe(elapsed.as_secs_f64());
-        self.requests.get_or_create(&RequestLabels { method, route, status }).inc();
+        self.requests
+            .get_or_create(&RequestLabels {
+                method,
+                route,
+                status,
+            })
+            .inc();
     }
 
     pub fn commit(&self, outcome: &'static str) {
@@ -89,9 +111,17 @@ mod tests {
     fn commit_conflicts_are_exposed() {
         let m = Metrics::default();
         m.commit("conflict");
-        m.request("POST", "/v1/namespaces/{namespace}/tables/{table}", 409, Duration::from_millis(3));
+        m.request(
+            "POST",
+            "/v1/namespaces/{namespace}/tables/{table}",
+            409,
+            Duration::from_millis(3),
+        );
         let text = m.encode();
-        assert!(text.contains("rest_catalog_commits_total{outcome=\"conflict\"} 1"), "{text}");
+        assert!(
+            text.contains("rest_catalog_commits_total{outcome=\"conflict\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("status=\"409\""), "{text}");
     }
 }

@@ -31,7 +31,10 @@ pub struct StorageSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Scheme {
     /// Locations are `<scheme>://<bucket>/<key>`.
-    Bucket { prefixes: &'static [&'static str], bucket: String },
+    Bucket {
+        prefixes: &'static [&'static str],
+        bucket: String,
+    },
     /// Locations are absolute paths, optionally as `file://` URLs.
     Local,
 }
@@ -45,7 +48,9 @@ pub struct Warehouse {
 
 impl std::fmt::Debug for Warehouse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Warehouse").field("root", &self.root).finish_non_exhaustive()
+        f.debug_struct("Warehouse")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
     }
 }
 
@@ -61,8 +66,9 @@ impl Warehouse {
     pub fn new(settings: &StorageSettings) -> Result<Self> {
         let root = settings.warehouse.trim_end_matches('/').to_string();
         let mut client_config = Properties::new();
-        let (scheme, store): (Scheme, Arc<dyn ObjectStore>) = if let Some(rest) =
-            root.strip_prefix("s3://").or_else(|| root.strip_prefix("s3a://"))
+        let (scheme, store): (Scheme, Arc<dyn ObjectStore>) = if let Some(rest) = root
+            .strip_prefix("s3://")
+            .or_else(|| root.strip_prefix("s3a://"))
         {
             let bucket = bucket_of(rest)?;
             let mut builder = AmazonS3Builder::from_env()
@@ -92,15 +98,29 @@ impl Warehouse {
                     }
                 }
             }
-            let store = builder.build().map_err(|e| Error::Config(format!("S3 warehouse: {e}")))?;
-            (Scheme::Bucket { prefixes: &["s3://", "s3a://"], bucket }, Arc::new(store))
+            let store = builder
+                .build()
+                .map_err(|e| Error::Config(format!("S3 warehouse: {e}")))?;
+            (
+                Scheme::Bucket {
+                    prefixes: &["s3://", "s3a://"],
+                    bucket,
+                },
+                Arc::new(store),
+            )
         } else if let Some(rest) = root.strip_prefix("gs://") {
             let bucket = bucket_of(rest)?;
             let store = GoogleCloudStorageBuilder::from_env()
                 .with_bucket_name(&bucket)
                 .build()
                 .map_err(|e| Error::Config(format!("GCS warehouse: {e}")))?;
-            (Scheme::Bucket { prefixes: &["gs://"], bucket }, Arc::new(store))
+            (
+                Scheme::Bucket {
+                    prefixes: &["gs://"],
+                    bucket,
+                },
+                Arc::new(store),
+            )
         } else {
             let dir = root.strip_prefix("file://").unwrap_or(&root);
             if !dir.starts_with('/') {
@@ -111,7 +131,12 @@ impl Warehouse {
             std::fs::create_dir_all(dir)?;
             (Scheme::Local, Arc::new(LocalFileSystem::new()))
         };
-        Ok(Self { root, scheme, store, client_config })
+        Ok(Self {
+            root,
+            scheme,
+            store,
+            client_config,
+        })
     }
 
     /// The warehouse URI, without a trailing slash.
@@ -132,10 +157,16 @@ impl Warehouse {
                 .find_map(|p| location.strip_prefix(p))
                 .and_then(|rest| rest.strip_prefix(bucket.as_str()))
                 .and_then(|rest| rest.strip_prefix('/')),
-            Scheme::Local => location.strip_prefix("file://").unwrap_or(location).strip_prefix('/'),
+            Scheme::Local => location
+                .strip_prefix("file://")
+                .unwrap_or(location)
+                .strip_prefix('/'),
         };
         let key = key.ok_or_else(|| {
-            Error::BadRequest(format!("location {location:?} is not inside the warehouse {:?}", self.root))
+            Error::BadRequest(format!(
+                "location {location:?} is not inside the warehouse {:?}",
+                self.root
+            ))
         })?;
         Path::parse(key).map_err(|e| Error::BadRequest(format!("location {location:?}: {e}")))
     }
@@ -168,7 +199,12 @@ impl Warehouse {
     /// Deletes every object a location (a dropped table's files).
     pub async fn delete_all_under(&self, location: &str) -> Result<usize> {
         let prefix = self.object_path(location)?;
-        let paths: Vec<Path> = self.store.list(Some(&prefix)).map_ok(|m| m.location).try_collect().await?;
+        let paths: Vec<Path> = self
+            .store
+            .list(Some(&prefix))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await?;
         let count = paths.len();
         for path in paths {
             match self.store.delete(&path).await {
@@ -185,7 +221,11 @@ impl Warehouse {
 /// metadata file is never overwritten.
 pub fn next_metadata_location(location: &str, previous: Option<&str>) -> String {
     let version = previous.and_then(metadata_version).map_or(0, |v| v + 1);
-    format!("{}/metadata/{version:05}-{}.metadata.json", location.trim_end_matches('/'), uuid::Uuid::new_v4())
+    format!(
+        "{}/metadata/{version:05}-{}.metadata.json",
+        location.trim_end_matches('/'),
+        uuid::Uuid::new_v4()
+    )
 }
 
 fn metadata_version(metadata_location: &str) -> Option<u64> {
@@ -204,7 +244,10 @@ mod tests {
         assert!(first.ends_with(".metadata.json"));
         let second = next_metadata_location("s3://b/t", Some(&first));
         assert!(second.starts_with("s3://b/t/metadata/00001-"), "{second}");
-        assert_ne!(next_metadata_location("x", None), next_metadata_location("x", None));
+        assert_ne!(
+            next_metadata_location("x", None),
+            next_metadata_location("x", None)
+        );
         let foreign = next_metadata_location("x", Some("x/metadata/v3.metadata.json"));
         assert!(foreign.starts_with("x/metadata/00000-"));
     }
@@ -217,19 +260,38 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        assert_eq!(w.object_path("s3://bucket/wh/a/b").unwrap().as_ref(), "bucket/wh/a/b".trim_start_matches("bucket/"));
-        assert!(matches!(w.object_path("s3://other/x"), Err(Error::BadRequest(_))));
-        assert!(matches!(w.object_path("gs://bucket/x"), Err(Error::BadRequest(_))));
+        assert_eq!(
+            w.object_path("s3://bucket/wh/a/b").unwrap().as_ref(),
+            "bucket/wh/a/b".trim_start_matches("bucket/")
+        );
+        assert!(matches!(
+            w.object_path("s3://other/x"),
+            Err(Error::BadRequest(_))
+        ));
+        assert!(matches!(
+            w.object_path("gs://bucket/x"),
+            Err(Error::BadRequest(_))
+        ));
     }
 
     #[test]
     fn local_warehouses_take_paths_and_file_urls() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_str().unwrap().to_string();
-        let w = Warehouse::new(&StorageSettings { warehouse: root.clone(), ..Default::default() }).unwrap();
+        let w = Warehouse::new(&StorageSettings {
+            warehouse: root.clone(),
+            ..Default::default()
+        })
+        .unwrap();
         let expected = root.trim_start_matches('/').to_string() + "/t";
-        assert_eq!(w.object_path(&format!("{root}/t")).unwrap().as_ref(), expected);
-        assert_eq!(w.object_path(&format!("file://{root}/t")).unwrap().as_ref(), expected);
+        assert_eq!(
+            w.object_path(&format!("{root}/t")).unwrap().as_ref(),
+            expected
+        );
+        assert_eq!(
+            w.object_path(&format!("file://{root}/t")).unwrap().as_ref(),
+            expected
+        );
         assert!(w.object_path("relative/t").is_err());
     }
 }

@@ -21,51 +21,113 @@ fn add_column_commit(requirements: Value) -> Value {
 #[tokio::test]
 async fn namespace_errors() {
     let c = start(&[]).await;
-    assert_error(c.get("/v1/namespaces/missing").await, 404, "NoSuchNamespaceException");
-    assert_eq!(c.head("/v1/namespaces/missing").await, 404);
-    assert_error(c.delete("/v1/namespaces/missing").await, 404, "NoSuchNamespaceException");
     assert_error(
-        c.post("/v1/namespaces/missing/properties", json!({ "updates": { "a": "b" } })).await,
+        c.get("/v1/namespaces/missing").await,
         404,
         "NoSuchNamespaceException",
     );
-    assert_error(c.get("/v1/namespaces/missing/tables").await, 404, "NoSuchNamespaceException");
-    assert_error(c.get("/v1/namespaces/missing/views").await, 404, "NoSuchNamespaceException");
-    assert_error(c.get("/v1/namespaces?parent=missing").await, 404, "NoSuchNamespaceException");
+    assert_eq!(c.head("/v1/namespaces/missing").await, 404);
     assert_error(
-        c.post("/v1/namespaces/missing/tables", table_request("t")).await,
+        c.delete("/v1/namespaces/missing").await,
+        404,
+        "NoSuchNamespaceException",
+    );
+    assert_error(
+        c.post(
+            "/v1/namespaces/missing/properties",
+            json!({ "updates": { "a": "b" } }),
+        )
+        .await,
+        404,
+        "NoSuchNamespaceException",
+    );
+    assert_error(
+        c.get("/v1/namespaces/missing/tables").await,
+        404,
+        "NoSuchNamespaceException",
+    );
+    assert_error(
+        c.get("/v1/namespaces/missing/views").await,
+        404,
+        "NoSuchNamespaceException",
+    );
+    assert_error(
+        c.get("/v1/namespaces?parent=missing").await,
+        404,
+        "NoSuchNamespaceException",
+    );
+    assert_error(
+        c.post("/v1/namespaces/missing/tables", table_request("t"))
+            .await,
         404,
         "NoSuchNamespaceException",
     );
 
     c.create_namespace("ns").await;
     assert_eq!(c.head("/v1/namespaces/ns").await, 204);
-    assert_error(c.post("/v1/namespaces", json!({ "namespace": ["ns"] })).await, 409, "AlreadyExistsException");
-    assert_error(c.post("/v1/namespaces", json!({ "namespace": ["a.b"] })).await, 400, "BadRequestException");
     assert_error(
-        c.post("/v1/namespaces/ns/properties", json!({ "removals": ["x"], "updates": { "x": "1" } })).await,
+        c.post("/v1/namespaces", json!({ "namespace": ["ns"] }))
+            .await,
+        409,
+        "AlreadyExistsException",
+    );
+    assert_error(
+        c.post("/v1/namespaces", json!({ "namespace": ["a.b"] }))
+            .await,
+        400,
+        "BadRequestException",
+    );
+    assert_error(
+        c.post(
+            "/v1/namespaces/ns/properties",
+            json!({ "removals": ["x"], "updates": { "x": "1" } }),
+        )
+        .await,
         400,
         "BadRequestException",
     );
     c.create_table("ns", "t").await;
-    assert_error(c.delete("/v1/namespaces/ns").await, 409, "NamespaceNotEmptyException");
+    assert_error(
+        c.delete("/v1/namespaces/ns").await,
+        409,
+        "NamespaceNotEmptyException",
+    );
 
     // Bad JSON and wrong shapes are 400 with the ErrorModel.
-    let resp = c.http.post(format!("{}/v1/namespaces", c.base)).body("{not json").send().await.unwrap();
+    let resp = c
+        .http
+        .post(format!("{}/v1/namespaces", c.base))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 400);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["type"], "BadRequestException");
-    assert_error(c.post("/v1/namespaces", json!({ "namespace": "flat" })).await, 400, "BadRequestException");
+    assert_error(
+        c.post("/v1/namespaces", json!({ "namespace": "flat" }))
+            .await,
+        400,
+        "BadRequestException",
+    );
     assert_error(c.get("/v1/no/such/route").await, 404, "NotFoundException");
 }
 
 #[tokio::test]
 async fn namespace_properties_listing_and_nesting() {
     let c = start(&[]).await;
-    let (status, body) = c.post("/v1/namespaces", json!({ "namespace": ["a"], "properties": { "owner": "me" } })).await;
+    let (status, body) = c
+        .post(
+            "/v1/namespaces",
+            json!({ "namespace": ["a"], "properties": { "owner": "me" } }),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     for ns in [json!(["a", "x"]), json!(["a", "y"]), json!(["b"])] {
-        assert_eq!(c.post("/v1/namespaces", json!({ "namespace": ns })).await.0, 200);
+        assert_eq!(
+            c.post("/v1/namespaces", json!({ "namespace": ns })).await.0,
+            200
+        );
     }
     let (_, body) = c.get("/v1/namespaces").await;
     assert_eq!(body["namespaces"], json!([["a"], ["b"]]));
@@ -75,12 +137,24 @@ async fn namespace_properties_listing_and_nesting() {
     let (_, page1) = c.get("/v1/namespaces?parent=a&pageSize=1").await;
     assert_eq!(page1["namespaces"], json!([["a", "x"]]));
     let token = page1["next-page-token"].as_str().unwrap().to_string();
-    let (_, page2) = c.get(&format!("/v1/namespaces?parent=a&pageSize=1&pageToken={token}")).await;
+    let (_, page2) = c
+        .get(&format!(
+            "/v1/namespaces?parent=a&pageSize=1&pageToken={token}"
+        ))
+        .await;
     assert_eq!(page2["namespaces"], json!([["a", "y"]]));
-    assert_error(c.delete("/v1/namespaces/a").await, 409, "NamespaceNotEmptyException");
+    assert_error(
+        c.delete("/v1/namespaces/a").await,
+        409,
+        "NamespaceNotEmptyException",
+    );
 
-    let (status, body) =
-        c.post("/v1/namespaces/a/properties", json!({ "removals": ["owner", "nope"], "updates": { "k": "v" } })).await;
+    let (status, body) = c
+        .post(
+            "/v1/namespaces/a/properties",
+            json!({ "removals": ["owner", "nope"], "updates": { "k": "v" } }),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["removed"], json!(["owner"]));
     assert_eq!(body["missing"], json!(["nope"]));
@@ -96,42 +170,102 @@ async fn table_errors() {
     let c = start(&[]).await;
     c.create_namespace("ns").await;
     c.create_namespace("other").await;
-    assert_error(c.get("/v1/namespaces/ns/tables/missing").await, 404, "NoSuchTableException");
-    assert_eq!(c.head("/v1/namespaces/ns/tables/missing").await, 404);
-    assert_error(c.delete("/v1/namespaces/ns/tables/missing").await, 404, "NoSuchTableException");
     assert_error(
-        c.post("/v1/namespaces/ns/tables/missing", add_column_commit(json!([]))).await,
+        c.get("/v1/namespaces/ns/tables/missing").await,
         404,
         "NoSuchTableException",
     );
-    let rename = |from: &str, to_ns: &str, to: &str| {
-        json!({ "source": { "namespace": ["ns"], "name": from }, "destination": { "namespace": [to_ns], "name": to } })
-    };
-    assert_error(c.post("/v1/tables/rename", rename("missing", "ns", "x")).await, 404, "NoSuchTableException");
+    assert_eq!(c.head("/v1/namespaces/ns/tables/missing").await, 404);
+    assert_error(
+        c.delete("/v1/namespaces/ns/tables/missing").await,
+        404,
+        "NoSuchTableException",
+    );
+    assert_error(
+        c.post(
+            "/v1/namespaces/ns/tables/missing",
+            add_column_commit(json!([])),
+        )
+        .await,
+        404,
+        "NoSuchTableException",
+    );
+    let rename = |from: &str, to_ns: &str, to: &str| json!({ "source": { "namespace": ["ns"], "name": from }, "destination": { "namespace": [to_ns], "name": to } });
+    assert_error(
+        c.post("/v1/tables/rename", rename("missing", "ns", "x"))
+            .await,
+        404,
+        "NoSuchTableException",
+    );
 
     c.create_table("ns", "t").await;
     c.create_table("ns", "u").await;
     assert_eq!(c.head("/v1/namespaces/ns/tables/t").await, 204);
-    assert_error(c.post("/v1/namespaces/ns/tables", table_request("t")).await, 409, "AlreadyExistsException");
-    assert_error(c.post("/v1/tables/rename", rename("t", "ns", "u")).await, 409, "AlreadyExistsException");
-    assert_error(c.post("/v1/tables/rename", rename("t", "nowhere", "t")).await, 404, "NoSuchNamespaceException");
-    assert_eq!(c.post("/v1/tables/rename", rename("t", "other", "t2")).await.0, 204);
+    assert_error(
+        c.post("/v1/namespaces/ns/tables", table_request("t")).await,
+        409,
+        "AlreadyExistsException",
+    );
+    assert_error(
+        c.post("/v1/tables/rename", rename("t", "ns", "u")).await,
+        409,
+        "AlreadyExistsException",
+    );
+    assert_error(
+        c.post("/v1/tables/rename", rename("t", "nowhere", "t"))
+            .await,
+        404,
+        "NoSuchNamespaceException",
+    );
+    assert_eq!(
+        c.post("/v1/tables/rename", rename("t", "other", "t2"))
+            .await
+            .0,
+        204
+    );
     assert_eq!(c.get("/v1/namespaces/other/tables/t2").await.0, 200);
-    assert_error(c.get("/v1/namespaces/ns/tables/t").await, 404, "NoSuchTableException");
+    assert_error(
+        c.get("/v1/namespaces/ns/tables/t").await,
+        404,
+        "NoSuchTableException",
+    );
 
     // Unknown update and requirement types, and malformed ones, are 400.
     let unknown_update = json!({ "requirements": [], "updates": [ { "action": "teleport" } ] });
-    assert_error(c.post("/v1/namespaces/ns/tables/u", unknown_update).await, 400, "BadRequestException");
-    let unknown_requirement = json!({ "requirements": [ { "type": "assert-moon-phase" } ], "updates": [] });
-    assert_error(c.post("/v1/namespaces/ns/tables/u", unknown_requirement).await, 400, "BadRequestException");
+    assert_error(
+        c.post("/v1/namespaces/ns/tables/u", unknown_update).await,
+        400,
+        "BadRequestException",
+    );
+    let unknown_requirement =
+        json!({ "requirements": [ { "type": "assert-moon-phase" } ], "updates": [] });
+    assert_error(
+        c.post("/v1/namespaces/ns/tables/u", unknown_requirement)
+            .await,
+        400,
+        "BadRequestException",
+    );
     let bad_update = json!({ "updates": [ { "action": "set-current-schema", "schema-id": 42 } ] });
-    assert_error(c.post("/v1/namespaces/ns/tables/u", bad_update).await, 400, "BadRequestException");
-    let wrong_ident = json!({ "identifier": { "namespace": ["ns"], "name": "zzz" }, "updates": [] });
-    assert_error(c.post("/v1/namespaces/ns/tables/u", wrong_ident).await, 400, "BadRequestException");
+    assert_error(
+        c.post("/v1/namespaces/ns/tables/u", bad_update).await,
+        400,
+        "BadRequestException",
+    );
+    let wrong_ident =
+        json!({ "identifier": { "namespace": ["ns"], "name": "zzz" }, "updates": [] });
+    assert_error(
+        c.post("/v1/namespaces/ns/tables/u", wrong_ident).await,
+        400,
+        "BadRequestException",
+    );
     // A table location outside the warehouse is refused rather than written somewhere unexpected.
     let mut outside = table_request("elsewhere");
     outside["location"] = json!("s3://someone-elses-bucket/t");
-    assert_error(c.post("/v1/namespaces/ns/tables", outside).await, 400, "BadRequestException");
+    assert_error(
+        c.post("/v1/namespaces/ns/tables", outside).await,
+        400,
+        "BadRequestException",
+    );
 }
 
 #[tokio::test]
@@ -139,7 +273,10 @@ async fn every_requirement_is_checked() {
     let c = start(&[]).await;
     c.create_namespace("ns").await;
     let created = c.create_table("ns", "t").await;
-    let uuid = created["metadata"]["table-uuid"].as_str().unwrap().to_string();
+    let uuid = created["metadata"]["table-uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let failing = [
         json!({ "type": "assert-create" }),
         json!({ "type": "assert-table-uuid", "uuid": "00000000-0000-0000-0000-000000000000" }),
@@ -152,7 +289,11 @@ async fn every_requirement_is_checked() {
     ];
     for requirement in failing {
         let body = add_column_commit(json!([requirement]));
-        assert_error(c.post("/v1/namespaces/ns/tables/t", body).await, 409, "CommitFailedException");
+        assert_error(
+            c.post("/v1/namespaces/ns/tables/t", body).await,
+            409,
+            "CommitFailedException",
+        );
     }
     let holding = json!([
         { "type": "assert-table-uuid", "uuid": uuid },
@@ -163,7 +304,9 @@ async fn every_requirement_is_checked() {
         { "type": "assert-default-spec-id", "default-spec-id": 0 },
         { "type": "assert-default-sort-order-id", "default-sort-order-id": 0 }
     ]);
-    let (status, body) = c.post("/v1/namespaces/ns/tables/t", add_column_commit(holding)).await;
+    let (status, body) = c
+        .post("/v1/namespaces/ns/tables/t", add_column_commit(holding))
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["metadata"]["current-schema-id"], 1);
 }
@@ -174,10 +317,18 @@ async fn commits_swap_the_catalog_row_and_loads_honour_etags() {
     c.create_namespace("ns").await;
     let created = c.create_table("ns", "t").await;
     let first = created["metadata-location"].as_str().unwrap().to_string();
-    assert!(first.starts_with(c.warehouse.path().to_str().unwrap()), "{first}");
+    assert!(
+        first.starts_with(c.warehouse.path().to_str().unwrap()),
+        "{first}"
+    );
     assert!(std::path::Path::new(&first).exists());
 
-    let resp = c.http.get(format!("{}/v1/namespaces/ns/tables/t", c.base)).send().await.unwrap();
+    let resp = c
+        .http
+        .get(format!("{}/v1/namespaces/ns/tables/t", c.base))
+        .send()
+        .await
+        .unwrap();
     let etag = resp.headers()["etag"].to_str().unwrap().to_string();
     let resp = c
         .http
@@ -189,13 +340,23 @@ async fn commits_swap_the_catalog_row_and_loads_honour_etags() {
     assert_eq!(resp.status(), 304);
 
     let stale = json!([{ "type": "assert-current-schema-id", "current-schema-id": 0 }]);
-    let (status, body) = c.post("/v1/namespaces/ns/tables/t", add_column_commit(stale.clone())).await;
+    let (status, body) = c
+        .post(
+            "/v1/namespaces/ns/tables/t",
+            add_column_commit(stale.clone()),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     let second = body["metadata-location"].as_str().unwrap().to_string();
     assert_ne!(first, second);
     assert!(second.contains("/metadata/00001-"), "{second}");
     // The same requirement no longer holds: a conflict, and nothing changes.
-    assert_error(c.post("/v1/namespaces/ns/tables/t", add_column_commit(stale)).await, 409, "CommitFailedException");
+    assert_error(
+        c.post("/v1/namespaces/ns/tables/t", add_column_commit(stale))
+            .await,
+        409,
+        "CommitFailedException",
+    );
 
     let db = sql_client(&c.database_url).await;
     let row = db
@@ -236,20 +397,37 @@ async fn transactions_are_all_or_nothing() {
     let a = c.create_table("ns", "a").await;
     let b = c.create_table("ns", "b").await;
     let change = |name: &str, schema_id: i64| {
-        let mut body = add_column_commit(json!([{ "type": "assert-current-schema-id", "current-schema-id": schema_id }]));
+        let mut body = add_column_commit(
+            json!([{ "type": "assert-current-schema-id", "current-schema-id": schema_id }]),
+        );
         body["identifier"] = json!({ "namespace": ["ns"], "name": name });
         body
     };
     let failing = json!({ "table-changes": [change("a", 0), change("b", 7)] });
-    assert_error(c.post("/v1/transactions/commit", failing).await, 409, "CommitFailedException");
+    assert_error(
+        c.post("/v1/transactions/commit", failing).await,
+        409,
+        "CommitFailedException",
+    );
     for (name, created) in [("a", &a), ("b", &b)] {
         let (_, body) = c.get(&format!("/v1/namespaces/ns/tables/{name}")).await;
-        assert_eq!(body["metadata-location"], created["metadata-location"], "{name} must be unchanged");
+        assert_eq!(
+            body["metadata-location"], created["metadata-location"],
+            "{name} must be unchanged"
+        );
     }
     let missing = json!({ "table-changes": [change("a", 0), change("nope", 0)] });
-    assert_error(c.post("/v1/transactions/commit", missing).await, 404, "NoSuchTableException");
+    assert_error(
+        c.post("/v1/transactions/commit", missing).await,
+        404,
+        "NoSuchTableException",
+    );
     let no_ident = json!({ "table-changes": [add_column_commit(json!([]))] });
-    assert_error(c.post("/v1/transactions/commit", no_ident).await, 400, "BadRequestException");
+    assert_error(
+        c.post("/v1/transactions/commit", no_ident).await,
+        400,
+        "BadRequestException",
+    );
 
     let ok = json!({ "table-changes": [change("a", 0), change("b", 0)] });
     let (status, body) = c.post("/v1/transactions/commit", ok).await;
@@ -273,9 +451,21 @@ async fn idempotency_keys_replay_the_first_outcome() {
     let first = send().await.unwrap();
     assert_eq!(first.status(), 200);
     let second = send().await.unwrap();
-    assert_eq!(second.status(), 200, "a retry with the same key gets the stored response, not a conflict");
-    assert_eq!(second.json::<Value>().await.unwrap()["namespace"], json!(["once"]));
-    assert_error(c.post("/v1/namespaces", json!({ "namespace": ["once"] })).await, 409, "AlreadyExistsException");
+    assert_eq!(
+        second.status(),
+        200,
+        "a retry with the same key gets the stored response, not a conflict"
+    );
+    assert_eq!(
+        second.json::<Value>().await.unwrap()["namespace"],
+        json!(["once"])
+    );
+    assert_error(
+        c.post("/v1/namespaces", json!({ "namespace": ["once"] }))
+            .await,
+        409,
+        "AlreadyExistsException",
+    );
 }
 
 #[tokio::test]
@@ -302,11 +492,17 @@ async fn stage_create_then_commit_creates_the_table() {
             { "action": "set-properties", "updates": { "created-by": "test" } }
         ]
     });
-    let (status, body) = c.post("/v1/namespaces/ns/tables/staged", commit.clone()).await;
+    let (status, body) = c
+        .post("/v1/namespaces/ns/tables/staged", commit.clone())
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["metadata"]["table-uuid"], m["table-uuid"]);
     assert_eq!(body["metadata"]["properties"]["created-by"], "test");
-    assert_error(c.post("/v1/namespaces/ns/tables/staged", commit).await, 409, "CommitFailedException");
+    assert_error(
+        c.post("/v1/namespaces/ns/tables/staged", commit).await,
+        409,
+        "CommitFailedException",
+    );
 }
 
 #[tokio::test]
@@ -318,11 +514,26 @@ async fn register_and_drop_with_purge() {
     let register = json!({ "name": "again", "metadata-location": location });
     let (status, body) = c.post("/v1/namespaces/ns/register", register.clone()).await;
     assert_eq!(status, 200, "{body}");
-    assert_error(c.post("/v1/namespaces/ns/register", register).await, 409, "AlreadyExistsException");
+    assert_error(
+        c.post("/v1/namespaces/ns/register", register).await,
+        409,
+        "AlreadyExistsException",
+    );
     assert_eq!(c.delete("/v1/namespaces/ns/tables/again").await.0, 204);
-    assert!(std::path::Path::new(&location).exists(), "a drop without purge keeps the files");
-    assert_eq!(c.delete("/v1/namespaces/ns/tables/t?purgeRequested=true").await.0, 204);
-    assert!(!std::path::Path::new(&location).exists(), "a purge removes the table's files");
+    assert!(
+        std::path::Path::new(&location).exists(),
+        "a drop without purge keeps the files"
+    );
+    assert_eq!(
+        c.delete("/v1/namespaces/ns/tables/t?purgeRequested=true")
+            .await
+            .0,
+        204
+    );
+    assert!(
+        !std::path::Path::new(&location).exists(),
+        "a purge removes the table's files"
+    );
     assert_eq!(c.delete("/v1/namespaces/ns").await.0, 204);
 }
 
@@ -341,17 +552,40 @@ async fn views_lifecycle_and_errors() {
         },
         "properties": {}
     });
-    assert_error(c.get("/v1/namespaces/ns/views/v").await, 404, "NoSuchViewException");
+    assert_error(
+        c.get("/v1/namespaces/ns/views/v").await,
+        404,
+        "NoSuchViewException",
+    );
     assert_eq!(c.head("/v1/namespaces/ns/views/v").await, 404);
     let (status, created) = c.post("/v1/namespaces/ns/views", view.clone()).await;
     assert_eq!(status, 200, "{created}");
-    assert_error(c.post("/v1/namespaces/ns/views", view).await, 409, "AlreadyExistsException");
-    assert_error(c.post("/v1/namespaces/ns/tables", table_request("v")).await, 409, "AlreadyExistsException");
+    assert_error(
+        c.post("/v1/namespaces/ns/views", view).await,
+        409,
+        "AlreadyExistsException",
+    );
+    assert_error(
+        c.post("/v1/namespaces/ns/tables", table_request("v")).await,
+        409,
+        "AlreadyExistsException",
+    );
     let (_, listed) = c.get("/v1/namespaces/ns/views").await;
-    assert_eq!(listed["identifiers"], json!([{ "namespace": ["ns"], "name": "v" }]));
+    assert_eq!(
+        listed["identifiers"],
+        json!([{ "namespace": ["ns"], "name": "v" }])
+    );
     let (_, tables) = c.get("/v1/namespaces/ns/tables").await;
-    assert_eq!(tables["identifiers"], json!([]), "views are not listed as tables");
-    assert_error(c.get("/v1/namespaces/ns/tables/v").await, 404, "NoSuchTableException");
+    assert_eq!(
+        tables["identifiers"],
+        json!([]),
+        "views are not listed as tables"
+    );
+    assert_error(
+        c.get("/v1/namespaces/ns/tables/v").await,
+        404,
+        "NoSuchTableException",
+    );
 
     let replace = |uuid: &Value| {
         json!({
@@ -366,22 +600,43 @@ async fn views_lifecycle_and_errors() {
         })
     };
     assert_error(
-        c.post("/v1/namespaces/ns/views/v", replace(&json!("00000000-0000-0000-0000-000000000000"))).await,
+        c.post(
+            "/v1/namespaces/ns/views/v",
+            replace(&json!("00000000-0000-0000-0000-000000000000")),
+        )
+        .await,
         409,
         "CommitFailedException",
     );
-    let (status, replaced) = c.post("/v1/namespaces/ns/views/v", replace(&created["metadata"]["view-uuid"])).await;
+    let (status, replaced) = c
+        .post(
+            "/v1/namespaces/ns/views/v",
+            replace(&created["metadata"]["view-uuid"]),
+        )
+        .await;
     assert_eq!(status, 200, "{replaced}");
     assert_eq!(replaced["metadata"]["current-version-id"], 2);
     let unknown = json!({ "updates": [ { "action": "set-moon" } ] });
-    assert_error(c.post("/v1/namespaces/ns/views/v", unknown).await, 400, "BadRequestException");
+    assert_error(
+        c.post("/v1/namespaces/ns/views/v", unknown).await,
+        400,
+        "BadRequestException",
+    );
 
     let rename = json!({ "source": { "namespace": ["ns"], "name": "v" }, "destination": { "namespace": ["ns"], "name": "w" } });
     assert_eq!(c.post("/v1/views/rename", rename.clone()).await.0, 204);
-    assert_error(c.post("/v1/views/rename", rename).await, 404, "NoSuchViewException");
+    assert_error(
+        c.post("/v1/views/rename", rename).await,
+        404,
+        "NoSuchViewException",
+    );
     assert_eq!(c.head("/v1/namespaces/ns/views/w").await, 204);
     assert_eq!(c.delete("/v1/namespaces/ns/views/w").await.0, 204);
-    assert_error(c.delete("/v1/namespaces/ns/views/w").await, 404, "NoSuchViewException");
+    assert_error(
+        c.delete("/v1/namespaces/ns/views/w").await,
+        404,
+        "NoSuchViewException",
+    );
 }
 
 #[tokio::test]
@@ -419,16 +674,27 @@ async fn unauthenticated_wrong_and_expired_tokens_are_refused() {
     let bad = c
         .http
         .post(&token_url)
-        .form(&[("grant_type", "client_credentials"), ("client_id", "spark"), ("client_secret", "nope")])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "spark"),
+            ("client_secret", "nope"),
+        ])
         .send()
         .await
         .unwrap();
     assert_eq!(bad.status(), 401);
-    assert_eq!(bad.json::<Value>().await.unwrap()["error"], "invalid_client");
+    assert_eq!(
+        bad.json::<Value>().await.unwrap()["error"],
+        "invalid_client"
+    );
     let good: Value = c
         .http
         .post(&token_url)
-        .form(&[("grant_type", "client_credentials"), ("client_id", "spark"), ("client_secret", "s3cret")])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "spark"),
+            ("client_secret", "s3cret"),
+        ])
         .send()
         .await
         .unwrap()
@@ -440,7 +706,14 @@ async fn unauthenticated_wrong_and_expired_tokens_are_refused() {
     assert_eq!(c.get("/v1/namespaces").await.0, 200);
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     let expired = c.get("/v1/namespaces").await;
-    assert!(expired.1["error"]["message"].as_str().unwrap().contains("expired"), "{}", expired.1);
+    assert!(
+        expired.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expired"),
+        "{}",
+        expired.1
+    );
     assert_error(expired, 401, "NotAuthorizedException");
 }
 
@@ -450,21 +723,50 @@ async fn config_prefix_operations_and_body_limit() {
     let (status, config) = c.get("/v1/config?warehouse=anything").await;
     assert_eq!(status, 200);
     assert_eq!(config["overrides"]["prefix"], "lake");
-    let endpoints: Vec<&str> = config["endpoints"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
-    for e in ["POST /v1/{prefix}/namespaces/{namespace}/tables/{table}", "POST /v1/{prefix}/transactions/commit"] {
+    let endpoints: Vec<&str> = config["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    for e in [
+        "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}",
+        "POST /v1/{prefix}/transactions/commit",
+    ] {
         assert!(endpoints.contains(&e), "{e}");
     }
-    assert_eq!(c.post("/v1/lake/namespaces", json!({ "namespace": ["p"] })).await.0, 200);
+    assert_eq!(
+        c.post("/v1/lake/namespaces", json!({ "namespace": ["p"] }))
+            .await
+            .0,
+        200
+    );
     assert_error(c.get("/v1/namespaces/p").await, 404, "NotFoundException");
     let big = json!({ "namespace": ["big"], "properties": { "x": "y".repeat(8192) } });
     assert_eq!(c.post("/v1/lake/namespaces", big).await.0, 413);
 
     assert_eq!(c.get("/readyz").await.0, 200);
-    let resp = c.http.get(format!("{}/openapi.yaml", c.base)).send().await.unwrap();
+    let resp = c
+        .http
+        .get(format!("{}/openapi.yaml", c.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     assert!(resp.text().await.unwrap().contains("openapi:"));
-    let metrics = c.http.get(format!("{}/metrics", c.base)).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("rest_catalog_http_requests_total"), "{metrics}");
+    let metrics = c
+        .http
+        .get(format!("{}/metrics", c.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("rest_catalog_http_requests_total"),
+        "{metrics}"
+    );
     c.stop().await;
 }
 
@@ -474,21 +776,32 @@ async fn migrations_apply_once_under_concurrency() {
     let stores = futures::future::join_all((0..4).map(|_| {
         let url = url.clone();
         async move {
-            rest_catalog::storage::postgres::PostgresStore::connect(&url, "pg_lake", 2, std::time::Duration::from_secs(5))
-                .await
+            rest_catalog::storage::postgres::PostgresStore::connect(
+                &url,
+                "pg_lake",
+                2,
+                std::time::Duration::from_secs(5),
+            )
+            .await
         }
     }))
     .await;
     assert!(stores.iter().all(Result::is_ok));
     let db = sql_client(&url).await;
     let versions: Vec<i32> = db
-        .query("SELECT version FROM lake_catalog.schema_version ORDER BY version", &[])
+        .query(
+            "SELECT version FROM lake_catalog.schema_version ORDER BY version",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let expected: Vec<i32> = pg_lake_common::catalog::MIGRATIONS.iter().map(|m| m.version).collect();
+    let expected: Vec<i32> = pg_lake_common::catalog::MIGRATIONS
+        .iter()
+        .map(|m| m.version)
+        .collect();
     assert_eq!(versions, expected);
     let owner_is_extension: bool = db
         .query_one(
@@ -516,11 +829,23 @@ async fn a_commit_whose_outcome_is_unknown_is_a_server_error_never_a_conflict() 
     )
     .await
     .unwrap();
-    let (status, body) = c.post("/v1/namespaces/ns/tables/t", add_column_commit(json!([]))).await;
+    let (status, body) = c
+        .post("/v1/namespaces/ns/tables/t", add_column_commit(json!([])))
+        .await;
     assert!(status >= 500, "{status} {body}");
     let kind = body["error"]["type"].as_str().unwrap();
-    assert!(["InternalServerError", "CommitStateUnknownException"].contains(&kind), "{body}");
-    db.batch_execute("DROP TRIGGER die ON lake_catalog.iceberg_tables").await.unwrap();
-    let (status, body) = c.post("/v1/namespaces/ns/tables/t", add_column_commit(json!([]))).await;
-    assert_eq!(status, 200, "the catalog recovers once the database does: {body}");
+    assert!(
+        ["InternalServerError", "CommitStateUnknownException"].contains(&kind),
+        "{body}"
+    );
+    db.batch_execute("DROP TRIGGER die ON lake_catalog.iceberg_tables")
+        .await
+        .unwrap();
+    let (status, body) = c
+        .post("/v1/namespaces/ns/tables/t", add_column_commit(json!([])))
+        .await;
+    assert_eq!(
+        status, 200,
+        "the catalog recovers once the database does: {body}"
+    );
 }

@@ -77,23 +77,52 @@ pub fn router(state: AppState) -> Router {
     let ns = format!("{base}/namespaces/{{namespace}}");
     let catalog = Router::new()
         .route("/v1/config", get(service::config))
-        .route(&format!("{base}/namespaces"), get(namespaces::list).post(namespaces::create))
-        .route(&ns, get(namespaces::load).head(namespaces::exists).delete(namespaces::drop))
-        .route(&format!("{ns}/properties"), post(namespaces::update_properties))
-        .route(&format!("{ns}/tables"), get(tables::list).post(tables::create))
+        .route(
+            &format!("{base}/namespaces"),
+            get(namespaces::list).post(namespaces::create),
+        )
+        .route(
+            &ns,
+            get(namespaces::load)
+                .head(namespaces::exists)
+                .delete(namespaces::drop),
+        )
+        .route(
+            &format!("{ns}/properties"),
+            post(namespaces::update_properties),
+        )
+        .route(
+            &format!("{ns}/tables"),
+            get(tables::list).post(tables::create),
+        )
         .route(&format!("{ns}/register"), post(tables::register))
         .route(
             &format!("{ns}/tables/{{table}}"),
-            get(tables::load).head(tables::exists).post(tables::commit).delete(tables::drop),
+            get(tables::load)
+                .head(tables::exists)
+                .post(tables::commit)
+                .delete(tables::drop),
         )
-        .route(&format!("{ns}/tables/{{table}}/metrics"), post(tables::report_metrics))
-        .route(&format!("{ns}/tables/{{table}}/credentials"), get(tables::credentials))
+        .route(
+            &format!("{ns}/tables/{{table}}/metrics"),
+            post(tables::report_metrics),
+        )
+        .route(
+            &format!("{ns}/tables/{{table}}/credentials"),
+            get(tables::credentials),
+        )
         .route(&format!("{base}/tables/rename"), post(tables::rename))
-        .route(&format!("{base}/transactions/commit"), post(tables::commit_transaction))
+        .route(
+            &format!("{base}/transactions/commit"),
+            post(tables::commit_transaction),
+        )
         .route(&format!("{ns}/views"), get(views::list).post(views::create))
         .route(
             &format!("{ns}/views/{{view}}"),
-            get(views::load).head(views::exists).post(views::replace).delete(views::drop),
+            get(views::load)
+                .head(views::exists)
+                .post(views::replace)
+                .delete(views::drop),
         )
         .route(&format!("{base}/views/rename"), post(views::rename))
         .route_layer(middleware::from_fn_with_state(state.clone(), idempotency))
@@ -106,7 +135,10 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.yaml", get(service::openapi));
     catalog
         .merge(operations)
-        .route_layer(middleware::from_fn_with_state(state.clone(), record_metrics))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            record_metrics,
+        ))
         .fallback(not_found)
         .with_state(state)
 }
@@ -148,12 +180,17 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for
 
 /// A namespace from a path segment or query parameter (levels joined by 0x1F).
 pub fn parse_namespace(raw: &str) -> Namespace {
-    raw.split(NAMESPACE_PATH_SEPARATOR).map(str::to_string).collect()
+    raw.split(NAMESPACE_PATH_SEPARATOR)
+        .map(str::to_string)
+        .collect()
 }
 
 /// A table or view named by its path segments.
 pub fn ident(namespace: &str, name: String) -> crate::model::TableIdentifier {
-    crate::model::TableIdentifier { namespace: parse_namespace(namespace), name }
+    crate::model::TableIdentifier {
+        namespace: parse_namespace(namespace),
+        name,
+    }
 }
 
 /// One page of the tables or views of a namespace.
@@ -164,14 +201,27 @@ pub async fn list_entities(
     kind: crate::storage::EntityKind,
 ) -> Result<axum::Json<crate::model::ListTablesResponse>> {
     let page = page(query.page_token, query.page_size);
-    let identifiers = state.catalog.list(parse_namespace(namespace), kind, page.clone()).await?;
-    let next_page_token = next_page_token(&page, identifiers.len(), identifiers.last().map(|i| i.name.clone()));
-    Ok(axum::Json(crate::model::ListTablesResponse { identifiers, next_page_token }))
+    let identifiers = state
+        .catalog
+        .list(parse_namespace(namespace), kind, page.clone())
+        .await?;
+    let next_page_token = next_page_token(
+        &page,
+        identifiers.len(),
+        identifiers.last().map(|i| i.name.clone()),
+    );
+    Ok(axum::Json(crate::model::ListTablesResponse {
+        identifiers,
+        next_page_token,
+    }))
 }
 
 /// The page a list request asks for; `pageSize` alone starts at the beginning.
 pub fn page(token: Option<String>, size: Option<u32>) -> Page {
-    Page { after: token.filter(|t| !t.is_empty()), limit: size.filter(|s| *s > 0) }
+    Page {
+        after: token.filter(|t| !t.is_empty()),
+        limit: size.filter(|s| *s > 0),
+    }
 }
 
 /// The token of the page after `returned` items, if the page was full.
@@ -180,7 +230,10 @@ pub fn next_page_token(page: &Page, returned: usize, last: Option<String>) -> Op
 }
 
 async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let header = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     match state.auth.authenticate(header) {
         Ok(_) => next.run(request).await,
         Err(e) => e.into_response(),
@@ -190,7 +243,11 @@ async fn authenticate(State(state): State<AppState>, request: Request, next: Nex
 /// Replays the stored response of a mutation retried with the same
 /// `Idempotency-Key`, and stores successful ones.
 async fn idempotency(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(key) = request.headers().get("idempotency-key").and_then(|v| v.to_str().ok()) else {
+    let Some(key) = request
+        .headers()
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+    else {
         return next.run(request).await;
     };
     if matches!(*request.method(), Method::GET | Method::HEAD) {
@@ -210,10 +267,18 @@ async fn idempotency(State(state): State<AppState>, request: Request, next: Next
     let (parts, body) = response.into_parts();
     let bytes = match axum::body::to_bytes(body, usize::MAX).await {
         Ok(b) => b,
-        Err(e) => return Error::BadRequest(format!("could not buffer the response: {e}")).into_response(),
+        Err(e) => {
+            return Error::BadRequest(format!("could not buffer the response: {e}")).into_response()
+        }
     };
-    let stored = StoredResponse { status: parts.status.as_u16(), body: String::from_utf8_lossy(&bytes).into_owned() };
-    if let Err(e) = store.store_response(&key, &stored, state.idempotency_lifetime.as_secs()).await {
+    let stored = StoredResponse {
+        status: parts.status.as_u16(),
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    };
+    if let Err(e) = store
+        .store_response(&key, &stored, state.idempotency_lifetime.as_secs())
+        .await
+    {
         tracing::warn!(error = %e, "could not store the response of an idempotent request");
     }
     Response::from_parts(parts, Body::from(bytes))
@@ -225,7 +290,10 @@ fn replay(stored: StoredResponse) -> Response {
         return status.into_response();
     }
     let mut response = (status, stored.body).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -237,7 +305,12 @@ async fn record_metrics(State(state): State<AppState>, request: Request, next: N
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let response = next.run(request).await;
-    state.metrics.request(&method, &route, response.status().as_u16(), started.elapsed());
+    state.metrics.request(
+        &method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
 }
 
@@ -247,7 +320,8 @@ mod tests {
 
     #[test]
     fn every_advertised_endpoint_is_in_the_openapi_document() {
-        let doc: serde_yaml::Value = serde_yaml::from_str(include_str!("../../openapi.yaml")).unwrap();
+        let doc: serde_yaml::Value =
+            serde_yaml::from_str(include_str!("../../openapi.yaml")).unwrap();
         for endpoint in ENDPOINTS {
             let (method, path) = endpoint.split_once(' ').unwrap();
             let operation = &doc["paths"][path][method.to_lowercase().as_str()];
@@ -267,6 +341,9 @@ mod tests {
         assert_eq!(p.after, None);
         assert_eq!(next_page_token(&p, 2, Some("b".into())), Some("b".into()));
         assert_eq!(next_page_token(&p, 1, Some("a".into())), None);
-        assert_eq!(next_page_token(&page(None, None), 5, Some("e".into())), None);
+        assert_eq!(
+            next_page_token(&page(None, None), 5, Some("e".into())),
+            None
+        );
     }
 }

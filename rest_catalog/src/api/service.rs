@@ -12,14 +12,17 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{QueryParams, AppState, ENDPOINTS};
+use super::{AppState, QueryParams, ENDPOINTS};
 use crate::auth::TokenError;
 use crate::model::CatalogConfig;
 
 /// The OpenAPI document of what this server serves.
 const OPENAPI: &str = include_str!("../../openapi.yaml");
 
-pub async fn config(State(s): State<AppState>, QueryParams(_q): QueryParams<HashMap<String, String>>) -> Json<CatalogConfig> {
+pub async fn config(
+    State(s): State<AppState>,
+    QueryParams(_q): QueryParams<HashMap<String, String>>,
+) -> Json<CatalogConfig> {
     let mut defaults = s.catalog.client_config().clone();
     defaults.insert("warehouse".into(), s.catalog.warehouse_root().to_string());
     let mut overrides = HashMap::new();
@@ -50,21 +53,46 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 }
 
 /// OAuth2 client-credentials grant (`application/x-www-form-urlencoded`).
-pub async fn oauth_token(State(s): State<AppState>, headers: HeaderMap, Form(req): Form<TokenRequest>) -> Response {
+pub async fn oauth_token(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Form(req): Form<TokenRequest>,
+) -> Response {
     let basic = basic_credentials(&headers);
-    let client_id = req.client_id.or_else(|| basic.as_ref().map(|b| b.0.clone()));
+    let client_id = req
+        .client_id
+        .or_else(|| basic.as_ref().map(|b| b.0.clone()));
     let client_secret = req.client_secret.or_else(|| basic.map(|b| b.1));
-    match s.auth.issue(req.grant_type.as_deref(), client_id.as_deref(), client_secret.as_deref()) {
-        Ok(token) => (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")], Json(token)).into_response(),
+    match s.auth.issue(
+        req.grant_type.as_deref(),
+        client_id.as_deref(),
+        client_secret.as_deref(),
+    ) {
+        Ok(token) => (
+            StatusCode::OK,
+            [(header::CACHE_CONTROL, "no-store")],
+            Json(token),
+        )
+            .into_response(),
         Err(e) => {
             let (status, error, description) = match e {
                 TokenError::InvalidRequest(d) => (StatusCode::BAD_REQUEST, "invalid_request", d),
-                TokenError::UnsupportedGrantType => {
-                    (StatusCode::BAD_REQUEST, "unsupported_grant_type", "only client_credentials is supported")
-                }
-                TokenError::InvalidClient => (StatusCode::UNAUTHORIZED, "invalid_client", "unknown client or wrong secret"),
+                TokenError::UnsupportedGrantType => (
+                    StatusCode::BAD_REQUEST,
+                    "unsupported_grant_type",
+                    "only client_credentials is supported",
+                ),
+                TokenError::InvalidClient => (
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_client",
+                    "unknown client or wrong secret",
+                ),
             };
-            (status, Json(json!({ "error": error, "error_description": description }))).into_response()
+            (
+                status,
+                Json(json!({ "error": error, "error_description": description })),
+            )
+                .into_response()
         }
     }
 }
@@ -82,7 +110,10 @@ pub async fn readyz(State(s): State<AppState>) -> Response {
 
 pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         s.metrics.encode(),
     )
 }

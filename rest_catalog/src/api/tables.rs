@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-use super::{QueryParams, ident, list_entities, parse_namespace, AppState, JsonBody};
+use super::{ident, list_entities, parse_namespace, AppState, JsonBody, QueryParams};
 use crate::catalog::TableVersion;
 use crate::error::{Error, Result};
 use crate::model::*;
@@ -29,7 +29,11 @@ fn load_result(s: &AppState, version: &TableVersion, metadata: &RawValue) -> Res
         metadata,
         config: s.catalog.client_config(),
     });
-    match version.location.as_deref().and_then(|l| HeaderValue::from_str(&etag(l)).ok()) {
+    match version
+        .location
+        .as_deref()
+        .and_then(|l| HeaderValue::from_str(&etag(l)).ok())
+    {
         Some(tag) => ([(header::ETAG, tag)], body).into_response(),
         None => body.into_response(),
     }
@@ -40,7 +44,10 @@ pub async fn create(
     Path(namespace): Path<String>,
     JsonBody(req): JsonBody<CreateTableRequest>,
 ) -> Result<Response> {
-    let version = s.catalog.create_table(parse_namespace(&namespace), req).await?;
+    let version = s
+        .catalog
+        .create_table(parse_namespace(&namespace), req)
+        .await?;
     Ok(load_result(&s, &version, &version.json))
 }
 
@@ -49,7 +56,10 @@ pub async fn register(
     Path(namespace): Path<String>,
     JsonBody(req): JsonBody<RegisterTableRequest>,
 ) -> Result<Response> {
-    let version = s.catalog.register_table(parse_namespace(&namespace), req).await?;
+    let version = s
+        .catalog
+        .register_table(parse_namespace(&namespace), req)
+        .await?;
     Ok(load_result(&s, &version, &version.json))
 }
 
@@ -57,7 +67,14 @@ pub async fn register(
 /// location identifies the content.
 fn etag(metadata_location: &str) -> String {
     let digest = Sha256::digest(metadata_location.as_bytes());
-    format!("\"{}\"", digest.iter().take(16).map(|b| format!("{b:02x}")).collect::<String>())
+    format!(
+        "\"{}\"",
+        digest
+            .iter()
+            .take(16)
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,15 +102,27 @@ pub async fn load(
         None | Some("all") => &*version.json,
         Some("refs") => version.refs_only_json().await?,
         Some(other) => {
-            return Err(Error::BadRequest(format!("snapshots={other:?} is not supported; use all or refs")))
+            return Err(Error::BadRequest(format!(
+                "snapshots={other:?} is not supported; use all or refs"
+            )))
         }
     };
     Ok(load_result(&s, &version, metadata))
 }
 
-pub async fn exists(State(s): State<AppState>, Path((namespace, table)): Path<(String, String)>) -> Result<StatusCode> {
-    let found = s.catalog.exists(&ident(&namespace, table), EntityKind::Table).await?;
-    Ok(if found { StatusCode::NO_CONTENT } else { StatusCode::NOT_FOUND })
+pub async fn exists(
+    State(s): State<AppState>,
+    Path((namespace, table)): Path<(String, String)>,
+) -> Result<StatusCode> {
+    let found = s
+        .catalog
+        .exists(&ident(&namespace, table), EntityKind::Table)
+        .await?;
+    Ok(if found {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_FOUND
+    })
 }
 
 pub async fn commit(
@@ -101,8 +130,15 @@ pub async fn commit(
     Path((namespace, table)): Path<(String, String)>,
     JsonBody(req): JsonBody<CommitTableRequest>,
 ) -> Result<Response> {
-    let version = s.catalog.commit_table(ident(&namespace, table), req).await?;
-    Ok(Json(CommitTableResponse { metadata_location: version.written_location(), metadata: &version.json }).into_response())
+    let version = s
+        .catalog
+        .commit_table(ident(&namespace, table), req)
+        .await?;
+    Ok(Json(CommitTableResponse {
+        metadata_location: version.written_location(),
+        metadata: &version.json,
+    })
+    .into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,12 +153,19 @@ pub async fn drop(
     Path((namespace, table)): Path<(String, String)>,
     QueryParams(q): QueryParams<DropQuery>,
 ) -> Result<StatusCode> {
-    let purge = q.purge_requested.is_some_and(|p| p.eq_ignore_ascii_case("true"));
-    s.catalog.drop_table(&ident(&namespace, table), purge).await?;
+    let purge = q
+        .purge_requested
+        .is_some_and(|p| p.eq_ignore_ascii_case("true"));
+    s.catalog
+        .drop_table(&ident(&namespace, table), purge)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn rename(State(s): State<AppState>, JsonBody(req): JsonBody<RenameRequest>) -> Result<StatusCode> {
+pub async fn rename(
+    State(s): State<AppState>,
+    JsonBody(req): JsonBody<RenameRequest>,
+) -> Result<StatusCode> {
     s.catalog.rename(req, EntityKind::Table).await?;
     Ok(StatusCode::NO_CONTENT)
 }

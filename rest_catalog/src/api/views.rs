@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 
-use super::{QueryParams, ident, list_entities, parse_namespace, AppState, JsonBody};
+use super::{ident, list_entities, parse_namespace, AppState, JsonBody, QueryParams};
 use crate::error::Result;
 use crate::model::*;
 use crate::storage::EntityKind;
@@ -22,16 +22,33 @@ pub async fn create(
     Path(namespace): Path<String>,
     JsonBody(req): JsonBody<CreateViewRequest>,
 ) -> Result<Json<LoadViewResult>> {
-    Ok(Json(s.catalog.create_view(parse_namespace(&namespace), req).await?))
+    Ok(Json(
+        s.catalog
+            .create_view(parse_namespace(&namespace), req)
+            .await?,
+    ))
 }
 
-pub async fn load(State(s): State<AppState>, Path((namespace, view)): Path<(String, String)>) -> Result<Json<LoadViewResult>> {
+pub async fn load(
+    State(s): State<AppState>,
+    Path((namespace, view)): Path<(String, String)>,
+) -> Result<Json<LoadViewResult>> {
     Ok(Json(s.catalog.load_view(&ident(&namespace, view)).await?))
 }
 
-pub async fn exists(State(s): State<AppState>, Path((namespace, view)): Path<(String, String)>) -> Result<StatusCode> {
-    let found = s.catalog.exists(&ident(&namespace, view), EntityKind::View).await?;
-    Ok(if found { StatusCode::NO_CONTENT } else { StatusCode::NOT_FOUND })
+pub async fn exists(
+    State(s): State<AppState>,
+    Path((namespace, view)): Path<(String, String)>,
+) -> Result<StatusCode> {
+    let found = s
+        .catalog
+        .exists(&ident(&namespace, view), EntityKind::View)
+        .await?;
+    Ok(if found {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_FOUND
+    })
 }
 
 pub async fn replace(
@@ -39,15 +56,23 @@ pub async fn replace(
     Path((namespace, view)): Path<(String, String)>,
     JsonBody(req): JsonBody<CommitViewRequest>,
 ) -> Result<Json<LoadViewResult>> {
-    Ok(Json(s.catalog.replace_view(ident(&namespace, view), req).await?))
+    Ok(Json(
+        s.catalog.replace_view(ident(&namespace, view), req).await?,
+    ))
 }
 
-pub async fn drop(State(s): State<AppState>, Path((namespace, view)): Path<(String, String)>) -> Result<StatusCode> {
+pub async fn drop(
+    State(s): State<AppState>,
+    Path((namespace, view)): Path<(String, String)>,
+) -> Result<StatusCode> {
     s.catalog.drop_view(&ident(&namespace, view)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn rename(State(s): State<AppState>, JsonBody(req): JsonBody<RenameRequest>) -> Result<StatusCode> {
+pub async fn rename(
+    State(s): State<AppState>,
+    JsonBody(req): JsonBody<RenameRequest>,
+) -> Result<StatusCode> {
     s.catalog.rename(req, EntityKind::View).await?;
     Ok(StatusCode::NO_CONTENT)
 }

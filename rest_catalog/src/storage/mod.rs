@@ -55,7 +55,11 @@ pub trait CatalogStore: Send + Sync + 'static {
     /// `None` when the namespace does not exist.
     async fn namespace_properties(&self, namespace: &Namespace) -> Result<Option<Properties>>;
     /// Direct children of `parent` (top-level namespaces when `None`).
-    async fn list_namespaces(&self, parent: Option<&Namespace>, page: &Page) -> Result<Vec<Namespace>>;
+    async fn list_namespaces(
+        &self,
+        parent: Option<&Namespace>,
+        page: &Page,
+    ) -> Result<Vec<Namespace>>;
     /// Fails with `NamespaceNotEmpty` while it holds tables, views or namespaces.
     async fn drop_namespace(&self, namespace: &Namespace) -> Result<()>;
     async fn update_namespace_properties(
@@ -65,19 +69,47 @@ pub trait CatalogStore: Send + Sync + 'static {
         updates: &Properties,
     ) -> Result<PropertyChanges>;
 
-    async fn list_entities(&self, namespace: &Namespace, kind: EntityKind, page: &Page) -> Result<Vec<String>>;
+    async fn list_entities(
+        &self,
+        namespace: &Namespace,
+        kind: EntityKind,
+        page: &Page,
+    ) -> Result<Vec<String>>;
     /// The current metadata location, `None` when no such entity exists.
-    async fn metadata_location(&self, ident: &TableIdentifier, kind: EntityKind) -> Result<Option<String>>;
+    async fn metadata_location(
+        &self,
+        ident: &TableIdentifier,
+        kind: EntityKind,
+    ) -> Result<Option<String>>;
     /// Fails with `AlreadyExists` when a table or view has that name.
-    async fn insert_entity(&self, ident: &TableIdentifier, kind: EntityKind, metadata_location: &str) -> Result<()>;
+    async fn insert_entity(
+        &self,
+        ident: &TableIdentifier,
+        kind: EntityKind,
+        metadata_location: &str,
+    ) -> Result<()>;
     /// Applies every swap or none; a swap whose expected location is no longer
     /// current fails the whole call with `ConcurrentUpdate`.
     async fn swap_metadata(&self, swaps: &[MetadataSwap]) -> Result<()>;
     /// Removes the entity and returns its last metadata location.
-    async fn drop_entity(&self, ident: &TableIdentifier, kind: EntityKind) -> Result<Option<String>>;
-    async fn rename_entity(&self, from: &TableIdentifier, to: &TableIdentifier, kind: EntityKind) -> Result<()>;
+    async fn drop_entity(
+        &self,
+        ident: &TableIdentifier,
+        kind: EntityKind,
+    ) -> Result<Option<String>>;
+    async fn rename_entity(
+        &self,
+        from: &TableIdentifier,
+        to: &TableIdentifier,
+        kind: EntityKind,
+    ) -> Result<()>;
 
     async fn stored_response(&self, key: &str) -> Result<Option<StoredResponse>>;
     /// Stores a response and forgets those older than `lifetime_secs`.
-    async fn store_response(&self, key: &str, response: &StoredResponse, lifetime_secs: u64) -> Result<()>;
+    async fn store_response(
+        &self,
+        key: &str,
+        response: &StoredResponse,
+        lifetime_secs: u64,
+    ) -> Result<()>;
 }

@@ -56,10 +56,15 @@ impl PostgresStore {
     /// Connects (retrying until `wait` has passed, as Postgres may start after
     /// us), applies the catalog migrations and returns the store.
     /// The password comes from `PGPASSWORD` when the URL has none.
-    pub async fn connect(database_url: &str, catalog_name: &str, max_connections: usize, wait: Duration) -> Result<Self> {
-        let mut config: tokio_postgres::Config = database_url
-            .parse()
-            .map_err(|_| Error::Config("--database-url is not a valid Postgres connection string".into()))?;
+    pub async fn connect(
+        database_url: &str,
+        catalog_name: &str,
+        max_connections: usize,
+        wait: Duration,
+    ) -> Result<Self> {
+        let mut config: tokio_postgres::Config = database_url.parse().map_err(|_| {
+            Error::Config("--database-url is not a valid Postgres connection string".into())
+        })?;
         if config.get_password().is_none() {
             if let Ok(password) = std::env::var("PGPASSWORD") {
                 config.password(password);
@@ -69,7 +74,13 @@ impl PostgresStore {
             config.application_name("rest_catalog");
         }
         // Verified: a connection the server closed is replaced, not handed out again.
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Verified });
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Verified,
+            },
+        );
         // Bounded waits: an unreachable database answers 503 rather than hanging requests.
         let pool = Pool::builder(manager)
             .max_size(max_connections)
@@ -78,7 +89,10 @@ impl PostgresStore {
             .create_timeout(Some(POOL_TIMEOUT))
             .build()
             .map_err(|e| Error::Config(format!("database pool: {e}")))?;
-        let store = Self { pool, catalog_name: catalog_name.to_string() };
+        let store = Self {
+            pool,
+            catalog_name: catalog_name.to_string(),
+        };
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             match store.migrate().await {
@@ -97,17 +111,39 @@ impl PostgresStore {
     pub async fn migrate(&self) -> Result<()> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&schema::MIGRATION_LOCK_KEY]).await?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1)",
+            &[&schema::MIGRATION_LOCK_KEY],
+        )
+        .await?;
         tx.batch_execute(schema::BOOTSTRAP_SQL).await?;
-        let applied: Vec<i32> =
-            tx.query(schema::APPLIED_VERSIONS_SQL, &[]).await?.iter().map(|r| r.get(0)).collect();
-        if let Some(newer) = applied.iter().copied().filter(|v| *v > schema::latest_version()).max() {
-            tracing::warn!(database = newer, known = schema::latest_version(), "catalog schema is newer than this build");
+        let applied: Vec<i32> = tx
+            .query(schema::APPLIED_VERSIONS_SQL, &[])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if let Some(newer) = applied
+            .iter()
+            .copied()
+            .filter(|v| *v > schema::latest_version())
+            .max()
+        {
+            tracing::warn!(
+                database = newer,
+                known = schema::latest_version(),
+                "catalog schema is newer than this build"
+            );
         }
         for migration in schema::pending(&applied) {
-            tracing::info!(version = migration.version, description = migration.description, "applying catalog migration");
+            tracing::info!(
+                version = migration.version,
+                description = migration.description,
+                "applying catalog migration"
+            );
             tx.batch_execute(migration.sql).await?;
-            tx.execute(schema::RECORD_VERSION_SQL, &[&migration.version]).await?;
+            tx.execute(schema::RECORD_VERSION_SQL, &[&migration.version])
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -121,7 +157,10 @@ impl PostgresStore {
             schema::TABLES_TABLE
         );
         let stmt = client.prepare_cached(&sql).await?;
-        Ok(client.query_one(&stmt, &[&self.catalog_name, &stored]).await?.get(0))
+        Ok(client
+            .query_one(&stmt, &[&self.catalog_name, &stored])
+            .await?
+            .get(0))
     }
 }
 
@@ -147,7 +186,11 @@ fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&SqlState::UNIQUE_VIOLATION)
 }
 
-fn paginate<T: Ord + Clone>(sorted: impl IntoIterator<Item = T>, after: Option<T>, limit: Option<u32>) -> Vec<T> {
+fn paginate<T: Ord + Clone>(
+    sorted: impl IntoIterator<Item = T>,
+    after: Option<T>,
+    limit: Option<u32>,
+) -> Vec<T> {
     sorted
         .into_iter()
         .filter(|x| after.as_ref().is_none_or(|a| x > a))
@@ -160,7 +203,13 @@ impl CatalogStore for PostgresStore {
     async fn check_ready(&self) -> Result<()> {
         let client = self.pool.get().await?;
         let row = client
-            .query_one(&format!("SELECT coalesce(max(version), 0) FROM {}", schema::VERSION_TABLE), &[])
+            .query_one(
+                &format!(
+                    "SELECT coalesce(max(version), 0) FROM {}",
+                    schema::VERSION_TABLE
+                ),
+                &[],
+            )
             .await?;
         let version: i32 = row.get(0);
         if version < schema::latest_version() {
@@ -177,7 +226,10 @@ impl CatalogStore for PostgresStore {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         if self.namespace_exists(&tx, &stored).await? {
-            return Err(Error::AlreadyExists(format!("namespace already exists: {}", namespace.join("."))));
+            return Err(Error::AlreadyExists(format!(
+                "namespace already exists: {}",
+                namespace.join(".")
+            )));
         }
         let insert = tx
             .prepare_cached(&format!(
@@ -185,11 +237,23 @@ impl CatalogStore for PostgresStore {
                 schema::NAMESPACE_PROPERTIES_TABLE
             ))
             .await?;
-        let marker = (schema::NAMESPACE_EXISTS_PROPERTY.to_string(), "true".to_string());
-        for (key, value) in properties.iter().chain(std::iter::once((&marker.0, &marker.1))) {
-            if let Err(e) = tx.execute(&insert, &[&self.catalog_name, &stored, key, value]).await {
+        let marker = (
+            schema::NAMESPACE_EXISTS_PROPERTY.to_string(),
+            "true".to_string(),
+        );
+        for (key, value) in properties
+            .iter()
+            .chain(std::iter::once((&marker.0, &marker.1)))
+        {
+            if let Err(e) = tx
+                .execute(&insert, &[&self.catalog_name, &stored, key, value])
+                .await
+            {
                 return Err(if is_unique_violation(&e) {
-                    Error::AlreadyExists(format!("namespace already exists: {}", namespace.join(".")))
+                    Error::AlreadyExists(format!(
+                        "namespace already exists: {}",
+                        namespace.join(".")
+                    ))
                 } else {
                     e.into()
                 });
@@ -214,16 +278,28 @@ impl CatalogStore for PostgresStore {
         let rows = client.query(&stmt, &[&self.catalog_name, &stored]).await?;
         Ok(Some(
             rows.iter()
-                .map(|r| (r.get::<_, String>(0), r.get::<_, Option<String>>(1).unwrap_or_default()))
+                .map(|r| {
+                    (
+                        r.get::<_, String>(0),
+                        r.get::<_, Option<String>>(1).unwrap_or_default(),
+                    )
+                })
                 .filter(|(k, _)| k != schema::NAMESPACE_EXISTS_PROPERTY)
                 .collect(),
         ))
     }
 
-    async fn list_namespaces(&self, parent: Option<&Namespace>, page: &Page) -> Result<Vec<Namespace>> {
+    async fn list_namespaces(
+        &self,
+        parent: Option<&Namespace>,
+        page: &Page,
+    ) -> Result<Vec<Namespace>> {
         let depth = parent.map_or(0, Vec::len);
         let (sql_filter, pattern) = match parent {
-            Some(p) => (" AND ns LIKE $2", Some(schema::descendants_pattern(&stored_namespace(p)?))),
+            Some(p) => (
+                " AND ns LIKE $2",
+                Some(schema::descendants_pattern(&stored_namespace(p)?)),
+            ),
             None => ("", None),
         };
         let sql = format!(
@@ -280,7 +356,10 @@ impl CatalogStore for PostgresStore {
         }
         let deleted = tx
             .execute(
-                &format!("DELETE FROM {} WHERE catalog_name = $1 AND namespace = $2", schema::NAMESPACE_PROPERTIES_TABLE),
+                &format!(
+                    "DELETE FROM {} WHERE catalog_name = $1 AND namespace = $2",
+                    schema::NAMESPACE_PROPERTIES_TABLE
+                ),
                 &[&self.catalog_name, &stored],
             )
             .await?;
@@ -313,7 +392,11 @@ impl CatalogStore for PostgresStore {
             )
             .await?;
         let removed: Vec<String> = removed_rows.iter().map(|r| r.get(0)).collect();
-        let missing = removals.iter().filter(|k| !removed.contains(k)).cloned().collect();
+        let missing = removals
+            .iter()
+            .filter(|k| !removed.contains(k))
+            .cloned()
+            .collect();
         let upsert = tx
             .prepare_cached(&format!(
                 "INSERT INTO {} (catalog_name, namespace, property_key, property_value) VALUES ($1, $2, $3, $4)
@@ -322,15 +405,25 @@ impl CatalogStore for PostgresStore {
             ))
             .await?;
         for (key, value) in updates {
-            tx.execute(&upsert, &[&self.catalog_name, &stored, key, value]).await?;
+            tx.execute(&upsert, &[&self.catalog_name, &stored, key, value])
+                .await?;
         }
         tx.commit().await?;
         let mut updated: Vec<String> = updates.keys().cloned().collect();
         updated.sort();
-        Ok(PropertyChanges { updated, removed, missing })
+        Ok(PropertyChanges {
+            updated,
+            removed,
+            missing,
+        })
     }
 
-    async fn list_entities(&self, namespace: &Namespace, kind: EntityKind, page: &Page) -> Result<Vec<String>> {
+    async fn list_entities(
+        &self,
+        namespace: &Namespace,
+        kind: EntityKind,
+        page: &Page,
+    ) -> Result<Vec<String>> {
         let stored = stored_namespace(namespace)?;
         let client = self.pool.get().await?;
         let stmt = client
@@ -343,31 +436,69 @@ impl CatalogStore for PostgresStore {
             .await?;
         let limit = page.limit.map_or(i64::MAX, i64::from);
         let rows = client
-            .query(&stmt, &[&self.catalog_name, &stored, &page.after, &kind.iceberg_type(), &limit])
+            .query(
+                &stmt,
+                &[
+                    &self.catalog_name,
+                    &stored,
+                    &page.after,
+                    &kind.iceberg_type(),
+                    &limit,
+                ],
+            )
             .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
-    async fn metadata_location(&self, ident: &TableIdentifier, kind: EntityKind) -> Result<Option<String>> {
+    async fn metadata_location(
+        &self,
+        ident: &TableIdentifier,
+        kind: EntityKind,
+    ) -> Result<Option<String>> {
         let stored = stored_namespace(&ident.namespace)?;
         let client = self.pool.get().await?;
         let stmt = client.prepare_cached(schema::METADATA_LOCATION_SQL).await?;
         let row = client
-            .query_opt(&stmt, &[&self.catalog_name, &stored, &ident.name, &kind.iceberg_type()])
+            .query_opt(
+                &stmt,
+                &[
+                    &self.catalog_name,
+                    &stored,
+                    &ident.name,
+                    &kind.iceberg_type(),
+                ],
+            )
             .await?;
         Ok(row.and_then(|r| r.get(0)))
     }
 
-    async fn insert_entity(&self, ident: &TableIdentifier, kind: EntityKind, metadata_location: &str) -> Result<()> {
+    async fn insert_entity(
+        &self,
+        ident: &TableIdentifier,
+        kind: EntityKind,
+        metadata_location: &str,
+    ) -> Result<()> {
         let stored = stored_namespace(&ident.namespace)?;
         let client = self.pool.get().await?;
         let stmt = client.prepare_cached(schema::INSERT_ENTITY_SQL).await?;
         let inserted = client
-            .execute(&stmt, &[&self.catalog_name, &stored, &ident.name, &kind.iceberg_type(), &metadata_location])
+            .execute(
+                &stmt,
+                &[
+                    &self.catalog_name,
+                    &stored,
+                    &ident.name,
+                    &kind.iceberg_type(),
+                    &metadata_location,
+                ],
+            )
             .await
             .map_err(sent_change_error)?;
         if inserted == 0 {
-            return Err(Error::AlreadyExists(format!("a table or view named {} already exists", ident)));
+            return Err(Error::AlreadyExists(format!(
+                "a table or view named {} already exists",
+                ident
+            )));
         }
         Ok(())
     }
@@ -375,13 +506,22 @@ impl CatalogStore for PostgresStore {
     async fn swap_metadata(&self, swaps: &[MetadataSwap]) -> Result<()> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let stmt = tx.prepare_cached(schema::SWAP_METADATA_LOCATION_SQL).await?;
+        let stmt = tx
+            .prepare_cached(schema::SWAP_METADATA_LOCATION_SQL)
+            .await?;
         for swap in swaps {
             let stored = stored_namespace(&swap.ident.namespace)?;
             let updated = tx
                 .execute(
                     &stmt,
-                    &[&self.catalog_name, &stored, &swap.ident.name, &swap.kind.iceberg_type(), &swap.new, &swap.expected],
+                    &[
+                        &self.catalog_name,
+                        &stored,
+                        &swap.ident.name,
+                        &swap.kind.iceberg_type(),
+                        &swap.new,
+                        &swap.expected,
+                    ],
                 )
                 .await?;
             if updated == 0 {
@@ -394,7 +534,11 @@ impl CatalogStore for PostgresStore {
         tx.commit().await.map_err(sent_change_error)
     }
 
-    async fn drop_entity(&self, ident: &TableIdentifier, kind: EntityKind) -> Result<Option<String>> {
+    async fn drop_entity(
+        &self,
+        ident: &TableIdentifier,
+        kind: EntityKind,
+    ) -> Result<Option<String>> {
         let stored = stored_namespace(&ident.namespace)?;
         let client = self.pool.get().await?;
         let row = client
@@ -413,7 +557,12 @@ impl CatalogStore for PostgresStore {
         }
     }
 
-    async fn rename_entity(&self, from: &TableIdentifier, to: &TableIdentifier, kind: EntityKind) -> Result<()> {
+    async fn rename_entity(
+        &self,
+        from: &TableIdentifier,
+        to: &TableIdentifier,
+        kind: EntityKind,
+    ) -> Result<()> {
         let from_ns = stored_namespace(&from.namespace)?;
         let to_ns = stored_namespace(&to.namespace)?;
         let client = self.pool.get().await?;
@@ -433,9 +582,10 @@ impl CatalogStore for PostgresStore {
         match result {
             Ok(0) => Err(kind.missing(from)),
             Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => {
-                Err(Error::AlreadyExists(format!("a table or view named {} already exists", to)))
-            }
+            Err(e) if is_unique_violation(&e) => Err(Error::AlreadyExists(format!(
+                "a table or view named {} already exists",
+                to
+            ))),
             Err(e) => Err(e.into()),
         }
     }
@@ -449,10 +599,18 @@ impl CatalogStore for PostgresStore {
             ))
             .await?;
         let row = client.query_opt(&stmt, &[&key]).await?;
-        Ok(row.map(|r| StoredResponse { status: r.get::<_, i32>(0) as u16, body: r.get(1) }))
+        Ok(row.map(|r| StoredResponse {
+            status: r.get::<_, i32>(0) as u16,
+            body: r.get(1),
+        }))
     }
 
-    async fn store_response(&self, key: &str, response: &StoredResponse, lifetime_secs: u64) -> Result<()> {
+    async fn store_response(
+        &self,
+        key: &str,
+        response: &StoredResponse,
+        lifetime_secs: u64,
+    ) -> Result<()> {
         let client = self.pool.get().await?;
         let lifetime = lifetime_secs as f64;
         client

@@ -22,7 +22,10 @@ pub struct Postgres {
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }
 
 /// Runs a Postgres binary as the `postgres` OS user when we are root (initdb refuses root).
@@ -38,17 +41,34 @@ fn pg_command(program: &str) -> Command {
 }
 
 fn run(mut c: Command, what: &str) {
-    let out = c.stdout(Stdio::piped()).stderr(Stdio::piped()).output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(out.status.success(), "{what} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Postgres {
     fn start() -> Self {
-        let dir = tempfile::Builder::new().prefix("rest-catalog-pg-").tempdir().unwrap().keep();
+        let dir = tempfile::Builder::new()
+            .prefix("rest-catalog-pg-")
+            .tempdir()
+            .unwrap()
+            .keep();
         if is_root() {
             run(
                 {
@@ -61,7 +81,16 @@ impl Postgres {
         }
         let data = dir.join("data");
         let mut initdb = pg_command("initdb");
-        initdb.args(["-D", data.to_str().unwrap(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
+        initdb.args([
+            "-D",
+            data.to_str().unwrap(),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ]);
         run(initdb, "initdb");
         let port = free_port();
         let mut start = pg_command("pg_ctl");
@@ -72,7 +101,10 @@ impl Postgres {
             dir.join("log").to_str().unwrap(),
             "-w",
             "-o",
-            &format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200", dir.display()),
+            &format!(
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+                dir.display()
+            ),
             "start",
         ]);
         run(start, "pg_ctl start");
@@ -89,7 +121,10 @@ impl Postgres {
 /// (a static is never dropped).
 fn spawn_reaper(data: &Path, dir: &Path) {
     let stop = if is_root() {
-        format!("runuser -u postgres -- {PG_BIN}/pg_ctl -D {} stop -m immediate", data.display())
+        format!(
+            "runuser -u postgres -- {PG_BIN}/pg_ctl -D {} stop -m immediate",
+            data.display()
+        )
     } else {
         format!("{PG_BIN}/pg_ctl -D {} stop -m immediate", data.display())
     };
@@ -120,15 +155,26 @@ pub fn postgres() -> &'static Postgres {
 pub async fn fresh_database() -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
     let pg = postgres();
-    let name = format!("t{}_{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
-    let (client, conn) = tokio_postgres::connect(&pg.url("postgres"), tokio_postgres::NoTls).await.unwrap();
+    let name = format!(
+        "t{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    );
+    let (client, conn) = tokio_postgres::connect(&pg.url("postgres"), tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
-    client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
     pg.url(&name)
 }
 
 pub async fn sql_client(url: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
     client
 }
@@ -175,7 +221,12 @@ pub async fn start_with_auth(auth: &[&str], extra: &[&str]) -> TestCatalog {
         shutdown: Some(tx),
         task: Some(task),
     };
-    let ready = catalog.http.get(format!("{}/readyz", catalog.base)).send().await.unwrap();
+    let ready = catalog
+        .http
+        .get(format!("{}/readyz", catalog.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 200);
     catalog
 }
@@ -193,7 +244,12 @@ impl TestCatalog {
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await.unwrap();
-        let json = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into())) };
+        let json = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
         (status, json)
     }
 
@@ -214,12 +270,16 @@ impl TestCatalog {
     }
 
     pub async fn create_namespace(&self, ns: &str) {
-        let (status, body) = self.post("/v1/namespaces", serde_json::json!({ "namespace": [ns] })).await;
+        let (status, body) = self
+            .post("/v1/namespaces", serde_json::json!({ "namespace": [ns] }))
+            .await;
         assert_eq!(status, 200, "{body}");
     }
 
     pub async fn create_table(&self, ns: &str, name: &str) -> Value {
-        let (status, body) = self.post(&format!("/v1/namespaces/{ns}/tables"), table_request(name)).await;
+        let (status, body) = self
+            .post(&format!("/v1/namespaces/{ns}/tables"), table_request(name))
+            .await;
         assert_eq!(status, 200, "{body}");
         body
     }
@@ -263,5 +323,10 @@ pub fn assert_error(actual: (u16, Value), status: u16, kind: &str) {
     assert_eq!(code, status, "{body}");
     assert_eq!(body["error"]["type"], kind, "{body}");
     assert_eq!(body["error"]["code"], status, "{body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
 }
