@@ -186,6 +186,11 @@ pub enum TextColumn<'a> {
     Int16(&'a PrimitiveArray<Int16Type>),
     Int32(&'a PrimitiveArray<Int32Type>),
     Int64(&'a PrimitiveArray<Int64Type>),
+    Float64(&'a PrimitiveArray<Float64Type>),
+    Decimal(&'a PrimitiveArray<Decimal128Type>, i8),
+    Date(&'a PrimitiveArray<Date32Type>),
+    /// Microsecond timestamps; `true` with a time zone (printed in UTC, `+00`).
+    Timestamp(&'a PrimitiveArray<TimestampMicrosecondType>, bool),
     Utf8(&'a StringArray),
     Utf8View(&'a StringViewArray),
     /// Every other type, through [`write_text`].
@@ -198,6 +203,10 @@ impl<'a> TextColumn<'a> {
             DataType::Int16 => TextColumn::Int16(arr.as_primitive()),
             DataType::Int32 => TextColumn::Int32(arr.as_primitive()),
             DataType::Int64 => TextColumn::Int64(arr.as_primitive()),
+            DataType::Float64 => TextColumn::Float64(arr.as_primitive()),
+            DataType::Decimal128(_, scale) => TextColumn::Decimal(arr.as_primitive(), *scale),
+            DataType::Date32 => TextColumn::Date(arr.as_primitive()),
+            DataType::Timestamp(TimeUnit::Microsecond, tz) => TextColumn::Timestamp(arr.as_primitive(), tz.is_some()),
             DataType::Utf8 => TextColumn::Utf8(arr.as_string()),
             DataType::Utf8View => TextColumn::Utf8View(arr.as_string_view()),
             _ => TextColumn::Other(arr),
@@ -209,6 +218,10 @@ impl<'a> TextColumn<'a> {
             TextColumn::Int16(a) => a.is_null(row),
             TextColumn::Int32(a) => a.is_null(row),
             TextColumn::Int64(a) => a.is_null(row),
+            TextColumn::Float64(a) => a.is_null(row),
+            TextColumn::Decimal(a, _) => a.is_null(row),
+            TextColumn::Date(a) => a.is_null(row),
+            TextColumn::Timestamp(a, _) => a.is_null(row),
             TextColumn::Utf8(a) => a.is_null(row),
             TextColumn::Utf8View(a) => a.is_null(row),
             TextColumn::Other(a) => a.is_null(row),
@@ -224,6 +237,16 @@ impl<'a> TextColumn<'a> {
             TextColumn::Int16(a) => out.extend_from_slice(ints.format(a.value(row)).as_bytes()),
             TextColumn::Int32(a) => out.extend_from_slice(ints.format(a.value(row)).as_bytes()),
             TextColumn::Int64(a) => out.extend_from_slice(ints.format(a.value(row)).as_bytes()),
+            TextColumn::Float64(a) => push_float(out, a.value(row), false),
+            TextColumn::Decimal(a, scale) => push_decimal(out, a.value(row), *scale),
+            TextColumn::Date(a) => push_date(out, a.value(row) as i64),
+            TextColumn::Timestamp(a, with_tz) => {
+                let micros = a.value(row);
+                push_timestamp(out, micros);
+                if *with_tz && micros.abs() != i64::MAX {
+                    out.extend_from_slice(b"+00");
+                }
+            }
             TextColumn::Utf8(a) => push_text(out, a.value(row).as_bytes(), copy),
             TextColumn::Utf8View(a) => push_text(out, a.value(row).as_bytes(), copy),
             TextColumn::Other(a) if copy => {
@@ -335,25 +358,42 @@ fn push_display(out: &mut Vec<u8>, v: impl std::fmt::Display) {
     let _ = write!(VecWriter(out), "{v}");
 }
 
+/// Shortest round-trip digits, spelled as Postgres does: `1`, `0.5`, `1e+20`, `1.5e-07`.
 fn push_float(out: &mut Vec<u8>, v: f64, single: bool) {
     if v.is_nan() {
         out.extend_from_slice(b"NaN");
-    } else if v.is_infinite() {
+        return;
+    }
+    if v.is_infinite() {
         out.extend_from_slice(if v > 0.0 { b"Infinity" } else { b"-Infinity" });
-    } else if single {
-        push_display(out, v as f32);
-    } else {
-        push_display(out, v);
+        return;
+    }
+    let mut buf = ryu::Buffer::new();
+    let text = if single { buf.format_finite(v as f32) } else { buf.format_finite(v) };
+    let (mantissa, exponent) = match text.split_once('e') {
+        Some((m, e)) => (m, Some(e)),
+        None => (text, None),
+    };
+    out.extend_from_slice(mantissa.strip_suffix(".0").unwrap_or(mantissa).as_bytes());
+    if let Some(e) = exponent {
+        let (sign, digits) = e.strip_prefix('-').map_or(("+", e), |d| ("-", d));
+        out.push(b'e');
+        out.extend_from_slice(sign.as_bytes());
+        if digits.len() < 2 {
+            out.push(b'0');
+        }
+        out.extend_from_slice(digits.as_bytes());
     }
 }
 
 fn push_decimal(out: &mut Vec<u8>, v: i128, scale: i8) {
+    let mut buf = itoa::Buffer::new();
     if scale <= 0 {
-        push_display(out, v * 10i128.pow((-scale) as u32));
+        out.extend_from_slice(buf.format(v * 10i128.pow((-scale) as u32)).as_bytes());
         return;
     }
     let scale = scale as usize;
-    let digits = v.unsigned_abs().to_string();
+    let digits = buf.format(v.unsigned_abs());
     if v < 0 {
         out.push(b'-');
     }
@@ -403,11 +443,29 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// Appends `n` as exactly `width` digits (n < 10^width), without the fmt machinery.
+fn push_padded(out: &mut Vec<u8>, mut n: u64, width: usize) {
+    let start = out.len();
+    out.resize(start + width, b'0');
+    for slot in out[start..].iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+}
+
 fn push_ymd(out: &mut Vec<u8>, days: i64) -> bool {
     let (y, m, d) = civil_from_days(days);
     let bc = y <= 0;
-    let year = if bc { 1 - y } else { y };
-    let _ = write!(VecWriter(out), "{year:04}-{m:02}-{d:02}");
+    let year = (if bc { 1 - y } else { y }) as u64;
+    if year > 9999 {
+        out.extend_from_slice(itoa::Buffer::new().format(year).as_bytes());
+    } else {
+        push_padded(out, year, 4);
+    }
+    out.push(b'-');
+    push_padded(out, m as u64, 2);
+    out.push(b'-');
+    push_padded(out, d as u64, 2);
     bc
 }
 
@@ -422,17 +480,28 @@ fn push_date(out: &mut Vec<u8>, days: i64) {
 }
 
 fn push_time(out: &mut Vec<u8>, micros: i64) {
-    let secs = micros.div_euclid(1_000_000);
-    let frac = micros.rem_euclid(1_000_000);
-    let _ = write!(VecWriter(out), "{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
-    push_fraction(out, frac);
+    let secs = micros.div_euclid(1_000_000) as u64;
+    let hours = secs / 3600;
+    if hours < 100 {
+        push_padded(out, hours, 2);
+    } else {
+        out.extend_from_slice(itoa::Buffer::new().format(hours).as_bytes()); // long intervals
+    }
+    out.push(b':');
+    push_padded(out, secs / 60 % 60, 2);
+    out.push(b':');
+    push_padded(out, secs % 60, 2);
+    push_fraction(out, micros.rem_euclid(1_000_000));
 }
 
+/// `.5`, `.000001`: microseconds without trailing zeros; nothing when zero.
 fn push_fraction(out: &mut Vec<u8>, frac_micros: i64) {
     if frac_micros != 0 {
-        let s = format!("{frac_micros:06}");
         out.push(b'.');
-        out.extend_from_slice(s.trim_end_matches('0').as_bytes());
+        push_padded(out, frac_micros as u64, 6);
+        while out.last() == Some(&b'0') {
+            out.pop();
+        }
     }
 }
 
@@ -473,10 +542,7 @@ fn push_interval(out: &mut Vec<u8>, months: i32, days: i32, micros: i64) {
         if micros < 0 {
             t.push(b'-');
         }
-        let abs = micros.unsigned_abs() as i64;
-        let secs = abs / 1_000_000;
-        let _ = write!(VecWriter(&mut t), "{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
-        push_fraction(&mut t, abs % 1_000_000);
+        push_time(&mut t, micros.unsigned_abs() as i64);
         parts.push(String::from_utf8(t).expect("ascii"));
     }
     out.extend_from_slice(parts.join(" ").as_bytes());
@@ -691,9 +757,20 @@ mod tests {
     }
 
     #[test]
-    fn floats_spell_specials_like_postgres() {
+    fn floats_are_spelled_like_postgres() {
         assert_eq!(text(|o| push_float(o, f64::INFINITY, false)), "Infinity");
         assert_eq!(text(|o| push_float(o, f64::NAN, false)), "NaN");
         assert_eq!(text(|o| push_float(o, 0.1, true)), "0.1");
+        assert_eq!(text(|o| push_float(o, 1.0, false)), "1");
+        assert_eq!(text(|o| push_float(o, -2.5, false)), "-2.5");
+        assert_eq!(text(|o| push_float(o, 1e20, false)), "1e+20");
+        assert_eq!(text(|o| push_float(o, 1.5e-7, false)), "1.5e-07");
+        assert_eq!(text(|o| push_float(o, 123456.789, false)), "123456.789");
+    }
+
+    #[test]
+    fn times_pad_and_long_intervals_keep_their_hours() {
+        assert_eq!(text(|o| push_time(o, 3_723_000_001)), "01:02:03.000001");
+        assert_eq!(text(|o| push_interval(o, 0, 0, 360_000_000_000)), "100:00:00");
     }
 }

@@ -2,10 +2,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
-static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
+/// A TCP port nobody listens on now (the socket name uses it too, and TCP tests bind it).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
 
 pub struct Server {
     pub dir: PathBuf,
@@ -24,8 +26,7 @@ impl Server {
 
     /// Starts the server with extra flags and environment, and waits for its socket.
     pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Server {
-        let base = 20_000 + (std::process::id() % 20_000) as u16;
-        let port = base + NEXT_PORT.fetch_add(1, Ordering::SeqCst);
+        let port = free_port();
         let dir = std::env::temp_dir().join(format!("pgduck-test-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
