@@ -1,5 +1,6 @@
 //! Benchmark harness (not a test): commits per second and loadTable p50/p99 at
-//! 1 and 16 concurrent clients, against a real Postgres and a local warehouse.
+//! 1 and 16 concurrent clients (16 on one hot table, and 16 on a table each),
+//! against a real Postgres and a local warehouse.
 //!
 //! `cargo bench -p rest_catalog --bench catalog_bench`
 //! (BENCH_COMMITS_PER_CLIENT, BENCH_LOADS_PER_CLIENT override the sizes.)
@@ -74,15 +75,24 @@ async fn main() {
     let loads_per_client = env_or("BENCH_LOADS_PER_CLIENT", 200);
     let catalog = support::start(&[]).await;
     catalog.create_namespace("bench").await;
-    println!("clients  commits  commits/s  client-retries  snapshots  load-p50  load-p99  loads/s");
-    for clients in [1usize, 16] {
-        let table = format!("t{clients}");
-        catalog.create_table("bench", &table).await;
-        let url = format!("{}/v1/namespaces/bench/tables/{table}", catalog.base);
+    println!(
+        "clients  tables  commits  commits/s  client-retries  snapshots/table  load-p50  load-p99  loads/s"
+    );
+    // One hot table shared by every client, then one table per client.
+    for (clients, tables) in [(1usize, 1usize), (16, 1), (16, 16)] {
+        let mut urls = Vec::with_capacity(tables);
+        for t in 0..tables {
+            let table = format!("c{clients}_t{tables}_{t}");
+            catalog.create_table("bench", &table).await;
+            urls.push(format!(
+                "{}/v1/namespaces/bench/tables/{table}",
+                catalog.base
+            ));
+        }
 
         let started = Instant::now();
         let committers = (0..clients).map(|c| {
-            let (http, url) = (reqwest::Client::new(), url.clone());
+            let (http, url) = (reqwest::Client::new(), urls[c % tables].clone());
             tokio::spawn(async move {
                 let mut retries = 0;
                 for i in 0..commits_per_client {
@@ -100,8 +110,8 @@ async fn main() {
         let commits = clients * commits_per_client;
 
         let started = Instant::now();
-        let loaders = (0..clients).map(|_| {
-            let (http, url) = (reqwest::Client::new(), url.clone());
+        let loaders = (0..clients).map(|c| {
+            let (http, url) = (reqwest::Client::new(), urls[c % tables].clone());
             tokio::spawn(async move {
                 let mut latencies = Vec::with_capacity(loads_per_client);
                 for _ in 0..loads_per_client {
@@ -122,8 +132,9 @@ async fn main() {
         let load_secs = started.elapsed().as_secs_f64();
         latencies.sort();
         println!(
-            "{clients:>7}  {commits:>7}  {:>9.1}  {retries:>14}  {commits:>9}  {:>7.2?}  {:>7.2?}  {:>7.0}",
+            "{clients:>7}  {tables:>6}  {commits:>7}  {:>9.1}  {retries:>14}  {:>15}  {:>8.2?}  {:>8.2?}  {:>7.0}",
             commits as f64 / commit_secs,
+            commits / tables,
             percentile(&latencies, 0.50),
             percentile(&latencies, 0.99),
             latencies.len() as f64 / load_secs,
