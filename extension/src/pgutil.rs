@@ -55,19 +55,32 @@ pub unsafe fn def_elems(list: *mut pg_sys::List) -> Vec<(String, String)> {
         .collect()
 }
 
+/// How Postgres renders values for DuckDB.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Transmission {
+    /// While deparsing constants: also TimeZone UTC. Nothing executes user SQL.
+    Deparse,
+    /// While running a user's query: output formats only, so the query means what it
+    /// means in the session (its time zone arithmetic included).
+    Execute,
+}
+
 /// Runs `f` with the settings that make Postgres' text output unambiguous for DuckDB
-/// (ISO dates in UTC, exact floats, Postgres-style intervals), restoring them afterwards.
-pub fn with_transmission_modes<T>(f: impl FnOnce() -> T) -> T {
+/// (ISO dates, exact floats, Postgres-style intervals), restoring them afterwards.
+pub fn with_transmission_modes<T>(mode: Transmission, f: impl FnOnce() -> T) -> T {
     // SAFETY: GUC nesting on the backend thread; AtEOXact_GUC pops exactly our level, and
     // an error in `f` unwinds to transaction abort, which restores GUCs itself.
     unsafe {
         let level = pg_sys::NewGUCNestLevel();
+        let utc = (mode == Transmission::Deparse).then_some((c"timezone", c"UTC"));
         for (name, value) in [
             (c"datestyle", c"ISO"),
             (c"intervalstyle", c"postgres"),
             (c"extra_float_digits", c"3"),
-            (c"timezone", c"UTC"),
-        ] {
+        ]
+        .into_iter()
+        .chain(utc)
+        {
             pg_sys::set_config_option(
                 name.as_ptr(),
                 value.as_ptr(),

@@ -156,6 +156,8 @@ enum TransferKind {
     Hex,
     /// Intervals as `<months> months <days> days <us> microseconds`.
     Interval,
+    /// timestamptz rendered in UTC, whatever the session's TimeZone.
+    Utc,
     /// Arrays and composites as JSON.
     Json,
 }
@@ -221,6 +223,7 @@ impl PgShape {
             PgShape::Text | PgShape::Json | PgShape::Other => TransferKind::Text,
             PgShape::Bytea => TransferKind::Hex,
             PgShape::Interval => TransferKind::Interval,
+            PgShape::TimestampTz => TransferKind::Utc,
             PgShape::Array(_) | PgShape::Composite(_) => TransferKind::Json,
             _ => TransferKind::Cast,
         };
@@ -245,6 +248,9 @@ impl Transfer {
                   + extract(microseconds from {col}))::bigint) END"
             ),
             TransferKind::Json => format!("to_json({col})::text"),
+            TransferKind::Utc => format!(
+                "CASE WHEN isfinite({col}) THEN ({col} AT TIME ZONE 'UTC')::text || '+00' ELSE {col}::text END"
+            ),
         }
     }
 
@@ -254,7 +260,7 @@ impl Transfer {
             TransferKind::Text => col.to_string(),
             TransferKind::Hex => format!("unhex({col})"),
             TransferKind::Json => format!("CAST(CAST({col} AS JSON) AS {})", self.duckdb_type),
-            TransferKind::Cast | TransferKind::Interval => {
+            TransferKind::Cast | TransferKind::Interval | TransferKind::Utc => {
                 format!("CAST({col} AS {})", self.duckdb_type)
             }
         }

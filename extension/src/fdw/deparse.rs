@@ -4,7 +4,7 @@
 
 use pgrx::pg_sys;
 
-use crate::pgutil::{list_ptrs, string, with_transmission_modes};
+use crate::pgutil::{list_ptrs, string, with_transmission_modes, Transmission};
 use crate::source::{quote_ident, quote_literal};
 
 /// The relation whose columns the clauses reference.
@@ -38,7 +38,7 @@ fn is_text(oid: pg_sys::Oid) -> bool {
 
 /// Deparses one qual, or `None` if it must stay in Postgres.
 pub fn deparse(rel: &Rel, node: *mut pg_sys::Node) -> Option<String> {
-    with_transmission_modes(|| expr(rel, node))
+    with_transmission_modes(Transmission::Deparse, || expr(rel, node))
 }
 
 fn expr(rel: &Rel, node: *mut pg_sys::Node) -> Option<String> {

@@ -16,7 +16,9 @@ use pgrx::prelude::*;
 use crate::access::{check, Access};
 use crate::engine::{Connection, RowStream};
 use crate::error::{Error, OrReport, Result};
-use crate::pgutil::{list_ptrs, pstrdup, qualified_name, string, with_transmission_modes};
+use crate::pgutil::{
+    list_ptrs, pstrdup, qualified_name, string, with_transmission_modes, Transmission,
+};
 use crate::source::{quote_ident, quote_literal, Format, LakeFiles, OptionContext};
 use crate::types::{PgShape, Transfer};
 
@@ -160,7 +162,10 @@ unsafe fn copy_to(
     ))
     .or_report();
 
-    let rows = with_transmission_modes(|| stage_rows(&mut conn, &pg_sql, names.len())).or_report();
+    let rows = with_transmission_modes(Transmission::Execute, || {
+        stage_rows(&mut conn, &pg_sql, names.len())
+    })
+    .or_report();
 
     let duck_exprs: Vec<String> = columns
         .iter()

@@ -61,6 +61,15 @@ def test_round_trip_through_parquet(typed, s3url, timezone):
                                AND t.iv = b.iv AND t.c = b.c AND t.ai = b.ai""").fetchone() == (2,)
 
 
+def test_copy_query_keeps_the_session_time_zone(db, s3url):
+    """The exported query runs in the session's time zone; only the output is normalised."""
+    db.execute("SET TimeZone = 'Asia/Kolkata'")
+    db.execute(f"COPY (SELECT '2024-01-01 10:00'::timestamp::timestamptz AS t) TO '{s3url}/tz.parquet'")
+    db.execute(f"CREATE FOREIGN TABLE tz (t timestamptz) SERVER pg_lake OPTIONS (path '{s3url}/tz.parquet')")
+    db.execute("SET TimeZone = 'UTC'")
+    assert db.execute("SELECT t::text FROM tz").fetchone() == ("2024-01-01 04:30:00+00",)
+
+
 def test_values_postgres_cannot_hold(db, duck, s3url):
     duck.execute(f"COPY (SELECT 100000::INTEGER AS x, 123456.5::DOUBLE AS f) TO '{s3url}/big.parquet'")
     db.execute(f"CREATE FOREIGN TABLE small (x smallint) SERVER pg_lake OPTIONS (path '{s3url}/big.parquet')")
