@@ -17,6 +17,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use tokio::runtime::Runtime;
+use tokio_postgres::types::Type;
 use tokio_postgres::{Client, CopyOutStream, NoTls, SimpleQueryMessage};
 
 use crate::error::{interrupt_pending, Error, Result};
@@ -173,6 +174,14 @@ impl Connection {
     /// Runs SQL statements whose results are not needed.
     pub fn execute(&mut self, sql: &str) -> Result<()> {
         let outcome = block_on_interruptible(self.client().batch_execute(sql));
+        self.settle(outcome)
+    }
+
+    /// Runs one statement whose only parameter, `$1`, is `text`: bulk data travels as a
+    /// bound value instead of a SQL literal DuckDB would have to parse.
+    pub fn execute_with_text(&mut self, sql: &str, text: &str) -> Result<u64> {
+        let outcome =
+            block_on_interruptible(self.client().execute_typed(sql, &[(&text, Type::TEXT)]));
         self.settle(outcome)
     }
 

@@ -149,7 +149,7 @@ unsafe fn copy_to(
         .map(|(c, n)| c.transfer.pg_expr(&format!("q.{n}")))
         .collect();
     let pg_sql = format!(
-        "SELECT {} FROM ({query_sql}) AS q({})",
+        "SELECT json_build_array({})::text FROM ({query_sql}) AS q({})",
         pg_exprs.join(", "),
         names.join(", ")
     );
@@ -182,64 +182,36 @@ unsafe fn copy_to(
     rows
 }
 
-/// Runs `pg_sql` (all text columns) through a cursor and inserts its rows into the
-/// staging table in JSON batches. Returns the row count.
+/// Runs `pg_sql` (one JSON array of text values per row) through a cursor and inserts
+/// its rows into the staging table in batches. Returns the row count.
 fn stage_rows(conn: &mut Connection, pg_sql: &str, ncols: usize) -> Result<u64> {
     let picks: Vec<String> = (1..=ncols).map(|i| format!("r[{i}]")).collect();
-    let insert_prefix = format!(
-        "INSERT INTO {STAGING} SELECT {} FROM (SELECT unnest(CAST(CAST(",
+    let insert = format!(
+        "INSERT INTO {STAGING} SELECT {} FROM (SELECT unnest(CAST(CAST($1 AS JSON) AS VARCHAR[][])) AS r)",
         picks.join(", ")
     );
-    let insert_suffix = " AS JSON) AS VARCHAR[][])) AS r)";
     Spi::connect(|client| {
         let mut cursor = client.open_cursor(pg_sql, &[]);
         let mut total = 0u64;
+        let mut batch = String::new();
         loop {
             let table = cursor.fetch(BATCH_ROWS)?;
             if table.is_empty() {
                 return Ok(total);
             }
-            let mut json = String::from("[");
-            for (i, row) in table.enumerate() {
-                if i > 0 {
-                    json.push(',');
+            batch.clear();
+            batch.push('[');
+            for row in table {
+                if batch.len() > 1 {
+                    batch.push(',');
                 }
-                json.push('[');
-                for c in 1..=ncols {
-                    if c > 1 {
-                        json.push(',');
-                    }
-                    match row.get::<String>(c)? {
-                        Some(v) => push_json_string(&mut json, &v),
-                        None => json.push_str("null"),
-                    }
-                }
-                json.push(']');
+                batch.push_str(&row.get::<String>(1)?.unwrap_or_default());
                 total += 1;
             }
-            json.push(']');
-            conn.execute(&format!(
-                "{insert_prefix}{}{insert_suffix}",
-                quote_literal(&json)
-            ))?;
+            batch.push(']');
+            conn.execute_with_text(&insert, &batch)?;
         }
     })
-}
-
-fn push_json_string(out: &mut String, s: &str) {
-    out.push('"');
-    for ch in s.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 /// The SQL text of what COPY TO reads, and its output columns.
