@@ -6,6 +6,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -132,13 +133,16 @@ def namespace(rest_catalog, request):
 
 
 @pytest.fixture(scope="session")
-def s3_endpoint():
-    """A moto S3 server on 127.0.0.1 with the bucket `lake`."""
+def venv_moto():
+    """moto's S3 server on 127.0.0.1 with the bucket `lake`, run from the project's
+    venv (the pinned moto): an older moto_server earlier on PATH answers PyArrow's
+    multipart uploads with an error."""
     import boto3
 
     port = free_port()
-    moto = subprocess.Popen(
-        [str(Path(os.environ.get("PG_LAKE_VENV", Path(os.sys.executable).parent.parent)) / "bin" / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+    venv = Path(os.environ.get("PG_LAKE_VENV", Path(sys.executable).parent.parent))
+    proc = subprocess.Popen(
+        [str(venv / "bin" / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -150,35 +154,37 @@ def s3_endpoint():
             break
         except requests.ConnectionError:
             if time.time() > deadline:
-                moto.kill()
+                proc.kill()
                 raise
             time.sleep(0.1)
-    boto3.client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
-    ).create_bucket(Bucket="lake")
+    key, secret = "rest-catalog-key", "rest-catalog-secret"
+    s3 = boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=key, aws_secret_access_key=secret
+    )
+    s3.create_bucket(Bucket="lake")
     try:
-        yield endpoint
+        yield {"endpoint": endpoint, "s3": s3, "bucket": "lake", "key": key, "secret": secret}
     finally:
-        moto.terminate()
-        moto.wait(timeout=10)
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")
-def s3_catalog_server(postgres_url, s3_endpoint):
+def s3_catalog_server(postgres_url, venv_moto):
     """A second catalog (its own catalog name) whose warehouse is in S3, set up
     through the same environment variables the operator gives it."""
     workdir = Path(tempfile.mkdtemp(prefix="rest-catalog-pytest-s3-"))
     env = {
         "REST_CATALOG_NAME": "s3lake",
         "AWS_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": s3_endpoint,
+        "AWS_ENDPOINT_URL": venv_moto["endpoint"],
         "PG_LAKE_S3_URL_STYLE": "path",
         "PG_LAKE_S3_USE_SSL": "false",
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_ACCESS_KEY_ID": venv_moto["key"],
+        "AWS_SECRET_ACCESS_KEY": venv_moto["secret"],
         "REST_CATALOG_VEND_CREDENTIALS": "true",
     }
-    server = CatalogServer(rest_catalog_binary(), postgres_url, workdir, "s3://lake/warehouse", env=env)
+    server = CatalogServer(rest_catalog_binary(), postgres_url, workdir, f"s3://{venv_moto['bucket']}/warehouse", env=env)
     try:
         yield server
     finally:
