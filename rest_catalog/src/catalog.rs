@@ -180,6 +180,7 @@ impl Catalog {
     // ---- namespaces ----
 
     pub async fn create_namespace(&self, req: CreateNamespaceRequest) -> Result<NamespaceResponse> {
+        reject_reserved_property(req.properties.keys())?;
         self.store
             .create_namespace(&req.namespace, &req.properties)
             .await?;
@@ -229,12 +230,7 @@ impl Catalog {
                 "property {key:?} is both removed and updated"
             )));
         }
-        let reserved = pg_lake_common::catalog::NAMESPACE_EXISTS_PROPERTY;
-        if req.removals.iter().any(|k| k == reserved) || req.updates.contains_key(reserved) {
-            return Err(Error::BadRequest(format!(
-                "property {reserved:?} is reserved by the catalog"
-            )));
-        }
+        reject_reserved_property(req.removals.iter().chain(req.updates.keys()))?;
         self.store
             .update_namespace_properties(&namespace, &req.removals, &req.updates)
             .await
@@ -875,6 +871,17 @@ impl Catalog {
             .await
             .map(|_| ())
     }
+}
+
+/// The namespace property marking existence belongs to the catalog.
+fn reject_reserved_property<'a>(mut keys: impl Iterator<Item = &'a String>) -> Result<()> {
+    let reserved = pg_lake_common::catalog::NAMESPACE_EXISTS_PROPERTY;
+    if keys.any(|k| k == reserved) {
+        return Err(Error::BadRequest(format!(
+            "namespace property {reserved:?} is reserved by the catalog"
+        )));
+    }
+    Ok(())
 }
 
 fn apply_view_update(

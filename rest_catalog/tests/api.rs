@@ -77,6 +77,12 @@ async fn namespace_errors() {
         400,
         "BadRequestException",
     );
+    let reserved = json!({ "namespace": ["x"], "properties": { "exists": "no" } });
+    assert_error(
+        c.post("/v1/namespaces", reserved).await,
+        400,
+        "BadRequestException",
+    );
     assert_error(
         c.post(
             "/v1/namespaces/ns/properties",
