@@ -9,7 +9,7 @@
 
 use std::cell::RefCell;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
@@ -339,6 +339,16 @@ thread_local! {
     static SOURCE: RefCell<Option<(RowStream, Bytes)>> = const { RefCell::new(None) };
 }
 
+/// Clears [`SOURCE`] when COPY FROM ends, also when it fails: an unfinished stream is
+/// then dropped with its connection.
+struct SourceGuard;
+
+impl Drop for SourceGuard {
+    fn drop(&mut self) {
+        SOURCE.with(|s| s.borrow_mut().take());
+    }
+}
+
 /// Postgres' COPY FROM pulls its input through this callback.
 #[pg_guard]
 unsafe extern "C-unwind" fn read_source(
@@ -369,7 +379,7 @@ unsafe extern "C-unwind" fn read_source(
                     n,
                 );
             }
-            let _ = pending.split_to(n);
+            pending.advance(n);
             written += n;
         }
         written as i32
@@ -414,6 +424,7 @@ unsafe fn copy_from(
             .and_then(|c| c.transmit(&sql))
             .or_report();
         SOURCE.with(|s| *s.borrow_mut() = Some((rows, Bytes::new())));
+        let _clear = SourceGuard;
 
         let pstate = pg_sys::make_parsestate(std::ptr::null_mut());
         (*pstate).p_sourcetext = query_string;
@@ -447,9 +458,6 @@ unsafe fn copy_from(
         );
         let loaded = pg_sys::CopyFrom(cstate);
         pg_sys::EndCopyFrom(cstate);
-        if let Some((rows, _)) = SOURCE.with(|s| s.borrow_mut().take()) {
-            rows.abandon();
-        }
         pg_sys::table_close(rel, pg_sys::NoLock as i32);
         loaded
     }
