@@ -155,3 +155,22 @@ def test_bad_copy_input(source, stmt, culprit):
         source.execute(stmt)
     assert culprit in str(e.value)
     assert source.execute("SELECT count(*) FROM src").fetchone() == (1000,)
+
+
+def test_statement_timeout_cancels_copy(db, duck, localdir, s3url):
+    big = localdir / "big.parquet"
+    duck.execute(f"COPY (SELECT range AS x FROM range(20000000)) TO '{big}'")
+    db.execute("CREATE TABLE sink (x bigint)")
+    db.execute("SET statement_timeout = '500ms'")
+    with pytest.raises(psycopg.errors.QueryCanceled):
+        db.execute(f"COPY sink FROM '{big}'")
+    db.execute("RESET statement_timeout")
+    db.execute("INSERT INTO sink SELECT generate_series(1, 3000000)")
+    db.execute("SET statement_timeout = '500ms'")
+    with pytest.raises(psycopg.errors.QueryCanceled):
+        db.execute(f"COPY sink TO '{s3url}/slow.parquet'")
+    db.execute("RESET statement_timeout")
+    assert db.execute("SELECT count(*) FROM sink").fetchone() == (3000000,)
+    db.execute(f"COPY (SELECT 1 AS one) TO '{s3url}/after.parquet'")
+    db.execute(f"CREATE FOREIGN TABLE after (one int) SERVER pg_lake OPTIONS (path '{s3url}/after.parquet')")
+    assert db.execute("SELECT one FROM after").fetchall() == [(1,)]
