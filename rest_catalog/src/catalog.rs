@@ -79,8 +79,8 @@ impl TableVersion {
     }
 
     fn encode(location: Option<String>, metadata: TableMetadata) -> Result<Self> {
-        let text = serde_json::to_string(&metadata).map_err(|e| Error::Metadata(e.to_string()))?;
-        let json = RawValue::from_string(text).map_err(|e| Error::Metadata(e.to_string()))?;
+        let json = serde_json::value::to_raw_value(&metadata)
+            .map_err(|e| Error::Metadata(e.to_string()))?;
         Ok(Self {
             location,
             metadata,
