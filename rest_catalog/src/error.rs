@@ -36,9 +36,9 @@ pub enum Error {
     CommitStateUnknown(String),
     #[error("the catalog database is unavailable: {0}")]
     DatabaseUnavailable(String),
-    #[error("database error: {0}")]
+    #[error("database error: {}", with_causes(.0))]
     Database(#[from] tokio_postgres::Error),
-    #[error("object storage error: {0}")]
+    #[error("object storage error: {}", with_causes(.0))]
     Storage(#[from] object_store::Error),
     #[error("invalid Iceberg metadata: {0}")]
     Metadata(String),
@@ -46,6 +46,21 @@ pub enum Error {
     Config(String),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// An error's message followed by those of its causes ("error connecting to
+/// server: Connection refused").
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !message.contains(&text) {
+            message = format!("{message}: {text}");
+        }
+        cause = c.source();
+    }
+    message
 }
 
 impl Error {
