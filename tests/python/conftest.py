@@ -57,7 +57,8 @@ def moto(workdir):
     """moto's S3 server on 127.0.0.1 with one bucket, `lake`."""
     port = free_port()
     log = open(workdir / "moto.log", "wb")
-    exe = shutil.which("moto_server") or str(Path(os.environ.get("PG_LAKE_VENV", CACHE / "venv")) / "bin/moto_server")
+    # The virtualenv's pinned moto, not whatever else PATH offers.
+    exe = str(Path(os.environ.get("PG_LAKE_VENV", CACHE / "venv")) / "bin/moto_server")
     proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT)
     wait_for(lambda: tcp_open(port), "moto_server")
     endpoint = f"http://127.0.0.1:{port}"

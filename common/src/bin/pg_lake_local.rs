@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pg_lake_common::wiring::{ObjectStore, PgduckSettings, Wiring};
+use pg_lake_common::wiring::{self, ObjectStore, PgduckSettings, Wiring};
 
 const USAGE: &str = "\
 usage: pg_lake_local [--data-dir DIR] [--warehouse URI] [--port N] [--catalog-port N] [--pgduck-port N]
@@ -216,9 +216,9 @@ fn run(o: Options) -> Result<(), String> {
     }
     let catalog = Command::new(bin_dir.join("rest_catalog"))
         .envs(catalog_env)
-        .env("REST_CATALOG_AUTH", "none")
+        .env(wiring::CATALOG_AUTH_ENV, "none")
         .env("REST_CATALOG_LOG_FORMAT", "text")
-        .env("PGPASSWORD", &password)
+        .env(wiring::CATALOG_DATABASE_PASSWORD_ENV, &password)
         .stdout(Stdio::null())
         .stderr(log_file(&logs, "rest_catalog.log")?)
         .spawn()
