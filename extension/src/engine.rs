@@ -11,7 +11,7 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -25,6 +25,8 @@ use crate::guc;
 
 /// How often a wait looks at Postgres' interrupt flags.
 const INTERRUPT_POLL: Duration = Duration::from_millis(50);
+/// Scheduler turns given to the connection task to write a pipelined request out.
+const FLUSH_YIELDS: usize = 8;
 /// How long a cancelled query may take to wind down before its connection is dropped.
 const CANCEL_GRACE: Duration = Duration::from_secs(5);
 
@@ -41,7 +43,7 @@ fn runtime() -> &'static Runtime {
 
 thread_local! {
     /// Idle connections of this backend, with the connection string they were opened with.
-    static IDLE: RefCell<Vec<(String, Client)>> = const { RefCell::new(Vec::new()) };
+    static IDLE: RefCell<Vec<(String, Arc<Client>)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Runs `fut` on the backend thread until it completes or Postgres has an interrupt pending.
@@ -79,7 +81,8 @@ impl From<tokio_postgres::Error> for Error {
 /// One connection to pgduck_server, returned to the backend's pool when dropped healthy.
 pub struct Connection {
     conninfo: String,
-    client: Option<Client>,
+    /// Shared with requests still in flight (see [`Pipeline`]).
+    client: Option<Arc<Client>>,
 }
 
 impl Connection {
@@ -103,7 +106,7 @@ impl Connection {
         })
     }
 
-    fn connect(conninfo: &str) -> Result<Client> {
+    fn connect(conninfo: &str) -> Result<Arc<Client>> {
         let fail = |reason: String| Error::Connect {
             conninfo: conninfo.to_string(),
             reason,
@@ -122,7 +125,7 @@ impl Connection {
             block_on_interruptible(config.connect(NoTls))?.map_err(|e| fail(e.to_string()))?;
         // The connection task only runs while this backend is inside block_on.
         runtime().spawn(connection);
-        Ok(client)
+        Ok(Arc::new(client))
     }
 
     fn client(&self) -> &Client {
@@ -177,12 +180,13 @@ impl Connection {
         self.settle(outcome)
     }
 
-    /// Runs one statement whose only parameter, `$1`, is `text`: bulk data travels as a
-    /// bound value instead of a SQL literal DuckDB would have to parse.
-    pub fn execute_with_text(&mut self, sql: &str, text: &str) -> Result<u64> {
-        let outcome =
-            block_on_interruptible(self.client().execute_typed(sql, &[(&text, Type::TEXT)]));
-        self.settle(outcome)
+    /// Starts a pipeline of `sql` statements whose only parameter, `$1`, is `text`.
+    pub fn pipeline(&mut self, sql: &str) -> Pipeline<'_> {
+        Pipeline {
+            conn: self,
+            sql: Arc::from(sql),
+            inflight: None,
+        }
     }
 
     /// Starts `TRANSMIT <query>`: the result streams back as COPY text rows.
@@ -284,5 +288,56 @@ impl Drop for RowStream {
         if !self.done {
             self.conn.client = None;
         }
+    }
+}
+
+/// A request whose response has not been read yet.
+type Inflight = Pin<Box<dyn Future<Output = Result<u64, tokio_postgres::Error>>>>;
+
+/// Statements with one bulk `text` parameter, each bound rather than inlined as a SQL
+/// literal DuckDB would have to parse. One request stays in flight: DuckDB works on a
+/// batch while Postgres produces the next.
+pub struct Pipeline<'c> {
+    conn: &'c mut Connection,
+    sql: Arc<str>,
+    inflight: Option<Inflight>,
+}
+
+impl Pipeline<'_> {
+    /// Waits for the previous batch, then hands this one to pgduck_server.
+    pub fn send(&mut self, text: String) -> Result<()> {
+        self.wait()?;
+        let client = Arc::clone(
+            self.conn
+                .client
+                .as_ref()
+                .expect("a live connection always holds its client"),
+        );
+        let sql = Arc::clone(&self.sql);
+        let mut request: Inflight =
+            Box::pin(async move { client.execute_typed(&sql, &[(&text, Type::TEXT)]).await });
+        // Poll once to queue the request, then let the connection task write it out;
+        // the response is read by the next `wait`.
+        runtime().block_on(async {
+            std::future::poll_fn(|cx| {
+                let _ = request.as_mut().poll(cx);
+                std::task::Poll::Ready(())
+            })
+            .await;
+            for _ in 0..FLUSH_YIELDS {
+                tokio::task::yield_now().await;
+            }
+        });
+        self.inflight = Some(request);
+        Ok(())
+    }
+
+    /// Waits for the batch in flight, if any.
+    pub fn wait(&mut self) -> Result<()> {
+        if let Some(request) = self.inflight.take() {
+            let outcome = block_on_interruptible(request);
+            self.conn.settle(outcome)?;
+        }
+        Ok(())
     }
 }

@@ -22,8 +22,11 @@ use crate::pgutil::{
 use crate::source::{quote_ident, quote_literal, Format, LakeFiles, OptionContext};
 use crate::types::{PgShape, Transfer};
 
-/// Rows sent to pgduck_server per batch on COPY TO.
-const BATCH_ROWS: i64 = 20_000;
+/// Rows fetched from the COPY TO query at a time.
+const FETCH_ROWS: i64 = 10_000;
+/// Bytes of rows sent to pgduck_server per statement on COPY TO: small enough to sit in
+/// the socket buffer, so DuckDB can take it in while Postgres produces the next batch.
+const BATCH_BYTES: usize = 128 * 1024;
 /// The DuckDB table COPY TO stages rows in (one per connection, replaced each time).
 const STAGING: &str = "pg_lake_copy_staging";
 
@@ -183,34 +186,41 @@ unsafe fn copy_to(
 }
 
 /// Runs `pg_sql` (one JSON array of text values per row) through a cursor and inserts
-/// its rows into the staging table in batches. Returns the row count.
+/// its rows into the staging table in batches of about [`BATCH_BYTES`]. Returns the row count.
 fn stage_rows(conn: &mut Connection, pg_sql: &str, ncols: usize) -> Result<u64> {
     let picks: Vec<String> = (1..=ncols).map(|i| format!("r[{i}]")).collect();
     let insert = format!(
         "INSERT INTO {STAGING} SELECT {} FROM (SELECT unnest(CAST(CAST($1 AS JSON) AS VARCHAR[][])) AS r)",
         picks.join(", ")
     );
+    let mut pipeline = conn.pipeline(&insert);
     Spi::connect(|client| {
         let mut cursor = client.open_cursor(pg_sql, &[]);
         let mut total = 0u64;
-        let mut batch = String::new();
+        let mut batch = String::from("[");
         loop {
-            let table = cursor.fetch(BATCH_ROWS)?;
+            let table = cursor.fetch(FETCH_ROWS)?;
             if table.is_empty() {
-                return Ok(total);
+                break;
             }
-            batch.clear();
-            batch.push('[');
             for row in table {
                 if batch.len() > 1 {
                     batch.push(',');
                 }
                 batch.push_str(&row.get::<String>(1)?.unwrap_or_default());
                 total += 1;
+                if batch.len() >= BATCH_BYTES {
+                    batch.push(']');
+                    pipeline.send(std::mem::replace(&mut batch, String::from("[")))?;
+                }
             }
-            batch.push(']');
-            conn.execute_with_text(&insert, &batch)?;
         }
+        if batch.len() > 1 {
+            batch.push(']');
+            pipeline.send(batch)?;
+        }
+        pipeline.wait()?;
+        Ok(total)
     })
 }
 
