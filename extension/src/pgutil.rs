@@ -28,11 +28,12 @@ pub unsafe fn list_ptrs<T>(list: *mut pg_sys::List) -> Vec<*mut T> {
     if list.is_null() {
         return Vec::new();
     }
-    // SAFETY: a valid List has `length` cells.
-    let len = unsafe { (*list).length };
-    (0..len)
-        .map(|i| unsafe { pg_sys::list_nth(list, i) }.cast())
-        .collect()
+    // SAFETY: a valid List has `length` cells, each read by index within bounds.
+    unsafe {
+        (0..(*list).length)
+            .map(|i| pg_sys::list_nth(list, i).cast())
+            .collect()
+    }
 }
 
 /// The (name, value) pairs of a DefElem list.
@@ -41,18 +42,20 @@ pub unsafe fn list_ptrs<T>(list: *mut pg_sys::List) -> Vec<*mut T> {
 /// `list` must be NIL or a valid List of DefElem.
 pub unsafe fn def_elems(list: *mut pg_sys::List) -> Vec<(String, String)> {
     // SAFETY: guaranteed by the caller; defGetString reports bad values via ereport.
-    unsafe { list_ptrs::<pg_sys::DefElem>(list) }
-        .into_iter()
-        .map(|d| unsafe {
-            let name = string((*d).defname).unwrap_or_default();
-            let value = if (*d).arg.is_null() {
-                String::new()
-            } else {
-                string(pg_sys::defGetString(d)).unwrap_or_default()
-            };
-            (name, value)
-        })
-        .collect()
+    unsafe {
+        list_ptrs::<pg_sys::DefElem>(list)
+            .into_iter()
+            .map(|d| {
+                let name = string((*d).defname).unwrap_or_default();
+                let value = if (*d).arg.is_null() {
+                    String::new()
+                } else {
+                    string(pg_sys::defGetString(d)).unwrap_or_default()
+                };
+                (name, value)
+            })
+            .collect()
+    }
 }
 
 /// How Postgres renders values for DuckDB.
