@@ -115,6 +115,10 @@ def test_projection_only_needed_columns(people):
     assert q.startswith('SELECT "name" FROM read_parquet(')
     assert '"grp"' not in q and '"score"' not in q
     assert duckdb_query(people, "SELECT count(*) FROM people").startswith("SELECT 1 FROM")
+    # plain EXPLAIN keeps the DuckDB query to itself; EXPLAIN ANALYZE runs the scan
+    assert "DuckDB Query" not in "".join(r[0] for r in people.execute("EXPLAIN SELECT id FROM people"))
+    analyzed = "\n".join(r[0] for r in people.execute("EXPLAIN (ANALYZE, VERBOSE) SELECT id FROM people"))
+    assert "rows=100 loops=1" in analyzed and "DuckDB Query" in analyzed
 
 
 @pytest.mark.parametrize("where,shipped", [
