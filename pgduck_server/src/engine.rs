@@ -34,7 +34,16 @@ unsafe impl Sync for Engine {}
 
 struct Registered {
     secret: i32,
-    interrupt: Arc<duckdb::InterruptHandle>,
+    running: Arc<Mutex<Running>>,
+}
+
+/// Whether the session is inside a statement. Cancel requests only interrupt a
+/// running statement: DuckDB keeps an interrupt that arrives between statements and
+/// fails the next one with it, while Postgres ignores such cancels.
+#[derive(Default)]
+struct Running {
+    interrupt: Option<Arc<duckdb::InterruptHandle>>,
+    cancel_requested: bool,
 }
 
 impl Engine {
@@ -120,11 +129,11 @@ impl Engine {
         let describe = DescribeConnection::open(self.raw_db);
         let pid = self.next_pid.fetch_add(1, Ordering::Relaxed);
         let secret: i32 = rand::random();
-        let interrupt = conn.interrupt_handle();
+        let running = Arc::new(Mutex::new(Running::default()));
         self.sessions
             .lock()
             .expect("session registry lock")
-            .insert(pid, Registered { secret, interrupt });
+            .insert(pid, Registered { secret, running: running.clone() });
         Ok(Arc::new(Session {
             engine: self.clone(),
             pid,
@@ -132,6 +141,7 @@ impl Engine {
             conn: Mutex::new(conn),
             describe: Mutex::new(describe),
             in_transaction: AtomicBool::new(false),
+            running,
         }))
     }
 
@@ -140,7 +150,11 @@ impl Engine {
         let sessions = self.sessions.lock().expect("session registry lock");
         match sessions.get(&pid) {
             Some(r) if r.secret == secret => {
-                r.interrupt.interrupt();
+                let mut running = r.running.lock().expect("running lock");
+                if let Some(handle) = &running.interrupt {
+                    handle.interrupt();
+                    running.cancel_requested = true;
+                }
                 true
             }
             _ => false,
@@ -150,7 +164,9 @@ impl Engine {
     /// Interrupts every running query (shutdown).
     pub fn cancel_all(&self) {
         for r in self.sessions.lock().expect("session registry lock").values() {
-            r.interrupt.interrupt();
+            if let Some(handle) = &r.running.lock().expect("running lock").interrupt {
+                handle.interrupt();
+            }
         }
     }
 
@@ -168,9 +184,30 @@ pub struct Session {
     describe: Mutex<Option<DescribeConnection>>,
     /// Whether an explicit transaction is open (DuckDB's C API does not say).
     in_transaction: AtomicBool,
+    running: Arc<Mutex<Running>>,
 }
 
 impl Session {
+    /// Runs `f` as one statement on the session's connection: cancel requests reach
+    /// it only while it runs, and one that arrives too late to stop it is absorbed
+    /// so it cannot fail the next statement.
+    pub fn run_statement<T>(&self, f: impl FnOnce(&Connection) -> T, succeeded: impl Fn(&T) -> bool) -> T {
+        let conn = match self.conn.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *self.running.lock().expect("running lock") =
+            Running { interrupt: Some(conn.interrupt_handle()), cancel_requested: false };
+        let outcome = f(&conn);
+        let mut running = self.running.lock().expect("running lock");
+        if running.cancel_requested && succeeded(&outcome) {
+            // The interrupt is still pending in DuckDB; let a no-op statement take it.
+            let _ = conn.execute_batch("SELECT 1");
+        }
+        *running = Running::default();
+        outcome
+    }
+
     /// Updates and returns whether a transaction is open after a statement ran.
     pub fn track_transaction(&self, reply: &Reply, succeeded: bool) -> bool {
         let open = match reply {

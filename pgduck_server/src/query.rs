@@ -62,19 +62,19 @@ pub type Receiver = mpsc::Receiver<Result<Event, Failure>>;
 pub fn execute(session: Arc<Session>, plan: Plan) -> Receiver {
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
     tokio::task::spawn_blocking(move || {
-        let conn = match session.conn.lock() {
-            Ok(c) => c,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| run(&conn, &plan, &tx)))
-            .unwrap_or_else(|panic| {
-                let what = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "unknown".into());
-                Err(QueryError::new("XX000", format!("internal error while reading the result: {what}")))
-            });
+        let outcome = session.run_statement(
+            |conn| {
+                std::panic::catch_unwind(AssertUnwindSafe(|| run(conn, &plan, &tx))).unwrap_or_else(|panic| {
+                    let what = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "unknown".into());
+                    Err(QueryError::new("XX000", format!("internal error while reading the result: {what}")))
+                })
+            },
+            Result::is_ok,
+        );
         let in_transaction = session.track_transaction(&plan.reply, outcome.is_ok());
         let last = match outcome {
             Ok(Some(tag)) => Ok(Event::Done(Completion { tag, in_transaction })),

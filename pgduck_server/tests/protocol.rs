@@ -278,6 +278,35 @@ async fn cancel_interrupts_a_long_query() {
     assert_eq!(simple_rows(&client.simple_query("SELECT 1").await.unwrap()), vec![vec![Some("1".into())]]);
 }
 
+/// Postgres ignores a cancel that arrives between statements; so must pgduck_server,
+/// or the next statement fails with a stale interrupt.
+#[tokio::test]
+async fn a_cancel_between_statements_is_ignored() {
+    let server = Server::start();
+    let client = server.connect().await;
+    for _ in 0..5 {
+        client.simple_query("SELECT 1").await.unwrap();
+        client.cancel_token().cancel_query(tokio_postgres::NoTls).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let rows = client.simple_query("SELECT count(*) FROM range(100000)").await.unwrap();
+        assert_eq!(simple_rows(&rows), vec![vec![Some("100000".into())]]);
+    }
+    // A cancel that races the end of a streamed result (a reader that stopped early, as
+    // a LIMIT in Postgres does) must not leak into the next statement either.
+    for _ in 0..5 {
+        let mut stream = Box::pin(client.copy_out("TRANSMIT SELECT i FROM range(300000) t(i)").await.unwrap());
+        stream.next().await.unwrap().unwrap();
+        client.cancel_token().cancel_query(tokio_postgres::NoTls).await.unwrap();
+        while let Some(chunk) = stream.next().await {
+            if chunk.is_err() {
+                break;
+            }
+        }
+        let rows = client.simple_query("SELECT count(*) FROM range(100000)").await.unwrap();
+        assert_eq!(simple_rows(&rows), vec![vec![Some("100000".into())]]);
+    }
+}
+
 #[tokio::test]
 async fn fifty_concurrent_sessions() {
     let server = Server::start();
