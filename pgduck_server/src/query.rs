@@ -90,7 +90,9 @@ type Sender = mpsc::Sender<Result<Event, Failure>>;
 
 /// Runs the plan; `Ok(None)` when the receiver was dropped mid-way.
 fn run(conn: &duckdb::Connection, plan: &Plan, tx: &Sender) -> Result<Option<String>, QueryError> {
-    let mut stmt = conn.prepare(&plan.sql)?;
+    // Cached: repeated statements (health checks, the extension's catalog queries) skip
+    // parsing and planning; DuckDB rebinds a cached statement when the catalog changes.
+    let mut stmt = conn.prepare_cached(&plan.sql)?;
     // Executes in streaming mode; the iterator is dropped at once so errors while
     // fetching come back as values from `step` rather than panics.
     drop(stmt.stream_arrow(duckdb::params_from_iter(plan.params.iter()))?);
@@ -111,6 +113,10 @@ fn run(conn: &duckdb::Connection, plan: &Plan, tx: &Sender) -> Result<Option<Str
     }
     if let (Reply::Command(tag), false) = (&plan.reply, plan.transmit) {
         while stmt.step()?.is_some() {}
+        drop(stmt);
+        // DDL can change what cached statements refer to, and DuckDB does not rebind
+        // them all (a recreated temp table keeps its old binding): start afresh.
+        conn.flush_prepared_statement_cache();
         return Ok(Some(tag.clone()));
     }
 

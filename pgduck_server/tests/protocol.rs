@@ -213,6 +213,37 @@ async fn errors_carry_a_sqlstate_and_the_session_keeps_working() {
     assert_eq!(err.code(), Some(&SqlState::SYNTAX_ERROR));
 }
 
+/// Statements are cached per session; a cached one must see later schema changes.
+#[tokio::test]
+async fn a_repeated_statement_sees_schema_changes() {
+    let server = Server::start();
+    let client = server.connect().await;
+    client.batch_execute("CREATE TABLE shape (a INTEGER); INSERT INTO shape VALUES (1)").await.unwrap();
+    let rows = client.simple_query("SELECT * FROM shape").await.unwrap();
+    assert_eq!(simple_rows(&rows), vec![vec![Some("1".into())]]);
+    client
+        .batch_execute("DROP TABLE shape; CREATE TABLE shape (a VARCHAR, b INTEGER); INSERT INTO shape VALUES ('x', 2)")
+        .await
+        .unwrap();
+    let rows = client.simple_query("SELECT * FROM shape").await.unwrap();
+    assert_eq!(simple_rows(&rows), vec![vec![Some("x".into()), Some("2".into())]]);
+    client.batch_execute("DROP TABLE shape").await.unwrap();
+    assert_eq!(
+        client.simple_query("SELECT * FROM shape").await.unwrap_err().code(),
+        Some(&SqlState::UNDEFINED_TABLE)
+    );
+    // A temp table recreated with another shape, filled by a repeated INSERT.
+    for columns in ["a INTEGER, b INTEGER", "a INTEGER", "a INTEGER, b INTEGER, c INTEGER"] {
+        let n = columns.split(',').count();
+        client.batch_execute(&format!("CREATE OR REPLACE TEMP TABLE staging ({columns})")).await.unwrap();
+        let values = vec!["1"; n].join(", ");
+        client.simple_query(&format!("INSERT INTO staging VALUES ({values})")).await.unwrap();
+        client.simple_query("INSERT INTO staging SELECT * FROM staging").await.unwrap();
+        let rows = client.simple_query("SELECT count(*) FROM staging").await.unwrap();
+        assert_eq!(simple_rows(&rows), vec![vec![Some("2".into())]], "{columns}");
+    }
+}
+
 #[tokio::test]
 async fn several_statements_in_one_simple_query_each_answer() {
     let server = Server::start();
