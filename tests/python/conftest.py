@@ -3,14 +3,14 @@ all on 127.0.0.1 or unix sockets inside a temporary directory."""
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import boto3
 import pytest
+
+from lake_testing import free_port, tcp_open, wait_for
 
 CACHE = Path(os.environ.get("PG_LAKE_CACHE", Path.home() / ".cache/pg_lake"))
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", CACHE / "target"))
@@ -19,29 +19,6 @@ DUCKDB_EXTENSIONS = os.environ.get("PG_LAKE_DUCKDB_EXTENSIONS", str(CACHE / "duc
 S3_BUCKET = "lake"
 S3_KEY = "testing-key"
 S3_SECRET = "testing-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, what: str, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"{what} did not come up within {timeout}s")
-
-
-def tcp_open(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        return True
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="session")

@@ -2,28 +2,16 @@
 user, pg_lake preloaded) wired to the shared pgduck_server and moto fixtures
 (tests/python/conftest.py), on 127.0.0.1 / unix sockets in a temporary directory."""
 
-import os
 import shutil
 import subprocess
-import socket
 import uuid
-from pathlib import Path
 
 import psycopg
 import pytest
 
-PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+from lake_testing import PG_BIN, as_postgres, free_port
+
 BUCKET = "lake"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def as_postgres(*cmd, **kw):
-    return subprocess.run(["runuser", "-u", "postgres", "--", *map(str, cmd)], check=True, **kw)
 
 
 @pytest.fixture(scope="session")
@@ -32,8 +20,8 @@ def postgres(workdir, pgduck):
     sock = workdir / "pgsock"
     sock.mkdir()
     shutil.chown(sock, "postgres")
-    as_postgres(PG_BIN / "initdb", "-D", data, "-U", "postgres", "--auth=trust",
-                "--encoding=UTF8", "--locale=C.UTF-8", stdout=subprocess.DEVNULL)
+    subprocess.run(as_postgres([PG_BIN / "initdb", "-D", data, "-U", "postgres", "--auth=trust",
+                                "--encoding=UTF8", "--locale=C.UTF-8"]), check=True, stdout=subprocess.DEVNULL)
     port = free_port()
     with open(data / "postgresql.conf", "a") as f:
         f.write(f"""
@@ -45,10 +33,11 @@ pg_lake_engine.host = 'host={pgduck["dir"]} port={pgduck["port"]}'
 pg_lake_iceberg.default_location_prefix = 's3://{BUCKET}/warehouse'
 fsync = off
 """)
-    as_postgres(PG_BIN / "pg_ctl", "-D", data, "-l", workdir / "postgres.log", "-w", "start",
-                stdout=subprocess.DEVNULL)
+    subprocess.run(as_postgres([PG_BIN / "pg_ctl", "-D", data, "-l", workdir / "postgres.log", "-w", "start"]),
+                   check=True, stdout=subprocess.DEVNULL)
     yield {"host": "127.0.0.1", "port": port, "sock": str(sock)}
-    as_postgres(PG_BIN / "pg_ctl", "-D", data, "-m", "immediate", "stop", stdout=subprocess.DEVNULL)
+    subprocess.run(as_postgres([PG_BIN / "pg_ctl", "-D", data, "-m", "immediate", "stop"]),
+                   check=True, stdout=subprocess.DEVNULL)
 
 
 @pytest.fixture

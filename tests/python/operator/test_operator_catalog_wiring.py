@@ -5,7 +5,6 @@ that requires the password, with the read-write Service's name pointed at it."""
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -15,6 +14,7 @@ import pytest
 import requests
 import yaml
 
+from lake_testing import PG_BIN, as_postgres, free_port
 from lake_operator_support import (  # noqa: F401 (fixtures)
     REPO,
     TARGET,
@@ -24,20 +24,8 @@ from lake_operator_support import (  # noqa: F401 (fixtures)
     run_operator,
 )
 
-PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 PASSWORD = "s3cret-Passw0rd"
 TOKEN = "catalog-t0ken"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def as_postgres(cmd: list) -> list:
-    """initdb refuses to run as root."""
-    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
 
 
 @pytest.fixture(scope="module")

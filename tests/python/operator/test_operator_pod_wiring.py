@@ -7,7 +7,6 @@ the Service's DNS name, and a free TCP port."""
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -17,6 +16,7 @@ import psycopg
 import pytest
 import yaml
 
+from lake_testing import PG_BIN, as_postgres, free_port
 from lake_operator_support import (  # noqa: F401 (fixtures)
     DUCKDB_EXTENSIONS,
     EXAMPLES,
@@ -26,19 +26,7 @@ from lake_operator_support import (  # noqa: F401 (fixtures)
     run_operator,
 )
 
-PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 PASSWORD = "s3cret-Passw0rd"
-
-
-def as_postgres(cmd: list) -> list:
-    """The pod runs as uid 999 (postgres); so do these processes."""
-    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(predicate, what, proc, timeout=60.0):

@@ -5,7 +5,6 @@ SIGTERM hands the Lease back and exits cleanly."""
 
 import json
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -16,17 +15,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 
+from lake_testing import free_port
 from lake_operator_support import REPO, operator_bin, run_operator  # noqa: F401 (fixtures)
 
 NS = "default"
 LEASE_NS = "lake-system"
 EXAMPLE = REPO / "examples/local-dev.yaml"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def not_found(path):

@@ -4,9 +4,7 @@ the rest_catalog binary in front of it, with a local directory as warehouse."""
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -14,19 +12,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from lake_testing import PG_BIN, as_postgres, free_port
+
 REPO = Path(__file__).resolve().parents[3]
-PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def as_postgres(cmd: list) -> list:
-    """initdb refuses to run as root: run Postgres binaries as the postgres user."""
-    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
 
 
 def rest_catalog_binary() -> Path:
@@ -133,58 +121,21 @@ def namespace(rest_catalog, request):
 
 
 @pytest.fixture(scope="session")
-def venv_moto():
-    """moto's S3 server on 127.0.0.1 with the bucket `lake`, run from the project's
-    venv (the pinned moto): an older moto_server earlier on PATH answers PyArrow's
-    multipart uploads with an error."""
-    import boto3
-
-    port = free_port()
-    venv = Path(os.environ.get("PG_LAKE_VENV", Path(sys.executable).parent.parent))
-    proc = subprocess.Popen(
-        [str(venv / "bin" / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 30
-    while True:
-        try:
-            requests.get(endpoint, timeout=1)
-            break
-        except requests.ConnectionError:
-            if time.time() > deadline:
-                proc.kill()
-                raise
-            time.sleep(0.1)
-    key, secret = "rest-catalog-key", "rest-catalog-secret"
-    s3 = boto3.client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=key, aws_secret_access_key=secret
-    )
-    s3.create_bucket(Bucket="lake")
-    try:
-        yield {"endpoint": endpoint, "s3": s3, "bucket": "lake", "key": key, "secret": secret}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-@pytest.fixture(scope="session")
-def s3_catalog_server(postgres_url, venv_moto):
+def s3_catalog_server(postgres_url, moto):
     """A second catalog (its own catalog name) whose warehouse is in S3, set up
     through the same environment variables the operator gives it."""
     workdir = Path(tempfile.mkdtemp(prefix="rest-catalog-pytest-s3-"))
     env = {
         "REST_CATALOG_NAME": "s3lake",
         "AWS_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": venv_moto["endpoint"],
+        "AWS_ENDPOINT_URL": moto["endpoint"],
         "PG_LAKE_S3_URL_STYLE": "path",
         "PG_LAKE_S3_USE_SSL": "false",
-        "AWS_ACCESS_KEY_ID": venv_moto["key"],
-        "AWS_SECRET_ACCESS_KEY": venv_moto["secret"],
+        "AWS_ACCESS_KEY_ID": moto["key"],
+        "AWS_SECRET_ACCESS_KEY": moto["secret"],
         "REST_CATALOG_VEND_CREDENTIALS": "true",
     }
-    server = CatalogServer(rest_catalog_binary(), postgres_url, workdir, f"s3://{venv_moto['bucket']}/warehouse", env=env)
+    server = CatalogServer(rest_catalog_binary(), postgres_url, workdir, f"s3://{moto['bucket']}/warehouse", env=env)
     try:
         yield server
     finally:

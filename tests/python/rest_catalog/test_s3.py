@@ -8,10 +8,10 @@ from pyiceberg.catalog.rest import RestCatalog
 from rest_catalog_support import SCHEMA, batch, duckdb_rows, rows
 
 
-def test_s3_warehouse_round_trip(s3_catalog_server, venv_moto):
+def test_s3_warehouse_round_trip(s3_catalog_server, moto):
     catalog = RestCatalog("s3lake", uri=s3_catalog_server.url)
     config = catalog.properties
-    assert config["s3.endpoint"] == venv_moto["endpoint"]
+    assert config["s3.endpoint"] == moto["endpoint"]
     assert config["s3.path-style-access"] == "true"
 
     catalog.create_namespace("s3ns")
@@ -25,7 +25,7 @@ def test_s3_warehouse_round_trip(s3_catalog_server, venv_moto):
     # DuckDB reaches the files with the endpoint and keys the catalog hands out.
     assert duckdb_rows(s3_catalog_server.url, "s3ns", "t") == expected
 
-    s3 = venv_moto["s3"]
+    s3 = moto["s3"]
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="lake", Prefix="warehouse/s3ns/t/")["Contents"]]
     assert sum(k.endswith(".metadata.json") for k in keys) == 3
     catalog.purge_table("s3ns.t")
