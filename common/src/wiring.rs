@@ -131,16 +131,31 @@ impl Wiring {
 
     /// Where Iceberg tables go when `CREATE TABLE ... USING iceberg` names no location.
     pub fn default_location_prefix(&self) -> String {
-        self.object_store.warehouse.trim_end_matches('/').to_string()
+        self.object_store
+            .warehouse
+            .trim_end_matches('/')
+            .to_string()
     }
 
     /// GUCs Postgres needs for pg_lake; the caller adds its own (listen_addresses, ...).
     pub fn postgres_gucs(&self) -> Vec<Guc> {
         vec![
-            Guc { name: "shared_preload_libraries", value: "pg_lake".into() },
-            Guc { name: "unix_socket_directories", value: self.socket_dir.clone() },
-            Guc { name: "port", value: self.postgres_port.to_string() },
-            Guc { name: "pg_lake_engine.host", value: self.pgduck_conninfo() },
+            Guc {
+                name: "shared_preload_libraries",
+                value: "pg_lake".into(),
+            },
+            Guc {
+                name: "unix_socket_directories",
+                value: self.socket_dir.clone(),
+            },
+            Guc {
+                name: "port",
+                value: self.postgres_port.to_string(),
+            },
+            Guc {
+                name: "pg_lake_engine.host",
+                value: self.pgduck_conninfo(),
+            },
             Guc {
                 name: "pg_lake_iceberg.default_location_prefix",
                 value: self.default_location_prefix(),
@@ -196,7 +211,10 @@ impl Wiring {
     /// `database_url` carries no password: it comes from `PGPASSWORD` (a Secret).
     pub fn catalog_env(&self, postgres_host: &str, user: &str) -> Vec<EnvVar> {
         let mut env = vec![
-            ("REST_CATALOG_LISTEN", format!("0.0.0.0:{}", self.catalog_port)),
+            (
+                "REST_CATALOG_LISTEN",
+                format!("0.0.0.0:{}", self.catalog_port),
+            ),
             (
                 "REST_CATALOG_DATABASE_URL",
                 format!(
@@ -204,7 +222,10 @@ impl Wiring {
                     self.postgres_port, self.database
                 ),
             ),
-            ("REST_CATALOG_WAREHOUSE", self.object_store.warehouse.clone()),
+            (
+                "REST_CATALOG_WAREHOUSE",
+                self.object_store.warehouse.clone(),
+            ),
             ("REST_CATALOG_NAME", self.catalog_name.clone()),
         ];
         env.extend(self.object_store_env());
@@ -229,17 +250,29 @@ mod tests {
 
     #[test]
     fn gucs_point_postgres_at_the_pgduck_socket() {
-        let w = Wiring { socket_dir: "/sock".into(), pgduck_port: 6000, ..Default::default() };
+        let w = Wiring {
+            socket_dir: "/sock".into(),
+            pgduck_port: 6000,
+            ..Default::default()
+        };
         let gucs = w.postgres_gucs();
-        let host = gucs.iter().find(|g| g.name == "pg_lake_engine.host").unwrap();
+        let host = gucs
+            .iter()
+            .find(|g| g.name == "pg_lake_engine.host")
+            .unwrap();
         assert_eq!(host.value, "host=/sock port=6000");
-        assert!(w.pgduck_args().contains(&"--unix_socket_directory=/sock".to_string()));
+        assert!(w
+            .pgduck_args()
+            .contains(&"--unix_socket_directory=/sock".to_string()));
         assert!(w.pgduck_args().contains(&"--port=6000".to_string()));
     }
 
     #[test]
     fn guc_values_are_quoted_for_postgresql_conf() {
-        let g = Guc { name: "x", value: "it's".into() };
+        let g = Guc {
+            name: "x",
+            value: "it's".into(),
+        };
         assert_eq!(g.to_string(), "x = 'it''s'");
     }
 

@@ -59,7 +59,11 @@ fn in_process(sql: &str) -> (Duration, u64) {
     conn.execute_batch("SET TimeZone = 'UTC'").unwrap();
     let start = Instant::now();
     let mut stmt = conn.prepare(sql).unwrap();
-    let rows: u64 = stmt.stream_arrow([]).unwrap().map(|b| b.num_rows() as u64).sum();
+    let rows: u64 = stmt
+        .stream_arrow([])
+        .unwrap()
+        .map(|b| b.num_rows() as u64)
+        .sum();
     (start.elapsed(), rows)
 }
 
@@ -69,17 +73,26 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let rows: u64 = std::env::var("PGDUCK_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000_000);
+    let rows: u64 = std::env::var("PGDUCK_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000_000);
     let sql = query(rows);
     let server = start_server();
     let mut config = tokio_postgres::Config::new();
-    config.host_path(&server.dir).port(server.port).user("bench");
+    config
+        .host_path(&server.dir)
+        .port(server.port)
+        .user("bench");
     let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(conn);
 
     // Warm up both paths once.
     let _ = in_process(&query(100_000));
-    let warm = client.copy_out(&format!("TRANSMIT {}", query(100_000))).await.unwrap();
+    let warm = client
+        .copy_out(&format!("TRANSMIT {}", query(100_000)))
+        .await
+        .unwrap();
     warm.for_each(|_| async {}).await;
 
     let mut local = Vec::new();
@@ -94,7 +107,10 @@ async fn main() {
         let (lines, b) = stream
             .fold((0u64, 0usize), |(l, b), chunk| async move {
                 let chunk = chunk.unwrap();
-                (l + chunk.iter().filter(|c| **c == b'\n').count() as u64, b + chunk.len())
+                (
+                    l + chunk.iter().filter(|c| **c == b'\n').count() as u64,
+                    b + chunk.len(),
+                )
             })
             .await;
         remote.push(start.elapsed());
@@ -105,14 +121,20 @@ async fn main() {
     remote.sort();
     let (l, r) = (local[1], remote[1]);
     println!("bulk: {rows} rows x 6 columns, median of 3");
-    println!("  in-process duckdb (arrow batches): {:>8.3} s", l.as_secs_f64());
+    println!(
+        "  in-process duckdb (arrow batches): {:>8.3} s",
+        l.as_secs_f64()
+    );
     println!(
         "  TRANSMIT over unix socket:         {:>8.3} s  ({:.1} MB COPY text, {:.2} M rows/s)",
         r.as_secs_f64(),
         bytes as f64 / 1e6,
         rows as f64 / r.as_secs_f64() / 1e6
     );
-    println!("  ratio TRANSMIT / in-process:       {:>8.2}x", r.as_secs_f64() / l.as_secs_f64());
+    println!(
+        "  ratio TRANSMIT / in-process:       {:>8.2}x",
+        r.as_secs_f64() / l.as_secs_f64()
+    );
 
     let mut lat = Vec::with_capacity(10_000);
     for i in 0..11_000 {

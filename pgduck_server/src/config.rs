@@ -14,7 +14,11 @@ use crate::error::ServerError;
 )]
 pub struct Config {
     /// Directory that holds the unix socket `.s.PGSQL.<port>`.
-    #[arg(long = "unix_socket_directory", default_value = "/tmp", env = "PGDUCK_UNIX_SOCKET_DIRECTORY")]
+    #[arg(
+        long = "unix_socket_directory",
+        default_value = "/tmp",
+        env = "PGDUCK_UNIX_SOCKET_DIRECTORY"
+    )]
     pub unix_socket_directory: PathBuf,
 
     /// Port number: names the socket file, and is the TCP port when --listen_address is given.
@@ -22,7 +26,11 @@ pub struct Config {
     pub port: u16,
 
     /// Maximum number of concurrent client sessions; further ones are refused with SQLSTATE 53300.
-    #[arg(long = "max_clients", default_value_t = 10_000, env = "PGDUCK_MAX_CLIENTS")]
+    #[arg(
+        long = "max_clients",
+        default_value_t = 10_000,
+        env = "PGDUCK_MAX_CLIENTS"
+    )]
     pub max_clients: usize,
 
     /// DuckDB memory limit, e.g. `4GB` or `80%` (DuckDB's default is 80 % of RAM).
@@ -79,7 +87,8 @@ pub const PASSWORD_ENV: &str = "PGDUCK_PASSWORD";
 
 impl Config {
     pub fn socket_path(&self) -> PathBuf {
-        self.unix_socket_directory.join(format!(".s.PGSQL.{}", self.port))
+        self.unix_socket_directory
+            .join(format!(".s.PGSQL.{}", self.port))
     }
 
     /// Checks what can be checked without starting anything.
@@ -92,16 +101,22 @@ impl Config {
             )));
         }
         if self.port == 0 {
-            return Err(ServerError::Config("--port must be between 1 and 65535".into()));
+            return Err(ServerError::Config(
+                "--port must be between 1 and 65535".into(),
+            ));
         }
         if self.max_clients == 0 {
-            return Err(ServerError::Config("--max_clients must be at least 1".into()));
+            return Err(ServerError::Config(
+                "--max_clients must be at least 1".into(),
+            ));
         }
         if let Some(m) = &self.memory_limit {
-            parse_size(m, true).map_err(|e| ServerError::Config(format!("--memory_limit {m:?}: {e}")))?;
+            parse_size(m, true)
+                .map_err(|e| ServerError::Config(format!("--memory_limit {m:?}: {e}")))?;
         }
         if let Some(s) = &self.cache_size {
-            parse_size(s, false).map_err(|e| ServerError::Config(format!("--cache_size {s:?}: {e}")))?;
+            parse_size(s, false)
+                .map_err(|e| ServerError::Config(format!("--cache_size {s:?}: {e}")))?;
         }
         if self.threads == Some(0) {
             return Err(ServerError::Config("--threads must be at least 1".into()));
@@ -112,7 +127,10 @@ impl Config {
         ] {
             if let Some(p) = path {
                 if p.exists() && !p.is_dir() {
-                    return Err(ServerError::Config(format!("{flag} {} is not a directory", p.display())));
+                    return Err(ServerError::Config(format!(
+                        "{flag} {} is not a directory",
+                        p.display()
+                    )));
                 }
             }
         }
@@ -130,7 +148,10 @@ impl Config {
                     "--listen_address {addr:?} is not an IP address"
                 )));
             }
-            if std::env::var(PASSWORD_ENV).map(|p| p.is_empty()).unwrap_or(true) {
+            if std::env::var(PASSWORD_ENV)
+                .map(|p| p.is_empty())
+                .unwrap_or(true)
+            {
                 return Err(ServerError::Config(format!(
                     "--listen_address needs a password: set {PASSWORD_ENV}"
                 )));
@@ -148,7 +169,10 @@ pub fn parse_size(s: &str, allow_percent: bool) -> Result<u64, String> {
         if !allow_percent {
             return Err("a percentage is not accepted here".into());
         }
-        let v: f64 = p.trim().parse().map_err(|_| "expected a number before %".to_string())?;
+        let v: f64 = p
+            .trim()
+            .parse()
+            .map_err(|_| "expected a number before %".to_string())?;
         if !(0.0..=100.0).contains(&v) || v == 0.0 {
             return Err("percentage must be in (0, 100]".into());
         }
@@ -173,7 +197,11 @@ pub fn parse_size(s: &str, allow_percent: bool) -> Result<u64, String> {
         "MIB" => 1 << 20,
         "GIB" => 1 << 30,
         "TIB" => 1 << 40,
-        other => return Err(format!("unknown unit {other:?} (use B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)")),
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} (use B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)"
+            ))
+        }
     };
     Ok((value * mult as f64) as u64)
 }
@@ -196,7 +224,13 @@ mod tests {
 
     #[test]
     fn socket_path_follows_postgres_naming() {
-        let c = Config::parse_from(["pgduck_server", "--unix_socket_directory", "/run/x", "--port", "6000"]);
+        let c = Config::parse_from([
+            "pgduck_server",
+            "--unix_socket_directory",
+            "/run/x",
+            "--port",
+            "6000",
+        ]);
         assert_eq!(c.socket_path(), PathBuf::from("/run/x/.s.PGSQL.6000"));
     }
 }

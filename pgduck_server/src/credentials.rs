@@ -37,10 +37,14 @@ pub fn secrets_from_env(vars: impl Iterator<Item = (String, String)>) -> Vec<Sec
     if let Some(region) = get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")) {
         s3_settings.push(format!("REGION {}", literal(&region)));
     }
-    let mut use_ssl = get("PG_LAKE_S3_USE_SSL").map(|v| !matches!(v.as_str(), "false" | "0" | "off"));
+    let mut use_ssl =
+        get("PG_LAKE_S3_USE_SSL").map(|v| !matches!(v.as_str(), "false" | "0" | "off"));
     if let Some(endpoint) = get("AWS_ENDPOINT_URL_S3").or_else(|| get("AWS_ENDPOINT_URL")) {
         let (host, scheme_ssl) = match endpoint.split_once("://") {
-            Some((scheme, rest)) => (rest.trim_end_matches('/').to_owned(), Some(scheme == "https")),
+            Some((scheme, rest)) => (
+                rest.trim_end_matches('/').to_owned(),
+                Some(scheme == "https"),
+            ),
             None => (endpoint.clone(), None),
         };
         use_ssl = use_ssl.or(scheme_ssl);
@@ -128,7 +132,10 @@ mod tests {
         ]));
         assert_eq!(s.len(), 1);
         let sql = &s[0].sql;
-        assert!(sql.starts_with("CREATE OR REPLACE SECRET pg_lake_s3 (TYPE s3, KEY_ID 'AKIA'"), "{sql}");
+        assert!(
+            sql.starts_with("CREATE OR REPLACE SECRET pg_lake_s3 (TYPE s3, KEY_ID 'AKIA'"),
+            "{sql}"
+        );
         assert!(sql.contains("ENDPOINT '127.0.0.1:9000'"));
         assert!(sql.contains("USE_SSL false"));
         assert!(sql.contains("URL_STYLE 'path'"));
@@ -144,7 +151,10 @@ mod tests {
 
     #[test]
     fn gcs_hmac_keys_become_a_gcs_secret() {
-        let s = secrets_from_env(env(&[("GCS_ACCESS_KEY_ID", "GOOG"), ("GCS_SECRET_ACCESS_KEY", "x")]));
+        let s = secrets_from_env(env(&[
+            ("GCS_ACCESS_KEY_ID", "GOOG"),
+            ("GCS_SECRET_ACCESS_KEY", "x"),
+        ]));
         assert_eq!(s.len(), 1);
         assert!(s[0].sql.contains("TYPE gcs"));
     }

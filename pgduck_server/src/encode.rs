@@ -6,7 +6,9 @@
 
 use std::fmt::Write as _;
 
-use duckdb::arrow::array::{Array, ArrayRef, AsArray, PrimitiveArray, StringArray, StringViewArray};
+use duckdb::arrow::array::{
+    Array, ArrayRef, AsArray, PrimitiveArray, StringArray, StringViewArray,
+};
 use duckdb::arrow::datatypes::*;
 use duckdb::arrow::util::display::{ArrayFormatter, FormatOptions};
 
@@ -19,7 +21,11 @@ const MICROS_PER_DAY: i64 = 86_400_000_000;
 /// Writes the Postgres text form of a non-null value.
 pub fn write_text(arr: &dyn Array, row: usize, out: &mut Vec<u8>) {
     match arr.data_type() {
-        DataType::Boolean => out.push(if arr.as_boolean().value(row) { b't' } else { b'f' }),
+        DataType::Boolean => out.push(if arr.as_boolean().value(row) {
+            b't'
+        } else {
+            b'f'
+        }),
         DataType::Int8 => push_display(out, arr.as_primitive::<Int8Type>().value(row)),
         DataType::Int16 => push_display(out, arr.as_primitive::<Int16Type>().value(row)),
         DataType::Int32 => push_display(out, arr.as_primitive::<Int32Type>().value(row)),
@@ -28,7 +34,11 @@ pub fn write_text(arr: &dyn Array, row: usize, out: &mut Vec<u8>) {
         DataType::UInt16 => push_display(out, arr.as_primitive::<UInt16Type>().value(row)),
         DataType::UInt32 => push_display(out, arr.as_primitive::<UInt32Type>().value(row)),
         DataType::UInt64 => push_display(out, arr.as_primitive::<UInt64Type>().value(row)),
-        DataType::Float32 => push_float(out, arr.as_primitive::<Float32Type>().value(row) as f64, true),
+        DataType::Float32 => push_float(
+            out,
+            arr.as_primitive::<Float32Type>().value(row) as f64,
+            true,
+        ),
         DataType::Float64 => push_float(out, arr.as_primitive::<Float64Type>().value(row), false),
         DataType::Decimal128(_, scale) => {
             push_decimal(out, arr.as_primitive::<Decimal128Type>().value(row), *scale)
@@ -43,9 +53,12 @@ pub fn write_text(arr: &dyn Array, row: usize, out: &mut Vec<u8>) {
         DataType::FixedSizeBinary(16) => push_uuid(out, arr.as_fixed_size_binary().value(row)),
         DataType::FixedSizeBinary(_) => push_hex(out, arr.as_fixed_size_binary().value(row)),
         DataType::Date32 => push_date(out, arr.as_primitive::<Date32Type>().value(row) as i64),
-        DataType::Date64 => {
-            push_date(out, arr.as_primitive::<Date64Type>().value(row).div_euclid(86_400_000))
-        }
+        DataType::Date64 => push_date(
+            out,
+            arr.as_primitive::<Date64Type>()
+                .value(row)
+                .div_euclid(86_400_000),
+        ),
         DataType::Time32(_) | DataType::Time64(_) => push_time(out, time_micros(arr, row)),
         DataType::Timestamp(_, tz) => {
             let micros = timestamp_micros(arr, row);
@@ -81,8 +94,12 @@ pub fn write_binary(arr: &dyn Array, row: usize, ty: PgType, out: &mut Vec<u8>) 
         Kind::Int2 => out.extend_from_slice(&(int_value(arr, row) as i16).to_be_bytes()),
         Kind::Int4 => out.extend_from_slice(&(int_value(arr, row) as i32).to_be_bytes()),
         Kind::Int8 => out.extend_from_slice(&int_value(arr, row).to_be_bytes()),
-        Kind::Float4 => out.extend_from_slice(&arr.as_primitive::<Float32Type>().value(row).to_be_bytes()),
-        Kind::Float8 => out.extend_from_slice(&arr.as_primitive::<Float64Type>().value(row).to_be_bytes()),
+        Kind::Float4 => {
+            out.extend_from_slice(&arr.as_primitive::<Float32Type>().value(row).to_be_bytes())
+        }
+        Kind::Float8 => {
+            out.extend_from_slice(&arr.as_primitive::<Float64Type>().value(row).to_be_bytes())
+        }
         Kind::Numeric => {
             let mut text = Vec::new();
             write_text(arr, row, &mut text);
@@ -92,12 +109,17 @@ pub fn write_binary(arr: &dyn Array, row: usize, ty: PgType, out: &mut Vec<u8>) 
             DataType::Binary => out.extend_from_slice(arr.as_binary::<i32>().value(row)),
             DataType::LargeBinary => out.extend_from_slice(arr.as_binary::<i64>().value(row)),
             DataType::BinaryView => out.extend_from_slice(arr.as_binary_view().value(row)),
-            DataType::FixedSizeBinary(_) => out.extend_from_slice(arr.as_fixed_size_binary().value(row)),
+            DataType::FixedSizeBinary(_) => {
+                out.extend_from_slice(arr.as_fixed_size_binary().value(row))
+            }
             _ => write_text(arr, row, out),
         },
         Kind::Date => {
             let days = match arr.data_type() {
-                DataType::Date64 => arr.as_primitive::<Date64Type>().value(row).div_euclid(86_400_000),
+                DataType::Date64 => arr
+                    .as_primitive::<Date64Type>()
+                    .value(row)
+                    .div_euclid(86_400_000),
                 _ => arr.as_primitive::<Date32Type>().value(row) as i64,
             };
             let pg = match days {
@@ -123,7 +145,9 @@ pub fn write_binary(arr: &dyn Array, row: usize, ty: PgType, out: &mut Vec<u8>) 
             out.extend_from_slice(&months.to_be_bytes());
         }
         Kind::Uuid => match arr.data_type() {
-            DataType::FixedSizeBinary(16) => out.extend_from_slice(arr.as_fixed_size_binary().value(row)),
+            DataType::FixedSizeBinary(16) => {
+                out.extend_from_slice(arr.as_fixed_size_binary().value(row))
+            }
             _ => {
                 let mut text = Vec::new();
                 write_text(arr, row, &mut text);
@@ -141,13 +165,17 @@ pub fn write_binary(arr: &dyn Array, row: usize, ty: PgType, out: &mut Vec<u8>) 
 fn write_binary_array(values: &dyn Array, kind: Kind, out: &mut Vec<u8>) {
     // Dimensions: descend through nested lists while they are non-empty.
     let mut dims = vec![values.len() as i32];
-    let mut leaves: Vec<(ArrayRef, usize)> = (0..values.len()).map(|i| (values.slice(i, 1), 0)).collect();
+    let mut leaves: Vec<(ArrayRef, usize)> =
+        (0..values.len()).map(|i| (values.slice(i, 1), 0)).collect();
     while let Some((first, _)) = leaves.first() {
         if !is_list(first.data_type()) || first.is_null(0) {
             break;
         }
         let inner_len = list_values(first.as_ref(), 0).len();
-        if leaves.iter().any(|(a, _)| a.is_null(0) || list_values(a.as_ref(), 0).len() != inner_len) {
+        if leaves
+            .iter()
+            .any(|(a, _)| a.is_null(0) || list_values(a.as_ref(), 0).len() != inner_len)
+        {
             break; // ragged: Postgres cannot represent it; send the outer level only
         }
         dims.push(inner_len as i32);
@@ -155,7 +183,9 @@ fn write_binary_array(values: &dyn Array, kind: Kind, out: &mut Vec<u8>) {
             .iter()
             .flat_map(|(a, _)| {
                 let inner = list_values(a.as_ref(), 0);
-                (0..inner.len()).map(move |i| (inner.slice(i, 1), 0)).collect::<Vec<_>>()
+                (0..inner.len())
+                    .map(move |i| (inner.slice(i, 1), 0))
+                    .collect::<Vec<_>>()
             })
             .collect();
     }
@@ -206,7 +236,9 @@ impl<'a> TextColumn<'a> {
             DataType::Float64 => TextColumn::Float64(arr.as_primitive()),
             DataType::Decimal128(_, scale) => TextColumn::Decimal(arr.as_primitive(), *scale),
             DataType::Date32 => TextColumn::Date(arr.as_primitive()),
-            DataType::Timestamp(TimeUnit::Microsecond, tz) => TextColumn::Timestamp(arr.as_primitive(), tz.is_some()),
+            DataType::Timestamp(TimeUnit::Microsecond, tz) => {
+                TextColumn::Timestamp(arr.as_primitive(), tz.is_some())
+            }
             DataType::Utf8 => TextColumn::Utf8(arr.as_string()),
             DataType::Utf8View => TextColumn::Utf8View(arr.as_string_view()),
             _ => TextColumn::Other(arr),
@@ -277,7 +309,10 @@ fn push_text(out: &mut Vec<u8>, v: &[u8], copy: bool) {
 }
 
 fn is_list(t: &DataType) -> bool {
-    matches!(t, DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _))
+    matches!(
+        t,
+        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _)
+    )
 }
 
 fn list_values(arr: &dyn Array, row: usize) -> ArrayRef {
@@ -305,25 +340,39 @@ fn int_value(arr: &dyn Array, row: usize) -> i64 {
 
 fn time_micros(arr: &dyn Array, row: usize) -> i64 {
     match arr.data_type() {
-        DataType::Time32(TimeUnit::Second) => arr.as_primitive::<Time32SecondType>().value(row) as i64 * 1_000_000,
-        DataType::Time32(_) => arr.as_primitive::<Time32MillisecondType>().value(row) as i64 * 1_000,
-        DataType::Time64(TimeUnit::Nanosecond) => arr.as_primitive::<Time64NanosecondType>().value(row) / 1_000,
+        DataType::Time32(TimeUnit::Second) => {
+            arr.as_primitive::<Time32SecondType>().value(row) as i64 * 1_000_000
+        }
+        DataType::Time32(_) => {
+            arr.as_primitive::<Time32MillisecondType>().value(row) as i64 * 1_000
+        }
+        DataType::Time64(TimeUnit::Nanosecond) => {
+            arr.as_primitive::<Time64NanosecondType>().value(row) / 1_000
+        }
         _ => arr.as_primitive::<Time64MicrosecondType>().value(row),
     }
 }
 
 fn timestamp_micros(arr: &dyn Array, row: usize) -> i64 {
-    let DataType::Timestamp(unit, _) = arr.data_type() else { unreachable!() };
+    let DataType::Timestamp(unit, _) = arr.data_type() else {
+        unreachable!()
+    };
     let keep_infinite = |v: i64, f: fn(i64) -> i64| if v.abs() == i64::MAX { v } else { f(v) };
     match unit {
-        TimeUnit::Second => keep_infinite(arr.as_primitive::<TimestampSecondType>().value(row), |v| v * 1_000_000),
-        TimeUnit::Millisecond => {
-            keep_infinite(arr.as_primitive::<TimestampMillisecondType>().value(row), |v| v * 1_000)
+        TimeUnit::Second => {
+            keep_infinite(arr.as_primitive::<TimestampSecondType>().value(row), |v| {
+                v * 1_000_000
+            })
         }
+        TimeUnit::Millisecond => keep_infinite(
+            arr.as_primitive::<TimestampMillisecondType>().value(row),
+            |v| v * 1_000,
+        ),
         TimeUnit::Microsecond => arr.as_primitive::<TimestampMicrosecondType>().value(row),
-        TimeUnit::Nanosecond => {
-            keep_infinite(arr.as_primitive::<TimestampNanosecondType>().value(row), |v| v.div_euclid(1_000))
-        }
+        TimeUnit::Nanosecond => keep_infinite(
+            arr.as_primitive::<TimestampNanosecondType>().value(row),
+            |v| v.div_euclid(1_000),
+        ),
     }
 }
 
@@ -344,9 +393,13 @@ fn interval_parts(arr: &dyn Array, row: usize) -> (i32, i32, i64) {
         DataType::Duration(unit) => {
             let micros = match unit {
                 TimeUnit::Second => arr.as_primitive::<DurationSecondType>().value(row) * 1_000_000,
-                TimeUnit::Millisecond => arr.as_primitive::<DurationMillisecondType>().value(row) * 1_000,
+                TimeUnit::Millisecond => {
+                    arr.as_primitive::<DurationMillisecondType>().value(row) * 1_000
+                }
                 TimeUnit::Microsecond => arr.as_primitive::<DurationMicrosecondType>().value(row),
-                TimeUnit::Nanosecond => arr.as_primitive::<DurationNanosecondType>().value(row) / 1_000,
+                TimeUnit::Nanosecond => {
+                    arr.as_primitive::<DurationNanosecondType>().value(row) / 1_000
+                }
             };
             (0, 0, micros)
         }
@@ -369,7 +422,11 @@ fn push_float(out: &mut Vec<u8>, v: f64, single: bool) {
         return;
     }
     let mut buf = ryu::Buffer::new();
-    let text = if single { buf.format_finite(v as f32) } else { buf.format_finite(v) };
+    let text = if single {
+        buf.format_finite(v as f32)
+    } else {
+        buf.format_finite(v)
+    };
     let (mantissa, exponent) = match text.split_once('e') {
         Some((m, e)) => (m, Some(e)),
         None => (text, None),
@@ -581,7 +638,9 @@ fn push_array_literal(out: &mut Vec<u8>, values: &dyn Array) {
         write_text(values, i, &mut elem);
         let needs_quotes = elem.is_empty()
             || elem.eq_ignore_ascii_case(b"NULL")
-            || elem.iter().any(|c| matches!(c, b'{' | b'}' | b',' | b'"' | b'\\') || c.is_ascii_whitespace());
+            || elem
+                .iter()
+                .any(|c| matches!(c, b'{' | b'}' | b',' | b'"' | b'\\') || c.is_ascii_whitespace());
         push_quoted(out, &elem, needs_quotes, b'\\');
     }
     out.push(b'}');
@@ -601,7 +660,9 @@ fn push_record_literal(out: &mut Vec<u8>, s: &duckdb::arrow::array::StructArray,
         field.clear();
         write_text(col.as_ref(), row, &mut field);
         let needs_quotes = field.is_empty()
-            || field.iter().any(|c| matches!(c, b'(' | b')' | b',' | b'"' | b'\\') || c.is_ascii_whitespace());
+            || field
+                .iter()
+                .any(|c| matches!(c, b'(' | b')' | b',' | b'"' | b'\\') || c.is_ascii_whitespace());
         push_quoted(out, &field, needs_quotes, b'"');
     }
     out.push(b')');
@@ -648,15 +709,38 @@ fn push_map(out: &mut Vec<u8>, arr: &dyn Array, row: usize) {
 }
 
 fn push_dictionary(out: &mut Vec<u8>, arr: &dyn Array, row: usize) {
-    let DataType::Dictionary(key, _) = arr.data_type() else { unreachable!() };
+    let DataType::Dictionary(key, _) = arr.data_type() else {
+        unreachable!()
+    };
     let (values, idx) = match key.as_ref() {
-        DataType::UInt8 => { let d = arr.as_dictionary::<UInt8Type>(); (d.values(), d.keys().value(row) as usize) }
-        DataType::UInt16 => { let d = arr.as_dictionary::<UInt16Type>(); (d.values(), d.keys().value(row) as usize) }
-        DataType::UInt32 => { let d = arr.as_dictionary::<UInt32Type>(); (d.values(), d.keys().value(row) as usize) }
-        DataType::Int8 => { let d = arr.as_dictionary::<Int8Type>(); (d.values(), d.keys().value(row) as usize) }
-        DataType::Int16 => { let d = arr.as_dictionary::<Int16Type>(); (d.values(), d.keys().value(row) as usize) }
-        DataType::Int32 => { let d = arr.as_dictionary::<Int32Type>(); (d.values(), d.keys().value(row) as usize) }
-        _ => { let d = arr.as_dictionary::<Int64Type>(); (d.values(), d.keys().value(row) as usize) }
+        DataType::UInt8 => {
+            let d = arr.as_dictionary::<UInt8Type>();
+            (d.values(), d.keys().value(row) as usize)
+        }
+        DataType::UInt16 => {
+            let d = arr.as_dictionary::<UInt16Type>();
+            (d.values(), d.keys().value(row) as usize)
+        }
+        DataType::UInt32 => {
+            let d = arr.as_dictionary::<UInt32Type>();
+            (d.values(), d.keys().value(row) as usize)
+        }
+        DataType::Int8 => {
+            let d = arr.as_dictionary::<Int8Type>();
+            (d.values(), d.keys().value(row) as usize)
+        }
+        DataType::Int16 => {
+            let d = arr.as_dictionary::<Int16Type>();
+            (d.values(), d.keys().value(row) as usize)
+        }
+        DataType::Int32 => {
+            let d = arr.as_dictionary::<Int32Type>();
+            (d.values(), d.keys().value(row) as usize)
+        }
+        _ => {
+            let d = arr.as_dictionary::<Int64Type>();
+            (d.values(), d.keys().value(row) as usize)
+        }
     };
     write_text(values.as_ref(), idx, out);
 }
@@ -691,7 +775,12 @@ fn numeric_binary(text: &str, out: &mut Vec<u8>) {
     let mut groups: Vec<i16> = digits
         .as_bytes()
         .chunks(4)
-        .map(|c| std::str::from_utf8(c).expect("ascii").parse().expect("digits"))
+        .map(|c| {
+            std::str::from_utf8(c)
+                .expect("ascii")
+                .parse()
+                .expect("digits")
+        })
         .collect();
     let mut weight = ((int.len() + int_pad) / 4) as i16 - 1;
     while groups.first() == Some(&0) {
@@ -706,7 +795,14 @@ fn numeric_binary(text: &str, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(&(groups.len() as i16).to_be_bytes());
     out.extend_from_slice(&weight.to_be_bytes());
-    out.extend_from_slice(&(if neg && !groups.is_empty() { 0x4000u16 } else { 0 }).to_be_bytes());
+    out.extend_from_slice(
+        &(if neg && !groups.is_empty() {
+            0x4000u16
+        } else {
+            0
+        })
+        .to_be_bytes(),
+    );
     out.extend_from_slice(&dscale.to_be_bytes());
     for g in groups {
         out.extend_from_slice(&g.to_be_bytes());
@@ -737,22 +833,34 @@ mod tests {
         assert_eq!(text(|o| push_date(o, 0)), "1970-01-01");
         assert_eq!(text(|o| push_date(o, 19_723)), "2024-01-01");
         assert_eq!(text(|o| push_date(o, -719_528)), "0001-01-01 BC");
-        assert_eq!(text(|o| push_timestamp(o, 1_500_000)), "1970-01-01 00:00:01.5");
+        assert_eq!(
+            text(|o| push_timestamp(o, 1_500_000)),
+            "1970-01-01 00:00:01.5"
+        );
         assert_eq!(text(|o| push_timestamp(o, i64::MAX)), "infinity");
     }
 
     #[test]
     fn intervals_follow_postgres_style() {
-        assert_eq!(text(|o| push_interval(o, 14, 3, 4 * 3_600_000_000 + 500_000)), "1 year 2 mons 3 days 04:00:00.5");
+        assert_eq!(
+            text(|o| push_interval(o, 14, 3, 4 * 3_600_000_000 + 500_000)),
+            "1 year 2 mons 3 days 04:00:00.5"
+        );
         assert_eq!(text(|o| push_interval(o, 0, 0, 0)), "00:00:00");
-        assert_eq!(text(|o| push_interval(o, 0, -1, -1_000_000)), "-1 days -00:00:01");
+        assert_eq!(
+            text(|o| push_interval(o, 0, -1, -1_000_000)),
+            "-1 days -00:00:01"
+        );
     }
 
     #[test]
     fn decimals_keep_every_digit() {
         assert_eq!(text(|o| push_decimal(o, 12345, 2)), "123.45");
         assert_eq!(text(|o| push_decimal(o, -5, 3)), "-0.005");
-        assert_eq!(text(|o| push_decimal(o, i128::MAX / 1000, 9)), "170141183460469231731687303.715884105");
+        assert_eq!(
+            text(|o| push_decimal(o, i128::MAX / 1000, 9)),
+            "170141183460469231731687303.715884105"
+        );
     }
 
     #[test]
@@ -760,7 +868,10 @@ mod tests {
         let mut out = Vec::new();
         numeric_binary("12345.678", &mut out);
         // ndigits 3, weight 1, positive, dscale 3, digits 1 2345 6780
-        assert_eq!(out, vec![0, 3, 0, 1, 0, 0, 0, 3, 0, 1, 0x09, 0x29, 0x1a, 0x7c]);
+        assert_eq!(
+            out,
+            vec![0, 3, 0, 1, 0, 0, 0, 3, 0, 1, 0x09, 0x29, 0x1a, 0x7c]
+        );
         out.clear();
         numeric_binary("0", &mut out);
         assert_eq!(out, vec![0, 0, 0, 0, 0, 0, 0, 0]);
@@ -784,6 +895,9 @@ mod tests {
     #[test]
     fn times_pad_and_long_intervals_keep_their_hours() {
         assert_eq!(text(|o| push_time(o, 3_723_000_001)), "01:02:03.000001");
-        assert_eq!(text(|o| push_interval(o, 0, 0, 360_000_000_000)), "100:00:00");
+        assert_eq!(
+            text(|o| push_interval(o, 0, 0, 360_000_000_000)),
+            "100:00:00"
+        );
     }
 }

@@ -61,29 +61,43 @@ impl Engine {
             .map_err(|e| ServerError::Startup(e.to_string()))?;
 
         let setup = |sql: &str, what: &str| {
-            root.execute_batch(sql)
-                .map_err(|e| ServerError::Startup(format!("{what}: {}", QueryError::from(e).message)))
+            root.execute_batch(sql).map_err(|e| {
+                ServerError::Startup(format!("{what}: {}", QueryError::from(e).message))
+            })
         };
         setup("SET GLOBAL TimeZone = 'UTC'", "setting TimeZone")?;
         if let Some(m) = &config.memory_limit {
-            setup(&format!("SET GLOBAL memory_limit = {}", literal(m)), "--memory_limit")?;
+            setup(
+                &format!("SET GLOBAL memory_limit = {}", literal(m)),
+                "--memory_limit",
+            )?;
         }
         if let Some(t) = config.threads {
             setup(&format!("SET GLOBAL threads = {t}"), "--threads")?;
         }
         if let Some(dir) = &config.cache_dir {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| ServerError::io(format!("creating --cache_dir {}", dir.display()), e))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                ServerError::io(format!("creating --cache_dir {}", dir.display()), e)
+            })?;
             let tmp = dir.join("spill");
             setup(
-                &format!("SET GLOBAL temp_directory = {}", literal(&tmp.to_string_lossy())),
+                &format!(
+                    "SET GLOBAL temp_directory = {}",
+                    literal(&tmp.to_string_lossy())
+                ),
                 "--cache_dir",
             )?;
             if let Some(size) = &config.cache_size {
-                setup(&format!("SET GLOBAL max_temp_directory_size = {}", literal(size)), "--cache_size")?;
+                setup(
+                    &format!("SET GLOBAL max_temp_directory_size = {}", literal(size)),
+                    "--cache_size",
+                )?;
             }
         }
-        setup("SET GLOBAL enable_external_file_cache = true", "enabling the file cache")?;
+        setup(
+            "SET GLOBAL enable_external_file_cache = true",
+            "enabling the file cache",
+        )?;
         for stmt in crate::credentials::secrets_from_env(std::env::vars()) {
             root.execute_batch(&stmt.sql).map_err(|e| {
                 // DuckDB may echo the statement; never let a key reach a log.
@@ -93,13 +107,21 @@ impl Engine {
                     stmt.redact(&QueryError::from(e).message)
                 ))
             })?;
-            info!(secret = stmt.name, "object storage credentials configured from the environment");
+            info!(
+                secret = stmt.name,
+                "object storage credentials configured from the environment"
+            );
         }
         if let Some(init) = &config.init_file_path {
-            let sql = std::fs::read_to_string(init)
-                .map_err(|e| ServerError::io(format!("reading --init_file_path {}", init.display()), e))?;
+            let sql = std::fs::read_to_string(init).map_err(|e| {
+                ServerError::io(format!("reading --init_file_path {}", init.display()), e)
+            })?;
             root.execute_batch(&sql).map_err(|e| {
-                ServerError::Startup(format!("--init_file_path {}: {}", init.display(), QueryError::from(e).message))
+                ServerError::Startup(format!(
+                    "--init_file_path {}: {}",
+                    init.display(),
+                    QueryError::from(e).message
+                ))
             })?;
             info!(file = %init.display(), "init file applied");
         }
@@ -130,10 +152,13 @@ impl Engine {
         let pid = self.next_pid.fetch_add(1, Ordering::Relaxed);
         let secret: i32 = rand::random();
         let running = Arc::new(Mutex::new(Running::default()));
-        self.sessions
-            .lock()
-            .expect("session registry lock")
-            .insert(pid, Registered { secret, running: running.clone() });
+        self.sessions.lock().expect("session registry lock").insert(
+            pid,
+            Registered {
+                secret,
+                running: running.clone(),
+            },
+        );
         Ok(Arc::new(Session {
             engine: self.clone(),
             pid,
@@ -163,7 +188,12 @@ impl Engine {
 
     /// Interrupts every running query (shutdown).
     pub fn cancel_all(&self) {
-        for r in self.sessions.lock().expect("session registry lock").values() {
+        for r in self
+            .sessions
+            .lock()
+            .expect("session registry lock")
+            .values()
+        {
             if let Some(handle) = &r.running.lock().expect("running lock").interrupt {
                 handle.interrupt();
             }
@@ -191,13 +221,19 @@ impl Session {
     /// Runs `f` as one statement on the session's connection: cancel requests reach
     /// it only while it runs, and one that arrives too late to stop it is absorbed
     /// so it cannot fail the next statement.
-    pub fn run_statement<T>(&self, f: impl FnOnce(&Connection) -> T, succeeded: impl Fn(&T) -> bool) -> T {
+    pub fn run_statement<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> T,
+        succeeded: impl Fn(&T) -> bool,
+    ) -> T {
         let conn = match self.conn.lock() {
             Ok(c) => c,
             Err(poisoned) => poisoned.into_inner(),
         };
-        *self.running.lock().expect("running lock") =
-            Running { interrupt: Some(conn.interrupt_handle()), cancel_requested: false };
+        *self.running.lock().expect("running lock") = Running {
+            interrupt: Some(conn.interrupt_handle()),
+            cancel_requested: false,
+        };
         let outcome = f(&conn);
         let mut running = self.running.lock().expect("running lock");
         if running.cancel_requested && succeeded(&outcome) {
@@ -227,12 +263,20 @@ impl Session {
             return Some(d);
         }
         let conn = self.conn.lock().ok()?;
-        let mut stmt = conn.prepare(&format!("SELECT * FROM ({sql}) AS described LIMIT 0")).ok()?;
+        let mut stmt = conn
+            .prepare(&format!("SELECT * FROM ({sql}) AS described LIMIT 0"))
+            .ok()?;
         let nulls = vec![duckdb::types::Value::Null; stmt.parameter_count()];
-        drop(stmt.stream_arrow(duckdb::params_from_iter(nulls.iter())).ok()?);
+        drop(
+            stmt.stream_arrow(duckdb::params_from_iter(nulls.iter()))
+                .ok()?,
+        );
         let columns = crate::query::result_columns(&stmt);
         while let Ok(Some(_)) = stmt.step() {}
-        Some(Description { params: vec![Kind::Text.into(); stmt.parameter_count()], columns })
+        Some(Description {
+            params: vec![Kind::Text.into(); stmt.parameter_count()],
+            columns,
+        })
     }
 }
 
@@ -252,7 +296,11 @@ pub struct Column {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        self.engine.sessions.lock().expect("session registry lock").remove(&self.pid);
+        self.engine
+            .sessions
+            .lock()
+            .expect("session registry lock")
+            .remove(&self.pid);
         self.engine.active.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -288,9 +336,12 @@ impl DescribeConnection {
                 let columns = (0..ffi::duckdb_prepared_statement_column_count(stmt))
                     .map(|i| {
                         let name_ptr = ffi::duckdb_prepared_statement_column_name(stmt, i);
-                        let name = std::ffi::CStr::from_ptr(name_ptr).to_string_lossy().into_owned();
+                        let name = std::ffi::CStr::from_ptr(name_ptr)
+                            .to_string_lossy()
+                            .into_owned();
                         ffi::duckdb_free(name_ptr as *mut _);
-                        let mut logical = ffi::duckdb_prepared_statement_column_logical_type(stmt, i);
+                        let mut logical =
+                            ffi::duckdb_prepared_statement_column_logical_type(stmt, i);
                         let ty = PgType::from_raw_duckdb(logical);
                         ffi::duckdb_destroy_logical_type(&mut logical);
                         Column { name, ty }
@@ -330,13 +381,17 @@ fn open_raw(path: &str, config: &Config) -> Result<ffi::duckdb_database, ServerE
     // calls; the config is destroyed after opening and the error string freed.
     unsafe {
         if ffi::duckdb_create_config(&mut cfg) != ffi::DuckDBSuccess {
-            return Err(ServerError::Startup("cannot allocate a DuckDB config".into()));
+            return Err(ServerError::Startup(
+                "cannot allocate a DuckDB config".into(),
+            ));
         }
         for (k, v) in &options {
             let (ck, cv) = (to_c(k)?, to_c(v)?);
             if ffi::duckdb_set_config(cfg, ck.as_ptr(), cv.as_ptr()) != ffi::DuckDBSuccess {
                 ffi::duckdb_destroy_config(&mut cfg);
-                return Err(ServerError::Startup(format!("DuckDB rejected option {k}={v}")));
+                return Err(ServerError::Startup(format!(
+                    "DuckDB rejected option {k}={v}"
+                )));
             }
         }
         let rc = ffi::duckdb_open_ext(c_path.as_ptr(), &mut db, cfg, &mut err);
@@ -349,7 +404,9 @@ fn open_raw(path: &str, config: &Config) -> Result<ffi::duckdb_database, ServerE
                 ffi::duckdb_free(err.cast());
                 m
             };
-            return Err(ServerError::Startup(format!("opening database {path}: {msg}")));
+            return Err(ServerError::Startup(format!(
+                "opening database {path}: {msg}"
+            )));
         }
     }
     if path != ":memory:" {

@@ -20,7 +20,10 @@ pub enum ServerError {
 
 impl ServerError {
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        ServerError::Io { context: context.into(), source }
+        ServerError::Io {
+            context: context.into(),
+            source,
+        }
     }
 }
 
@@ -33,7 +36,10 @@ pub struct QueryError {
 
 impl QueryError {
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn canceled() -> Self {
@@ -57,7 +63,10 @@ impl From<duckdb::Error> for QueryError {
             duckdb::Error::DuckDBFailure(_, Some(msg)) => msg.clone(),
             other => other.to_string(),
         };
-        QueryError { code: sqlstate_for(&message), message }
+        QueryError {
+            code: sqlstate_for(&message),
+            message,
+        }
     }
 }
 
@@ -99,11 +108,26 @@ mod tests {
 
     #[test]
     fn duckdb_error_classes_map_to_sqlstates() {
-        assert_eq!(sqlstate_for("Parser Error: syntax error at or near \"SELEC\""), "42601");
-        assert_eq!(sqlstate_for("Catalog Error: Table with name nope does not exist!"), "42P01");
-        assert_eq!(sqlstate_for("Catalog Error: Table with name t already exists!"), "42P07");
-        assert_eq!(sqlstate_for("Binder Error: Referenced column \"x\" not found"), "42703");
-        assert_eq!(sqlstate_for("Conversion Error: Could not convert string 'a' to INT32"), "22P02");
+        assert_eq!(
+            sqlstate_for("Parser Error: syntax error at or near \"SELEC\""),
+            "42601"
+        );
+        assert_eq!(
+            sqlstate_for("Catalog Error: Table with name nope does not exist!"),
+            "42P01"
+        );
+        assert_eq!(
+            sqlstate_for("Catalog Error: Table with name t already exists!"),
+            "42P07"
+        );
+        assert_eq!(
+            sqlstate_for("Binder Error: Referenced column \"x\" not found"),
+            "42703"
+        );
+        assert_eq!(
+            sqlstate_for("Conversion Error: Could not convert string 'a' to INT32"),
+            "22P02"
+        );
         assert_eq!(sqlstate_for("INTERRUPT Error: Interrupted!"), "57014");
         assert_eq!(sqlstate_for("something odd"), "XX000");
     }

@@ -20,7 +20,9 @@ use pgwire::api::results::{
 };
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, Type};
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, Type,
+};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyOutResponse};
@@ -49,7 +51,12 @@ pub struct Backend {
 
 impl Backend {
     pub fn new(engine: Arc<Engine>, password: Option<String>, verbose: bool) -> Arc<Self> {
-        Arc::new(Backend { engine, password, verbose, parser: Arc::new(StatementParser) })
+        Arc::new(Backend {
+            engine,
+            password,
+            verbose,
+            parser: Arc::new(StatementParser),
+        })
     }
 }
 
@@ -94,7 +101,11 @@ fn session_of<C: ClientInfo>(client: &C) -> PgWireResult<Arc<Session>> {
 }
 
 fn fatal(code: &str, message: &str) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new("FATAL".into(), code.into(), message.into())))
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "FATAL".into(),
+        code.into(),
+        message.into(),
+    )))
 }
 
 fn server_parameters() -> DefaultServerParameterProvider {
@@ -108,7 +119,11 @@ fn server_parameters() -> DefaultServerParameterProvider {
 
 #[async_trait]
 impl StartupHandler for Backend {
-    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
@@ -123,7 +138,9 @@ impl StartupHandler for Backend {
                     client.session_extensions().insert(Md5Salt(salt));
                     client.set_state(PgWireConnectionState::AuthenticationInProgress);
                     client
-                        .send(PgWireBackendMessage::Authentication(Authentication::MD5Password(salt.to_vec())))
+                        .send(PgWireBackendMessage::Authentication(
+                            Authentication::MD5Password(salt.to_vec()),
+                        ))
                         .await?;
                     Ok(())
                 } else {
@@ -133,10 +150,20 @@ impl StartupHandler for Backend {
             PgWireFrontendMessage::PasswordMessageFamily(pw) => {
                 let given = pw.into_password()?.password;
                 let user = client.metadata().get("user").cloned().unwrap_or_default();
-                let salt = client.session_extensions().get::<Md5Salt>().map(|s| s.0).unwrap_or_default();
-                let expected = self.password.as_deref().map(|p| md5_password(p, &user, &salt));
+                let salt = client
+                    .session_extensions()
+                    .get::<Md5Salt>()
+                    .map(|s| s.0)
+                    .unwrap_or_default();
+                let expected = self
+                    .password
+                    .as_deref()
+                    .map(|p| md5_password(p, &user, &salt));
                 if expected.as_deref() != Some(given.as_str()) {
-                    return Err(fatal("28P01", &format!("password authentication failed for user \"{user}\"")));
+                    return Err(fatal(
+                        "28P01",
+                        &format!("password authentication failed for user \"{user}\""),
+                    ));
                 }
                 self.start_session(client).await
             }
@@ -160,7 +187,10 @@ impl Backend {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let session = self.engine.open_session().map_err(|e| fatal(e.code, &e.message))?;
+        let session = self
+            .engine
+            .open_session()
+            .map_err(|e| fatal(e.code, &e.message))?;
         client.set_pid_and_secret_key(session.pid, SecretKey::I32(session.secret));
         debug!(pid = session.pid, "session started");
         client.session_extensions().insert(SessionSlot(session));
@@ -190,12 +220,23 @@ impl Backend {
                 Ok(Event::Columns(cols)) if transmit => {
                     let n = cols.len();
                     client
-                        .send(PgWireBackendMessage::CopyOutResponse(CopyOutResponse::new(0, n as i16, vec![0; n])))
+                        .send(PgWireBackendMessage::CopyOutResponse(CopyOutResponse::new(
+                            0,
+                            n as i16,
+                            vec![0; n],
+                        )))
                         .await?;
                 }
                 Ok(Event::Columns(cols)) => {
-                    let fields = cols.iter().map(|c| field_description(c, FieldFormat::Text)).collect();
-                    client.feed(PgWireBackendMessage::RowDescription(RowDescription::new(fields))).await?;
+                    let fields = cols
+                        .iter()
+                        .map(|c| field_description(c, FieldFormat::Text))
+                        .collect();
+                    client
+                        .feed(PgWireBackendMessage::RowDescription(RowDescription::new(
+                            fields,
+                        )))
+                        .await?;
                 }
                 Ok(Event::Rows(rows)) => {
                     for row in rows {
@@ -203,29 +244,54 @@ impl Backend {
                     }
                 }
                 Ok(Event::Copy(data)) => {
-                    client.feed(PgWireBackendMessage::CopyData(CopyData::new(data))).await?;
+                    client
+                        .feed(PgWireBackendMessage::CopyData(CopyData::new(data)))
+                        .await?;
                 }
                 Ok(Event::Done(done)) => {
                     if transmit {
-                        client.feed(PgWireBackendMessage::CopyDone(CopyDone::new())).await?;
+                        client
+                            .feed(PgWireBackendMessage::CopyDone(CopyDone::new()))
+                            .await?;
                     }
-                    client.feed(PgWireBackendMessage::CommandComplete(CommandComplete::new(done.tag))).await?;
+                    client
+                        .feed(PgWireBackendMessage::CommandComplete(CommandComplete::new(
+                            done.tag,
+                        )))
+                        .await?;
                     return Ok(Ok(done.in_transaction));
                 }
                 Err(failure) => return Ok(Err(failure)),
             }
         }
-        Ok(Err(Failure { error: QueryError::new("XX000", "query ended without a result"), in_transaction: false }))
+        Ok(Err(Failure {
+            error: QueryError::new("XX000", "query ended without a result"),
+            in_transaction: false,
+        }))
     }
 }
 
 fn field_description(c: &Column, format: FieldFormat) -> FieldDescription {
-    FieldDescription::new(c.name.clone(), 0, 0, c.ty.oid(), c.ty.typlen(), -1, format.value())
+    FieldDescription::new(
+        c.name.clone(),
+        0,
+        0,
+        c.ty.oid(),
+        c.ty.typlen(),
+        -1,
+        format.value(),
+    )
 }
 
 fn field_info(c: &Column, format: FieldFormat) -> FieldInfo {
-    FieldInfo::new(c.name.clone(), None, None, Type::from_oid(c.ty.oid()).unwrap_or(Type::TEXT), format)
-        .with_type_size(c.ty.typlen())
+    FieldInfo::new(
+        c.name.clone(),
+        None,
+        None,
+        Type::from_oid(c.ty.oid()).unwrap_or(Type::TEXT),
+        format,
+    )
+    .with_type_size(c.ty.typlen())
 }
 
 fn status(in_transaction: bool, failed: bool) -> TransactionStatus {
@@ -241,7 +307,13 @@ fn plan_for(sql: &str) -> Plan {
         Some(q) => (q, true),
         None => (sql, false),
     };
-    Plan { sql: body.to_owned(), params: Vec::new(), reply: classify(body), transmit, binary: Vec::new() }
+    Plan {
+        sql: body.to_owned(),
+        params: Vec::new(),
+        reply: classify(body),
+        transmit,
+        binary: Vec::new(),
+    }
 }
 
 #[async_trait]
@@ -258,14 +330,20 @@ impl SimpleQueryHandler for Backend {
         let statements = split_statements(&query.query);
         let mut tx_status = client.transaction_status();
         if statements.is_empty() {
-            client.feed(PgWireBackendMessage::EmptyQueryResponse(EmptyQueryResponse::new())).await?;
+            client
+                .feed(PgWireBackendMessage::EmptyQueryResponse(
+                    EmptyQueryResponse::new(),
+                ))
+                .await?;
         }
         for sql in statements {
             match self.respond(client, &session, plan_for(sql)).await? {
                 Ok(in_tx) => tx_status = status(in_tx, false),
                 Err(failure) => {
                     client
-                        .feed(PgWireBackendMessage::ErrorResponse(failure.error.into_info().into()))
+                        .feed(PgWireBackendMessage::ErrorResponse(
+                            failure.error.into_info().into(),
+                        ))
                         .await?;
                     tx_status = status(failure.in_transaction, true);
                     break;
@@ -304,35 +382,61 @@ pub struct StatementParser;
 impl QueryParser for StatementParser {
     type Statement = Prepared;
 
-    async fn parse_sql<C>(&self, client: &C, sql: &str, _types: &[Option<Type>]) -> PgWireResult<Option<Prepared>>
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<Prepared>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
         let statements = split_statements(sql);
         if statements.len() > 1 {
-            return Err(QueryError::new("42601", "cannot insert multiple commands into a prepared statement").into());
+            return Err(QueryError::new(
+                "42601",
+                "cannot insert multiple commands into a prepared statement",
+            )
+            .into());
         }
-        let Some(sql) = statements.first() else { return Ok(None) };
+        let Some(sql) = statements.first() else {
+            return Ok(None);
+        };
         let plan = plan_for(sql);
         let mut description = Description::default();
         if !plan.transmit {
             let session = session_of(client)?;
             let body = plan.sql.clone();
-            if let Ok(Some(d)) = tokio::task::spawn_blocking(move || session.describe(&body)).await {
+            if let Ok(Some(d)) = tokio::task::spawn_blocking(move || session.describe(&body)).await
+            {
                 description = d;
             }
         }
         if plan.reply != Reply::Rows || plan.transmit {
             description.columns.clear();
         }
-        Ok(Some(Prepared { sql: plan.sql, transmit: plan.transmit, reply: plan.reply, description }))
+        Ok(Some(Prepared {
+            sql: plan.sql,
+            transmit: plan.transmit,
+            reply: plan.reply,
+            description,
+        }))
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
-        Ok(stmt.description.params.iter().map(|t| Type::from_oid(t.oid()).unwrap_or(Type::TEXT)).collect())
+        Ok(stmt
+            .description
+            .params
+            .iter()
+            .map(|t| Type::from_oid(t.oid()).unwrap_or(Type::TEXT))
+            .collect())
     }
 
-    fn get_result_schema(&self, stmt: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+    fn get_result_schema(
+        &self,
+        stmt: &Prepared,
+        format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
         Ok(stmt
             .description
             .columns
@@ -357,7 +461,13 @@ fn portal_plan(portal: &Portal<Prepared>) -> Result<Plan, QueryError> {
         Format::Individual(codes) => codes.iter().map(|c| *c == 1).collect(),
     };
     let p = &stmt.statement;
-    Ok(Plan { sql: p.sql.clone(), params, reply: p.reply.clone(), transmit: p.transmit, binary })
+    Ok(Plan {
+        sql: p.sql.clone(),
+        params,
+        reply: p.reply.clone(),
+        transmit: p.transmit,
+        binary,
+    })
 }
 
 #[async_trait]
@@ -410,26 +520,46 @@ impl ExtendedQueryHandler for Backend {
         let inferred = self.parser.get_parameter_types(&target.statement)?;
         let params = (0..target.parameter_types.len().max(inferred.len()))
             .map(|i| {
-                target.parameter_types.get(i).cloned().flatten().filter(|t| *t != Type::UNKNOWN)
+                target
+                    .parameter_types
+                    .get(i)
+                    .cloned()
+                    .flatten()
+                    .filter(|t| *t != Type::UNKNOWN)
                     .or_else(|| inferred.get(i).cloned())
                     .unwrap_or(Type::TEXT)
             })
             .collect();
-        Ok(DescribeStatementResponse::new(params, self.parser.get_result_schema(&target.statement, None)?))
+        Ok(DescribeStatementResponse::new(
+            params,
+            self.parser.get_result_schema(&target.statement, None)?,
+        ))
     }
 
-    async fn do_describe_portal<C>(&self, _client: &mut C, target: &Portal<Prepared>) -> PgWireResult<DescribePortalResponse>
+    async fn do_describe_portal<C>(
+        &self,
+        _client: &mut C,
+        target: &Portal<Prepared>,
+    ) -> PgWireResult<DescribePortalResponse>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Prepared>,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let fields = self.parser.get_result_schema(&target.statement.statement, Some(&target.result_column_format))?;
+        let fields = self.parser.get_result_schema(
+            &target.statement.statement,
+            Some(&target.result_column_format),
+        )?;
         Ok(DescribePortalResponse::new(fields))
     }
 
-    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Prepared>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Prepared>,
@@ -446,12 +576,20 @@ impl ExtendedQueryHandler for Backend {
         let mut rx = query::execute(session, plan);
         match rx.recv().await {
             Some(Ok(Event::Columns(cols))) => {
-                let fields: Vec<FieldInfo> =
-                    cols.iter().enumerate().map(|(i, c)| field_info(c, format.format_for(i))).collect();
+                let fields: Vec<FieldInfo> = cols
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| field_info(c, format.format_for(i)))
+                    .collect();
                 let rows = stream::unfold(rx, |mut rx| async move {
                     match rx.recv().await {
-                        Some(Ok(Event::Rows(rows))) => Some((stream::iter(rows.into_iter().map(Ok)).boxed(), rx)),
-                        Some(Err(f)) => Some((stream::iter([Err::<DataRow, _>(f.error.into())]).boxed(), rx)),
+                        Some(Ok(Event::Rows(rows))) => {
+                            Some((stream::iter(rows.into_iter().map(Ok)).boxed(), rx))
+                        }
+                        Some(Err(f)) => Some((
+                            stream::iter([Err::<DataRow, _>(f.error.into())]).boxed(),
+                            rx,
+                        )),
                         _ => None,
                     }
                 })
@@ -467,7 +605,9 @@ impl ExtendedQueryHandler for Backend {
                 })
             }
             Some(Err(f)) => Err(f.error.into()),
-            Some(Ok(_)) | None => Err(QueryError::new("XX000", "query ended without a result").into()),
+            Some(Ok(_)) | None => {
+                Err(QueryError::new("XX000", "query ended without a result").into())
+            }
         }
     }
 }

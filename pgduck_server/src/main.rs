@@ -19,7 +19,9 @@ fn main() -> std::process::ExitCode {
     let config = config::Config::parse();
     let level = if config.debug { "debug" } else { "info" };
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("PGDUCK_LOG").unwrap_or_else(|_| EnvFilter::new(level)))
+        .with_env_filter(
+            EnvFilter::try_from_env("PGDUCK_LOG").unwrap_or_else(|_| EnvFilter::new(level)),
+        )
         .with_writer(std::io::stderr)
         .init();
     if let Err(e) = config.validate() {
@@ -30,7 +32,10 @@ fn main() -> std::process::ExitCode {
         println!("pgduck_server: parameters are valid");
         return std::process::ExitCode::SUCCESS;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("pgduck_server: cannot start the runtime: {e}");

@@ -32,10 +32,15 @@ pub fn decode_params(
                 .unwrap_or(Kind::Text.into());
             match v {
                 None => Ok(Value::Null),
-                Some(bytes) if formats.is_binary(i) => decode_binary(bytes, ty)
-                    .ok_or_else(|| QueryError::new("22P03", format!("invalid binary value for parameter ${}", i + 1))),
-                Some(bytes) => decode_text(bytes, ty)
-                    .ok_or_else(|| QueryError::new("22P02", format!("invalid value for parameter ${}", i + 1))),
+                Some(bytes) if formats.is_binary(i) => decode_binary(bytes, ty).ok_or_else(|| {
+                    QueryError::new(
+                        "22P03",
+                        format!("invalid binary value for parameter ${}", i + 1),
+                    )
+                }),
+                Some(bytes) => decode_text(bytes, ty).ok_or_else(|| {
+                    QueryError::new("22P02", format!("invalid value for parameter ${}", i + 1))
+                }),
             }
         })
         .collect()
@@ -57,7 +62,10 @@ fn decode_text(bytes: &[u8], ty: PgType) -> Option<Value> {
         Kind::Bytea => Value::Blob(match s.strip_prefix("\\x") {
             Some(hex) => (0..hex.len())
                 .step_by(2)
-                .map(|i| hex.get(i..i + 2).and_then(|p| u8::from_str_radix(p, 16).ok()))
+                .map(|i| {
+                    hex.get(i..i + 2)
+                        .and_then(|p| u8::from_str_radix(p, 16).ok())
+                })
                 .collect::<Option<Vec<u8>>>()?,
             None => bytes.to_vec(),
         }),
@@ -79,13 +87,19 @@ fn decode_binary(b: &[u8], ty: PgType) -> Option<Value> {
         (Kind::Float8, 8) => Value::Double(f64::from_be_bytes(b.try_into().ok()?)),
         (Kind::Text, _) => Value::Text(String::from_utf8(b.to_vec()).ok()?),
         // jsonb's binary form starts with a version byte.
-        (Kind::Json, _) => Value::Text(String::from_utf8(b.strip_prefix(&[1]).unwrap_or(b).to_vec()).ok()?),
+        (Kind::Json, _) => {
+            Value::Text(String::from_utf8(b.strip_prefix(&[1]).unwrap_or(b).to_vec()).ok()?)
+        }
         (Kind::Bytea, _) => Value::Blob(b.to_vec()),
         (Kind::Date, 4) => Value::Date32(i32::from_be_bytes(b.try_into().ok()?) + UNIX_TO_PG_DAYS),
         (Kind::Time, 8) => Value::Time64(TimeUnit::Microsecond, i64_at(b)?),
-        (Kind::Timestamp, 8) => Value::Timestamp(TimeUnit::Microsecond, i64_at(b)? + UNIX_TO_PG_MICROS),
+        (Kind::Timestamp, 8) => {
+            Value::Timestamp(TimeUnit::Microsecond, i64_at(b)? + UNIX_TO_PG_MICROS)
+        }
         // Sessions run in UTC, so DuckDB's TIMESTAMP → TIMESTAMPTZ cast keeps the instant.
-        (Kind::TimestampTz, 8) => Value::Timestamp(TimeUnit::Microsecond, i64_at(b)? + UNIX_TO_PG_MICROS),
+        (Kind::TimestampTz, 8) => {
+            Value::Timestamp(TimeUnit::Microsecond, i64_at(b)? + UNIX_TO_PG_MICROS)
+        }
         (Kind::Interval, 16) => Value::Interval {
             months: i32::from_be_bytes(b[12..16].try_into().ok()?),
             days: i32::from_be_bytes(b[8..12].try_into().ok()?),
@@ -94,7 +108,12 @@ fn decode_binary(b: &[u8], ty: PgType) -> Option<Value> {
         (Kind::Uuid, 16) => Value::Text(
             b.iter()
                 .enumerate()
-                .map(|(i, x)| format!("{}{x:02x}", if matches!(i, 4 | 6 | 8 | 10) { "-" } else { "" }))
+                .map(|(i, x)| {
+                    format!(
+                        "{}{x:02x}",
+                        if matches!(i, 4 | 6 | 8 | 10) { "-" } else { "" }
+                    )
+                })
                 .collect(),
         ),
         (Kind::Numeric, _) => Value::Text(numeric_text(b)?),
@@ -109,22 +128,40 @@ fn numeric_text(b: &[u8]) -> Option<String> {
     if sign == 0xC000 {
         return Some("NaN".into());
     }
-    let digits: Vec<i16> = (0..ndigits as usize).map(|i| word(8 + 2 * i)).collect::<Option<_>>()?;
+    let digits: Vec<i16> = (0..ndigits as usize)
+        .map(|i| word(8 + 2 * i))
+        .collect::<Option<_>>()?;
     let mut int = String::new();
     for w in 0..=weight.max(0) {
-        let d = if weight >= 0 { digits.get(w as usize).copied().unwrap_or(0) } else { 0 };
-        if int.is_empty() { int = d.to_string() } else { int.push_str(&format!("{d:04}")) }
+        let d = if weight >= 0 {
+            digits.get(w as usize).copied().unwrap_or(0)
+        } else {
+            0
+        };
+        if int.is_empty() {
+            int = d.to_string()
+        } else {
+            int.push_str(&format!("{d:04}"))
+        }
     }
     let mut frac = String::new();
     let mut idx = weight as i32 + 1;
     while frac.len() < dscale as usize {
-        let d = if idx >= 0 { digits.get(idx as usize).copied().unwrap_or(0) } else { 0 };
+        let d = if idx >= 0 {
+            digits.get(idx as usize).copied().unwrap_or(0)
+        } else {
+            0
+        };
         frac.push_str(&format!("{d:04}"));
         idx += 1;
     }
     frac.truncate(dscale as usize);
     let sign = if sign == 0x4000 { "-" } else { "" };
-    Some(if frac.is_empty() { format!("{sign}{int}") } else { format!("{sign}{int}.{frac}") })
+    Some(if frac.is_empty() {
+        format!("{sign}{int}")
+    } else {
+        format!("{sign}{int}.{frac}")
+    })
 }
 
 #[cfg(test)]
@@ -133,16 +170,31 @@ mod tests {
 
     #[test]
     fn numeric_binary_decodes() {
-        assert_eq!(numeric_text(&[0, 3, 0, 1, 0, 0, 0, 3, 0, 1, 0x09, 0x29, 0x1a, 0x7c]).unwrap(), "12345.678");
-        assert_eq!(numeric_text(&[0, 1, 0xff, 0xff, 0x40, 0, 0, 2, 0x01, 0xf4]).unwrap(), "-0.05");
+        assert_eq!(
+            numeric_text(&[0, 3, 0, 1, 0, 0, 0, 3, 0, 1, 0x09, 0x29, 0x1a, 0x7c]).unwrap(),
+            "12345.678"
+        );
+        assert_eq!(
+            numeric_text(&[0, 1, 0xff, 0xff, 0x40, 0, 0, 2, 0x01, 0xf4]).unwrap(),
+            "-0.05"
+        );
         assert_eq!(numeric_text(&[0, 0, 0, 0, 0, 0, 0, 0]).unwrap(), "0");
     }
 
     #[test]
     fn text_params_follow_declared_types() {
-        assert_eq!(decode_text(b"42", Kind::Int4.into()), Some(Value::BigInt(42)));
-        assert_eq!(decode_text(b"t", Kind::Bool.into()), Some(Value::Boolean(true)));
-        assert_eq!(decode_text(b"\\x0aff", Kind::Bytea.into()), Some(Value::Blob(vec![10, 255])));
+        assert_eq!(
+            decode_text(b"42", Kind::Int4.into()),
+            Some(Value::BigInt(42))
+        );
+        assert_eq!(
+            decode_text(b"t", Kind::Bool.into()),
+            Some(Value::Boolean(true))
+        );
+        assert_eq!(
+            decode_text(b"\\x0aff", Kind::Bytea.into()),
+            Some(Value::Blob(vec![10, 255]))
+        );
         assert_eq!(decode_text(b"x", Kind::Int4.into()), None);
     }
 

@@ -64,22 +64,33 @@ pub fn execute(session: Arc<Session>, plan: Plan) -> Receiver {
     tokio::task::spawn_blocking(move || {
         let outcome = session.run_statement(
             |conn| {
-                std::panic::catch_unwind(AssertUnwindSafe(|| run(conn, &plan, &tx))).unwrap_or_else(|panic| {
-                    let what = panic
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "unknown".into());
-                    Err(QueryError::new("XX000", format!("internal error while reading the result: {what}")))
-                })
+                std::panic::catch_unwind(AssertUnwindSafe(|| run(conn, &plan, &tx))).unwrap_or_else(
+                    |panic| {
+                        let what = panic
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_else(|| "unknown".into());
+                        Err(QueryError::new(
+                            "XX000",
+                            format!("internal error while reading the result: {what}"),
+                        ))
+                    },
+                )
             },
             Result::is_ok,
         );
         let in_transaction = session.track_transaction(&plan.reply, outcome.is_ok());
         let last = match outcome {
-            Ok(Some(tag)) => Ok(Event::Done(Completion { tag, in_transaction })),
+            Ok(Some(tag)) => Ok(Event::Done(Completion {
+                tag,
+                in_transaction,
+            })),
             Ok(None) => return, // the client went away
-            Err(error) => Err(Failure { error, in_transaction }),
+            Err(error) => Err(Failure {
+                error,
+                in_transaction,
+            }),
         };
         let _ = tx.blocking_send(last);
     });
@@ -105,7 +116,10 @@ fn run(conn: &duckdb::Connection, plan: &Plan, tx: &Sender) -> Result<Option<Str
                 if !col.is_empty() && !col.is_null(0) {
                     let mut s = Vec::new();
                     write_text(col.as_ref(), 0, &mut s);
-                    count += std::str::from_utf8(&s).ok().and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
+                    count += std::str::from_utf8(&s)
+                        .ok()
+                        .and_then(|s| s.parse::<i64>().ok())
+                        .unwrap_or(0);
                 }
             }
         }
@@ -121,7 +135,10 @@ fn run(conn: &duckdb::Connection, plan: &Plan, tx: &Sender) -> Result<Option<Str
     }
 
     let columns = Arc::new(result_columns(&stmt));
-    if tx.blocking_send(Ok(Event::Columns(columns.clone()))).is_err() {
+    if tx
+        .blocking_send(Ok(Event::Columns(columns.clone())))
+        .is_err()
+    {
         return Ok(None);
     }
     let binary = |i: usize| match plan.binary.len() {
@@ -135,7 +152,11 @@ fn run(conn: &duckdb::Connection, plan: &Plan, tx: &Sender) -> Result<Option<Str
         let batch = RecordBatch::from(&batch);
         let n = batch.num_rows();
         rows += n as u64;
-        let text: Vec<TextColumn> = batch.columns().iter().map(|c| TextColumn::new(c.as_ref())).collect();
+        let text: Vec<TextColumn> = batch
+            .columns()
+            .iter()
+            .map(|c| TextColumn::new(c.as_ref()))
+            .collect();
         let event = if plan.transmit {
             // One CopyData per DuckDB batch, as the original pgduck_server sends them.
             let mut out = Vec::with_capacity(n * 16 * text.len().max(1));
@@ -193,6 +214,9 @@ pub fn result_columns(stmt: &duckdb::Statement<'_>) -> Vec<Column> {
         .fields()
         .iter()
         .enumerate()
-        .map(|(i, f)| Column { name: f.name().clone(), ty: PgType::from_logical(&stmt.column_logical_type(i)) })
+        .map(|(i, f)| Column {
+            name: f.name().clone(),
+            ty: PgType::from_logical(&stmt.column_logical_type(i)),
+        })
         .collect()
 }

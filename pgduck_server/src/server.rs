@@ -45,7 +45,8 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     std::fs::set_permissions(&socket_path, std::fs::Permissions::from_mode(0o777))
         .map_err(|e| ServerError::io("setting socket permissions", e))?;
     let pid = std::process::id().to_string();
-    std::fs::write(&lock_path, &pid).map_err(|e| ServerError::io(format!("writing {}", lock_path.display()), e))?;
+    std::fs::write(&lock_path, &pid)
+        .map_err(|e| ServerError::io(format!("writing {}", lock_path.display()), e))?;
     if let Some(pidfile) = &config.pidfile {
         std::fs::write(pidfile, format!("{pid}\n"))
             .map_err(|e| ServerError::io(format!("writing --pidfile {}", pidfile.display()), e))?;
@@ -63,11 +64,17 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         None => None,
     };
     let local = Backend::new(engine.clone(), None, config.verbose);
-    let remote = Backend::new(engine.clone(), std::env::var(PASSWORD_ENV).ok(), config.verbose);
+    let remote = Backend::new(
+        engine.clone(),
+        std::env::var(PASSWORD_ENV).ok(),
+        config.verbose,
+    );
     info!(socket = %socket_path.display(), "pgduck_server ready");
 
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| ServerError::io("installing SIGTERM handler", e))?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| ServerError::io("installing SIGINT handler", e))?;
+    let mut sigterm = signal(SignalKind::terminate())
+        .map_err(|e| ServerError::io("installing SIGTERM handler", e))?;
+    let mut sigint = signal(SignalKind::interrupt())
+        .map_err(|e| ServerError::io("installing SIGINT handler", e))?;
     let mut clients = JoinSet::new();
     loop {
         tokio::select! {
@@ -132,11 +139,17 @@ async fn claim_socket(socket: &Path, lock: &Path) -> Result<(), ServerError> {
         return Ok(());
     }
     if tokio::net::UnixStream::connect(socket).await.is_ok() {
-        let pid = std::fs::read_to_string(lock).map(|s| s.trim().to_owned()).unwrap_or_else(|_| "unknown".into());
-        return Err(ServerError::AlreadyRunning { pid, socket: socket.display().to_string() });
+        let pid = std::fs::read_to_string(lock)
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|_| "unknown".into());
+        return Err(ServerError::AlreadyRunning {
+            pid,
+            socket: socket.display().to_string(),
+        });
     }
     warn!(socket = %socket.display(), "removing stale socket left by a server that is gone");
-    std::fs::remove_file(socket).map_err(|e| ServerError::io(format!("removing stale {}", socket.display()), e))?;
+    std::fs::remove_file(socket)
+        .map_err(|e| ServerError::io(format!("removing stale {}", socket.display()), e))?;
     let _ = std::fs::remove_file(lock);
     Ok(())
 }

@@ -12,7 +12,10 @@ pub fn split_statements(sql: &str) -> Vec<&str> {
         match b[i] {
             b'\'' | b'"' => i = skip_quoted(b, i, b[i]),
             b'-' if b.get(i + 1) == Some(&b'-') => {
-                i = b[i..].iter().position(|&c| c == b'\n').map_or(b.len(), |p| i + p + 1)
+                i = b[i..]
+                    .iter()
+                    .position(|&c| c == b'\n')
+                    .map_or(b.len(), |p| i + p + 1)
             }
             b'/' if b.get(i + 1) == Some(&b'*') => i = skip_block_comment(b, i),
             b'$' => i = skip_dollar_quoted(sql, i),
@@ -77,7 +80,8 @@ fn skip_dollar_quoted(sql: &str, open: usize) -> usize {
         .take_while(|c| c.is_ascii_alphanumeric() || *c == b'_')
         .count();
     let tag = &rest[..tag_len];
-    if rest.as_bytes().get(tag_len) != Some(&b'$') || tag.starts_with(|c: char| c.is_ascii_digit()) {
+    if rest.as_bytes().get(tag_len) != Some(&b'$') || tag.starts_with(|c: char| c.is_ascii_digit())
+    {
         return open + 1;
     }
     let delim = format!("${tag}$");
@@ -105,7 +109,8 @@ fn strip_leading_comments(mut s: &str) -> &str {
 pub fn strip_transmit(sql: &str) -> Option<&str> {
     let t = strip_leading_comments(sql);
     let (word, rest) = t.split_at(t.find(char::is_whitespace)?);
-    word.eq_ignore_ascii_case("TRANSMIT").then(|| rest.trim_start())
+    word.eq_ignore_ascii_case("TRANSMIT")
+        .then(|| rest.trim_start())
 }
 
 /// How a statement's outcome is reported to the client.
@@ -137,8 +142,8 @@ pub fn classify(sql: &str) -> Reply {
             let mut tag = vec![first.clone()];
             for w in words {
                 match w.as_str() {
-                    "OR" | "REPLACE" | "TEMP" | "TEMPORARY" | "PERSISTENT" | "UNIQUE" | "IF" | "NOT"
-                    | "EXISTS" => continue,
+                    "OR" | "REPLACE" | "TEMP" | "TEMPORARY" | "PERSISTENT" | "UNIQUE" | "IF"
+                    | "NOT" | "EXISTS" => continue,
                     _ => {
                         tag.push(w);
                         break;
@@ -166,7 +171,12 @@ mod tests {
         let sql = "select 'a;b'; select \"x;\" from t -- c;\n; /* ; */ select $$;$$; select $1;";
         assert_eq!(
             split_statements(sql),
-            vec!["select 'a;b'", "select \"x;\" from t -- c;", "/* ; */ select $$;$$", "select $1"]
+            vec![
+                "select 'a;b'",
+                "select \"x;\" from t -- c;",
+                "/* ; */ select $$;$$",
+                "select $1"
+            ]
         );
         assert!(split_statements(" ; ;-- only a comment").is_empty());
         assert_eq!(split_statements("select 'it''s;'"), vec!["select 'it''s;'"]);
@@ -183,11 +193,26 @@ mod tests {
     #[test]
     fn tags_follow_postgres() {
         assert_eq!(classify("select 1"), Reply::Rows);
-        assert_eq!(classify("insert into t values (1)"), Reply::Count("INSERT 0"));
-        assert_eq!(classify("insert into t values (1) returning *"), Reply::Rows);
-        assert_eq!(classify("create or replace temp table t (a int)"), Reply::Command("CREATE TABLE".into()));
-        assert_eq!(classify("drop table if exists t"), Reply::Command("DROP TABLE".into()));
-        assert_eq!(classify("begin transaction"), Reply::Command("BEGIN".into()));
+        assert_eq!(
+            classify("insert into t values (1)"),
+            Reply::Count("INSERT 0")
+        );
+        assert_eq!(
+            classify("insert into t values (1) returning *"),
+            Reply::Rows
+        );
+        assert_eq!(
+            classify("create or replace temp table t (a int)"),
+            Reply::Command("CREATE TABLE".into())
+        );
+        assert_eq!(
+            classify("drop table if exists t"),
+            Reply::Command("DROP TABLE".into())
+        );
+        assert_eq!(
+            classify("begin transaction"),
+            Reply::Command("BEGIN".into())
+        );
         assert_eq!(classify("set threads=2"), Reply::Command("SET".into()));
         assert_eq!(classify("-- x\nupdate t set a=1"), Reply::Count("UPDATE"));
     }

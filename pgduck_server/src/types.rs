@@ -54,7 +54,10 @@ pub struct PgType {
 
 impl Kind {
     fn row(self) -> &'static (Kind, u32, u32, i16) {
-        KINDS.iter().find(|r| r.0 == self).expect("every kind is listed")
+        KINDS
+            .iter()
+            .find(|r| r.0 == self)
+            .expect("every kind is listed")
     }
 
     pub fn oid(self) -> u32 {
@@ -64,28 +67,44 @@ impl Kind {
 
 impl From<Kind> for PgType {
     fn from(kind: Kind) -> Self {
-        PgType { kind, is_array: false }
+        PgType {
+            kind,
+            is_array: false,
+        }
     }
 }
 
 impl PgType {
     pub fn array_of(kind: Kind) -> Self {
-        PgType { kind, is_array: true }
+        PgType {
+            kind,
+            is_array: true,
+        }
     }
 
     pub fn oid(self) -> u32 {
         let row = self.kind.row();
-        if self.is_array { row.2 } else { row.1 }
+        if self.is_array {
+            row.2
+        } else {
+            row.1
+        }
     }
 
     pub fn typlen(self) -> i16 {
-        if self.is_array { -1 } else { self.kind.row().3 }
+        if self.is_array {
+            -1
+        } else {
+            self.kind.row().3
+        }
     }
 
     /// Maps a result column's DuckDB type. Structs, maps, unions, enums and
     /// other types without a Postgres counterpart are reported as text.
     pub fn from_logical(t: &LogicalTypeHandle) -> PgType {
-        if t.get_alias().is_some_and(|a| a.eq_ignore_ascii_case("json")) {
+        if t.get_alias()
+            .is_some_and(|a| a.eq_ignore_ascii_case("json"))
+        {
             return Kind::Json.into();
         }
         match t.raw_id() {
@@ -107,7 +126,9 @@ impl PgType {
         unsafe {
             let alias = ffi::duckdb_logical_type_get_alias(t);
             if !alias.is_null() {
-                let is_json = std::ffi::CStr::from_ptr(alias).to_bytes().eq_ignore_ascii_case(b"json");
+                let is_json = std::ffi::CStr::from_ptr(alias)
+                    .to_bytes()
+                    .eq_ignore_ascii_case(b"json");
                 ffi::duckdb_free(alias.cast());
                 if is_json {
                     return Kind::Json.into();
@@ -133,7 +154,9 @@ impl PgType {
             _ => {}
         }
         KINDS.iter().find_map(|&(kind, o, arr, _)| {
-            (o == oid).then_some(PgType::from(kind)).or((arr == oid).then_some(PgType::array_of(kind)))
+            (o == oid)
+                .then_some(PgType::from(kind))
+                .or((arr == oid).then_some(PgType::array_of(kind)))
         })
     }
 }
@@ -144,9 +167,9 @@ pub fn kind_from_type_id(id: u32) -> Kind {
     use duckdb::ffi::*;
     match id {
         DUCKDB_TYPE_DUCKDB_TYPE_BOOLEAN => Kind::Bool,
-        DUCKDB_TYPE_DUCKDB_TYPE_TINYINT | DUCKDB_TYPE_DUCKDB_TYPE_SMALLINT | DUCKDB_TYPE_DUCKDB_TYPE_UTINYINT => {
-            Kind::Int2
-        }
+        DUCKDB_TYPE_DUCKDB_TYPE_TINYINT
+        | DUCKDB_TYPE_DUCKDB_TYPE_SMALLINT
+        | DUCKDB_TYPE_DUCKDB_TYPE_UTINYINT => Kind::Int2,
         DUCKDB_TYPE_DUCKDB_TYPE_INTEGER | DUCKDB_TYPE_DUCKDB_TYPE_USMALLINT => Kind::Int4,
         DUCKDB_TYPE_DUCKDB_TYPE_BIGINT | DUCKDB_TYPE_DUCKDB_TYPE_UINTEGER => Kind::Int8,
         DUCKDB_TYPE_DUCKDB_TYPE_UBIGINT

@@ -36,7 +36,10 @@ struct Options {
 fn parse_options() -> Result<Options, String> {
     let cache = std::env::var("PG_LAKE_CACHE")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/pg_lake"));
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+                .join(".cache/pg_lake")
+        });
     let mut o = Options {
         data_dir: cache.join("appliance"),
         warehouse: None,
@@ -49,8 +52,13 @@ fn parse_options() -> Result<Options, String> {
         if flag == "--help" || flag == "-h" {
             return Err(USAGE.into());
         }
-        let value = args.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-        let port = |v: &str| v.parse::<u16>().map_err(|_| format!("{flag}: {v:?} is not a port number"));
+        let value = args
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        let port = |v: &str| {
+            v.parse::<u16>()
+                .map_err(|_| format!("{flag}: {v:?} is not a port number"))
+        };
         match flag.as_str() {
             "--data-dir" => o.data_dir = PathBuf::from(value),
             "--warehouse" => o.warehouse = Some(value),
@@ -87,7 +95,10 @@ struct Processes(Vec<(&'static str, Child)>);
 impl Processes {
     fn stop_all(&mut self) {
         while let Some((name, mut child)) = self.0.pop() {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
             let deadline = Instant::now() + Duration::from_secs(30);
             while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(50));
@@ -101,7 +112,9 @@ impl Processes {
     }
 
     fn exited(&mut self) -> Option<&'static str> {
-        self.0.iter_mut().find_map(|(n, c)| c.try_wait().ok().flatten().map(|_| *n))
+        self.0
+            .iter_mut()
+            .find_map(|(n, c)| c.try_wait().ok().flatten().map(|_| *n))
     }
 }
 
@@ -147,7 +160,9 @@ fn run(o: Options) -> Result<(), String> {
         ..Wiring::default()
     };
 
-    let pg_bin = PathBuf::from(std::env::var("PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into()));
+    let pg_bin = PathBuf::from(
+        std::env::var("PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into()),
+    );
     let as_root = is_root();
     if as_root {
         // Postgres refuses to run as root; everything it touches belongs to `postgres`.
@@ -163,7 +178,8 @@ fn run(o: Options) -> Result<(), String> {
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("installing signal handler: {e}"))?;
+        signal_hook::flag::register(sig, stop.clone())
+            .map_err(|e| format!("installing signal handler: {e}"))?;
     }
 
     let bin_dir = std::env::current_exe()
@@ -182,7 +198,9 @@ fn run(o: Options) -> Result<(), String> {
         .map_err(|e| format!("starting pgduck_server: {e}"))?;
     procs.0.push(("pgduck_server", pgduck));
     wait_until(&stop, Duration::from_secs(60), "pgduck_server", || {
-        run_dir.join(format!(".s.PGSQL.{}", wiring.pgduck_port)).exists()
+        run_dir
+            .join(format!(".s.PGSQL.{}", wiring.pgduck_port))
+            .exists()
     })?;
 
     let mut postgres = Command::new(pg_bin.join("postgres"));
@@ -195,17 +213,44 @@ fn run(o: Options) -> Result<(), String> {
     procs.0.push(("postgres", postgres));
     wait_until(&stop, Duration::from_secs(60), "postgres", || {
         Command::new(pg_bin.join("pg_isready"))
-            .args(["-q", "-U", "postgres", "-h", &wiring.socket_dir, "-p", &wiring.postgres_port.to_string()])
+            .args([
+                "-q",
+                "-U",
+                "postgres",
+                "-h",
+                &wiring.socket_dir,
+                "-p",
+                &wiring.postgres_port.to_string(),
+            ])
             .status()
             .is_ok_and(|s| s.success())
     })?;
     let psql = Command::new(pg_bin.join("psql"))
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", &wiring.socket_dir, "-p", &wiring.postgres_port.to_string()])
-        .args(["-U", "postgres", "-d", &wiring.database, "-c", "CREATE EXTENSION IF NOT EXISTS pg_lake CASCADE"])
+        .args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            &wiring.socket_dir,
+            "-p",
+            &wiring.postgres_port.to_string(),
+        ])
+        .args([
+            "-U",
+            "postgres",
+            "-d",
+            &wiring.database,
+            "-c",
+            "CREATE EXTENSION IF NOT EXISTS pg_lake CASCADE",
+        ])
         .output()
         .map_err(|e| format!("running psql: {e}"))?;
     if !psql.status.success() {
-        return Err(format!("CREATE EXTENSION pg_lake failed: {}", String::from_utf8_lossy(&psql.stderr).trim()));
+        return Err(format!(
+            "CREATE EXTENSION pg_lake failed: {}",
+            String::from_utf8_lossy(&psql.stderr).trim()
+        ));
     }
 
     let mut catalog_env = wiring.catalog_env("127.0.0.1", "postgres");
@@ -229,16 +274,28 @@ fn run(o: Options) -> Result<(), String> {
         std::net::TcpStream::connect(("127.0.0.1", wiring.catalog_port)).is_ok()
     })?;
 
-    println!("pg_lake is running. Stop it with Ctrl-C; data stays in {}.", dir.display());
+    println!(
+        "pg_lake is running. Stop it with Ctrl-C; data stays in {}.",
+        dir.display()
+    );
     println!();
-    println!("  psql \"postgres://postgres:{password}@127.0.0.1:{}/{}\"", wiring.postgres_port, wiring.database);
-    println!("  Iceberg REST catalog: {catalog_url}  (warehouse {})", wiring.object_store.warehouse);
+    println!(
+        "  psql \"postgres://postgres:{password}@127.0.0.1:{}/{}\"",
+        wiring.postgres_port, wiring.database
+    );
+    println!(
+        "  Iceberg REST catalog: {catalog_url}  (warehouse {})",
+        wiring.object_store.warehouse
+    );
     println!("  logs: {}", logs.display());
     std::io::stdout().flush().ok();
 
     while !stop.load(Ordering::Relaxed) {
         if let Some(name) = procs.exited() {
-            return Err(format!("{name} exited unexpectedly; see {}", logs.display()));
+            return Err(format!(
+                "{name} exited unexpectedly; see {}",
+                logs.display()
+            ));
         }
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -248,12 +305,20 @@ fn run(o: Options) -> Result<(), String> {
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
 }
 
 fn chown_postgres(p: &Path) -> Result<(), String> {
-    let ok = Command::new("chown").arg("postgres:postgres").arg(p).status().is_ok_and(|s| s.success());
-    ok.then_some(()).ok_or_else(|| format!("cannot hand {} to the postgres user", p.display()))
+    let ok = Command::new("chown")
+        .arg("postgres:postgres")
+        .arg(p)
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then_some(())
+        .ok_or_else(|| format!("cannot hand {} to the postgres user", p.display()))
 }
 
 fn as_postgres_user(cmd: Command, as_root: bool) -> Command {
@@ -261,13 +326,20 @@ fn as_postgres_user(cmd: Command, as_root: bool) -> Command {
         return cmd;
     }
     let mut wrapped = Command::new("runuser");
-    wrapped.args(["-u", "postgres", "--"]).arg(cmd.get_program()).args(cmd.get_args());
+    wrapped
+        .args(["-u", "postgres", "--"])
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
     wrapped
 }
 
 fn log_file(logs: &Path, name: &str) -> Result<fs::File, String> {
     let path = logs.join(name);
-    let f = fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o666));
     Ok(f)
 }
@@ -298,19 +370,32 @@ fn init_cluster(pg_bin: &Path, pgdata: &Path, dir: &Path, as_root: bool) -> Resu
     initdb
         .arg("-D")
         .arg(pgdata)
-        .args(["-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256", "--encoding=UTF8"])
+        .args([
+            "-U",
+            "postgres",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "--encoding=UTF8",
+        ])
         .arg(format!("--pwfile={}", pwfile.display()));
-    let out = as_postgres_user(initdb, as_root).output().map_err(|e| format!("running initdb: {e}"))?;
+    let out = as_postgres_user(initdb, as_root)
+        .output()
+        .map_err(|e| format!("running initdb: {e}"))?;
     let _ = fs::remove_file(&pwfile);
     if !out.status.success() {
-        return Err(format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        return Err(format!(
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
     }
     Ok(())
 }
 
 /// Writes the wiring's GUCs to `pg_lake.conf`, included from postgresql.conf.
 fn write_postgres_conf(pgdata: &Path, wiring: &Wiring) -> Result<(), String> {
-    let mut conf = String::from("# Written by pg_lake_local from pg_lake_common::wiring; rewritten at each start.\n");
+    let mut conf = String::from(
+        "# Written by pg_lake_local from pg_lake_common::wiring; rewritten at each start.\n",
+    );
     conf.push_str("listen_addresses = '127.0.0.1'\n");
     for guc in wiring.postgres_gucs() {
         conf.push_str(&format!("{guc}\n"));
@@ -320,19 +405,31 @@ fn write_postgres_conf(pgdata: &Path, wiring: &Wiring) -> Result<(), String> {
     let main = pgdata.join("postgresql.conf");
     let text = fs::read_to_string(&main).map_err(|e| format!("{}: {e}", main.display()))?;
     if !text.contains("include_if_exists = 'pg_lake.conf'") {
-        fs::write(&main, format!("{text}\ninclude_if_exists = 'pg_lake.conf'\n")).map_err(|e| e.to_string())?;
+        fs::write(
+            &main,
+            format!("{text}\ninclude_if_exists = 'pg_lake.conf'\n"),
+        )
+        .map_err(|e| e.to_string())?;
     }
     Ok(())
 }
 
-fn wait_until(stop: &AtomicBool, limit: Duration, what: &str, ready: impl Fn() -> bool) -> Result<(), String> {
+fn wait_until(
+    stop: &AtomicBool,
+    limit: Duration,
+    what: &str,
+    ready: impl Fn() -> bool,
+) -> Result<(), String> {
     let deadline = Instant::now() + limit;
     while !ready() {
         if stop.load(Ordering::Relaxed) {
             return Err(format!("interrupted while waiting for {what}"));
         }
         if Instant::now() > deadline {
-            return Err(format!("{what} did not become ready within {}s", limit.as_secs()));
+            return Err(format!(
+                "{what} did not become ready within {}s",
+                limit.as_secs()
+            ));
         }
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -6,7 +6,11 @@ use std::time::{Duration, Instant};
 
 /// A TCP port nobody listens on now (the socket name uses it too, and TCP tests bind it).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub struct Server {
@@ -31,11 +35,17 @@ impl Server {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let mut cmd = Command::new(binary());
-        cmd.arg("--unix_socket_directory").arg(&dir).arg("--port").arg(port.to_string());
+        cmd.arg("--unix_socket_directory")
+            .arg(&dir)
+            .arg("--port")
+            .arg(port.to_string());
         if let Ok(ext) = std::env::var("PG_LAKE_DUCKDB_EXTENSIONS") {
             cmd.arg("--extensions_dir").arg(ext);
         }
-        cmd.args(args).envs(env.iter().copied()).stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd.args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         let child = cmd.spawn().expect("spawn pgduck_server");
         let server = Server { dir, port, child };
         server.wait_ready();
@@ -49,19 +59,29 @@ impl Server {
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !self.socket().exists() {
-            assert!(Instant::now() < deadline, "pgduck_server did not create its socket");
+            assert!(
+                Instant::now() < deadline,
+                "pgduck_server did not create its socket"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     pub fn config(&self) -> tokio_postgres::Config {
         let mut c = tokio_postgres::Config::new();
-        c.host_path(&self.dir).port(self.port).user("test").dbname("test");
+        c.host_path(&self.dir)
+            .port(self.port)
+            .user("test")
+            .dbname("test");
         c
     }
 
     pub async fn connect(&self) -> tokio_postgres::Client {
-        let (client, conn) = self.config().connect(tokio_postgres::NoTls).await.expect("connect");
+        let (client, conn) = self
+            .config()
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("connect");
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -75,7 +95,11 @@ impl Server {
 }
 
 pub fn signal(pid: u32, sig: &str) {
-    Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().unwrap();
+    Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
 }
 
 pub fn exists(p: &Path) -> bool {
