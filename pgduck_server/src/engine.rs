@@ -244,6 +244,10 @@ impl Session {
         outcome
     }
 
+    pub fn in_transaction(&self) -> bool {
+        self.in_transaction.load(Ordering::SeqCst)
+    }
+
     /// Updates and returns whether a transaction is open after a statement ran.
     pub fn track_transaction(&self, reply: &Reply, succeeded: bool) -> bool {
         let open = match reply {

@@ -3,6 +3,7 @@
 //! this module decides what each message means for a DuckDB session.
 
 use std::fmt::Debug;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -12,11 +13,12 @@ use pgwire::api::auth::{
     DefaultServerParameterProvider, StartupHandler,
 };
 use pgwire::api::cancel::CancelHandler;
+use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{send_ready_for_query, ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{
-    DescribePortalResponse, DescribeStatementResponse, FieldFormat, FieldInfo, QueryResponse,
-    Response, Tag,
+    CopyResponse, DescribePortalResponse, DescribeStatementResponse, FieldFormat, FieldInfo,
+    QueryResponse, Response, Tag,
 };
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
@@ -25,7 +27,7 @@ use pgwire::api::{
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::cancel::CancelRequest;
-use pgwire::messages::copy::{CopyData, CopyDone, CopyOutResponse};
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail, CopyInResponse, CopyOutResponse};
 use pgwire::messages::data::{DataRow, FieldDescription, RowDescription};
 use pgwire::messages::extendedquery::Execute;
 use pgwire::messages::response::{CommandComplete, EmptyQueryResponse, TransactionStatus};
@@ -34,6 +36,7 @@ use pgwire::messages::startup::{Authentication, SecretKey};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tracing::{debug, info};
 
+use crate::copy_in::{self, CopyIn};
 use crate::engine::{Column, Description, Engine, Session};
 use crate::error::QueryError;
 use crate::params::decode_params;
@@ -44,15 +47,23 @@ use crate::sql::{classify, split_statements, strip_transmit, Reply};
 /// directory only the pod's containers share); TCP clients must give the password.
 pub struct Backend {
     engine: Arc<Engine>,
+    /// Where `COPY ... FROM STDIN` data is spooled before DuckDB loads it.
+    spool_dir: PathBuf,
     password: Option<String>,
     verbose: bool,
     parser: Arc<StatementParser>,
 }
 
 impl Backend {
-    pub fn new(engine: Arc<Engine>, password: Option<String>, verbose: bool) -> Arc<Self> {
+    pub fn new(
+        engine: Arc<Engine>,
+        spool_dir: PathBuf,
+        password: Option<String>,
+        verbose: bool,
+    ) -> Arc<Self> {
         Arc::new(Backend {
             engine,
+            spool_dir,
             password,
             verbose,
             parser: Arc::new(StatementParser),
@@ -73,12 +84,102 @@ impl PgWireServerHandlers for Backend {
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {
         Arc::new(self.clone_handle())
     }
+    fn copy_handler(&self) -> Arc<impl CopyHandler> {
+        Arc::new(self.clone_handle())
+    }
+}
+
+/// The `COPY ... FROM STDIN` a connection is receiving, if any.
+#[derive(Default)]
+struct CopyInSlot(std::sync::Mutex<Option<CopyIn>>);
+
+impl Backend {
+    /// Starts a `COPY ... FROM STDIN` if `sql` is one; the caller sends CopyInResponse.
+    fn start_copy_in<C: ClientInfo>(
+        &self,
+        client: &C,
+        sql: &str,
+    ) -> Option<Result<(), QueryError>> {
+        let (target, options) = copy_in::parse(sql)?;
+        Some(CopyIn::start(&self.spool_dir, target, options).map(|copy| {
+            let slot = client
+                .session_extensions()
+                .get_or_insert_with(CopyInSlot::default);
+            *slot.0.lock().expect("copy slot") = Some(copy);
+        }))
+    }
+
+    fn take_copy_in<C: ClientInfo>(client: &C) -> Option<CopyIn> {
+        client
+            .session_extensions()
+            .get::<CopyInSlot>()?
+            .0
+            .lock()
+            .ok()?
+            .take()
+    }
+}
+
+#[async_trait]
+impl CopyHandler for Backend {
+    async fn on_copy_data<C>(&self, client: &mut C, data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let slot = client.session_extensions().get::<CopyInSlot>();
+        let mut guard = slot.as_ref().and_then(|s| s.0.lock().ok());
+        match guard.as_mut().and_then(|g| g.as_mut()) {
+            Some(copy) => Ok(copy.write(&data.data)?),
+            None => Err(QueryError::new("08P01", "CopyData outside of COPY FROM STDIN").into()),
+        }
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let mut copy = Self::take_copy_in(client).ok_or_else(|| -> PgWireError {
+            QueryError::new("08P01", "CopyDone outside of COPY FROM STDIN").into()
+        })?;
+        let session = session_of(client)?;
+        let plan = Plan {
+            sql: copy.load_sql()?,
+            params: Vec::new(),
+            reply: Reply::Count("COPY"),
+            transmit: false,
+            binary: Vec::new(),
+        };
+        let outcome = self.respond(client, &session, plan).await?;
+        drop(copy); // the spool file goes once DuckDB has loaded it
+        match outcome {
+            Ok(in_tx) => {
+                client.set_transaction_status(status(in_tx, false));
+                Ok(())
+            }
+            Err(failure) => Err(failure.error.into()),
+        }
+    }
+
+    async fn on_copy_fail<C>(&self, client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        drop(Self::take_copy_in(client));
+        QueryError::new("57014", format!("COPY from stdin failed: {}", fail.message)).into()
+    }
 }
 
 impl Backend {
     fn clone_handle(&self) -> Backend {
         Backend {
             engine: self.engine.clone(),
+            spool_dir: self.spool_dir.clone(),
             password: self.password.clone(),
             verbose: self.verbose,
             parser: self.parser.clone(),
@@ -336,7 +437,44 @@ impl SimpleQueryHandler for Backend {
                 ))
                 .await?;
         }
-        for sql in statements {
+        let count = statements.len();
+        for (i, sql) in statements.into_iter().enumerate() {
+            if let Some(started) = self.start_copy_in(client, sql) {
+                match started {
+                    Ok(()) if i + 1 == count => {
+                        client.set_state(PgWireConnectionState::CopyInProgress(false));
+                        client
+                            .send(PgWireBackendMessage::CopyInResponse(CopyInResponse::new(
+                                0,
+                                0,
+                                Vec::new(),
+                            )))
+                            .await?;
+                        return Ok(());
+                    }
+                    Ok(()) => {
+                        drop(Self::take_copy_in(client));
+                        let error = QueryError::new(
+                            "0A000",
+                            "COPY FROM STDIN must be the last statement of a query",
+                        );
+                        client
+                            .feed(PgWireBackendMessage::ErrorResponse(
+                                error.into_info().into(),
+                            ))
+                            .await?;
+                    }
+                    Err(error) => {
+                        client
+                            .feed(PgWireBackendMessage::ErrorResponse(
+                                error.into_info().into(),
+                            ))
+                            .await?;
+                    }
+                }
+                tx_status = status(session.in_transaction(), true);
+                break;
+            }
             match self.respond(client, &session, plan_for(sql)).await? {
                 Ok(in_tx) => tx_status = status(in_tx, false),
                 Err(failure) => {
@@ -568,6 +706,10 @@ impl ExtendedQueryHandler for Backend {
     {
         let session = session_of(client)?;
         let plan = portal_plan(portal)?;
+        if let Some(started) = self.start_copy_in(client, &plan.sql) {
+            started?;
+            return Ok(Response::CopyIn(CopyResponse::new(0, 0, stream::empty())));
+        }
         if self.verbose {
             info!(pid = session.pid, sql = %plan.sql, "query (extended)");
         }

@@ -1,6 +1,7 @@
 //! pgduck_server: DuckDB behind the Postgres wire protocol.
 
 mod config;
+mod copy_in;
 mod credentials;
 mod encode;
 mod engine;

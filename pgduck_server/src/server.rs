@@ -63,9 +63,12 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         }
         None => None,
     };
-    let local = Backend::new(engine.clone(), None, config.verbose);
+    // COPY FROM STDIN data is spooled next to DuckDB's own spill files.
+    let spool_dir = config.cache_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let local = Backend::new(engine.clone(), spool_dir.clone(), None, config.verbose);
     let remote = Backend::new(
         engine.clone(),
+        spool_dir,
         std::env::var(PASSWORD_ENV).ok(),
         config.verbose,
     );

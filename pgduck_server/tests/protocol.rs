@@ -496,6 +496,67 @@ async fn transmit_streams_copy_out_text() {
 }
 
 #[tokio::test]
+async fn copy_from_stdin_loads_through_a_spool_file() {
+    let server = Server::start();
+    let client = server.connect().await;
+    client
+        .batch_execute("CREATE TABLE loaded (id INTEGER, name VARCHAR)")
+        .await
+        .unwrap();
+    let sink = client
+        .copy_in("COPY loaded FROM STDIN (FORMAT csv)")
+        .await
+        .unwrap();
+    futures::pin_mut!(sink);
+    for chunk in 0..10 {
+        let rows: String = (chunk * 1000..(chunk + 1) * 1000)
+            .map(|i| format!("{i},\"name {i}\"\n"))
+            .collect();
+        futures::SinkExt::send(&mut sink, bytes::Bytes::from(rows))
+            .await
+            .unwrap();
+    }
+    assert_eq!(sink.finish().await.unwrap(), 10_000);
+    let rows = client
+        .simple_query("SELECT count(*), max(name) FROM loaded")
+        .await
+        .unwrap();
+    assert_eq!(
+        simple_rows(&rows),
+        vec![vec![Some("10000".into()), Some("name 9999".into())]]
+    );
+    // Bad data fails the COPY, loads nothing, and the session goes on.
+    let sink = client
+        .copy_in("COPY loaded FROM STDIN (FORMAT csv)")
+        .await
+        .unwrap();
+    futures::pin_mut!(sink);
+    futures::SinkExt::send(
+        &mut sink,
+        bytes::Bytes::from_static(b"1,ok\nnot-a-number,x\n"),
+    )
+    .await
+    .unwrap();
+    assert!(sink.finish().await.is_err());
+    let rows = client
+        .simple_query("SELECT count(*) FROM loaded")
+        .await
+        .unwrap();
+    assert_eq!(simple_rows(&rows), vec![vec![Some("10000".into())]]);
+    // Nothing is left in the spool directory.
+    let spooled: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("copy-in-{}-", server.child.id()))
+        })
+        .collect();
+    assert!(spooled.is_empty(), "spool files left behind: {spooled:?}");
+}
+
+#[tokio::test]
 async fn cancel_interrupts_a_long_query() {
     let server = Server::start();
     let client = server.connect().await;

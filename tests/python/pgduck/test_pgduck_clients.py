@@ -148,3 +148,15 @@ def test_local_paths_round_trip(conn, workdir):
     path = workdir / "local-out.parquet"
     conn.execute(f"COPY (SELECT 42 AS answer) TO '{path}'")
     assert conn.execute(f"SELECT answer FROM '{path}'").fetchone() == (42,)
+
+
+def test_copy_from_stdin_with_psycopg(conn):
+    conn.execute("CREATE TABLE copied (id INTEGER, label VARCHAR)")
+    with conn.cursor().copy("COPY copied FROM STDIN (FORMAT csv)") as copy:
+        for i in range(5000):
+            copy.write(f"{i},label {i}\n")
+    assert conn.execute("SELECT count(*), min(label) FROM copied").fetchone() == (5000, "label 0")
+    with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+        with conn.cursor().copy("COPY copied FROM STDIN (FORMAT csv)") as copy:
+            copy.write("x,y\n")
+    assert conn.execute("SELECT count(*) FROM copied").fetchone() == (5000,)
