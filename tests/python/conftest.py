@@ -10,7 +10,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from lake_testing import free_port, tcp_open, wait_for
+from lake_testing import free_port, tcp_open, unix_open, wait_for
 
 CACHE = Path(os.environ.get("PG_LAKE_CACHE", Path.home() / ".cache/pg_lake"))
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", CACHE / "target"))
@@ -63,7 +63,7 @@ class PgduckServer:
             stdout=open(self.log, "wb"), stderr=subprocess.STDOUT, env={**os.environ, **env},
         )
         sock = self.dir / f".s.PGSQL.{self.port}"
-        wait_for(lambda: sock.exists() or self.proc.poll() is not None, "pgduck_server")
+        wait_for(lambda: unix_open(sock) or self.proc.poll() is not None, "pgduck_server")
         if self.proc.poll() is not None:
             raise RuntimeError(self.log.read_text())
         self.conninfo = f"host={self.dir} port={self.port} user=test dbname=duck"

@@ -32,6 +32,19 @@ def tcp_open(port: int) -> bool:
         return False
 
 
+def unix_open(path) -> bool:
+    """True once a server accepts on this unix socket (the file exists a moment before listen())."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.settimeout(0.2)
+        s.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
 def as_postgres(cmd: list) -> list:
     """initdb refuses to run as root: run Postgres binaries as the postgres user."""
     return ["runuser", "-u", "postgres", "--", *map(str, cmd)] if os.geteuid() == 0 else list(map(str, cmd))

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// A TCP port nobody listens on now (the socket name uses it too, and TCP tests bind it).
@@ -30,8 +31,14 @@ impl Server {
 
     /// Starts the server with extra flags and environment, and waits for its socket.
     pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Server {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
         let port = free_port();
-        let dir = std::env::temp_dir().join(format!("pgduck-test-{}-{port}", std::process::id()));
+        // The counter keeps directories apart even if two tests draw the same free port.
+        let dir = std::env::temp_dir().join(format!(
+            "pgduck-test-{}-{}-{port}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let mut cmd = Command::new(binary());
@@ -56,12 +63,15 @@ impl Server {
         self.dir.join(format!(".s.PGSQL.{}", self.port))
     }
 
+    /// Waits until the socket accepts connections: the file appears at bind(), a moment
+    /// before listen(), so its existence alone is not readiness.
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.socket().exists() {
+        while std::os::unix::net::UnixStream::connect(self.socket()).is_err() {
             assert!(
                 Instant::now() < deadline,
-                "pgduck_server did not create its socket"
+                "pgduck_server did not accept connections on {}",
+                self.socket().display()
             );
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 import yaml
 
-from lake_testing import PG_BIN, as_postgres, free_port
+from lake_testing import PG_BIN, as_postgres, free_port, unix_open
 from lake_operator_support import (  # noqa: F401 (fixtures)
     DUCKDB_EXTENSIONS,
     EXAMPLES,
@@ -118,12 +118,13 @@ def test_rendered_pod_runs_and_the_extension_job_installs_pg_lake(operator_bin, 
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         procs.append(postgres)
         socket_dir = env["PGHOST"]
-        wait_for(lambda: Path(socket_dir, f".s.PGSQL.{port}").exists(), "Postgres' socket", postgres)
-        wait_for(lambda: Path(socket_dir, ".s.PGSQL.5332").exists(), "pgduck_server's socket", pgduck)
+        wait_for(lambda: unix_open(Path(socket_dir, f".s.PGSQL.{port}")), "Postgres' socket", postgres)
+        wait_for(lambda: unix_open(Path(socket_dir, ".s.PGSQL.5332")), "pgduck_server's socket", pgduck)
 
         # The readiness probe, as rendered (port aside).
         probe = pod.local(pod.postgres["readinessProbe"]["exec"]["command"][2]).replace("-p 5432", f"-p {port}")
-        subprocess.run(["sh", "-c", probe], check=True, env=env)
+        # Postgres accepts on its socket while still starting up, as kubelet's retries allow for.
+        wait_for(lambda: subprocess.run(["sh", "-c", probe], env=env).returncode == 0, "readiness probe", postgres)
 
         # The extension Job: its psql command and environment, twice (it must be idempotent).
         job = pod.of_kind("Job")["spec"]["template"]["spec"]["containers"][0]
