@@ -15,18 +15,15 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio::runtime::Runtime;
-use tokio_postgres::types::Type;
-use tokio_postgres::{Client, CopyOutStream, NoTls, SimpleQueryMessage};
+use tokio_postgres::{Client, CopyInSink, CopyOutStream, NoTls, SimpleQueryMessage};
 
 use crate::error::{interrupt_pending, Error, Result};
 use crate::guc;
 
 /// How often a wait looks at Postgres' interrupt flags.
 const INTERRUPT_POLL: Duration = Duration::from_millis(50);
-/// Scheduler turns given to the connection task to write a pipelined request out.
-const FLUSH_YIELDS: usize = 8;
 /// How long a cancelled query may take to wind down before its connection is dropped.
 const CANCEL_GRACE: Duration = Duration::from_secs(5);
 
@@ -180,15 +177,6 @@ impl Connection {
         self.settle(outcome)
     }
 
-    /// Starts a pipeline of `sql` statements whose only parameter, `$1`, is `text`.
-    pub fn pipeline(&mut self, sql: &str) -> Pipeline<'_> {
-        Pipeline {
-            conn: self,
-            sql: Arc::from(sql),
-            inflight: None,
-        }
-    }
-
     /// Starts `TRANSMIT <query>`: the result streams back as COPY text rows.
     pub fn transmit(mut self, query: &str) -> Result<RowStream> {
         let sql = format!("TRANSMIT {query}");
@@ -291,53 +279,53 @@ impl Drop for RowStream {
     }
 }
 
-/// A request whose response has not been read yet.
-type Inflight = Pin<Box<dyn Future<Output = Result<u64, tokio_postgres::Error>>>>;
-
-/// Statements with one bulk `text` parameter, each bound rather than inlined as a SQL
-/// literal DuckDB would have to parse. One request stays in flight: DuckDB works on a
-/// batch while Postgres produces the next.
-pub struct Pipeline<'c> {
-    conn: &'c mut Connection,
-    sql: Arc<str>,
-    inflight: Option<Inflight>,
+/// `COPY ... FROM STDIN` in progress on a connection: data goes out as it is sent, and
+/// [`CopyIn::finish`] ends it and hands the connection back for the next statement.
+pub struct CopyIn {
+    conn: Connection,
+    sink: Pin<Box<CopyInSink<Bytes>>>,
+    finished: bool,
 }
 
-impl Pipeline<'_> {
-    /// Waits for the previous batch, then hands this one to pgduck_server.
-    pub fn send(&mut self, text: String) -> Result<()> {
-        self.wait()?;
-        let client = Arc::clone(
-            self.conn
-                .client
-                .as_ref()
-                .expect("a live connection always holds its client"),
-        );
-        let sql = Arc::clone(&self.sql);
-        let mut request: Inflight =
-            Box::pin(async move { client.execute_typed(&sql, &[(&text, Type::TEXT)]).await });
-        // Poll once to queue the request, then let the connection task write it out;
-        // the response is read by the next `wait`.
-        runtime().block_on(async {
-            std::future::poll_fn(|cx| {
-                let _ = request.as_mut().poll(cx);
-                std::task::Poll::Ready(())
-            })
-            .await;
-            for _ in 0..FLUSH_YIELDS {
-                tokio::task::yield_now().await;
-            }
-        });
-        self.inflight = Some(request);
-        Ok(())
+impl Connection {
+    /// Starts `sql`, a `COPY ... FROM STDIN`, on this connection.
+    pub fn copy_in(mut self, sql: &str) -> Result<CopyIn> {
+        let outcome = block_on_interruptible(self.client().copy_in::<_, Bytes>(sql));
+        let sink = self.settle(outcome)?;
+        Ok(CopyIn {
+            conn: self,
+            sink: Box::pin(sink),
+            finished: false,
+        })
+    }
+}
+
+impl CopyIn {
+    /// Sends one chunk of COPY data, waiting while the socket is full.
+    pub fn send(&mut self, data: Bytes) -> Result<()> {
+        let outcome = block_on_interruptible(self.sink.as_mut().send(data));
+        self.conn.settle(outcome)
     }
 
-    /// Waits for the batch in flight, if any.
-    pub fn wait(&mut self) -> Result<()> {
-        if let Some(request) = self.inflight.take() {
-            let outcome = block_on_interruptible(request);
-            self.conn.settle(outcome)?;
+    /// Ends the copy; returns the connection and the number of rows the server loaded.
+    pub fn finish(mut self) -> Result<(Connection, u64)> {
+        let outcome = block_on_interruptible(self.sink.as_mut().finish());
+        self.finished = true;
+        let rows = self.conn.settle(outcome)?;
+        let conn = Connection {
+            conninfo: std::mem::take(&mut self.conn.conninfo),
+            client: self.conn.client.take(),
+        };
+        Ok((conn, rows))
+    }
+}
+
+impl Drop for CopyIn {
+    fn drop(&mut self) {
+        // An unfinished copy (an error while producing rows) is aborted with its
+        // connection, which is never reused.
+        if !self.finished {
+            self.conn.client = None;
         }
-        Ok(())
     }
 }

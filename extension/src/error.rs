@@ -26,6 +26,10 @@ pub enum Error {
     #[error("pgduck_server sent a malformed row: {0}")]
     Protocol(String),
 
+    /// A broken invariant between Postgres and pgduck_server (a bug, not bad input).
+    #[error("{0}")]
+    Internal(String),
+
     /// Postgres has a cancel or terminate pending; the remote query was cancelled.
     #[error("canceling statement due to user request")]
     Interrupted,
@@ -105,7 +109,7 @@ impl Error {
             Error::ColumnMismatch(_) => ERRCODE_UNDEFINED_COLUMN,
             Error::FeatureNotSupported(_) => ERRCODE_FEATURE_NOT_SUPPORTED,
             Error::FileNotFound(_) => ERRCODE_UNDEFINED_FILE,
-            Error::Spi(_) => ERRCODE_INTERNAL_ERROR,
+            Error::Spi(_) | Error::Internal(_) => ERRCODE_INTERNAL_ERROR,
         }
     }
 

@@ -1,8 +1,8 @@
 //! `COPY ... TO` and `COPY ... FROM` lake URLs (s3://, gs://, and local Parquet/JSON or
 //! compressed files), run by DuckDB in pgduck_server.
 //!
-//! TO: Postgres runs the query; its rows, rendered as text, go to pgduck_server in JSON
-//! batches into a temporary table, and DuckDB writes the file from there.
+//! TO: Postgres runs the query; its rows, rendered as text, stream to pgduck_server as
+//! CSV (`COPY ... FROM STDIN`) into a temporary table, and DuckDB writes the file from there.
 //! FROM: DuckDB reads the file and streams it back as COPY text, which Postgres' own
 //! COPY FROM machinery loads, so constraints, triggers and errors behave as for any COPY,
 //! and a bad row aborts the whole statement with nothing loaded.
@@ -13,6 +13,7 @@ use bytes::{Buf, Bytes};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use super::csv_sink;
 use crate::access::{check, Access};
 use crate::engine::{Connection, RowStream};
 use crate::error::{Error, OrReport, Result};
@@ -22,11 +23,6 @@ use crate::pgutil::{
 use crate::source::{quote_ident, quote_literal, Format, LakeFiles, OptionContext};
 use crate::types::{PgShape, Transfer};
 
-/// Rows fetched from the COPY TO query at a time.
-const FETCH_ROWS: i64 = 10_000;
-/// Bytes of rows sent to pgduck_server per statement on COPY TO: small enough to sit in
-/// the socket buffer, so DuckDB can take it in while Postgres produces the next batch.
-const BATCH_BYTES: usize = 128 * 1024;
 /// The DuckDB table COPY TO stages rows in (one per connection, replaced each time).
 const STAGING: &str = "pg_lake_copy_staging";
 
@@ -152,7 +148,7 @@ unsafe fn copy_to(
         .map(|(c, n)| c.transfer.pg_expr(&format!("q.{n}")))
         .collect();
     let pg_sql = format!(
-        "SELECT json_build_array({})::text FROM ({query_sql}) AS q({})",
+        "SELECT {} FROM ({query_sql}) AS q({})",
         pg_exprs.join(", "),
         names.join(", ")
     );
@@ -164,11 +160,14 @@ unsafe fn copy_to(
         staging_cols.join(", ")
     ))
     .or_report();
-
-    let rows = with_transmission_modes(Transmission::Execute, || {
-        stage_rows(&mut conn, &pg_sql, names.len())
-    })
-    .or_report();
+    let sink = conn
+        .copy_in(&format!(
+            "COPY {STAGING} FROM STDIN ({})",
+            csv_sink::DUCKDB_OPTIONS
+        ))
+        .or_report();
+    let (mut conn, rows) =
+        with_transmission_modes(Transmission::Execute, || csv_sink::run(&pg_sql, sink)).or_report();
 
     let duck_exprs: Vec<String> = columns
         .iter()
@@ -183,45 +182,6 @@ unsafe fn copy_to(
     );
     conn.execute(&copy).or_report();
     rows
-}
-
-/// Runs `pg_sql` (one JSON array of text values per row) through a cursor and inserts
-/// its rows into the staging table in batches of about [`BATCH_BYTES`]. Returns the row count.
-fn stage_rows(conn: &mut Connection, pg_sql: &str, ncols: usize) -> Result<u64> {
-    let picks: Vec<String> = (1..=ncols).map(|i| format!("r[{i}]")).collect();
-    let insert = format!(
-        "INSERT INTO {STAGING} SELECT {} FROM (SELECT unnest(CAST(CAST($1 AS JSON) AS VARCHAR[][])) AS r)",
-        picks.join(", ")
-    );
-    let mut pipeline = conn.pipeline(&insert);
-    Spi::connect(|client| {
-        let mut cursor = client.open_cursor(pg_sql, &[]);
-        let mut total = 0u64;
-        let mut batch = String::from("[");
-        loop {
-            let table = cursor.fetch(FETCH_ROWS)?;
-            if table.is_empty() {
-                break;
-            }
-            for row in table {
-                if batch.len() > 1 {
-                    batch.push(',');
-                }
-                batch.push_str(&row.get::<String>(1)?.unwrap_or_default());
-                total += 1;
-                if batch.len() >= BATCH_BYTES {
-                    batch.push(']');
-                    pipeline.send(std::mem::replace(&mut batch, String::from("[")))?;
-                }
-            }
-        }
-        if batch.len() > 1 {
-            batch.push(']');
-            pipeline.send(batch)?;
-        }
-        pipeline.wait()?;
-        Ok(total)
-    })
 }
 
 /// The SQL text of what COPY TO reads, and its output columns.

@@ -2,6 +2,7 @@
 //! inference for `CREATE FOREIGN TABLE t () SERVER pg_lake`.
 
 mod copy;
+mod csv_sink;
 mod infer;
 
 use pgrx::pg_sys;

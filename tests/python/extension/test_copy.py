@@ -48,6 +48,21 @@ def test_copy_query_and_lake_table_to(source, duck, s3url):
     assert duck.execute(f"DESCRIBE SELECT * FROM '{s3url}/cols.parquet'").fetchall()[0][0] == "val"
 
 
+def test_copy_to_keeps_awkward_text_exact(db, duck, s3url):
+    """Rows travel to DuckDB as CSV: separators, quotes, line breaks, empty strings, the
+    text \\N and values larger than DuckDB's default line limit come out unchanged."""
+    values = ["plain", "", None, "a,b", 'say "hi"', '"', "two\nlines\r\n", "\\N", "tab\there",
+              "ünïcødé ✓", "x" * (3 * 1024 * 1024)]
+    db.execute("CREATE TABLE awkward (id int, t text, arr text[])")
+    with db.cursor() as cur:
+        for i, v in enumerate(values):
+            cur.execute("INSERT INTO awkward VALUES (%s, %s, %s)", (i, v, None if v is None else [v, None, ""]))
+    url = f"{s3url}/awkward.parquet"
+    assert db.execute(f"COPY awkward TO '{url}'").rowcount == len(values)
+    got = duck.execute(f"SELECT id, t, arr FROM '{url}' ORDER BY id").fetchall()
+    assert got == [(i, v, None if v is None else [v, None, ""]) for i, v in enumerate(values)]
+
+
 def test_csv_options_on_copy_to(source, duck, s3url):
     url = f"{s3url}/opts.csv"
     source.execute(f"""COPY (SELECT id, CASE WHEN id = 1 THEN NULL ELSE val END AS val FROM src WHERE id <= 3 ORDER BY id)
