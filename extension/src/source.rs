@@ -119,13 +119,13 @@ impl OptionContext {
     fn valid(self) -> &'static str {
         match self {
             OptionContext::ForeignTable => {
-                "path, format, compression, header, delimiter, quote, escape, null, filename"
+                "path, format, compression, header, delimiter, quote, escape, null, null_padding, filename"
             }
             OptionContext::CopyTo => {
                 "format, compression, header, delimiter, quote, escape, null, force_quote"
             }
             OptionContext::CopyFrom => {
-                "format, compression, header, delimiter, quote, escape, null"
+                "format, compression, header, delimiter, quote, escape, null, null_padding"
             }
         }
     }
@@ -142,9 +142,11 @@ impl OptionContext {
         ];
         COMMON.contains(&option)
             || match self {
-                OptionContext::ForeignTable => matches!(option, "path" | "filename"),
+                OptionContext::ForeignTable => {
+                    matches!(option, "path" | "filename" | "null_padding")
+                }
                 OptionContext::CopyTo => option == "force_quote",
-                OptionContext::CopyFrom => false,
+                OptionContext::CopyFrom => option == "null_padding",
             }
     }
 }
@@ -157,6 +159,8 @@ pub struct CsvOptions {
     pub quote: Option<char>,
     pub escape: Option<char>,
     pub null: Option<String>,
+    /// Reading: a line with fewer fields than columns gets NULLs for the missing ones.
+    pub null_padding: Option<bool>,
     /// Columns always quoted on COPY TO; `Some(vec![])` means all (`force_quote *`).
     pub force_quote: Option<Vec<String>>,
 }
@@ -205,6 +209,7 @@ impl LakeFiles {
                 "quote" => csv.quote = Some(single_byte_char("quote", value)?),
                 "escape" => csv.escape = Some(single_byte_char("escape", value)?),
                 "null" => csv.null = Some(value.clone()),
+                "null_padding" => csv.null_padding = Some(parse_bool("null_padding", value)?),
                 "force_quote" => {
                     csv.force_quote = Some(if value == "*" {
                         Vec::new()
@@ -278,6 +283,9 @@ impl LakeFiles {
                 push_char(&mut args, "escape", csv.escape);
                 if let Some(null) = &csv.null {
                     args.push(format!("nullstr = {}", quote_literal(null)));
+                }
+                if let Some(padding) = csv.null_padding {
+                    args.push(format!("null_padding = {padding}"));
                 }
                 if let (Some(names), Some(false)) = (names, csv.header) {
                     let list: Vec<String> = names.iter().map(|n| quote_literal(n)).collect();

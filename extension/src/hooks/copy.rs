@@ -84,11 +84,12 @@ fn is_lake_copy(url: &str, options: &[(String, String)]) -> bool {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.to_ascii_lowercase())
     };
+    // Options Postgres' own COPY does not have.
+    if option("compression").is_some() || option("null_padding").is_some() {
+        return true;
+    }
     if let Some(format) = option("format") {
         return matches!(format.as_str(), "parquet" | "json");
-    }
-    if option("compression").is_some() {
-        return true;
     }
     LakeFiles::from_options(Some(url), &[], OptionContext::CopyFrom)
         .is_ok_and(|f| f.format != Format::Csv || f.compression.is_some())

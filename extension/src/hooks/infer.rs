@@ -24,11 +24,11 @@ pub unsafe fn wants_inference(stmt: *mut pg_sys::CreateForeignTableStmt) -> bool
     }
 }
 
-/// Adds a ColumnDef per file column to `stmt`.
+/// Adds a ColumnDef per file column to `stmt`; returns the composite types it created.
 ///
 /// # Safety
 /// `stmt` must be a valid, writable CreateForeignTableStmt for which `wants_inference` holds.
-pub unsafe fn fill_columns(stmt: *mut pg_sys::CreateForeignTableStmt) {
+pub unsafe fn fill_columns(stmt: *mut pg_sys::CreateForeignTableStmt) -> Vec<String> {
     // SAFETY: guaranteed by the caller; new nodes are palloc'd in the statement's context.
     unsafe {
         let options = def_elems((*stmt).options);
@@ -44,25 +44,82 @@ pub unsafe fn fill_columns(stmt: *mut pg_sys::CreateForeignTableStmt) {
             columns.insert(0, ("_filename".into(), "VARCHAR".into()));
         }
         let mut elts: *mut pg_sys::List = std::ptr::null_mut();
+        let mut created = Vec::new();
         for (name, duckdb_type) in columns {
             let pg = pg_type_for_duckdb(&duckdb_type)
                 .ok_or_else(|| unsupported_duckdb(&name, &files.url, &duckdb_type))
                 .or_report();
-            let type_sql = type_sql(&pg, schema.as_deref(), &format!("{table}_{name}")).or_report();
+            let type_sql = type_sql(
+                &pg,
+                schema.as_deref(),
+                &format!("{table}_{name}"),
+                &mut created,
+            )
+            .or_report();
             let def =
                 pg_sys::makeColumnDef(pstrdup(&name), pg_sys::InvalidOid, -1, pg_sys::InvalidOid);
             (*def).typeName = type_name(&type_sql);
             elts = pg_sys::lappend(elts, def.cast());
         }
         (*stmt).base.tableElts = elts;
+        created
+    }
+}
+
+/// Makes the composite types inferred for a new table depend on it, so that dropping the
+/// table drops them too (as a serial column's sequence goes with its table).
+///
+/// # Safety
+/// `stmt` must be the CreateForeignTableStmt that was just executed.
+pub unsafe fn tie_types_to_table(stmt: *mut pg_sys::CreateForeignTableStmt, types: &[String]) {
+    // SAFETY: catalog lookups and dependency records on the backend thread, inside the
+    // transaction that created the table and the types.
+    unsafe {
+        let relid = pg_sys::RangeVarGetRelidExtended(
+            (*stmt).base.relation,
+            pg_sys::NoLock as i32,
+            0,
+            None,
+            std::ptr::null_mut(),
+        );
+        let table = pg_sys::ObjectAddress {
+            classId: pg_sys::RelationRelationId,
+            objectId: relid,
+            objectSubId: 0,
+        };
+        for qualified in types {
+            let mut typmod = -1;
+            let mut typid = pg_sys::InvalidOid;
+            #[cfg(feature = "pg15")]
+            pg_sys::parseTypeString(pstrdup(qualified), &mut typid, &mut typmod, false);
+            #[cfg(any(feature = "pg16", feature = "pg17"))]
+            pg_sys::parseTypeString(
+                pstrdup(qualified),
+                &mut typid,
+                &mut typmod,
+                std::ptr::null_mut(),
+            );
+            let ty = pg_sys::ObjectAddress {
+                classId: pg_sys::TypeRelationId,
+                objectId: typid,
+                objectSubId: 0,
+            };
+            pg_sys::recordDependencyOn(&ty, &table, pg_sys::DependencyType::DEPENDENCY_AUTO);
+        }
+        pg_sys::CommandCounterIncrement();
     }
 }
 
 /// SQL spelling of `t`, creating composite types for structs as needed.
-fn type_sql(t: &PgType, schema: Option<&str>, name: &str) -> Result<String> {
+fn type_sql(
+    t: &PgType,
+    schema: Option<&str>,
+    name: &str,
+    created: &mut Vec<String>,
+) -> Result<String> {
     Ok(match t {
         PgType::Named(n) => n.clone(),
-        PgType::Array(e) => format!("{}[]", type_sql(e, schema, name)?),
+        PgType::Array(e) => format!("{}[]", type_sql(e, schema, name, created)?),
         PgType::Composite(fields) => {
             let qualified = match schema {
                 Some(s) => format!("{}.{}", quote_ident(s), quote_ident(name)),
@@ -74,7 +131,7 @@ fn type_sql(t: &PgType, schema: Option<&str>, name: &str) -> Result<String> {
                     Ok(format!(
                         "{} {}",
                         quote_ident(f),
-                        type_sql(ft, schema, &format!("{name}_{f}"))?
+                        type_sql(ft, schema, &format!("{name}_{f}"), created)?
                     ))
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -83,6 +140,7 @@ fn type_sql(t: &PgType, schema: Option<&str>, name: &str) -> Result<String> {
                 fields.join(", ")
             ))
             .unwrap_or_else(|e| pgrx::error!("could not create composite type {qualified}: {e}"));
+            created.push(qualified.clone());
             qualified
         }
     })

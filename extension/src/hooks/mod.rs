@@ -33,6 +33,7 @@ unsafe extern "C-unwind" fn process_utility(
     // SAFETY: Postgres passes a valid PlannedStmt; a read-only tree is copied before any change.
     unsafe {
         let mut pstmt = pstmt;
+        let mut inferred_types = Vec::new();
         let stmt = (*pstmt).utilityStmt;
         match (*stmt).type_ {
             pg_sys::NodeTag::T_CopyStmt if copy::handle(stmt.cast(), query_string, qc) => return,
@@ -40,7 +41,7 @@ unsafe extern "C-unwind" fn process_utility(
                 if read_only_tree {
                     pstmt = pg_sys::copyObjectImpl(pstmt.cast()).cast();
                 }
-                infer::fill_columns((*pstmt).utilityStmt.cast());
+                inferred_types = infer::fill_columns((*pstmt).utilityStmt.cast());
             }
             _ => {}
         }
@@ -65,6 +66,9 @@ unsafe extern "C-unwind" fn process_utility(
                 dest,
                 qc,
             ),
+        }
+        if !inferred_types.is_empty() {
+            infer::tie_types_to_table((*pstmt).utilityStmt.cast(), &inferred_types);
         }
     }
 }

@@ -163,6 +163,7 @@ def test_copy_into_lake_table_is_refused(source, s3url):
     ("COPY src TO 'az://c/x.parquet'", '"az"'),
     ("COPY src TO 'https://example.com/x.parquet'", '"https"'),
     ("COPY src FROM 's3://lake/x.parquet' WITH (force_quote (val))", '"force_quote"'),
+    ("COPY src TO 's3://lake/x.csv' WITH (null_padding true)", '"null_padding"'),
     ("COPY src FROM 's3://lake/does/not/exist.parquet'", "exist.parquet"),
 ])
 def test_bad_copy_input(source, stmt, culprit):

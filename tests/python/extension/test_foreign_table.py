@@ -74,6 +74,18 @@ def test_schema_inference_matches_preview(db, duck, s3url):
     assert db.execute("SELECT l, (st).a, (st).b FROM inferred").fetchone() == ([1, 2], 1, "y")
 
 
+def test_inferred_composite_types_go_with_their_table(db, duck, s3url):
+    url = f"{s3url}/nested.parquet"
+    duck.execute(f"COPY (SELECT 1 AS id, {{'p': {{'q': 2}}, 'r': 'x'}} AS st) TO '{url}'")
+    types = "SELECT typname FROM pg_type WHERE typname LIKE 'nested_st%' ORDER BY 1"
+    for _ in range(2):  # the same name can be inferred again once the table is gone
+        db.execute(f"CREATE FOREIGN TABLE nested () SERVER pg_lake OPTIONS (path '{url}')")
+        assert db.execute("SELECT (st).p.q, (st).r FROM nested").fetchone() == (2, "x")
+        assert [t for (t,) in db.execute(types)] == ["nested_st", "nested_st_p"]
+        db.execute("DROP FOREIGN TABLE nested")
+        assert db.execute(types).fetchall() == []
+
+
 def test_csv_options(db, localdir):
     path = localdir / "semi.csv"
     path.write_text("id;label\n1;'a;b'\n2;NIL\n3;'it''s'\n")
@@ -86,6 +98,23 @@ def test_csv_options(db, localdir):
     db.execute(f"""CREATE FOREIGN TABLE nohdr (num int, word text) SERVER pg_lake
         OPTIONS (path '{nohdr}', header 'false', delimiter '|')""")
     assert db.execute("SELECT word FROM nohdr WHERE num = 6").fetchall() == [("six",)]
+
+
+def test_csv_null_padding(db, localdir):
+    """Short lines are an error, unless null_padding pads them with NULLs."""
+    ragged = localdir / "ragged.csv"
+    ragged.write_text("a,b,c\n1,x,10\n2,y\n3\n")
+    db.execute(f"""CREATE FOREIGN TABLE strict_csv (a int, b text, c int) SERVER pg_lake
+        OPTIONS (path '{ragged}', header 'true')""")
+    with pytest.raises(psycopg.Error):
+        db.execute("SELECT * FROM strict_csv").fetchall()
+    db.execute(f"""CREATE FOREIGN TABLE padded (a int, b text, c int) SERVER pg_lake
+        OPTIONS (path '{ragged}', header 'true', null_padding 'true')""")
+    assert db.execute("SELECT * FROM padded ORDER BY a").fetchall() == \
+        [(1, "x", 10), (2, "y", None), (3, None, None)]
+    db.execute("CREATE TABLE padded_heap (a int, b text, c int)")
+    db.execute(f"COPY padded_heap FROM '{ragged}' WITH (format csv, header true, null_padding true, compression none)")
+    assert db.execute("SELECT count(*), count(c) FROM padded_heap").fetchone() == (3, 1)
 
 
 def test_filename_and_hive_columns(db, duck, s3url):
@@ -190,6 +219,8 @@ def test_dml_is_refused_clearly(people):
     ("path 's3://lake/x.parquet', bogus '1'", '"bogus"'),
     ("path 's3://lake/x.csv', delimiter 'ab'", '"delimiter": "ab"'),
     ("path 's3://lake/x.csv', header 'maybe'", '"header": "maybe"'),
+    ("path 's3://lake/x.csv', null_padding 'sometimes'", '"null_padding": "sometimes"'),
+    ("path 's3://lake/x.parquet', null_padding 'true'", '"null_padding"'),
     ("path 's3://lake/x.csv', quote ''", '"quote"'),
     ("path 's3://lake/x.parquet', header 'true'", '"header"'),
     ("path 's3://lake/x.parquet', format 'avro'", '"format": "avro"'),
