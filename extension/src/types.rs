@@ -2,7 +2,7 @@
 //! Iceberg mapping in DESIGN.md.
 
 use crate::error::{Error, Result};
-use crate::source::quote_ident;
+use crate::source::{quote_ident, quote_literal};
 
 /// The Postgres type a DuckDB column maps to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,7 +146,7 @@ pub struct Transfer {
     kind: TransferKind,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum TransferKind {
     /// Text that DuckDB casts directly.
     Cast,
@@ -160,6 +160,10 @@ enum TransferKind {
     Utc,
     /// Arrays and composites as JSON.
     Json,
+    /// Arrays and composites holding bytea or intervals, whose JSON forms DuckDB would not
+    /// read back exactly: JSON with those values rewritten as for [`TransferKind::Hex`] and
+    /// [`TransferKind::Interval`], converted back in DuckDB element by element.
+    NestedJson(PgShape),
 }
 
 /// A Postgres type, resolved far enough to describe it to DuckDB.
@@ -218,12 +222,106 @@ impl PgShape {
         })
     }
 
+    /// True when the value, or something nested in it, is bytea or an interval.
+    fn needs_rewrite(&self) -> bool {
+        match self {
+            PgShape::Bytea | PgShape::Interval => true,
+            PgShape::Array(e) => e.needs_rewrite(),
+            PgShape::Composite(fields) => fields.iter().any(|(_, t)| t.needs_rewrite()),
+            _ => false,
+        }
+    }
+
+    /// Postgres expression giving `v` as a JSON-able value: bytea as hex, intervals as
+    /// months/days/microseconds text, arrays and composites rebuilt around those.
+    fn pg_json(&self, v: &str, depth: usize) -> String {
+        match self {
+            PgShape::Bytea => format!("encode({v}, 'hex')"),
+            PgShape::Interval => interval_text(v),
+            PgShape::Array(e) if e.needs_rewrite() => {
+                let (x, o) = (format!("e{depth}"), format!("o{depth}"));
+                format!(
+                    "CASE WHEN {v} IS NOT NULL THEN coalesce((SELECT json_agg({} ORDER BY {o}) \
+                     FROM unnest({v}) WITH ORDINALITY AS u{depth}({x}, {o})), '[]'::json) END",
+                    e.pg_json(&x, depth + 1)
+                )
+            }
+            PgShape::Composite(fields) if self.needs_rewrite() => {
+                let pairs: Vec<String> = fields
+                    .iter()
+                    .map(|(n, t)| {
+                        let field = format!("({v}).{}", quote_ident(n));
+                        format!("{}, {}", quote_literal(n), t.pg_json(&field, depth + 1))
+                    })
+                    .collect();
+                // num_nulls looks at the datum itself: a row of NULL fields is not NULL.
+                format!(
+                    "CASE WHEN num_nulls({v}) = 0 THEN json_build_object({}) END",
+                    pairs.join(", ")
+                )
+            }
+            _ => v.to_string(),
+        }
+    }
+
+    /// The DuckDB type [`PgShape::pg_json`]'s JSON is cast to: bytea and intervals as text.
+    fn transport_type(&self) -> Result<String> {
+        Ok(match self {
+            PgShape::Bytea | PgShape::Interval => "VARCHAR".into(),
+            PgShape::Array(e) => format!("{}[]", e.transport_type()?),
+            PgShape::Composite(fields) => {
+                let fields = fields
+                    .iter()
+                    .map(|(n, t)| Ok(format!("{} {}", quote_ident(n), t.transport_type()?)))
+                    .collect::<Result<Vec<_>>>()?;
+                format!("STRUCT({})", fields.join(", "))
+            }
+            _ => self.duckdb_type()?,
+        })
+    }
+
+    /// DuckDB expression turning `v`, of [`PgShape::transport_type`], into the real type.
+    fn duckdb_from_transport(&self, v: &str, depth: usize) -> String {
+        match self {
+            PgShape::Bytea => format!("unhex({v})"),
+            PgShape::Interval => format!("CAST({v} AS INTERVAL)"),
+            PgShape::Array(e) if e.needs_rewrite() => {
+                let x = format!("e{depth}");
+                format!(
+                    "list_transform({v}, {x} -> {})",
+                    e.duckdb_from_transport(&x, depth + 1)
+                )
+            }
+            PgShape::Composite(fields) if self.needs_rewrite() => {
+                let parts: Vec<String> = fields
+                    .iter()
+                    .map(|(n, t)| {
+                        let field = format!("struct_extract({v}, {})", quote_literal(n));
+                        format!(
+                            "{} := {}",
+                            quote_ident(n),
+                            t.duckdb_from_transport(&field, depth + 1)
+                        )
+                    })
+                    .collect();
+                format!(
+                    "CASE WHEN {v} IS NOT NULL THEN struct_pack({}) END",
+                    parts.join(", ")
+                )
+            }
+            _ => v.to_string(),
+        }
+    }
+
     pub fn transfer(&self) -> Result<Transfer> {
         let kind = match self {
             PgShape::Text | PgShape::Json | PgShape::Other => TransferKind::Text,
             PgShape::Bytea => TransferKind::Hex,
             PgShape::Interval => TransferKind::Interval,
             PgShape::TimestampTz => TransferKind::Utc,
+            PgShape::Array(_) | PgShape::Composite(_) if self.needs_rewrite() => {
+                TransferKind::NestedJson(self.clone())
+            }
             PgShape::Array(_) | PgShape::Composite(_) => TransferKind::Json,
             _ => TransferKind::Cast,
         };
@@ -237,17 +335,12 @@ impl PgShape {
 impl Transfer {
     /// Postgres expression rendering `col` as text.
     pub fn pg_expr(&self, col: &str) -> String {
-        match self.kind {
+        match &self.kind {
             TransferKind::Cast | TransferKind::Text => format!("{col}::text"),
             TransferKind::Hex => format!("encode({col}, 'hex')"),
-            TransferKind::Interval => format!(
-                "CASE WHEN {col} IS NOT NULL THEN format('%s months %s days %s microseconds', \
-                 (extract(year from {col}) * 12 + extract(month from {col}))::bigint, \
-                 extract(day from {col})::bigint, \
-                 (extract(hour from {col}) * 3600000000 + extract(minute from {col}) * 60000000 \
-                  + extract(microseconds from {col}))::bigint) END"
-            ),
+            TransferKind::Interval => interval_text(col),
             TransferKind::Json => format!("to_json({col})::text"),
+            TransferKind::NestedJson(shape) => format!("to_json({})::text", shape.pg_json(col, 0)),
             TransferKind::Utc => format!(
                 "CASE WHEN isfinite({col}) THEN ({col} AT TIME ZONE 'UTC')::text || '+00' ELSE {col}::text END"
             ),
@@ -256,15 +349,38 @@ impl Transfer {
 
     /// DuckDB expression turning staged text `col` into the column's DuckDB type.
     pub fn duckdb_expr(&self, col: &str) -> String {
-        match self.kind {
+        match &self.kind {
             TransferKind::Text => col.to_string(),
             TransferKind::Hex => format!("unhex({col})"),
             TransferKind::Json => format!("CAST(CAST({col} AS JSON) AS {})", self.duckdb_type),
+            TransferKind::NestedJson(shape) => {
+                let transport = shape
+                    .transport_type()
+                    .expect("a shape with a DuckDB type has a transport type");
+                let parsed = format!("CAST(CAST({col} AS JSON) AS {transport})");
+                format!(
+                    "CAST({} AS {})",
+                    shape.duckdb_from_transport(&parsed, 0),
+                    self.duckdb_type
+                )
+            }
             TransferKind::Cast | TransferKind::Interval | TransferKind::Utc => {
                 format!("CAST({col} AS {})", self.duckdb_type)
             }
         }
     }
+}
+
+/// Postgres expression rendering interval `v` as `<months> months <days> days <us>
+/// microseconds`, which DuckDB casts exactly (its own text form would lose the split).
+fn interval_text(v: &str) -> String {
+    format!(
+        "CASE WHEN {v} IS NOT NULL THEN format('%s months %s days %s microseconds', \
+         (extract(year from {v}) * 12 + extract(month from {v}))::bigint, \
+         extract(day from {v})::bigint, \
+         (extract(hour from {v}) * 3600000000 + extract(minute from {v}) * 60000000 \
+          + extract(microseconds from {v}))::bigint) END"
+    )
 }
 
 /// Error for a DuckDB column without a Postgres type.

@@ -8,7 +8,7 @@ COLUMNS = """
     b boolean, i2 smallint, i4 integer, i8 bigint, f4 real, f8 double precision,
     n numeric(38,9), n2 numeric(10,2), t text, vc varchar(20), bp char(3), u uuid, by bytea,
     d date, tm time, ts timestamp, tz timestamptz, iv interval, js json, jb jsonb,
-    ai int[], at text[], c pair, ac pair[]
+    ai int[], at text[], c pair, ac pair[], aby bytea[], aiv interval[], atz timestamptz[], cb blobby
 """
 
 ROWS = """
@@ -18,19 +18,21 @@ INSERT INTO typed VALUES
   'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '\\x00ff10', '0001-01-01', '23:59:59.999999',
   '2024-02-29 12:34:56.789012', '2024-06-01 08:00:00+02', '1 year 2 mons 3 days 04:05:06.5',
   '{"a": [1, 2]}', '{"k": {"n": null}}', '{1,NULL,3}', '{"x,y","",NULL}', '(1,"a b")',
-  ARRAY['(2,z)'::pair, NULL]),
+  ARRAY['(2,z)'::pair, NULL], ARRAY['\\x00ff'::bytea, NULL, '\\x'], ARRAY['1 day 02:00:00.5'::interval, NULL],
+  ARRAY['2024-06-01 08:00:00+02'::timestamptz, NULL], ROW('\\x0102', '1 mon 2 days 00:00:00.25', '1999-12-31 23:59:59.5-08')),
  (false, 32767, 2147483647, 9223372036854775807, -0.25, 2.2250738585072014e-308,
   -99999999999999999999999999999.999999999, 0, '', 'x', 'z', '00000000-0000-0000-0000-000000000000',
   '\\x', '9999-12-31', '00:00:00', '1970-01-01 00:00:00', '1999-12-31 23:59:59.5-08', '00:00:01.5',  -- Parquet intervals hold milliseconds
-  '[]', '[]', '{}', '{}', '(,)', '{}'),
+  '[]', '[]', '{}', '{}', '(,)', '{}', '{}', '{}', '{}', '(,,)'),
  (NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)
+  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)
 """
 
 
 @pytest.fixture
 def typed(db):
     db.execute("CREATE TYPE pair AS (k int, v text)")
+    db.execute("CREATE TYPE blobby AS (b bytea, iv interval, tz timestamptz)")
     db.execute(f"CREATE TABLE typed ({COLUMNS})")
     db.execute(ROWS)
     return db
@@ -43,7 +45,7 @@ def test_round_trip_through_parquet(typed, s3url, timezone):
     typed.execute(f"COPY typed TO '{url}'")
     typed.execute(f"CREATE FOREIGN TABLE typed_lake ({COLUMNS}) SERVER pg_lake OPTIONS (path '{url}')")
     cols = ["b", "i2", "i4", "i8", "f4", "f8", "n", "n2", "t", "vc", "bp", "u", "by", "d", "tm",
-            "ts", "tz", "iv", "js", "jb", "ai", "at", "c", "ac"]
+            "ts", "tz", "iv", "js", "jb", "ai", "at", "c", "ac", "aby", "aiv", "atz", "cb"]
     for col in cols:
         # json has no equality operator: compare text forms
         cast = "::text" if col in ("js",) else ""
