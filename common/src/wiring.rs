@@ -25,6 +25,9 @@ pub const S3_SECRET_ACCESS_KEY_ENV: &str = "AWS_SECRET_ACCESS_KEY";
 pub const S3_SESSION_TOKEN_ENV: &str = "AWS_SESSION_TOKEN";
 /// Path of a GCS service-account key file (a mounted Secret in pods).
 pub const GCS_CREDENTIALS_FILE_ENV: &str = "GOOGLE_APPLICATION_CREDENTIALS";
+/// `true` makes pgduck_server take GCS tokens from the metadata server (GKE Workload
+/// Identity); pgduck_server's `gcp` module reads the same name.
+pub const GCS_METADATA_SERVER_ENV: &str = "PG_LAKE_GCS_METADATA_SERVER";
 /// How the REST catalog authenticates its clients: `none` or `token`.
 pub const CATALOG_AUTH_ENV: &str = "REST_CATALOG_AUTH";
 /// Bearer tokens the REST catalog accepts (comma-separated) in `token` mode.

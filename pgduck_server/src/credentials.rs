@@ -12,6 +12,14 @@ pub struct SecretStatement {
 }
 
 impl SecretStatement {
+    pub fn new(name: &'static str, sql: String, sensitive: Vec<String>) -> SecretStatement {
+        SecretStatement {
+            name,
+            sql,
+            sensitive,
+        }
+    }
+
     /// Replaces every sensitive value in `message` with `***`.
     pub fn redact(&self, message: &str) -> String {
         self.sensitive
@@ -26,7 +34,9 @@ impl SecretStatement {
 ///   secret, otherwise the provider credential chain (IRSA, instance profile, ...) when
 ///   any AWS setting is present; `AWS_REGION`, `AWS_ENDPOINT_URL`,
 ///   `PG_LAKE_S3_URL_STYLE` (`path`/`vhost`) and `PG_LAKE_S3_USE_SSL` apply to both.
-/// - GCS: HMAC keys `GCS_ACCESS_KEY_ID`/`GCS_SECRET_ACCESS_KEY`.
+/// - GCS: HMAC keys `GCS_ACCESS_KEY_ID`/`GCS_SECRET_ACCESS_KEY` (service-account keys and
+///   the metadata server give bearer tokens instead, see [`crate::gcp`]);
+///   `STORAGE_EMULATOR_HOST` points it at another endpoint.
 pub fn secrets_from_env(vars: impl Iterator<Item = (String, String)>) -> Vec<SecretStatement> {
     let env: std::collections::HashMap<String, String> =
         vars.filter(|(_, v)| !v.is_empty()).collect();
@@ -96,17 +106,39 @@ pub fn secrets_from_env(vars: impl Iterator<Item = (String, String)>) -> Vec<Sec
     }
 
     if let (Some(key), Some(secret)) = (get("GCS_ACCESS_KEY_ID"), get("GCS_SECRET_ACCESS_KEY")) {
+        let mut parts = vec![
+            "TYPE gcs".to_owned(),
+            format!("KEY_ID {}", literal(&key)),
+            format!("SECRET {}", literal(&secret)),
+        ];
+        parts.extend(gcs_settings(|k| get(k)));
         out.push(SecretStatement {
             name: "pg_lake_gcs",
             sql: format!(
-                "CREATE OR REPLACE SECRET pg_lake_gcs (TYPE gcs, KEY_ID {}, SECRET {})",
-                literal(&key),
-                literal(&secret)
+                "CREATE OR REPLACE SECRET pg_lake_gcs ({})",
+                parts.join(", ")
             ),
             sensitive: vec![secret],
         });
     }
     out
+}
+
+/// GCS secret settings from the environment: `STORAGE_EMULATOR_HOST` (Google's variable
+/// for a stand-in endpoint, e.g. `http://127.0.0.1:4443`) sets endpoint, TLS and path style.
+pub fn gcs_settings(get: impl Fn(&str) -> Option<String>) -> Vec<String> {
+    let Some(emulator) = get("STORAGE_EMULATOR_HOST").filter(|v| !v.is_empty()) else {
+        return Vec::new();
+    };
+    let (host, ssl) = match emulator.split_once("://") {
+        Some((scheme, rest)) => (rest.trim_end_matches('/').to_owned(), scheme == "https"),
+        None => (emulator.clone(), false),
+    };
+    vec![
+        format!("ENDPOINT {}", literal(&host)),
+        format!("USE_SSL {ssl}"),
+        "URL_STYLE 'path'".to_owned(),
+    ]
 }
 
 #[cfg(test)]

@@ -170,6 +170,16 @@ impl Engine {
         }))
     }
 
+    /// Runs `sql` on the process's own connection (settings and secrets that every
+    /// session sees). Blocks: call it off the async workers.
+    pub fn execute_global(&self, sql: &str) -> Result<(), QueryError> {
+        self.root
+            .lock()
+            .expect("root connection lock")
+            .execute_batch(sql)
+            .map_err(QueryError::from)
+    }
+
     /// Interrupts the running query of the session with this key, if any.
     pub fn cancel(&self, pid: i32, secret: i32) -> bool {
         let sessions = self.sessions.lock().expect("session registry lock");

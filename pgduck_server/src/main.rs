@@ -6,6 +6,7 @@ mod credentials;
 mod encode;
 mod engine;
 mod error;
+mod gcp;
 mod handler;
 mod params;
 mod query;

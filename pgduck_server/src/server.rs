@@ -38,6 +38,8 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
             .map_err(|e| ServerError::Startup(e.to_string()))??
     };
 
+    crate::gcp::start_token_renewal(&engine)?;
+
     let unix = UnixListener::bind(&socket_path)
         .map_err(|e| ServerError::io(format!("binding {}", socket_path.display()), e))?;
     let mut owned = OwnedFiles(vec![socket_path.clone(), lock_path.clone()]);

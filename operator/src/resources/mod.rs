@@ -205,6 +205,18 @@ impl<'a> Cluster<'a> {
                 ..Default::default()
             });
         }
+        if creds
+            .pod_identity
+            .as_ref()
+            .is_some_and(|i| i.gcp_service_account.is_some())
+        {
+            // GKE Workload Identity: tokens come from the node's metadata server.
+            env.push(EnvVar {
+                name: wiring::GCS_METADATA_SERVER_ENV.into(),
+                value: Some("true".into()),
+                ..Default::default()
+            });
+        }
         env
     }
 
@@ -389,6 +401,25 @@ mod tests {
             assert_eq!(from["name"], "pg-admin", "{kind} {var}");
             assert_eq!(from["key"], "password");
         }
+    }
+
+    #[test]
+    fn gke_workload_identity_makes_pgduck_server_use_the_metadata_server() {
+        let lc = cluster(json!({
+            "version": "0.1.0",
+            "objectStorage": {
+                "warehouse": "gs://b/w",
+                "credentials": {"podIdentity": {"gcpServiceAccount": "lake@p.iam.gserviceaccount.com"}},
+            },
+        }));
+        let objects = all_objects(&lc, "pw").unwrap();
+        let var = env(&objects, "StatefulSet", 1, wiring::GCS_METADATA_SERVER_ENV);
+        assert_eq!(var["value"], "true");
+        let plain =
+            cluster(json!({"version": "0.1.0", "objectStorage": {"warehouse": "gs://b/w"}}));
+        let objects = all_objects(&plain, "pw").unwrap();
+        let sts = objects.iter().find(|o| o["kind"] == "StatefulSet").unwrap();
+        assert!(!sts.to_string().contains(wiring::GCS_METADATA_SERVER_ENV));
     }
 
     #[test]
