@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use duckdb::arrow::array::{
     Array, ArrayRef, AsArray, PrimitiveArray, StringArray, StringViewArray,
 };
+use duckdb::arrow::buffer::NullBuffer;
 use duckdb::arrow::datatypes::*;
 use duckdb::arrow::util::display::{ArrayFormatter, FormatOptions};
 
@@ -245,6 +246,27 @@ impl<'a> TextColumn<'a> {
         }
     }
 
+    /// About how many bytes `rows` values take in text form (tab included), so
+    /// the output is allocated once.
+    fn size_hint(&self, rows: usize) -> usize {
+        let per_row = match self {
+            TextColumn::Int16(_) => 7,
+            TextColumn::Int32(_) => 12,
+            TextColumn::Int64(_) => 21,
+            TextColumn::Float64(_) => 25,
+            TextColumn::Decimal(_, _) => 24,
+            TextColumn::Date(_) => 11,
+            TextColumn::Timestamp(_, _) => 30,
+            TextColumn::Utf8(a) => return a.value_data().len() + rows,
+            TextColumn::Utf8View(a) => {
+                let data: usize = a.data_buffers().iter().map(|b| b.len()).sum();
+                return data + 13 * rows;
+            }
+            TextColumn::Other(_) => 16,
+        };
+        per_row * rows
+    }
+
     pub fn is_null(&self, row: usize) -> bool {
         match self {
             TextColumn::Int16(a) => a.is_null(row),
@@ -288,6 +310,33 @@ impl<'a> TextColumn<'a> {
             }
             TextColumn::Other(a) => write_text(*a, row, out),
         }
+    }
+}
+
+/// Appends the rows of a batch in COPY text format: tab-separated, `\N` for NULL,
+/// one line per row, values escaped.
+pub fn write_copy_rows(columns: &[ArrayRef], rows: usize, out: &mut Vec<u8>) {
+    // Null bitmaps are looked at only for columns that have nulls.
+    let cols: Vec<(Option<&NullBuffer>, TextColumn)> = columns
+        .iter()
+        .map(|c| {
+            let nulls = c.nulls().filter(|n| n.null_count() > 0);
+            (nulls, TextColumn::new(c.as_ref()))
+        })
+        .collect();
+    out.reserve(cols.iter().map(|(_, c)| c.size_hint(rows)).sum::<usize>() + rows);
+    let mut scratch = Vec::new();
+    for row in 0..rows {
+        for (i, (nulls, col)) in cols.iter().enumerate() {
+            if i > 0 {
+                out.push(b'\t');
+            }
+            match nulls {
+                Some(n) if n.is_null(row) => out.extend_from_slice(b"\\N"),
+                _ => col.write(row, true, &mut scratch, out),
+            }
+        }
+        out.push(b'\n');
     }
 }
 

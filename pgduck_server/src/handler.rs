@@ -344,7 +344,17 @@ impl Backend {
                         client.feed(PgWireBackendMessage::DataRow(row)).await?;
                     }
                 }
-                Ok(Event::Copy(data)) => {
+                Ok(Event::Copy(job)) => {
+                    let data = match job.data().await {
+                        Ok(data) => data,
+                        Err(error) => {
+                            // Dropping `rx` stops the statement.
+                            return Ok(Err(Failure {
+                                error,
+                                in_transaction: session.in_transaction(),
+                            }));
+                        }
+                    };
                     client
                         .feed(PgWireBackendMessage::CopyData(CopyData::new(data)))
                         .await?;

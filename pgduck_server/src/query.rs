@@ -2,6 +2,11 @@
 //! streams its result back batch by batch through a bounded channel. The channel
 //! bound is what keeps memory flat: DuckDB produces the next chunk only when the
 //! client has taken the previous ones.
+//!
+//! `TRANSMIT` batches are encoded as COPY text off the DuckDB thread, each on the
+//! blocking pool, so DuckDB produces the next batch meanwhile and several batches
+//! encode at once; the channel carries the encode jobs in result order, and the
+//! reader awaits them in that order.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -11,8 +16,9 @@ use duckdb::arrow::array::{Array, RecordBatch};
 use duckdb::types::Value;
 use pgwire::messages::data::DataRow;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
-use crate::encode::{write_binary, write_text, TextColumn};
+use crate::encode::{write_binary, write_copy_rows, write_text, TextColumn};
 use crate::engine::{Column, Session};
 use crate::error::QueryError;
 use crate::sql::Reply;
@@ -37,7 +43,8 @@ pub struct Plan {
 pub enum Event {
     Columns(Arc<Vec<Column>>),
     Rows(Vec<DataRow>),
-    Copy(Bytes),
+    /// The COPY text of one batch, being encoded on the blocking pool.
+    Copy(CopyJob),
     Done(Completion),
 }
 
@@ -58,6 +65,42 @@ pub struct Failure {
 
 pub type Receiver = mpsc::Receiver<Result<Event, Failure>>;
 
+/// A batch's COPY text, ready once the job has run.
+pub struct CopyJob(JoinHandle<Bytes>);
+
+impl CopyJob {
+    /// Encodes `batch` on the blocking pool of the current runtime.
+    fn spawn(batch: RecordBatch) -> CopyJob {
+        CopyJob(tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            write_copy_rows(batch.columns(), batch.num_rows(), &mut out);
+            Bytes::from(out)
+        }))
+    }
+
+    /// The encoded batch; an error if the encoder panicked.
+    pub async fn data(self) -> Result<Bytes, QueryError> {
+        self.0.await.map_err(|e| {
+            let what = match e.try_into_panic() {
+                Ok(panic) => panic_message(panic),
+                Err(e) => e.to_string(),
+            };
+            QueryError::new(
+                "XX000",
+                format!("internal error while encoding the result: {what}"),
+            )
+        })
+    }
+}
+
+fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// Starts `plan` on a blocking thread. Dropping the receiver stops the query.
 pub fn execute(session: Arc<Session>, plan: Plan) -> Receiver {
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
@@ -66,14 +109,12 @@ pub fn execute(session: Arc<Session>, plan: Plan) -> Receiver {
             |conn| {
                 std::panic::catch_unwind(AssertUnwindSafe(|| run(conn, &plan, &tx))).unwrap_or_else(
                     |panic| {
-                        let what = panic
-                            .downcast_ref::<String>()
-                            .cloned()
-                            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                            .unwrap_or_else(|| "unknown".into());
                         Err(QueryError::new(
                             "XX000",
-                            format!("internal error while reading the result: {what}"),
+                            format!(
+                                "internal error while reading the result: {}",
+                                panic_message(panic)
+                            ),
                         ))
                     },
                 )
@@ -152,29 +193,15 @@ fn run(conn: &duckdb::Connection, plan: &Plan, tx: &Sender) -> Result<Option<Str
         let batch = RecordBatch::from(&batch);
         let n = batch.num_rows();
         rows += n as u64;
-        let text: Vec<TextColumn> = batch
-            .columns()
-            .iter()
-            .map(|c| TextColumn::new(c.as_ref()))
-            .collect();
         let event = if plan.transmit {
             // One CopyData per DuckDB batch, as the original pgduck_server sends them.
-            let mut out = Vec::with_capacity(n * 16 * text.len().max(1));
-            for row in 0..n {
-                for (i, col) in text.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b'\t');
-                    }
-                    if col.is_null(row) {
-                        out.extend_from_slice(b"\\N");
-                    } else {
-                        col.write(row, true, &mut scratch, &mut out);
-                    }
-                }
-                out.push(b'\n');
-            }
-            Event::Copy(Bytes::from(out))
+            Event::Copy(CopyJob::spawn(batch))
         } else {
+            let text: Vec<TextColumn> = batch
+                .columns()
+                .iter()
+                .map(|c| TextColumn::new(c.as_ref()))
+                .collect();
             let mut data_rows = Vec::with_capacity(n);
             for row in 0..n {
                 let mut data = BytesMut::with_capacity(8 * text.len());
