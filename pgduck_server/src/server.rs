@@ -1,11 +1,13 @@
 //! Process lifecycle: claiming the socket, accepting clients, and shutting down
 //! cleanly on SIGTERM/SIGINT (running queries interrupted, socket and pidfile removed).
 
+use std::mem::MaybeUninit;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, UnixListener};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::{TcpListener, UnixListener, UnixStream};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
@@ -84,9 +86,18 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     loop {
         tokio::select! {
             accepted = unix.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok((mut stream, _)) => {
                     let backend = local.clone();
                     clients.spawn(async move {
+                        let refused = tokio::time::timeout(
+                            NEGOTIATION_TIMEOUT,
+                            refuse_encryption(&mut stream),
+                        );
+                        match refused.await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => return tracing::debug!("unix client ended: {e}"),
+                            Err(_) => return tracing::debug!("unix client sent no start-up packet"),
+                        }
                         if let Err(e) = pgwire::tokio::process_socket_unix(stream, backend).await {
                             tracing::debug!("unix client ended: {e}");
                         }
@@ -128,6 +139,75 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     drop(owned);
     info!("pgduck_server stopped");
     Ok(())
+}
+
+/// How long a new unix client may take to send its first packet, as pgwire allows
+/// for the whole start-up.
+const NEGOTIATION_TIMEOUT: Duration = Duration::from_secs(60);
+/// The codes of SSLRequest and GSSENCRequest, the only 8-byte start-up packets.
+const SSL_REQUEST: u32 = 80_877_103;
+const GSSENC_REQUEST: u32 = 80_877_104;
+
+/// Answers `N` to SSLRequest and GSSENCRequest (each at most once, in either
+/// order) on a new unix connection, as Postgres does and as pgwire does on TCP only,
+/// and leaves the start-up packet that follows unread for pgwire.
+async fn refuse_encryption(stream: &mut UnixStream) -> std::io::Result<()> {
+    let (mut ssl_refused, mut gss_refused) = (false, false);
+    loop {
+        let head = peek_up_to(stream, 4).await?;
+        // Start-up packets are longer than 8 bytes; cancel requests are 16.
+        if head.len() < 4 || head[..4] != 8u32.to_be_bytes() {
+            return Ok(());
+        }
+        let mut request = [0u8; 8];
+        stream.read_exact(&mut request).await?;
+        let code = u32::from_be_bytes([request[4], request[5], request[6], request[7]]);
+        match code {
+            SSL_REQUEST if !ssl_refused => ssl_refused = true,
+            GSSENC_REQUEST if !gss_refused => gss_refused = true,
+            _ => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("unsupported 8-byte start-up request {code}"),
+                ))
+            }
+        }
+        stream.write_all(b"N").await?;
+    }
+}
+
+/// The first bytes waiting on `stream`, without consuming them: `want` of them,
+/// fewer if the client closed its side first.
+async fn peek_up_to(stream: &UnixStream, want: usize) -> std::io::Result<Vec<u8>> {
+    let mut buf = [MaybeUninit::new(0u8); 8];
+    let want = want.min(buf.len());
+    let mut closed = false;
+    loop {
+        stream.readable().await?;
+        // Through try_io, a WouldBlock clears the readiness the wait above saw.
+        let peeked = stream.try_io(Interest::READABLE, || {
+            socket2::SockRef::from(stream).peek(&mut buf[..want])
+        });
+        match peeked {
+            Ok(n) if n == want || n == 0 || closed => {
+                // SAFETY: every element was initialised when `buf` was created.
+                return Ok(buf[..n]
+                    .iter()
+                    .map(|b| unsafe { b.assume_init() })
+                    .collect());
+            }
+            // Part of the packet: the socket stays readable, so poll until the rest
+            // arrives or the client goes.
+            Ok(_) => {
+                closed = stream.ready(Interest::READABLE).await?.is_read_closed();
+                if !closed {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 async fn accept_tcp(listener: Option<&TcpListener>) -> std::io::Result<tokio::net::TcpStream> {

@@ -736,6 +736,88 @@ fn read_until_ready(s: &mut UnixStream) -> Vec<u8> {
     }
 }
 
+/// Messages up to and including ReadyForQuery, as (type, body).
+fn read_messages_until_ready(s: &mut UnixStream) -> Vec<(u8, Vec<u8>)> {
+    let mut messages = Vec::new();
+    loop {
+        let mut head = [0u8; 5];
+        s.read_exact(&mut head).unwrap();
+        let len = i32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let mut body = vec![0u8; len - 4];
+        s.read_exact(&mut body).unwrap();
+        messages.push((head[0], body));
+        if head[0] == b'Z' {
+            return messages;
+        }
+    }
+}
+
+const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]; // 80877103
+const GSSENC_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30]; // 80877104
+
+/// A client may ask for SSL or GSS encryption before the start-up packet on the unix
+/// socket too (libpq does not, other drivers may): as Postgres does, and as on TCP,
+/// each request is answered with a single `N` and start-up goes on in plain text.
+#[test]
+fn encryption_requests_on_the_unix_socket_are_refused_and_startup_goes_on() {
+    let server = Server::start();
+    let cases: [&[[u8; 8]]; 4] = [
+        &[SSL_REQUEST],
+        &[GSSENC_REQUEST],
+        &[GSSENC_REQUEST, SSL_REQUEST],
+        &[SSL_REQUEST, GSSENC_REQUEST],
+    ];
+    for requests in cases {
+        let mut s = UnixStream::connect(server.socket()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        for request in requests {
+            s.write_all(request).unwrap();
+            let mut answer = [0u8; 1];
+            s.read_exact(&mut answer)
+                .unwrap_or_else(|e| panic!("answer to {request:?} in {requests:?}: {e}"));
+            assert_eq!(&answer, b"N", "answer to {request:?} in {requests:?}");
+        }
+        s.write_all(&startup_packet()).unwrap();
+        let types = read_until_ready(&mut s);
+        assert!(
+            types.contains(&b'R') && types.contains(&b'K') && !types.contains(&b'E'),
+            "start-up after {requests:?}: {types:?}"
+        );
+        s.write_all(&query_packet("SELECT 41 + 1")).unwrap();
+        let messages = read_messages_until_ready(&mut s);
+        let types: Vec<u8> = messages.iter().map(|(t, _)| *t).collect();
+        assert_eq!(types, vec![b'T', b'D', b'C', b'Z'], "after {requests:?}");
+        // DataRow: 1 column, 2 bytes, "42".
+        assert_eq!(
+            messages[1].1, b"\x00\x01\x00\x00\x00\x0242",
+            "after {requests:?}"
+        );
+    }
+
+    // A request split across writes is still one request.
+    let mut s = UnixStream::connect(server.socket()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&SSL_REQUEST[..2]).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    s.write_all(&SSL_REQUEST[2..]).unwrap();
+    let mut answer = [0u8; 1];
+    s.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"N");
+    s.write_all(&startup_packet()).unwrap();
+    assert!(read_until_ready(&mut s).contains(&b'K'));
+
+    // A client that goes away in the middle of a request is let go: the server
+    // closes the connection rather than wait for the rest.
+    let mut s = UnixStream::connect(server.socket()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&SSL_REQUEST[..2]).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest)
+        .expect("the server closes the connection");
+    assert!(rest.is_empty(), "{rest:?}");
+}
+
 fn raw_connect(server: &Server) -> UnixStream {
     let mut s = UnixStream::connect(server.socket()).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -1012,12 +1094,21 @@ async fn tcp_listener_requires_the_password_and_refuses_ssl() {
             .get::<_, i32>(0),
         3
     );
-    // SSLRequest is answered 'N' and the session can continue in plain text.
+    // SSLRequest and GSSENCRequest are answered 'N' and the session can continue in
+    // plain text: the server asks for the password.
     let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
-    s.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]).unwrap();
-    let mut answer = [0u8; 1];
-    s.read_exact(&mut answer).unwrap();
-    assert_eq!(&answer, b"N");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    for request in [SSL_REQUEST, GSSENC_REQUEST] {
+        s.write_all(&request).unwrap();
+        let mut answer = [0u8; 1];
+        s.read_exact(&mut answer).unwrap();
+        assert_eq!(&answer, b"N", "answer to {request:?}");
+    }
+    s.write_all(&startup_packet()).unwrap();
+    let mut auth = [0u8; 9];
+    s.read_exact(&mut auth).unwrap();
+    assert_eq!(auth[0], b'R', "authentication request");
+    assert_eq!(i32::from_be_bytes(auth[5..9].try_into().unwrap()), 5, "MD5");
     // The password never appears in the process arguments.
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", server.child.id())).unwrap();
     assert!(!String::from_utf8_lossy(&cmdline).contains("hunter2"));
