@@ -11,10 +11,14 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::error::{QueryError, ServerError};
+use crate::file_cache::FileCache;
 use crate::sql::Reply;
 use crate::types::{kind_from_type_id, Kind, PgType};
 
 /// The process-wide DuckDB database and the sessions open on it.
+/// What `--cache_dir` holds of remote files when `--cache_size` does not say.
+const DEFAULT_FILE_CACHE_SIZE: u64 = 10 * 1000 * 1000 * 1000;
+
 pub struct Engine {
     /// Connection kept only to clone new sessions from.
     root: Mutex<Connection>,
@@ -24,6 +28,8 @@ pub struct Engine {
     next_pid: AtomicI32,
     active: AtomicUsize,
     max_clients: usize,
+    /// Local copies of remote files, when `--cache_dir` is set.
+    file_cache: Option<Arc<FileCache>>,
 }
 
 // SAFETY: duckdb_database is a thread-safe handle (DuckDB's DatabaseInstance); we only
@@ -88,8 +94,13 @@ impl Engine {
                 "--cache_dir",
             )?;
             if let Some(size) = &config.cache_size {
+                // DuckDB wants a unit; the flag also takes plain bytes.
+                let bytes = crate::config::parse_size(size, false).map_err(ServerError::Config)?;
                 setup(
-                    &format!("SET GLOBAL max_temp_directory_size = {}", literal(size)),
+                    &format!(
+                        "SET GLOBAL max_temp_directory_size = '{}KiB'",
+                        bytes.div_ceil(1024)
+                    ),
                     "--cache_size",
                 )?;
             }
@@ -125,7 +136,25 @@ impl Engine {
             })?;
             info!(file = %init.display(), "init file applied");
         }
+        let file_cache = match &config.cache_dir {
+            Some(dir) => {
+                let limit = match &config.cache_size {
+                    Some(s) => crate::config::parse_size(s, false).map_err(ServerError::Config)?,
+                    None => DEFAULT_FILE_CACHE_SIZE,
+                };
+                let clone = || {
+                    root.try_clone()
+                        .map_err(|e| ServerError::Startup(format!("file cache: {e}")))
+                };
+                let cache = FileCache::open(dir, limit, clone()?, clone()?)
+                    .map_err(|e| ServerError::Startup(format!("file cache: {e}")))?;
+                info!(dir = %dir.display(), limit_bytes = limit, "file cache enabled");
+                Some(cache)
+            }
+            None => None,
+        };
         Ok(Arc::new(Engine {
+            file_cache,
             root: Mutex::new(root),
             raw_db,
             sessions: Mutex::new(HashMap::new()),
@@ -252,6 +281,15 @@ impl Session {
         }
         *running = Running::default();
         outcome
+    }
+
+    /// Rewrites `sql` to read cached local copies of remote files; the pins keep them
+    /// on disk until dropped (after the statement).
+    pub fn use_file_cache(&self, sql: &str) -> (Option<String>, Option<crate::file_cache::Pins>) {
+        match &self.engine.file_cache {
+            Some(cache) => cache.rewrite(sql),
+            None => (None, None),
+        }
     }
 
     pub fn in_transaction(&self) -> bool {

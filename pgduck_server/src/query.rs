@@ -105,6 +105,12 @@ fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
 pub fn execute(session: Arc<Session>, plan: Plan) -> Receiver {
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
     tokio::task::spawn_blocking(move || {
+        // Local copies of remote files, pinned until the statement is done with them.
+        let (cached_sql, _pins) = session.use_file_cache(&plan.sql);
+        let plan = match cached_sql {
+            Some(sql) => Plan { sql, ..plan },
+            None => plan,
+        };
         let outcome = session.run_statement(
             |conn| {
                 std::panic::catch_unwind(AssertUnwindSafe(|| run(conn, &plan, &tx))).unwrap_or_else(

@@ -37,7 +37,7 @@ fn push_nonempty<'a>(out: &mut Vec<&'a str>, s: &'a str) {
     }
 }
 
-fn skip_quoted(b: &[u8], open: usize, q: u8) -> usize {
+pub(crate) fn skip_quoted(b: &[u8], open: usize, q: u8) -> usize {
     let mut i = open + 1;
     while i < b.len() {
         if b[i] == q {

@@ -57,9 +57,11 @@ class PgduckServer:
         self.dir.chmod(0o755)
         self.port = free_port()
         self.log = workdir / f"{name}.log"
+        # A test may bring its own --cache_dir (to restart on the same cache).
+        cache = [] if "--cache_dir" in args else ["--cache_dir", str(workdir / f"{name}-cache")]
         self.proc = subprocess.Popen(
             [str(PGDUCK_BIN), "--unix_socket_directory", str(self.dir), "--port", str(self.port),
-             "--extensions_dir", DUCKDB_EXTENSIONS, "--cache_dir", str(workdir / f"{name}-cache"), *args],
+             "--extensions_dir", DUCKDB_EXTENSIONS, *cache, *args],
             stdout=open(self.log, "wb"), stderr=subprocess.STDOUT, env={**os.environ, **env},
         )
         sock = self.dir / f".s.PGSQL.{self.port}"
