@@ -100,6 +100,10 @@ def pgduck(workdir, moto):
         "AWS_REGION": "us-east-1",
         "AWS_ENDPOINT_URL": moto["endpoint"],
         "PG_LAKE_S3_URL_STYLE": "path",
+        # gs:// goes to moto too (DuckDB speaks GCS' S3-compatible XML API with HMAC keys).
+        "GCS_ACCESS_KEY_ID": S3_KEY,
+        "GCS_SECRET_ACCESS_KEY": S3_SECRET,
+        "STORAGE_EMULATOR_HOST": moto["endpoint"],
     })
     yield {"dir": str(server.dir), "port": server.port, "proc": server.proc,
            "conninfo": server.conninfo, "log": server.log}
