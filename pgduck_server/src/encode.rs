@@ -285,6 +285,7 @@ impl<'a> TextColumn<'a> {
     /// Writes the text form of a non-null value; `copy` escapes it for COPY text
     /// format (`\\`, `\t`, `\n`, `\r`), using `scratch` when the value must be
     /// formatted first.
+    #[inline]
     pub fn write(&self, row: usize, copy: bool, scratch: &mut Vec<u8>, out: &mut Vec<u8>) {
         match self {
             TextColumn::Int16(a) => push_int(out, a.value(row) as i64),
@@ -544,6 +545,7 @@ fn format_u64(n: u64, buf: &mut [u8]) -> usize {
     len
 }
 
+#[inline]
 fn push_int(out: &mut Vec<u8>, v: i64) {
     let mut buf = [b'-'; 24];
     let sign = (v < 0) as usize;
@@ -552,20 +554,23 @@ fn push_int(out: &mut Vec<u8>, v: i64) {
 }
 
 fn push_decimal(out: &mut Vec<u8>, v: i128, scale: i8) {
-    // Most decimals fit in 64 bits: their digits (at least one before the point),
-    // then the last `scale` of them moved right to make room for the point. The
-    // others take the general path.
+    // Most decimals fit in 64 bits: the `scale` fraction digits right to left, the
+    // point, then the integer part (at least one digit). The others take the
+    // general path.
     if let (1..=19, Ok(abs)) = (scale, u64::try_from(v.unsigned_abs())) {
         let scale = scale as usize;
         let mut buf = [b'-'; 48];
-        let at = (v < 0) as usize;
-        let len = digit_count(abs).max(scale + 1);
-        format_digits(abs, &mut buf[at..at + len]);
-        let point = at + len - scale;
-        let frac: [u8; 20] = buf[point..point + 20].try_into().expect("20 bytes");
-        buf[point + 1..point + 21].copy_from_slice(&frac);
-        buf[point] = b'.';
-        push_prefix(out, &buf, at + len + 1);
+        let sign = (v < 0) as usize;
+        let end = sign + digit_count(abs).max(scale + 1) + 1;
+        let (mut n, mut at) = (abs, end);
+        for _ in 0..scale {
+            at -= 1;
+            buf[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        buf[at - 1] = b'.';
+        format_digits(n, &mut buf[sign..at - 1]);
+        push_prefix(out, &buf, end);
     } else {
         push_decimal_general(out, v, scale);
     }
@@ -779,9 +784,12 @@ fn push_fraction(out: &mut Vec<u8>, frac_micros: i64) {
 
 fn push_timestamp(out: &mut Vec<u8>, micros: i64) {
     if (FAST_MIN_MICROS..FAST_END_MICROS).contains(&micros) {
-        let of_day = micros.rem_euclid(MICROS_PER_DAY) as u64;
+        // The range starts at a midnight: unsigned arithmetic from there is exact.
+        let since_min = (micros - FAST_MIN_MICROS) as u64;
+        let days = FAST_MIN_DAYS + (since_min / MICROS_PER_DAY as u64) as i64;
+        let of_day = since_min % MICROS_PER_DAY as u64;
         let mut buf = [0u8; 26];
-        buf[..10].copy_from_slice(&ymd_fast(micros.div_euclid(MICROS_PER_DAY)));
+        buf[..10].copy_from_slice(&ymd_fast(days));
         buf[10] = b' ';
         buf[11..19].copy_from_slice(&hms((of_day / 1_000_000) as u32));
         let mut frac = [0u8; 7];
