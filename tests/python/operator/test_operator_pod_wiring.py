@@ -5,6 +5,7 @@ directory; then the extension Job's psql command with its rendered environment.
 The only changes are where volumes live (a directory each), loopback instead of
 the Service's DNS name, and a free TCP port."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -15,6 +16,8 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from lake_testing import PG_BIN, as_postgres, free_port, unix_open
 from lake_operator_support import (  # noqa: F401 (fixtures)
@@ -35,6 +38,14 @@ def wait_for(predicate, what, proc, timeout=60.0):
         assert proc.poll() is None, f"{what}: the process exited: {proc.stdout.read().decode()}"
         assert time.monotonic() < deadline, f"{what} did not happen within {timeout}s"
         time.sleep(0.1)
+
+
+def service_account_key() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    return json.dumps({"type": "service_account", "client_email": "lake@example.iam.gserviceaccount.com",
+                       "private_key": pem, "token_uri": "http://127.0.0.1:9/token"})
 
 
 class Pod:
@@ -64,6 +75,15 @@ class Pod:
         if creds:
             self.secrets[(creds["name"], "accessKeyId")] = "AKIAEXAMPLE"
             self.secrets[(creds["name"], "secretAccessKey")] = "example-secret"
+        gcs_key = self.example["spec"]["objectStorage"].get("credentials", {}).get("gcsKeySecret")
+        if gcs_key:
+            # What kubelet mounts from the Secret: a service-account key. Its token endpoint
+            # is unreachable here; pgduck_server retries it in the background.
+            volume = next(v["name"] for v in self.spec["volumes"]
+                          if v.get("secret", {}).get("secretName") == gcs_key["name"])
+            mount = next(m["mountPath"] for c in self.spec["containers"] for m in c["volumeMounts"]
+                         if m["name"] == volume)
+            (self.dirs[mount] / gcs_key["key"]).write_text(service_account_key())
 
     def of_kind(self, kind):
         return next(o for o in self.objects if o["kind"] == kind)

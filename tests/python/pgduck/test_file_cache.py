@@ -51,7 +51,7 @@ def test_copies_are_reused_validated_evicted_and_kept(objects, moto, start_pgduc
     cache_dir = tmp_path / "cache"
     limit = int(size * 4.5)  # four copies fit; a file may take at most a quarter
     args = ["--cache_dir", str(cache_dir), "--cache_size", str(limit)]
-    server = start_pgduck("duck-cache", s3_env(moto), args)
+    server = start_pgduck("file-cache-1", s3_env(moto), args)
     local = cache_dir / "files" / "s3" / moto["bucket"] / "cache-test" / "part=0" / "f0.parquet"
 
     with psycopg.connect(server.conninfo, autocommit=True) as c:
@@ -92,7 +92,7 @@ def test_copies_are_reused_validated_evicted_and_kept(objects, moto, start_pgduc
         assert c.execute(both).fetchone() == (1010, 45 + 499500)
 
     server.stop()
-    again = start_pgduck("duck-cache-2", s3_env(moto), args)
+    again = start_pgduck("file-cache-2", s3_env(moto), args)
     with psycopg.connect(again.conninfo, autocommit=True) as c:
         kept = cached(c)
         assert urls[-1] in kept and len(kept) >= 3
@@ -103,7 +103,7 @@ def test_copies_are_reused_validated_evicted_and_kept(objects, moto, start_pgduc
 def test_globs_and_writes_bypass_the_cache(objects, moto, start_pgduck, tmp_path):
     urls, _ = objects
     cache_dir = tmp_path / "cache"
-    server = start_pgduck("duck-cache-glob", s3_env(moto), ["--cache_dir", str(cache_dir)])
+    server = start_pgduck("file-cache-glob", s3_env(moto), ["--cache_dir", str(cache_dir)])
     with psycopg.connect(server.conninfo, autocommit=True) as c:
         glob = f"s3://{moto['bucket']}/cache-test/*/*.parquet"
         assert c.execute(f"SELECT count(*) FROM read_parquet('{glob}')").fetchone() == (FILES * 1000,)
