@@ -63,9 +63,10 @@ pub fn write_text(arr: &dyn Array, row: usize, out: &mut Vec<u8>) {
         DataType::Time32(_) | DataType::Time64(_) => push_time(out, time_micros(arr, row)),
         DataType::Timestamp(_, tz) => {
             let micros = timestamp_micros(arr, row);
-            push_timestamp(out, micros);
-            if tz.is_some() && micros.abs() != i64::MAX {
-                out.extend_from_slice(b"+00");
+            if tz.is_some() {
+                push_timestamptz(out, micros);
+            } else {
+                push_timestamp(out, micros);
             }
         }
         DataType::Interval(_) | DataType::Duration(_) => {
@@ -296,9 +297,10 @@ impl<'a> TextColumn<'a> {
             TextColumn::Date(a) => push_date(out, a.value(row) as i64),
             TextColumn::Timestamp(a, with_tz) => {
                 let micros = a.value(row);
-                push_timestamp(out, micros);
-                if *with_tz && micros.abs() != i64::MAX {
-                    out.extend_from_slice(b"+00");
+                if *with_tz {
+                    push_timestamptz(out, micros);
+                } else {
+                    push_timestamp(out, micros);
                 }
             }
             TextColumn::Utf8(a) => push_text(out, a.value(row).as_bytes(), copy),
@@ -782,6 +784,20 @@ fn push_fraction(out: &mut Vec<u8>, frac_micros: i64) {
     }
 }
 
+/// A timestamptz in UTC as Postgres writes it: the offset goes before a trailing ` BC`.
+fn push_timestamptz(out: &mut Vec<u8>, micros: i64) {
+    push_timestamp(out, micros);
+    if micros.abs() == i64::MAX {
+        return;
+    }
+    if out.ends_with(b" BC") {
+        let at = out.len() - 3;
+        out.splice(at..at, *b"+00");
+    } else {
+        out.extend_from_slice(b"+00");
+    }
+}
+
 fn push_timestamp(out: &mut Vec<u8>, micros: i64) {
     if (FAST_MIN_MICROS..FAST_END_MICROS).contains(&micros) {
         // The range starts at a midnight: unsigned arithmetic from there is exact.
@@ -1247,6 +1263,12 @@ mod tests {
         assert_eq!(text(|o| push_date(o, 0)), "1970-01-01");
         assert_eq!(text(|o| push_date(o, 19_723)), "2024-01-01");
         assert_eq!(text(|o| push_date(o, -719_528)), "0001-01-01 BC");
+        assert_eq!(
+            text(|o| push_timestamptz(o, -62_135_596_800_000_000 - 86_400_000_000)),
+            "0001-12-31 00:00:00+00 BC"
+        );
+        assert_eq!(text(|o| push_timestamptz(o, 0)), "1970-01-01 00:00:00+00");
+        assert_eq!(text(|o| push_timestamptz(o, i64::MAX)), "infinity");
         assert_eq!(
             text(|o| push_timestamp(o, 1_500_000)),
             "1970-01-01 00:00:01.5"

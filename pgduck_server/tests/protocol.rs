@@ -66,6 +66,10 @@ async fn text_output_matches_postgres_for_each_type() {
             "2024-01-02 03:04:05.000006",
         ),
         (
+            "CAST(date '0044-03-15' - interval 100 year AS timestamptz)",
+            "0057-03-15 00:00:00+00 BC",
+        ),
+        (
             "timestamptz '2024-01-02 03:04:05+02'",
             "2024-01-02 01:04:05+00",
         ),
