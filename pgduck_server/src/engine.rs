@@ -81,6 +81,12 @@ impl Engine {
         if let Some(t) = config.threads {
             setup(&format!("SET GLOBAL threads = {t}"), "--threads")?;
         }
+        let cache_bytes = config
+            .cache_size
+            .as_deref()
+            .map(|s| crate::config::parse_size(s, false))
+            .transpose()
+            .map_err(ServerError::Config)?;
         if let Some(dir) = &config.cache_dir {
             std::fs::create_dir_all(dir).map_err(|e| {
                 ServerError::io(format!("creating --cache_dir {}", dir.display()), e)
@@ -93,9 +99,8 @@ impl Engine {
                 ),
                 "--cache_dir",
             )?;
-            if let Some(size) = &config.cache_size {
+            if let Some(bytes) = cache_bytes {
                 // DuckDB wants a unit; the flag also takes plain bytes.
-                let bytes = crate::config::parse_size(size, false).map_err(ServerError::Config)?;
                 setup(
                     &format!(
                         "SET GLOBAL max_temp_directory_size = '{}KiB'",
@@ -138,10 +143,7 @@ impl Engine {
         }
         let file_cache = match &config.cache_dir {
             Some(dir) => {
-                let limit = match &config.cache_size {
-                    Some(s) => crate::config::parse_size(s, false).map_err(ServerError::Config)?,
-                    None => DEFAULT_FILE_CACHE_SIZE,
-                };
+                let limit = cache_bytes.unwrap_or(DEFAULT_FILE_CACHE_SIZE);
                 let clone = || {
                     root.try_clone()
                         .map_err(|e| ServerError::Startup(format!("file cache: {e}")))

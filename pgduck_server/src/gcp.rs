@@ -184,7 +184,7 @@ impl TokenSource {
 
     /// Fetches a fresh access token.
     pub async fn fetch(&self, http: &reqwest::Client) -> Result<Token, String> {
-        let request = match self {
+        let (request, endpoint) = match self {
             TokenSource::ServiceAccount {
                 email,
                 key,
@@ -192,20 +192,20 @@ impl TokenSource {
                 ..
             } => {
                 let assertion = signed_jwt(email, key, token_uri)?;
-                http.post(token_uri).form(&[
+                let request = http.post(token_uri).form(&[
                     ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
                     ("assertion", assertion.as_str()),
-                ])
+                ]);
+                (request, token_uri.as_str())
             }
-            TokenSource::Metadata { host } => http
-                .get(format!(
-                    "http://{host}/computeMetadata/v1/instance/service-accounts/default/token"
-                ))
-                .header("Metadata-Flavor", "Google"),
-        };
-        let endpoint = match self {
-            TokenSource::ServiceAccount { token_uri, .. } => token_uri.clone(),
-            TokenSource::Metadata { host } => host.clone(),
+            TokenSource::Metadata { host } => {
+                let request = http
+                    .get(format!(
+                        "http://{host}/computeMetadata/v1/instance/service-accounts/default/token"
+                    ))
+                    .header("Metadata-Flavor", "Google");
+                (request, host.as_str())
+            }
         };
         let response = request
             .timeout(REQUEST_TIMEOUT)
