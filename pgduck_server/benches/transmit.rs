@@ -3,6 +3,7 @@
 //!
 //!     cargo bench -p pgduck_server --bench transmit            # 10 M rows
 //!     PGDUCK_BENCH_ROWS=1000000 cargo bench -p pgduck_server --bench transmit
+//!     PGDUCK_BENCH_SERVER_ARGS="--threads 1" cargo bench ...   # extra server flags
 //!
 //! Prints one line per measurement; the README records the figures.
 
@@ -47,12 +48,18 @@ fn start_server() -> Server {
         .arg("--unix_socket_directory")
         .arg(&dir)
         .args(["--port", &port.to_string()])
+        .args(
+            std::env::var("PGDUCK_BENCH_SERVER_ARGS")
+                .unwrap_or_default()
+                .split_whitespace(),
+        )
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let sock = dir.join(format!(".s.PGSQL.{port}"));
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !sock.exists() {
+    // Ready once a connect succeeds: the socket file appears at bind(), before listen().
+    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
         assert!(Instant::now() < deadline, "server did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -134,6 +141,17 @@ fn in_process(sql: &str) -> (Duration, u64) {
     (start.elapsed(), rows)
 }
 
+/// CPU seconds (user + system) a process has used so far, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    // SAFETY: sysconf has no preconditions.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / tick
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -145,6 +163,14 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000_000);
     let sql = query(rows);
+    // Each run times both sides back to back and keeps their ratio: on a shared
+    // machine whose speed drifts, the ratio of neighbouring runs is steadier than
+    // the ratio of two separately taken medians.
+    let runs: usize = std::env::var("PGDUCK_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(5);
     let server = start_server();
     let mut config = tokio_postgres::Config::new();
     config
@@ -165,10 +191,15 @@ async fn main() {
     let mut local = Vec::new();
     let mut remote = Vec::new();
     let mut bytes = 0usize;
-    for _ in 0..3 {
+    let (me, server_pid) = (std::process::id(), server.child.id());
+    let (mut local_cpu, mut server_cpu, mut client_cpu) = (0.0, 0.0, 0.0);
+    for _ in 0..runs {
+        let before = cpu_seconds(me);
         let (t, n) = in_process(&sql);
+        local_cpu += cpu_seconds(me) - before;
         assert_eq!(n, rows);
         local.push(t);
+        let (server_before, client_before) = (cpu_seconds(server_pid), cpu_seconds(me));
         let start = Instant::now();
         let stream = client.copy_out(&format!("TRANSMIT {sql}")).await.unwrap();
         let (lines, b) = stream
@@ -178,13 +209,21 @@ async fn main() {
             })
             .await;
         remote.push(start.elapsed());
+        server_cpu += cpu_seconds(server_pid) - server_before;
+        client_cpu += cpu_seconds(me) - client_before;
         assert_eq!(lines, rows);
         bytes = b;
     }
+    let mut ratios: Vec<f64> = local
+        .iter()
+        .zip(&remote)
+        .map(|(l, r)| r.as_secs_f64() / l.as_secs_f64())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
     local.sort();
     remote.sort();
-    let (l, r) = (local[1], remote[1]);
-    println!("bulk: {rows} rows x 6 columns, median of 3");
+    let (l, r) = (local[runs / 2], remote[runs / 2]);
+    println!("bulk: {rows} rows x 6 columns, median of {runs} runs");
     println!(
         "  in-process duckdb (arrow batches, every value read): {:>8.3} s",
         l.as_secs_f64()
@@ -196,8 +235,19 @@ async fn main() {
         rows as f64 / r.as_secs_f64() / 1e6
     );
     println!(
-        "  ratio TRANSMIT / in-process:                         {:>8.2}x",
-        r.as_secs_f64() / l.as_secs_f64()
+        "  CPU per run: in-process {:.2} s; TRANSMIT server {:.2} s + client {:.2} s",
+        local_cpu / runs as f64,
+        server_cpu / runs as f64,
+        client_cpu / runs as f64
+    );
+    println!(
+        "  ratio TRANSMIT / in-process, median of the runs:     {:>8.2}x  (runs {})",
+        ratios[runs / 2],
+        ratios
+            .iter()
+            .map(|r| format!("{r:.2}"))
+            .collect::<Vec<_>>()
+            .join(" ")
     );
 
     let mut lat = Vec::with_capacity(10_000);
