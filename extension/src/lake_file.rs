@@ -33,9 +33,13 @@ mod lake_file {
         ),
     > {
         let found = if exists(pattern) {
+            // DuckDB decides which files match; pgduck_server's pg_lake_file_etags
+            // adds the entity tags its listing does not carry.
             let sql = format!(
-                "SELECT filename, size, CAST(last_modified AS TIMESTAMPTZ) FROM read_blob({}) ORDER BY filename",
-                quote_literal(pattern)
+                "SELECT b.filename, b.size, CAST(b.last_modified AS TIMESTAMPTZ), e.etag \
+                 FROM read_blob({p}) b LEFT JOIN pg_lake_file_etags({p}) e ON e.path = b.filename \
+                 ORDER BY b.filename",
+                p = quote_literal(pattern)
             );
             rows(pattern, &sql).or_report()
         } else {
@@ -46,7 +50,7 @@ mod lake_file {
             .map(|r| {
                 let size = r[1].as_deref().and_then(|s| s.parse().ok()).unwrap_or(0);
                 let modified = r[2].as_deref().and_then(|s| s.parse().ok());
-                (r[0].clone().unwrap_or_default(), size, modified, None)
+                (r[0].clone().unwrap_or_default(), size, modified, r[3].clone())
             })
             .collect();
         TableIterator::new(listed)

@@ -114,6 +114,17 @@ impl Engine {
             "SET GLOBAL enable_external_file_cache = true",
             "enabling the file cache",
         )?;
+        let lister = crate::etags::Lister::new(
+            crate::etags::Stores::from_env(std::env::vars()),
+            tokio::runtime::Handle::current(),
+        );
+        crate::etags::register(&root, lister).map_err(|e| {
+            ServerError::Startup(format!(
+                "registering {}: {}",
+                crate::etags::FUNCTION,
+                QueryError::from(e).message
+            ))
+        })?;
         for stmt in crate::credentials::secrets_from_env(std::env::vars()) {
             root.execute_batch(&stmt.sql).map_err(|e| {
                 // DuckDB may echo the statement; never let a key reach a log.

@@ -6,6 +6,7 @@ mod credentials;
 mod encode;
 mod engine;
 mod error;
+mod etags;
 mod file_cache;
 mod gcp;
 mod handler;

@@ -22,9 +22,11 @@ def test_gs_urls_work_like_s3(db, duck):
     assert db.execute(f"COPY back FROM '{prefix}/flat.json'").rowcount == 500
     assert db.execute("SELECT sum(id) FROM back").fetchone() == (125250,)
 
-    listed = db.execute(f"SELECT path, file_size FROM lake_file.list('{prefix}/**')").fetchall()
-    assert sorted(p for p, _ in listed) == \
+    listed = db.execute(f"SELECT path, file_size, etag FROM lake_file.list('{prefix}/**')").fetchall()
+    assert sorted(p for p, _, _ in listed) == \
         [f"{prefix}/flat.json", f"{prefix}/part=1/a.parquet", f"{prefix}/part=2/b.csv.gz"]
-    assert all(size > 0 for _, size in listed)
+    assert all(size > 0 for _, size, _ in listed)
+    # Entity tags come through GCS's S3-compatible API with the HMAC keys.
+    assert all(etag for _, _, etag in listed) and len({e for _, _, e in listed}) == 3
     assert db.execute(f"SELECT lake_file.exists('{prefix}/part=1/a.parquet'), "
                       f"lake_file.exists('{prefix}/nope.parquet')").fetchone() == (True, False)

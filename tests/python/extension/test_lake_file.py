@@ -19,6 +19,38 @@ def test_list_exists_size(db, duck, s3url):
     assert size == rows[0][1]
 
 
+def test_list_reports_entity_tags(db, duck, s3url, moto):
+    """etag is the object store's own tag (boto3 sees the same) and changes with the file."""
+    duck.execute(f"COPY (SELECT 1 AS x) TO '{s3url}/e/a.parquet'")
+    duck.execute(f"COPY (SELECT 2 AS x) TO '{s3url}/e/deeper/b.parquet'")
+    key = s3url.split("/", 3)[3]
+    tags = dict(db.execute("SELECT path, etag FROM lake_file.list(%s)", (f"{s3url}/e/**",)).fetchall())
+    for name in ("a.parquet", "deeper/b.parquet"):
+        head = moto["s3"].head_object(Bucket=moto["bucket"], Key=f"{key}/e/{name}")
+        assert tags[f"{s3url}/e/{name}"] == head["ETag"], name
+    # A plain URL and a one-level glob: one HEAD, one listing.
+    plain = db.execute("SELECT etag FROM lake_file.list(%s)", (f"{s3url}/e/a.parquet",)).fetchone()[0]
+    assert plain == tags[f"{s3url}/e/a.parquet"]
+    assert db.execute("SELECT count(*), count(etag) FROM lake_file.list(%s)",
+                      (f"{s3url}/e/*.parquet",)).fetchone() == (1, 1)
+    duck.execute(f"COPY (SELECT 3 AS x, 4 AS y) TO '{s3url}/e/a.parquet'")
+    again = db.execute("SELECT etag FROM lake_file.list(%s)", (f"{s3url}/e/a.parquet",)).fetchone()[0]
+    assert again is not None and again != plain
+
+
+def test_list_reports_local_entity_tags(db, localdir):
+    (localdir / "a.csv").write_text("x\n1\n")
+    (localdir / "sub").mkdir()
+    (localdir / "sub" / "b.csv").write_text("x\n2\n")
+    rows = db.execute("SELECT path, etag FROM lake_file.list(%s)", (f"{localdir}/**/*.csv",)).fetchall()
+    assert [r[0] for r in rows] == [f"{localdir}/a.csv", f"{localdir}/sub/b.csv"]
+    assert all(r[1] for r in rows) and rows[0][1] != rows[1][1]
+    before = rows[0][1]
+    (localdir / "a.csv").write_text("x\n1\n2\n")
+    after = db.execute("SELECT etag FROM lake_file.list(%s)", (f"{localdir}/a.csv",)).fetchone()[0]
+    assert after is not None and after != before
+
+
 def test_size_of_missing_file(db, s3url):
     with pytest.raises(psycopg.Error) as e:
         db.execute("SELECT lake_file.size(%s)", (f"{s3url}/missing.parquet",))
