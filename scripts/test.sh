@@ -27,6 +27,9 @@ rm -rf "$pgrx_data"
 # `pgrx test` installs a build with the test feature; the end-to-end suites get the real one.
 cargo pgrx install -p pg_lake --pg-config "$PG_CONFIG" >/dev/null
 
+step "extension: build, load and smoke-test on Postgres 16 and 17 (servers from PyPI wheels)"
+bash "$root/extension/scripts/check-pg-majors.sh"
+
 step "end-to-end tests with real clients"
 cd "$root/tests/python"
 "$PG_LAKE_PYTHON" -m pytest -q .
