@@ -30,6 +30,8 @@ pub struct Engine {
     max_clients: usize,
     /// Local copies of remote files, when `--cache_dir` is set.
     file_cache: Option<Arc<FileCache>>,
+    /// The GCS access token in use (see [`crate::gcp`]), for listings of our own.
+    pub gcs_token: crate::etags::GcsToken,
 }
 
 // SAFETY: duckdb_database is a thread-safe handle (DuckDB's DatabaseInstance); we only
@@ -114,9 +116,11 @@ impl Engine {
             "SET GLOBAL enable_external_file_cache = true",
             "enabling the file cache",
         )?;
+        let gcs_token = crate::etags::GcsToken::default();
         let lister = crate::etags::Lister::new(
             crate::etags::Stores::from_env(std::env::vars()),
             tokio::runtime::Handle::current(),
+            gcs_token.clone(),
         );
         crate::etags::register(&root, lister).map_err(|e| {
             ServerError::Startup(format!(
@@ -168,6 +172,7 @@ impl Engine {
         };
         Ok(Arc::new(Engine {
             file_cache,
+            gcs_token,
             root: Mutex::new(root),
             raw_db,
             sessions: Mutex::new(HashMap::new()),
@@ -327,13 +332,23 @@ impl Session {
         if let Some(d) = self.describe.lock().ok()?.as_ref()?.describe(sql) {
             return Some(d);
         }
+        self.describe_bound(sql, None)
+    }
+
+    /// Describes `sql` by running it on the session with LIMIT 0, with `params` (a
+    /// portal's) or else NULL for every parameter.
+    pub fn describe_bound(
+        &self,
+        sql: &str,
+        params: Option<&[duckdb::types::Value]>,
+    ) -> Option<Description> {
         let conn = self.conn.lock().ok()?;
         let mut stmt = conn
             .prepare(&format!("SELECT * FROM ({sql}) AS described LIMIT 0"))
             .ok()?;
         let nulls = vec![duckdb::types::Value::Null; stmt.parameter_count()];
         drop(
-            stmt.stream_arrow(duckdb::params_from_iter(nulls.iter()))
+            stmt.stream_arrow(duckdb::params_from_iter(params.unwrap_or(&nulls).iter()))
                 .ok()?,
         );
         let columns = crate::query::result_columns(&stmt);
@@ -394,7 +409,15 @@ impl DescribeConnection {
         // DuckDB are copied and freed before the statement is destroyed.
         unsafe {
             let rc = ffi::duckdb_prepare(self.0, c_sql.as_ptr(), &mut stmt);
-            let description = (rc == ffi::DuckDBSuccess).then(|| {
+            // A statement DuckDB cannot bind before its parameters are known (a table
+            // function taking one, e.g. read_csv($1)) reports one column of an unknown
+            // type: leave it to the session path, which binds it with NULLs.
+            let unbound = rc == ffi::DuckDBSuccess
+                && (0..ffi::duckdb_prepared_statement_column_count(stmt)).any(|i| {
+                    ffi::duckdb_prepared_statement_column_type(stmt, i)
+                        == ffi::DUCKDB_TYPE_DUCKDB_TYPE_INVALID
+                });
+            let description = (rc == ffi::DuckDBSuccess && !unbound).then(|| {
                 let params = (1..=ffi::duckdb_nparams(stmt))
                     .map(|i| kind_from_type_id(ffi::duckdb_param_type(stmt, i)).into())
                     .collect();

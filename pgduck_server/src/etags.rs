@@ -5,10 +5,11 @@
 //!
 //! Object stores are listed with object_store, configured from the same environment
 //! that [`crate::credentials`] turns into DuckDB secrets: S3 keys or the AWS credential
-//! chain, GCS HMAC keys (through GCS's S3-compatible API). Local files get a tag built
+//! chain, GCS HMAC keys (through GCS's S3-compatible API), or else the GCS access token
+//! [`crate::gcp`] keeps fresh (through GCS's JSON API). Local files get a tag built
 //! from inode, modification time and size, as object_store's local store spells it.
 //! A URL this process has no credentials for (a secret created by a client, GCS through
-//! a bearer token) yields no rows, so its files have no tag; the failure is logged
+//! an access token not yet minted) yields no rows, so its files have no tag; the failure is logged
 //! without any credential.
 
 use std::collections::HashMap;
@@ -37,6 +38,9 @@ const MAX_FILES: usize = 1_000_000;
 pub struct Stores {
     s3: Option<S3Settings>,
     gcs: Option<S3Settings>,
+    /// GCS's JSON API, for listing with the access token [`crate::gcp`] keeps fresh
+    /// when there are no HMAC keys.
+    gcs_api: String,
 }
 
 /// An S3 API endpoint and its credentials (`None`: the AWS credential chain).
@@ -116,7 +120,10 @@ impl Stores {
             }),
             _ => None,
         };
-        Stores { s3, gcs }
+        let gcs_api = get("STORAGE_EMULATOR_HOST")
+            .map(|e| endpoint_url(&e, Some(false)))
+            .unwrap_or_else(|| "https://storage.googleapis.com".to_owned());
+        Stores { s3, gcs, gcs_api }
     }
 
     /// The store serving `bucket`, for a URL scheme this process has settings for.
@@ -164,11 +171,40 @@ impl Stores {
 pub struct Lister {
     stores: Stores,
     runtime: tokio::runtime::Handle,
+    gcs_token: GcsToken,
+    http: reqwest::Client,
 }
 
+/// The GCS access token in use, set by [`crate::gcp`] each time it renews one.
+pub type GcsToken = Arc<std::sync::RwLock<Option<String>>>;
+
+/// How long one listing request may take.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Lister {
-    pub fn new(stores: Stores, runtime: tokio::runtime::Handle) -> Lister {
-        Lister { stores, runtime }
+    pub fn new(stores: Stores, runtime: tokio::runtime::Handle, gcs_token: GcsToken) -> Lister {
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .unwrap_or_default();
+        Lister {
+            stores,
+            runtime,
+            gcs_token,
+            http,
+        }
+    }
+
+    /// Runs `work` to completion on the runtime, from a thread of its own: the caller
+    /// may be one of the runtime's workers, where blocking on it is not allowed.
+    fn block_on<T: Send>(&self, work: impl std::future::Future<Output = T> + Send) -> T {
+        let runtime = self.runtime.clone();
+        std::thread::scope(|scope| {
+            scope
+                .spawn(move || runtime.block_on(work))
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
     }
 
     /// (path, etag) of the files `pattern` can match; empty when the store is not
@@ -178,20 +214,23 @@ impl Lister {
             Some(("file", path)) => local_etags(path, "file://"),
             Some((scheme, rest)) => {
                 let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-                let store = match self.stores.store(scheme, bucket) {
-                    Some(Ok(store)) => store,
-                    Some(Err(e)) => {
-                        warn!(%scheme, %bucket, error = %e, "cannot list entity tags");
-                        return Vec::new();
+                let base = format!("{scheme}://{bucket}/");
+                let listing = match self.stores.store(scheme, bucket) {
+                    Some(Ok(store)) => self.list(store, key),
+                    Some(Err(e)) => Err(e),
+                    None if matches!(scheme, "gs" | "gcs") => {
+                        let token = self.gcs_token.read().map(|t| t.clone()).unwrap_or(None);
+                        match token {
+                            Some(token) => self.list_gcs_json(&token, bucket, key),
+                            None => return Vec::new(),
+                        }
                     }
                     None => return Vec::new(),
                 };
-                let base = format!("{scheme}://{bucket}/");
-                let listing = self.list(store, key);
                 match listing {
-                    Ok(metas) => metas
+                    Ok(found) => found
                         .into_iter()
-                        .map(|m| (format!("{base}{}", m.location), m.e_tag))
+                        .map(|(key, etag)| (format!("{base}{key}"), etag))
                         .collect(),
                     Err(e) => {
                         warn!(%scheme, %bucket, error = %e, "cannot list entity tags");
@@ -204,36 +243,135 @@ impl Lister {
     }
 
     /// One HEAD for a plain key, else a listing under the key's fixed directory.
-    fn list(&self, store: Arc<dyn ObjectStore>, key: &str) -> Result<Vec<ObjectMeta>, String> {
+    fn list(
+        &self,
+        store: Arc<dyn ObjectStore>,
+        key: &str,
+    ) -> Result<Vec<(String, Option<String>)>, String> {
         let (prefix, glob) = split_pattern(key);
-        let key = key.to_owned();
-        let runtime = self.runtime.clone();
-        // Its own thread: the caller may be on one of the runtime's workers, where
-        // blocking on the runtime is not allowed.
-        std::thread::scope(|scope| {
-            scope
-                .spawn(move || {
-                    runtime.block_on(async move {
-                        if !glob {
-                            return match store.head(&Path::from(key.as_str())).await {
-                                Ok(meta) => Ok(vec![meta]),
-                                Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
-                                Err(e) => Err(e.to_string()),
-                            };
-                        }
-                        let prefix = (!prefix.is_empty()).then(|| Path::from(prefix.as_str()));
-                        store
-                            .list(prefix.as_ref())
-                            .take(MAX_FILES)
-                            .try_collect::<Vec<_>>()
-                            .await
-                            .map_err(|e| e.to_string())
-                    })
-                })
-                .join()
-                .unwrap_or_else(|_| Err("listing thread panicked".to_owned()))
+        let found = self.block_on(async move {
+            if !glob {
+                return match store.head(&Path::from(key)).await {
+                    Ok(meta) => Ok(vec![meta]),
+                    Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
+                    Err(e) => Err(e.to_string()),
+                };
+            }
+            let prefix = (!prefix.is_empty()).then(|| Path::from(prefix.as_str()));
+            store
+                .list(prefix.as_ref())
+                .take(MAX_FILES)
+                .try_collect::<Vec<ObjectMeta>>()
+                .await
+                .map_err(|e| e.to_string())
+        })?;
+        Ok(found
+            .into_iter()
+            .map(|m| (m.location.to_string(), m.e_tag))
+            .collect())
+    }
+
+    /// The same through GCS's JSON API with an access token: one object's metadata for
+    /// a plain key, else the pages of a prefix listing.
+    fn list_gcs_json(
+        &self,
+        token: &str,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Vec<(String, Option<String>)>, String> {
+        #[derive(serde::Deserialize)]
+        struct Object {
+            name: String,
+            etag: Option<String>,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Page {
+            #[serde(default)]
+            items: Vec<Object>,
+            next_page_token: Option<String>,
+        }
+        let (dir, glob) = split_pattern(key);
+        let objects = format!(
+            "{}/storage/v1/b/{}/o",
+            self.stores.gcs_api,
+            encode_segment(bucket)
+        );
+        let http = &self.http;
+        self.block_on(async move {
+            let get = |url: String, query: Vec<(&'static str, String)>| async move {
+                let response = http
+                    .get(&url)
+                    .bearer_auth(token)
+                    .query(&query)
+                    .send()
+                    .await
+                    .map_err(|e| format!("GET {url}: {}", e.without_url()))?;
+                let status = response.status();
+                if status == reqwest::StatusCode::NOT_FOUND {
+                    return Ok(None);
+                }
+                if !status.is_success() {
+                    return Err(format!("GET {url}: HTTP {status}"));
+                }
+                response
+                    .bytes()
+                    .await
+                    .map(Some)
+                    .map_err(|e| format!("GET {url}: {}", e.without_url()))
+            };
+            if !glob {
+                let url = format!("{objects}/{}", encode_segment(key));
+                let fields = vec![("fields", "name,etag".to_owned())];
+                return match get(url, fields).await? {
+                    Some(body) => {
+                        let o: Object = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+                        Ok(vec![(o.name, o.etag)])
+                    }
+                    None => Ok(Vec::new()),
+                };
+            }
+            let prefix = if dir.is_empty() {
+                dir
+            } else {
+                format!("{dir}/")
+            };
+            let mut out = Vec::new();
+            let mut page_token: Option<String> = None;
+            loop {
+                let mut query = vec![
+                    ("prefix", prefix.clone()),
+                    ("fields", "items(name,etag),nextPageToken".to_owned()),
+                    ("maxResults", "1000".to_owned()),
+                ];
+                if let Some(t) = page_token.take() {
+                    query.push(("pageToken", t));
+                }
+                let Some(body) = get(objects.clone(), query).await? else {
+                    return Err(format!("bucket {bucket} not found"));
+                };
+                let page: Page = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+                out.extend(page.items.into_iter().map(|o| (o.name, o.etag)));
+                match page.next_page_token {
+                    Some(t) if out.len() < MAX_FILES => page_token = Some(t),
+                    _ => return Ok(out),
+                }
+            }
         })
     }
+}
+
+/// Percent-encodes all but RFC 3986's unreserved characters (a `/` too).
+fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// The directory before the first wildcard (`*`, `?`, `[`, `{`), and whether there is one.
@@ -336,7 +474,12 @@ impl VTab for FileEtags {
     fn bind(bind: &BindInfo) -> Result<Listed, Box<dyn Error>> {
         bind.add_result_column("path", LogicalTypeHandle::from(LogicalTypeId::Varchar));
         bind.add_result_column("etag", LogicalTypeHandle::from(LogicalTypeId::Varchar));
-        let pattern = bind.get_parameter(0).to_string();
+        let pattern = bind.get_parameter(0);
+        if pattern.is_null() {
+            // Describing a prepared statement binds it with NULL: no files.
+            return Ok(Listed(Vec::new()));
+        }
+        let pattern = pattern.to_string();
         // SAFETY: registered with an `Arc<Lister>` as extra info, which DuckDB keeps
         // alive as long as the function exists.
         let lister = unsafe { &*bind.get_extra_info::<Arc<Lister>>() };
@@ -401,6 +544,7 @@ mod tests {
         assert_eq!(pattern_depth("a/b/*.csv", "a/b"), Some(1));
         assert_eq!(pattern_depth("a/*/*.csv", "a"), Some(2));
         assert_eq!(pattern_depth("a/**/*.csv", "a"), None);
+        assert_eq!(encode_segment("d/x y%.csv"), "d%2Fx%20y%25.csv");
     }
 
     #[test]

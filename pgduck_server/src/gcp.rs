@@ -78,12 +78,15 @@ async fn renew(
 ) -> Result<Duration, String> {
     let token = source.fetch(http).await?;
     let secret = token.secret(settings);
-    let engine = engine.clone();
+    let installer = engine.clone();
     let sql = secret.sql.clone();
-    tokio::task::spawn_blocking(move || engine.execute_global(&sql))
+    tokio::task::spawn_blocking(move || installer.execute_global(&sql))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("installing it: {}", secret.redact(&e.message)))?;
+    if let Ok(mut current) = engine.gcs_token.write() {
+        *current = Some(token.access_token.clone());
+    }
     info!(
         valid_for_secs = token.lifetime.as_secs(),
         "GCS access token installed"

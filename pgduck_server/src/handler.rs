@@ -686,7 +686,7 @@ impl ExtendedQueryHandler for Backend {
 
     async fn do_describe_portal<C>(
         &self,
-        _client: &mut C,
+        client: &mut C,
         target: &Portal<Prepared>,
     ) -> PgWireResult<DescribePortalResponse>
     where
@@ -695,10 +695,30 @@ impl ExtendedQueryHandler for Backend {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let fields = self.parser.get_result_schema(
-            &target.statement.statement,
-            Some(&target.result_column_format),
-        )?;
+        let prepared = &target.statement.statement;
+        let format = Some(&target.result_column_format);
+        if prepared.description.columns.is_empty()
+            && prepared.reply == Reply::Rows
+            && !prepared.transmit
+        {
+            // The statement could not be described without its parameters (a table
+            // function taking one, e.g. read_csv($1)): describe it with the portal's.
+            let plan = portal_plan(target)?;
+            let session = session_of(client)?;
+            let bound = tokio::task::spawn_blocking(move || {
+                session.describe_bound(&plan.sql, Some(&plan.params))
+            })
+            .await;
+            if let Ok(Some(description)) = bound {
+                let described = Prepared {
+                    description,
+                    ..prepared.clone()
+                };
+                let fields = self.parser.get_result_schema(&described, format)?;
+                return Ok(DescribePortalResponse::new(fields));
+            }
+        }
+        let fields = self.parser.get_result_schema(prepared, format)?;
         Ok(DescribePortalResponse::new(fields))
     }
 

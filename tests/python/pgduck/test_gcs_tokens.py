@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from lake_testing import wait_for
 
 CSV = b"id,name\n1,one\n2,two\n"
+OBJECTS = [{"name": "data/f.csv", "etag": "CKih16GjycICEAE="}, {"name": "other/g.csv", "etag": "CAE="}]
 
 
 def b64url_decode(part: str) -> bytes:
@@ -72,6 +73,17 @@ class FakeGoogle:
                         return self.reply(403, b"missing Metadata-Flavor")
                     return self.token("ya29.meta")
                 fake.storage_auth.append(self.headers.get("Authorization"))
+                url = urllib.parse.urlsplit(self.path)
+                query = urllib.parse.parse_qs(url.query)
+                # The JSON API, which pgduck_server lists entity tags with.
+                if url.path == "/storage/v1/b/bkt/o":
+                    items = [o for o in OBJECTS if o["name"].startswith(query.get("prefix", [""])[0])]
+                    return self.reply(200, json.dumps({"items": items}).encode())
+                if url.path.startswith("/storage/v1/b/bkt/o/"):
+                    name = urllib.parse.unquote(url.path.rsplit("/", 1)[1])
+                    found = [o for o in OBJECTS if o["name"] == name]
+                    return self.reply(200, json.dumps(found[0]).encode()) if found else \
+                        self.reply(404, b'{"error": {"code": 404}}')
                 if self.path == "/bkt/data/f.csv":
                     return self.reply(200, CSV, "text/csv")
                 self.reply(404, b"<Error><Code>NoSuchKey</Code></Error>", "application/xml")
@@ -126,6 +138,16 @@ def test_service_account_key_gives_tokens_duckdb_uses(tmp_path, start_pgduck, fa
     assert "devstorage.read_write" in claims["scope"]
     assert 0 < claims["exp"] - claims["iat"] <= 3600
     wait_for(lambda: read_gcs(server) == [(1, "one"), (2, "two")], "reading gs:// with the token", timeout=10)
+    assert fake_google.storage_auth[-1] in {f"Bearer {t}" for t in fake_google.issued}
+
+    # Entity tags (lake_file.list's etag) come from the JSON API with the same token.
+    with psycopg.connect(server.conninfo, autocommit=True) as c:
+        tags = "SELECT path, etag FROM pg_lake_file_etags(%s) ORDER BY path"
+        assert c.execute(tags, ("gs://bkt/data/*.csv",)).fetchall() == [("gs://bkt/data/f.csv", "CKih16GjycICEAE=")]
+        assert c.execute(tags, ("gs://bkt/data/f.csv",)).fetchall() == [("gs://bkt/data/f.csv", "CKih16GjycICEAE=")]
+        assert c.execute(tags, ("gs://bkt/**",)).fetchall() == \
+            [("gs://bkt/data/f.csv", "CKih16GjycICEAE="), ("gs://bkt/other/g.csv", "CAE=")]
+        assert c.execute(tags, ("gs://bkt/data/none.csv",)).fetchall() == []
     assert fake_google.storage_auth[-1] in {f"Bearer {t}" for t in fake_google.issued}
 
     # The token is renewed before it expires, and DuckDB switches to the new one.

@@ -150,6 +150,24 @@ def test_local_paths_round_trip(conn, workdir):
     assert conn.execute(f"SELECT answer FROM '{path}'").fetchone() == (42,)
 
 
+def test_table_functions_take_bound_parameters(conn, workdir):
+    """read_csv($1) cannot be described before its parameter is known: Describe of the
+    portal binds it with the client's value, so the columns are right and reuse works."""
+    path = workdir / "bound.csv"
+    path.write_text("a,b\n1,x\n2,y\n")
+    q = "SELECT * FROM read_csv(%s) WHERE a > %s ORDER BY a"
+    for minimum, expected in [(0, [(1, "x"), (2, "y")]), (1, [(2, "y")])]:
+        cur = conn.execute(q, (str(path), minimum), prepare=True)
+        assert [d.name for d in cur.description] == ["a", "b"]
+        assert cur.fetchall() == expected
+    # The server's entity-tag function (lake_file.list's etag), for a local file.
+    rows = conn.execute("SELECT path, etag FROM pg_lake_file_etags(%s)", (str(path),)).fetchall()
+    assert len(rows) == 1 and rows[0][0] == str(path) and rows[0][1]
+    path.write_text("a,b\n1,x\n2,y\n3,z\n")
+    again = conn.execute("SELECT etag FROM pg_lake_file_etags(%s)", (str(path),)).fetchone()[0]
+    assert again != rows[0][1]
+
+
 def test_copy_from_stdin_with_psycopg(conn):
     conn.execute("CREATE TABLE copied (id INTEGER, label VARCHAR)")
     with conn.cursor().copy("COPY copied FROM STDIN (FORMAT csv)") as copy:
