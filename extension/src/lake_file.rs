@@ -94,7 +94,7 @@ mod lake_file {
     fn preview(
         url: &str,
     ) -> TableIterator<'static, (name!(column_name, String), name!(column_type, String))> {
-        let described = LakeFiles::from_options(Some(url), &[], OptionContext::CopyFrom)
+        let described = LakeFiles::from_options(Some(url), &[], OptionContext::ForeignTable)
             .and_then(|files| crate::fdw::describe(&files))
             .or_report();
         TableIterator::new(described.into_iter().map(|(name, duckdb_type)| {

@@ -175,6 +175,9 @@ pub struct LakeFiles {
     pub csv: CsvOptions,
     /// Adds a `_filename` column (foreign tables).
     pub filename: bool,
+    /// Whether `key=value` directories become columns: for foreign tables (and so
+    /// `lake_file.preview`), not for COPY FROM, which loads what the files hold.
+    pub hive_columns: bool,
 }
 
 impl LakeFiles {
@@ -256,6 +259,7 @@ impl LakeFiles {
             compression,
             csv,
             filename,
+            hive_columns: context == OptionContext::ForeignTable,
         })
     }
 
@@ -265,6 +269,9 @@ impl LakeFiles {
         let mut args = vec![quote_literal(&self.url)];
         if self.filename {
             args.push("filename = '_filename'".into());
+        }
+        if !self.hive_columns {
+            args.push("hive_partitioning = false".into());
         }
         let compression = self.compression.filter(|c| *c != Compression::Snappy);
         let function = match self.format {
@@ -399,7 +406,7 @@ mod tests {
         );
         assert_eq!(
             f.read_sql(None),
-            "read_csv('s3://b/x.csv.gz', compression = 'gzip')"
+            "read_csv('s3://b/x.csv.gz', hive_partitioning = false, compression = 'gzip')"
         );
     }
 

@@ -129,6 +129,20 @@ def test_copy_from_mismatched_columns_loads_nothing(source, duck, s3url):
     assert source.execute("SELECT count(*) FROM dst").fetchone() == (0,)
 
 
+def test_copy_from_loads_what_files_hold_not_their_directories(source, duck, s3url):
+    """A file under key=value directories loads its own columns; only foreign tables
+    turn the directories into columns."""
+    duck.execute(f"COPY (SELECT 7 AS id, 'seven' AS val) TO '{s3url}/day=2024-01-01/part=3/a.parquet'")
+    source.execute("CREATE TABLE dst (id int, val text)")
+    assert source.execute(f"COPY dst FROM '{s3url}/day=2024-01-01/part=3/a.parquet'").rowcount == 1
+    assert source.execute("SELECT * FROM dst").fetchall() == [(7, "seven")]
+    source.execute(f"CREATE FOREIGN TABLE hive () SERVER pg_lake OPTIONS (path '{s3url}/*/*/*.parquet')")
+    assert source.execute("SELECT id, part FROM hive").fetchall() == [(7, 3)]
+    preview = [r[0] for r in source.execute(
+        "SELECT column_name FROM lake_file.preview(%s)", (f"{s3url}/day=2024-01-01/part=3/a.parquet",))]
+    assert preview == ["id", "val", "day", "part"]
+
+
 def test_copy_from_bad_values_loads_nothing(source, duck, s3url):
     duck.execute(f"""COPY (SELECT * FROM (VALUES (1, '10'), (2, '20'), (3, 'oops'), (4, '40')) t(id, val))
                      TO '{s3url}/badval.parquet'""")
