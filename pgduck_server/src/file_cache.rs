@@ -64,8 +64,35 @@ struct State {
     used: u64,
     clock: u64,
     queued: HashSet<String>,
-    /// URLs found too large or unreadable: not tried again until restart.
-    skipped: HashSet<String>,
+    /// URLs found too large or unreadable, and when they may be tried again.
+    skipped: Skips,
+}
+
+/// How long a URL that could not be cached is left alone: long enough not to fetch a
+/// failing or oversized object on every statement, short enough that a fixed or
+/// replaced one is cached again without a restart.
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// URLs not to download before a given time.
+#[derive(Default)]
+struct Skips(HashMap<String, std::time::Instant>);
+
+impl Skips {
+    fn skip(&mut self, url: &str, now: std::time::Instant) {
+        self.0.insert(url.to_owned(), now + RETRY_AFTER);
+    }
+
+    /// Whether `url` is still to be left alone at `now`; forgets it once it is not.
+    fn holds(&mut self, url: &str, now: std::time::Instant) -> bool {
+        match self.0.get(url) {
+            Some(until) if now < *until => true,
+            Some(_) => {
+                self.0.remove(url);
+                false
+            }
+            None => false,
+        }
+    }
 }
 
 pub struct FileCache {
@@ -330,7 +357,7 @@ impl FileCache {
         {
             let mut state = self.state.lock().expect("file cache lock");
             if state.entries.contains_key(url)
-                || state.skipped.contains(url)
+                || state.skipped.holds(url, std::time::Instant::now())
                 || !state.queued.insert(url.to_owned())
             {
                 return;
@@ -367,13 +394,11 @@ impl FileCache {
                 }
                 self.evict(&mut state);
             }
-            Ok(None) => {
-                state.skipped.insert(url.to_owned());
-            }
+            Ok(None) => state.skipped.skip(url, std::time::Instant::now()),
             Err(e) => {
                 // The statement that named it reports errors; here it is only a miss.
                 debug!(url, "file cache: not cached: {e}");
-                state.skipped.insert(url.to_owned());
+                state.skipped.skip(url, std::time::Instant::now());
             }
         }
     }
@@ -629,6 +654,18 @@ mod tests {
 
     fn urls(sql: &str) -> Vec<String> {
         remote_reads(sql).into_iter().map(|r| r.url).collect()
+    }
+
+    #[test]
+    fn skipped_urls_are_tried_again_later() {
+        let mut skips = Skips::default();
+        let t0 = std::time::Instant::now();
+        assert!(!skips.holds("s3://b/x", t0));
+        skips.skip("s3://b/x", t0);
+        assert!(skips.holds("s3://b/x", t0 + RETRY_AFTER / 2));
+        assert!(!skips.holds("s3://b/y", t0));
+        assert!(!skips.holds("s3://b/x", t0 + RETRY_AFTER));
+        assert!(skips.0.is_empty(), "a URL past its time is forgotten");
     }
 
     #[test]
