@@ -147,7 +147,15 @@ impl Stores {
             None => AmazonS3Builder::from_env(),
         }
         .with_bucket_name(bucket)
-        .with_virtual_hosted_style_request(settings.virtual_hosted);
+        .with_virtual_hosted_style_request(settings.virtual_hosted)
+        // lake_file.list waits for this: a few quick retries, not object_store's
+        // default of ten over three minutes.
+        .with_retry(object_store::RetryConfig {
+            max_retries: 2,
+            retry_timeout: REQUEST_TIMEOUT,
+            ..Default::default()
+        })
+        .with_client_options(object_store::ClientOptions::new().with_timeout(REQUEST_TIMEOUT));
         if let Some(region) = &settings.region {
             builder = builder.with_region(region);
         }
@@ -249,6 +257,7 @@ impl Lister {
         key: &str,
     ) -> Result<Vec<(String, Option<String>)>, String> {
         let (prefix, glob) = split_pattern(key);
+        let one_level = pattern_depth(key, &prefix) == Some(1);
         let found = self.block_on(async move {
             if !glob {
                 return match store.head(&Path::from(key)).await {
@@ -257,9 +266,17 @@ impl Lister {
                     Err(e) => Err(e.to_string()),
                 };
             }
-            let prefix = (!prefix.is_empty()).then(|| Path::from(prefix.as_str()));
+            let dir = (!prefix.is_empty()).then(|| Path::from(prefix.as_str()));
+            if one_level {
+                // `dir/*.parquet`: the objects right in `dir`, not everything below it.
+                return store
+                    .list_with_delimiter(dir.as_ref())
+                    .await
+                    .map(|listing| listing.objects)
+                    .map_err(|e| e.to_string());
+            }
             store
-                .list(prefix.as_ref())
+                .list(dir.as_ref())
                 .take(MAX_FILES)
                 .try_collect::<Vec<ObjectMeta>>()
                 .await
@@ -292,6 +309,7 @@ impl Lister {
             next_page_token: Option<String>,
         }
         let (dir, glob) = split_pattern(key);
+        let one_level = pattern_depth(key, &dir) == Some(1);
         let objects = format!(
             "{}/storage/v1/b/{}/o",
             self.stores.gcs_api,
@@ -346,6 +364,9 @@ impl Lister {
                 ];
                 if let Some(t) = page_token.take() {
                     query.push(("pageToken", t));
+                }
+                if one_level {
+                    query.push(("delimiter", "/".to_owned()));
                 }
                 let Some(body) = get(objects.clone(), query).await? else {
                     return Err(format!("bucket {bucket} not found"));

@@ -33,6 +33,10 @@ def test_list_reports_entity_tags(db, duck, s3url, moto):
     assert plain == tags[f"{s3url}/e/a.parquet"]
     assert db.execute("SELECT count(*), count(etag) FROM lake_file.list(%s)",
                       (f"{s3url}/e/*.parquet",)).fetchone() == (1, 1)
+    # A one-level pattern lists one level (with a delimiter), not the whole tree below.
+    assert duck.execute("SELECT path FROM pg_lake_file_etags(%s)", (f"{s3url}/e/*.parquet",)).fetchall() \
+        == [(f"{s3url}/e/a.parquet",)]
+    assert len(duck.execute("SELECT path FROM pg_lake_file_etags(%s)", (f"{s3url}/e/**",)).fetchall()) == 2
     duck.execute(f"COPY (SELECT 3 AS x, 4 AS y) TO '{s3url}/e/a.parquet'")
     again = db.execute("SELECT etag FROM lake_file.list(%s)", (f"{s3url}/e/a.parquet",)).fetchone()[0]
     assert again is not None and again != plain
