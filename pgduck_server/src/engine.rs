@@ -117,8 +117,9 @@ impl Engine {
             "enabling the file cache",
         )?;
         let gcs_token = crate::etags::GcsToken::default();
+        let storage = crate::credentials::StorageEnv::from_env(std::env::vars());
         let lister = crate::etags::Lister::new(
-            crate::etags::Stores::from_env(std::env::vars()),
+            crate::etags::Stores::new(&storage),
             tokio::runtime::Handle::current(),
             gcs_token.clone(),
         );
@@ -129,7 +130,7 @@ impl Engine {
                 QueryError::from(e).message
             ))
         })?;
-        for stmt in crate::credentials::secrets_from_env(std::env::vars()) {
+        for stmt in storage.secrets() {
             root.execute_batch(&stmt.sql).map_err(|e| {
                 // DuckDB may echo the statement; never let a key reach a log.
                 ServerError::Startup(format!(

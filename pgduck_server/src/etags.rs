@@ -12,7 +12,6 @@
 //! an access token not yet minted) yields no rows, so its files have no tag; the failure is logged
 //! without any credential.
 
-use std::collections::HashMap;
 use std::error::Error;
 use std::ffi::CString;
 use std::path::Path as FsPath;
@@ -26,6 +25,8 @@ use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore};
 use tracing::warn;
+
+use crate::credentials::StorageEnv;
 
 /// The table function's name in DuckDB.
 pub const FUNCTION: &str = "pg_lake_file_etags";
@@ -65,64 +66,25 @@ impl std::fmt::Debug for S3Settings {
     }
 }
 
-/// `host[:port]` or `scheme://host[:port]`, with `ssl` deciding a missing scheme.
-fn endpoint_url(endpoint: &str, ssl: Option<bool>) -> String {
-    let endpoint = endpoint.trim_end_matches('/');
-    if endpoint.contains("://") {
-        endpoint.to_owned()
-    } else if ssl == Some(false) {
-        format!("http://{endpoint}")
-    } else {
-        format!("https://{endpoint}")
-    }
-}
-
 impl Stores {
-    /// Reads the variables [`crate::credentials::secrets_from_env`] reads.
-    pub fn from_env(vars: impl Iterator<Item = (String, String)>) -> Stores {
-        let env: HashMap<String, String> = vars.filter(|(_, v)| !v.is_empty()).collect();
-        let get = |k: &str| env.get(k).cloned();
-        let ssl = get("PG_LAKE_S3_USE_SSL").map(|v| !matches!(v.as_str(), "false" | "0" | "off"));
-        let keys = match (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY")) {
-            (Some(k), Some(s)) => Some((k, s, get("AWS_SESSION_TOKEN"))),
-            _ => None,
-        };
-        let s3_wanted = keys.is_some()
-            || [
-                "AWS_REGION",
-                "AWS_DEFAULT_REGION",
-                "AWS_ENDPOINT_URL",
-                "AWS_ENDPOINT_URL_S3",
-                "AWS_ROLE_ARN",
-                "AWS_WEB_IDENTITY_TOKEN_FILE",
-                "AWS_PROFILE",
-            ]
-            .iter()
-            .any(|k| get(k).is_some());
-        let s3 = s3_wanted.then(|| S3Settings {
-            region: get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")),
-            endpoint: get("AWS_ENDPOINT_URL_S3")
-                .or_else(|| get("AWS_ENDPOINT_URL"))
-                .map(|e| endpoint_url(&e, ssl)),
-            virtual_hosted: get("PG_LAKE_S3_URL_STYLE").as_deref() == Some("vhost"),
-            keys,
+    /// From the settings the DuckDB secrets are made from.
+    pub fn new(env: &StorageEnv) -> Stores {
+        let s3 = env.s3.as_ref().map(|s3| S3Settings {
+            region: s3.region.clone(),
+            endpoint: s3.endpoint_url(),
+            virtual_hosted: s3.url_style.as_deref() == Some("vhost"),
+            keys: s3.keys.clone(),
         });
-        let gcs = match (get("GCS_ACCESS_KEY_ID"), get("GCS_SECRET_ACCESS_KEY")) {
-            (Some(k), Some(s)) => Some(S3Settings {
-                region: Some("auto".to_owned()),
-                endpoint: Some(
-                    get("STORAGE_EMULATOR_HOST")
-                        .map(|e| endpoint_url(&e, Some(false)))
-                        .unwrap_or_else(|| "https://storage.googleapis.com".to_owned()),
-                ),
-                virtual_hosted: false,
-                keys: Some((k, s, None)),
-            }),
-            _ => None,
+        let gcs_api = match &env.gcs_emulator {
+            Some((host, ssl)) => format!("{}://{host}", if *ssl { "https" } else { "http" }),
+            None => "https://storage.googleapis.com".to_owned(),
         };
-        let gcs_api = get("STORAGE_EMULATOR_HOST")
-            .map(|e| endpoint_url(&e, Some(false)))
-            .unwrap_or_else(|| "https://storage.googleapis.com".to_owned());
+        let gcs = env.gcs_keys.as_ref().map(|(key, secret)| S3Settings {
+            region: Some("auto".to_owned()),
+            endpoint: Some(gcs_api.clone()),
+            virtual_hosted: false,
+            keys: Some((key.clone(), secret.clone(), None)),
+        });
         Stores { s3, gcs, gcs_api }
     }
 
@@ -547,12 +509,8 @@ pub fn register(conn: &duckdb::Connection, lister: Lister) -> duckdb::Result<()>
 mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<Vec<_>>()
-            .into_iter()
+    fn stores(pairs: &[(&str, &str)]) -> Stores {
+        Stores::new(&StorageEnv::from_env(crate::credentials::env_of(pairs)))
     }
 
     #[test]
@@ -570,27 +528,27 @@ mod tests {
 
     #[test]
     fn settings_follow_the_secret_variables_and_hide_keys() {
-        let s = Stores::from_env(env(&[
+        let s = stores(&[
             ("AWS_ACCESS_KEY_ID", "AKIA"),
             ("AWS_SECRET_ACCESS_KEY", "s3cr3t"),
             ("AWS_ENDPOINT_URL", "127.0.0.1:5000"),
             ("PG_LAKE_S3_USE_SSL", "false"),
-        ]));
+        ]);
         let s3 = s.s3.as_ref().unwrap();
         assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
         assert!(!format!("{s:?}").contains("s3cr3t"));
         assert!(s.gcs.is_none());
-        let g = Stores::from_env(env(&[
+        let g = stores(&[
             ("GCS_ACCESS_KEY_ID", "GOOG"),
             ("GCS_SECRET_ACCESS_KEY", "x"),
             ("STORAGE_EMULATOR_HOST", "http://127.0.0.1:4443"),
-        ]));
+        ]);
         assert_eq!(
             g.gcs.unwrap().endpoint.as_deref(),
             Some("http://127.0.0.1:4443")
         );
         assert!(g.s3.is_none());
-        assert!(Stores::from_env(env(&[])).store("s3", "b").is_none());
+        assert!(stores(&[]).store("s3", "b").is_none());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use tracing::{info, warn};
 
-use crate::credentials::{gcs_settings, SecretStatement};
+use crate::credentials::{SecretStatement, StorageEnv};
 use crate::engine::{literal, Engine};
 use crate::error::ServerError;
 
@@ -45,7 +45,7 @@ pub fn start_token_renewal(engine: &Arc<Engine>) -> Result<(), ServerError> {
     let Some(source) = TokenSource::from_env(env).map_err(ServerError::Config)? else {
         return Ok(());
     };
-    let settings = gcs_settings(env);
+    let settings = StorageEnv::from_lookup(env).gcs_settings();
     let http = reqwest::Client::builder()
         .build()
         .map_err(|e| ServerError::Startup(format!("building the GCS token client: {e}")))?;

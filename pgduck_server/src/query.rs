@@ -67,14 +67,6 @@ pub type Receiver = mpsc::Receiver<Result<Event, Failure>>;
 /// A batch's COPY text, ready once the job has run.
 pub struct CopyJob(tokio::sync::oneshot::Receiver<std::thread::Result<Bytes>>);
 
-/// Threads that encode TRANSMIT batches, one per core, started on first use. They run
-/// at a lower priority than the threads fetching from DuckDB: a stream goes no faster
-/// than its fetch thread, which must not wait for a core while encoders, which have
-/// batches queued up, take them.
-struct Encoders {
-    jobs: std::sync::Mutex<std::sync::mpsc::Sender<EncodeJob>>,
-}
-
 /// Nice value of the encoder threads. On two cores a TRANSMIT of 10 M rows took 1.14-1.19x
 /// the in-process time with 5 (and with 10), 1.23-1.33x at 0, and 1.36-1.39x on tokio's
 /// blocking pool (`cargo bench -p pgduck_server --bench transmit`).
@@ -85,51 +77,52 @@ type EncodeJob = (
     tokio::sync::oneshot::Sender<std::thread::Result<Bytes>>,
 );
 
-static ENCODERS: std::sync::LazyLock<Encoders> = std::sync::LazyLock::new(|| {
-    let (tx, rx) = std::sync::mpsc::channel::<EncodeJob>();
-    let rx = Arc::new(std::sync::Mutex::new(rx));
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    for i in 0..cores {
-        let rx = rx.clone();
-        let _ = std::thread::Builder::new()
-            .name(format!("encoder-{i}"))
-            .spawn(move || {
-                // Per thread on Linux; lowering needs no privilege. Failing leaves
-                // the thread at normal priority, which is only slower.
-                // SAFETY: plain system calls about the calling thread.
-                unsafe {
-                    libc::setpriority(
-                        libc::PRIO_PROCESS,
-                        libc::gettid() as libc::id_t,
-                        ENCODER_NICE,
-                    );
-                }
-                loop {
-                    let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                    let Ok((batch, done)) = job else { return };
-                    let encoded = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                        let mut out = Vec::new();
-                        write_copy_rows(batch.columns(), batch.num_rows(), &mut out);
-                        Bytes::from(out)
-                    }));
-                    let _ = done.send(encoded);
-                }
-            });
-    }
-    Encoders {
-        jobs: std::sync::Mutex::new(tx),
-    }
-});
+/// The queue of the threads that encode TRANSMIT batches, one per core, started on
+/// first use. They run at a lower priority than the threads fetching from DuckDB: a
+/// stream goes no faster than its fetch thread, which must not wait for a core while
+/// encoders, which have batches queued up, take them.
+static ENCODERS: std::sync::LazyLock<std::sync::mpsc::Sender<EncodeJob>> =
+    std::sync::LazyLock::new(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<EncodeJob>();
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        for i in 0..cores {
+            let rx = rx.clone();
+            let _ = std::thread::Builder::new()
+                .name(format!("encoder-{i}"))
+                .spawn(move || {
+                    // Per thread on Linux; lowering needs no privilege. Failing leaves
+                    // the thread at normal priority, which is only slower.
+                    // SAFETY: plain system calls about the calling thread.
+                    unsafe {
+                        libc::setpriority(
+                            libc::PRIO_PROCESS,
+                            libc::gettid() as libc::id_t,
+                            ENCODER_NICE,
+                        );
+                    }
+                    loop {
+                        let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        let Ok((batch, done)) = job else { return };
+                        let encoded = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                            let mut out = Vec::new();
+                            write_copy_rows(batch.columns(), batch.num_rows(), &mut out);
+                            Bytes::from(out)
+                        }));
+                        let _ = done.send(encoded);
+                    }
+                });
+        }
+        tx
+    });
 
 impl CopyJob {
     /// Queues `batch` for the encoder threads.
     fn spawn(batch: RecordBatch) -> CopyJob {
         let (done, rx) = tokio::sync::oneshot::channel();
-        let _ = ENCODERS
-            .jobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send((batch, done));
+        // A send fails only when no encoder thread could start: `done` is dropped
+        // with the job, and `data` reports it.
+        let _ = ENCODERS.send((batch, done));
         CopyJob(rx)
     }
 
