@@ -467,9 +467,10 @@ mod tests {
     use super::*;
 
     fn repo(path: &str) -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join(path)
+        // Read at run time: `cargo test` sets it, and a binary reused from the shared
+        // target cache may have been compiled in another checkout.
+        let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo test");
+        PathBuf::from(manifest_dir).join("..").join(path)
     }
 
     fn read(path: &str) -> String {
