@@ -2,11 +2,16 @@
 folder on sys.path through the root conftest)."""
 
 import os
+import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 
+import requests
+
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+REPO = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -48,3 +53,55 @@ def unix_open(path) -> bool:
 def as_postgres(cmd: list) -> list:
     """initdb refuses to run as root: run Postgres binaries as the postgres user."""
     return ["runuser", "-u", "postgres", "--", *map(str, cmd)] if os.geteuid() == 0 else list(map(str, cmd))
+
+
+def rest_catalog_binary() -> Path:
+    explicit = os.environ.get("REST_CATALOG_BIN")
+    if explicit:
+        return Path(explicit)
+    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+    subprocess.run(["cargo", "build", "-q", "-p", "rest_catalog", "--bin", "rest_catalog"], cwd=REPO, check=True)
+    return target / "debug" / "rest_catalog"
+
+
+class CatalogServer:
+    """The rest_catalog binary; its log goes to `workdir`."""
+
+    def __init__(self, binary: Path, database_url: str, workdir: Path, warehouse: str, extra=(), env=None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.warehouse = warehouse
+        self.log = open(workdir / f"rest_catalog-{self.port}.log", "wb")
+        self.proc = subprocess.Popen(
+            [
+                str(binary),
+                "--listen", f"127.0.0.1:{self.port}",
+                "--database-url", database_url,
+                "--warehouse", warehouse,
+                "--auth", "none",
+                "--log-format", "text",
+                *extra,
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
+        deadline = time.time() + 60
+        while True:
+            try:
+                if requests.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"rest_catalog did not become ready; see {self.log.name}")
+            time.sleep(0.1)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            assert self.proc.wait(timeout=20) == 0, "rest_catalog exits cleanly on SIGTERM"
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.log.close()

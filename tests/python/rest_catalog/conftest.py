@@ -3,27 +3,13 @@ the rest_catalog binary in front of it, with a local directory as warehouse."""
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
-import requests
 
-from lake_testing import PG_BIN, as_postgres, free_port
-
-REPO = Path(__file__).resolve().parents[3]
-
-
-def rest_catalog_binary() -> Path:
-    explicit = os.environ.get("REST_CATALOG_BIN")
-    if explicit:
-        return Path(explicit)
-    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
-    subprocess.run(["cargo", "build", "-q", "-p", "rest_catalog", "--bin", "rest_catalog"], cwd=REPO, check=True)
-    return target / "debug" / "rest_catalog"
+from lake_testing import PG_BIN, CatalogServer, as_postgres, rest_catalog_binary
 
 
 @pytest.fixture(scope="session")
@@ -49,49 +35,6 @@ def postgres_url():
     finally:
         subprocess.run(as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"]), capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
-
-
-class CatalogServer:
-    """The rest_catalog binary; its log goes to `workdir`."""
-
-    def __init__(self, binary: Path, database_url: str, workdir: Path, warehouse: str, extra=(), env=None):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.warehouse = warehouse
-        self.log = open(workdir / f"rest_catalog-{self.port}.log", "wb")
-        self.proc = subprocess.Popen(
-            [
-                str(binary),
-                "--listen", f"127.0.0.1:{self.port}",
-                "--database-url", database_url,
-                "--warehouse", warehouse,
-                "--auth", "none",
-                "--log-format", "text",
-                *extra,
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-        )
-        deadline = time.time() + 60
-        while True:
-            try:
-                if requests.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            if self.proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"rest_catalog did not become ready; see {self.log.name}")
-            time.sleep(0.1)
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            assert self.proc.wait(timeout=20) == 0, "rest_catalog exits cleanly on SIGTERM"
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            self.log.close()
 
 
 @pytest.fixture(scope="session")
