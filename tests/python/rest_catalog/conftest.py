@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lake_testing import PG_BIN, CatalogServer, as_postgres, rest_catalog_binary
+from lake_testing import PG_BIN, CatalogServer, as_postgres, free_port, rest_catalog_binary
 
 
 @pytest.fixture(scope="session")
