@@ -83,6 +83,11 @@ pub enum Error {
     #[error("no file matches \"{0}\"")]
     FileNotFound(String),
 
+    /// The shared Iceberg catalog tables do not exist (or are older than this build) and
+    /// this transaction cannot create them.
+    #[error("the Iceberg catalog schema \"{schema}\" is missing or out of date and cannot be created in a read-only transaction")]
+    CatalogReadOnly { schema: &'static str },
+
     #[error(transparent)]
     Spi(#[from] pgrx::spi::SpiError),
 }
@@ -109,6 +114,7 @@ impl Error {
             Error::ColumnMismatch(_) => ERRCODE_UNDEFINED_COLUMN,
             Error::FeatureNotSupported(_) => ERRCODE_FEATURE_NOT_SUPPORTED,
             Error::FileNotFound(_) => ERRCODE_UNDEFINED_FILE,
+            Error::CatalogReadOnly { .. } => ERRCODE_READ_ONLY_SQL_TRANSACTION,
             Error::Spi(_) | Error::Internal(_) => ERRCODE_INTERNAL_ERROR,
         }
     }
@@ -136,6 +142,10 @@ impl Error {
                 Some("Set the format option to parquet, csv or json.".into())
             }
             Error::PermissionDenied { hint, .. } => Some(hint.clone()),
+            Error::CatalogReadOnly { .. } => Some(
+                "Run the statement once in a read-write transaction on the primary, or start the REST catalog, which creates it."
+                    .into(),
+            ),
             _ => None,
         }
     }

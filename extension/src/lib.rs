@@ -5,10 +5,13 @@
 //! - [`hooks`]: COPY to/from lake URLs and schema inference for foreign tables.
 //! - `lake_file`: the `lake_file.list/exists/size/preview` SQL functions.
 //! - [`engine`]: the backend's connection to pgduck_server.
+//! - [`catalog`]: the Iceberg catalog tables shared with the REST catalog, and the
+//!   `iceberg_tables` view over them.
 
 use pgrx::prelude::*;
 
 mod access;
+mod catalog;
 mod copy_text;
 mod engine;
 mod error;
@@ -54,6 +57,10 @@ GRANT USAGE ON FOREIGN SERVER pg_lake TO lake_read;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA lake_file FROM PUBLIC;
 GRANT USAGE ON SCHEMA lake_file TO lake_read;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA lake_file TO lake_read;
+
+GRANT USAGE ON SCHEMA lake_iceberg TO lake_read;
+GRANT EXECUTE ON FUNCTION lake_iceberg.catalog_tables() TO lake_read;
+GRANT SELECT ON iceberg_tables TO lake_read;
 "#,
     name = "pg_lake_objects",
     finalize

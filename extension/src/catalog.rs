@@ -1,0 +1,162 @@
+//! The Iceberg catalog tables Postgres shares with the REST catalog.
+//!
+//! The schema is defined once, in `pg_lake_common::catalog`: versioned migrations, the
+//! version table and the advisory-lock key. The REST catalog applies them at start-up;
+//! the extension applies them on first use, inside the user's transaction, with the same
+//! steps. Whichever comes first creates the tables, the other finds them current.
+//!
+//! The tables are deliberately not members of the extension: `DROP EXTENSION pg_lake`
+//! must not drop the tables other engines' Iceberg tables are registered in, and
+//! `pg_dump` must dump their rows. That is why nothing here runs during `CREATE
+//! EXTENSION` (objects created then would become extension members).
+
+use pg_lake_common::catalog as shared;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::error::{Error, Result};
+
+/// The newest catalog schema version applied in this database (`None`: no catalog yet).
+fn applied_version() -> Result<Option<i32>> {
+    let exists = Spi::get_one::<bool>(&format!(
+        "SELECT to_regclass('{}') IS NOT NULL",
+        shared::VERSION_TABLE
+    ))
+    .map_err(spi("looking for the catalog schema"))?
+    .unwrap_or(false);
+    if !exists {
+        return Ok(None);
+    }
+    Spi::get_one::<i32>(&format!(
+        "SELECT max(version) FROM {}",
+        shared::VERSION_TABLE
+    ))
+    .map_err(spi("reading the catalog schema version"))
+}
+
+/// Makes sure the catalog tables exist at the newest version this build knows.
+///
+/// Costs two catalog lookups when they do. Otherwise it takes the shared migration
+/// lock for the rest of the transaction and applies what is missing, so concurrent
+/// first uses (here or in the REST catalog) queue instead of racing. A rollback of the
+/// user's transaction rolls the migration back with it.
+pub fn ensure_schema() -> Result<()> {
+    if applied_version()?.is_some_and(|v| v >= shared::latest_version()) {
+        return Ok(());
+    }
+    // SAFETY: plain reads of backend-global flags on the backend thread.
+    let (creating_extension, read_only) = unsafe {
+        (
+            pg_sys::creating_extension,
+            pg_sys::XactReadOnly || pg_sys::RecoveryInProgress(),
+        )
+    };
+    if creating_extension {
+        return Err(Error::Internal(format!(
+            "the {} schema is not created inside CREATE EXTENSION (its tables must not be extension members)",
+            shared::SCHEMA
+        )));
+    }
+    if read_only {
+        return Err(Error::CatalogReadOnly {
+            schema: shared::SCHEMA,
+        });
+    }
+    Spi::run(&format!(
+        "SELECT pg_advisory_xact_lock({})",
+        shared::MIGRATION_LOCK_KEY
+    ))
+    .map_err(spi("taking the catalog migration lock"))?;
+    // Another session may have migrated while this one waited for the lock.
+    if applied_version()?.is_some_and(|v| v >= shared::latest_version()) {
+        return Ok(());
+    }
+    Spi::run(shared::BOOTSTRAP_SQL).map_err(spi("creating the catalog schema"))?;
+    let applied: Vec<i32> = Spi::connect(|client| {
+        client
+            .select(shared::APPLIED_VERSIONS_SQL, None, &[])?
+            .map(|row| row.get::<i32>(1))
+            .filter_map(|v| v.transpose())
+            .collect::<std::result::Result<Vec<i32>, _>>()
+    })
+    .map_err(spi("reading the applied catalog migrations"))?;
+    for migration in shared::pending(&applied) {
+        Spi::run(migration.sql).map_err(|e| {
+            Error::Internal(format!(
+                "applying catalog migration {} ({}): {e}",
+                migration.version, migration.description
+            ))
+        })?;
+        Spi::run_with_args(shared::RECORD_VERSION_SQL, &[migration.version.into()])
+            .map_err(spi("recording a catalog migration"))?;
+    }
+    Ok(())
+}
+
+fn spi(what: &'static str) -> impl Fn(pgrx::spi::Error) -> Error {
+    move |e| Error::Internal(format!("{what}: {e}"))
+}
+
+#[pg_schema]
+mod lake_iceberg {
+    use pg_lake_common::catalog as shared;
+    use pgrx::prelude::*;
+
+    use crate::error::OrReport;
+
+    /// Iceberg tables registered in the shared catalog (by the REST catalog's clients, and
+    /// by Postgres), in the JDBC / SQL-catalog layout. Backs the `iceberg_tables` view.
+    #[allow(clippy::type_complexity)]
+    #[pg_extern(volatile, parallel_unsafe, security_definer)]
+    #[search_path(pg_catalog, pg_temp)]
+    fn catalog_tables() -> TableIterator<
+        'static,
+        (
+            name!(catalog_name, String),
+            name!(table_namespace, String),
+            name!(table_name, String),
+            name!(metadata_location, Option<String>),
+            name!(previous_metadata_location, Option<String>),
+        ),
+    > {
+        super::ensure_schema().or_report();
+        let sql = format!(
+            "SELECT catalog_name, table_namespace, table_name, metadata_location, \
+                    previous_metadata_location \
+               FROM {} WHERE coalesce(iceberg_type, '{}') = '{}' \
+              ORDER BY catalog_name, table_namespace, table_name",
+            shared::TABLES_TABLE,
+            shared::ICEBERG_TYPE_TABLE,
+            shared::ICEBERG_TYPE_TABLE
+        );
+        let rows = Spi::connect(|client| {
+            client
+                .select(&sql, None, &[])?
+                .map(|row| {
+                    Ok((
+                        row.get::<String>(1)?.unwrap_or_default(),
+                        row.get::<String>(2)?.unwrap_or_default(),
+                        row.get::<String>(3)?.unwrap_or_default(),
+                        row.get::<String>(4)?,
+                        row.get::<String>(5)?,
+                    ))
+                })
+                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+        })
+        .map_err(super::spi("listing the catalog's Iceberg tables"))
+        .or_report();
+        TableIterator::new(rows)
+    }
+}
+
+extension_sql!(
+    r#"
+CREATE VIEW iceberg_tables AS SELECT * FROM lake_iceberg.catalog_tables();
+COMMENT ON VIEW iceberg_tables IS
+    'Iceberg tables in the shared catalog (lake_catalog.iceberg_tables), JDBC / SQL-catalog layout';
+REVOKE ALL ON FUNCTION lake_iceberg.catalog_tables() FROM PUBLIC;
+-- lake_read is granted the view in the final block, after the roles exist.
+"#,
+    name = "iceberg_tables_view",
+    requires = [lake_iceberg::catalog_tables]
+);
