@@ -50,7 +50,12 @@ mod lake_file {
             .map(|r| {
                 let size = r[1].as_deref().and_then(|s| s.parse().ok()).unwrap_or(0);
                 let modified = r[2].as_deref().and_then(|s| s.parse().ok());
-                (r[0].clone().unwrap_or_default(), size, modified, r[3].clone())
+                (
+                    r[0].clone().unwrap_or_default(),
+                    size,
+                    modified,
+                    r[3].clone(),
+                )
             })
             .collect();
         TableIterator::new(listed)
