@@ -275,14 +275,24 @@ impl Catalog {
             })
     }
 
-    /// Where a new table or view goes when the request names no location: under
-    /// the namespace's `location` property, else under the warehouse.
-    async fn default_location(&self, namespace: &Namespace, name: &str) -> Result<String> {
+    /// Where a new table or view goes: the location the request names, else
+    /// under the namespace's `location` property, else under the warehouse.
+    /// Fails when the namespace does not exist (even when a location is named)
+    /// or the location is not inside the warehouse.
+    async fn new_entity_location(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+        requested: Option<String>,
+    ) -> Result<String> {
         let properties = self.namespace_properties(namespace).await?;
-        Ok(match properties.get("location") {
-            Some(base) => format!("{}/{name}", base.trim_end_matches('/')),
-            None => format!("{}/{}/{name}", self.warehouse.root(), namespace.join("/")),
-        })
+        let location = match (requested, properties.get("location")) {
+            (Some(l), _) => l.trim_end_matches('/').to_string(),
+            (None, Some(base)) => format!("{}/{name}", base.trim_end_matches('/')),
+            (None, None) => format!("{}/{}/{name}", self.warehouse.root(), namespace.join("/")),
+        };
+        self.warehouse.validate_location(&location)?;
+        Ok(location)
     }
 
     async fn read_json<T: DeserializeOwned>(&self, location: &str) -> Result<T> {
@@ -425,11 +435,9 @@ impl Catalog {
             namespace: namespace.clone(),
             name: req.name.clone(),
         };
-        let location = match req.location {
-            Some(l) => l.trim_end_matches('/').to_string(),
-            None => self.default_location(&namespace, &req.name).await?,
-        };
-        self.warehouse.validate_location(&location)?;
+        let location = self
+            .new_entity_location(&namespace, &req.name, req.location)
+            .await?;
         if self
             .store
             .metadata_location(&ident, EntityKind::Table)
@@ -497,7 +505,21 @@ impl Catalog {
             namespace,
             name: req.name,
         };
-        let version = self.table_version(&req.metadata_location).await?;
+        self.warehouse.validate_location(&req.metadata_location)?;
+        let version = self
+            .table_version(&req.metadata_location)
+            .await
+            .map_err(|e| match e {
+                Error::Storage(object_store::Error::NotFound { .. }) => Error::BadRequest(format!(
+                    "metadata file {:?} does not exist",
+                    req.metadata_location
+                )),
+                Error::Metadata(m) => {
+                    Error::BadRequest(format!("not an Iceberg table metadata file: {m}"))
+                }
+                other => other,
+            })?;
+        self.warehouse.validate_location(version.metadata.location())?;
         match self
             .store
             .metadata_location(&ident, EntityKind::Table)
@@ -509,7 +531,7 @@ impl Catalog {
                         ident,
                         kind: EntityKind::Table,
                         expected: current,
-                        new: req.metadata_location.clone(),
+                        new: Some(req.metadata_location.clone()),
                     }])
                     .await?
             }
@@ -670,13 +692,13 @@ impl Catalog {
             TableUpdate::UpgradeFormatVersion { format_version } => Some(*format_version),
             _ => None,
         });
-        let location = match updates.iter().find_map(|u| match u {
+        let requested = updates.iter().find_map(|u| match u {
             TableUpdate::SetLocation { location } => Some(location.clone()),
             _ => None,
-        }) {
-            Some(location) => location,
-            None => self.default_location(&ident.namespace, &ident.name).await?,
-        };
+        });
+        let location = self
+            .new_entity_location(&ident.namespace, &ident.name, requested)
+            .await?;
         if self
             .store
             .metadata_location(ident, EntityKind::View)
@@ -701,15 +723,17 @@ impl Catalog {
 
     /// Makes staged commits visible in one catalog transaction.
     async fn publish(&self, staged: &[StagedCommit]) -> Result<()> {
+        // A change that altered nothing (requirements only) is checked again
+        // inside the swap transaction: its table must still be at the version
+        // its requirements were checked against when the others are swapped.
         let swaps: Vec<MetadataSwap> = staged
             .iter()
-            .filter(|s| s.is_new())
             .filter_map(|s| {
                 Some(MetadataSwap {
                     ident: s.ident.clone(),
                     kind: EntityKind::Table,
                     expected: s.previous.clone()?,
-                    new: s.location().to_string(),
+                    new: s.is_new().then(|| s.location().to_string()),
                 })
             })
             .collect();
@@ -748,22 +772,72 @@ impl Catalog {
         }
     }
 
-    /// Removes the table from the catalog; with `purge`, also every file under its location.
+    /// Removes the table from the catalog; with `purge`, also every file under
+    /// its location. A purge is refused (400, nothing dropped) when the location
+    /// is not strictly inside the warehouse or another table or view of any
+    /// catalog keeps metadata in or under it.
     pub async fn drop_table(&self, ident: &TableIdentifier, purge: bool) -> Result<()> {
-        let location = self.store.drop_entity(ident, EntityKind::Table).await?;
-        if let (true, Some(metadata_location)) = (purge, location) {
-            let table_location = self
-                .table_version(&metadata_location)
-                .await?
-                .metadata
-                .location()
-                .to_string();
-            match self.warehouse.delete_all_under(&table_location).await {
-                Ok(count) => tracing::info!(table = %ident, count, "purged dropped table's files"),
+        if !purge {
+            self.store.drop_entity(ident, EntityKind::Table).await?;
+            return Ok(());
+        }
+        let current = self.current_location(ident, EntityKind::Table).await?;
+        let table_location = self.table_location(&current).await?;
+        self.check_purgeable(&table_location, Some(ident)).await?;
+        let dropped = self.store.drop_entity(ident, EntityKind::Table).await?;
+        // The table may have been committed to between the check and the drop.
+        let table_location = match dropped {
+            Some(last) if last != current => match self.table_location(&last).await {
+                Ok(location) => location,
                 Err(e) => {
-                    tracing::warn!(table = %ident, error = %e, "could not purge dropped table's files")
+                    tracing::warn!(table = %ident, error = %e, "dropped; files not purged");
+                    return Ok(());
                 }
+            },
+            _ => table_location,
+        };
+        // Checked again now that the row is gone: a table created meanwhile counts.
+        if let Err(e) = self.check_purgeable(&table_location, None).await {
+            tracing::warn!(table = %ident, error = %e, "dropped; files not purged");
+            return Ok(());
+        }
+        match self.warehouse.delete_all_under(&table_location).await {
+            Ok(count) => tracing::info!(table = %ident, count, "purged dropped table's files"),
+            Err(e) => {
+                tracing::warn!(table = %ident, error = %e, "could not purge dropped table's files")
             }
+        }
+        Ok(())
+    }
+
+    async fn table_location(&self, metadata_location: &str) -> Result<String> {
+        Ok(self
+            .table_version(metadata_location)
+            .await?
+            .metadata
+            .location()
+            .to_string())
+    }
+
+    /// Whether every file under `location` may be deleted: it is strictly inside
+    /// the warehouse (never its root) and no other catalog row has its metadata there.
+    async fn check_purgeable(
+        &self,
+        location: &str,
+        dropping: Option<&TableIdentifier>,
+    ) -> Result<()> {
+        self.warehouse
+            .validate_location(location)
+            .map_err(|e| Error::BadRequest(format!("cannot purge: {e}")))?;
+        let key = self.warehouse.search_key(location)?;
+        let others = self.store.entities_containing(&key, dropping).await?;
+        if let Some((name, _)) = others
+            .iter()
+            .find(|(_, metadata)| self.warehouse.is_within(metadata, location))
+        {
+            return Err(Error::BadRequest(format!(
+                "cannot purge {location:?}: {name} keeps its metadata there; drop without purgeRequested"
+            )));
         }
         Ok(())
     }
@@ -779,11 +853,9 @@ impl Catalog {
             namespace: namespace.clone(),
             name: req.name.clone(),
         };
-        let location = match req.location {
-            Some(l) => l,
-            None => self.default_location(&namespace, &req.name).await?,
-        };
-        self.warehouse.validate_location(&location)?;
+        let location = self
+            .new_entity_location(&namespace, &req.name, req.location)
+            .await?;
         let metadata = ViewMetadataBuilder::new(
             location,
             req.schema,
@@ -850,7 +922,7 @@ impl Catalog {
                 ident: ident.clone(),
                 kind: EntityKind::View,
                 expected: previous,
-                new: location.clone(),
+                new: Some(location.clone()),
             };
             if let Err(e) = self.store.swap_metadata(&[swap]).await {
                 self.discard(&location, &e).await;

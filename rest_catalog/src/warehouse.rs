@@ -41,9 +41,15 @@ enum Scheme {
 
 pub struct Warehouse {
     root: String,
+    /// The root as an object path of `store`: every location the catalog
+    /// writes to or purges must be strictly below it.
+    root_path: Path,
     scheme: Scheme,
     store: Arc<dyn ObjectStore>,
     client_config: Properties,
+    /// The catalog's own S3 keys, handed out only with `--vend-credentials` and
+    /// only to table loads and creates that ask for them. Never in `client_config`.
+    vended_credentials: Properties,
 }
 
 impl std::fmt::Debug for Warehouse {
@@ -66,6 +72,7 @@ impl Warehouse {
     pub fn new(settings: &StorageSettings) -> Result<Self> {
         let root = settings.warehouse.trim_end_matches('/').to_string();
         let mut client_config = Properties::new();
+        let mut vended_credentials = Properties::new();
         let (scheme, store): (Scheme, Arc<dyn ObjectStore>) = if let Some(rest) = root
             .strip_prefix("s3://")
             .or_else(|| root.strip_prefix("s3a://"))
@@ -94,7 +101,7 @@ impl Warehouse {
                     ("AWS_SESSION_TOKEN", "s3.session-token"),
                 ] {
                     if let Ok(value) = std::env::var(env) {
-                        client_config.insert(property.into(), value);
+                        vended_credentials.insert(property.into(), value);
                     }
                 }
             }
@@ -131,11 +138,15 @@ impl Warehouse {
             std::fs::create_dir_all(dir)?;
             (Scheme::Local, Arc::new(LocalFileSystem::new()))
         };
+        let root_path = store_path(&scheme, &root)
+            .map_err(|_| Error::Config(format!("warehouse {root:?} is not a valid location")))?;
         Ok(Self {
             root,
+            root_path,
             scheme,
             store,
             client_config,
+            vended_credentials,
         })
     }
 
@@ -149,35 +160,58 @@ impl Warehouse {
         &self.client_config
     }
 
-    /// The object path of a location inside this warehouse's bucket or file system.
-    fn object_path(&self, location: &str) -> Result<Path> {
-        let key = match &self.scheme {
-            Scheme::Bucket { prefixes, bucket } => prefixes
-                .iter()
-                .find_map(|p| location.strip_prefix(p))
-                .and_then(|rest| rest.strip_prefix(bucket.as_str()))
-                .and_then(|rest| rest.strip_prefix('/')),
-            Scheme::Local => location
-                .strip_prefix("file://")
-                .unwrap_or(location)
-                .strip_prefix('/'),
-        };
-        let key = key.ok_or_else(|| {
-            Error::BadRequest(format!(
-                "location {location:?} is not inside the warehouse {:?}",
-                self.root
-            ))
-        })?;
-        Path::parse(key).map_err(|e| Error::BadRequest(format!("location {location:?}: {e}")))
+    /// FileIO properties with the catalog's keys, when it vends credentials.
+    pub fn vended_credentials(&self) -> Option<&Properties> {
+        (!self.vended_credentials.is_empty()).then_some(&self.vended_credentials)
     }
 
-    /// Checks that a client-supplied location can be written by this catalog.
+    /// The object path of any location in this warehouse's bucket or file
+    /// system (for reading files that catalog rows point at).
+    fn object_path(&self, location: &str) -> Result<Path> {
+        store_path(&self.scheme, location).map_err(|e| match e {
+            Error::BadRequest(m) => Error::BadRequest(format!("{m}; the warehouse is {:?}", self.root)),
+            other => other,
+        })
+    }
+
+    /// The object path of a location strictly below the warehouse root,
+    /// compared segment by segment: the only places the catalog writes to or purges.
+    fn confined_path(&self, location: &str) -> Result<Path> {
+        let path = self.object_path(location)?;
+        let below_root = path
+            .prefix_match(&self.root_path)
+            .is_some_and(|mut rest| rest.next().is_some());
+        if !below_root {
+            return Err(Error::BadRequest(format!(
+                "location {location:?} is not inside the warehouse {:?}",
+                self.root
+            )));
+        }
+        Ok(path)
+    }
+
+    /// Checks that a client-supplied table or view location (or metadata
+    /// file) is strictly inside the warehouse.
     pub fn validate_location(&self, location: &str) -> Result<()> {
-        self.object_path(location).map(|_| ())
+        self.confined_path(location).map(|_| ())
+    }
+
+    /// The part of `location` that any spelling of it contains (`s3a://` for
+    /// `s3://`, a path for a `file://` URL): a cheap filter for [`Self::is_within`].
+    pub fn search_key(&self, location: &str) -> Result<String> {
+        Ok(self.object_path(location)?.as_ref().to_string())
+    }
+
+    /// Whether `inner` is `outer` or below it, segment by segment.
+    pub fn is_within(&self, inner: &str, outer: &str) -> bool {
+        match (self.object_path(inner), self.object_path(outer)) {
+            (Ok(inner), Ok(outer)) => inner.prefix_matches(&outer),
+            _ => false,
+        }
     }
 
     pub async fn write(&self, location: &str, bytes: Bytes) -> Result<()> {
-        let path = self.object_path(location)?;
+        let path = self.confined_path(location)?;
         self.store.put(&path, PutPayload::from_bytes(bytes)).await?;
         Ok(())
     }
@@ -189,16 +223,17 @@ impl Warehouse {
 
     /// Deletes one object; a missing one is not an error.
     pub async fn delete(&self, location: &str) -> Result<()> {
-        let path = self.object_path(location)?;
+        let path = self.confined_path(location)?;
         match self.store.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
 
-    /// Deletes every object a location (a dropped table's files).
+    /// Deletes every object under a location (a dropped table's files); the
+    /// location must be strictly inside the warehouse, never its root.
     pub async fn delete_all_under(&self, location: &str) -> Result<usize> {
-        let prefix = self.object_path(location)?;
+        let prefix = self.confined_path(location)?;
         let paths: Vec<Path> = self
             .store
             .list(Some(&prefix))
@@ -214,6 +249,35 @@ impl Warehouse {
         }
         Ok(count)
     }
+}
+
+/// The object path of a location in a store of `scheme`: for buckets the key
+/// after `<scheme>://<bucket>/`, for a local file system the absolute path
+/// without its leading `/`. Relative segments (`..`, `.`) and empty ones are refused.
+fn store_path(scheme: &Scheme, location: &str) -> Result<Path> {
+    let key = match scheme {
+        Scheme::Bucket { prefixes, bucket } => prefixes
+            .iter()
+            .find_map(|p| location.strip_prefix(p))
+            .and_then(|rest| rest.strip_prefix(bucket.as_str()))
+            .and_then(|rest| {
+                if rest.is_empty() {
+                    Some(rest)
+                } else {
+                    rest.strip_prefix('/')
+                }
+            }),
+        Scheme::Local => location
+            .strip_prefix("file://")
+            .unwrap_or(location)
+            .strip_prefix('/'),
+    };
+    let key = key.ok_or_else(|| {
+        Error::BadRequest(format!(
+            "location {location:?} is not in the warehouse's storage"
+        ))
+    })?;
+    Path::parse(key).map_err(|e| Error::BadRequest(format!("location {location:?}: {e}")))
 }
 
 /// Location of the next metadata file of a table or view: `<location>/metadata/
@@ -293,5 +357,115 @@ mod tests {
             expected
         );
         assert!(w.object_path("relative/t").is_err());
+    }
+
+    #[test]
+    fn writes_and_purges_stay_strictly_inside_a_local_warehouse() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("wh").to_str().unwrap().to_string();
+        let w = Warehouse::new(&StorageSettings {
+            warehouse: format!("{root}/"),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(w.validate_location(&format!("{root}/ns/t")).is_ok());
+        assert!(w.validate_location(&format!("file://{root}/ns/t")).is_ok());
+        for outside in [
+            "/".to_string(),
+            "/etc".to_string(),
+            root.clone(),
+            format!("{root}/"),
+            format!("file://{root}"),
+            // A string prefix of the root is not inside it.
+            format!("{root}2/t"),
+            format!("{root}/../escape"),
+            format!("{root}/ns/../../escape"),
+            format!("{root}/./t"),
+            format!("{root}//t"),
+            "relative/t".to_string(),
+            "s3://bucket/t".to_string(),
+        ] {
+            let err = w.validate_location(&outside).unwrap_err();
+            assert!(matches!(err, Error::BadRequest(_)), "{outside}: {err}");
+            assert!(
+                err.to_string().contains(&outside),
+                "the error names the location: {err}"
+            );
+        }
+        assert!(w.is_within(&format!("{root}/a/b/metadata/x.json"), &format!("{root}/a/b")));
+        assert!(w.is_within(&format!("{root}/a"), &format!("file://{root}/a")));
+        assert!(!w.is_within(&format!("{root}/ab/x"), &format!("{root}/a")));
+    }
+
+    #[tokio::test]
+    async fn the_warehouse_root_is_never_purged() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_str().unwrap().to_string();
+        let w = Warehouse::new(&StorageSettings {
+            warehouse: root.clone(),
+            ..Default::default()
+        })
+        .unwrap();
+        std::fs::write(dir.path().join("keep"), b"x").unwrap();
+        assert!(w.delete_all_under(&root).await.is_err());
+        assert!(w.delete_all_under("/").await.is_err());
+        assert!(dir.path().join("keep").exists());
+    }
+
+    #[test]
+    fn bucket_locations_must_be_under_the_warehouse_prefix() {
+        let w = Warehouse::new(&StorageSettings {
+            warehouse: "s3://bucket/wh".into(),
+            s3_region: Some("us-east-1".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(w.validate_location("s3://bucket/wh/ns/t").is_ok());
+        assert!(w.validate_location("s3a://bucket/wh/ns/t").is_ok());
+        for outside in [
+            "s3://bucket/wh",
+            "s3://bucket/wh2/t",
+            "s3://bucket/other/t",
+            "s3://bucket",
+            "s3://bucketx/wh/t",
+            "s3://other/wh/t",
+            "s3://bucket/wh/../x",
+        ] {
+            assert!(w.validate_location(outside).is_err(), "{outside}");
+        }
+        let whole = Warehouse::new(&StorageSettings {
+            warehouse: "s3://bucket".into(),
+            s3_region: Some("us-east-1".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(whole.validate_location("s3://bucket/t").is_ok());
+        assert!(whole.validate_location("s3://bucket").is_err());
+        assert!(whole.validate_location("s3://bucket/").is_err());
+    }
+
+    #[test]
+    fn credentials_are_kept_apart_from_the_client_config() {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDTEST");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "secret-test");
+        let settings = StorageSettings {
+            warehouse: "s3://bucket/wh".into(),
+            s3_region: Some("us-east-1".into()),
+            vend_credentials: true,
+            ..Default::default()
+        };
+        let w = Warehouse::new(&settings).unwrap();
+        assert!(!w.client_config().values().any(|v| v.contains("secret-test")));
+        assert_eq!(
+            w.vended_credentials().unwrap()["s3.secret-access-key"],
+            "secret-test"
+        );
+        assert!(!format!("{w:?}").contains("secret-test"));
+        let quiet = Warehouse::new(&StorageSettings {
+            vend_credentials: false,
+            ..settings
+        })
+        .unwrap();
+        assert!(quiet.vended_credentials().is_none());
     }
 }

@@ -855,3 +855,364 @@ async fn a_commit_whose_outcome_is_unknown_is_a_server_error_never_a_conflict() 
         "the catalog recovers once the database does: {body}"
     );
 }
+
+/// A request creating `name` through a staged create's commit, as PyIceberg
+/// sends it (always with a set-location update).
+fn staged_create_commit(location: &str) -> Value {
+    let req = table_request("x");
+    json!({
+        "requirements": [ { "type": "assert-create" } ],
+        "updates": [
+            { "action": "upgrade-format-version", "format-version": 2 },
+            { "action": "add-schema", "schema": req["schema"] },
+            { "action": "set-current-schema", "schema-id": -1 },
+            { "action": "set-location", "location": location }
+        ]
+    })
+}
+
+fn view_request(name: &str) -> Value {
+    json!({
+        "name": name,
+        "schema": { "type": "struct", "schema-id": 0, "fields": [ { "id": 1, "name": "x", "required": false, "type": "long" } ] },
+        "view-version": {
+            "version-id": 1, "timestamp-ms": 1700000000000i64, "schema-id": 0,
+            "summary": { "engine-name": "test" },
+            "representations": [ { "type": "sql", "sql": "SELECT 1 AS x", "dialect": "duckdb" } ],
+            "default-namespace": ["ns"]
+        },
+        "properties": {}
+    })
+}
+
+async fn row_count(db: &tokio_postgres::Client, name: &str) -> i64 {
+    db.query_one(
+        "SELECT count(*) FROM lake_catalog.iceberg_tables WHERE table_name = $1",
+        &[&name],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+#[tokio::test]
+async fn locations_outside_the_warehouse_are_refused() {
+    let c = start(&[]).await;
+    c.create_namespace("ns").await;
+    let root = c.warehouse.path().to_str().unwrap().to_string();
+    let outside = tempfile::tempdir().unwrap();
+    let db = sql_client(&c.database_url).await;
+    for location in [
+        "/".to_string(),
+        root.clone(),
+        format!("file://{root}"),
+        format!("{root}-sibling/t"),
+        format!("{root}/ns/../../escape"),
+        outside.path().to_str().unwrap().to_string(),
+    ] {
+        let mut table = table_request("t");
+        table["location"] = json!(location);
+        let (status, body) = c.post("/v1/namespaces/ns/tables", table).await;
+        assert_error((status, body.clone()), 400, "BadRequestException");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(&location),
+            "the error names the location: {body}"
+        );
+        let mut view = view_request("v");
+        view["location"] = json!(location);
+        assert_error(
+            c.post("/v1/namespaces/ns/views", view).await,
+            400,
+            "BadRequestException",
+        );
+        assert_error(
+            c.post(
+                "/v1/namespaces/ns/tables/s",
+                staged_create_commit(&location),
+            )
+            .await,
+            400,
+            "BadRequestException",
+        );
+    }
+    assert_eq!(row_count(&db, "t").await + row_count(&db, "v").await, 0);
+    assert_eq!(
+        std::fs::read_dir(outside.path()).unwrap().count(),
+        0,
+        "nothing is written outside the warehouse"
+    );
+
+    // A commit may not move a table out of the warehouse either.
+    c.create_table("ns", "t").await;
+    let move_out = json!({ "updates": [ { "action": "set-location", "location": "/" } ] });
+    assert_error(
+        c.post("/v1/namespaces/ns/tables/t", move_out).await,
+        400,
+        "BadRequestException",
+    );
+}
+
+#[tokio::test]
+async fn purges_never_delete_the_root_or_another_tables_files() {
+    let c = start(&[]).await;
+    c.create_namespace("ns").await;
+    let root = c.warehouse.path().to_str().unwrap().to_string();
+    let db = sql_client(&c.database_url).await;
+    let t = c.create_table("ns", "t").await;
+    let t_metadata = t["metadata-location"].as_str().unwrap().to_string();
+    let t_location = t["metadata"]["location"].as_str().unwrap().to_string();
+
+    // A second table sharing t's directory (inside the warehouse, so allowed)
+    // cannot be purged while t keeps its metadata there.
+    let mut shared = table_request("shared");
+    shared["location"] = json!(t_location);
+    let (status, body) = c.post("/v1/namespaces/ns/tables", shared).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = c
+        .delete("/v1/namespaces/ns/tables/shared?purgeRequested=true")
+        .await;
+    assert_error((status, body.clone()), 400, "BadRequestException");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("ns.t"),
+        "{body}"
+    );
+    assert_eq!(row_count(&db, "shared").await, 1, "a refused purge drops nothing");
+    assert!(std::path::Path::new(&t_metadata).exists());
+    // The namespace directory holds t: a table located there cannot purge it.
+    let mut parent = table_request("parent");
+    parent["location"] = json!(format!("{root}/ns"));
+    assert_eq!(c.post("/v1/namespaces/ns/tables", parent).await.0, 200);
+    assert_error(
+        c.delete("/v1/namespaces/ns/tables/parent?purgeRequested=true")
+            .await,
+        400,
+        "BadRequestException",
+    );
+    assert!(std::path::Path::new(&t_metadata).exists());
+
+    // A row written by another writer whose metadata says the table is the
+    // warehouse root: its purge is refused and the root is left alone.
+    let mut metadata: Value =
+        serde_json::from_slice(&std::fs::read(&t_metadata).unwrap()).unwrap();
+    metadata["location"] = json!(root);
+    let rogue = format!("{root}/rogue/metadata/00000-rogue.metadata.json");
+    std::fs::create_dir_all(format!("{root}/rogue/metadata")).unwrap();
+    std::fs::write(&rogue, serde_json::to_vec(&metadata).unwrap()).unwrap();
+    db.execute(
+        "INSERT INTO lake_catalog.iceberg_tables (catalog_name, table_namespace, table_name, metadata_location, iceberg_type)
+         VALUES ('pg_lake', 'ns', 'rogue', $1, 'TABLE')",
+        &[&rogue],
+    )
+    .await
+    .unwrap();
+    assert_error(
+        c.delete("/v1/namespaces/ns/tables/rogue?purgeRequested=true")
+            .await,
+        400,
+        "BadRequestException",
+    );
+    assert!(std::path::Path::new(&rogue).exists());
+    assert!(std::path::Path::new(&t_metadata).exists());
+    // Registering that file is refused too: its table location is not inside the warehouse.
+    assert_error(
+        c.post(
+            "/v1/namespaces/ns/register",
+            json!({ "name": "again", "metadata-location": rogue }),
+        )
+        .await,
+        400,
+        "BadRequestException",
+    );
+
+    // Once the others are gone, t's purge proceeds.
+    for name in ["shared", "parent", "rogue"] {
+        assert_eq!(
+            c.delete(&format!("/v1/namespaces/ns/tables/{name}")).await.0,
+            204
+        );
+    }
+    assert_eq!(
+        c.delete("/v1/namespaces/ns/tables/t?purgeRequested=true")
+            .await
+            .0,
+        204
+    );
+    assert!(!std::path::Path::new(&t_metadata).exists());
+    assert!(std::path::Path::new(&root).exists());
+}
+
+#[tokio::test]
+async fn register_checks_the_metadata_file() {
+    let c = start(&[]).await;
+    c.create_namespace("ns").await;
+    let root = c.warehouse.path().to_str().unwrap().to_string();
+    let t = c.create_table("ns", "t").await;
+    let t_metadata = t["metadata-location"].as_str().unwrap().to_string();
+
+    let missing = format!("{root}/ns/gone/metadata/00000-gone.metadata.json");
+    let (status, body) = c
+        .post(
+            "/v1/namespaces/ns/register",
+            json!({ "name": "gone", "metadata-location": missing }),
+        )
+        .await;
+    assert_error((status, body.clone()), 400, "BadRequestException");
+    assert!(body["error"]["message"].as_str().unwrap().contains(&missing), "{body}");
+
+    let garbage = format!("{root}/ns/garbage.metadata.json");
+    std::fs::write(&garbage, b"{\"not\": \"metadata\"}").unwrap();
+    assert_error(
+        c.post(
+            "/v1/namespaces/ns/register",
+            json!({ "name": "garbage", "metadata-location": garbage }),
+        )
+        .await,
+        400,
+        "BadRequestException",
+    );
+
+    // A metadata file outside the warehouse is refused before it is read.
+    let outside = tempfile::tempdir().unwrap();
+    let copy = outside.path().join("00000-copy.metadata.json");
+    std::fs::copy(&t_metadata, &copy).unwrap();
+    assert_error(
+        c.post(
+            "/v1/namespaces/ns/register",
+            json!({ "name": "copy", "metadata-location": copy.to_str().unwrap() }),
+        )
+        .await,
+        400,
+        "BadRequestException",
+    );
+    assert_error(
+        c.post(
+            "/v1/namespaces/missing/register",
+            json!({ "name": "x", "metadata-location": t_metadata }),
+        )
+        .await,
+        404,
+        "NoSuchNamespaceException",
+    );
+}
+
+#[tokio::test]
+async fn creates_with_a_location_still_need_the_namespace() {
+    let c = start(&[]).await;
+    let root = c.warehouse.path().to_str().unwrap().to_string();
+    let db = sql_client(&c.database_url).await;
+    let mut table = table_request("t");
+    table["location"] = json!(format!("{root}/missing/t"));
+    assert_error(
+        c.post("/v1/namespaces/missing/tables", table).await,
+        404,
+        "NoSuchNamespaceException",
+    );
+    let mut view = view_request("v");
+    view["location"] = json!(format!("{root}/missing/v"));
+    assert_error(
+        c.post("/v1/namespaces/missing/views", view).await,
+        404,
+        "NoSuchNamespaceException",
+    );
+    assert_error(
+        c.post(
+            "/v1/namespaces/missing/tables/s",
+            staged_create_commit(&format!("{root}/missing/s")),
+        )
+        .await,
+        404,
+        "NoSuchNamespaceException",
+    );
+    let rows: i64 = db
+        .query_one("SELECT count(*) FROM lake_catalog.iceberg_tables", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0);
+}
+
+#[tokio::test]
+async fn a_create_racing_a_namespace_drop_does_not_outlive_it() {
+    let c = start(&[]).await;
+    c.create_namespace("racy").await;
+    let db = sql_client(&c.database_url).await;
+    // A drop of the namespace in progress: its rows locked and deleted, not yet committed.
+    db.batch_execute(
+        "BEGIN;
+         SELECT 1 FROM lake_catalog.iceberg_namespace_properties WHERE namespace = 'racy' FOR UPDATE;
+         DELETE FROM lake_catalog.iceberg_namespace_properties WHERE namespace = 'racy';",
+    )
+    .await
+    .unwrap();
+    let create = {
+        let http = c.http.clone();
+        let url = format!("{}/v1/namespaces/racy/tables", c.base);
+        tokio::spawn(async move {
+            let resp = http.post(url).json(&table_request("t")).send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap())
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!create.is_finished(), "the create waits for the drop");
+    db.batch_execute("COMMIT").await.unwrap();
+    assert_error(create.await.unwrap(), 404, "NoSuchNamespaceException");
+    assert_eq!(row_count(&db, "t").await, 0);
+}
+
+#[tokio::test]
+async fn a_transaction_rechecks_requirement_only_changes_when_it_swaps() {
+    let c = start(&["--commit-retries", "0"]).await;
+    c.create_namespace("ns").await;
+    let a = c.create_table("ns", "a").await;
+    let z0 = c.create_table("ns", "z").await;
+    let (status, z1) = c
+        .post("/v1/namespaces/ns/tables/z", add_column_commit(json!([])))
+        .await;
+    assert_eq!(status, 200, "{z1}");
+    let z0_location = z0["metadata-location"].as_str().unwrap().to_string();
+    // Another writer moves z back to its first version just as the
+    // transaction swaps a (a trigger stands in for the concurrent commit).
+    let db = sql_client(&c.database_url).await;
+    db.batch_execute(&format!(
+        "CREATE FUNCTION concurrent_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF pg_trigger_depth() = 1 THEN
+             UPDATE lake_catalog.iceberg_tables SET metadata_location = '{z0_location}'
+              WHERE table_name = 'z';
+           END IF;
+           RETURN NEW;
+         END $$;
+         CREATE TRIGGER concurrent_commit BEFORE UPDATE ON lake_catalog.iceberg_tables
+           FOR EACH ROW WHEN (NEW.table_name = 'a') EXECUTE FUNCTION concurrent_commit();"
+    ))
+    .await
+    .unwrap();
+    let mut change_a = add_column_commit(
+        json!([{ "type": "assert-current-schema-id", "current-schema-id": 0 }]),
+    );
+    change_a["identifier"] = json!({ "namespace": ["ns"], "name": "a" });
+    // z: requirements only, true when staged (schema 1), false at swap time.
+    let check_z = json!({
+        "identifier": { "namespace": ["ns"], "name": "z" },
+        "requirements": [ { "type": "assert-current-schema-id", "current-schema-id": 1 } ],
+        "updates": []
+    });
+    assert_error(
+        c.post(
+            "/v1/transactions/commit",
+            json!({ "table-changes": [change_a, check_z] }),
+        )
+        .await,
+        409,
+        "CommitFailedException",
+    );
+    db.batch_execute("DROP TRIGGER concurrent_commit ON lake_catalog.iceberg_tables")
+        .await
+        .unwrap();
+    let (_, now) = c.get("/v1/namespaces/ns/tables/a").await;
+    assert_eq!(
+        now["metadata-location"], a["metadata-location"],
+        "a is unchanged: the transaction did not apply"
+    );
+}

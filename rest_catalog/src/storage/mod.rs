@@ -22,13 +22,14 @@ pub struct Page {
     pub limit: Option<u32>,
 }
 
-/// One compare-and-swap of an entity's metadata location.
+/// One compare-and-swap of an entity's metadata location, or (`new: None`)
+/// a check that it is still `expected`, holding it there until the others commit.
 #[derive(Debug, Clone)]
 pub struct MetadataSwap {
     pub ident: TableIdentifier,
     pub kind: EntityKind,
     pub expected: String,
-    pub new: String,
+    pub new: Option<String>,
 }
 
 /// Outcome of a namespace property update.
@@ -81,16 +82,27 @@ pub trait CatalogStore: Send + Sync + 'static {
         ident: &TableIdentifier,
         kind: EntityKind,
     ) -> Result<Option<String>>;
-    /// Fails with `AlreadyExists` when a table or view has that name.
+    /// Fails with `AlreadyExists` when a table or view has that name, and with
+    /// `NoSuchNamespace` when the namespace does not exist; the namespace is
+    /// held (`FOR SHARE`) until the insert commits, so a concurrent drop of the
+    /// namespace either sees the new row or makes this insert fail.
     async fn insert_entity(
         &self,
         ident: &TableIdentifier,
         kind: EntityKind,
         metadata_location: &str,
     ) -> Result<()>;
-    /// Applies every swap or none; a swap whose expected location is no longer
-    /// current fails the whole call with `ConcurrentUpdate`.
+    /// Applies every swap or none; a swap or check whose expected location is
+    /// no longer current fails the whole call with `ConcurrentUpdate`.
     async fn swap_metadata(&self, swaps: &[MetadataSwap]) -> Result<()>;
+    /// Tables and views of every catalog in this database whose metadata
+    /// location contains `needle`, except `except` of this catalog: their names
+    /// and metadata locations.
+    async fn entities_containing(
+        &self,
+        needle: &str,
+        except: Option<&TableIdentifier>,
+    ) -> Result<Vec<(String, String)>>;
     /// Removes the entity and returns its last metadata location.
     async fn drop_entity(
         &self,

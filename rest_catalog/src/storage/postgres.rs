@@ -479,9 +479,26 @@ impl CatalogStore for PostgresStore {
         metadata_location: &str,
     ) -> Result<()> {
         let stored = stored_namespace(&ident.namespace)?;
-        let client = self.pool.get().await?;
-        let stmt = client.prepare_cached(schema::INSERT_ENTITY_SQL).await?;
-        let inserted = client
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // Holds the namespace against drop_namespace (which locks these rows
+        // FOR UPDATE) until the new row is committed.
+        let lock = tx
+            .prepare_cached(&format!(
+                "SELECT 1 FROM {} WHERE catalog_name = $1 AND namespace = $2 FOR SHARE",
+                schema::NAMESPACE_PROPERTIES_TABLE
+            ))
+            .await?;
+        if tx
+            .query(&lock, &[&self.catalog_name, &stored])
+            .await?
+            .is_empty()
+            && !self.namespace_exists(&tx, &stored).await?
+        {
+            return Err(Error::NoSuchNamespace(ident.namespace.join(".")));
+        }
+        let stmt = tx.prepare_cached(schema::INSERT_ENTITY_SQL).await?;
+        let inserted = tx
             .execute(
                 &stmt,
                 &[
@@ -492,39 +509,68 @@ impl CatalogStore for PostgresStore {
                     &metadata_location,
                 ],
             )
-            .await
-            .map_err(sent_change_error)?;
+            .await?;
         if inserted == 0 {
             return Err(Error::AlreadyExists(format!(
                 "a table or view named {} already exists",
                 ident
             )));
         }
-        Ok(())
+        tx.commit().await.map_err(sent_change_error)
     }
 
     async fn swap_metadata(&self, swaps: &[MetadataSwap]) -> Result<()> {
+        // One order for every writer, so two transactions over the same tables
+        // queue instead of deadlocking.
+        let mut ordered: Vec<&MetadataSwap> = swaps.iter().collect();
+        ordered.sort_by(|a, b| {
+            (&a.ident.namespace, &a.ident.name).cmp(&(&b.ident.namespace, &b.ident.name))
+        });
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let stmt = tx
+        let swap_stmt = tx
             .prepare_cached(schema::SWAP_METADATA_LOCATION_SQL)
             .await?;
-        for swap in swaps {
+        let check_stmt = tx
+            .prepare_cached(&format!(
+                "SELECT 1 FROM {} WHERE catalog_name = $1 AND table_namespace = $2 AND table_name = $3
+                   AND {KIND_FILTER} AND metadata_location = $5 FOR SHARE",
+                schema::TABLES_TABLE
+            ))
+            .await?;
+        for swap in ordered {
             let stored = stored_namespace(&swap.ident.namespace)?;
-            let updated = tx
-                .execute(
-                    &stmt,
-                    &[
-                        &self.catalog_name,
-                        &stored,
-                        &swap.ident.name,
-                        &swap.kind.iceberg_type(),
-                        &swap.new,
-                        &swap.expected,
-                    ],
-                )
-                .await?;
-            if updated == 0 {
+            let holds = match &swap.new {
+                Some(new) => {
+                    tx.execute(
+                        &swap_stmt,
+                        &[
+                            &self.catalog_name,
+                            &stored,
+                            &swap.ident.name,
+                            &swap.kind.iceberg_type(),
+                            new,
+                            &swap.expected,
+                        ],
+                    )
+                    .await?
+                        > 0
+                }
+                None => !tx
+                    .query(
+                        &check_stmt,
+                        &[
+                            &self.catalog_name,
+                            &stored,
+                            &swap.ident.name,
+                            &swap.kind.iceberg_type(),
+                            &swap.expected,
+                        ],
+                    )
+                    .await?
+                    .is_empty(),
+            };
+            if !holds {
                 return Err(Error::ConcurrentUpdate(format!(
                     "{} was changed by another commit; reload it and retry",
                     swap.ident
@@ -532,6 +578,44 @@ impl CatalogStore for PostgresStore {
             }
         }
         tx.commit().await.map_err(sent_change_error)
+    }
+
+    async fn entities_containing(
+        &self,
+        needle: &str,
+        except: Option<&TableIdentifier>,
+    ) -> Result<Vec<(String, String)>> {
+        let (except_ns, except_name) = match except {
+            Some(i) => (Some(stored_namespace(&i.namespace)?), Some(i.name.clone())),
+            None => (None, None),
+        };
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT catalog_name, table_namespace, table_name, metadata_location FROM {}
+                     WHERE strpos(metadata_location, $1) > 0
+                       AND NOT (catalog_name = $2 AND table_namespace IS NOT DISTINCT FROM $3
+                                AND table_name IS NOT DISTINCT FROM $4)",
+                    schema::TABLES_TABLE
+                ),
+                &[&needle, &self.catalog_name, &except_ns, &except_name],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let catalog: String = r.get(0);
+                let namespace: String = r.get(1);
+                let name: String = r.get(2);
+                let qualified = if catalog == self.catalog_name {
+                    format!("{namespace}.{name}")
+                } else {
+                    format!("{catalog}.{namespace}.{name}")
+                };
+                (qualified, r.get(3))
+            })
+            .collect())
     }
 
     async fn drop_entity(
