@@ -222,6 +222,9 @@ EOF
   check_error "an unreachable engine is an error, not a crash" \
     "SET pg_lake_engine.host = 'host=$tmp/nowhere port=1'; SELECT lake_file.exists('$tmp/files/none.csv')" ERROR
   check_eq "backend still serves queries" "SELECT 1" 1
+  check_eq "iceberg_tables is empty on a new database" "SELECT count(*) FROM iceberg_tables" 0
+  check_eq "reading it created the shared catalog schema" \
+    "SELECT max(version) > 0 FROM lake_catalog.schema_version" t
 
   if [ -n "$duck" ]; then
     printf 'id,name\n1,one\n2,two\n3,three\n' >"$tmp/files/people.csv"
