@@ -22,8 +22,26 @@ pub struct LeaseConfig {
     pub identity: String,
     /// How long a lease stays valid without renewal.
     pub duration: Duration,
+    /// How long the holder keeps trying to renew before it stops leading. Shorter
+    /// than `duration`, so it has stopped before another replica may take the lease.
+    pub renew_deadline: Duration,
     /// How often the holder renews, and a candidate retries.
     pub retry: Duration,
+}
+
+impl LeaseConfig {
+    /// client-go's proportions: a 15 s lease is renewed every 2 s and given up
+    /// 10 s after the last renewal.
+    pub fn new(namespace: String, name: String, identity: String, duration: Duration) -> Self {
+        Self {
+            namespace,
+            name,
+            identity,
+            duration,
+            renew_deadline: duration * 2 / 3,
+            retry: duration * 2 / 15,
+        }
+    }
 }
 
 pub struct LeaderElector {
@@ -152,28 +170,33 @@ impl LeaderElector {
         }
     }
 
-    /// Renews the lease until `shutdown`; if no renewal succeeds for a whole lease
-    /// duration, another replica may lead: cancels `shutdown` and fails.
+    /// Renews the lease until `shutdown`. If no renewal succeeds within the renew
+    /// deadline (a renewal still in flight then is abandoned), it stops leading
+    /// before the lease can expire and another replica take it: cancels `shutdown`
+    /// and fails.
     pub async fn keep(&self, shutdown: &CancellationToken) -> Result<()> {
-        let mut last_renewal = tokio::time::Instant::now();
+        let mut deadline = tokio::time::Instant::now() + self.config.renew_deadline;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 _ = tokio::time::sleep(self.config.retry) => {}
             }
-            match self.try_acquire().await {
-                Ok(true) => last_renewal = tokio::time::Instant::now(),
-                Ok(false) => {
-                    shutdown.cancel();
-                    return Err(Error::LeaseLost(self.config.name.clone()));
-                }
-                Err(e) => warn!(error = %e, "could not renew the leader lease"),
+            if tokio::time::Instant::now() >= deadline {
+                break;
             }
-            if last_renewal.elapsed() >= self.config.duration {
-                shutdown.cancel();
-                return Err(Error::LeaseLost(self.config.name.clone()));
+            match tokio::time::timeout_at(deadline, self.try_acquire()).await {
+                Ok(Ok(true)) => deadline = tokio::time::Instant::now() + self.config.renew_deadline,
+                Ok(Ok(false)) => break,
+                Ok(Err(e)) => warn!(error = %e, "could not renew the leader lease"),
+                Err(_) => warn!("renewing the leader lease timed out"),
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break;
             }
         }
+        warn!(lease = %self.config.name, "lost the leader lease: stopping");
+        shutdown.cancel();
+        Err(Error::LeaseLost(self.config.name.clone()))
     }
 }
 
@@ -190,13 +213,12 @@ mod tests {
     fn elector(client: Client) -> LeaderElector {
         LeaderElector::new(
             client,
-            LeaseConfig {
-                namespace: NS.into(),
-                name: LEASE.into(),
-                identity: "me".into(),
-                duration: Duration::from_secs(15),
-                retry: Duration::from_secs(5),
-            },
+            LeaseConfig::new(
+                NS.into(),
+                LEASE.into(),
+                "me".into(),
+                Duration::from_secs(15),
+            ),
         )
     }
 
@@ -275,6 +297,52 @@ mod tests {
         ]);
         assert!(!elector(client).try_acquire().await.unwrap());
         finish(mock).await;
+    }
+
+    #[test]
+    fn the_holder_gives_up_before_the_lease_expires() {
+        let config = LeaseConfig::new(
+            NS.into(),
+            LEASE.into(),
+            "me".into(),
+            Duration::from_secs(15),
+        );
+        assert_eq!(config.renew_deadline, Duration::from_secs(10));
+        assert_eq!(config.retry, Duration::from_secs(2));
+    }
+
+    /// Renewals fail (the API server is unreachable, say): the holder stops leading
+    /// at the renew deadline, 10 s after its last renewal, not after the 15 s lease,
+    /// when another replica may already have taken it.
+    #[tokio::test(start_paused = true)]
+    async fn failed_renewals_stop_leading_at_the_renew_deadline() {
+        let (client, server) = mock_client();
+        // Tries at 2, 4, 6 and 8 s fail; at 10 s the deadline has come.
+        let failing = || {
+            Exchange::get(lease_path()).fails(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable")
+        };
+        let mock = server.run(vec![failing(), failing(), failing(), failing()]);
+        let elector = elector(client);
+        let shutdown = CancellationToken::new();
+        let start = tokio::time::Instant::now();
+        let err = elector.keep(&shutdown).await.expect_err("leadership lost");
+        assert!(matches!(err, Error::LeaseLost(_)), "{err}");
+        assert!(shutdown.is_cancelled(), "the controllers are told to stop");
+        assert_eq!(start.elapsed(), Duration::from_secs(10));
+        drop(elector);
+        finish(mock).await;
+    }
+
+    /// A renewal that hangs is abandoned at the deadline too.
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_renewal_is_abandoned_at_the_renew_deadline() {
+        let (client, _server) = mock_client();
+        let elector = elector(client);
+        let shutdown = CancellationToken::new();
+        let start = tokio::time::Instant::now();
+        elector.keep(&shutdown).await.expect_err("leadership lost");
+        assert_eq!(start.elapsed(), Duration::from_secs(10));
+        assert!(shutdown.is_cancelled());
     }
 
     #[tokio::test]

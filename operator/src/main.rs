@@ -64,8 +64,9 @@ struct RunArgs {
     /// This replica's identity in the Lease.
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
-    /// Seconds a Lease stays valid without renewal.
-    #[arg(long, default_value_t = 15)]
+    /// Seconds a Lease stays valid without renewal; the holder renews every
+    /// 2/15 of it and stops leading 2/3 of it after its last renewal.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..))]
     lease_seconds: u64,
 }
 
@@ -213,13 +214,12 @@ async fn run(args: RunArgs) -> Result<()> {
         .unwrap_or_else(|| format!("{MANAGER}-{}", std::process::id()));
     let elector = LeaderElector::new(
         client.clone(),
-        LeaseConfig {
-            namespace: args.lease_namespace,
-            name: args.lease_name,
-            identity: identity.clone(),
-            duration: Duration::from_secs(args.lease_seconds),
-            retry: Duration::from_secs(args.lease_seconds / 3).max(Duration::from_secs(1)),
-        },
+        LeaseConfig::new(
+            args.lease_namespace,
+            args.lease_name,
+            identity.clone(),
+            Duration::from_secs(args.lease_seconds),
+        ),
     );
     let mut outcome = Ok(());
     if elector.acquire(&shutdown).await {
