@@ -43,9 +43,13 @@ pub const PGDUCK_IMAGE_EXTENSIONS_DIR: &str = "/opt/pgduck/extensions";
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(self.objectStorage.warehouse.startsWith('gs://') && has(self.objectStorage.credentials) && has(self.objectStorage.credentials.s3KeysSecret) && (!has(self.catalog) || !has(self.catalog.enabled) || self.catalog.enabled))").message("the REST catalog cannot use GCS HMAC keys (s3KeysSecret on a gs:// warehouse): use gcsKeySecret or podIdentity, or set catalog.enabled to false"))]
 pub struct LakeClusterSpec {
     /// pg_lake release: selects the default images and the extension version.
-    #[schemars(regex(pattern = r"^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$"))]
+    #[schemars(
+        regex(pattern = r"^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$"),
+        length(max = 64)
+    )]
     pub version: String,
     #[serde(default)]
     pub postgres: PostgresSpec,
@@ -65,6 +69,7 @@ pub struct LakeClusterSpec {
 pub struct PostgresSpec {
     /// Postgres image with pg_lake installed; defaults to the release's image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
     pub image: Option<String>,
     /// Number of Postgres pods. Only a single primary is supported for now.
     #[serde(default = "one")]
@@ -76,7 +81,13 @@ pub struct PostgresSpec {
     pub resources: Option<ResourceRequirements>,
     /// Extra postgresql.conf settings.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[x_kube(validation = Rule::new("self.all(k, !(k in ['shared_preload_libraries', 'unix_socket_directories', 'port', 'listen_addresses', 'data_directory', 'hba_file', 'pg_lake_engine.host', 'pg_lake_iceberg.default_location_prefix']))").message("postgres.parameters may not set a parameter the operator manages"))]
+    #[schemars(extend(
+        "maxProperties" = 256,
+        "additionalProperties" = {"type": "string", "maxLength": 4096}
+    ))]
+    // A lookup per managed name, not a walk over the map: the API server bounds the
+    // estimated cost of every rule, and this one stays constant whatever the map holds.
+    #[x_kube(validation = Rule::new("['shared_preload_libraries', 'unix_socket_directories', 'port', 'listen_addresses', 'data_directory', 'hba_file', 'pg_lake_engine.host', 'pg_lake_iceberg.default_location_prefix'].all(k, !(k in self))").message("postgres.parameters may not set a parameter the operator manages"))]
     pub parameters: BTreeMap<String, String>,
     /// Secret (type kubernetes.io/basic-auth: keys `username`, `password`) for the
     /// superuser; generated as `<cluster>-superuser` when omitted.
@@ -122,9 +133,11 @@ pub struct StorageSpec {
     #[schemars(regex(
         pattern = r"^([0-9]+(\.[0-9]+)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
     ))]
+    #[schemars(length(max = 64))]
     #[x_kube(validation = Rule::new("quantity(self).isGreaterThan(quantity('0'))").message("postgres.storage.size must be greater than zero"))]
     pub size: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
     pub storage_class_name: Option<String>,
     #[serde(default)]
     pub reclaim_policy: ReclaimPolicy,
@@ -149,23 +162,28 @@ fn default_storage_size() -> String {
 #[serde(rename_all = "camelCase")]
 pub struct PgduckSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
     pub image: Option<String>,
     /// Memory limit of the sidecar container, e.g. `4Gi`; DuckDB is given 80 % of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(
         pattern = r"^([0-9]+(\.[0-9]+)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
     ))]
+    #[schemars(length(max = 64))]
     #[x_kube(validation = Rule::new("!quantity(self).isLessThan(quantity('64Mi'))").message("pgduck.memoryLimit must be at least 64Mi"))]
     pub memory_limit: Option<String>,
     /// DuckDB worker threads; defaults to one per core.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1024))]
     pub threads: Option<u32>,
-    /// Size of the local file cache volume, e.g. `20Gi`.
+    /// Size of the cache volume (the emptyDir's sizeLimit), e.g. `20Gi`. pgduck_server's
+    /// `--cache_size` bounds its file cache and DuckDB's spill files each, so it is
+    /// given 45 % of this: both full stay under 90 %, and the pod is not evicted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(
         pattern = r"^([0-9]+(\.[0-9]+)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
     ))]
+    #[schemars(length(max = 64))]
     #[x_kube(validation = Rule::new("quantity(self).isGreaterThan(quantity('0'))").message("pgduck.cacheSize must be greater than zero"))]
     pub cache_size: Option<String>,
 }
@@ -180,6 +198,7 @@ pub struct CatalogSpec {
     #[schemars(range(min = 1, max = 100))]
     pub replicas: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
     pub image: Option<String>,
     /// Bearer tokens (comma-separated) clients must present; without it the
     /// catalog is open to whatever the NetworkPolicy admits.
@@ -212,9 +231,13 @@ fn yes() -> bool {
 #[x_kube(validation = Rule::new("!(self.warehouse.startsWith('gs://') && has(self.s3))").message("objectStorage.s3 settings apply to s3:// warehouses only"))]
 #[x_kube(validation = Rule::new("!(self.warehouse.startsWith('s3://') && has(self.credentials) && has(self.credentials.podIdentity) && has(self.credentials.podIdentity.gcpServiceAccount))").message("GKE Workload Identity cannot reach an s3:// warehouse"))]
 #[x_kube(validation = Rule::new("!(self.warehouse.startsWith('gs://') && has(self.credentials) && has(self.credentials.podIdentity) && has(self.credentials.podIdentity.awsRoleArn))").message("an AWS IAM role (IRSA) cannot reach a gs:// warehouse"))]
+#[x_kube(validation = Rule::new("!(self.warehouse.startsWith('gs://') && has(self.credentials) && has(self.credentials.s3KeysSecret) && has(self.credentials.s3KeysSecret.sessionTokenKey))").message("GCS HMAC keys have no session token: sessionTokenKey applies to s3:// warehouses only"))]
 pub struct ObjectStorageSpec {
     /// `s3://bucket/prefix` or `gs://bucket/prefix`: default location of new Iceberg tables.
-    #[schemars(regex(pattern = r"^(s3|gs)://[a-z0-9][a-z0-9.\-_]{1,254}(/.*)?$"))]
+    #[schemars(
+        regex(pattern = r"^(s3|gs)://[a-z0-9][a-z0-9.\-_]{1,254}(/.*)?$"),
+        length(max = 1024)
+    )]
     pub warehouse: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3: Option<S3Spec>,
@@ -226,11 +249,11 @@ pub struct ObjectStorageSpec {
 #[serde(rename_all = "camelCase")]
 pub struct S3Spec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[a-z0-9-]+$"))]
+    #[schemars(regex(pattern = r"^[a-z0-9-]+$"), length(max = 64))]
     pub region: Option<String>,
     /// `https://host:port` (or `http://` for plain HTTP) of an S3-compatible service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^https?://[^\s/]+(/.*)?$"))]
+    #[schemars(regex(pattern = r"^https?://[^\s/]+(/.*)?$"), length(max = 1024))]
     pub endpoint: Option<String>,
     /// Address buckets as `endpoint/bucket` instead of `bucket.endpoint`.
     #[serde(default)]
@@ -242,7 +265,9 @@ pub struct S3Spec {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("[has(self.s3KeysSecret), has(self.podIdentity), has(self.gcsKeySecret)].filter(x, x).size() <= 1").message("objectStorage.credentials takes one source: s3KeysSecret, podIdentity or gcsKeySecret"))]
 pub struct CredentialsSpec {
-    /// S3 access keys (or GCS HMAC keys) from a Secret.
+    /// S3 access keys from a Secret; on a gs:// warehouse, GCS HMAC keys (which
+    /// pgduck_server uses but the REST catalog cannot: disable it, or use
+    /// gcsKeySecret or podIdentity).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3_keys_secret: Option<S3KeysSecret>,
     /// The pods' cloud identity, bound through ServiceAccount annotations.
@@ -256,12 +281,17 @@ pub struct CredentialsSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct S3KeysSecret {
+    #[schemars(length(min = 1, max = 253))]
     pub name: String,
     #[serde(default = "default_access_key_id_key")]
+    #[schemars(length(min = 1, max = 253))]
     pub access_key_id_key: String,
     #[serde(default = "default_secret_access_key_key")]
+    #[schemars(length(min = 1, max = 253))]
     pub secret_access_key_key: String,
+    /// Key of an STS session token (S3 only: GCS HMAC keys have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
     pub session_token_key: Option<String>,
 }
 
@@ -279,14 +309,18 @@ fn default_secret_access_key_key() -> String {
 pub struct PodIdentity {
     /// IAM role assumed through IRSA (`eks.amazonaws.com/role-arn`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$"))]
+    #[schemars(
+        regex(pattern = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$"),
+        length(max = 2048)
+    )]
     pub aws_role_arn: Option<String>,
     /// Google service account bound through GKE Workload Identity
     /// (`iam.gke.io/gcp-service-account`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(
-        pattern = r"^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z0-9-]+\.iam\.gserviceaccount\.com$"
-    ))]
+    #[schemars(
+        regex(pattern = r"^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z0-9-]+\.iam\.gserviceaccount\.com$"),
+        length(max = 254)
+    )]
     pub gcp_service_account: Option<String>,
 }
 
@@ -300,7 +334,7 @@ pub struct SecretName {
 pub struct SecretKeySelector {
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 253))]
     pub key: String,
 }
 
@@ -329,6 +363,10 @@ pub struct ServiceSpec {
     #[serde(default, rename = "type")]
     pub type_: ServiceType,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend(
+        "maxProperties" = 64,
+        "additionalProperties" = {"type": "string", "maxLength": 4096}
+    ))]
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -337,7 +375,10 @@ pub struct ServiceSpec {
 pub struct ExtensionSpec {
     /// pg_lake extension version to install; defaults to `spec.version`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$"))]
+    #[schemars(
+        regex(pattern = r"^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$"),
+        length(max = 64)
+    )]
     pub version: Option<String>,
     /// Run `ALTER EXTENSION pg_lake UPDATE` once new pods are ready.
     #[serde(default = "yes")]
@@ -438,7 +479,7 @@ impl LakeClusterSpec {
                     .pgduck
                     .cache_size
                     .as_deref()
-                    .map(|s| quantity::bytes("pgduck.cacheSize", s).map(mib))
+                    .map(|s| quantity::bytes("pgduck.cacheSize", s).map(|b| mib(b / 20 * 9)))
                     .transpose()?,
                 ..defaults.pgduck.clone()
             },
@@ -543,6 +584,87 @@ mod tests {
             .expect("ordinary parameters are accepted");
     }
 
+    /// The API server refuses a CRD whose CEL rules may cost too much to evaluate,
+    /// and estimates the cost from the largest value the schema admits: every string,
+    /// map and list a rule could reach must be bounded. Kubernetes' own
+    /// ResourceRequirements, which no rule reads, are left as Kubernetes defines them.
+    #[test]
+    fn every_string_map_and_list_of_the_spec_is_bounded() {
+        fn walk(node: &serde_json::Value, path: &str, unbounded: &mut Vec<String>) {
+            let has = |k: &str| node.get(k).is_some();
+            match node["type"].as_str() {
+                Some("string") if !has("maxLength") && !has("enum") => {
+                    unbounded.push(path.to_string())
+                }
+                Some("object")
+                    if node["additionalProperties"].is_object() && !has("maxProperties") =>
+                {
+                    unbounded.push(path.to_string())
+                }
+                Some("array") if !has("maxItems") => unbounded.push(path.to_string()),
+                _ => {}
+            }
+            for (name, child) in node["properties"].as_object().into_iter().flatten() {
+                if name != "resources" {
+                    walk(child, &format!("{path}.{name}"), unbounded);
+                }
+            }
+            if node["additionalProperties"].is_object() {
+                walk(
+                    &node["additionalProperties"],
+                    &format!("{path}.*"),
+                    unbounded,
+                );
+            }
+            if node["items"].is_object() {
+                walk(&node["items"], &format!("{path}[]"), unbounded);
+            }
+        }
+        let crd = serde_json::to_value(LakeCluster::crd()).unwrap();
+        let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        let mut unbounded = Vec::new();
+        walk(spec, "spec", &mut unbounded);
+        assert!(unbounded.is_empty(), "unbounded: {unbounded:?}");
+        let parameters = &spec["properties"]["postgres"]["properties"]["parameters"];
+        assert_eq!(parameters["maxProperties"], 256);
+        assert_eq!(
+            spec["properties"]["service"]["properties"]["annotations"]["maxProperties"],
+            64
+        );
+    }
+
+    #[test]
+    fn gcs_hmac_keys_are_refused_where_nothing_reads_them() {
+        let lc = |spec: serde_json::Value| {
+            LakeCluster::new("lake", serde_json::from_value(spec).unwrap())
+        };
+        let hmac = serde_json::json!({"s3KeysSecret": {"name": "hmac"}});
+        let with_catalog = lc(serde_json::json!({
+            "version": "0.1.0",
+            "objectStorage": {"warehouse": "gs://b/w", "credentials": hmac},
+        }));
+        let errors = with_catalog
+            .validate_cel()
+            .expect_err("the catalog cannot use HMAC keys");
+        assert!(
+            format!("{errors:?}").contains("cannot use GCS HMAC keys"),
+            "{errors:?}"
+        );
+        let without_catalog = lc(serde_json::json!({
+            "version": "0.1.0",
+            "catalog": {"enabled": false},
+            "objectStorage": {"warehouse": "gs://b/w", "credentials": hmac},
+        }));
+        without_catalog
+            .validate_cel()
+            .expect("pgduck_server alone reads them");
+        let s3 = lc(serde_json::json!({
+            "version": "0.1.0",
+            "objectStorage": {"warehouse": "s3://b/w", "credentials": hmac},
+        }));
+        s3.validate_cel().expect("S3 keys reach every program");
+    }
+
     #[test]
     fn storage_is_fixed_once_created() {
         let old = with_parameter("work_mem");
@@ -581,8 +703,10 @@ mod tests {
             args.contains(&"--memory_limit=8192MiB".to_string()),
             "{args:?}"
         );
+        // The file cache and DuckDB's spill files, each bounded by --cache_size, fit
+        // the volume's 20Gi sizeLimit together, with room to spare.
         assert!(
-            args.contains(&"--cache_size=20480MiB".to_string()),
+            args.contains(&"--cache_size=9216MiB".to_string()),
             "{args:?}"
         );
     }

@@ -38,6 +38,8 @@ pub const POSTGRES_COMPONENT: &str = "postgres";
 pub const CATALOG_COMPONENT: &str = "catalog";
 pub const EXTENSION_COMPONENT: &str = "extension-update";
 
+/// Longest label value (and so Job name, which Kubernetes copies into a pod label).
+const MAX_LABEL_VALUE: usize = 63;
 /// uid/gid of the `postgres` user in the images.
 const POSTGRES_UID: i64 = 999;
 /// Where a GCS key Secret is mounted in every container that reaches storage.
@@ -81,12 +83,30 @@ impl Names {
         format!("{}-catalog", self.cluster)
     }
     /// One Job per target version: a finished Job records that version's update.
+    /// A Job's name is also a label value, so at most 63 characters: a version too
+    /// long for that is cut short and followed by a hash of the whole version.
     pub fn extension_job(&self, version: &str) -> String {
-        format!(
-            "{}-extension-{}",
-            self.cluster,
-            version.replace(['.', '+'], "-").to_lowercase()
-        )
+        let readable: String = version
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let name = format!("{}-extension-{}", self.cluster, readable.trim_matches('-'));
+        if name.len() <= MAX_LABEL_VALUE {
+            return name;
+        }
+        let hash = content_hash_of(version.as_bytes());
+        let suffix = &hash[..8];
+        let mut short = name[..MAX_LABEL_VALUE - suffix.len() - 1].to_string();
+        while short.ends_with('-') {
+            short.pop();
+        }
+        format!("{short}-{suffix}")
     }
     pub fn endpoint(&self, port: u16) -> String {
         format!("{}.{}.svc:{port}", self.rw_service(), self.namespace)
@@ -94,6 +114,15 @@ impl Names {
     pub fn catalog_url(&self, port: u16) -> String {
         format!("http://{}.{}.svc:{port}", self.catalog(), self.namespace)
     }
+}
+
+/// The program a container runs, which decides the names credentials go by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    /// pgduck_server (and Postgres beside it).
+    Pgduck,
+    /// rest_catalog.
+    Catalog,
 }
 
 /// Everything a LakeCluster needs in one place: the builders take this.
@@ -170,32 +199,53 @@ impl<'a> Cluster<'a> {
         secret_env(name, &self.superuser_secret_name(), key)
     }
 
-    /// Non-secret object-storage settings plus credentials as Secret references.
+    /// Non-secret object-storage settings plus credentials as Secret references,
+    /// for the postgres and pgduck containers.
     pub fn object_store_env(&self) -> Vec<EnvVar> {
         let mut env = plain_env(self.wiring.object_store_env());
-        env.extend(self.credential_env());
+        env.extend(self.credential_env(Reader::Pgduck));
         env
     }
 
-    /// Credentials as Secret references (and the path of a mounted GCS key).
-    pub fn credential_env(&self) -> Vec<EnvVar> {
+    fn gcs_warehouse(&self) -> bool {
+        self.spec.object_storage.warehouse.starts_with("gs://")
+    }
+
+    /// Credentials as Secret references (and the path of a mounted GCS key), under
+    /// the names `reader` looks for.
+    pub fn credential_env(&self, reader: Reader) -> Vec<EnvVar> {
         let Some(creds) = &self.spec.object_storage.credentials else {
             return Vec::new();
         };
         let mut env = Vec::new();
         if let Some(keys) = &creds.s3_keys_secret {
-            env.push(secret_env(
-                wiring::S3_ACCESS_KEY_ID_ENV,
-                &keys.name,
-                &keys.access_key_id_key,
-            ));
-            env.push(secret_env(
-                wiring::S3_SECRET_ACCESS_KEY_ENV,
-                &keys.name,
-                &keys.secret_access_key_key,
-            ));
-            if let Some(token) = &keys.session_token_key {
-                env.push(secret_env(wiring::S3_SESSION_TOKEN_ENV, &keys.name, token));
+            if !self.gcs_warehouse() {
+                env.push(secret_env(
+                    wiring::S3_ACCESS_KEY_ID_ENV,
+                    &keys.name,
+                    &keys.access_key_id_key,
+                ));
+                env.push(secret_env(
+                    wiring::S3_SECRET_ACCESS_KEY_ENV,
+                    &keys.name,
+                    &keys.secret_access_key_key,
+                ));
+                if let Some(token) = &keys.session_token_key {
+                    env.push(secret_env(wiring::S3_SESSION_TOKEN_ENV, &keys.name, token));
+                }
+            } else if reader == Reader::Pgduck {
+                // GCS HMAC keys. The catalog's GCS client cannot use them; a CEL rule
+                // refuses them while the catalog is enabled.
+                env.push(secret_env(
+                    wiring::GCS_HMAC_KEY_ID_ENV,
+                    &keys.name,
+                    &keys.access_key_id_key,
+                ));
+                env.push(secret_env(
+                    wiring::GCS_HMAC_SECRET_ENV,
+                    &keys.name,
+                    &keys.secret_access_key_key,
+                ));
             }
         }
         if let Some(key) = &creds.gcs_key_secret {
@@ -280,6 +330,9 @@ pub fn pod_security_context() -> k8s_openapi::api::core::v1::PodSecurityContext 
         run_as_user: Some(POSTGRES_UID),
         run_as_group: Some(POSTGRES_UID),
         fs_group: Some(POSTGRES_UID),
+        // Chown the data volume only when its root is not already ours: a recursive
+        // chown of a large PGDATA on every start would delay every pod restart.
+        fs_group_change_policy: Some("OnRootMismatch".into()),
         seccomp_profile: Some(k8s_openapi::api::core::v1::SeccompProfile {
             type_: "RuntimeDefault".into(),
             ..Default::default()
@@ -303,10 +356,15 @@ pub fn container_security_context() -> k8s_openapi::api::core::v1::SecurityConte
 /// FNV-1a over the JSON encoding: stable across builds and Rust versions.
 pub fn content_hash<T: Serialize>(what: &'static str, value: &T) -> Result<String> {
     let bytes = serde_json::to_vec(value).map_err(|source| Error::Encode { what, source })?;
+    Ok(content_hash_of(&bytes))
+}
+
+/// FNV-1a of `bytes`, as 16 hex digits.
+fn content_hash_of(bytes: &[u8]) -> String {
     let hash = bytes.iter().fold(0xcbf29ce484222325u64, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
     });
-    Ok(format!("{hash:016x}"))
+    format!("{hash:016x}")
 }
 
 /// Records the hash of `obj`'s desired content on it; see [`APPLIED_HASH_ANNOTATION`].
@@ -447,6 +505,101 @@ mod tests {
             names.extension_job("1.2.3-RC.1+build"),
             "lake-extension-1-2-3-rc-1-build"
         );
+        assert_eq!(names.extension_job("1.2.3-rc."), "lake-extension-1-2-3-rc");
+        // The longest cluster name (40, a CEL rule) and version (64, the schema).
+        let long = Names {
+            cluster: "a".repeat(40),
+            namespace: "ns".into(),
+        };
+        let version = format!("1.2.3-{}", "x".repeat(58));
+        let other = format!("1.2.3-{}y", "x".repeat(57));
+        for v in [version.as_str(), other.as_str(), "10.20.30-rc.1"] {
+            let name = long.extension_job(v);
+            assert!(name.len() <= 63, "{name}");
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+                "{name}"
+            );
+            assert!(!name.ends_with('-') && !name.starts_with('-'), "{name}");
+        }
+        assert_ne!(long.extension_job(&version), long.extension_job(&other));
+    }
+
+    fn env_names(objects: &[Value], kind: &str, container: usize) -> Vec<String> {
+        let obj = objects.iter().find(|o| o["kind"] == kind).unwrap();
+        obj["spec"]["template"]["spec"]["containers"][container]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn gcs_hmac_keys_reach_pgduck_server_under_its_names() {
+        let lc = cluster(json!({
+            "version": "0.1.0",
+            "catalog": {"enabled": false},
+            "objectStorage": {
+                "warehouse": "gs://b/w",
+                "credentials": {"s3KeysSecret": {"name": "hmac", "accessKeyIdKey": "id", "secretAccessKeyKey": "secret"}},
+            },
+        }));
+        let objects = all_objects(&lc, "pw").unwrap();
+        for container in [0, 1] {
+            let names = env_names(&objects, "StatefulSet", container);
+            assert!(
+                names.iter().all(|n| !n.starts_with("AWS_")),
+                "AWS names for GCS keys: {names:?}"
+            );
+        }
+        for (var, key) in [
+            (wiring::GCS_HMAC_KEY_ID_ENV, "id"),
+            (wiring::GCS_HMAC_SECRET_ENV, "secret"),
+        ] {
+            let from = &env(&objects, "StatefulSet", 1, var)["valueFrom"]["secretKeyRef"];
+            assert_eq!(from["name"], "hmac", "{var}");
+            assert_eq!(from["key"], key, "{var}");
+        }
+        // pgduck_server's own reading of those names: its GCS HMAC keys.
+        assert_eq!(wiring::GCS_HMAC_KEY_ID_ENV, "GCS_ACCESS_KEY_ID");
+        assert_eq!(wiring::GCS_HMAC_SECRET_ENV, "GCS_SECRET_ACCESS_KEY");
+
+        // The same Secret on an s3:// warehouse is S3 keys, for every program.
+        let s3 = cluster(json!({
+            "version": "0.1.0",
+            "objectStorage": {
+                "warehouse": "s3://b/w",
+                "credentials": {"s3KeysSecret": {"name": "keys"}},
+            },
+        }));
+        let objects = all_objects(&s3, "pw").unwrap();
+        for (kind, container) in [("StatefulSet", 1), ("Deployment", 0)] {
+            let names = env_names(&objects, kind, container);
+            assert!(
+                names.contains(&wiring::S3_ACCESS_KEY_ID_ENV.to_string()),
+                "{kind}: {names:?}"
+            );
+            assert!(
+                names.iter().all(|n| !n.starts_with("GCS_")),
+                "{kind}: {names:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn pods_chown_their_volumes_only_on_a_root_mismatch() {
+        let lc = cluster(json!({"version": "0.1.0", "objectStorage": {"warehouse": "s3://b/w"}}));
+        for o in all_objects(&lc, "pw").unwrap() {
+            if let Some(template) = o["spec"].get("template") {
+                assert_eq!(
+                    template["spec"]["securityContext"]["fsGroupChangePolicy"], "OnRootMismatch",
+                    "{}",
+                    o["kind"]
+                );
+            }
+        }
     }
 
     #[test]

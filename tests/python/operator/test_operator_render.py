@@ -9,7 +9,7 @@ import yaml
 from lake_operator_support import EXAMPLES, operator_bin, run_operator  # noqa: F401 (fixtures)
 
 VERSIONS = ["1.30.0", "1.33.0"]
-SECRET_ENV_HINTS = ("PASSWORD", "SECRET", "TOKEN", "AWS_ACCESS_KEY_ID")
+SECRET_ENV_HINTS = ("PASSWORD", "SECRET", "TOKEN", "ACCESS_KEY_ID")
 
 
 def render(operator_bin, example):
