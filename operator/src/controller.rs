@@ -2,7 +2,7 @@
 //! skipping objects whose applied hash already matches), runs the extension
 //! update once a rollout is done, keeps the status and publishes events.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -113,7 +113,8 @@ pub fn backoff(failures: u32) -> Duration {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Extension {
     Installed(String),
-    AutoUpdateDisabled,
+    /// The installed version, which `spec.extension.autoUpdate: false` keeps.
+    AutoUpdateDisabled(String),
     WaitingForRollout,
     Updating(String),
     Failed(String),
@@ -122,9 +123,40 @@ enum Extension {
 async fn apply(lc: &LakeCluster, ctx: &Context) -> Result<Action> {
     let c = match Cluster::new(lc) {
         Ok(c) => c,
-        Err(Error::InvalidSpec(reason)) => return reject(lc, ctx, reason).await,
+        Err(Error::InvalidSpec(reason)) => {
+            return hold(
+                lc,
+                ctx,
+                Phase::Degraded,
+                "InvalidSpec",
+                reason,
+                Action::await_change(),
+            )
+            .await
+        }
         Err(e) => return Err(e),
     };
+    if let Some(problem) = missing_secret(&c, &ctx.client).await? {
+        // Pods would only wait for it (CreateContainerConfigError): say so instead,
+        // and look again soon, as Secrets are not watched.
+        let phase = match lc
+            .status
+            .as_ref()
+            .and_then(|s| s.installed_extension_version.as_ref())
+        {
+            None => Phase::Provisioning,
+            Some(_) => Phase::Degraded,
+        };
+        return hold(
+            lc,
+            ctx,
+            phase,
+            "SecretMissing",
+            problem,
+            Action::requeue(CONVERGING),
+        )
+        .await;
+    }
     let mut cluster = Applier {
         client: &ctx.client,
         namespace: &c.names.namespace,
@@ -204,10 +236,97 @@ async fn write_status(ctx: &Context, names: &Names, status: &LakeClusterStatus) 
     Ok(())
 }
 
-/// A spec the API server admitted but no objects can be built from (a size
-/// beyond what a byte count holds, say): says why in the status and an event,
-/// then waits for the spec to change instead of retrying.
-async fn reject(lc: &LakeCluster, ctx: &Context, reason: String) -> Result<Action> {
+/// Secrets the spec names (the generated superuser Secret aside), each with the
+/// keys read from it and the field that names it.
+fn referenced_secrets(c: &Cluster<'_>) -> BTreeMap<String, (BTreeSet<String>, &'static str)> {
+    let mut refs: BTreeMap<String, (BTreeSet<String>, &'static str)> = BTreeMap::new();
+    let mut add = |name: &str, keys: &[&str], field: &'static str| {
+        let entry = refs
+            .entry(name.to_string())
+            .or_insert_with(|| (BTreeSet::new(), field));
+        entry.0.extend(keys.iter().map(|k| k.to_string()));
+    };
+    let spec = c.spec;
+    if let Some(secret) = &spec.postgres.superuser_secret {
+        add(
+            &secret.name,
+            &["username", "password"],
+            "postgres.superuserSecret",
+        );
+    }
+    if let Some(creds) = &spec.object_storage.credentials {
+        if let Some(keys) = &creds.s3_keys_secret {
+            let mut wanted = vec![
+                keys.access_key_id_key.as_str(),
+                keys.secret_access_key_key.as_str(),
+            ];
+            wanted.extend(keys.session_token_key.as_deref());
+            add(
+                &keys.name,
+                &wanted,
+                "objectStorage.credentials.s3KeysSecret",
+            );
+        }
+        if let Some(key) = &creds.gcs_key_secret {
+            add(
+                &key.name,
+                &[key.key.as_str()],
+                "objectStorage.credentials.gcsKeySecret",
+            );
+        }
+    }
+    if let Some(tokens) = spec
+        .catalog
+        .auth_token_secret
+        .as_ref()
+        .filter(|_| spec.catalog.enabled)
+    {
+        add(
+            &tokens.name,
+            &[tokens.key.as_str()],
+            "catalog.authTokenSecret",
+        );
+    }
+    refs
+}
+
+/// The first referenced Secret that is missing or lacks a key, described by name
+/// and key only: its contents never leave this function.
+async fn missing_secret(c: &Cluster<'_>, client: &Client) -> Result<Option<String>> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &c.names.namespace);
+    for (name, (keys, field)) in referenced_secrets(c) {
+        let Some(secret) = secrets.get_opt(&name).await? else {
+            return Ok(Some(format!(
+                "Secret {name} ({field}) does not exist in namespace {}",
+                c.names.namespace
+            )));
+        };
+        let present = |k: &str| {
+            secret.data.as_ref().is_some_and(|d| d.contains_key(k))
+                || secret
+                    .string_data
+                    .as_ref()
+                    .is_some_and(|d| d.contains_key(k))
+        };
+        if let Some(key) = keys.iter().find(|k| !present(k)) {
+            return Ok(Some(format!("Secret {name} ({field}) has no key {key:?}")));
+        }
+    }
+    Ok(None)
+}
+
+/// Stops short of applying anything: says why in the Ready condition and a
+/// Warning event (once, when the status changes), then acts as `action` says.
+/// For a spec the API server admitted but no objects can be built from (a size
+/// beyond what a byte count holds, say), or a Secret the pods would wait for.
+async fn hold(
+    lc: &LakeCluster,
+    ctx: &Context,
+    phase: Phase,
+    reason: &str,
+    message: String,
+    action: Action,
+) -> Result<Action> {
     let names = Names::of(lc)?;
     let previous = lc.status.clone().unwrap_or_default();
     let generation = lc.metadata.generation;
@@ -217,8 +336,8 @@ async fn reject(lc: &LakeCluster, ctx: &Context, reason: String) -> Result<Actio
         Timestamp::now(),
         READY,
         false,
-        "InvalidSpec",
-        reason.clone(),
+        reason,
+        message.clone(),
     );
     let mut conditions: Vec<Condition> = previous
         .conditions
@@ -229,7 +348,7 @@ async fn reject(lc: &LakeCluster, ctx: &Context, reason: String) -> Result<Actio
     conditions.insert(0, ready);
     let status = LakeClusterStatus {
         observed_generation: generation,
-        phase: Some(Phase::Degraded),
+        phase: Some(phase),
         conditions,
         ..previous.clone()
     };
@@ -239,14 +358,14 @@ async fn reject(lc: &LakeCluster, ctx: &Context, reason: String) -> Result<Actio
             ctx,
             &reference,
             EventType::Warning,
-            "InvalidSpec",
-            "Reconcile",
             reason,
+            "Reconcile",
+            message,
         )
         .await;
         write_status(ctx, &names, &status).await?;
     }
-    Ok(Action::await_change())
+    Ok(action)
 }
 
 /// Creates the superuser Secret once; it is never rewritten, so the password
@@ -375,8 +494,10 @@ async fn extension_step(
     if installed == Some(target) {
         return Ok(Extension::Installed(target.to_string()));
     }
-    if !c.spec.extension.auto_update {
-        return Ok(Extension::AutoUpdateDisabled);
+    // autoUpdate: false holds back updates only: a new cluster still gets its
+    // extension, or it would never be usable.
+    if let Some(installed) = installed.filter(|_| !c.spec.extension.auto_update) {
+        return Ok(Extension::AutoUpdateDisabled(installed.to_string()));
     }
     if !rolled_out {
         return Ok(Extension::WaitingForRollout);
@@ -483,10 +604,12 @@ fn next_status(
     let target = c.spec.extension_version();
     let extension_state = match extension {
         Extension::Installed(v) => (true, "Installed", format!("pg_lake {v} is installed")),
-        Extension::AutoUpdateDisabled => (
+        Extension::AutoUpdateDisabled(installed) => (
             false,
             "AutoUpdateDisabled",
-            format!("pg_lake {target} is wanted but spec.extension.autoUpdate is false"),
+            format!(
+                "pg_lake {installed} is installed; the update to {target} waits: spec.extension.autoUpdate is false"
+            ),
         ),
         Extension::WaitingForRollout => (
             false,
@@ -505,12 +628,21 @@ fn next_status(
         (CATALOG_READY, catalog_state),
         (EXTENSION_UP_TO_DATE, extension_state),
     ];
+    // An update held back on purpose does not make the cluster any less ready:
+    // ExtensionUpToDate alone says it is pending.
+    let held_back = matches!(extension, Extension::AutoUpdateDisabled(_));
     let waiting: Vec<&str> = parts
         .iter()
-        .filter(|(_, (ok, _, _))| !ok)
+        .filter(|(t, (ok, _, _))| !(*ok || held_back && *t == EXTENSION_UP_TO_DATE))
         .map(|(t, _)| *t)
         .collect();
-    let ready = if waiting.is_empty() {
+    let ready = if waiting.is_empty() && held_back {
+        (
+            true,
+            "ClusterReady",
+            format!("Postgres and the catalog are ready; the pg_lake update to {target} is held back (autoUpdate is false)"),
+        )
+    } else if waiting.is_empty() {
         (
             true,
             "ClusterReady",
@@ -531,7 +663,12 @@ fn next_status(
         Phase::Ready
     } else if installed.is_none() {
         Phase::Provisioning
-    } else if !sts_rolled_out || !matches!(extension, Extension::Installed(_)) {
+    } else if !sts_rolled_out
+        || !matches!(
+            extension,
+            Extension::Installed(_) | Extension::AutoUpdateDisabled(_)
+        )
+    {
         Phase::Upgrading
     } else {
         Phase::Degraded

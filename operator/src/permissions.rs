@@ -62,7 +62,8 @@ pub const PERMISSIONS: &[Permission] = &[
     ),
     watched("", "configmaps", OWNED),
     watched("batch", "jobs", OWNED),
-    // The generated superuser Secret: created once, deleted with the data.
+    // The generated superuser Secret: created once, deleted with the data. Secrets
+    // the spec names are read (get) to report a missing one or key by name.
     watched("", "secrets", &["get", "create", "delete"]),
     watched("", "serviceaccounts", APPLIED),
     watched("policy", "poddisruptionbudgets", APPLIED),

@@ -98,6 +98,36 @@ fn rolling(mut obj: Value, generation: i64) -> Value {
     obj
 }
 
+/// A Secret as the API server returns it: base64 `data`, here of `keys` (each
+/// value is `KEY_VALUE`, which must never show anywhere).
+fn secret_reply(name: &str, keys: &[&str]) -> Value {
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(NS.into()),
+            ..Default::default()
+        },
+        data: Some(
+            keys.iter()
+                .map(|k| {
+                    let value = k8s_openapi::ByteString(KEY_VALUE.as_bytes().to_vec());
+                    (k.to_string(), value)
+                })
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    serde_json::to_value(secret).unwrap()
+}
+
+const KEY_VALUE: &str = "hunter2-do-not-show";
+
+/// The S3 keys Secret `LakeCluster::test()` names, read before anything is applied.
+fn keys_secret() -> Exchange {
+    Exchange::get(path::core("secrets", "s3-keys"))
+        .reply(secret_reply("s3-keys", &["accessKeyId", "secretAccessKey"]))
+}
+
 fn existing_secret() -> Exchange {
     Exchange::get(path::core("secrets", "lake-superuser"))
         .reply(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "lake-superuser", "namespace": NS}}))
@@ -238,6 +268,7 @@ async fn create_from_scratch_applies_every_object_and_reports_provisioning() {
     let (ctx, server, _) = Context::test();
     let lc = LakeCluster::test().finalized();
     let mut scenario = vec![
+        keys_secret(),
         Exchange::get(path::core("secrets", "lake-superuser")).not_found(),
         Exchange::new(Method::POST, format!("/api/v1/namespaces/{NS}/secrets"))
             .echo()
@@ -324,7 +355,7 @@ async fn up_to_date_cluster_is_a_no_op() {
     let (ctx, server, _) = Context::test();
     let base = LakeCluster::test().finalized();
     let lc = base.clone().with_status(ready_status(&base));
-    let mut scenario = vec![existing_secret()];
+    let mut scenario = vec![keys_secret(), existing_secret()];
     scenario.extend(unchanged_gets(&owned(&lc), 1));
     let mock = server.run(scenario);
 
@@ -352,7 +383,7 @@ async fn spec_change_patches_only_what_changed() {
         });
     let old = owned(&before);
     let new = owned(&after);
-    let mut scenario = vec![existing_secret()];
+    let mut scenario = vec![keys_secret(), existing_secret()];
     for (o, n) in old.iter().zip(&new) {
         scenario.push(Exchange::get(&o.path).reply(settled(o.desired.clone(), 1)));
         if o.desired != n.desired {
@@ -424,7 +455,7 @@ async fn version_change_rolls_out_then_updates_the_extension() {
 
     // 1. New images are applied; the extension waits for the rollout.
     let (ctx, server, _) = Context::test();
-    let mut scenario = vec![existing_secret()];
+    let mut scenario = vec![keys_secret(), existing_secret()];
     for (o, n) in old.iter().zip(&new) {
         scenario.push(Exchange::get(&o.path).reply(settled(o.desired.clone(), 1)));
         if o.desired != n.desired {
@@ -470,7 +501,7 @@ async fn version_change_rolls_out_then_updates_the_extension() {
     // 2. The pods run 0.2.0 and are ready: the update Job starts.
     let v2 = v2.with_status(step1);
     let (ctx, server, _) = Context::test();
-    let mut scenario = vec![existing_secret()];
+    let mut scenario = vec![keys_secret(), existing_secret()];
     scenario.extend(unchanged_gets(&new, 2));
     scenario.push(Exchange::get(&job_path).not_found());
     scenario.push(Exchange::apply(&job_path).check(|body| {
@@ -520,7 +551,7 @@ async fn version_change_rolls_out_then_updates_the_extension() {
     // 3. The Job succeeded: the extension is up to date and the cluster ready.
     let v2 = v2.with_status(step2);
     let (ctx, server, _) = Context::test();
-    let mut scenario = vec![existing_secret()];
+    let mut scenario = vec![keys_secret(), existing_secret()];
     scenario.extend(unchanged_gets(&new, 2));
     scenario.push(Exchange::get(&job_path).reply(json!({
         "apiVersion": "batch/v1", "kind": "Job",
@@ -600,7 +631,7 @@ async fn api_errors_requeue_with_growing_backoff() {
     let (ctx, server, registry) = Context::test();
     let lc = Arc::new(LakeCluster::test().finalized());
     let failing = || {
-        Exchange::get(path::core("secrets", "lake-superuser"))
+        Exchange::get(path::core("secrets", "s3-keys"))
             .fails(StatusCode::INTERNAL_SERVER_ERROR, "InternalError")
     };
     let unfinalized = LakeCluster::test();
@@ -656,7 +687,7 @@ async fn disabling_the_catalog_removes_it() {
         .clone()
         .with_status(ready_status(&before))
         .changed(|s| s.catalog.enabled = false);
-    let mut scenario = vec![existing_secret()];
+    let mut scenario = vec![keys_secret(), existing_secret()];
     scenario.extend(unchanged_gets(&owned(&after), 2));
     let deployment = path::group("apps/v1", "deployments", "lake-catalog");
     let service = path::core("services", "lake-catalog");
@@ -719,4 +750,201 @@ async fn a_spec_no_objects_can_be_built_from_is_reported_not_retried() {
         (ready["status"].as_str(), ready["reason"].as_str()),
         (Some("False"), Some("InvalidSpec"))
     );
+}
+
+/// A Warning event, kept in `slot`.
+fn warning(
+    reason: &'static str,
+    note_contains: &'static str,
+    slot: &Arc<Mutex<Option<Value>>>,
+) -> Exchange {
+    let check = event(reason, note_contains).check;
+    let keep = capture(slot);
+    event(reason, note_contains).check(move |body| {
+        assert_eq!(body["type"], "Warning", "{body}");
+        check(body);
+        keep(body);
+    })
+}
+
+/// The Job of a first install, then its success: a new cluster gets its extension
+/// whatever `autoUpdate` says, and becomes Ready.
+#[tokio::test]
+async fn a_new_cluster_with_auto_update_off_still_installs_the_extension() {
+    let lc = LakeCluster::test()
+        .finalized()
+        .changed(|s| s.extension.auto_update = false);
+    let objects = owned(&lc);
+    let job_path = path::group("batch/v1", "jobs", "lake-extension-0-1-0");
+
+    let (ctx, server, _) = Context::test();
+    let mut scenario = vec![keys_secret(), existing_secret()];
+    scenario.extend(unchanged_gets(&objects, 2));
+    scenario.push(Exchange::get(&job_path).not_found());
+    scenario.push(Exchange::apply(&job_path).check(|body| {
+        let command = body["spec"]["template"]["spec"]["containers"][0]["command"].to_string();
+        assert!(
+            command.contains("CREATE EXTENSION IF NOT EXISTS pg_lake VERSION '0.1.0'"),
+            "{command}"
+        );
+    }));
+    scenario.push(event("Applied", "created Job/lake-extension-0-1-0"));
+    let status = Arc::new(Mutex::new(None));
+    scenario.push(status_apply(&status));
+    let mock = server.run(scenario);
+    reconcile(Arc::new(lc.clone()), ctx).await.expect("install");
+    finish(mock).await;
+    let installing: LakeClusterStatus =
+        serde_json::from_value(status.lock().unwrap().take().unwrap()["status"].clone()).unwrap();
+    assert_eq!(installing.phase, Some(Phase::Provisioning));
+
+    let lc = lc.with_status(installing);
+    let (ctx, server, _) = Context::test();
+    let mut scenario = vec![keys_secret(), existing_secret()];
+    scenario.extend(unchanged_gets(&objects, 2));
+    scenario.push(Exchange::get(&job_path).reply(json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "lake-extension-0-1-0", "namespace": NS},
+        "status": {"succeeded": 1},
+    })));
+    scenario.push(event("ClusterReady", "ready"));
+    scenario.push(event("Installed", "pg_lake 0.1.0 is installed"));
+    scenario.push(status_apply(&status));
+    let mock = server.run(scenario);
+    let action = reconcile(Arc::new(lc), ctx).await.expect("installed");
+    assert_eq!(action, Action::requeue(RESYNC));
+    finish(mock).await;
+    let body = status.lock().unwrap().take().unwrap();
+    assert_eq!(body["status"]["phase"], "Ready");
+    assert_eq!(body["status"]["installedExtensionVersion"], "0.1.0");
+    assert_eq!(condition_of(&body["status"], READY)["status"], "True");
+}
+
+/// A new version with autoUpdate off: the pods run it, no Job runs, the installed
+/// version stays, ExtensionUpToDate says the update is held back, and the
+/// cluster stays Ready.
+#[tokio::test]
+async fn a_version_change_with_auto_update_off_holds_the_update_back() {
+    let v1 = LakeCluster::test().finalized();
+    let v2 = v1.clone().with_status(ready_status(&v1)).changed(|s| {
+        s.version = "0.2.0".into();
+        s.extension.auto_update = false;
+    });
+    let (ctx, server, _) = Context::test();
+    let mut scenario = vec![keys_secret(), existing_secret()];
+    // The new pods are out and ready.
+    scenario.extend(unchanged_gets(&owned(&v2), 2));
+    scenario.push(event("AutoUpdateDisabled", "the update to 0.2.0 waits"));
+    let status = Arc::new(Mutex::new(None));
+    scenario.push(status_apply(&status));
+    let mock = server.run(scenario);
+    let action = reconcile(Arc::new(v2), ctx).await.expect("reconcile");
+    assert_eq!(action, Action::requeue(RESYNC));
+    let seen = finish(mock).await;
+    assert!(
+        !seen.iter().any(|s| s.path.contains("/jobs/")),
+        "no extension Job: {seen:?}"
+    );
+    let body = status.lock().unwrap().take().unwrap();
+    let status = &body["status"];
+    assert_eq!(status["phase"], "Ready");
+    assert_eq!(status["installedExtensionVersion"], "0.1.0");
+    let ready = condition_of(status, READY);
+    assert_eq!(
+        (&ready["status"], &ready["reason"]),
+        (&json!("True"), &json!("ClusterReady"))
+    );
+    assert!(
+        ready["message"].as_str().unwrap().contains("held back"),
+        "{ready}"
+    );
+    let ext = condition_of(status, EXTENSION_UP_TO_DATE);
+    assert_eq!(
+        (&ext["status"], &ext["reason"]),
+        (&json!("False"), &json!("AutoUpdateDisabled"))
+    );
+}
+
+/// A Secret the spec names is missing: nothing is applied, Ready says which
+/// Secret (and never what any Secret holds), a Warning event too, and the
+/// cluster is looked at again soon.
+#[tokio::test]
+async fn a_missing_secret_is_reported_by_name() {
+    let lc = LakeCluster::test().finalized().changed(|s| {
+        s.postgres.superuser_secret = Some(crate::crd::SecretName {
+            name: "pg-admin".into(),
+        });
+        s.catalog.auth_token_secret = Some(crate::crd::SecretKeySelector {
+            name: "tokens".into(),
+            key: "tokens".into(),
+        });
+    });
+    let (ctx, server, _) = Context::test();
+    let status = Arc::new(Mutex::new(None));
+    let event_body = Arc::new(Mutex::new(None));
+    let mock = server.run(vec![
+        Exchange::get(path::core("secrets", "pg-admin"))
+            .reply(secret_reply("pg-admin", &["username", "password"])),
+        keys_secret(),
+        Exchange::get(path::core("secrets", "tokens")).not_found(),
+        warning(
+            "SecretMissing",
+            "Secret tokens (catalog.authTokenSecret) does not exist",
+            &event_body,
+        ),
+        status_apply(&status),
+    ]);
+    let action = reconcile(Arc::new(lc.clone()), ctx)
+        .await
+        .expect("reported");
+    assert_eq!(action, Action::requeue(CONVERGING));
+    let seen = finish(mock).await;
+    assert!(
+        seen.iter().all(|s| s.method == Method::GET
+            || s.path.contains("events")
+            || s.path.ends_with("/status")),
+        "nothing is applied: {seen:?}"
+    );
+    let body = status.lock().unwrap().take().unwrap();
+    assert_eq!(body["status"]["phase"], "Provisioning");
+    let ready = condition_of(&body["status"], READY);
+    assert_eq!(
+        (&ready["status"], &ready["reason"]),
+        (&json!("False"), &json!("SecretMissing"))
+    );
+    assert!(
+        ready["message"].as_str().unwrap().contains("tokens"),
+        "{ready}"
+    );
+    let event = event_body.lock().unwrap().take().unwrap();
+    for shown in [body.to_string(), event.to_string()] {
+        assert!(
+            !shown.contains(KEY_VALUE),
+            "a Secret's value shows: {shown}"
+        );
+    }
+
+    // The Secret exists but lacks a key the pods read.
+    let (ctx, server, _) = Context::test();
+    let lc = LakeCluster::test().finalized();
+    let mock = server.run(vec![
+        Exchange::get(path::core("secrets", "s3-keys"))
+            .reply(secret_reply("s3-keys", &["accessKeyId"])),
+        warning(
+            "SecretMissing",
+            "Secret s3-keys (objectStorage.credentials.s3KeysSecret) has no key \"secretAccessKey\"",
+            &event_body,
+        ),
+        status_apply(&status),
+    ]);
+    reconcile(Arc::new(lc), ctx).await.expect("reported");
+    finish(mock).await;
+    let body = status.lock().unwrap().take().unwrap();
+    let event = event_body.lock().unwrap().take().unwrap();
+    for shown in [body.to_string(), event.to_string()] {
+        assert!(
+            !shown.contains(KEY_VALUE),
+            "a Secret's value shows: {shown}"
+        );
+    }
 }

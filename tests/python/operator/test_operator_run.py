@@ -3,6 +3,7 @@
 `render` prints, serves /metrics and /healthz, logs JSON without secrets, and on
 SIGTERM hands the Lease back and exits cleanly."""
 
+import base64
 import json
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from lake_operator_support import REPO, operator_bin, run_operator  # noqa: F401
 NS = "default"
 LEASE_NS = "lake-system"
 EXAMPLE = REPO / "examples/local-dev.yaml"
+SECRET_VALUE = "minio-secret-never-shown"
 
 
 def not_found(path):
@@ -194,6 +196,13 @@ def cluster(tmp_path):
     lc["metadata"].update(namespace=NS, uid="7f0c1c9e-1111-4222-8333-444455556666", generation=1,
                           resourceVersion="1", finalizers=["pglake.dev/cleanup"])
     api.objects[f"/apis/pglake.dev/v1alpha1/namespaces/{NS}/lakeclusters/{lc['metadata']['name']}"] = lc
+    # The Secret the example names, as the API server returns it: the operator reads
+    # it (that it has the keys the pods need) before it applies anything.
+    keys = lc["spec"]["objectStorage"]["credentials"]["s3KeysSecret"]["name"]
+    api.objects[f"/api/v1/namespaces/{NS}/secrets/{keys}"] = {
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": keys, "namespace": NS, "resourceVersion": "1"},
+        "data": {k: base64.b64encode(SECRET_VALUE.encode()).decode() for k in ("accessKeyId", "secretAccessKey")},
+    }
     port = free_port()
     server = serve(api, port)
     kubeconfig = tmp_path / "kubeconfig"
@@ -235,7 +244,9 @@ def test_run_leads_reconciles_serves_and_shuts_down(operator_bin, cluster, tmp_p
         assert rendered.returncode == 0, rendered.stderr
         expected = [d for d in yaml.safe_load_all(rendered.stdout) if d and d["kind"] != "Job"]
         with api.lock:
-            applied = {(o["kind"], o["metadata"]["name"]): o for p, o in api.objects.items() if f"/namespaces/{NS}/" in p and o.get("kind") not in ("LakeCluster", "Event")}
+            applied = {(o["kind"], o["metadata"]["name"]): o for p, o in api.objects.items()
+                       if f"/namespaces/{NS}/" in p and o.get("kind") not in ("LakeCluster", "Event")
+                       and "/secrets/minio-keys" not in p}
         assert sorted(applied) == sorted((o["kind"], o["metadata"]["name"]) for o in expected)
         for obj in expected:
             live = applied[(obj["kind"], obj["metadata"]["name"])]
@@ -265,5 +276,6 @@ def test_run_leads_reconciles_serves_and_shuts_down(operator_bin, cluster, tmp_p
     log.seek(0)
     lines = [l for l in log.read().splitlines() if l.strip()]
     assert lines and all(json.loads(l)["level"] for l in lines), "logs are JSON lines"
-    password = next(o for o in api.objects.values() if o.get("kind") == "Secret")["stringData"]["password"]
+    password = next(o for o in api.objects.values() if o.get("kind") == "Secret" and "stringData" in o)["stringData"]["password"]
     assert all(password not in l for l in lines), "the generated password is never logged"
+    assert all(SECRET_VALUE not in l and base64.b64encode(SECRET_VALUE.encode()).decode() not in l for l in lines)
