@@ -86,11 +86,21 @@ pub struct Migration {
 }
 
 /// Every migration, in the order they apply.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "iceberg_tables, iceberg_namespace_properties, rest_idempotency_keys",
-    sql: include_str!("../sql/catalog_v1.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "iceberg_tables, iceberg_namespace_properties, rest_idempotency_keys",
+        sql: include_str!("../sql/catalog_v1.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "index rest_idempotency_keys by created_at, for expiry",
+        // The REST catalog reserves a key (status_code 0) before running the
+        // request and deletes keys older than their lifetime by created_at.
+        sql: "CREATE INDEX IF NOT EXISTS rest_idempotency_keys_created_at
+    ON lake_catalog.rest_idempotency_keys (created_at);",
+    },
+];
 
 /// The migrations not yet in `applied`, in order.
 pub fn pending(applied: &[i32]) -> impl Iterator<Item = &'static Migration> + '_ {
