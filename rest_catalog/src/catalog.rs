@@ -173,6 +173,11 @@ impl Catalog {
         self.warehouse.client_config()
     }
 
+    /// The catalog's storage keys, when it vends credentials.
+    pub fn vended_credentials(&self) -> Option<&Properties> {
+        self.warehouse.vended_credentials()
+    }
+
     pub fn warehouse_root(&self) -> &str {
         self.warehouse.root()
     }

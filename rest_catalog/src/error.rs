@@ -15,6 +15,8 @@ pub enum Error {
     NotAuthorized(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
     #[error("namespace does not exist: {0}")]
     NoSuchNamespace(String),
     #[error("table does not exist: {0}")]
@@ -31,6 +33,9 @@ pub enum Error {
     /// Another commit changed the entity between our read and our swap.
     #[error("commit failed: {0}")]
     ConcurrentUpdate(String),
+    /// Another request with the same Idempotency-Key is still running.
+    #[error("{0}")]
+    RequestInProgress(String),
     /// The commit may or may not have been applied: never reported as a conflict.
     #[error("commit state unknown: {0}")]
     CommitStateUnknown(String),
@@ -70,6 +75,7 @@ impl Error {
             Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequestException"),
             Error::NotAuthorized(_) => (StatusCode::UNAUTHORIZED, "NotAuthorizedException"),
             Error::NotFound(_) => (StatusCode::NOT_FOUND, "NotFoundException"),
+            Error::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, exception_for(StatusCode::PAYLOAD_TOO_LARGE)),
             Error::NoSuchNamespace(_) => (StatusCode::NOT_FOUND, "NoSuchNamespaceException"),
             Error::NoSuchTable(_) => (StatusCode::NOT_FOUND, "NoSuchTableException"),
             Error::NoSuchView(_) => (StatusCode::NOT_FOUND, "NoSuchViewException"),
@@ -78,8 +84,12 @@ impl Error {
             Error::CommitFailed(_) | Error::ConcurrentUpdate(_) => {
                 (StatusCode::CONFLICT, "CommitFailedException")
             }
+            Error::RequestInProgress(_) => (StatusCode::CONFLICT, "RequestInProgressException"),
+            // 500, not 503: PyIceberg raises CommitStateUnknownException for
+            // 500, 502 and 504 only (503 would be ServiceUnavailableError);
+            // Java's REST client maps 500 to it as well.
             Error::CommitStateUnknown(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
+                StatusCode::INTERNAL_SERVER_ERROR,
                 "CommitStateUnknownException",
             ),
             Error::DatabaseUnavailable(_) => (
@@ -119,6 +129,25 @@ impl From<deadpool_postgres::PoolError> for Error {
     }
 }
 
+/// The exception name of an error response the catalog's own code did not
+/// produce (a rejection by axum or a middleware).
+pub fn exception_for(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "BadRequestException",
+        401 => "NotAuthorizedException",
+        403 => "ForbiddenException",
+        404 => "NotFoundException",
+        405 => "MethodNotAllowedException",
+        406 => "UnsupportedOperationException",
+        409 => "ConflictException",
+        413 => "PayloadTooLargeException",
+        415 => "UnsupportedMediaTypeException",
+        503 => "ServiceUnavailableException",
+        s if s >= 500 => "InternalServerError",
+        _ => "BadRequestException",
+    }
+}
+
 /// The body of every error response (`ErrorModel` wrapped in `IcebergErrorResponse`).
 pub fn error_body(status: StatusCode, kind: &str, message: &str) -> serde_json::Value {
     json!({ "error": { "message": message, "type": kind, "code": status.as_u16(), "stack": [] } })
@@ -131,6 +160,36 @@ impl IntoResponse for Error {
             tracing::error!(error = %self, kind, "request failed");
         }
         let message = self.to_string();
-        (status, axum::Json(error_body(status, kind, &message))).into_response()
+        let mut response = (status, axum::Json(error_body(status, kind, &message))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_commit_outcome_is_a_status_pyiceberg_maps_to_commit_state_unknown() {
+        // PyIceberg: 500, 502, 504 -> CommitStateUnknownException; 503 is not among them.
+        let (status, kind) = Error::CommitStateUnknown("lost".into()).status_and_type();
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(kind, "CommitStateUnknownException");
+    }
+
+    #[test]
+    fn unauthorized_answers_carry_a_bearer_challenge() {
+        let response = Error::NotAuthorized("missing bearer token".into()).into_response();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            response.headers()[axum::http::header::WWW_AUTHENTICATE],
+            "Bearer"
+        );
     }
 }

@@ -60,6 +60,7 @@ pub async fn serve(
     let app = api::router(state)
         .layer(DefaultBodyLimit::max(args.max_body_bytes))
         .layer(RequestBodyLimitLayer::new(args.max_body_bytes))
+        .layer(axum::middleware::from_fn(api::error_model))
         .layer(TraceLayer::new_for_http());
     tracing::info!(
         listen = %listener.local_addr()?,

@@ -98,6 +98,9 @@ pub struct LoadTableResult<'a> {
     pub metadata_location: Option<&'a str>,
     pub metadata: &'a RawValue,
     pub config: &'a Properties,
+    /// Vended credentials, only when the request asked for them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_credentials: Option<Vec<StorageCredential>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -172,7 +175,7 @@ pub struct CommitViewRequest {
     pub updates: Vec<ViewUpdate>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct StorageCredential {
     pub prefix: String,
     pub config: Properties,

@@ -668,6 +668,14 @@ async fn unauthenticated_wrong_and_expired_tokens_are_refused() {
     ];
     let mut c = start_with_auth(&auth, &[]).await;
     assert_error(c.get("/v1/config").await, 401, "NotAuthorizedException");
+    let challenge = c
+        .http
+        .get(format!("{}/v1/namespaces", c.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(challenge.status(), 401);
+    assert_eq!(challenge.headers()["www-authenticate"], "Bearer");
     assert_error(c.get("/v1/namespaces").await, 401, "NotAuthorizedException");
     c.token = Some("wrong".into());
     assert_error(c.get("/v1/namespaces").await, 401, "NotAuthorizedException");
@@ -749,7 +757,11 @@ async fn config_prefix_operations_and_body_limit() {
     );
     assert_error(c.get("/v1/namespaces/p").await, 404, "NotFoundException");
     let big = json!({ "namespace": ["big"], "properties": { "x": "y".repeat(8192) } });
-    assert_eq!(c.post("/v1/lake/namespaces", big).await.0, 413);
+    assert_error(
+        c.post("/v1/lake/namespaces", big).await,
+        413,
+        "PayloadTooLargeException",
+    );
 
     assert_eq!(c.get("/readyz").await.0, 200);
     let resp = c
@@ -838,7 +850,9 @@ async fn a_commit_whose_outcome_is_unknown_is_a_server_error_never_a_conflict() 
     let (status, body) = c
         .post("/v1/namespaces/ns/tables/t", add_column_commit(json!([])))
         .await;
-    assert!(status >= 500, "{status} {body}");
+    // PyIceberg raises CommitStateUnknownException for 500, 502 and 504 (503
+    // would be ServiceUnavailableError, 409 a false CommitFailedException).
+    assert!([500, 502, 504].contains(&status), "{status} {body}");
     let kind = body["error"]["type"].as_str().unwrap();
     assert!(
         ["InternalServerError", "CommitStateUnknownException"].contains(&kind),
@@ -1215,4 +1229,363 @@ async fn a_transaction_rechecks_requirement_only_changes_when_it_swaps() {
         now["metadata-location"], a["metadata-location"],
         "a is unchanged: the transaction did not apply"
     );
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A commit appending snapshot `id` to `main` of a table at `location`, as
+/// PyIceberg sends it (asserting `main` is still at `parent`).
+fn append_commit(location: &str, id: i64, parent: Option<i64>) -> Value {
+    json!({
+        "requirements": [ { "type": "assert-ref-snapshot-id", "ref": "main", "snapshot-id": parent } ],
+        "updates": [
+            { "action": "add-snapshot", "snapshot": {
+                "snapshot-id": id, "parent-snapshot-id": parent, "sequence-number": 1,
+                "timestamp-ms": now_ms() + id,
+                "manifest-list": format!("{location}/metadata/snap-{id}.avro"),
+                "summary": { "operation": "append" }, "schema-id": 0 } },
+            { "action": "set-snapshot-ref", "ref-name": "main", "type": "branch", "snapshot-id": id }
+        ]
+    })
+}
+
+async fn post_with_key(
+    c: &TestCatalog,
+    path: &str,
+    key: &str,
+    body: &Value,
+) -> (u16, String) {
+    let mut req = c
+        .http
+        .post(format!("{}{path}", c.base))
+        .header("Idempotency-Key", key)
+        .json(body);
+    if let Some(token) = &c.token {
+        req = req.bearer_auth(token);
+    }
+    let resp = req.send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_replayed_commit_gets_the_same_response_and_no_second_snapshot() {
+    let c = start(&[]).await;
+    c.create_namespace("ns").await;
+    let t = c.create_table("ns", "t").await;
+    let location = t["metadata"]["location"].as_str().unwrap();
+    let commit = append_commit(location, 1, None);
+    let key = "0190b9a8-7a3e-7000-8000-00000000c0de";
+    let path = "/v1/namespaces/ns/tables/t";
+    // Two at once (the second arrives while the first runs), then a late retry.
+    let (first, second) = tokio::join!(
+        post_with_key(&c, path, key, &commit),
+        post_with_key(&c, path, key, &commit)
+    );
+    assert_eq!(first.0, 200, "{}", first.1);
+    assert_eq!(second, first, "a concurrent duplicate gets the same outcome");
+    let third = post_with_key(&c, path, key, &commit).await;
+    assert_eq!(third, first, "a retry gets the identical response");
+    let (_, loaded) = c.get(path).await;
+    assert_eq!(loaded["metadata"]["snapshots"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        loaded["metadata"]["snapshot-log"].as_array().unwrap().len(),
+        1
+    );
+    let first: Value = serde_json::from_str(&first.1).unwrap();
+    assert_eq!(loaded["metadata-location"], first["metadata-location"]);
+    // Without the key, the same request is a new commit whose requirement fails.
+    assert_error(c.post(path, commit).await, 409, "CommitFailedException");
+
+    // A terminal 4xx outcome is recorded too: the retry does not run again
+    // even though it would now succeed.
+    let create = json!({ "namespace": ["later"], "properties": {} });
+    let ns_key = "0190b9a8-7a3e-7000-8000-00000000beef";
+    let (status, _) = post_with_key(&c, "/v1/namespaces/later/properties", ns_key, &json!({ "updates": { "a": "b" } })).await;
+    assert_eq!(status, 404);
+    assert_eq!(c.post("/v1/namespaces", create).await.0, 200);
+    let (status, body) = post_with_key(&c, "/v1/namespaces/later/properties", ns_key, &json!({ "updates": { "a": "b" } })).await;
+    assert_eq!(status, 404, "{body}");
+    let (_, ns) = c.get("/v1/namespaces/later").await;
+    assert_eq!(ns["properties"], json!({}));
+}
+
+#[tokio::test]
+async fn idempotency_keys_are_bound_to_the_caller() {
+    std::env::set_var("REST_CATALOG_TOKENS", "token-of-alice,token-of-bob");
+    let mut c = start_with_auth(&["--auth", "token"], &[]).await;
+    std::env::remove_var("REST_CATALOG_TOKENS");
+    let key = "0190b9a8-7a3e-7000-8000-0000000a11ce";
+    let body = json!({ "namespace": ["shared"] });
+    c.token = Some("token-of-alice".into());
+    assert_eq!(post_with_key(&c, "/v1/namespaces", key, &body).await.0, 200);
+    assert_eq!(post_with_key(&c, "/v1/namespaces", key, &body).await.0, 200);
+    c.token = Some("token-of-bob".into());
+    let (status, text) = post_with_key(&c, "/v1/namespaces", key, &body).await;
+    assert_eq!(
+        status, 409,
+        "another caller's key is not replayed to bob: {text}"
+    );
+    let db = sql_client(&c.database_url).await;
+    let keys: Vec<String> = db
+        .query("SELECT idempotency_key FROM lake_catalog.rest_idempotency_keys", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        keys.iter().all(|k| !k.contains("token-of")),
+        "no token is stored: {keys:?}"
+    );
+}
+
+#[tokio::test]
+async fn etags_depend_on_the_snapshot_mode() {
+    let c = start(&[]).await;
+    c.create_namespace("ns").await;
+    c.create_table("ns", "t").await;
+    let url = format!("{}/v1/namespaces/ns/tables/t", c.base);
+    let load = |query: &'static str, tag: Option<String>| {
+        let mut req = c.http.get(format!("{url}{query}"));
+        if let Some(tag) = tag {
+            req = req.header("If-None-Match", tag);
+        }
+        req.send()
+    };
+    let refs = load("?snapshots=refs", None).await.unwrap();
+    let refs_tag = refs.headers()["etag"].to_str().unwrap().to_string();
+    let all = load("", None).await.unwrap();
+    let all_tag = all.headers()["etag"].to_str().unwrap().to_string();
+    assert_ne!(refs_tag, all_tag);
+    assert_eq!(
+        load("", Some(refs_tag.clone())).await.unwrap().status(),
+        200,
+        "the refs representation's tag does not validate the full one"
+    );
+    assert_eq!(
+        load("?snapshots=all", Some(refs_tag.clone())).await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        load("?snapshots=refs", Some(refs_tag.clone())).await.unwrap().status(),
+        304
+    );
+    assert_eq!(
+        load("", Some(format!("W/{all_tag}"))).await.unwrap().status(),
+        304,
+        "weak tags are accepted"
+    );
+    assert_eq!(
+        load("", Some(format!("\"other\", {all_tag}"))).await.unwrap().status(),
+        304,
+        "a list of tags is accepted"
+    );
+    assert_error(
+        c.get("/v1/namespaces/ns/tables/t?snapshots=some").await,
+        400,
+        "BadRequestException",
+    );
+}
+
+#[tokio::test]
+async fn vended_credentials_only_go_to_loads_and_creates_that_ask() {
+    let secret = "vended-secret-7f3a";
+    std::env::set_var("AWS_ACCESS_KEY_ID", "AKIAVENDTEST");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", secret);
+    // Nothing listens at the endpoint: staged creates never touch storage.
+    let c = start_with_warehouse(
+        Some("s3://bucket/wh"),
+        &["--auth", "none"],
+        &[
+            "--s3-region",
+            "us-east-1",
+            "--s3-endpoint",
+            "http://127.0.0.1:9",
+            "--s3-url-style",
+            "path",
+            "--s3-use-ssl",
+            "false",
+            "--vend-credentials",
+        ],
+    )
+    .await;
+    let (status, config) = c.get("/v1/config").await;
+    assert_eq!(status, 200);
+    assert!(!config.to_string().contains(secret), "{config}");
+    assert_eq!(config["defaults"]["s3.endpoint"], "http://127.0.0.1:9");
+    c.create_namespace("ns").await;
+
+    let mut staged = table_request("t");
+    staged["stage-create"] = json!(true);
+    let (status, plain) = c.post("/v1/namespaces/ns/tables", staged.clone()).await;
+    assert_eq!(status, 200, "{plain}");
+    assert!(!plain.to_string().contains(secret), "not asked for: {plain}");
+    assert!(plain.get("storage-credentials").is_none());
+
+    let send = |delegate: bool| {
+        let mut req = c
+            .http
+            .post(format!("{}/v1/namespaces/ns/tables", c.base))
+            .header("Idempotency-Key", "0190b9a8-7a3e-7000-8000-0000000c7ed5")
+            .json(&staged);
+        if delegate {
+            req = req.header("X-Iceberg-Access-Delegation", "vended-credentials");
+        }
+        req.send()
+    };
+    for attempt in ["first", "replay"] {
+        let resp = send(true).await.unwrap();
+        assert_eq!(resp.status(), 200, "{attempt}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["config"]["s3.secret-access-key"], secret, "{attempt}");
+        assert_eq!(body["config"]["s3.endpoint"], "http://127.0.0.1:9");
+        let creds = &body["storage-credentials"][0];
+        assert_eq!(creds["prefix"], "s3://bucket/wh/ns/t", "{attempt}");
+        assert_eq!(creds["config"]["s3.access-key-id"], "AKIAVENDTEST");
+    }
+    let replay_without: Value = send(false).await.unwrap().json().await.unwrap();
+    assert!(!replay_without.to_string().contains(secret));
+
+    let db = sql_client(&c.database_url).await;
+    let stored: Vec<String> = db
+        .query("SELECT idempotency_key || response_body FROM lake_catalog.rest_idempotency_keys", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(stored.len(), 1);
+    assert!(!stored[0].contains(secret), "never persisted: {stored:?}");
+    assert!(!stored[0].contains("AKIAVENDTEST"));
+}
+
+#[tokio::test]
+async fn rejections_use_the_error_model() {
+    let c = start(&[]).await;
+    // 405, keeping the Allow header.
+    let resp = c
+        .http
+        .put(format!("{}/v1/namespaces", c.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    assert!(resp.headers().contains_key("allow"));
+    let body: Value = resp.json().await.unwrap();
+    assert_error((405, body), 405, "MethodNotAllowedException");
+    // A path segment that is not UTF-8.
+    assert_error(
+        c.get("/v1/namespaces/%FF").await,
+        400,
+        "BadRequestException",
+    );
+    // A body larger than the limit without a Content-Length (chunked).
+    let small = start(&["--max-body-bytes", "1024"]).await;
+    let chunks = futures::stream::iter(
+        (0..8).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 512]))),
+    );
+    let resp = small
+        .http
+        .post(format!("{}/v1/namespaces", small.base))
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap();
+    assert_error((status, body), 413, "PayloadTooLargeException");
+    // The token endpoint answers in OAuth's shape, also to a wrong content type.
+    let resp = c
+        .http
+        .post(format!("{}/v1/oauth/tokens", c.base))
+        .json(&json!({ "grant_type": "client_credentials" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"],
+        "invalid_request"
+    );
+}
+
+#[tokio::test]
+async fn tables_and_views_are_listed_in_pages() {
+    let c = start(&[]).await;
+    c.create_namespace("ns").await;
+    for name in ["c", "a", "b"] {
+        c.create_table("ns", name).await;
+        let (status, body) = c
+            .post("/v1/namespaces/ns/views", view_request(&format!("v{name}")))
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    for (kind, expected) in [("tables", ["a", "b", "c"]), ("views", ["va", "vb", "vc"])] {
+        let mut seen = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let query = match &token {
+                Some(t) => format!("?pageSize=2&pageToken={t}"),
+                None => "?pageSize=2".to_string(),
+            };
+            let (status, page) = c.get(&format!("/v1/namespaces/ns/{kind}{query}")).await;
+            assert_eq!(status, 200, "{page}");
+            let names: Vec<String> = page["identifiers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["name"].as_str().unwrap().to_string())
+                .collect();
+            assert!(names.len() <= 2, "{page}");
+            seen.extend(names);
+            match page["next-page-token"].as_str() {
+                Some(t) => token = Some(t.to_string()),
+                None => break,
+            }
+        }
+        assert_eq!(seen, expected, "{kind}");
+        let (_, all) = c.get(&format!("/v1/namespaces/ns/{kind}")).await;
+        assert_eq!(all["identifiers"].as_array().unwrap().len(), 3);
+        assert!(all.get("next-page-token").is_none());
+    }
+}
+
+#[tokio::test]
+async fn metrics_reports_are_accepted() {
+    let c = start(&[]).await;
+    c.create_namespace("ns").await;
+    c.create_table("ns", "t").await;
+    let report = json!({
+        "report-type": "commit-report", "table-name": "ns.t", "snapshot-id": 1,
+        "sequence-number": 1, "operation": "append", "metrics": {}
+    });
+    let (status, body) = c
+        .post("/v1/namespaces/ns/tables/t/metrics", report.clone())
+        .await;
+    assert_eq!(status, 204, "{body}");
+    assert_error(
+        c.post("/v1/namespaces/ns/tables/missing/metrics", report)
+            .await,
+        404,
+        "NoSuchTableException",
+    );
+}
+
+#[test]
+fn the_server_refuses_to_start_without_an_auth_choice() {
+    std::env::remove_var("REST_CATALOG_AUTH");
+    let without = <rest_catalog::Args as clap::Parser>::try_parse_from([
+        "rest_catalog",
+        "--database-url",
+        "postgres://postgres@127.0.0.1/postgres",
+        "--warehouse",
+        "/tmp/w",
+    ]);
+    let err = without.unwrap_err().to_string();
+    assert!(err.contains("--auth"), "{err}");
 }

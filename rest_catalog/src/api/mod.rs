@@ -24,7 +24,7 @@ use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::model::Namespace;
-use crate::storage::{Page, StoredResponse};
+use crate::storage::{Page, Reservation, StoredResponse};
 
 /// Separator of namespace levels in a path segment or the `parent` parameter.
 const NAMESPACE_PATH_SEPARATOR: char = '\u{1f}';
@@ -143,6 +143,40 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Turns every error response that is not JSON yet (rejections by axum and
+/// tower-http: 405, 413, 415, path and query errors) into the spec's
+/// `ErrorModel`, keeping its status and headers (`Allow` of a 405).
+pub async fn error_model(request: Request, next: Next) -> Response {
+    let head = request.method() == Method::HEAD;
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if head || is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    let body = crate::error::error_body(status, crate::error::exception_for(status), &message);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, Body::from(body.to_string()))
+}
+
 async fn not_found(method: Method, uri: axum::http::Uri) -> Error {
     Error::NotFound(format!("no route for {method} {}", uri.path()))
 }
@@ -155,9 +189,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| Error::BadRequest(format!("could not read the request body: {e}")))?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Error::PayloadTooLarge(format!("the request body is too large: {e}"))
+            } else {
+                Error::BadRequest(format!("could not read the request body: {e}"))
+            }
+        })?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|e| Error::BadRequest(format!("malformed request body: {e}")))
@@ -229,67 +267,182 @@ pub fn next_page_token(page: &Page, returned: usize, last: Option<String>) -> Op
     page.limit.filter(|l| returned >= *l as usize).and(last)
 }
 
-async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// The authenticated caller of a request (set by [`authenticate`]).
+#[derive(Debug, Clone)]
+pub struct Principal(pub String);
+
+async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let header = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     match state.auth.authenticate(header) {
-        Ok(_) => next.run(request).await,
+        Ok(principal) => {
+            request.extensions_mut().insert(Principal(principal));
+            next.run(request).await
+        }
         Err(e) => e.into_response(),
     }
 }
 
-/// Replays the stored response of a mutation retried with the same
-/// `Idempotency-Key`, and stores successful ones.
+/// Longest accepted Idempotency-Key (clients send UUIDs).
+const MAX_IDEMPOTENCY_KEY_LEN: usize = 128;
+
+/// How long a request waits for another one with the same Idempotency-Key
+/// that is still running before it is answered 409.
+const IN_FLIGHT_WAIT: Duration = Duration::from_secs(10);
+
+/// A reservation never completed for this long is taken to belong to a
+/// process that is gone; a request with its key runs again.
+const IN_FLIGHT_LEASE: Duration = Duration::from_secs(300);
+
+/// Honours `Idempotency-Key` on mutations: the key (bound to the caller and
+/// the route) is reserved before the request runs; a retry gets the recorded
+/// response (2xx and 4xx outcomes; a 5xx frees the key so a retry runs again);
+/// a duplicate arriving while the first is running waits for its outcome, up
+/// to [`IN_FLIGHT_WAIT`], then gets 409.
 async fn idempotency(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(key) = request
+    let Some(raw) = request
         .headers()
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
     else {
         return next.run(request).await;
     };
     if matches!(*request.method(), Method::GET | Method::HEAD) {
         return next.run(request).await;
     }
-    let key = format!("{} {} {key}", request.method(), request.uri().path());
-    let store = state.catalog.store();
-    match store.stored_response(&key).await {
-        Ok(Some(stored)) => return replay(stored),
-        Ok(None) => {}
-        Err(e) => return e.into_response(),
+    if raw.is_empty() || raw.len() > MAX_IDEMPOTENCY_KEY_LEN {
+        return Error::BadRequest(format!(
+            "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters"
+        ))
+        .into_response();
     }
-    let response = next.run(request).await;
-    if !response.status().is_success() {
+    let principal = request
+        .extensions()
+        .get::<Principal>()
+        .map_or("", |p| p.0.as_str());
+    let key = format!(
+        "{principal}\u{1f}{} {}\u{1f}{raw}",
+        request.method(),
+        request.uri().path()
+    );
+    let vend_on_replay = request.method() == Method::POST
+        && request
+            .extensions()
+            .get::<MatchedPath>()
+            .is_some_and(|p| p.as_str().ends_with("/namespaces/{namespace}/tables"))
+        && tables::wants_vended_credentials(request.headers());
+    let waited_until = Instant::now() + IN_FLIGHT_WAIT;
+    loop {
+        let reservation = state
+            .catalog
+            .store()
+            .reserve_idempotency_key(
+                &key,
+                state.idempotency_lifetime.as_secs(),
+                IN_FLIGHT_LEASE.as_secs(),
+            )
+            .await;
+        match reservation {
+            Ok(Reservation::Reserved) => break,
+            Ok(Reservation::Done(stored)) => return replay(&state, stored, vend_on_replay),
+            Ok(Reservation::InFlight) if Instant::now() < waited_until => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Ok(Reservation::InFlight) => {
+                return Error::RequestInProgress(
+                    "a request with this Idempotency-Key is still being processed; \
+                     retry later with the same key to get its outcome"
+                        .into(),
+                )
+                .into_response()
+            }
+            Err(e) => return e.into_response(),
+        }
+    }
+    // Runs to the end even if the client goes away, so that its retry finds
+    // the outcome instead of a reservation nobody completes.
+    let task_state = state.clone();
+    let task_key = key.clone();
+    let task = tokio::spawn(async move {
+        let response = next.run(request).await;
+        record_outcome(&task_state, &task_key, response).await
+    });
+    match task.await {
+        Ok(response) => response,
+        Err(e) => {
+            if let Err(release) = state.catalog.store().release_idempotency_key(&key).await {
+                tracing::warn!(error = %release, "could not release an Idempotency-Key");
+            }
+            Error::Io(std::io::Error::other(format!("request task failed: {e}"))).into_response()
+        }
+    }
+}
+
+/// Records a reserved request's outcome under its key (without vended
+/// credentials), or frees the key after a server error.
+async fn record_outcome(state: &AppState, key: &str, response: Response) -> Response {
+    let store = state.catalog.store();
+    if response.status().is_server_error() {
+        if let Err(e) = store.release_idempotency_key(key).await {
+            tracing::warn!(error = %e, "could not release an Idempotency-Key");
+        }
         return response;
     }
+    let carries_credentials = response
+        .extensions()
+        .get::<tables::CarriesVendedCredentials>()
+        .is_some();
     let (parts, body) = response.into_parts();
     let bytes = match axum::body::to_bytes(body, usize::MAX).await {
         Ok(b) => b,
         Err(e) => {
-            return Error::BadRequest(format!("could not buffer the response: {e}")).into_response()
+            let _ = store.release_idempotency_key(key).await;
+            return Error::Io(std::io::Error::other(format!(
+                "could not buffer the response: {e}"
+            )))
+            .into_response();
         }
+    };
+    let stored_body = if carries_credentials {
+        match serde_json::from_slice::<serde_json::Value>(&bytes) {
+            Ok(mut value) => {
+                tables::strip_vended_credentials(state, &mut value);
+                value.to_string()
+            }
+            Err(_) => String::new(),
+        }
+    } else {
+        String::from_utf8_lossy(&bytes).into_owned()
     };
     let stored = StoredResponse {
         status: parts.status.as_u16(),
-        body: String::from_utf8_lossy(&bytes).into_owned(),
+        body: stored_body,
     };
-    if let Err(e) = store
-        .store_response(&key, &stored, state.idempotency_lifetime.as_secs())
-        .await
-    {
-        tracing::warn!(error = %e, "could not store the response of an idempotent request");
+    if let Err(e) = store.complete_idempotency_key(key, &stored).await {
+        tracing::warn!(error = %e, "could not record the outcome of an idempotent request");
     }
     Response::from_parts(parts, Body::from(bytes))
 }
 
-fn replay(stored: StoredResponse) -> Response {
+fn replay(state: &AppState, stored: StoredResponse, vend: bool) -> Response {
     let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
     if stored.body.is_empty() {
         return status.into_response();
     }
-    let mut response = (status, stored.body).into_response();
+    let body = match (vend && status == StatusCode::OK, state.catalog.vended_credentials()) {
+        (true, Some(_)) => match serde_json::from_str::<serde_json::Value>(&stored.body) {
+            Ok(mut value) => {
+                tables::add_vended_credentials(state, &mut value);
+                value.to_string()
+            }
+            Err(_) => stored.body,
+        },
+        _ => stored.body,
+    };
+    let mut response = (status, body).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

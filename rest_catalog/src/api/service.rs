@@ -56,8 +56,18 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 pub async fn oauth_token(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Form(req): Form<TokenRequest>,
+    form: Result<Form<TokenRequest>, axum::extract::rejection::FormRejection>,
 ) -> Response {
+    let req = match form {
+        Ok(Form(req)) => req,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({ "error": "invalid_request", "error_description": e.body_text() })),
+            )
+                .into_response()
+        }
+    };
     let basic = basic_credentials(&headers);
     let client_id = req
         .client_id

@@ -22,33 +22,119 @@ pub async fn list(
     list_entities(&s, &namespace, q, EntityKind::Table).await
 }
 
-/// The `LoadTableResult` of a table version, with its ETag when it is written.
-fn load_result(s: &AppState, version: &TableVersion, metadata: &RawValue) -> Response {
+/// Whether a request asks for vended credentials
+/// (`X-Iceberg-Access-Delegation: vended-credentials`, possibly among others).
+pub fn wants_vended_credentials(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("x-iceberg-access-delegation")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|mode| mode.trim().eq_ignore_ascii_case("vended-credentials"))
+}
+
+/// Marks a response that carries vended credentials: they are removed from
+/// what the idempotency layer stores.
+#[derive(Debug, Clone, Copy)]
+pub struct CarriesVendedCredentials;
+
+/// The credentials part of a `LoadTableResult` for a table at `location`:
+/// the keys (also in `config`, for clients that only read that) and one
+/// `storage-credentials` entry for the table's prefix.
+fn vended(s: &AppState, location: &str) -> Option<(Properties, Vec<StorageCredential>)> {
+    let keys = s.catalog.vended_credentials()?;
+    let mut config = s.catalog.client_config().clone();
+    config.extend(keys.clone());
+    Some((
+        config,
+        vec![StorageCredential {
+            prefix: location.to_string(),
+            config: keys.clone(),
+        }],
+    ))
+}
+
+/// Adds vended credentials to a stored `LoadTableResult` being replayed.
+pub fn add_vended_credentials(s: &AppState, body: &mut serde_json::Value) {
+    let Some(location) = body["metadata"]["location"].as_str().map(str::to_string) else {
+        return;
+    };
+    if let Some((config, storage)) = vended(s, &location) {
+        body["config"] = serde_json::json!(config);
+        body["storage-credentials"] = serde_json::json!(storage);
+    }
+}
+
+/// Removes vended credentials from a `LoadTableResult` before it is stored.
+pub fn strip_vended_credentials(s: &AppState, body: &mut serde_json::Value) {
+    if let Some(object) = body.as_object_mut() {
+        object.remove("storage-credentials");
+    }
+    if let (Some(config), Some(keys)) = (
+        body.get_mut("config").and_then(serde_json::Value::as_object_mut),
+        s.catalog.vended_credentials(),
+    ) {
+        config.retain(|k, _| !keys.contains_key(k));
+    }
+}
+
+/// The `LoadTableResult` of a table version, with its ETag when it is written,
+/// and the catalog's keys when the request asked for them and the catalog vends them.
+fn load_result(
+    s: &AppState,
+    version: &TableVersion,
+    metadata: &RawValue,
+    mode: SnapshotMode,
+    headers: &HeaderMap,
+) -> Response {
+    let credentials = wants_vended_credentials(headers)
+        .then(|| vended(s, version.metadata.location()))
+        .flatten();
+    let carries_credentials = credentials.is_some();
+    let (config, storage_credentials) = match credentials {
+        Some((config, storage)) => (std::borrow::Cow::Owned(config), Some(storage)),
+        None => (std::borrow::Cow::Borrowed(s.catalog.client_config()), None),
+    };
     let body = Json(LoadTableResult {
         metadata_location: version.location.as_deref(),
         metadata,
-        config: s.catalog.client_config(),
+        config: &config,
+        storage_credentials,
     });
-    match version
+    let mut response = match version
         .location
         .as_deref()
-        .and_then(|l| HeaderValue::from_str(&etag(l)).ok())
+        .and_then(|l| HeaderValue::from_str(&etag(l, mode)).ok())
     {
         Some(tag) => ([(header::ETAG, tag)], body).into_response(),
         None => body.into_response(),
+    };
+    if carries_credentials {
+        response.extensions_mut().insert(CarriesVendedCredentials);
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
+    response
 }
 
 pub async fn create(
     State(s): State<AppState>,
     Path(namespace): Path<String>,
+    headers: HeaderMap,
     JsonBody(req): JsonBody<CreateTableRequest>,
 ) -> Result<Response> {
     let version = s
         .catalog
         .create_table(parse_namespace(&namespace), req)
         .await?;
-    Ok(load_result(&s, &version, &version.json))
+    Ok(load_result(
+        &s,
+        &version,
+        &version.json,
+        SnapshotMode::All,
+        &headers,
+    ))
 }
 
 pub async fn register(
@@ -60,13 +146,32 @@ pub async fn register(
         .catalog
         .register_table(parse_namespace(&namespace), req)
         .await?;
-    Ok(load_result(&s, &version, &version.json))
+    Ok(load_result(
+        &s,
+        &version,
+        &version.json,
+        SnapshotMode::All,
+        &HeaderMap::new(),
+    ))
 }
 
-/// The entity tag of a table version: metadata files are immutable, so their
-/// location identifies the content.
-fn etag(metadata_location: &str) -> String {
-    let digest = Sha256::digest(metadata_location.as_bytes());
+/// Which snapshots a load returns (`snapshots=all|refs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SnapshotMode {
+    All,
+    Refs,
+}
+
+/// The entity tag of a table version as loaded in a mode: metadata files are
+/// immutable, so their location and the mode identify the content.
+fn etag(metadata_location: &str, mode: SnapshotMode) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(metadata_location.as_bytes());
+    hasher.update(match mode {
+        SnapshotMode::All => b"\0all".as_slice(),
+        SnapshotMode::Refs => b"\0refs".as_slice(),
+    });
+    let digest = hasher.finalize();
     format!(
         "\"{}\"",
         digest
@@ -83,31 +188,43 @@ pub struct LoadQuery {
     snapshots: Option<String>,
 }
 
+/// Whether an `If-None-Match` header (any number of them, each a list of
+/// strong or weak tags, or `*`) matches `tag`.
+fn if_none_match(headers: &HeaderMap, tag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == tag)
+}
+
 pub async fn load(
     State(s): State<AppState>,
     Path((namespace, table)): Path<(String, String)>,
     QueryParams(q): QueryParams<LoadQuery>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let version = s.catalog.load_table(&ident(&namespace, table)).await?;
-    let tag = etag(version.written_location());
-    let unchanged = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
-    if unchanged {
-        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
-    }
-    let metadata = match q.snapshots.as_deref() {
-        None | Some("all") => &*version.json,
-        Some("refs") => version.refs_only_json().await?,
+    let mode = match q.snapshots.as_deref() {
+        None | Some("all") => SnapshotMode::All,
+        Some("refs") => SnapshotMode::Refs,
         Some(other) => {
             return Err(Error::BadRequest(format!(
                 "snapshots={other:?} is not supported; use all or refs"
             )))
         }
     };
-    Ok(load_result(&s, &version, metadata))
+    let version = s.catalog.load_table(&ident(&namespace, table)).await?;
+    let tag = etag(version.written_location(), mode);
+    if if_none_match(&headers, &tag) {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
+    }
+    let metadata = match mode {
+        SnapshotMode::All => &*version.json,
+        SnapshotMode::Refs => version.refs_only_json().await?,
+    };
+    Ok(load_result(&s, &version, metadata, mode, &headers))
 }
 
 pub async fn exists(
@@ -187,16 +304,73 @@ pub async fn report_metrics(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The storage credentials a client should use for the table's files.
+/// The storage credentials a client should use for the table's files (the
+/// spec's endpoint for refreshing vended credentials): the catalog's keys when
+/// it vends them, else only the FileIO settings.
 pub async fn credentials(
     State(s): State<AppState>,
     Path((namespace, table)): Path<(String, String)>,
-) -> Result<Json<LoadCredentialsResponse>> {
+) -> Result<Response> {
     let version = s.catalog.load_table(&ident(&namespace, table)).await?;
-    Ok(Json(LoadCredentialsResponse {
-        storage_credentials: vec![StorageCredential {
-            prefix: version.metadata.location().to_string(),
-            config: s.catalog.client_config().clone(),
-        }],
-    }))
+    let location = version.metadata.location();
+    let (storage_credentials, carries) = match vended(&s, location) {
+        Some((_, storage)) => (storage, true),
+        None => (
+            vec![StorageCredential {
+                prefix: location.to_string(),
+                config: s.catalog.client_config().clone(),
+            }],
+            false,
+        ),
+    };
+    let mut response = Json(LoadCredentialsResponse {
+        storage_credentials,
+    })
+    .into_response();
+    if carries {
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags_differ_by_snapshot_mode() {
+        assert_ne!(
+            etag("/w/t/metadata/0.json", SnapshotMode::All),
+            etag("/w/t/metadata/0.json", SnapshotMode::Refs)
+        );
+    }
+
+    #[test]
+    fn if_none_match_takes_weak_tags_lists_and_stars() {
+        let tag = etag("/w/t/metadata/0.json", SnapshotMode::All);
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::IF_NONE_MATCH, HeaderValue::from_str(v).unwrap());
+            h
+        };
+        assert!(if_none_match(&with(&tag), &tag));
+        assert!(if_none_match(&with(&format!("W/{tag}")), &tag));
+        assert!(if_none_match(&with(&format!("\"x\", W/{tag}")), &tag));
+        assert!(if_none_match(&with("*"), &tag));
+        assert!(!if_none_match(&with("\"x\""), &tag));
+        assert!(!if_none_match(&HeaderMap::new(), &tag));
+    }
+
+    #[test]
+    fn the_delegation_header_is_a_list() {
+        let mut h = HeaderMap::new();
+        assert!(!wants_vended_credentials(&h));
+        h.insert(
+            "x-iceberg-access-delegation",
+            HeaderValue::from_static("remote-signing, vended-credentials"),
+        );
+        assert!(wants_vended_credentials(&h));
+    }
 }

@@ -47,6 +47,17 @@ pub struct StoredResponse {
     pub body: String,
 }
 
+/// The state of an Idempotency-Key when a request carrying it arrives.
+#[derive(Debug, Clone)]
+pub enum Reservation {
+    /// The key is now this request's: run it, then complete or release the key.
+    Reserved,
+    /// Another request with this key is running.
+    InFlight,
+    /// The outcome of an earlier request with this key.
+    Done(StoredResponse),
+}
+
 #[async_trait]
 pub trait CatalogStore: Send + Sync + 'static {
     /// Succeeds when the store answers and its schema is current.
@@ -116,12 +127,19 @@ pub trait CatalogStore: Send + Sync + 'static {
         kind: EntityKind,
     ) -> Result<()>;
 
-    async fn stored_response(&self, key: &str) -> Result<Option<StoredResponse>>;
-    /// Stores a response and forgets those older than `lifetime_secs`.
-    async fn store_response(
+    /// Reserves an Idempotency-Key for a request about to run, or reports the
+    /// outcome already recorded under it, or that it is still running. Keys
+    /// older than `lifetime_secs`, and reservations older than `lease_secs`
+    /// that were never completed (their process is gone), are forgotten.
+    async fn reserve_idempotency_key(
         &self,
         key: &str,
-        response: &StoredResponse,
         lifetime_secs: u64,
-    ) -> Result<()>;
+        lease_secs: u64,
+    ) -> Result<Reservation>;
+    /// Records the final response of a reserved key.
+    async fn complete_idempotency_key(&self, key: &str, response: &StoredResponse) -> Result<()>;
+    /// Forgets a reservation whose request ended without a final outcome (5xx),
+    /// so a retry runs again.
+    async fn release_idempotency_key(&self, key: &str) -> Result<()>;
 }

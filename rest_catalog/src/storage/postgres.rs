@@ -2,7 +2,8 @@
 //! [`pg_lake_common::catalog`] (shared with the pg_lake extension).
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -10,12 +11,20 @@ use pg_lake_common::catalog::{self as schema, decode_namespace, encode_namespace
 use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
-use super::{CatalogStore, EntityKind, MetadataSwap, Page, PropertyChanges, StoredResponse};
+use super::{
+    CatalogStore, EntityKind, MetadataSwap, Page, PropertyChanges, Reservation, StoredResponse,
+};
 use crate::error::{Error, Result};
 use crate::model::{Namespace, Properties, TableIdentifier};
 
 /// Longest wait for a pooled connection, or for a new one to be established.
 const POOL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `status_code` of an Idempotency-Key reserved by a request still running.
+const PENDING: i32 = 0;
+
+/// Expired Idempotency-Keys are deleted at most this often (per process).
+const EXPIRY_INTERVAL_SECS: u64 = 60;
 
 /// How entities of a kind are matched: NULL `iceberg_type` is a table (JDBC V0 rows).
 const KIND_FILTER: &str = "coalesce(iceberg_type, 'TABLE') = $4";
@@ -23,6 +32,10 @@ const KIND_FILTER: &str = "coalesce(iceberg_type, 'TABLE') = $4";
 pub struct PostgresStore {
     pool: Pool,
     catalog_name: String,
+    started: Instant,
+    /// One more than the seconds after `started` of the last sweep of expired
+    /// Idempotency-Keys (0: none yet).
+    last_expiry: AtomicU64,
 }
 
 impl EntityKind {
@@ -92,6 +105,8 @@ impl PostgresStore {
         let store = Self {
             pool,
             catalog_name: catalog_name.to_string(),
+            started: Instant::now(),
+            last_expiry: AtomicU64::new(0),
         };
         let deadline = tokio::time::Instant::now() + wait;
         loop {
@@ -674,46 +689,101 @@ impl CatalogStore for PostgresStore {
         }
     }
 
-    async fn stored_response(&self, key: &str) -> Result<Option<StoredResponse>> {
+    async fn reserve_idempotency_key(
+        &self,
+        key: &str,
+        lifetime_secs: u64,
+        lease_secs: u64,
+    ) -> Result<Reservation> {
         let client = self.pool.get().await?;
-        let stmt = client
+        let lifetime = lifetime_secs as f64;
+        // Seconds since start-up plus one, so 0 means "never swept".
+        let now = self.started.elapsed().as_secs() + 1;
+        let last = self.last_expiry.load(Ordering::Relaxed);
+        if (last == 0 || now >= last + EXPIRY_INTERVAL_SECS)
+            && self
+                .last_expiry
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            client
+                .execute(
+                    &format!(
+                        "DELETE FROM {} WHERE created_at < now() - make_interval(secs => $1)",
+                        schema::IDEMPOTENCY_TABLE
+                    ),
+                    &[&lifetime],
+                )
+                .await?;
+        }
+        let forget = client
+            .prepare_cached(&format!(
+                "DELETE FROM {} WHERE idempotency_key = $1
+                   AND (created_at < now() - make_interval(secs => $2)
+                        OR (status_code = {PENDING} AND created_at < now() - make_interval(secs => $3)))",
+                schema::IDEMPOTENCY_TABLE
+            ))
+            .await?;
+        let reserve = client
+            .prepare_cached(&format!(
+                "INSERT INTO {} (idempotency_key, status_code, response_body) VALUES ($1, {PENDING}, '')
+                 ON CONFLICT (idempotency_key) DO NOTHING",
+                schema::IDEMPOTENCY_TABLE
+            ))
+            .await?;
+        let read = client
             .prepare_cached(&format!(
                 "SELECT status_code, response_body FROM {} WHERE idempotency_key = $1",
                 schema::IDEMPOTENCY_TABLE
             ))
             .await?;
-        let row = client.query_opt(&stmt, &[&key]).await?;
-        Ok(row.map(|r| StoredResponse {
-            status: r.get::<_, i32>(0) as u16,
-            body: r.get(1),
-        }))
+        let lease = lease_secs as f64;
+        // A row deleted between the insert and the read (its request failed)
+        // is reserved again on the next turn.
+        for _ in 0..3 {
+            client.execute(&forget, &[&key, &lifetime, &lease]).await?;
+            if client.execute(&reserve, &[&key]).await? == 1 {
+                return Ok(Reservation::Reserved);
+            }
+            if let Some(row) = client.query_opt(&read, &[&key]).await? {
+                let status: i32 = row.get(0);
+                return Ok(if status == PENDING {
+                    Reservation::InFlight
+                } else {
+                    Reservation::Done(StoredResponse {
+                        status: status as u16,
+                        body: row.get(1),
+                    })
+                });
+            }
+        }
+        Ok(Reservation::InFlight)
     }
 
-    async fn store_response(
-        &self,
-        key: &str,
-        response: &StoredResponse,
-        lifetime_secs: u64,
-    ) -> Result<()> {
+    async fn complete_idempotency_key(&self, key: &str, response: &StoredResponse) -> Result<()> {
         let client = self.pool.get().await?;
-        let lifetime = lifetime_secs as f64;
         client
             .execute(
                 &format!(
-                    "DELETE FROM {} WHERE created_at < now() - make_interval(secs => $1)",
-                    schema::IDEMPOTENCY_TABLE
-                ),
-                &[&lifetime],
-            )
-            .await?;
-        client
-            .execute(
-                &format!(
-                    "INSERT INTO {} (idempotency_key, status_code, response_body) VALUES ($1, $2, $3)
-                     ON CONFLICT (idempotency_key) DO NOTHING",
+                    "UPDATE {} SET status_code = $2, response_body = $3
+                     WHERE idempotency_key = $1 AND status_code = {PENDING}",
                     schema::IDEMPOTENCY_TABLE
                 ),
                 &[&key, &i32::from(response.status), &response.body],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn release_idempotency_key(&self, key: &str) -> Result<()> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                &format!(
+                    "DELETE FROM {} WHERE idempotency_key = $1 AND status_code = {PENDING}",
+                    schema::IDEMPOTENCY_TABLE
+                ),
+                &[&key],
             )
             .await?;
         Ok(())

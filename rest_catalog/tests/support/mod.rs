@@ -195,6 +195,15 @@ pub async fn start(extra: &[&str]) -> TestCatalog {
 }
 
 pub async fn start_with_auth(auth: &[&str], extra: &[&str]) -> TestCatalog {
+    start_with_warehouse(None, auth, extra).await
+}
+
+/// Starts a catalog whose warehouse is `warehouse` (a temporary directory when `None`).
+pub async fn start_with_warehouse(
+    warehouse_uri: Option<&str>,
+    auth: &[&str],
+    extra: &[&str],
+) -> TestCatalog {
     let database_url = fresh_database().await;
     let warehouse = tempfile::tempdir().unwrap();
     let mut argv = vec![
@@ -202,7 +211,9 @@ pub async fn start_with_auth(auth: &[&str], extra: &[&str]) -> TestCatalog {
         "--database-url".into(),
         database_url.clone(),
         "--warehouse".into(),
-        warehouse.path().to_str().unwrap().into(),
+        warehouse_uri
+            .unwrap_or(warehouse.path().to_str().unwrap())
+            .into(),
     ];
     argv.extend(auth.iter().chain(extra).map(|s| s.to_string()));
     let args = rest_catalog::Args::try_parse_from(argv).unwrap();
