@@ -1,6 +1,7 @@
 //! The reconciler: turns a LakeCluster into its objects (server-side apply,
-//! skipping objects whose applied hash already matches), runs the extension
-//! update once a rollout is done, keeps the status and publishes events.
+//! skipping objects whose applied hash already matches, except in a periodic
+//! full apply or when a spec was edited behind the operator's back), runs the
+//! extension update once a rollout is done, keeps the status and publishes events.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Debug;
@@ -22,6 +23,7 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -43,24 +45,59 @@ const RESYNC: Duration = Duration::from_secs(300);
 /// Check back this soon while the cluster is converging.
 const CONVERGING: Duration = Duration::from_secs(30);
 const BACKOFF_BASE: Duration = Duration::from_secs(5);
+/// Default interval between full applies (`run --full-apply-seconds`).
+pub const FULL_APPLY_EVERY: Duration = Duration::from_secs(300);
+
+/// What the operator last did to one cluster's objects; in memory only, so after
+/// a restart the first reconcile of every cluster is a full apply.
+#[derive(Debug, Clone, Default)]
+struct Applied {
+    /// When every object was last applied whatever its hash said.
+    full_at: Option<Instant>,
+    /// `metadata.generation` of each object ("Kind/name") after the operator last
+    /// applied it. Only kinds with a generation (StatefulSet, Deployment, PDB,
+    /// NetworkPolicy) have one; the API server bumps it on any spec change, so a
+    /// different live generation means someone else edited the spec.
+    generations: HashMap<String, i64>,
+}
 
 /// State shared by every reconciliation.
 pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub metrics: Metrics,
+    /// Every object of a cluster is server-side applied at least this often, whatever
+    /// its applied hash says, so edits made by hand are reverted (an unchanged apply
+    /// is a no-op on the API server). In between, a matching hash skips the apply.
+    pub full_apply_every: Duration,
     /// Consecutive failures per cluster, for exponential requeue backoff.
     failures: Mutex<HashMap<ObjectRef<LakeCluster>, u32>>,
+    /// Per cluster (by uid): the last full apply and the generations applied.
+    applied: Mutex<HashMap<String, Applied>>,
 }
 
 impl Context {
-    pub fn new(client: Client, metrics: Metrics, reporter: Reporter) -> Self {
+    pub fn new(
+        client: Client,
+        metrics: Metrics,
+        reporter: Reporter,
+        full_apply_every: Duration,
+    ) -> Self {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             metrics,
+            full_apply_every,
             failures: Mutex::default(),
+            applied: Mutex::default(),
         }
+    }
+
+    fn applied(&self) -> std::sync::MutexGuard<'_, HashMap<String, Applied>> {
+        // A panic while holding the lock leaves whole entries behind: keep using them.
+        self.applied
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<LakeCluster>, u32>> {
@@ -157,10 +194,24 @@ async fn apply(lc: &LakeCluster, ctx: &Context) -> Result<Action> {
         )
         .await;
     }
+    let now = Instant::now();
+    let key = applied_key(lc);
+    let remembered = ctx.applied().get(&key).cloned().unwrap_or_default();
+    // The last full apply, unless the next one is due (or none happened yet).
+    let last_full = remembered
+        .full_at
+        .filter(|at| now.saturating_duration_since(*at) < ctx.full_apply_every);
+    let full = last_full.is_none();
+    if full {
+        debug!(cluster = %c.names.cluster, "applying every object (full apply)");
+    }
     let mut cluster = Applier {
         client: &ctx.client,
         namespace: &c.names.namespace,
+        full,
+        generations: remembered.generations,
         changes: Vec::new(),
+        reverted: Vec::new(),
     };
     if c.spec.postgres.superuser_secret.is_none() {
         ensure_generated_secret(&c, &mut cluster).await?;
@@ -183,6 +234,19 @@ async fn apply(lc: &LakeCluster, ctx: &Context) -> Result<Action> {
         cluster.remove::<Service>(&c.names.catalog()).await?;
         None
     };
+    // Every object is applied (or known unchanged): remember it, so the next full
+    // apply is due one interval from now.
+    let full_at = last_full.unwrap_or(now);
+    ctx.applied().insert(
+        key,
+        Applied {
+            full_at: Some(full_at),
+            generations: std::mem::take(&mut cluster.generations),
+        },
+    );
+    let until_full = ctx
+        .full_apply_every
+        .saturating_sub(now.saturating_duration_since(full_at));
     let pods_current = rolled_out(&sts, c.spec.postgres.instances);
     let extension = extension_step(&c, &mut cluster, pods_current).await?;
     let changes = cluster.changes;
@@ -191,6 +255,22 @@ async fn apply(lc: &LakeCluster, ctx: &Context) -> Result<Action> {
     if !changes.is_empty() {
         let note = changes.join(", ");
         publish(ctx, &reference, EventType::Normal, "Applied", "Apply", note).await;
+    }
+    if !cluster.reverted.is_empty() {
+        // Kinds and names only: the edited values may be anything, secrets included.
+        let note = format!(
+            "reverted changes made outside the operator to {}",
+            cluster.reverted.join(", ")
+        );
+        publish(
+            ctx,
+            &reference,
+            EventType::Normal,
+            "Reverted",
+            "Apply",
+            note,
+        )
+        .await;
     }
     let previous = lc.status.clone().unwrap_or_default();
     let status = next_status(
@@ -212,11 +292,28 @@ async fn apply(lc: &LakeCluster, ctx: &Context) -> Result<Action> {
     if status != previous {
         write_status(ctx, &c.names, &status).await?;
     }
-    Ok(Action::requeue(if status.phase == Some(Phase::Ready) {
+    let wait = if status.phase == Some(Phase::Ready) {
         RESYNC
     } else {
         CONVERGING
-    }))
+    };
+    Ok(Action::requeue(next_check(wait, until_full)))
+}
+
+/// How long to wait before reconciling again: `wait`, or sooner when the next full
+/// apply is due sooner. Rounded up to a whole second, so the check does not come
+/// just before the full apply is due, and at least a second.
+fn next_check(wait: Duration, until_full: Duration) -> Duration {
+    let until_full =
+        Duration::from_secs(until_full.as_secs() + u64::from(until_full.subsec_nanos() > 0));
+    wait.min(until_full.max(Duration::from_secs(1)))
+}
+
+/// The key of a cluster's [`Applied`] memory: its uid, so a cluster recreated
+/// under the same name starts with a full apply.
+fn applied_key(lc: &LakeCluster) -> String {
+    lc.uid()
+        .unwrap_or_else(|| format!("{}/{}", lc.namespace().unwrap_or_default(), lc.name_any()))
 }
 
 /// Server-side applies the status subresource.
@@ -409,8 +506,14 @@ pub fn generate_password() -> Result<String> {
 struct Applier<'a> {
     client: &'a Client,
     namespace: &'a str,
+    /// Apply every object, whatever its applied hash says.
+    full: bool,
+    /// `metadata.generation` per "Kind/name" after the operator's last apply.
+    generations: HashMap<String, i64>,
     /// "created Kind/name", "updated ...", "deleted ..." for the Applied event.
     changes: Vec<String>,
+    /// "Kind/name" of objects someone else had changed, which an apply put back.
+    reverted: Vec<String>,
 }
 
 impl Applier<'_> {
@@ -421,7 +524,9 @@ impl Applier<'_> {
         Api::namespaced(self.client.clone(), self.namespace)
     }
 
-    /// Server-side applies `desired` unless the live object carries the same applied hash.
+    /// Server-side applies `desired` unless the live object carries the same applied
+    /// hash, the apply is not a full one and no one else has edited its spec since
+    /// the operator applied it (its generation is the one the operator left).
     async fn ensure<K>(&mut self, desired: K) -> Result<K>
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
@@ -432,12 +537,19 @@ impl Applier<'_> {
     {
         let api: Api<K> = self.api();
         let name = desired.name_any();
+        let key = format!("{}/{name}", K::kind(&()));
         let live = api.get_opt(&name).await?;
-        if let Some(live) = live
+        let current = live
             .as_ref()
-            .filter(|l| applied_hash(*l) == applied_hash(&desired))
-        {
-            return Ok(live.clone());
+            .filter(|l| applied_hash(*l) == applied_hash(&desired));
+        if let Some(current) = current {
+            let edited = match (self.generations.get(&key), current.meta().generation) {
+                (Some(applied), Some(live)) => *applied != live,
+                _ => false,
+            };
+            if !self.full && !edited {
+                return Ok(current.clone());
+            }
         }
         let applied = api
             .patch(
@@ -446,8 +558,22 @@ impl Applier<'_> {
                 &Patch::Apply(&desired),
             )
             .await?;
-        let verb = if live.is_some() { "updated" } else { "created" };
-        self.changes.push(format!("{verb} {}/{name}", K::kind(&())));
+        match applied.meta().generation {
+            Some(generation) => self.generations.insert(key.clone(), generation),
+            None => self.generations.remove(&key),
+        };
+        match (&live, current) {
+            (None, _) => self.changes.push(format!("created {key}")),
+            (Some(_), None) => self.changes.push(format!("updated {key}")),
+            // The operator wanted nothing new: an apply that wrote anything put
+            // back a change someone else made.
+            (Some(live), Some(_)) => {
+                if live.resource_version() != applied.resource_version() {
+                    info!(object = %key, "reverted a change made outside the operator");
+                    self.reverted.push(key);
+                }
+            }
+        }
         Ok(applied)
     }
 
@@ -460,10 +586,11 @@ impl Applier<'_> {
             + Debug,
     {
         let api: Api<K> = self.api();
+        let key = format!("{}/{name}", K::kind(&()));
+        self.generations.remove(&key);
         if api.get_opt(name).await?.is_some() {
             api.delete(name, &DeleteParams::background()).await?;
-            self.changes
-                .push(format!("deleted {}/{name}", K::kind(&())));
+            self.changes.push(format!("deleted {key}"));
         }
         Ok(())
     }
@@ -761,6 +888,7 @@ async fn publish(
 /// superuser Secret that matches them) go only when the spec says so.
 async fn cleanup(lc: &LakeCluster, ctx: &Context) -> Result<Action> {
     let names = Names::of(lc)?;
+    ctx.applied().remove(&applied_key(lc));
     let selector = format!(
         "{CLUSTER_LABEL}={},{COMPONENT_LABEL}={POSTGRES_COMPONENT}",
         names.cluster

@@ -307,7 +307,12 @@ impl Context {
             controller: crate::MANAGER.into(),
             instance: Some("test".into()),
         };
-        let ctx = Arc::new(Context::new(client, metrics, reporter));
+        let ctx = Arc::new(Context::new(
+            client,
+            metrics,
+            reporter,
+            crate::controller::FULL_APPLY_EVERY,
+        ));
         (ctx, server, registry)
     }
 }

@@ -68,6 +68,11 @@ struct RunArgs {
     /// 2/15 of it and stops leading 2/3 of it after its last renewal.
     #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..))]
     lease_seconds: u64,
+    /// Seconds between full applies of each LakeCluster's objects, which revert
+    /// edits made by hand; in between, objects whose applied hash matches are only read.
+    #[arg(long, env = "FULL_APPLY_SECONDS", default_value_t = controller::FULL_APPLY_EVERY.as_secs(),
+          value_parser = clap::value_parser!(u64).range(10..))]
+    full_apply_seconds: u64,
 }
 
 impl RunArgs {
@@ -228,7 +233,12 @@ async fn run(args: RunArgs) -> Result<()> {
             controller: MANAGER.into(),
             instance: Some(identity),
         };
-        let ctx = Arc::new(Context::new(client, metrics, reporter));
+        let ctx = Arc::new(Context::new(
+            client,
+            metrics,
+            reporter,
+            Duration::from_secs(args.full_apply_seconds),
+        ));
         let controllers = async {
             controller::run(ctx, namespaces, shutdown.clone()).await;
             shutdown.cancel();
@@ -276,5 +286,16 @@ mod tests {
             "y",
         ]);
         assert_eq!(args.watched_namespaces(), ["x", "y"]);
+    }
+
+    #[test]
+    fn full_apply_interval_defaults_to_five_minutes() {
+        let args = run_args(&["lake_operator", "run"]);
+        assert_eq!(args.full_apply_seconds, 300);
+        let args = run_args(&["lake_operator", "run", "--full-apply-seconds", "60"]);
+        assert_eq!(args.full_apply_seconds, 60);
+        assert!(
+            Cli::try_parse_from(["lake_operator", "run", "--full-apply-seconds", "0"]).is_err()
+        );
     }
 }

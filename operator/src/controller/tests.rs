@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::crd::ServiceType;
-use crate::fixtures::{finish, path, Exchange, NAME, NS};
+use crate::fixtures::{finish, path, ApiServer, Exchange, NAME, NS};
 use crate::resources::{Cluster, APPLIED_HASH_ANNOTATION};
 
 /// An owned object: where it lives and what the operator applies there.
@@ -73,9 +73,55 @@ fn owned(lc: &LakeCluster) -> Vec<Owned> {
     out
 }
 
-/// `obj` as the API server holds it: at `generation`, with a settled status.
+/// Kinds whose spec changes the API server counts in `metadata.generation`.
+const GENERATION_KINDS: [&str; 4] = [
+    "StatefulSet",
+    "Deployment",
+    "PodDisruptionBudget",
+    "NetworkPolicy",
+];
+
+/// "Kind/name", as the operator remembers and reports objects.
+fn key_of(obj: &Value) -> String {
+    format!(
+        "{}/{}",
+        obj["kind"].as_str().unwrap(),
+        obj["metadata"]["name"].as_str().unwrap()
+    )
+}
+
+/// A context that remembers a full apply of `lc`'s objects `ago` before now,
+/// leaving each object that has a generation at `generation`.
+fn remembering(lc: &LakeCluster, generation: i64, ago: Duration) -> (Arc<Context>, ApiServer) {
+    let (ctx, server, _) = Context::test();
+    let generations = owned(lc)
+        .iter()
+        .filter(|o| GENERATION_KINDS.contains(&o.desired["kind"].as_str().unwrap()))
+        .map(|o| (key_of(&o.desired), generation))
+        .collect();
+    let at = Instant::now()
+        .checked_sub(ago)
+        .expect("the monotonic clock has run that long");
+    ctx.applied().insert(
+        applied_key(lc),
+        Applied {
+            full_at: Some(at),
+            generations,
+        },
+    );
+    (ctx, server)
+}
+
+/// A context as the operator's after a full apply just now (the hash shortcut applies).
+fn just_applied(lc: &LakeCluster, generation: i64) -> (Arc<Context>, ApiServer) {
+    remembering(lc, generation, Duration::ZERO)
+}
+
+/// `obj` as the API server holds it: at `generation` (if its kind has one), with a settled status.
 fn settled(mut obj: Value, generation: i64) -> Value {
-    obj["metadata"]["generation"] = json!(generation);
+    if GENERATION_KINDS.contains(&obj["kind"].as_str().unwrap()) {
+        obj["metadata"]["generation"] = json!(generation);
+    }
     match obj["kind"].as_str() {
         Some("StatefulSet") => {
             obj["status"] = json!({
@@ -94,7 +140,16 @@ fn settled(mut obj: Value, generation: i64) -> Value {
 /// `obj` right after a spec change: new generation, status of the old pods.
 fn rolling(mut obj: Value, generation: i64) -> Value {
     obj = settled(obj, generation - 1);
-    obj["metadata"]["generation"] = json!(generation);
+    if obj["metadata"].get("generation").is_some() {
+        obj["metadata"]["generation"] = json!(generation);
+    }
+    obj
+}
+
+/// `obj` at `generation` with a settled status, at `resource_version`.
+fn stored(obj: Value, generation: i64, resource_version: &str) -> Value {
+    let mut obj = settled(obj, generation);
+    obj["metadata"]["resourceVersion"] = json!(resource_version);
     obj
 }
 
@@ -352,9 +407,9 @@ async fn create_from_scratch_applies_every_object_and_reports_provisioning() {
 
 #[tokio::test]
 async fn up_to_date_cluster_is_a_no_op() {
-    let (ctx, server, _) = Context::test();
     let base = LakeCluster::test().finalized();
     let lc = base.clone().with_status(ready_status(&base));
+    let (ctx, server) = just_applied(&lc, 1);
     let mut scenario = vec![keys_secret(), existing_secret()];
     scenario.extend(unchanged_gets(&owned(&lc), 1));
     let mock = server.run(scenario);
@@ -370,8 +425,8 @@ async fn up_to_date_cluster_is_a_no_op() {
 
 #[tokio::test]
 async fn spec_change_patches_only_what_changed() {
-    let (ctx, server, _) = Context::test();
     let before = LakeCluster::test().finalized();
+    let (ctx, server) = just_applied(&before, 1);
     let after = before
         .clone()
         .with_status(ready_status(&before))
@@ -454,7 +509,7 @@ async fn version_change_rolls_out_then_updates_the_extension() {
     let job_path = path::group("batch/v1", "jobs", "lake-extension-0-2-0");
 
     // 1. New images are applied; the extension waits for the rollout.
-    let (ctx, server, _) = Context::test();
+    let (ctx, server) = just_applied(&v1, 1);
     let mut scenario = vec![keys_secret(), existing_secret()];
     for (o, n) in old.iter().zip(&new) {
         scenario.push(Exchange::get(&o.path).reply(settled(o.desired.clone(), 1)));
@@ -500,7 +555,7 @@ async fn version_change_rolls_out_then_updates_the_extension() {
 
     // 2. The pods run 0.2.0 and are ready: the update Job starts.
     let v2 = v2.with_status(step1);
-    let (ctx, server, _) = Context::test();
+    let (ctx, server) = just_applied(&v2, 2);
     let mut scenario = vec![keys_secret(), existing_secret()];
     scenario.extend(unchanged_gets(&new, 2));
     scenario.push(Exchange::get(&job_path).not_found());
@@ -550,7 +605,7 @@ async fn version_change_rolls_out_then_updates_the_extension() {
 
     // 3. The Job succeeded: the extension is up to date and the cluster ready.
     let v2 = v2.with_status(step2);
-    let (ctx, server, _) = Context::test();
+    let (ctx, server) = just_applied(&v2, 2);
     let mut scenario = vec![keys_secret(), existing_secret()];
     scenario.extend(unchanged_gets(&new, 2));
     scenario.push(Exchange::get(&job_path).reply(json!({
@@ -681,12 +736,12 @@ async fn api_errors_requeue_with_growing_backoff() {
 
 #[tokio::test]
 async fn disabling_the_catalog_removes_it() {
-    let (ctx, server, _) = Context::test();
     let before = LakeCluster::test().finalized();
     let after = before
         .clone()
         .with_status(ready_status(&before))
         .changed(|s| s.catalog.enabled = false);
+    let (ctx, server) = just_applied(&before, 2);
     let mut scenario = vec![keys_secret(), existing_secret()];
     scenario.extend(unchanged_gets(&owned(&after), 2));
     let deployment = path::group("apps/v1", "deployments", "lake-catalog");
@@ -777,7 +832,7 @@ async fn a_new_cluster_with_auto_update_off_still_installs_the_extension() {
     let objects = owned(&lc);
     let job_path = path::group("batch/v1", "jobs", "lake-extension-0-1-0");
 
-    let (ctx, server, _) = Context::test();
+    let (ctx, server) = just_applied(&lc, 2);
     let mut scenario = vec![keys_secret(), existing_secret()];
     scenario.extend(unchanged_gets(&objects, 2));
     scenario.push(Exchange::get(&job_path).not_found());
@@ -799,7 +854,7 @@ async fn a_new_cluster_with_auto_update_off_still_installs_the_extension() {
     assert_eq!(installing.phase, Some(Phase::Provisioning));
 
     let lc = lc.with_status(installing);
-    let (ctx, server, _) = Context::test();
+    let (ctx, server) = just_applied(&lc, 2);
     let mut scenario = vec![keys_secret(), existing_secret()];
     scenario.extend(unchanged_gets(&objects, 2));
     scenario.push(Exchange::get(&job_path).reply(json!({
@@ -830,7 +885,7 @@ async fn a_version_change_with_auto_update_off_holds_the_update_back() {
         s.version = "0.2.0".into();
         s.extension.auto_update = false;
     });
-    let (ctx, server, _) = Context::test();
+    let (ctx, server) = just_applied(&v2, 2);
     let mut scenario = vec![keys_secret(), existing_secret()];
     // The new pods are out and ready.
     scenario.extend(unchanged_gets(&owned(&v2), 2));
@@ -947,4 +1002,194 @@ async fn a_missing_secret_is_reported_by_name() {
             "a Secret's value shows: {shown}"
         );
     }
+}
+
+/// A Normal event with exactly `note`.
+fn normal(reason: &'static str, note: &'static str) -> Exchange {
+    let check = event(reason, note).check;
+    event(reason, note).check(move |body| {
+        assert_eq!(body["type"], "Normal", "{body}");
+        assert_eq!(body["note"], note, "{body}");
+        check(body);
+    })
+}
+
+/// Once the interval has passed, every object is applied with force whatever its
+/// hash says: the rw Service someone switched to NodePort (its hash annotation
+/// untouched) is put back and a Reverted event names it; unchanged objects are
+/// no-op applies and go unreported. The next reconcile only reads again.
+#[tokio::test]
+async fn a_full_apply_once_the_interval_has_passed_reverts_hand_edits() {
+    let base = LakeCluster::test().finalized();
+    let lc = base.clone().with_status(ready_status(&base));
+    let objects = owned(&lc);
+    let (ctx, server) = remembering(&lc, 1, FULL_APPLY_EVERY);
+    let rw = path::core("services", "lake-rw");
+    let mut scenario = vec![keys_secret(), existing_secret()];
+    for o in &objects {
+        let edited = o.path == rw;
+        let mut live = stored(o.desired.clone(), 1, "10");
+        if edited {
+            live["spec"]["type"] = json!("NodePort");
+        }
+        scenario.push(Exchange::get(&o.path).reply(live));
+        let desired = o.desired.clone();
+        let after = stored(o.desired.clone(), 1, if edited { "11" } else { "10" });
+        scenario.push(
+            Exchange::apply(&o.path)
+                .reply(after)
+                .check(move |body| assert_eq!(body, &desired)),
+        );
+    }
+    scenario.push(normal(
+        "Reverted",
+        "reverted changes made outside the operator to Service/lake-rw",
+    ));
+    // The status is unchanged: no write. Then the next reconcile, within the interval.
+    scenario.extend([keys_secret(), existing_secret()]);
+    scenario.extend(unchanged_gets(&objects, 1));
+    let mock = server.run(scenario);
+
+    let lc = Arc::new(lc);
+    let action = reconcile(lc.clone(), ctx.clone()).await.expect("full");
+    assert_eq!(action, Action::requeue(RESYNC));
+    let action = reconcile(lc, ctx).await.expect("shortcut");
+    assert_eq!(action, Action::requeue(RESYNC));
+    let seen = finish(mock).await;
+    let patched: Vec<&str> = seen
+        .iter()
+        .filter(|s| s.method == Method::PATCH)
+        .map(|s| s.path.as_str())
+        .collect();
+    let every: Vec<&str> = objects.iter().map(|o| o.path.as_str()).collect();
+    assert_eq!(patched, every, "the first reconcile applies every object");
+}
+
+/// A restarted operator remembers nothing: its first reconcile of an up-to-date
+/// cluster applies every object (catching edits made while it was down), which
+/// changes nothing and so reports nothing; then the hash shortcut applies.
+#[tokio::test]
+async fn the_first_reconcile_after_a_restart_is_a_full_apply() {
+    let (ctx, server, _) = Context::test();
+    let base = LakeCluster::test().finalized();
+    let lc = base.clone().with_status(ready_status(&base));
+    let objects = owned(&lc);
+    let mut scenario = vec![keys_secret(), existing_secret()];
+    for o in &objects {
+        scenario.push(Exchange::get(&o.path).reply(stored(o.desired.clone(), 1, "10")));
+        scenario.push(Exchange::apply(&o.path).reply(stored(o.desired.clone(), 1, "10")));
+    }
+    scenario.extend([keys_secret(), existing_secret()]);
+    scenario.extend(unchanged_gets(&objects, 1));
+    let mock = server.run(scenario);
+
+    let lc = Arc::new(lc);
+    reconcile(lc.clone(), ctx.clone()).await.expect("full");
+    reconcile(lc, ctx).await.expect("shortcut");
+    let seen = finish(mock).await;
+    assert_eq!(
+        seen.iter().filter(|s| s.method == Method::PATCH).count(),
+        objects.len(),
+        "one apply per object, no event, no status: {seen:?}"
+    );
+}
+
+/// Between full applies, a generation other than the one the operator left says
+/// the spec was edited: `kubectl scale sts lake --replicas=3` is reverted on the
+/// next reconcile. A PodDisruptionBudget edit to a field the operator does not own
+/// is applied over too, but the apply changes nothing (same resourceVersion), so
+/// nothing is reported. Then the new generations are the ones remembered.
+#[tokio::test]
+async fn a_spec_edited_by_hand_is_reverted_without_waiting_for_the_interval() {
+    let base = LakeCluster::test().finalized();
+    let lc = base.clone().with_status(ready_status(&base));
+    let objects = owned(&lc);
+    let (ctx, server) = just_applied(&lc, 1);
+    let mut scenario = vec![keys_secret(), existing_secret()];
+    let mut after_edits = Vec::new();
+    for o in &objects {
+        let desired = o.desired.clone();
+        match o.desired["kind"].as_str().unwrap() {
+            "StatefulSet" => {
+                let mut live = stored(desired.clone(), 2, "20");
+                live["spec"]["replicas"] = json!(3);
+                scenario.push(Exchange::get(&o.path).reply(live));
+                let body = desired.clone();
+                scenario.push(
+                    Exchange::apply(&o.path)
+                        .reply(stored(desired.clone(), 3, "21"))
+                        .check(move |b| assert_eq!(b, &body)),
+                );
+                after_edits.push(Exchange::get(&o.path).reply(stored(desired, 3, "21")));
+            }
+            "PodDisruptionBudget" => {
+                let mut live = stored(desired.clone(), 2, "30");
+                live["spec"]["unhealthyPodEvictionPolicy"] = json!("AlwaysAllow");
+                scenario.push(Exchange::get(&o.path).reply(live.clone()));
+                scenario.push(Exchange::apply(&o.path).reply(live.clone()));
+                after_edits.push(Exchange::get(&o.path).reply(live));
+            }
+            _ => {
+                scenario.push(Exchange::get(&o.path).reply(settled(desired.clone(), 1)));
+                after_edits.push(Exchange::get(&o.path).reply(settled(desired, 1)));
+            }
+        }
+    }
+    scenario.push(normal(
+        "Reverted",
+        "reverted changes made outside the operator to StatefulSet/lake",
+    ));
+    scenario.extend([keys_secret(), existing_secret()]);
+    scenario.extend(after_edits);
+    let mock = server.run(scenario);
+
+    let lc = Arc::new(lc);
+    let action = reconcile(lc.clone(), ctx.clone()).await.expect("edited");
+    assert_eq!(action, Action::requeue(RESYNC));
+    reconcile(lc, ctx).await.expect("shortcut");
+    let seen = finish(mock).await;
+    let patched: Vec<&str> = seen
+        .iter()
+        .filter(|s| s.method == Method::PATCH)
+        .map(|s| s.path.as_str())
+        .collect();
+    assert_eq!(
+        patched,
+        [
+            path::group("apps/v1", "statefulsets", NAME),
+            path::group("policy/v1", "poddisruptionbudgets", NAME),
+        ]
+    );
+}
+
+/// A cluster requeues no later than its next full apply, in whole seconds.
+#[test]
+fn the_next_check_comes_no_later_than_the_next_full_apply() {
+    let secs = Duration::from_secs;
+    assert_eq!(next_check(RESYNC, FULL_APPLY_EVERY), RESYNC);
+    assert_eq!(
+        next_check(RESYNC, FULL_APPLY_EVERY - Duration::from_millis(3)),
+        RESYNC
+    );
+    assert_eq!(next_check(RESYNC, secs(60)), secs(60));
+    assert_eq!(next_check(RESYNC, Duration::from_millis(59_200)), secs(60));
+    assert_eq!(next_check(CONVERGING, FULL_APPLY_EVERY), CONVERGING);
+    assert_eq!(next_check(RESYNC, Duration::ZERO), secs(1));
+}
+
+/// A deleted cluster is forgotten: recreated, it starts with a full apply.
+#[tokio::test]
+async fn deletion_forgets_the_cluster() {
+    let lc = LakeCluster::test().finalized().deleting();
+    let (ctx, server) = just_applied(&lc, 1);
+    let mock = server.run(vec![
+        event("DataRetained", "kept the PersistentVolumeClaims"),
+        finalizer_removal(),
+    ]);
+    reconcile(Arc::new(lc), ctx.clone())
+        .await
+        .expect("reconcile");
+    assert!(ctx.applied().is_empty());
+    drop(ctx);
+    finish(mock).await;
 }
