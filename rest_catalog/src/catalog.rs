@@ -511,20 +511,20 @@ impl Catalog {
             name: req.name,
         };
         self.warehouse.validate_location(&req.metadata_location)?;
-        let version = self
-            .table_version(&req.metadata_location)
-            .await
-            .map_err(|e| match e {
-                Error::Storage(object_store::Error::NotFound { .. }) => Error::BadRequest(format!(
-                    "metadata file {:?} does not exist",
-                    req.metadata_location
-                )),
-                Error::Metadata(m) => {
-                    Error::BadRequest(format!("not an Iceberg table metadata file: {m}"))
-                }
-                other => other,
-            })?;
-        self.warehouse.validate_location(version.metadata.location())?;
+        let version =
+            self.table_version(&req.metadata_location)
+                .await
+                .map_err(|e| match e {
+                    Error::Storage(object_store::Error::NotFound { .. }) => Error::BadRequest(
+                        format!("metadata file {:?} does not exist", req.metadata_location),
+                    ),
+                    Error::Metadata(m) => {
+                        Error::BadRequest(format!("not an Iceberg table metadata file: {m}"))
+                    }
+                    other => other,
+                })?;
+        self.warehouse
+            .validate_location(version.metadata.location())?;
         match self
             .store
             .metadata_location(&ident, EntityKind::Table)

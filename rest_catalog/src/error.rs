@@ -75,7 +75,10 @@ impl Error {
             Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequestException"),
             Error::NotAuthorized(_) => (StatusCode::UNAUTHORIZED, "NotAuthorizedException"),
             Error::NotFound(_) => (StatusCode::NOT_FOUND, "NotFoundException"),
-            Error::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, exception_for(StatusCode::PAYLOAD_TOO_LARGE)),
+            Error::PayloadTooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                exception_for(StatusCode::PAYLOAD_TOO_LARGE),
+            ),
             Error::NoSuchNamespace(_) => (StatusCode::NOT_FOUND, "NoSuchNamespaceException"),
             Error::NoSuchTable(_) => (StatusCode::NOT_FOUND, "NoSuchTableException"),
             Error::NoSuchView(_) => (StatusCode::NOT_FOUND, "NoSuchViewException"),

@@ -169,7 +169,9 @@ impl Warehouse {
     /// system (for reading files that catalog rows point at).
     fn object_path(&self, location: &str) -> Result<Path> {
         store_path(&self.scheme, location).map_err(|e| match e {
-            Error::BadRequest(m) => Error::BadRequest(format!("{m}; the warehouse is {:?}", self.root)),
+            Error::BadRequest(m) => {
+                Error::BadRequest(format!("{m}; the warehouse is {:?}", self.root))
+            }
             other => other,
         })
     }
@@ -392,7 +394,10 @@ mod tests {
                 "the error names the location: {err}"
             );
         }
-        assert!(w.is_within(&format!("{root}/a/b/metadata/x.json"), &format!("{root}/a/b")));
+        assert!(w.is_within(
+            &format!("{root}/a/b/metadata/x.json"),
+            &format!("{root}/a/b")
+        ));
         assert!(w.is_within(&format!("{root}/a"), &format!("file://{root}/a")));
         assert!(!w.is_within(&format!("{root}/ab/x"), &format!("{root}/a")));
     }
@@ -455,7 +460,10 @@ mod tests {
             ..Default::default()
         };
         let w = Warehouse::new(&settings).unwrap();
-        assert!(!w.client_config().values().any(|v| v.contains("secret-test")));
+        assert!(!w
+            .client_config()
+            .values()
+            .any(|v| v.contains("secret-test")));
         assert_eq!(
             w.vended_credentials().unwrap()["s3.secret-access-key"],
             "secret-test"

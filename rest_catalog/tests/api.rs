@@ -929,7 +929,10 @@ async fn locations_outside_the_warehouse_are_refused() {
         let (status, body) = c.post("/v1/namespaces/ns/tables", table).await;
         assert_error((status, body.clone()), 400, "BadRequestException");
         assert!(
-            body["error"]["message"].as_str().unwrap().contains(&location),
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(&location),
             "the error names the location: {body}"
         );
         let mut view = view_request("v");
@@ -990,7 +993,11 @@ async fn purges_never_delete_the_root_or_another_tables_files() {
         body["error"]["message"].as_str().unwrap().contains("ns.t"),
         "{body}"
     );
-    assert_eq!(row_count(&db, "shared").await, 1, "a refused purge drops nothing");
+    assert_eq!(
+        row_count(&db, "shared").await,
+        1,
+        "a refused purge drops nothing"
+    );
     assert!(std::path::Path::new(&t_metadata).exists());
     // The namespace directory holds t: a table located there cannot purge it.
     let mut parent = table_request("parent");
@@ -1006,8 +1013,7 @@ async fn purges_never_delete_the_root_or_another_tables_files() {
 
     // A row written by another writer whose metadata says the table is the
     // warehouse root: its purge is refused and the root is left alone.
-    let mut metadata: Value =
-        serde_json::from_slice(&std::fs::read(&t_metadata).unwrap()).unwrap();
+    let mut metadata: Value = serde_json::from_slice(&std::fs::read(&t_metadata).unwrap()).unwrap();
     metadata["location"] = json!(root);
     let rogue = format!("{root}/rogue/metadata/00000-rogue.metadata.json");
     std::fs::create_dir_all(format!("{root}/rogue/metadata")).unwrap();
@@ -1041,7 +1047,9 @@ async fn purges_never_delete_the_root_or_another_tables_files() {
     // Once the others are gone, t's purge proceeds.
     for name in ["shared", "parent", "rogue"] {
         assert_eq!(
-            c.delete(&format!("/v1/namespaces/ns/tables/{name}")).await.0,
+            c.delete(&format!("/v1/namespaces/ns/tables/{name}"))
+                .await
+                .0,
             204
         );
     }
@@ -1071,7 +1079,13 @@ async fn register_checks_the_metadata_file() {
         )
         .await;
     assert_error((status, body.clone()), 400, "BadRequestException");
-    assert!(body["error"]["message"].as_str().unwrap().contains(&missing), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&missing),
+        "{body}"
+    );
 
     let garbage = format!("{root}/ns/garbage.metadata.json");
     std::fs::write(&garbage, b"{\"not\": \"metadata\"}").unwrap();
@@ -1162,7 +1176,12 @@ async fn a_create_racing_a_namespace_drop_does_not_outlive_it() {
         let http = c.http.clone();
         let url = format!("{}/v1/namespaces/racy/tables", c.base);
         tokio::spawn(async move {
-            let resp = http.post(url).json(&table_request("t")).send().await.unwrap();
+            let resp = http
+                .post(url)
+                .json(&table_request("t"))
+                .send()
+                .await
+                .unwrap();
             let status = resp.status().as_u16();
             (status, resp.json::<Value>().await.unwrap())
         })
@@ -1202,9 +1221,8 @@ async fn a_transaction_rechecks_requirement_only_changes_when_it_swaps() {
     ))
     .await
     .unwrap();
-    let mut change_a = add_column_commit(
-        json!([{ "type": "assert-current-schema-id", "current-schema-id": 0 }]),
-    );
+    let mut change_a =
+        add_column_commit(json!([{ "type": "assert-current-schema-id", "current-schema-id": 0 }]));
     change_a["identifier"] = json!({ "namespace": ["ns"], "name": "a" });
     // z: requirements only, true when staged (schema 1), false at swap time.
     let check_z = json!({
@@ -1254,12 +1272,7 @@ fn append_commit(location: &str, id: i64, parent: Option<i64>) -> Value {
     })
 }
 
-async fn post_with_key(
-    c: &TestCatalog,
-    path: &str,
-    key: &str,
-    body: &Value,
-) -> (u16, String) {
+async fn post_with_key(c: &TestCatalog, path: &str, key: &str, body: &Value) -> (u16, String) {
     let mut req = c
         .http
         .post(format!("{}{path}", c.base))
@@ -1287,7 +1300,10 @@ async fn a_replayed_commit_gets_the_same_response_and_no_second_snapshot() {
         post_with_key(&c, path, key, &commit)
     );
     assert_eq!(first.0, 200, "{}", first.1);
-    assert_eq!(second, first, "a concurrent duplicate gets the same outcome");
+    assert_eq!(
+        second, first,
+        "a concurrent duplicate gets the same outcome"
+    );
     let third = post_with_key(&c, path, key, &commit).await;
     assert_eq!(third, first, "a retry gets the identical response");
     let (_, loaded) = c.get(path).await;
@@ -1305,10 +1321,22 @@ async fn a_replayed_commit_gets_the_same_response_and_no_second_snapshot() {
     // even though it would now succeed.
     let create = json!({ "namespace": ["later"], "properties": {} });
     let ns_key = "0190b9a8-7a3e-7000-8000-00000000beef";
-    let (status, _) = post_with_key(&c, "/v1/namespaces/later/properties", ns_key, &json!({ "updates": { "a": "b" } })).await;
+    let (status, _) = post_with_key(
+        &c,
+        "/v1/namespaces/later/properties",
+        ns_key,
+        &json!({ "updates": { "a": "b" } }),
+    )
+    .await;
     assert_eq!(status, 404);
     assert_eq!(c.post("/v1/namespaces", create).await.0, 200);
-    let (status, body) = post_with_key(&c, "/v1/namespaces/later/properties", ns_key, &json!({ "updates": { "a": "b" } })).await;
+    let (status, body) = post_with_key(
+        &c,
+        "/v1/namespaces/later/properties",
+        ns_key,
+        &json!({ "updates": { "a": "b" } }),
+    )
+    .await;
     assert_eq!(status, 404, "{body}");
     let (_, ns) = c.get("/v1/namespaces/later").await;
     assert_eq!(ns["properties"], json!({}));
@@ -1332,7 +1360,10 @@ async fn idempotency_keys_are_bound_to_the_caller() {
     );
     let db = sql_client(&c.database_url).await;
     let keys: Vec<String> = db
-        .query("SELECT idempotency_key FROM lake_catalog.rest_idempotency_keys", &[])
+        .query(
+            "SELECT idempotency_key FROM lake_catalog.rest_idempotency_keys",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
@@ -1368,20 +1399,32 @@ async fn etags_depend_on_the_snapshot_mode() {
         "the refs representation's tag does not validate the full one"
     );
     assert_eq!(
-        load("?snapshots=all", Some(refs_tag.clone())).await.unwrap().status(),
+        load("?snapshots=all", Some(refs_tag.clone()))
+            .await
+            .unwrap()
+            .status(),
         200
     );
     assert_eq!(
-        load("?snapshots=refs", Some(refs_tag.clone())).await.unwrap().status(),
+        load("?snapshots=refs", Some(refs_tag.clone()))
+            .await
+            .unwrap()
+            .status(),
         304
     );
     assert_eq!(
-        load("", Some(format!("W/{all_tag}"))).await.unwrap().status(),
+        load("", Some(format!("W/{all_tag}")))
+            .await
+            .unwrap()
+            .status(),
         304,
         "weak tags are accepted"
     );
     assert_eq!(
-        load("", Some(format!("\"other\", {all_tag}"))).await.unwrap().status(),
+        load("", Some(format!("\"other\", {all_tag}")))
+            .await
+            .unwrap()
+            .status(),
         304,
         "a list of tags is accepted"
     );
@@ -1424,7 +1467,10 @@ async fn vended_credentials_only_go_to_loads_and_creates_that_ask() {
     staged["stage-create"] = json!(true);
     let (status, plain) = c.post("/v1/namespaces/ns/tables", staged.clone()).await;
     assert_eq!(status, 200, "{plain}");
-    assert!(!plain.to_string().contains(secret), "not asked for: {plain}");
+    assert!(
+        !plain.to_string().contains(secret),
+        "not asked for: {plain}"
+    );
     assert!(plain.get("storage-credentials").is_none());
 
     let send = |delegate: bool| {
@@ -1453,7 +1499,10 @@ async fn vended_credentials_only_go_to_loads_and_creates_that_ask() {
 
     let db = sql_client(&c.database_url).await;
     let stored: Vec<String> = db
-        .query("SELECT idempotency_key || response_body FROM lake_catalog.rest_idempotency_keys", &[])
+        .query(
+            "SELECT idempotency_key || response_body FROM lake_catalog.rest_idempotency_keys",
+            &[],
+        )
         .await
         .unwrap()
         .iter()

@@ -432,7 +432,10 @@ fn replay(state: &AppState, stored: StoredResponse, vend: bool) -> Response {
     if stored.body.is_empty() {
         return status.into_response();
     }
-    let body = match (vend && status == StatusCode::OK, state.catalog.vended_credentials()) {
+    let body = match (
+        vend && status == StatusCode::OK,
+        state.catalog.vended_credentials(),
+    ) {
         (true, Some(_)) => match serde_json::from_str::<serde_json::Value>(&stored.body) {
             Ok(mut value) => {
                 tables::add_vended_credentials(state, &mut value);

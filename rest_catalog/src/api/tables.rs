@@ -71,7 +71,8 @@ pub fn strip_vended_credentials(s: &AppState, body: &mut serde_json::Value) {
         object.remove("storage-credentials");
     }
     if let (Some(config), Some(keys)) = (
-        body.get_mut("config").and_then(serde_json::Value::as_object_mut),
+        body.get_mut("config")
+            .and_then(serde_json::Value::as_object_mut),
         s.catalog.vended_credentials(),
     ) {
         config.retain(|k, _| !keys.contains_key(k));
