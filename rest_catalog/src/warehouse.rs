@@ -60,6 +60,40 @@ impl std::fmt::Debug for Warehouse {
     }
 }
 
+/// GCS HMAC keys, read as pgduck_server reads them, so one Secret serves both.
+const GCS_HMAC_KEY_ID_ENV: &str = "GCS_ACCESS_KEY_ID";
+const GCS_HMAC_SECRET_ENV: &str = "GCS_SECRET_ACCESS_KEY";
+/// Another GCS endpoint (an emulator), as the Google client libraries read it.
+const GCS_EMULATOR_ENV: &str = "STORAGE_EMULATOR_HOST";
+const GCS_XML_API: &str = "https://storage.googleapis.com";
+
+/// A GCS bucket: with HMAC keys through GCS's S3-compatible XML API (the keys
+/// pgduck_server uses), otherwise through the JSON API with a service-account
+/// key or the metadata server (`GOOGLE_*` settings).
+fn gcs_store(bucket: &str) -> Result<Arc<dyn ObjectStore>> {
+    let env = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+    let Some((key_id, secret)) = env(GCS_HMAC_KEY_ID_ENV).zip(env(GCS_HMAC_SECRET_ENV)) else {
+        let store = GoogleCloudStorageBuilder::from_env()
+            .with_bucket_name(bucket)
+            .build()
+            .map_err(|e| Error::Config(format!("GCS warehouse: {e}")))?;
+        return Ok(Arc::new(store));
+    };
+    let endpoint = env(GCS_EMULATOR_ENV).unwrap_or_else(|| GCS_XML_API.to_string());
+    let store = AmazonS3Builder::new()
+        .with_bucket_name(bucket)
+        .with_access_key_id(key_id)
+        .with_secret_access_key(secret)
+        // GCS accepts any region in SigV4 signatures; "auto" is what it documents.
+        .with_region("auto")
+        .with_endpoint(&endpoint)
+        .with_virtual_hosted_style_request(false)
+        .with_allow_http(endpoint.starts_with("http://"))
+        .build()
+        .map_err(|e| Error::Config(format!("GCS warehouse (HMAC keys): {e}")))?;
+    Ok(Arc::new(store))
+}
+
 fn bucket_of(rest: &str) -> Result<String> {
     let bucket = rest.split('/').next().unwrap_or_default();
     if bucket.is_empty() {
@@ -117,16 +151,12 @@ impl Warehouse {
             )
         } else if let Some(rest) = root.strip_prefix("gs://") {
             let bucket = bucket_of(rest)?;
-            let store = GoogleCloudStorageBuilder::from_env()
-                .with_bucket_name(&bucket)
-                .build()
-                .map_err(|e| Error::Config(format!("GCS warehouse: {e}")))?;
             (
                 Scheme::Bucket {
                     prefixes: &["gs://"],
-                    bucket,
+                    bucket: bucket.clone(),
                 },
-                Arc::new(store),
+                gcs_store(&bucket)?,
             )
         } else {
             let dir = root.strip_prefix("file://").unwrap_or(&root);
