@@ -23,9 +23,8 @@ pub const DEFAULT_CATALOG_NAME: &str = "pg_lake";
 pub const S3_ACCESS_KEY_ID_ENV: &str = "AWS_ACCESS_KEY_ID";
 pub const S3_SECRET_ACCESS_KEY_ENV: &str = "AWS_SECRET_ACCESS_KEY";
 pub const S3_SESSION_TOKEN_ENV: &str = "AWS_SESSION_TOKEN";
-/// GCS HMAC keys, as pgduck_server reads them (its `credentials` module). The REST
-/// catalog's GCS client takes no HMAC keys (service-account keys or the metadata
-/// server only).
+/// GCS HMAC keys, as pgduck_server (its `credentials` module) and rest_catalog (its
+/// `warehouse` module, through GCS's S3-compatible XML API) read them.
 pub const GCS_HMAC_KEY_ID_ENV: &str = "GCS_ACCESS_KEY_ID";
 pub const GCS_HMAC_SECRET_ENV: &str = "GCS_SECRET_ACCESS_KEY";
 /// Path of a GCS service-account key file (a mounted Secret in pods).

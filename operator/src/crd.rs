@@ -43,7 +43,6 @@ pub const PGDUCK_IMAGE_EXTENSIONS_DIR: &str = "/opt/pgduck/extensions";
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("!(self.objectStorage.warehouse.startsWith('gs://') && has(self.objectStorage.credentials) && has(self.objectStorage.credentials.s3KeysSecret) && (!has(self.catalog) || !has(self.catalog.enabled) || self.catalog.enabled))").message("the REST catalog cannot use GCS HMAC keys (s3KeysSecret on a gs:// warehouse): use gcsKeySecret or podIdentity, or set catalog.enabled to false"))]
 pub struct LakeClusterSpec {
     /// pg_lake release: selects the default images and the extension version.
     #[schemars(
@@ -634,35 +633,31 @@ mod tests {
     }
 
     #[test]
-    fn gcs_hmac_keys_are_refused_where_nothing_reads_them() {
+    fn gcs_hmac_keys_are_accepted_with_or_without_the_catalog() {
         let lc = |spec: serde_json::Value| {
             LakeCluster::new("lake", serde_json::from_value(spec).unwrap())
         };
         let hmac = serde_json::json!({"s3KeysSecret": {"name": "hmac"}});
-        let with_catalog = lc(serde_json::json!({
-            "version": "0.1.0",
-            "objectStorage": {"warehouse": "gs://b/w", "credentials": hmac},
-        }));
-        let errors = with_catalog
+        for catalog in [true, false] {
+            lc(serde_json::json!({
+                "version": "0.1.0",
+                "catalog": {"enabled": catalog},
+                "objectStorage": {"warehouse": "gs://b/w", "credentials": hmac},
+            }))
             .validate_cel()
-            .expect_err("the catalog cannot use HMAC keys");
+            .expect("pgduck_server and rest_catalog both read GCS HMAC keys");
+        }
+        let with_token = lc(serde_json::json!({
+            "version": "0.1.0",
+            "objectStorage": {"warehouse": "gs://b/w", "credentials": {"s3KeysSecret": {"name": "hmac", "sessionTokenKey": "t"}}},
+        }));
+        let errors = with_token
+            .validate_cel()
+            .expect_err("GCS HMAC keys have no session token");
         assert!(
-            format!("{errors:?}").contains("cannot use GCS HMAC keys"),
+            format!("{errors:?}").contains("no session token"),
             "{errors:?}"
         );
-        let without_catalog = lc(serde_json::json!({
-            "version": "0.1.0",
-            "catalog": {"enabled": false},
-            "objectStorage": {"warehouse": "gs://b/w", "credentials": hmac},
-        }));
-        without_catalog
-            .validate_cel()
-            .expect("pgduck_server alone reads them");
-        let s3 = lc(serde_json::json!({
-            "version": "0.1.0",
-            "objectStorage": {"warehouse": "s3://b/w", "credentials": hmac},
-        }));
-        s3.validate_cel().expect("S3 keys reach every program");
     }
 
     #[test]

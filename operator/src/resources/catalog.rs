@@ -12,7 +12,7 @@ use pg_lake_common::wiring;
 
 use super::{
     container_security_context, plain_env, pod_security_context, secret_env, stamp, Cluster,
-    Reader, CATALOG_COMPONENT,
+    CATALOG_COMPONENT,
 };
 use crate::Result;
 
@@ -40,7 +40,7 @@ pub fn catalog_deployment(c: &Cluster) -> Result<Deployment> {
         c.wiring
             .catalog_env(&c.names.rw_service(), &format!("$({USER_ENV})")),
     ));
-    env.extend(c.credential_env(Reader::Catalog));
+    env.extend(c.credential_env());
     // Without a token Secret the catalog is open to what the NetworkPolicy admits.
     let auth = match &c.spec.catalog.auth_token_secret {
         Some(tokens) => {

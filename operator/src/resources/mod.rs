@@ -116,15 +116,6 @@ impl Names {
     }
 }
 
-/// The program a container runs, which decides the names credentials go by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reader {
-    /// pgduck_server (and Postgres beside it).
-    Pgduck,
-    /// rest_catalog.
-    Catalog,
-}
-
 /// Everything a LakeCluster needs in one place: the builders take this.
 pub struct Cluster<'a> {
     pub lc: &'a LakeCluster,
@@ -203,7 +194,7 @@ impl<'a> Cluster<'a> {
     /// for the postgres and pgduck containers.
     pub fn object_store_env(&self) -> Vec<EnvVar> {
         let mut env = plain_env(self.wiring.object_store_env());
-        env.extend(self.credential_env(Reader::Pgduck));
+        env.extend(self.credential_env());
         env
     }
 
@@ -212,8 +203,8 @@ impl<'a> Cluster<'a> {
     }
 
     /// Credentials as Secret references (and the path of a mounted GCS key), under
-    /// the names `reader` looks for.
-    pub fn credential_env(&self, reader: Reader) -> Vec<EnvVar> {
+    /// the names pgduck_server and rest_catalog both read.
+    pub fn credential_env(&self) -> Vec<EnvVar> {
         let Some(creds) = &self.spec.object_storage.credentials else {
             return Vec::new();
         };
@@ -233,9 +224,8 @@ impl<'a> Cluster<'a> {
                 if let Some(token) = &keys.session_token_key {
                     env.push(secret_env(wiring::S3_SESSION_TOKEN_ENV, &keys.name, token));
                 }
-            } else if reader == Reader::Pgduck {
-                // GCS HMAC keys. The catalog's GCS client cannot use them; a CEL rule
-                // refuses them while the catalog is enabled.
+            } else {
+                // GCS HMAC keys (pgduck_server and rest_catalog reach GCS's S3-compatible API).
                 env.push(secret_env(
                     wiring::GCS_HMAC_KEY_ID_ENV,
                     &keys.name,
@@ -537,10 +527,9 @@ mod tests {
     }
 
     #[test]
-    fn gcs_hmac_keys_reach_pgduck_server_under_its_names() {
+    fn gcs_hmac_keys_reach_pgduck_server_and_the_catalog_under_their_names() {
         let lc = cluster(json!({
             "version": "0.1.0",
-            "catalog": {"enabled": false},
             "objectStorage": {
                 "warehouse": "gs://b/w",
                 "credentials": {"s3KeysSecret": {"name": "hmac", "accessKeyIdKey": "id", "secretAccessKeyKey": "secret"}},
@@ -558,10 +547,18 @@ mod tests {
             (wiring::GCS_HMAC_KEY_ID_ENV, "id"),
             (wiring::GCS_HMAC_SECRET_ENV, "secret"),
         ] {
-            let from = &env(&objects, "StatefulSet", 1, var)["valueFrom"]["secretKeyRef"];
-            assert_eq!(from["name"], "hmac", "{var}");
-            assert_eq!(from["key"], key, "{var}");
+            for (kind, container) in [("StatefulSet", 1), ("Deployment", 0)] {
+                let from = &env(&objects, kind, container, var)["valueFrom"]["secretKeyRef"];
+                assert_eq!(from["name"], "hmac", "{kind} {var}");
+                assert_eq!(from["key"], key, "{kind} {var}");
+            }
         }
+        assert!(
+            env_names(&objects, "Deployment", 0)
+                .iter()
+                .all(|n| !n.starts_with("AWS_")),
+            "AWS names for GCS keys in the catalog"
+        );
         // pgduck_server's own reading of those names: its GCS HMAC keys.
         assert_eq!(wiring::GCS_HMAC_KEY_ID_ENV, "GCS_ACCESS_KEY_ID");
         assert_eq!(wiring::GCS_HMAC_SECRET_ENV, "GCS_SECRET_ACCESS_KEY");

@@ -112,3 +112,61 @@ def test_rendered_catalog_runs_against_postgres(operator_bin, rest_catalog_bin, 
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_rendered_catalog_reaches_a_gcs_warehouse_with_hmac_keys(operator_bin, rest_catalog_bin, postgres_port,
+                                                                 tmp_path, moto):
+    """GCS HMAC keys from `s3KeysSecret` reach the catalog under the names it reads, and it
+    writes and purges table metadata with them (moto stands in for GCS's XML API)."""
+    spec = yaml.safe_load((REPO / "examples/gcs.yaml").read_text())
+    spec["spec"]["objectStorage"] = {"warehouse": f"gs://{moto['bucket']}/operator-gcs",
+                                     "credentials": {"s3KeysSecret": {"name": "gcs-hmac"}}}
+    example = tmp_path / "gcs-hmac.yaml"
+    example.write_text(yaml.safe_dump(spec))
+    result = run_operator(operator_bin, "render", str(example))
+    assert result.returncode == 0, result.stderr
+    objects = [d for d in yaml.safe_load_all(result.stdout) if d]
+    container = next(o for o in objects if o["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    secret = next(o for o in objects if o["kind"] == "Secret")
+    name = secret["metadata"]["name"]
+    env = env_as_kubernetes_sets_it(container, {
+        (name, "username"): secret["stringData"]["username"],
+        (name, "password"): PASSWORD,
+        ("gcs-hmac", "accessKeyId"): moto["key"],
+        ("gcs-hmac", "secretAccessKey"): moto["secret"],
+    })
+    assert env["GCS_ACCESS_KEY_ID"] == moto["key"] and "AWS_ACCESS_KEY_ID" not in env
+    rw = next(o for o in objects if o["kind"] == "Service" and o["metadata"]["name"].endswith("-rw"))
+    env["REST_CATALOG_DATABASE_URL"] = env["REST_CATALOG_DATABASE_URL"].replace(
+        f"@{rw['metadata']['name']}:5432/", f"@127.0.0.1:{postgres_port}/")
+    port = free_port()
+    env.update(REST_CATALOG_LISTEN=f"127.0.0.1:{port}", REST_CATALOG_AUTH="none", REST_CATALOG_NAME="operator_gcs",
+               STORAGE_EMULATOR_HOST=moto["endpoint"], PATH="/usr/bin:/bin", HOME=str(tmp_path))
+    env.pop("REST_CATALOG_TOKENS", None)
+    proc = subprocess.Popen([str(rest_catalog_bin), *container.get("args", [])], executable=str(rest_catalog_bin),
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.stdout.read().decode()
+            try:
+                requests.get(f"{base}/config", timeout=2)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, "rest_catalog did not start"
+                time.sleep(0.2)
+        assert requests.post(f"{base}/namespaces", json={"namespace": ["ops"]}, timeout=10).status_code == 200
+        created = requests.post(f"{base}/namespaces/ops/tables", timeout=10, json={
+            "name": "t", "schema": {"type": "struct", "schema-id": 0,
+                                    "fields": [{"id": 1, "name": "id", "type": "long", "required": False}]}})
+        assert created.status_code == 200, created.text
+        location = created.json()["metadata-location"]
+        assert location.startswith(f"gs://{moto['bucket']}/operator-gcs/ops/t/metadata/")
+        key = location.removeprefix(f"gs://{moto['bucket']}/")
+        assert moto["s3"].head_object(Bucket=moto["bucket"], Key=key)["ContentLength"] > 0
+        assert requests.delete(f"{base}/namespaces/ops/tables/t?purgeRequested=true", timeout=10).status_code == 204
+        assert moto["s3"].list_objects_v2(Bucket=moto["bucket"], Prefix="operator-gcs/").get("KeyCount", 0) == 0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
