@@ -21,7 +21,8 @@ def test_values_validate_against_the_schema():
     jsonschema.Draft7Validator.check_schema(schema)
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     jsonschema.validate(values, schema)
-    for bad in ({**values, "replicas": 0}, {**values, "watchNamespaces": ["Not_A_Namespace"]}, {**values, "typo": 1}):
+    for bad in ({**values, "replicas": 0}, {**values, "watchNamespaces": ["Not_A_Namespace"]}, {**values, "typo": 1},
+                {**values, "fullApplySeconds": 5}):
         assert list(jsonschema.Draft7Validator(schema).iter_errors(bad)), bad
 
 
@@ -69,6 +70,7 @@ def test_deployment_runs_the_controller_with_health_probes():
     assert "path: /healthz" in text
     assert "fieldPath: metadata.name" in text, "the Lease identity is the pod name"
     assert "WATCH_NAMESPACES" in text
+    assert "FULL_APPLY_SECONDS" in text
 
 
 def test_template_blocks_are_balanced():
