@@ -87,7 +87,13 @@ impl Error {
             Error::CommitFailed(_) | Error::ConcurrentUpdate(_) => {
                 (StatusCode::CONFLICT, "CommitFailedException")
             }
-            Error::RequestInProgress(_) => (StatusCode::CONFLICT, "RequestInProgressException"),
+            // Never 409: clients read 409 as "your change was refused" and may clean up
+            // files the first request is still committing. 503 with Retry-After says
+            // "ask again"; commit routes answer CommitStateUnknown instead (see api::idempotency).
+            Error::RequestInProgress(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailableException",
+            ),
             // 500, not 503: PyIceberg raises CommitStateUnknownException for
             // 500, 502 and 504 only (503 would be ServiceUnavailableError);
             // Java's REST client maps 500 to it as well.
@@ -170,6 +176,12 @@ impl IntoResponse for Error {
                 axum::http::HeaderValue::from_static("Bearer"),
             );
         }
+        if matches!(self, Error::RequestInProgress(_)) {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
         response
     }
 }
@@ -188,6 +200,10 @@ mod tests {
 
     #[test]
     fn unauthorized_answers_carry_a_bearer_challenge() {
+        let response = Error::RequestInProgress("still running".into()).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[axum::http::header::RETRY_AFTER], "1");
+
         let response = Error::NotAuthorized("missing bearer token".into()).into_response();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(

@@ -1638,3 +1638,74 @@ fn the_server_refuses_to_start_without_an_auth_choice() {
     let err = without.unwrap_err().to_string();
     assert!(err.contains("--auth"), "{err}");
 }
+
+#[tokio::test]
+async fn a_duplicate_of_a_request_still_running_is_never_a_conflict() {
+    let c = start(&[]).await;
+    c.create_namespace("busy").await;
+    let t = c.create_table("busy", "t").await;
+    let location = t["metadata"]["location"].as_str().unwrap();
+    let commit = append_commit(location, 1, None);
+    let commit_path = "/v1/namespaces/busy/tables/t";
+    let props_path = "/v1/namespaces/busy/properties";
+    let props = json!({ "updates": { "owner": "ops" } });
+    let (commit_key, props_key) = (
+        "0190b9a8-7a3e-7000-8000-0000000f1e57",
+        "0190b9a8-7a3e-7000-8000-0000000f1e58",
+    );
+    // Another session holds the rows both requests must change, so their first
+    // attempts stay in flight for longer than a duplicate waits.
+    let db = sql_client(&c.database_url).await;
+    db.batch_execute(
+        "BEGIN;
+         SELECT 1 FROM lake_catalog.iceberg_tables WHERE table_name = 't' FOR UPDATE;
+         LOCK TABLE lake_catalog.iceberg_namespace_properties IN EXCLUSIVE MODE;",
+    )
+    .await
+    .unwrap();
+    let spawn_post = |path: &'static str, key: &'static str, body: Value| {
+        let (http, base, token) = (c.http.clone(), c.base.clone(), c.token.clone());
+        tokio::spawn(async move {
+            let mut req = http
+                .post(format!("{base}{path}"))
+                .header("Idempotency-Key", key)
+                .json(&body);
+            if let Some(token) = token {
+                req = req.bearer_auth(token);
+            }
+            let resp = req.send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        })
+    };
+    let first_commit = spawn_post(commit_path, commit_key, commit.clone());
+    let first_props = spawn_post(props_path, props_key, props.clone());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let (commit_dup, props_dup) = tokio::join!(
+        post_with_key(&c, commit_path, commit_key, &commit),
+        post_with_key(&c, props_path, props_key, &props)
+    );
+    // The commit's outcome is not known yet: never 409, which a client would take
+    // as a refusal and clean up the files the first attempt is committing.
+    let body: Value = serde_json::from_str(&commit_dup.1).unwrap();
+    assert_error((commit_dup.0, body), 500, "CommitStateUnknownException");
+    let body: Value = serde_json::from_str(&props_dup.1).unwrap();
+    assert_error((props_dup.0, body), 503, "ServiceUnavailableException");
+
+    db.batch_execute("ROLLBACK").await.unwrap();
+    let first_commit = first_commit.await.unwrap();
+    let first_props = first_props.await.unwrap();
+    assert_eq!(first_commit.0, 200, "{}", first_commit.1);
+    assert_eq!(first_props.0, 200, "{}", first_props.1);
+    // Now that they finished, a retry gets their outcome.
+    assert_eq!(
+        post_with_key(&c, commit_path, commit_key, &commit).await,
+        first_commit
+    );
+    assert_eq!(
+        post_with_key(&c, props_path, props_key, &props).await,
+        first_props
+    );
+    let (_, loaded) = c.get(commit_path).await;
+    assert_eq!(loaded["metadata"]["snapshots"].as_array().unwrap().len(), 1);
+}

@@ -296,11 +296,25 @@ const IN_FLIGHT_WAIT: Duration = Duration::from_secs(10);
 /// process that is gone; a request with its key runs again.
 const IN_FLIGHT_LEASE: Duration = Duration::from_secs(300);
 
+/// Whether a request commits table or view metadata: a table or view update, or
+/// a multi-table transaction.
+fn is_commit(request: &Request) -> bool {
+    request.method() == Method::POST
+        && request.extensions().get::<MatchedPath>().is_some_and(|p| {
+            let p = p.as_str();
+            p.ends_with("/tables/{table}")
+                || p.ends_with("/views/{view}")
+                || p.ends_with("/transactions/commit")
+        })
+}
+
 /// Honours `Idempotency-Key` on mutations: the key (bound to the caller and
 /// the route) is reserved before the request runs; a retry gets the recorded
 /// response (2xx and 4xx outcomes; a 5xx frees the key so a retry runs again);
 /// a duplicate arriving while the first is running waits for its outcome, up
-/// to [`IN_FLIGHT_WAIT`], then gets 409.
+/// to [`IN_FLIGHT_WAIT`], then gets a 5xx, never 409: a commit's outcome is not
+/// known yet (500 CommitStateUnknownException, so no client cleans up files the
+/// first attempt may still commit), anything else is 503 with `Retry-After`.
 async fn idempotency(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let Some(raw) = request
         .headers()
@@ -352,12 +366,13 @@ async fn idempotency(State(state): State<AppState>, request: Request, next: Next
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             Ok(Reservation::InFlight) => {
-                return Error::RequestInProgress(
-                    "a request with this Idempotency-Key is still being processed; \
-                     retry later with the same key to get its outcome"
-                        .into(),
-                )
-                .into_response()
+                let message = "a request with this Idempotency-Key is still being processed; \
+                               retry later with the same key to get its outcome";
+                return if is_commit(&request) {
+                    Error::CommitStateUnknown(message.into()).into_response()
+                } else {
+                    Error::RequestInProgress(message.into()).into_response()
+                };
             }
             Err(e) => return e.into_response(),
         }
