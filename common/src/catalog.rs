@@ -100,6 +100,14 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: "CREATE INDEX IF NOT EXISTS rest_idempotency_keys_created_at
     ON lake_catalog.rest_idempotency_keys (created_at);",
     },
+    Migration {
+        version: 3,
+        description: "rest_idempotency_keys.request_sha256: the request a key was first used for",
+        // A key reused with a different request body is refused instead of
+        // replaying another request's outcome. NULL (rows from before): not checked.
+        sql: "ALTER TABLE lake_catalog.rest_idempotency_keys
+    ADD COLUMN IF NOT EXISTS request_sha256 text;",
+    },
 ];
 
 /// The migrations not yet in `applied`, in order.

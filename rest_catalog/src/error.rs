@@ -17,6 +17,10 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// Well-formed, but not a request this server can take (an Idempotency-Key
+    /// reused for another request).
+    #[error("{0}")]
+    UnprocessableRequest(String),
     #[error("namespace does not exist: {0}")]
     NoSuchNamespace(String),
     #[error("table does not exist: {0}")]
@@ -74,6 +78,10 @@ impl Error {
         match self {
             Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequestException"),
             Error::NotAuthorized(_) => (StatusCode::UNAUTHORIZED, "NotAuthorizedException"),
+            Error::UnprocessableRequest(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "UnprocessableEntityException",
+            ),
             Error::NotFound(_) => (StatusCode::NOT_FOUND, "NotFoundException"),
             Error::PayloadTooLarge(_) => (
                 StatusCode::PAYLOAD_TOO_LARGE,

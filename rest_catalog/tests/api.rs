@@ -1709,3 +1709,37 @@ async fn a_duplicate_of_a_request_still_running_is_never_a_conflict() {
     let (_, loaded) = c.get(commit_path).await;
     assert_eq!(loaded["metadata"]["snapshots"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_key_reused_for_another_request_is_refused() {
+    let c = start(&[]).await;
+    let key = "0190b9a8-7a3e-7000-8000-00000000a11e";
+    let (status, _) = post_with_key(
+        &c,
+        "/v1/namespaces",
+        key,
+        &json!({ "namespace": ["first"] }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // The same key with another body is not a retry: neither replayed nor run.
+    let (status, body) = post_with_key(
+        &c,
+        "/v1/namespaces",
+        key,
+        &json!({ "namespace": ["second"] }),
+    )
+    .await;
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_error((status, body), 422, "UnprocessableEntityException");
+    assert_eq!(c.head("/v1/namespaces/second").await, 404);
+    // The real retry still gets its outcome.
+    let (status, _) = post_with_key(
+        &c,
+        "/v1/namespaces",
+        key,
+        &json!({ "namespace": ["first"] }),
+    )
+    .await;
+    assert_eq!(status, 200);
+}

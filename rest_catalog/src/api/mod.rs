@@ -348,6 +348,18 @@ async fn idempotency(State(state): State<AppState>, request: Request, next: Next
             .get::<MatchedPath>()
             .is_some_and(|p| p.as_str().ends_with("/namespaces/{namespace}/tables"))
         && tables::wants_vended_credentials(request.headers());
+    // The body is fingerprinted so that a key reused for another request is
+    // refused rather than answered with that other request's outcome.
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            return Error::PayloadTooLarge(format!("the request body is too large: {e}"))
+                .into_response()
+        }
+    };
+    let request_sha256 = hex_sha256(&body);
+    let request = Request::from_parts(parts, Body::from(body));
     let waited_until = Instant::now() + IN_FLIGHT_WAIT;
     loop {
         let reservation = state
@@ -355,12 +367,21 @@ async fn idempotency(State(state): State<AppState>, request: Request, next: Next
             .store()
             .reserve_idempotency_key(
                 &key,
+                &request_sha256,
                 state.idempotency_lifetime.as_secs(),
                 IN_FLIGHT_LEASE.as_secs(),
             )
             .await;
         match reservation {
             Ok(Reservation::Reserved) => break,
+            Ok(Reservation::OtherRequest) => {
+                return Error::UnprocessableRequest(
+                    "this Idempotency-Key was already used for a request with another body; \
+                     use a new key for a new request"
+                        .into(),
+                )
+                .into_response()
+            }
             Ok(Reservation::Done(stored)) => return replay(&state, stored, vend_on_replay),
             Ok(Reservation::InFlight) if Instant::now() < waited_until => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -394,6 +415,14 @@ async fn idempotency(State(state): State<AppState>, request: Request, next: Next
             Error::Io(std::io::Error::other(format!("request task failed: {e}"))).into_response()
         }
     }
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Records a reserved request's outcome under its key (without vended

@@ -56,6 +56,8 @@ pub enum Reservation {
     InFlight,
     /// The outcome of an earlier request with this key.
     Done(StoredResponse),
+    /// The key was first used for a request with another body.
+    OtherRequest,
 }
 
 #[async_trait]
@@ -131,9 +133,12 @@ pub trait CatalogStore: Send + Sync + 'static {
     /// outcome already recorded under it, or that it is still running. Keys
     /// older than `lifetime_secs`, and reservations older than `lease_secs`
     /// that were never completed (their process is gone), are forgotten.
+    /// `request_sha256` fingerprints the request body: a key already used for
+    /// another body is [`Reservation::OtherRequest`].
     async fn reserve_idempotency_key(
         &self,
         key: &str,
+        request_sha256: &str,
         lifetime_secs: u64,
         lease_secs: u64,
     ) -> Result<Reservation>;

@@ -692,6 +692,7 @@ impl CatalogStore for PostgresStore {
     async fn reserve_idempotency_key(
         &self,
         key: &str,
+        request_sha256: &str,
         lifetime_secs: u64,
         lease_secs: u64,
     ) -> Result<Reservation> {
@@ -726,14 +727,15 @@ impl CatalogStore for PostgresStore {
             .await?;
         let reserve = client
             .prepare_cached(&format!(
-                "INSERT INTO {} (idempotency_key, status_code, response_body) VALUES ($1, {PENDING}, '')
+                "INSERT INTO {} (idempotency_key, status_code, response_body, request_sha256)
+                 VALUES ($1, {PENDING}, '', $2)
                  ON CONFLICT (idempotency_key) DO NOTHING",
                 schema::IDEMPOTENCY_TABLE
             ))
             .await?;
         let read = client
             .prepare_cached(&format!(
-                "SELECT status_code, response_body FROM {} WHERE idempotency_key = $1",
+                "SELECT status_code, response_body, request_sha256 FROM {} WHERE idempotency_key = $1",
                 schema::IDEMPOTENCY_TABLE
             ))
             .await?;
@@ -742,12 +744,15 @@ impl CatalogStore for PostgresStore {
         // is reserved again on the next turn.
         for _ in 0..3 {
             client.execute(&forget, &[&key, &lifetime, &lease]).await?;
-            if client.execute(&reserve, &[&key]).await? == 1 {
+            if client.execute(&reserve, &[&key, &request_sha256]).await? == 1 {
                 return Ok(Reservation::Reserved);
             }
             if let Some(row) = client.query_opt(&read, &[&key]).await? {
                 let status: i32 = row.get(0);
-                return Ok(if status == PENDING {
+                let first: Option<String> = row.get(2);
+                return Ok(if first.is_some_and(|h| h != request_sha256) {
+                    Reservation::OtherRequest
+                } else if status == PENDING {
                     Reservation::InFlight
                 } else {
                     Reservation::Done(StoredResponse {
