@@ -1272,7 +1272,13 @@ fn append_commit(location: &str, id: i64, parent: Option<i64>) -> Value {
     })
 }
 
-async fn post_with_key(c: &TestCatalog, path: &str, key: &str, body: &Value) -> (u16, String) {
+/// POSTs `body` with an Idempotency-Key; the future owns what it needs, so it can be spawned.
+fn post_with_key(
+    c: &TestCatalog,
+    path: &str,
+    key: &str,
+    body: &Value,
+) -> impl std::future::Future<Output = (u16, String)> + Send + 'static {
     let mut req = c
         .http
         .post(format!("{}{path}", c.base))
@@ -1281,8 +1287,25 @@ async fn post_with_key(c: &TestCatalog, path: &str, key: &str, body: &Value) -> 
     if let Some(token) = &c.token {
         req = req.bearer_auth(token);
     }
-    let resp = req.send().await.unwrap();
-    (resp.status().as_u16(), resp.text().await.unwrap())
+    async move {
+        let resp = req.send().await.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+}
+
+/// One text per stored Idempotency-Key row: `expr` over `lake_catalog.rest_idempotency_keys`.
+async fn idempotency_rows(c: &TestCatalog, expr: &str) -> Vec<String> {
+    sql_client(&c.database_url)
+        .await
+        .query(
+            &format!("SELECT {expr} FROM lake_catalog.rest_idempotency_keys"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
 }
 
 #[tokio::test]
@@ -1358,17 +1381,7 @@ async fn idempotency_keys_are_bound_to_the_caller() {
         status, 409,
         "another caller's key is not replayed to bob: {text}"
     );
-    let db = sql_client(&c.database_url).await;
-    let keys: Vec<String> = db
-        .query(
-            "SELECT idempotency_key FROM lake_catalog.rest_idempotency_keys",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let keys = idempotency_rows(&c, "idempotency_key").await;
     assert!(
         keys.iter().all(|k| !k.contains("token-of")),
         "no token is stored: {keys:?}"
@@ -1497,17 +1510,7 @@ async fn vended_credentials_only_go_to_loads_and_creates_that_ask() {
     let replay_without: Value = send(false).await.unwrap().json().await.unwrap();
     assert!(!replay_without.to_string().contains(secret));
 
-    let db = sql_client(&c.database_url).await;
-    let stored: Vec<String> = db
-        .query(
-            "SELECT idempotency_key || response_body FROM lake_catalog.rest_idempotency_keys",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let stored = idempotency_rows(&c, "idempotency_key || response_body").await;
     assert_eq!(stored.len(), 1);
     assert!(!stored[0].contains(secret), "never persisted: {stored:?}");
     assert!(!stored[0].contains("AKIAVENDTEST"));
@@ -1663,22 +1666,8 @@ async fn a_duplicate_of_a_request_still_running_is_never_a_conflict() {
     )
     .await
     .unwrap();
-    let spawn_post = |path: &'static str, key: &'static str, body: Value| {
-        let (http, base, token) = (c.http.clone(), c.base.clone(), c.token.clone());
-        tokio::spawn(async move {
-            let mut req = http
-                .post(format!("{base}{path}"))
-                .header("Idempotency-Key", key)
-                .json(&body);
-            if let Some(token) = token {
-                req = req.bearer_auth(token);
-            }
-            let resp = req.send().await.unwrap();
-            (resp.status().as_u16(), resp.text().await.unwrap())
-        })
-    };
-    let first_commit = spawn_post(commit_path, commit_key, commit.clone());
-    let first_props = spawn_post(props_path, props_key, props.clone());
+    let first_commit = tokio::spawn(post_with_key(&c, commit_path, commit_key, &commit));
+    let first_props = tokio::spawn(post_with_key(&c, props_path, props_key, &props));
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
 
     let (commit_dup, props_dup) = tokio::join!(
