@@ -348,14 +348,19 @@ mod tests {
         assert!(foreign.starts_with("x/metadata/00000-"));
     }
 
-    #[test]
-    fn locations_outside_the_bucket_are_refused() {
-        let w = Warehouse::new(&StorageSettings {
+    /// A warehouse at `s3://bucket/wh` (building it contacts nothing).
+    fn s3_warehouse() -> Warehouse {
+        Warehouse::new(&StorageSettings {
             warehouse: "s3://bucket/wh".into(),
             s3_region: Some("us-east-1".into()),
             ..Default::default()
         })
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn locations_outside_the_bucket_are_refused() {
+        let w = s3_warehouse();
         assert_eq!(
             w.object_path("s3://bucket/wh/a/b").unwrap().as_ref(),
             "bucket/wh/a/b".trim_start_matches("bucket/")
@@ -449,12 +454,7 @@ mod tests {
 
     #[test]
     fn bucket_locations_must_be_under_the_warehouse_prefix() {
-        let w = Warehouse::new(&StorageSettings {
-            warehouse: "s3://bucket/wh".into(),
-            s3_region: Some("us-east-1".into()),
-            ..Default::default()
-        })
-        .unwrap();
+        let w = s3_warehouse();
         assert!(w.validate_location("s3://bucket/wh/ns/t").is_ok());
         assert!(w.validate_location("s3a://bucket/wh/ns/t").is_ok());
         for outside in [
