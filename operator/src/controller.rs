@@ -214,7 +214,18 @@ async fn apply(lc: &LakeCluster, ctx: &Context) -> Result<Action> {
         reverted: Vec::new(),
     };
     if c.spec.postgres.superuser_secret.is_none() {
-        ensure_generated_secret(&c, &mut cluster).await?;
+        let name = c.names.generated_superuser_secret();
+        create_once(&mut cluster, &name, || {
+            Ok(resources::superuser_secret(&c, &generate_password()?))
+        })
+        .await?;
+    }
+    if c.spec.catalog.enabled && c.spec.generates_catalog_token() {
+        let name = c.names.generated_catalog_token_secret();
+        create_once(&mut cluster, &name, || {
+            Ok(resources::catalog_token_secret(&c, &generate_token()?))
+        })
+        .await?;
     }
     cluster.ensure(resources::service_account(&c)?).await?;
     cluster.ensure(resources::config_map(&c)?).await?;
@@ -465,21 +476,38 @@ async fn hold(
     Ok(action)
 }
 
-/// Creates the superuser Secret once; it is never rewritten, so the password
-/// stays what PGDATA was initialised with.
-async fn ensure_generated_secret(c: &Cluster<'_>, cluster: &mut Applier<'_>) -> Result<()> {
+/// Creates a generated Secret (the superuser's, the catalog token) once, from
+/// `build`; it is never rewritten, so the password stays what PGDATA was
+/// initialised with and the token what clients were given. Its value is made
+/// only when the Secret is missing, and never leaves the create request.
+async fn create_once(
+    cluster: &mut Applier<'_>,
+    name: &str,
+    build: impl FnOnce() -> Result<Secret>,
+) -> Result<()> {
     let secrets: Api<Secret> = cluster.api();
-    let name = c.names.generated_superuser_secret();
-    if secrets.get_opt(&name).await?.is_none() {
-        let secret = resources::superuser_secret(c, &generate_password()?);
+    if secrets.get_opt(name).await?.is_none() {
         let params = PostParams {
             field_manager: Some(MANAGER.into()),
             ..Default::default()
         };
-        secrets.create(&params, &secret).await?;
+        secrets.create(&params, &build()?).await?;
         cluster.changes.push(format!("created Secret/{name}"));
     }
     Ok(())
+}
+
+/// A bearer token for the catalog: 43 characters of the URL-safe base64 alphabet
+/// from the OS's CSPRNG (258 bits; 64 symbols divide 256, so every one is equally
+/// likely). No comma, which separates tokens in `REST_CATALOG_TOKENS`.
+pub fn generate_token() -> Result<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut buf = [0u8; 43];
+    getrandom::fill(&mut buf).map_err(Error::Random)?;
+    Ok(buf
+        .iter()
+        .map(|b| char::from(ALPHABET[usize::from(*b & 63)]))
+        .collect())
 }
 
 /// 32 random alphanumeric characters from the OS's CSPRNG (rejection sampling,
@@ -812,6 +840,10 @@ fn next_status(
         conditions,
         endpoint: Some(c.names.endpoint(c.wiring.postgres_port)),
         catalog_url: catalog.map(|_| c.names.catalog_url(c.wiring.catalog_port)),
+        // The name only: where to find the token, never the token.
+        catalog_token_secret: catalog
+            .and_then(|_| c.catalog_token_ref())
+            .map(|(name, _)| name),
         installed_extension_version: installed,
         ready_instances: Some(ready_instances),
     }
@@ -884,8 +916,23 @@ async fn publish(
     }
 }
 
+/// The generated Secrets a cluster may have, which have no owner reference and go
+/// with the data: the superuser's, and the catalog token's while the spec would
+/// generate one (whether or not the catalog is enabled now: it may have been;
+/// deleting a missing one is not an error).
+fn generated_secrets(lc: &LakeCluster, names: &Names) -> Vec<String> {
+    let mut out = Vec::new();
+    if lc.spec.postgres.superuser_secret.is_none() {
+        out.push(names.generated_superuser_secret());
+    }
+    if lc.spec.generates_catalog_token() {
+        out.push(names.generated_catalog_token_secret());
+    }
+    out
+}
+
 /// Owner references delete everything but the data: PVCs (and the generated
-/// superuser Secret that matches them) go only when the spec says so.
+/// Secrets that go with them) go only when the spec says so.
 async fn cleanup(lc: &LakeCluster, ctx: &Context) -> Result<Action> {
     let names = Names::of(lc)?;
     ctx.applied().remove(&applied_key(lc));
@@ -894,16 +941,15 @@ async fn cleanup(lc: &LakeCluster, ctx: &Context) -> Result<Action> {
         names.cluster
     );
     let reference = lc.object_ref(&());
-    let generated_secret = lc.spec.postgres.superuser_secret.is_none();
+    let generated = generated_secrets(lc, &names);
+    let secrets_note = match generated.as_slice() {
+        [] => String::new(),
+        [one] => format!(" and Secret {one}"),
+        many => format!(" and Secrets {}", many.join(", ")),
+    };
     match lc.spec.postgres.storage.reclaim_policy {
         ReclaimPolicy::Retain => {
-            let mut note = format!("kept the PersistentVolumeClaims labelled {selector}");
-            if generated_secret {
-                note.push_str(&format!(
-                    " and Secret {}",
-                    names.generated_superuser_secret()
-                ));
-            }
+            let note = format!("kept the PersistentVolumeClaims labelled {selector}{secrets_note}");
             publish(
                 ctx,
                 &reference,
@@ -922,17 +968,16 @@ async fn cleanup(lc: &LakeCluster, ctx: &Context) -> Result<Action> {
                 &ListParams::default().labels(&selector),
             )
             .await?;
-            let mut note = format!("deleted the PersistentVolumeClaims labelled {selector}");
-            if generated_secret {
-                let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
-                let name = names.generated_superuser_secret();
-                match secrets.delete(&name, &DeleteParams::default()).await {
+            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
+            for name in &generated {
+                match secrets.delete(name, &DeleteParams::default()).await {
                     Ok(_) => {}
                     Err(kube::Error::Api(e)) if e.is_not_found() => {}
                     Err(e) => return Err(e.into()),
                 }
-                note.push_str(&format!(" and Secret {name}"));
             }
+            let note =
+                format!("deleted the PersistentVolumeClaims labelled {selector}{secrets_note}");
             publish(
                 ctx,
                 &reference,

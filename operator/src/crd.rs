@@ -187,9 +187,23 @@ pub struct PgduckSpec {
     pub cache_size: Option<String>,
 }
 
+/// Whether the REST catalog asks clients for a bearer token.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CatalogAuth {
+    /// Clients present a token from `authTokenSecret`, or from the generated
+    /// `<cluster>-catalog-token` Secret (key `token`) when that is omitted.
+    #[default]
+    #[serde(rename = "token")]
+    Token,
+    /// No token checks: the catalog is open to whatever the NetworkPolicy admits.
+    #[serde(rename = "none")]
+    Open,
+}
+
 /// The bundled Iceberg REST catalog.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.auth) && self.auth == 'none' && has(self.authTokenSecret))").message("catalog.auth: none turns token checks off: remove catalog.authTokenSecret, or set auth: token"))]
 pub struct CatalogSpec {
     #[serde(default = "yes")]
     pub enabled: bool,
@@ -199,8 +213,12 @@ pub struct CatalogSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 512))]
     pub image: Option<String>,
-    /// Bearer tokens (comma-separated) clients must present; without it the
-    /// catalog is open to whatever the NetworkPolicy admits.
+    /// `token` (the default): clients must present a bearer token. `none` opens
+    /// the catalog to whatever the NetworkPolicy admits; it must be said explicitly.
+    #[serde(default)]
+    pub auth: CatalogAuth,
+    /// Bearer tokens (comma-separated) clients must present; when omitted with
+    /// `auth: token`, one is generated into `<cluster>-catalog-token` (key `token`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_token_secret: Option<SecretKeySelector>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -213,6 +231,7 @@ impl Default for CatalogSpec {
             enabled: true,
             replicas: 1,
             image: None,
+            auth: CatalogAuth::Token,
             auth_token_secret: None,
             resources: None,
         }
@@ -417,6 +436,11 @@ pub struct LakeClusterStatus {
     pub endpoint: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catalog_url: Option<String>,
+    /// Name of the Secret holding the bearer tokens the catalog accepts (the
+    /// generated one keeps its token under the key `token`); absent when the
+    /// catalog is disabled or runs with `auth: none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog_token_secret: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub installed_extension_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -443,6 +467,12 @@ impl LakeClusterSpec {
             .image
             .clone()
             .unwrap_or_else(|| release_image("rest-catalog", &self.version))
+    }
+
+    /// Whether the catalog's token Secret is generated: auth is `token` and the spec
+    /// names no Secret. Whether the catalog runs is asked separately.
+    pub fn generates_catalog_token(&self) -> bool {
+        self.catalog.auth == CatalogAuth::Token && self.catalog.auth_token_secret.is_none()
     }
 
     /// The pg_lake extension version the cluster should run.
@@ -657,6 +687,41 @@ mod tests {
         assert!(
             format!("{errors:?}").contains("no session token"),
             "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn catalog_auth_none_takes_no_token_secret() {
+        let lc = |catalog: serde_json::Value| {
+            LakeCluster::new(
+                "lake",
+                serde_json::from_value(serde_json::json!({
+                    "version": "0.1.0",
+                    "catalog": catalog,
+                    "objectStorage": {"warehouse": "s3://b/w"},
+                }))
+                .unwrap(),
+            )
+        };
+        let both =
+            lc(serde_json::json!({"auth": "none", "authTokenSecret": {"name": "t", "key": "k"}}));
+        let errors = both.validate_cel().expect_err("contradictory");
+        assert!(
+            format!("{errors:?}").contains("catalog.auth: none turns token checks off"),
+            "{errors:?}"
+        );
+        for ok in [
+            serde_json::json!({"auth": "none"}),
+            serde_json::json!({"auth": "token", "authTokenSecret": {"name": "t", "key": "k"}}),
+            serde_json::json!({}),
+        ] {
+            lc(ok.clone())
+                .validate_cel()
+                .unwrap_or_else(|e| panic!("{ok}: {e:?}"));
+        }
+        assert_eq!(
+            lc(serde_json::json!({})).spec.catalog.auth,
+            CatalogAuth::Token
         );
     }
 

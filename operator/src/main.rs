@@ -8,7 +8,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::events::Reporter;
 use kube::{Client, CustomResourceExt};
-use lake_operator::controller::{self, generate_password, Context};
+use lake_operator::controller::{self, generate_password, generate_token, Context};
 use lake_operator::crd::LakeCluster;
 use lake_operator::http::{self, Health};
 use lake_operator::leader::{LeaderElector, LeaseConfig};
@@ -154,7 +154,7 @@ fn render(file: &Path, namespace: &str) -> Result<()> {
         Error::InvalidSpec(messages.join("; "))
     })?;
     let mut out = String::new();
-    for object in resources::all_objects(&lc, &generate_password()?)? {
+    for object in resources::all_objects(&lc, &generate_password()?, &generate_token()?)? {
         out.push_str("---\n");
         out.push_str(&serde_yaml::to_string(&object).map_err(Error::Yaml)?);
     }

@@ -188,6 +188,11 @@ fn existing_secret() -> Exchange {
         .reply(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "lake-superuser", "namespace": NS}}))
 }
 
+fn existing_token() -> Exchange {
+    Exchange::get(path::core("secrets", "lake-catalog-token"))
+        .reply(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "lake-catalog-token", "namespace": NS}}))
+}
+
 /// GETs answered with each object as it stands, settled at `generation`.
 fn unchanged_gets(objects: &[Owned], generation: i64) -> Vec<Exchange> {
     objects
@@ -322,6 +327,8 @@ async fn new_cluster_gets_the_finalizer_first() {
 async fn create_from_scratch_applies_every_object_and_reports_provisioning() {
     let (ctx, server, _) = Context::test();
     let lc = LakeCluster::test().finalized();
+    let token_secret = Arc::new(Mutex::new(None));
+    let applied_event = Arc::new(Mutex::new(None));
     let mut scenario = vec![
         keys_secret(),
         Exchange::get(path::core("secrets", "lake-superuser")).not_found(),
@@ -337,6 +344,11 @@ async fn create_from_scratch_applies_every_object_and_reports_provisioning() {
                 // The Secret outlives the cluster, like the data it unlocks.
                 assert!(body["metadata"].get("ownerReferences").is_none());
             }),
+        // auth defaults to token and the spec names no Secret: one is generated.
+        Exchange::get(path::core("secrets", "lake-catalog-token")).not_found(),
+        Exchange::new(Method::POST, format!("/api/v1/namespaces/{NS}/secrets"))
+            .echo()
+            .check(capture(&token_secret)),
     ];
     for o in owned(&lc) {
         let desired = o.desired.clone();
@@ -373,23 +385,81 @@ async fn create_from_scratch_applies_every_object_and_reports_provisioning() {
                     env_of(catalog, "REST_CATALOG_DATABASE_URL")["value"],
                     "postgres://$(PGUSER)@lake-rw:5432/postgres"
                 );
+                assert_eq!(env_of(catalog, "REST_CATALOG_AUTH")["value"], "token");
+                assert_eq!(
+                    env_of(catalog, "REST_CATALOG_TOKENS"),
+                    &json!({"name": "REST_CATALOG_TOKENS", "valueFrom": {"secretKeyRef":
+                        {"name": "lake-catalog-token", "key": "token", "optional": false}}})
+                );
                 assert_no_inline_credentials(pod);
             }
         }));
     }
-    scenario.push(event("Applied", "created StatefulSet/lake"));
+    const CREATED: &str =
+        "created Secret/lake-superuser, created Secret/lake-catalog-token, created ServiceAccount/lake";
+    let check = event("Applied", CREATED).check;
+    let keep = capture(&applied_event);
+    scenario.push(event("Applied", CREATED).check(move |body| {
+        check(body);
+        keep(body);
+    }));
     let status = Arc::new(Mutex::new(None));
     scenario.push(status_apply(&status));
+    // The next reconcile finds both Secrets and leaves them as they are: no
+    // create, no apply, whatever they hold. The objects stand as applied (their
+    // pods not ready yet), so it only reads.
+    let first_requests = scenario.len();
+    scenario.extend([keys_secret(), existing_secret(), existing_token()]);
+    scenario.extend(
+        owned(&lc)
+            .into_iter()
+            .map(|o| Exchange::get(&o.path).reply(o.desired)),
+    );
     let mock = server.run(scenario);
 
-    let action = reconcile(Arc::new(lc), ctx).await.expect("reconcile");
+    let action = reconcile(Arc::new(lc.clone()), ctx.clone())
+        .await
+        .expect("reconcile");
     assert_eq!(action, Action::requeue(CONVERGING));
-    finish(mock).await;
 
-    let body = status.lock().unwrap().take().unwrap();
+    let secret = token_secret.lock().unwrap().take().unwrap();
+    assert_eq!(secret["metadata"]["name"], "lake-catalog-token");
+    assert_eq!(secret["type"], "Opaque");
+    assert_eq!(secret["metadata"]["labels"][COMPONENT_LABEL], "catalog");
+    // Like the superuser Secret, it outlives the cluster (see cleanup).
+    assert!(secret["metadata"].get("ownerReferences").is_none());
+    let token = secret["stringData"]["token"].as_str().unwrap().to_string();
+    assert!(token.len() >= 43, "{token}");
+    assert!(
+        token
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+        "not URL-safe: {token}"
+    );
+    let first = status.lock().unwrap().take().unwrap();
+    let event = applied_event.lock().unwrap().take().unwrap();
+    for shown in [first.to_string(), event.to_string()] {
+        assert!(!shown.contains(&token), "the token shows: {shown}");
+    }
+
+    let lc = lc.with_status(serde_json::from_value(first["status"].clone()).unwrap());
+    reconcile(Arc::new(lc), ctx)
+        .await
+        .expect("second reconcile");
+    let seen = finish(mock).await;
+    assert!(
+        seen[first_requests..]
+            .iter()
+            .all(|s| s.method == Method::GET),
+        "the second reconcile only reads: {:?}",
+        &seen[first_requests..]
+    );
+    let body = first;
     assert_eq!(body["apiVersion"], "pglake.dev/v1alpha1");
     let status = &body["status"];
     assert_eq!(status["phase"], "Provisioning");
+    // Where the token is, never what it is.
+    assert_eq!(status["catalogTokenSecret"], "lake-catalog-token");
     assert_eq!(status["observedGeneration"], 1);
     assert_eq!(status["endpoint"], "lake-rw.testns.svc:5432");
     assert_eq!(status["catalogUrl"], "http://lake-catalog.testns.svc:8181");
@@ -410,7 +480,7 @@ async fn up_to_date_cluster_is_a_no_op() {
     let base = LakeCluster::test().finalized();
     let lc = base.clone().with_status(ready_status(&base));
     let (ctx, server) = just_applied(&lc, 1);
-    let mut scenario = vec![keys_secret(), existing_secret()];
+    let mut scenario = vec![keys_secret(), existing_secret(), existing_token()];
     scenario.extend(unchanged_gets(&owned(&lc), 1));
     let mock = server.run(scenario);
 
@@ -438,7 +508,7 @@ async fn spec_change_patches_only_what_changed() {
         });
     let old = owned(&before);
     let new = owned(&after);
-    let mut scenario = vec![keys_secret(), existing_secret()];
+    let mut scenario = vec![keys_secret(), existing_secret(), existing_token()];
     for (o, n) in old.iter().zip(&new) {
         scenario.push(Exchange::get(&o.path).reply(settled(o.desired.clone(), 1)));
         if o.desired != n.desired {
@@ -510,7 +580,7 @@ async fn version_change_rolls_out_then_updates_the_extension() {
 
     // 1. New images are applied; the extension waits for the rollout.
     let (ctx, server) = just_applied(&v1, 1);
-    let mut scenario = vec![keys_secret(), existing_secret()];
+    let mut scenario = vec![keys_secret(), existing_secret(), existing_token()];
     for (o, n) in old.iter().zip(&new) {
         scenario.push(Exchange::get(&o.path).reply(settled(o.desired.clone(), 1)));
         if o.desired != n.desired {
@@ -556,7 +626,7 @@ async fn version_change_rolls_out_then_updates_the_extension() {
     // 2. The pods run 0.2.0 and are ready: the update Job starts.
     let v2 = v2.with_status(step1);
     let (ctx, server) = just_applied(&v2, 2);
-    let mut scenario = vec![keys_secret(), existing_secret()];
+    let mut scenario = vec![keys_secret(), existing_secret(), existing_token()];
     scenario.extend(unchanged_gets(&new, 2));
     scenario.push(Exchange::get(&job_path).not_found());
     scenario.push(Exchange::apply(&job_path).check(|body| {
@@ -606,7 +676,7 @@ async fn version_change_rolls_out_then_updates_the_extension() {
     // 3. The Job succeeded: the extension is up to date and the cluster ready.
     let v2 = v2.with_status(step2);
     let (ctx, server) = just_applied(&v2, 2);
-    let mut scenario = vec![keys_secret(), existing_secret()];
+    let mut scenario = vec![keys_secret(), existing_secret(), existing_token()];
     scenario.extend(unchanged_gets(&new, 2));
     scenario.push(Exchange::get(&job_path).reply(json!({
         "apiVersion": "batch/v1", "kind": "Job",
@@ -649,7 +719,10 @@ async fn deletion_keeps_the_data_by_default() {
     let (ctx, server, _) = Context::test();
     let lc = LakeCluster::test().finalized().deleting();
     let mock = server.run(vec![
-        event("DataRetained", "kept the PersistentVolumeClaims"),
+        event(
+            "DataRetained",
+            "kept the PersistentVolumeClaims labelled pglake.dev/cluster=lake,app.kubernetes.io/component=postgres and Secrets lake-superuser, lake-catalog-token",
+        ),
         finalizer_removal(),
     ]);
     let action = reconcile(Arc::new(lc), ctx).await.expect("reconcile");
@@ -674,11 +747,139 @@ async fn deletion_with_reclaim_delete_removes_the_data() {
             .query("labelSelector", selector)
             .reply(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaimList", "metadata": {}, "items": []})),
         Exchange::new(Method::DELETE, path::core("secrets", "lake-superuser")).not_found(),
-        event("DataDeleted", "deleted the PersistentVolumeClaims"),
+        // The generated catalog token goes with the superuser Secret.
+        Exchange::new(Method::DELETE, path::core("secrets", "lake-catalog-token")).reply(
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}}),
+        ),
+        event(
+            "DataDeleted",
+            "deleted the PersistentVolumeClaims labelled pglake.dev/cluster=lake,app.kubernetes.io/component=postgres and Secrets lake-superuser, lake-catalog-token",
+        ),
         finalizer_removal(),
     ]);
     reconcile(Arc::new(lc), ctx).await.expect("reconcile");
     finish(mock).await;
+}
+
+/// `catalog.auth: none`, said explicitly: no token Secret is generated (or read),
+/// the catalog runs open and the status names no token Secret. The cluster's
+/// own Secrets still go with the data on deletion, the token Secret no longer.
+#[tokio::test]
+async fn catalog_auth_none_generates_no_token() {
+    let (ctx, server, _) = Context::test();
+    let lc = LakeCluster::test()
+        .finalized()
+        .changed(|s| s.catalog.auth = crate::crd::CatalogAuth::Open);
+    let mut scenario = vec![
+        keys_secret(),
+        Exchange::get(path::core("secrets", "lake-superuser")).not_found(),
+        Exchange::new(Method::POST, format!("/api/v1/namespaces/{NS}/secrets"))
+            .echo()
+            .check(|body| assert_eq!(body["metadata"]["name"], "lake-superuser")),
+    ];
+    for o in owned(&lc) {
+        scenario.push(Exchange::get(&o.path).not_found());
+        scenario.push(Exchange::apply(&o.path).check(|body| {
+            if body["kind"] == "Deployment" {
+                let catalog = &body["spec"]["template"]["spec"]["containers"][0];
+                assert_eq!(env_of(catalog, "REST_CATALOG_AUTH")["value"], "none");
+                assert!(
+                    !catalog.to_string().contains("REST_CATALOG_TOKENS"),
+                    "{catalog}"
+                );
+            }
+        }));
+    }
+    scenario.push(event(
+        "Applied",
+        "created Secret/lake-superuser, created ServiceAccount/lake",
+    ));
+    let status = Arc::new(Mutex::new(None));
+    scenario.push(status_apply(&status));
+    let mock = server.run(scenario);
+    reconcile(Arc::new(lc.clone()), ctx)
+        .await
+        .expect("reconcile");
+    let seen = finish(mock).await;
+    assert!(
+        !seen.iter().any(|s| s.path.contains("catalog-token")),
+        "{seen:?}"
+    );
+    let body = status.lock().unwrap().take().unwrap();
+    assert!(body["status"].get("catalogTokenSecret").is_none(), "{body}");
+    assert_eq!(
+        body["status"]["catalogUrl"],
+        "http://lake-catalog.testns.svc:8181"
+    );
+
+    let (ctx, server, _) = Context::test();
+    let lc = lc
+        .changed(|s| s.postgres.storage.reclaim_policy = ReclaimPolicy::Delete)
+        .deleting();
+    let mock = server.run(vec![
+        Exchange::new(Method::DELETE, format!("/api/v1/namespaces/{NS}/persistentvolumeclaims"))
+            .reply(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaimList", "metadata": {}, "items": []})),
+        Exchange::new(Method::DELETE, path::core("secrets", "lake-superuser")).not_found(),
+        event("DataDeleted", "and Secret lake-superuser"),
+        finalizer_removal(),
+    ]);
+    reconcile(Arc::new(lc), ctx).await.expect("deleted");
+    finish(mock).await;
+}
+
+/// A token Secret the spec names is read (a missing one is SecretMissing), none
+/// is generated, the catalog reads its tokens from it and the status names it.
+#[tokio::test]
+async fn a_named_token_secret_is_used_not_generated() {
+    let lc = LakeCluster::test().finalized().changed(|s| {
+        s.catalog.auth_token_secret = Some(crate::crd::SecretKeySelector {
+            name: "tokens".into(),
+            key: "list".into(),
+        })
+    });
+    let (ctx, server, _) = Context::test();
+    let mut scenario = vec![
+        keys_secret(),
+        Exchange::get(path::core("secrets", "tokens")).reply(secret_reply("tokens", &["list"])),
+        existing_secret(),
+    ];
+    for o in owned(&lc) {
+        scenario.push(Exchange::get(&o.path).not_found());
+        scenario.push(Exchange::apply(&o.path).check(|body| {
+            if body["kind"] == "Deployment" {
+                let catalog = &body["spec"]["template"]["spec"]["containers"][0];
+                assert_eq!(env_of(catalog, "REST_CATALOG_AUTH")["value"], "token");
+                assert_eq!(
+                    env_of(catalog, "REST_CATALOG_TOKENS")["valueFrom"]["secretKeyRef"],
+                    json!({"name": "tokens", "key": "list", "optional": false})
+                );
+            }
+        }));
+    }
+    scenario.push(event("Applied", "created ServiceAccount/lake"));
+    let status = Arc::new(Mutex::new(None));
+    scenario.push(status_apply(&status));
+    let mock = server.run(scenario);
+    reconcile(Arc::new(lc), ctx).await.expect("reconcile");
+    let seen = finish(mock).await;
+    assert!(
+        !seen.iter().any(|s| s.path.contains("catalog-token")),
+        "{seen:?}"
+    );
+    let body = status.lock().unwrap().take().unwrap();
+    assert_eq!(body["status"]["catalogTokenSecret"], "tokens");
+    assert!(!body.to_string().contains(KEY_VALUE));
+}
+
+#[test]
+fn generated_tokens_are_long_url_safe_and_distinct() {
+    let a = generate_token().unwrap();
+    let b = generate_token().unwrap();
+    assert_eq!(a.len(), 43);
+    assert!(a
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+    assert_ne!(a, b);
 }
 
 #[tokio::test]
@@ -833,7 +1034,7 @@ async fn a_new_cluster_with_auto_update_off_still_installs_the_extension() {
     let job_path = path::group("batch/v1", "jobs", "lake-extension-0-1-0");
 
     let (ctx, server) = just_applied(&lc, 2);
-    let mut scenario = vec![keys_secret(), existing_secret()];
+    let mut scenario = vec![keys_secret(), existing_secret(), existing_token()];
     scenario.extend(unchanged_gets(&objects, 2));
     scenario.push(Exchange::get(&job_path).not_found());
     scenario.push(Exchange::apply(&job_path).check(|body| {
@@ -855,7 +1056,7 @@ async fn a_new_cluster_with_auto_update_off_still_installs_the_extension() {
 
     let lc = lc.with_status(installing);
     let (ctx, server) = just_applied(&lc, 2);
-    let mut scenario = vec![keys_secret(), existing_secret()];
+    let mut scenario = vec![keys_secret(), existing_secret(), existing_token()];
     scenario.extend(unchanged_gets(&objects, 2));
     scenario.push(Exchange::get(&job_path).reply(json!({
         "apiVersion": "batch/v1", "kind": "Job",
@@ -886,7 +1087,7 @@ async fn a_version_change_with_auto_update_off_holds_the_update_back() {
         s.extension.auto_update = false;
     });
     let (ctx, server) = just_applied(&v2, 2);
-    let mut scenario = vec![keys_secret(), existing_secret()];
+    let mut scenario = vec![keys_secret(), existing_secret(), existing_token()];
     // The new pods are out and ready.
     scenario.extend(unchanged_gets(&owned(&v2), 2));
     scenario.push(event("AutoUpdateDisabled", "the update to 0.2.0 waits"));
@@ -1025,7 +1226,7 @@ async fn a_full_apply_once_the_interval_has_passed_reverts_hand_edits() {
     let objects = owned(&lc);
     let (ctx, server) = remembering(&lc, 1, FULL_APPLY_EVERY);
     let rw = path::core("services", "lake-rw");
-    let mut scenario = vec![keys_secret(), existing_secret()];
+    let mut scenario = vec![keys_secret(), existing_secret(), existing_token()];
     for o in &objects {
         let edited = o.path == rw;
         let mut live = stored(o.desired.clone(), 1, "10");
@@ -1046,7 +1247,7 @@ async fn a_full_apply_once_the_interval_has_passed_reverts_hand_edits() {
         "reverted changes made outside the operator to Service/lake-rw",
     ));
     // The status is unchanged: no write. Then the next reconcile, within the interval.
-    scenario.extend([keys_secret(), existing_secret()]);
+    scenario.extend([keys_secret(), existing_secret(), existing_token()]);
     scenario.extend(unchanged_gets(&objects, 1));
     let mock = server.run(scenario);
 
@@ -1074,12 +1275,12 @@ async fn the_first_reconcile_after_a_restart_is_a_full_apply() {
     let base = LakeCluster::test().finalized();
     let lc = base.clone().with_status(ready_status(&base));
     let objects = owned(&lc);
-    let mut scenario = vec![keys_secret(), existing_secret()];
+    let mut scenario = vec![keys_secret(), existing_secret(), existing_token()];
     for o in &objects {
         scenario.push(Exchange::get(&o.path).reply(stored(o.desired.clone(), 1, "10")));
         scenario.push(Exchange::apply(&o.path).reply(stored(o.desired.clone(), 1, "10")));
     }
-    scenario.extend([keys_secret(), existing_secret()]);
+    scenario.extend([keys_secret(), existing_secret(), existing_token()]);
     scenario.extend(unchanged_gets(&objects, 1));
     let mock = server.run(scenario);
 
@@ -1105,7 +1306,7 @@ async fn a_spec_edited_by_hand_is_reverted_without_waiting_for_the_interval() {
     let lc = base.clone().with_status(ready_status(&base));
     let objects = owned(&lc);
     let (ctx, server) = just_applied(&lc, 1);
-    let mut scenario = vec![keys_secret(), existing_secret()];
+    let mut scenario = vec![keys_secret(), existing_secret(), existing_token()];
     let mut after_edits = Vec::new();
     for o in &objects {
         let desired = o.desired.clone();
@@ -1139,7 +1340,7 @@ async fn a_spec_edited_by_hand_is_reverted_without_waiting_for_the_interval() {
         "Reverted",
         "reverted changes made outside the operator to StatefulSet/lake",
     ));
-    scenario.extend([keys_secret(), existing_secret()]);
+    scenario.extend([keys_secret(), existing_secret(), existing_token()]);
     scenario.extend(after_edits);
     let mock = server.run(scenario);
 

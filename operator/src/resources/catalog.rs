@@ -1,10 +1,12 @@
 //! The bundled Iceberg REST catalog: a Deployment wired to the cluster's
 //! database through the read-write Service, and its Service.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, PodSpec, PodTemplateSpec, Probe, Service, ServicePort, ServiceSpec,
-    TCPSocketAction,
+    Container, ContainerPort, PodSpec, PodTemplateSpec, Probe, Secret, Service, ServicePort,
+    ServiceSpec, TCPSocketAction,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -18,6 +20,8 @@ use crate::Result;
 
 /// The superuser's name, from the Secret; `$(PGUSER)` expands it in the database URL.
 const USER_ENV: &str = "PGUSER";
+/// Key of the token in the generated `<cluster>-catalog-token` Secret.
+pub const CATALOG_TOKEN_KEY: &str = "token";
 
 fn tcp_probe(port: &str, period: i32, failures: i32) -> Probe {
     Probe {
@@ -27,6 +31,21 @@ fn tcp_probe(port: &str, period: i32, failures: i32) -> Probe {
         }),
         period_seconds: Some(period),
         failure_threshold: Some(failures),
+        ..Default::default()
+    }
+}
+
+/// The generated bearer token of the catalog, used when the spec names no Secret.
+/// Like the generated superuser Secret it has no owner: clients configured with
+/// the token keep working when the cluster is recreated over retained data.
+pub fn catalog_token_secret(c: &Cluster, token: &str) -> Secret {
+    Secret {
+        metadata: c.unowned_meta(c.names.generated_catalog_token_secret(), CATALOG_COMPONENT),
+        type_: Some("Opaque".into()),
+        string_data: Some(BTreeMap::from([(
+            CATALOG_TOKEN_KEY.to_string(),
+            token.to_string(),
+        )])),
         ..Default::default()
     }
 }
@@ -41,14 +60,11 @@ pub fn catalog_deployment(c: &Cluster) -> Result<Deployment> {
             .catalog_env(&c.names.rw_service(), &format!("$({USER_ENV})")),
     ));
     env.extend(c.credential_env());
-    // Without a token Secret the catalog is open to what the NetworkPolicy admits.
-    let auth = match &c.spec.catalog.auth_token_secret {
-        Some(tokens) => {
-            env.push(secret_env(
-                wiring::CATALOG_TOKENS_ENV,
-                &tokens.name,
-                &tokens.key,
-            ));
+    // Open (to what the NetworkPolicy admits) only when the spec says `auth: none`;
+    // otherwise the tokens come from the named or the generated Secret.
+    let auth = match c.catalog_token_ref() {
+        Some((secret, key)) => {
+            env.push(secret_env(wiring::CATALOG_TOKENS_ENV, &secret, &key));
             "token"
         }
         None => "none",

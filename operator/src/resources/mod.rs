@@ -15,10 +15,10 @@ use kube::{Resource, ResourceExt};
 use pg_lake_common::wiring::{self, Wiring};
 use serde::Serialize;
 
-use crate::crd::{LakeCluster, LakeClusterSpec};
+use crate::crd::{CatalogAuth, LakeCluster, LakeClusterSpec};
 use crate::{Error, Result, MANAGER};
 
-pub use catalog::{catalog_deployment, catalog_service};
+pub use catalog::{catalog_deployment, catalog_service, catalog_token_secret, CATALOG_TOKEN_KEY};
 pub use extension::extension_job;
 pub use postgres::{
     config_map, headless_service, network_policy, pod_disruption_budget, rw_service,
@@ -72,6 +72,10 @@ impl Names {
     }
     pub fn generated_superuser_secret(&self) -> String {
         format!("{}-superuser", self.cluster)
+    }
+    /// The generated bearer token of the catalog (key [`CATALOG_TOKEN_KEY`]).
+    pub fn generated_catalog_token_secret(&self) -> String {
+        format!("{}-catalog-token", self.cluster)
     }
     pub fn rw_service(&self) -> String {
         format!("{}-rw", self.cluster)
@@ -184,6 +188,22 @@ impl<'a> Cluster<'a> {
             .as_ref()
             .map(|s| s.name.clone())
             .unwrap_or_else(|| self.names.generated_superuser_secret())
+    }
+
+    /// The Secret and key the running catalog reads its bearer tokens from;
+    /// `None` when the catalog is disabled or open (`auth: none`).
+    pub fn catalog_token_ref(&self) -> Option<(String, String)> {
+        let catalog = &self.spec.catalog;
+        if !catalog.enabled || catalog.auth == CatalogAuth::Open {
+            return None;
+        }
+        Some(match &catalog.auth_token_secret {
+            Some(s) => (s.name.clone(), s.key.clone()),
+            None => (
+                self.names.generated_catalog_token_secret(),
+                CATALOG_TOKEN_KEY.to_string(),
+            ),
+        })
     }
 
     pub fn superuser_env(&self, name: &str, key: &str) -> EnvVar {
@@ -377,8 +397,13 @@ pub fn applied_hash<K: Resource>(obj: &K) -> Option<&str> {
 }
 
 /// Every object the operator would create for a LakeCluster, in apply order.
-/// `password` fills the generated superuser Secret when the spec names none.
-pub fn all_objects(lc: &LakeCluster, password: &str) -> Result<Vec<serde_json::Value>> {
+/// `password` fills the generated superuser Secret when the spec names none, and
+/// `token` the generated catalog token Secret when the catalog needs one.
+pub fn all_objects(
+    lc: &LakeCluster,
+    password: &str,
+    token: &str,
+) -> Result<Vec<serde_json::Value>> {
     let c = Cluster::new(lc)?;
     let mut out = Vec::new();
     let mut push = |what: &'static str, v: Result<serde_json::Value, serde_json::Error>| {
@@ -390,6 +415,12 @@ pub fn all_objects(lc: &LakeCluster, password: &str) -> Result<Vec<serde_json::V
         push(
             "Secret",
             serde_json::to_value(superuser_secret(&c, password)),
+        )?;
+    }
+    if c.spec.catalog.enabled && c.spec.generates_catalog_token() {
+        push(
+            "Secret",
+            serde_json::to_value(catalog_token_secret(&c, token)),
         )?;
     }
     push("ConfigMap", serde_json::to_value(config_map(&c)?))?;
@@ -438,8 +469,11 @@ mod tests {
             "postgres": {"superuserSecret": {"name": "pg-admin"}},
             "objectStorage": {"warehouse": "s3://b/w"},
         }));
-        let objects = all_objects(&lc, "unused").unwrap();
-        assert!(objects.iter().all(|o| o["kind"] != "Secret"));
+        let objects = all_objects(&lc, "unused", "unused").unwrap();
+        let secrets: Vec<&Value> = objects.iter().filter(|o| o["kind"] == "Secret").collect();
+        // The catalog's token is still generated: only the superuser's is given.
+        assert_eq!(secrets.len(), 1);
+        assert_eq!(secrets[0]["metadata"]["name"], "lake-catalog-token");
         for (kind, container, var) in [
             ("StatefulSet", 0, "POSTGRES_PASSWORD"),
             ("Deployment", 0, "PGPASSWORD"),
@@ -460,12 +494,12 @@ mod tests {
                 "credentials": {"podIdentity": {"gcpServiceAccount": "lake@p.iam.gserviceaccount.com"}},
             },
         }));
-        let objects = all_objects(&lc, "pw").unwrap();
+        let objects = all_objects(&lc, "pw", "tok").unwrap();
         let var = env(&objects, "StatefulSet", 1, wiring::GCS_METADATA_SERVER_ENV);
         assert_eq!(var["value"], "true");
         let plain =
             cluster(json!({"version": "0.1.0", "objectStorage": {"warehouse": "gs://b/w"}}));
-        let objects = all_objects(&plain, "pw").unwrap();
+        let objects = all_objects(&plain, "pw", "tok").unwrap();
         let sts = objects.iter().find(|o| o["kind"] == "StatefulSet").unwrap();
         assert!(!sts.to_string().contains(wiring::GCS_METADATA_SERVER_ENV));
     }
@@ -474,12 +508,12 @@ mod tests {
     fn render_has_no_owner_but_stored_clusters_own_their_objects() {
         let mut lc =
             cluster(json!({"version": "0.1.0", "objectStorage": {"warehouse": "gs://b/w"}}));
-        let rendered = all_objects(&lc, "pw").unwrap();
+        let rendered = all_objects(&lc, "pw", "tok").unwrap();
         assert!(rendered
             .iter()
             .all(|o| o["metadata"].get("ownerReferences").is_none()));
         lc.metadata.uid = Some("uid-1".into());
-        for o in all_objects(&lc, "pw").unwrap() {
+        for o in all_objects(&lc, "pw", "tok").unwrap() {
             let owned = o["metadata"].get("ownerReferences").is_some();
             assert_eq!(owned, o["kind"] != "Secret", "{}", o["kind"]);
         }
@@ -535,7 +569,7 @@ mod tests {
                 "credentials": {"s3KeysSecret": {"name": "hmac", "accessKeyIdKey": "id", "secretAccessKeyKey": "secret"}},
             },
         }));
-        let objects = all_objects(&lc, "pw").unwrap();
+        let objects = all_objects(&lc, "pw", "tok").unwrap();
         for container in [0, 1] {
             let names = env_names(&objects, "StatefulSet", container);
             assert!(
@@ -571,7 +605,7 @@ mod tests {
                 "credentials": {"s3KeysSecret": {"name": "keys"}},
             },
         }));
-        let objects = all_objects(&s3, "pw").unwrap();
+        let objects = all_objects(&s3, "pw", "tok").unwrap();
         for (kind, container) in [("StatefulSet", 1), ("Deployment", 0)] {
             let names = env_names(&objects, kind, container);
             assert!(
@@ -588,7 +622,7 @@ mod tests {
     #[test]
     fn pods_chown_their_volumes_only_on_a_root_mismatch() {
         let lc = cluster(json!({"version": "0.1.0", "objectStorage": {"warehouse": "s3://b/w"}}));
-        for o in all_objects(&lc, "pw").unwrap() {
+        for o in all_objects(&lc, "pw", "tok").unwrap() {
             if let Some(template) = o["spec"].get("template") {
                 assert_eq!(
                     template["spec"]["securityContext"]["fsGroupChangePolicy"], "OnRootMismatch",
@@ -597,6 +631,79 @@ mod tests {
                 );
             }
         }
+    }
+
+    fn catalog(objects: &[Value]) -> &Value {
+        let deployment = objects.iter().find(|o| o["kind"] == "Deployment").unwrap();
+        &deployment["spec"]["template"]["spec"]["containers"][0]
+    }
+
+    /// The catalog asks for a token unless the spec says `auth: none`: from the
+    /// named Secret, or from the generated one (rendered with the given token).
+    #[test]
+    fn catalog_auth_is_off_only_when_the_spec_says_none() {
+        let spec = |catalog: Value| {
+            cluster(
+                json!({"version": "0.1.0", "catalog": catalog, "objectStorage": {"warehouse": "s3://b/w"}}),
+            )
+        };
+        let secret_names = |objects: &[Value]| -> Vec<String> {
+            objects
+                .iter()
+                .filter(|o| o["kind"] == "Secret")
+                .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let tokens = |objects: &[Value]| {
+            env(objects, "Deployment", 0, wiring::CATALOG_TOKENS_ENV)["valueFrom"]["secretKeyRef"]
+                .clone()
+        };
+
+        let generated = all_objects(&spec(json!({})), "pw", "tok").unwrap();
+        assert_eq!(
+            secret_names(&generated),
+            ["lake-superuser", "lake-catalog-token"]
+        );
+        let secret = generated
+            .iter()
+            .find(|o| o["metadata"]["name"] == "lake-catalog-token")
+            .unwrap();
+        assert_eq!(secret["stringData"], json!({"token": "tok"}));
+        assert_eq!(
+            env(&generated, "Deployment", 0, wiring::CATALOG_AUTH_ENV)["value"],
+            "token"
+        );
+        assert_eq!(
+            tokens(&generated),
+            json!({"name": "lake-catalog-token", "key": "token", "optional": false})
+        );
+        // The token never reaches the Deployment itself.
+        assert!(!catalog(&generated).to_string().contains("tok\""));
+
+        let named = all_objects(
+            &spec(json!({"authTokenSecret": {"name": "mine", "key": "k"}})),
+            "pw",
+            "tok",
+        )
+        .unwrap();
+        assert_eq!(secret_names(&named), ["lake-superuser"]);
+        assert_eq!(
+            tokens(&named),
+            json!({"name": "mine", "key": "k", "optional": false})
+        );
+
+        let open = all_objects(&spec(json!({"auth": "none"})), "pw", "tok").unwrap();
+        assert_eq!(secret_names(&open), ["lake-superuser"]);
+        assert_eq!(
+            env(&open, "Deployment", 0, wiring::CATALOG_AUTH_ENV)["value"],
+            "none"
+        );
+        assert!(!catalog(&open)
+            .to_string()
+            .contains(wiring::CATALOG_TOKENS_ENV));
+
+        let disabled = all_objects(&spec(json!({"enabled": false})), "pw", "tok").unwrap();
+        assert_eq!(secret_names(&disabled), ["lake-superuser"]);
     }
 
     #[test]
