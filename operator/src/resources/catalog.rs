@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, PodSpec, PodTemplateSpec, Probe, Secret, Service, ServicePort,
-    ServiceSpec, TCPSocketAction,
+    Container, ContainerPort, HTTPGetAction, PodSpec, PodTemplateSpec, Probe, Secret, Service,
+    ServicePort, ServiceSpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -22,11 +22,17 @@ use crate::Result;
 const USER_ENV: &str = "PGUSER";
 /// Key of the token in the generated `<cluster>-catalog-token` Secret.
 pub const CATALOG_TOKEN_KEY: &str = "token";
+/// rest_catalog answers these without a token: `/readyz` once the database is
+/// reachable and its schema current, `/healthz` while the process serves.
+const READINESS_PATH: &str = "/readyz";
+const LIVENESS_PATH: &str = "/healthz";
 
-fn tcp_probe(port: &str, period: i32, failures: i32) -> Probe {
+fn http_probe(path: &str, port: &str, period: i32, failures: i32) -> Probe {
     Probe {
-        tcp_socket: Some(TCPSocketAction {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
             port: IntOrString::String(port.into()),
+            scheme: Some("HTTP".into()),
             ..Default::default()
         }),
         period_seconds: Some(period),
@@ -83,8 +89,8 @@ pub fn catalog_deployment(c: &Cluster) -> Result<Deployment> {
             ..Default::default()
         }]),
         volume_mounts: (!mounts.is_empty()).then_some(mounts),
-        readiness_probe: Some(tcp_probe("http", 5, 3)),
-        liveness_probe: Some(tcp_probe("http", 10, 6)),
+        readiness_probe: Some(http_probe(READINESS_PATH, "http", 5, 3)),
+        liveness_probe: Some(http_probe(LIVENESS_PATH, "http", 10, 6)),
         resources: c.spec.catalog.resources.clone(),
         security_context: Some(container_security_context()),
         ..Default::default()

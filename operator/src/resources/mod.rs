@@ -706,6 +706,24 @@ mod tests {
         assert_eq!(secret_names(&disabled), ["lake-superuser"]);
     }
 
+    /// rest_catalog serves /readyz (database reachable, schema current) and
+    /// /healthz without a token: the probes ask those, on the named port.
+    #[test]
+    fn catalog_probes_ask_its_health_endpoints() {
+        let lc = cluster(json!({"version": "0.1.0", "objectStorage": {"warehouse": "s3://b/w"}}));
+        let objects = all_objects(&lc, "pw", "tok").unwrap();
+        let container = catalog(&objects);
+        for (probe, path) in [("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")] {
+            assert_eq!(
+                container[probe]["httpGet"],
+                json!({"path": path, "port": "http", "scheme": "HTTP"}),
+                "{probe}"
+            );
+            assert!(container[probe].get("tcpSocket").is_none(), "{probe}");
+        }
+        assert_eq!(container["ports"][0]["name"], "http");
+    }
+
     #[test]
     fn content_hash_is_stable() {
         assert_eq!(
