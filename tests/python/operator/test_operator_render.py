@@ -102,3 +102,31 @@ def test_irsa_and_workload_identity_annotate_the_service_account(operator_bin):
     assert key_volume["secret"]["secretName"] == "lake-gcs-key"
     env = {e["name"]: e for e in sts["spec"]["template"]["spec"]["containers"][1]["env"]}
     assert env["GOOGLE_APPLICATION_CREDENTIALS"]["value"].endswith("/key.json")
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_catalog_is_open_only_when_the_example_says_so(operator_bin, example):
+    """No example leaves the catalog open by omission: without `catalog.auth: none`
+    it reads tokens from a Secret (the named one, or the generated one that
+    `render` prints), and its probes ask /readyz and /healthz over HTTP."""
+    spec = yaml.safe_load(example.read_text())["spec"]
+    objects = render(operator_bin, example)
+    deployment = next((o for o in objects if o["kind"] == "Deployment"), None)
+    if deployment is None:
+        assert spec.get("catalog", {}).get("enabled") is False
+        return
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    if spec.get("catalog", {}).get("auth") == "none":
+        assert env["REST_CATALOG_AUTH"]["value"] == "none" and "REST_CATALOG_TOKENS" not in env
+    else:
+        assert env["REST_CATALOG_AUTH"]["value"] == "token"
+        ref = env["REST_CATALOG_TOKENS"]["valueFrom"]["secretKeyRef"]
+        named = spec.get("catalog", {}).get("authTokenSecret")
+        if named:
+            assert ref == {"name": named["name"], "key": named["key"], "optional": False}
+        else:
+            generated = next(o for o in objects if o["kind"] == "Secret" and o["metadata"]["name"] == ref["name"])
+            assert ref["key"] in generated["stringData"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"

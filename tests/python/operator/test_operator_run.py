@@ -185,7 +185,9 @@ def comparable(obj):
     if not meta.get("annotations"):
         meta.pop("annotations", None)
     if obj["kind"] == "Secret":
-        obj["stringData"].pop("password")
+        # Generated values: each run makes its own.
+        obj["stringData"].pop("password", None)
+        obj["stringData"].pop("token", None)
     return obj
 
 
@@ -238,6 +240,7 @@ def test_run_leads_reconciles_serves_and_shuts_down(operator_bin, cluster, tmp_p
         status = wait_until(lambda: api.objects[lc_path].get("status"), "the LakeCluster's status")
         assert status["phase"] == "Provisioning"
         assert status["endpoint"] == f"dev-rw.{NS}.svc:5432"
+        assert status["catalogTokenSecret"] == "dev-catalog-token"
         wait_until(lambda: any(m == "PUT" and p == lease_path for m, p, _, _ in api.requests), "a lease renewal")
 
         rendered = run_operator(operator_bin, "render", str(EXAMPLE))
@@ -276,6 +279,14 @@ def test_run_leads_reconciles_serves_and_shuts_down(operator_bin, cluster, tmp_p
     log.seek(0)
     lines = [l for l in log.read().splitlines() if l.strip()]
     assert lines and all(json.loads(l)["level"] for l in lines), "logs are JSON lines"
-    password = next(o for o in api.objects.values() if o.get("kind") == "Secret" and "stringData" in o)["stringData"]["password"]
+    generated = {o["metadata"]["name"]: o["stringData"] for o in api.objects.values()
+                 if o.get("kind") == "Secret" and "stringData" in o}
+    password = generated["dev-superuser"]["password"]
+    token = generated["dev-catalog-token"]["token"]
     assert all(password not in l for l in lines), "the generated password is never logged"
+    assert all(token not in l for l in lines), "the generated catalog token is never logged"
+    # Events and the status name the token's Secret, never hold its value.
+    for obj in api.objects.values():
+        if obj.get("kind") in ("Event", "LakeCluster"):
+            assert token not in json.dumps(obj) and password not in json.dumps(obj), obj.get("kind")
     assert all(SECRET_VALUE not in l and base64.b64encode(SECRET_VALUE.encode()).decode() not in l for l in lines)
