@@ -40,6 +40,11 @@ pub const POSTGRES_READY: &str = "PostgresReady";
 pub const CATALOG_READY: &str = "CatalogReady";
 pub const EXTENSION_UP_TO_DATE: &str = "ExtensionUpToDate";
 
+/// A rollout whose pods are not all ready this long after PostgresReady turned
+/// False is reported as stuck (a bad image, a crash loop, an unschedulable pod).
+pub const ROLLOUT_STUCK_AFTER: Duration = Duration::from_secs(600);
+const ROLLOUT_STUCK: &str = "RolloutStuck";
+
 /// Check back this often when nothing changes.
 const RESYNC: Duration = Duration::from_secs(300);
 /// Check back this soon while the cluster is converging.
@@ -292,8 +297,13 @@ async fn apply(lc: &LakeCluster, ctx: &Context) -> Result<Action> {
         &extension,
         Timestamp::now(),
     );
+    let mut published = BTreeSet::new();
     for (type_, reason, message) in transitions(&previous, &status) {
-        let kind = if reason == "UpdateFailed" {
+        // Ready repeats a part's reason and message (RolloutStuck): one event says it.
+        if !published.insert((reason.clone(), message.clone())) {
+            continue;
+        }
+        let kind = if reason == "UpdateFailed" || reason == ROLLOUT_STUCK {
             EventType::Warning
         } else {
             EventType::Normal
@@ -705,7 +715,28 @@ fn next_status(
         .and_then(|s| s.ready_replicas)
         .unwrap_or(0);
     let sts_rolled_out = rolled_out(sts, instances);
-    let postgres = if sts_rolled_out {
+    let stuck = (!sts_rolled_out)
+        .then(|| stuck_for(previous, sts, now))
+        .flatten();
+    let postgres = if let Some(since) = stuck {
+        let revision = sts
+            .status
+            .as_ref()
+            .and_then(|s| s.update_revision.as_deref())
+            .unwrap_or("the new revision");
+        (
+            false,
+            ROLLOUT_STUCK,
+            format!(
+                "{ready_instances}/{instances} pods ready: the rollout of {revision} has not finished \
+                 in the {} minutes since {since}; \
+                 see the pods' events (a bad image, a crash loop, an unschedulable pod). \
+                 Once the spec is fixed, a pod still stuck on the broken revision may need \
+                 deleting: a StatefulSet with OrderedReady does not replace it on its own",
+                ROLLOUT_STUCK_AFTER.as_secs() / 60
+            ),
+        )
+    } else if sts_rolled_out {
         (
             true,
             "PodsReady",
@@ -791,7 +822,9 @@ fn next_status(
         .filter(|(t, (ok, _, _))| !(*ok || held_back && *t == EXTENSION_UP_TO_DATE))
         .map(|(t, _)| *t)
         .collect();
-    let ready = if waiting.is_empty() && held_back {
+    let ready = if let (Some(_), (_, (_, _, message))) = (stuck, &parts[0]) {
+        (false, ROLLOUT_STUCK, message.clone())
+    } else if waiting.is_empty() && held_back {
         (
             true,
             "ClusterReady",
@@ -818,6 +851,8 @@ fn next_status(
         Phase::Ready
     } else if installed.is_none() {
         Phase::Provisioning
+    } else if stuck.is_some() {
+        Phase::Degraded
     } else if !sts_rolled_out
         || !matches!(
             extension,
@@ -847,6 +882,32 @@ fn next_status(
         installed_extension_version: installed,
         ready_instances: Some(ready_instances),
     }
+}
+
+/// Since when a stuck rollout has been under way (kept stable, so the status does not
+/// change with every look): the StatefulSet has a revision its pods
+/// do not all run ready yet (`updateRevision` is not `currentRevision`, which the
+/// StatefulSet controller moves only once every pod is updated and ready), and
+/// PostgresReady has been False for [`ROLLOUT_STUCK_AFTER`] or more. Only what
+/// reconcile reads anyway: no pod reads, no new permissions, no watch; while a
+/// cluster is not Ready it is looked at every 30 s, so this is noticed in time.
+fn stuck_for(previous: &LakeClusterStatus, sts: &StatefulSet, now: Timestamp) -> Option<Timestamp> {
+    let status = sts.status.as_ref()?;
+    let pending =
+        status.update_revision.is_some() && status.current_revision != status.update_revision;
+    if !pending {
+        return None;
+    }
+    let since = previous
+        .conditions
+        .iter()
+        .find(|c| c.type_ == POSTGRES_READY && c.status == "False")?
+        .last_transition_time
+        .0;
+    let elapsed = now.as_second() - since.as_second();
+    let threshold = i64::try_from(ROLLOUT_STUCK_AFTER.as_secs()).unwrap_or(i64::MAX);
+    // Whole seconds, as the API server keeps condition times.
+    (elapsed >= threshold).then(|| Timestamp::from_second(since.as_second()).unwrap_or(since))
 }
 
 fn condition(

@@ -1394,3 +1394,100 @@ async fn deletion_forgets_the_cluster() {
     drop(ctx);
     finish(mock).await;
 }
+
+/// A rollout whose new pod never becomes ready (a bad image): after
+/// ROLLOUT_STUCK_AFTER since PostgresReady turned False, Ready and PostgresReady
+/// say RolloutStuck, one Warning event says why, and the phase is Degraded. Before
+/// that the rollout is merely under way and nothing is written. Observed from the
+/// StatefulSet's status and the conditions' own transition times only.
+#[tokio::test]
+async fn a_rollout_that_never_becomes_ready_is_reported_stuck() {
+    let v1 = LakeCluster::test().finalized();
+    let v2 = v1
+        .clone()
+        .with_status(ready_status(&v1))
+        .changed(|s| s.version = "0.2.0".into());
+    let objects = owned(&v2);
+    let find = |kind: &str| objects.iter().find(|o| o.desired["kind"] == kind).unwrap();
+    // The new revision's pod is there but never ready.
+    let mut sts = settled(find("StatefulSet").desired.clone(), 2);
+    sts["status"] = json!({
+        "observedGeneration": 2, "replicas": 1, "readyReplicas": 0, "updatedReplicas": 1,
+        "currentRevision": "lake-1", "updateRevision": "lake-2",
+    });
+    let deployment = settled(find("Deployment").desired.clone(), 2);
+    let rolling_since = |ago: Duration| {
+        let c = Cluster::new(&v2).unwrap();
+        let at = Timestamp::now() - ago;
+        next_status(
+            &c,
+            v2.status.as_ref().unwrap(),
+            &serde_json::from_value(sts.clone()).unwrap(),
+            Some(&serde_json::from_value(deployment.clone()).unwrap()),
+            &Extension::WaitingForRollout,
+            at,
+        )
+    };
+    let replies = || {
+        let mut out = vec![keys_secret(), existing_secret(), existing_token()];
+        for o in &objects {
+            let live = if o.desired["kind"] == "StatefulSet" {
+                sts.clone()
+            } else {
+                settled(o.desired.clone(), 2)
+            };
+            out.push(Exchange::get(&o.path).reply(live));
+        }
+        out
+    };
+
+    // Nine minutes in: still rolling out, nothing new to say.
+    let under_way = rolling_since(ROLLOUT_STUCK_AFTER - Duration::from_secs(60));
+    assert_eq!(under_way.phase, Some(Phase::Upgrading));
+    let lc = v2.clone().with_status(under_way);
+    let (ctx, server) = just_applied(&lc, 2);
+    let mock = server.run(replies());
+    let action = reconcile(Arc::new(lc), ctx).await.expect("under way");
+    assert_eq!(action, Action::requeue(CONVERGING));
+    let seen = finish(mock).await;
+    assert!(seen.iter().all(|s| s.method == Method::GET), "{seen:?}");
+
+    // Eleven minutes in: stuck.
+    let lc = v2
+        .clone()
+        .with_status(rolling_since(ROLLOUT_STUCK_AFTER + Duration::from_secs(60)));
+    let (ctx, server) = just_applied(&lc, 2);
+    let mut scenario = replies();
+    let event_body = Arc::new(Mutex::new(None));
+    // Ready and PostgresReady say the same: one event.
+    scenario.push(warning(
+        "RolloutStuck",
+        "0/1 pods ready: the rollout of lake-2 has not finished in the 10 minutes since",
+        &event_body,
+    ));
+    let status = Arc::new(Mutex::new(None));
+    scenario.push(status_apply(&status));
+    let mock = server.run(scenario);
+    reconcile(Arc::new(lc.clone()), ctx).await.expect("stuck");
+    finish(mock).await;
+    let body = status.lock().unwrap().take().unwrap();
+    let stuck: LakeClusterStatus = serde_json::from_value(body["status"].clone()).unwrap();
+    assert_eq!(stuck.phase, Some(Phase::Degraded));
+    for type_ in [READY, POSTGRES_READY] {
+        let c = condition_of(&body["status"], type_);
+        assert_eq!(
+            (&c["status"], &c["reason"]),
+            (&json!("False"), &json!("RolloutStuck")),
+            "{type_}"
+        );
+    }
+    assert_eq!(event_body.lock().unwrap().take().unwrap()["action"], READY);
+
+    // Looked at again, still stuck: the message holds still, so nothing is written.
+    let lc = lc.with_status(stuck);
+    let (ctx, server) = just_applied(&lc, 2);
+    let mock = server.run(replies());
+    reconcile(Arc::new(lc), ctx).await.expect("still stuck");
+    let seen = finish(mock).await;
+    assert!(seen.iter().all(|s| s.method == Method::GET), "{seen:?}");
+}
