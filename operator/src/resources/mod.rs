@@ -230,32 +230,28 @@ impl<'a> Cluster<'a> {
         };
         let mut env = Vec::new();
         if let Some(keys) = &creds.s3_keys_secret {
-            if !self.gcs_warehouse() {
-                env.push(secret_env(
-                    wiring::S3_ACCESS_KEY_ID_ENV,
-                    &keys.name,
-                    &keys.access_key_id_key,
-                ));
-                env.push(secret_env(
-                    wiring::S3_SECRET_ACCESS_KEY_ENV,
-                    &keys.name,
-                    &keys.secret_access_key_key,
-                ));
-                if let Some(token) = &keys.session_token_key {
-                    env.push(secret_env(wiring::S3_SESSION_TOKEN_ENV, &keys.name, token));
-                }
+            // On a gs:// warehouse these are GCS HMAC keys (pgduck_server and
+            // rest_catalog reach GCS's S3-compatible API), which have no session token.
+            let (id_env, secret_key_env) = if self.gcs_warehouse() {
+                (wiring::GCS_HMAC_KEY_ID_ENV, wiring::GCS_HMAC_SECRET_ENV)
             } else {
-                // GCS HMAC keys (pgduck_server and rest_catalog reach GCS's S3-compatible API).
-                env.push(secret_env(
-                    wiring::GCS_HMAC_KEY_ID_ENV,
-                    &keys.name,
-                    &keys.access_key_id_key,
-                ));
-                env.push(secret_env(
-                    wiring::GCS_HMAC_SECRET_ENV,
-                    &keys.name,
-                    &keys.secret_access_key_key,
-                ));
+                (
+                    wiring::S3_ACCESS_KEY_ID_ENV,
+                    wiring::S3_SECRET_ACCESS_KEY_ENV,
+                )
+            };
+            env.push(secret_env(id_env, &keys.name, &keys.access_key_id_key));
+            env.push(secret_env(
+                secret_key_env,
+                &keys.name,
+                &keys.secret_access_key_key,
+            ));
+            if let Some(token) = keys
+                .session_token_key
+                .as_ref()
+                .filter(|_| !self.gcs_warehouse())
+            {
+                env.push(secret_env(wiring::S3_SESSION_TOKEN_ENV, &keys.name, token));
             }
         }
         if let Some(key) = &creds.gcs_key_secret {
