@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use crate::contract::{env, guc, pgduck_flag, StorageEnv, UrlStyle};
+
 /// Port pgduck_server listens on by default; its socket is `<dir>/.s.PGSQL.5332`.
 pub const DEFAULT_PGDUCK_PORT: u16 = 5332;
 /// Postgres port inside a pod and in the local appliance.
@@ -17,27 +19,22 @@ pub const DEFAULT_DATABASE: &str = "postgres";
 /// The catalog name Postgres' own tables are registered under.
 pub const DEFAULT_CATALOG_NAME: &str = "pg_lake";
 
-/// Environment variables that carry object-storage credentials into every process
-/// (from a Secret in pods, from the caller's environment locally). Their values are
-/// never part of a [`Wiring`].
-pub const S3_ACCESS_KEY_ID_ENV: &str = "AWS_ACCESS_KEY_ID";
-pub const S3_SECRET_ACCESS_KEY_ENV: &str = "AWS_SECRET_ACCESS_KEY";
-pub const S3_SESSION_TOKEN_ENV: &str = "AWS_SESSION_TOKEN";
-/// GCS HMAC keys, as pgduck_server (its `credentials` module) and rest_catalog (its
-/// `warehouse` module, through GCS's S3-compatible XML API) read them.
-pub const GCS_HMAC_KEY_ID_ENV: &str = "GCS_ACCESS_KEY_ID";
-pub const GCS_HMAC_SECRET_ENV: &str = "GCS_SECRET_ACCESS_KEY";
-/// Path of a GCS service-account key file (a mounted Secret in pods).
-pub const GCS_CREDENTIALS_FILE_ENV: &str = "GOOGLE_APPLICATION_CREDENTIALS";
-/// `true` makes pgduck_server take GCS tokens from the metadata server (GKE Workload
-/// Identity); pgduck_server's `gcp` module reads the same name.
-pub const GCS_METADATA_SERVER_ENV: &str = "PG_LAKE_GCS_METADATA_SERVER";
-/// How the REST catalog authenticates its clients: `none` or `token`.
-pub const CATALOG_AUTH_ENV: &str = "REST_CATALOG_AUTH";
-/// Bearer tokens the REST catalog accepts (comma-separated) in `token` mode.
-pub const CATALOG_TOKENS_ENV: &str = "REST_CATALOG_TOKENS";
-/// Password the REST catalog uses for `REST_CATALOG_DATABASE_URL`'s user.
-pub const CATALOG_DATABASE_PASSWORD_ENV: &str = "PGPASSWORD";
+/// Names other crates know these settings by; each is defined once, in [`contract`].
+pub use crate::contract::env::{
+    AWS_ACCESS_KEY_ID as S3_ACCESS_KEY_ID_ENV, AWS_SECRET_ACCESS_KEY as S3_SECRET_ACCESS_KEY_ENV,
+    AWS_SESSION_TOKEN as S3_SESSION_TOKEN_ENV, CATALOG_AUTH as CATALOG_AUTH_ENV,
+    CATALOG_TOKENS as CATALOG_TOKENS_ENV, GCS_ACCESS_KEY_ID as GCS_HMAC_KEY_ID_ENV,
+    GCS_METADATA_SERVER as GCS_METADATA_SERVER_ENV, GCS_SECRET_ACCESS_KEY as GCS_HMAC_SECRET_ENV,
+    GOOGLE_APPLICATION_CREDENTIALS as GCS_CREDENTIALS_FILE_ENV,
+    PGPASSWORD as CATALOG_DATABASE_PASSWORD_ENV,
+};
+
+/// The unprivileged OS user every process of a node runs as: the pod's `runAsUser`
+/// (the image's `postgres`), and locally the `postgres` user when started as root.
+pub const NODE_OS_USER: &str = "postgres";
+/// Mode of the socket directory: only the node's user reaches pgduck_server's socket,
+/// which has no authentication of its own.
+pub const SOCKET_DIR_MODE: u32 = 0o700;
 
 /// Object storage the warehouse lives in, with the settings every engine needs
 /// to reach it. Credentials are never part of the wiring: they travel as
@@ -64,6 +61,20 @@ pub struct PgduckSettings {
     pub cache_size: Option<String>,
     pub extensions_dir: Option<String>,
     pub max_clients: u32,
+}
+
+impl ObjectStore {
+    /// The warehouse with the S3 settings of a parsed environment (see [`StorageEnv`]).
+    pub fn from_env(warehouse: String, storage: &StorageEnv) -> ObjectStore {
+        let s3 = storage.s3.as_ref();
+        ObjectStore {
+            warehouse,
+            s3_region: s3.and_then(|s| s.region.clone()),
+            s3_endpoint: s3.and_then(|s| s.endpoint.clone()),
+            s3_path_style: s3.is_some_and(|s| s.url_style == Some(UrlStyle::Path)),
+            s3_use_ssl: s3.is_none_or(|s| s.tls()),
+        }
+    }
 }
 
 impl Default for PgduckSettings {
@@ -148,23 +159,23 @@ impl Wiring {
     pub fn postgres_gucs(&self) -> Vec<Guc> {
         vec![
             Guc {
-                name: "shared_preload_libraries",
+                name: guc::SHARED_PRELOAD_LIBRARIES,
                 value: "pg_lake".into(),
             },
             Guc {
-                name: "unix_socket_directories",
+                name: guc::UNIX_SOCKET_DIRECTORIES,
                 value: self.socket_dir.clone(),
             },
             Guc {
-                name: "port",
+                name: guc::PORT,
                 value: self.postgres_port.to_string(),
             },
             Guc {
-                name: "pg_lake_engine.host",
+                name: guc::ENGINE_HOST,
                 value: self.pgduck_conninfo(),
             },
             Guc {
-                name: "pg_lake_iceberg.default_location_prefix",
+                name: guc::DEFAULT_LOCATION_PREFIX,
                 value: self.default_location_prefix(),
             },
         ]
@@ -173,23 +184,24 @@ impl Wiring {
     /// Command-line arguments of pgduck_server (without the program name).
     pub fn pgduck_args(&self) -> Vec<String> {
         let p = &self.pgduck;
+        let flag = |name: &str, value: &dyn fmt::Display| format!("--{name}={value}");
         let mut args = vec![
-            format!("--unix_socket_directory={}", self.socket_dir),
-            format!("--port={}", self.pgduck_port),
-            format!("--max_clients={}", p.max_clients),
-            format!("--cache_dir={}", p.cache_dir),
+            flag(pgduck_flag::UNIX_SOCKET_DIRECTORY, &self.socket_dir),
+            flag(pgduck_flag::PORT, &self.pgduck_port),
+            flag(pgduck_flag::MAX_CLIENTS, &p.max_clients),
+            flag(pgduck_flag::CACHE_DIR, &p.cache_dir),
         ];
         if let Some(m) = &p.memory_limit {
-            args.push(format!("--memory_limit={m}"));
+            args.push(flag(pgduck_flag::MEMORY_LIMIT, m));
         }
         if let Some(t) = p.threads {
-            args.push(format!("--threads={t}"));
+            args.push(flag(pgduck_flag::THREADS, &t));
         }
         if let Some(s) = &p.cache_size {
-            args.push(format!("--cache_size={s}"));
+            args.push(flag(pgduck_flag::CACHE_SIZE, s));
         }
         if let Some(d) = &p.extensions_dir {
-            args.push(format!("--extensions_dir={d}"));
+            args.push(flag(pgduck_flag::EXTENSIONS_DIR, d));
         }
         args
     }
@@ -200,16 +212,16 @@ impl Wiring {
         let o = &self.object_store;
         let mut env = Vec::new();
         if let Some(r) = &o.s3_region {
-            env.push(("AWS_REGION", r.clone()));
+            env.push((env::AWS_REGION, r.clone()));
         }
         if let Some(e) = &o.s3_endpoint {
-            env.push(("AWS_ENDPOINT_URL", endpoint_url(e, o.s3_use_ssl)));
+            env.push((env::AWS_ENDPOINT_URL, endpoint_url(e, o.s3_use_ssl)));
         }
         if o.s3_path_style {
-            env.push(("PG_LAKE_S3_URL_STYLE", "path".into()));
+            env.push((env::S3_URL_STYLE, UrlStyle::Path.as_str().into()));
         }
         if !o.s3_use_ssl && o.s3_endpoint.is_some() {
-            env.push(("PG_LAKE_S3_USE_SSL", "false".into()));
+            env.push((env::S3_USE_SSL, "false".into()));
         }
         env
     }
@@ -219,21 +231,18 @@ impl Wiring {
     pub fn catalog_env(&self, postgres_host: &str, user: &str) -> Vec<EnvVar> {
         let mut env = vec![
             (
-                "REST_CATALOG_LISTEN",
+                env::CATALOG_LISTEN,
                 format!("0.0.0.0:{}", self.catalog_port),
             ),
             (
-                "REST_CATALOG_DATABASE_URL",
+                env::CATALOG_DATABASE_URL,
                 format!(
                     "postgres://{user}@{postgres_host}:{}/{}",
                     self.postgres_port, self.database
                 ),
             ),
-            (
-                "REST_CATALOG_WAREHOUSE",
-                self.object_store.warehouse.clone(),
-            ),
-            ("REST_CATALOG_NAME", self.catalog_name.clone()),
+            (env::CATALOG_WAREHOUSE, self.object_store.warehouse.clone()),
+            (env::CATALOG_NAME, self.catalog_name.clone()),
         ];
         env.extend(self.object_store_env());
         env
@@ -298,5 +307,28 @@ mod tests {
         assert!(env.contains(&("AWS_ENDPOINT_URL", "http://127.0.0.1:9000".into())));
         assert!(env.contains(&("PG_LAKE_S3_URL_STYLE", "path".into())));
         assert!(env.contains(&("PG_LAKE_S3_USE_SSL", "false".into())));
+    }
+
+    #[test]
+    fn the_env_it_writes_parses_back_to_the_same_settings() {
+        for (endpoint, tls) in [("127.0.0.1:9000", false), ("minio:9000", true)] {
+            let store = ObjectStore {
+                warehouse: "s3://b/w".into(),
+                s3_region: Some("eu-west-1".into()),
+                s3_endpoint: Some(endpoint.into()),
+                s3_path_style: true,
+                s3_use_ssl: tls,
+            };
+            let env = Wiring {
+                object_store: store.clone(),
+                ..Default::default()
+            }
+            .object_store_env();
+            let parsed = StorageEnv::from_lookup(|k| {
+                env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+            })
+            .unwrap();
+            assert_eq!(ObjectStore::from_env("s3://b/w".into(), &parsed), store);
+        }
     }
 }
