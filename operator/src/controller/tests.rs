@@ -3,12 +3,14 @@
 use std::sync::{Arc, Mutex};
 
 use http::{Method, StatusCode};
+use k8s_openapi::api::core::v1::Secret;
 use serde_json::{json, Value};
 
+use super::extension::Extension;
 use super::*;
-use crate::crd::ServiceType;
+use crate::crd::{LakeClusterStatus, ReclaimPolicy, ServiceType};
 use crate::fixtures::{finish, path, ApiServer, Exchange, NAME, NS};
-use crate::resources::{Cluster, APPLIED_HASH_ANNOTATION};
+use crate::resources::{Cluster, APPLIED_HASH_ANNOTATION, COMPONENT_LABEL};
 
 /// An owned object: where it lives and what the operator applies there.
 struct Owned {
