@@ -8,8 +8,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("could not connect to pgduck_server ({conninfo}): {reason}")]
-    Connect { conninfo: String, reason: String },
+    /// `target` names hosts and ports only, never a password.
+    #[error("could not connect to pgduck_server ({target}): {reason}")]
+    Connect { target: String, reason: String },
 
     /// An error DuckDB (through pgduck_server) reported for a query; the session stays usable.
     #[error("{message}")]
@@ -56,6 +57,32 @@ pub enum Error {
 
     #[error("unsupported URL scheme \"{scheme}\" in \"{url}\"")]
     UnsupportedScheme { url: String, scheme: String },
+
+    #[error("query parameters are not permitted in cloud storage URLs: \"{0}\"")]
+    QueryParameters(String),
+
+    /// A local file the backend's own OS user could not open, as Postgres' COPY reports it.
+    #[error("could not open file \"{path}\" for {action}: {reason}")]
+    LocalFile {
+        path: String,
+        action: &'static str,
+        reason: String,
+        not_found: bool,
+    },
+
+    /// A NUL byte in a text value read from a file (Postgres text cannot hold one).
+    #[error("invalid byte sequence for encoding \"UTF8\": 0x00")]
+    NulInText { column: String },
+
+    #[error("{what} is nested {depth} levels deep; pg_lake supports at most {max}")]
+    TooDeep {
+        what: String,
+        depth: usize,
+        max: usize,
+    },
+
+    #[error("a row of {bytes} bytes is larger than the {limit} bytes pg_lake passes to pgduck_server in one row")]
+    RowTooLarge { bytes: usize, limit: usize },
 
     #[error("could not determine the file format of \"{0}\"")]
     UnknownFormat(String),
@@ -106,9 +133,15 @@ impl Error {
                 ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE
             }
             Error::MissingOption(_) => ERRCODE_FDW_OPTION_NAME_NOT_FOUND,
-            Error::UnsupportedScheme { .. } | Error::UnknownFormat(_) => {
-                ERRCODE_INVALID_PARAMETER_VALUE
-            }
+            Error::UnsupportedScheme { .. }
+            | Error::UnknownFormat(_)
+            | Error::QueryParameters(_) => ERRCODE_INVALID_PARAMETER_VALUE,
+            Error::LocalFile {
+                not_found: true, ..
+            } => ERRCODE_UNDEFINED_FILE,
+            Error::LocalFile { .. } => ERRCODE_INSUFFICIENT_PRIVILEGE,
+            Error::NulInText { .. } => ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
+            Error::TooDeep { .. } | Error::RowTooLarge { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             Error::PermissionDenied { .. } => ERRCODE_INSUFFICIENT_PRIVILEGE,
             Error::UnsupportedDuckdbType { .. } => ERRCODE_DATATYPE_MISMATCH,
             Error::ColumnMismatch(_) => ERRCODE_UNDEFINED_COLUMN,
@@ -121,14 +154,15 @@ impl Error {
 
     fn detail(&self) -> Option<String> {
         match self {
-            Error::Engine { detail, .. } => detail.clone(),
+            Error::Engine { detail, .. } => detail.clone().filter(|d| !d.is_empty()),
+            Error::NulInText { column } => Some(format!("In column \"{column}\".")),
             _ => None,
         }
     }
 
     fn hint(&self) -> Option<String> {
         match self {
-            Error::Engine { hint, .. } => hint.clone(),
+            Error::Engine { hint, .. } => hint.clone().filter(|h| !h.is_empty()),
             Error::Connect { .. } => Some(
                 "Check that pgduck_server is running and that pg_lake_engine.host points at its socket."
                     .into(),

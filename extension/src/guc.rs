@@ -4,8 +4,10 @@ use std::ffi::CString;
 
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 
-/// libpq-style connection string of pgduck_server. Superuser-only: it decides which
-/// process runs every lake query, with that process' object-storage credentials.
+/// libpq-style connection string of pgduck_server. Superuser-only, to set and to see (it
+/// decides which process runs every lake query, with that process' object-storage
+/// credentials, and may hold a password). A password is better given through the
+/// `PGDUCK_PASSWORD` environment variable of the postmaster than here.
 pub static ENGINE_HOST: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"host=/tmp port=5332"));
 
@@ -23,7 +25,7 @@ pub fn register() {
         c"A libpq-style string such as 'host=/tmp port=5332'; host may be a unix socket directory.",
         &ENGINE_HOST,
         GucContext::Suset,
-        GucFlags::default(),
+        GucFlags::SUPERUSER_ONLY,
     );
     GucRegistry::define_int_guc(
         c"pg_lake_engine.connect_timeout",

@@ -1,32 +1,47 @@
-//! pg_lake: query, import and export data-lake files (Parquet, CSV, JSON) from Postgres,
-//! with DuckDB in pgduck_server doing the scanning.
+//! pg_lake: query, import and export data-lake files (Parquet, CSV, JSON) and Iceberg
+//! tables from Postgres, with DuckDB in pgduck_server doing the scanning.
 //!
-//! - [`fdw`]: `SERVER pg_lake` foreign tables over files.
-//! - [`hooks`]: COPY to/from lake URLs and schema inference for foreign tables.
-//! - `lake_file`: the `lake_file.list/exists/size/preview` SQL functions.
-//! - [`engine`]: the backend's connection to pgduck_server.
-//! - [`catalog`]: the Iceberg catalog tables shared with the REST catalog, and the
-//!   `iceberg_tables` view over them.
+//! The folders follow the path data takes (see README.md's map):
+//! - [`hooks`]: thin Postgres hooks that only dispatch (utility; planner and transaction
+//!   hooks join them).
+//! - read path: [`plan`] (what can be shipped to DuckDB, deparsed) → [`fdw`] (foreign-table
+//!   planning and execution, schema inference) → [`pgduck`] (the client to pgduck_server
+//!   and the COPY text it streams back).
+//! - write path: [`copy`] (COPY to and from lake URLs) → [`write`] (row sinks that stream a
+//!   query's rows to pgduck_server, which writes the files).
+//! - [`files`]: lake file locations, their options, and who may read or write them.
+//! - [`iceberg_table`]: Iceberg tables: the shared catalog now; DDL, pending changes per
+//!   transaction, commit and maintenance as they land.
+//! - [`sql`]: SQL-callable functions (`lake_file.*`).
+//! - [`pg`], [`types`], [`guc`], [`error`]: pg_sys helpers, the DuckDB ⇄ Postgres type
+//!   mapping, settings and the one error type.
 
 use pgrx::prelude::*;
 
-mod access;
-mod catalog;
-mod copy_text;
-mod engine;
+mod copy;
 mod error;
 mod fdw;
+mod files;
 mod guc;
 mod hooks;
-mod lake_file;
-mod pgutil;
-mod source;
+mod iceberg_table;
+mod pg;
+mod pgduck;
+mod plan;
+mod sql;
 mod types;
+mod write;
 
 ::pgrx::pg_module_magic!(name, version);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    // pgrx appends a captured Rust backtrace to every ERROR's DETAIL when RUST_BACKTRACE is
+    // set in the server's environment: users would see internals in their error messages.
+    // Backtraces stay available to panics (RUST_BACKTRACE), not to reported errors.
+    // SAFETY: _PG_init runs on the one thread of the postmaster (or a backend) before any
+    // other code of ours; nothing reads the environment concurrently.
+    unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
     guc::register();
     hooks::install();
 }

@@ -2,7 +2,7 @@
 //! Iceberg mapping in DESIGN.md.
 
 use crate::error::{Error, Result};
-use crate::source::{quote_ident, quote_literal};
+use crate::files::{quote_ident, quote_literal};
 
 /// The Postgres type a DuckDB column maps to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,36 +30,103 @@ impl std::fmt::Display for PgType {
     }
 }
 
-/// Maps a DuckDB type as DESCRIBE prints it; `None` if Postgres has no counterpart.
-/// Names are spelled as Postgres' `format_type` prints them.
+/// How deeply arrays and structs may nest in a file column pg_lake maps to Postgres.
+/// Deeper types are refused before anything recurses over them.
+pub const MAX_NESTING: usize = 100;
+
+/// Nesting depth of a DuckDB type string (`STRUCT(a STRUCT(b INTEGER))` is 2, `INTEGER[]`
+/// is 1), found in one pass without recursion.
+pub fn nesting_depth(duckdb_type: &str) -> usize {
+    let (mut levels, mut max, mut quoted) = (0usize, 0usize, false);
+    let mut opened: Vec<bool> = Vec::new();
+    let bytes = duckdb_type.as_bytes();
+    for (i, b) in bytes.iter().enumerate() {
+        match b {
+            b'"' => quoted = !quoted,
+            b'(' | b'[' if !quoted => {
+                // DECIMAL(p,s) takes arguments; STRUCT(..), MAP(..), UNION(..) and [] nest.
+                let before = &bytes[..i];
+                let nests = *b == b'['
+                    || ["STRUCT", "MAP", "UNION"].iter().any(|k| {
+                        before.len() >= k.len()
+                            && before[before.len() - k.len()..].eq_ignore_ascii_case(k.as_bytes())
+                    });
+                if nests {
+                    levels += 1;
+                    max = max.max(levels);
+                }
+                opened.push(nests);
+            }
+            b')' | b']' if !quoted => {
+                if opened.pop() == Some(true) {
+                    levels -= 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    max
+}
+
+/// Refuses a column whose type nests deeper than [`MAX_NESTING`].
+pub fn check_nesting(column: &str, url: &str, duckdb_type: &str) -> Result<()> {
+    let depth = nesting_depth(duckdb_type);
+    if depth > MAX_NESTING {
+        return Err(Error::TooDeep {
+            what: format!("column \"{column}\" of \"{url}\""),
+            depth,
+            max: MAX_NESTING,
+        });
+    }
+    Ok(())
+}
+
+/// Maps a DuckDB type as DESCRIBE prints it; `None` if Postgres has no counterpart (or it
+/// nests deeper than [`MAX_NESTING`]). Names are spelled as Postgres' `format_type` prints them.
 pub fn pg_type_for_duckdb(duckdb_type: &str) -> Option<PgType> {
+    map_type(duckdb_type, 0)
+}
+
+fn starts_with_ci(s: &str, prefix: &str) -> bool {
+    s.get(..prefix.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+}
+
+fn map_type(duckdb_type: &str, depth: usize) -> Option<PgType> {
+    if depth > MAX_NESTING {
+        return None;
+    }
+    // SAFETY: check_stack_depth only compares the stack pointer with Postgres' limit and
+    // raises a clean ERROR beyond it.
+    unsafe { pgrx::pg_sys::check_stack_depth() };
     let t = duckdb_type.trim();
     if let Some(inner) = t.strip_suffix("[]") {
-        return element(inner);
+        return element(inner, depth);
     }
     if t.ends_with(']') {
         // Fixed-size ARRAY, e.g. INTEGER[3].
         let open = t.rfind('[')?;
-        return element(&t[..open]);
+        return element(&t[..open], depth);
     }
-    let upper = t.to_ascii_uppercase();
-    if let Some(args) = upper
-        .strip_prefix("DECIMAL(")
-        .and_then(|r| r.strip_suffix(')'))
-    {
+    if starts_with_ci(t, "DECIMAL(") {
+        let args = t["DECIMAL(".len()..].strip_suffix(')')?;
         return Some(PgType::Named(format!("numeric({})", args.replace(' ', ""))));
     }
-    if upper.starts_with("STRUCT(") {
-        let body = &t["STRUCT(".len()..t.len() - 1];
+    if starts_with_ci(t, "STRUCT(") {
+        let body = t["STRUCT(".len()..].strip_suffix(')')?;
         let fields = split_top_level(body)
             .into_iter()
             .map(|field| {
                 let (name, ty) = split_field(field)?;
-                Some((name, pg_type_for_duckdb(ty)?))
+                Some((name, map_type(ty, depth + 1)?))
             })
             .collect::<Option<Vec<_>>>()?;
         return Some(PgType::Composite(fields));
     }
+    if t.len() > 32 {
+        return None;
+    }
+    let upper = t.to_ascii_uppercase();
     let name = match upper.as_str() {
         "BOOLEAN" => "boolean",
         "TINYINT" | "SMALLINT" | "UTINYINT" => "smallint",
@@ -87,8 +154,8 @@ pub fn pg_type_for_duckdb(duckdb_type: &str) -> Option<PgType> {
 }
 
 /// Postgres arrays are flat: a list of lists has no Postgres type.
-fn element(inner: &str) -> Option<PgType> {
-    match pg_type_for_duckdb(inner)? {
+fn element(inner: &str, depth: usize) -> Option<PgType> {
+    match map_type(inner, depth + 1)? {
         PgType::Array(_) => None,
         e => Some(PgType::Array(Box::new(e))),
     }
@@ -144,6 +211,9 @@ fn split_field(field: &str) -> Option<(String, &str)> {
 pub struct Transfer {
     pub duckdb_type: String,
     kind: TransferKind,
+    /// Numeric values DuckDB stores with this many decimal digits at most (unconstrained
+    /// or wider-than-38 numeric become DECIMAL(38,9)): more digits are rounded.
+    pub rounds_to_scale: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -325,9 +395,15 @@ impl PgShape {
             PgShape::Array(_) | PgShape::Composite(_) => TransferKind::Json,
             _ => TransferKind::Cast,
         };
+        let rounds_to_scale = match self {
+            PgShape::Numeric(None) => Some(9),
+            PgShape::Numeric(Some((p, _))) if *p > 38 => Some(9),
+            _ => None,
+        };
         Ok(Transfer {
             duckdb_type: self.duckdb_type()?,
             kind,
+            rounds_to_scale,
         })
     }
 }
@@ -414,5 +490,15 @@ mod tests {
         );
         assert_eq!(m("INTEGER[][]"), None);
         assert_eq!(m("MAP(VARCHAR, INTEGER)"), None);
+        let deep = |n: usize| format!("{}INTEGER{}", "STRUCT(a ".repeat(n), ")".repeat(n));
+        assert_eq!(nesting_depth(&deep(3)), 3);
+        assert_eq!(nesting_depth("DECIMAL(38, 9)[]"), 1);
+        assert!(m(&deep(MAX_NESTING)).is_some());
+        assert_eq!(m(&deep(MAX_NESTING + 1)), None);
+        assert_eq!(m(&deep(5000)), None);
+        assert!(check_nesting("c", "x.json", &deep(5000))
+            .unwrap_err()
+            .to_string()
+            .contains("nested 5000 levels deep"));
     }
 }

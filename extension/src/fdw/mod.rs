@@ -1,17 +1,17 @@
 //! The `pg_lake` foreign data wrapper: foreign tables over Parquet, CSV and JSON files,
 //! scanned by DuckDB in pgduck_server.
 
-mod deparse;
+pub mod infer;
 mod scan;
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::access::{check, Access};
-use crate::engine::Connection;
 use crate::error::{Error, OrReport, Result};
-use crate::pgutil::def_elems;
-use crate::source::{LakeFiles, OptionContext};
+use crate::files::access::{check, Access};
+use crate::files::{LakeFiles, OptionContext};
+use crate::pg::util::def_elems;
+use crate::pgduck::Connection;
 
 /// The files behind a foreign table, from its options.
 pub fn table_files(relid: pg_sys::Oid) -> Result<LakeFiles> {
@@ -21,8 +21,11 @@ pub fn table_files(relid: pg_sys::Oid) -> Result<LakeFiles> {
     LakeFiles::from_options(None, &options, OptionContext::ForeignTable)
 }
 
-/// (column name, DuckDB type) of `files`, as DuckDB's DESCRIBE sees them.
+/// (column name, DuckDB type) of `files`, as DuckDB's DESCRIBE sees them. The current
+/// user must be allowed to read them: nothing about a file (not even whether it exists)
+/// is revealed before that.
 pub(crate) fn describe(files: &LakeFiles) -> Result<Vec<(String, String)>> {
+    check(&files.url, Access::Read)?;
     let rows = Connection::acquire()?
         .query(&format!("DESCRIBE SELECT * FROM {}", files.read_sql(None)))?;
     Ok(rows

@@ -13,12 +13,12 @@ use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
 use pgrx::prelude::*;
 use pgrx::{PgLogLevel, PgTryBuilder};
 
-use super::deparse::{deparse, Rel};
-use crate::copy_text::DecodedRow;
-use crate::engine::{Connection, RowStream};
 use crate::error::{Error, OrReport, Result};
-use crate::pgutil::{list_ptrs, pstrdup, string};
-use crate::source::quote_ident;
+use crate::files::quote_ident;
+use crate::pg::util::{list_ptrs, pstrdup, string};
+use crate::pgduck::copy_text::DecodedRow;
+use crate::pgduck::{Connection, RowStream};
+use crate::plan::deparse::{deparse, Rel};
 
 /// Rows the planner assumes a lake table has; files carry no statistics Postgres sees.
 const ESTIMATED_ROWS: f64 = 1_000_000.0;
@@ -369,7 +369,18 @@ pub unsafe extern "C-unwind" fn iterate_foreign_scan(
         let Some(line) = state.rows().and_then(|r| r.next_row()).or_report() else {
             return slot;
         };
-        state.row.decode(&line);
+        if let Err(field) = state.row.decode(&line) {
+            let desc = (*slot).tts_tupleDescriptor;
+            let column = state
+                .inputs
+                .get(field)
+                .map(|input| {
+                    let attr = (*desc).attrs.as_ptr().add(input.index);
+                    string((*attr).attname.data.as_ptr()).unwrap_or_default()
+                })
+                .unwrap_or_default();
+            Error::NulInText { column }.report();
+        }
         let expected = state.inputs.len().max(1);
         if state.row.len() != expected {
             Error::Protocol(format!(

@@ -1,9 +1,10 @@
-//! Hooks into Postgres' utility processing: COPY to and from lake URLs, and schema
-//! inference for `CREATE FOREIGN TABLE t () SERVER pg_lake`.
+//! Hooks into Postgres. They only recognise what is ours and dispatch: COPY to and from
+//! lake URLs goes to [`crate::copy`], `CREATE FOREIGN TABLE t () SERVER pg_lake` to
+//! [`crate::fdw::infer`]. (The planner hook for full query pushdown and the transaction
+//! callbacks that commit Iceberg tables belong here too, as dispatchers.)
 
-mod copy;
-mod csv_sink;
-mod infer;
+use crate::copy;
+use crate::fdw::infer;
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;

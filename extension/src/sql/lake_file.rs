@@ -8,11 +8,11 @@ mod lake_file {
     use pgrx::datum::TimestampWithTimeZone;
     use pgrx::prelude::*;
 
-    use crate::access::{check, Access};
-    use crate::engine::Connection;
     use crate::error::{Error, OrReport, Result};
-    use crate::source::{quote_literal, LakeFiles, OptionContext};
-    use crate::types::pg_type_for_duckdb;
+    use crate::files::access::{check, Access};
+    use crate::files::{quote_literal, LakeFiles, OptionContext};
+    use crate::pgduck::Connection;
+    use crate::types::{check_nesting, pg_type_for_duckdb, MAX_NESTING};
 
     fn rows(url: &str, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
         check(url, Access::Read)?;
@@ -102,10 +102,14 @@ mod lake_file {
         let described = LakeFiles::from_options(Some(url), &[], OptionContext::ForeignTable)
             .and_then(|files| crate::fdw::describe(&files))
             .or_report();
-        TableIterator::new(described.into_iter().map(|(name, duckdb_type)| {
-            let pg = pg_type_for_duckdb(&duckdb_type)
-                .map(|t| t.to_string())
-                .unwrap_or_else(|| format!("unsupported ({duckdb_type})"));
+        let url = url.to_string();
+        TableIterator::new(described.into_iter().map(move |(name, duckdb_type)| {
+            let pg = match check_nesting(&name, &url, &duckdb_type) {
+                Err(_) => format!("unsupported (nested deeper than {MAX_NESTING} levels)"),
+                Ok(()) => pg_type_for_duckdb(&duckdb_type)
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|| format!("unsupported ({duckdb_type})")),
+            };
             (name, pg)
         }))
     }

@@ -4,8 +4,8 @@
 
 use pgrx::pg_sys;
 
-use crate::pgutil::{list_ptrs, string, with_transmission_modes, Transmission};
-use crate::source::{quote_ident, quote_literal};
+use crate::files::{quote_ident, quote_literal};
+use crate::pg::util::{list_ptrs, string, with_transmission_modes, Transmission};
 
 /// The relation whose columns the clauses reference.
 pub struct Rel {

@@ -14,18 +14,25 @@ pub struct DecodedRow {
 
 impl DecodedRow {
     /// Decodes one row (without its newline) into `self`, replacing what was there.
-    pub fn decode(&mut self, line: &[u8]) {
+    /// A field holding a NUL byte (an escaped `\0` or `\x00`), which no Postgres text value
+    /// can hold and an input function would silently cut short, fails with its index.
+    pub fn decode(&mut self, line: &[u8]) -> Result<(), usize> {
         self.data.clear();
         self.fields.clear();
-        for raw in line.split(|b| *b == b'\t') {
+        for (i, raw) in line.split(|b| *b == b'\t').enumerate() {
             if raw == b"\\N" {
                 self.fields.push(None);
                 continue;
             }
-            self.fields.push(Some(self.data.len()));
+            let start = self.data.len();
+            self.fields.push(Some(start));
             unescape_into(raw, &mut self.data);
+            if self.data[start..].contains(&0) {
+                return Err(i);
+            }
             self.data.push(0);
         }
+        Ok(())
     }
 
     pub fn len(&self) -> usize {
@@ -106,12 +113,14 @@ mod tests {
     #[pg_test]
     fn decodes_nulls_escapes_and_empty_strings() {
         let mut row = DecodedRow::default();
-        row.decode(b"a\\tb\t\\N\t\tx\\\\y\\n\t\\101\\x41");
+        row.decode(b"a\\tb\t\\N\t\tx\\\\y\\n\t\\101\\x41").unwrap();
         assert_eq!(row.len(), 5);
         assert_eq!(row.text(0).as_deref(), Some("a\tb"));
         assert_eq!(row.text(1), None);
         assert_eq!(row.text(2).as_deref(), Some(""));
         assert_eq!(row.text(3).as_deref(), Some("x\\y\n"));
         assert_eq!(row.text(4).as_deref(), Some("AA"));
+        assert_eq!(row.decode(b"1\tx\\0y"), Err(1));
+        assert_eq!(row.decode(b"x\\x00y\t2"), Err(0));
     }
 }

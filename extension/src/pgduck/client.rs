@@ -75,6 +75,49 @@ impl From<tokio_postgres::Error> for Error {
     }
 }
 
+/// Environment variable (of the postmaster) holding pgduck_server's password, so that it
+/// need not be in `pg_lake_engine.host`, which is visible to superusers and in logs.
+const PASSWORD_ENV: &str = "PGDUCK_PASSWORD";
+
+/// Where a connection goes, for messages: hosts and ports only, never a password.
+fn describe_target(config: &tokio_postgres::Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
+    format!("host={} port={}", hosts.join(","), ports.join(","))
+}
+
+/// `text` with every value of the `password` key of `conninfo` masked, in case a message
+/// quotes the connection string.
+fn redact(text: &str, conninfo: &str) -> String {
+    let mut out = text.to_string();
+    let mut rest = conninfo;
+    while let Some(at) = rest.find("password") {
+        let after = rest[at + "password".len()..].trim_start();
+        let Some(value) = after.strip_prefix('=') else {
+            rest = &rest[at + "password".len()..];
+            continue;
+        };
+        let value = value.trim_start();
+        let secret: String = if let Some(quoted) = value.strip_prefix('\'') {
+            quoted.split('\'').next().unwrap_or("").to_string()
+        } else {
+            value.split_whitespace().next().unwrap_or("").to_string()
+        };
+        if !secret.is_empty() {
+            out = out.replace(&secret, "********");
+        }
+        rest = &rest[at + "password".len()..];
+    }
+    out
+}
+
 /// One connection to pgduck_server, returned to the backend's pool when dropped healthy.
 pub struct Connection {
     conninfo: String,
@@ -83,9 +126,20 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Takes an idle connection for the current `pg_lake_engine.host`, or opens one.
+    /// Takes an idle connection for the current `pg_lake_engine.host`, or opens one. An
+    /// idle connection whose server went away (pgduck_server restarted) is noticed here,
+    /// before anything is sent on it, and replaced.
     pub fn acquire() -> Result<Connection> {
         let conninfo = guc::engine_conninfo();
+        if IDLE.with(|idle| !idle.borrow().is_empty()) {
+            // Lets the idle connections' tasks read what arrived meanwhile: a closed socket
+            // ends the task, and `is_closed` then says so. Each yield polls the I/O driver.
+            runtime().block_on(async {
+                for _ in 0..3 {
+                    tokio::task::yield_now().await;
+                }
+            });
+        }
         let reused = IDLE.with(|idle| {
             let mut idle = idle.borrow_mut();
             idle.retain(|(_, c)| !c.is_closed());
@@ -104,13 +158,23 @@ impl Connection {
     }
 
     fn connect(conninfo: &str) -> Result<Arc<Client>> {
-        let fail = |reason: String| Error::Connect {
-            conninfo: conninfo.to_string(),
-            reason,
+        let fail = |target: String, reason: String| Error::Connect {
+            target,
+            reason: redact(&reason, conninfo),
         };
-        let mut config: tokio_postgres::Config = conninfo
-            .parse()
-            .map_err(|e: tokio_postgres::Error| fail(e.to_string()))?;
+        let mut config: tokio_postgres::Config =
+            conninfo.parse().map_err(|e: tokio_postgres::Error| {
+                fail(
+                    "pg_lake_engine.host".into(),
+                    format!("invalid connection string: {e}"),
+                )
+            })?;
+        let target = describe_target(&config);
+        if config.get_password().is_none() {
+            if let Ok(password) = std::env::var(PASSWORD_ENV) {
+                config.password(password);
+            }
+        }
         if config.get_user().is_none() {
             // pgduck_server ignores the user, but the startup message must carry one.
             config.user("pg_lake");
@@ -118,8 +182,8 @@ impl Connection {
         config.application_name("pg_lake");
         let timeout = Duration::from_secs(guc::ENGINE_CONNECT_TIMEOUT.get().max(1) as u64);
         config.connect_timeout(timeout);
-        let (client, connection) =
-            block_on_interruptible(config.connect(NoTls))?.map_err(|e| fail(e.to_string()))?;
+        let (client, connection) = block_on_interruptible(config.connect(NoTls))?
+            .map_err(|e| fail(target.clone(), e.to_string()))?;
         // The connection task only runs while this backend is inside block_on.
         runtime().spawn(connection);
         Ok(Arc::new(client))

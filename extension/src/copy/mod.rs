@@ -13,15 +13,16 @@ use bytes::{Buf, Bytes};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use super::csv_sink;
-use crate::access::{check, Access};
-use crate::engine::{Connection, RowStream};
 use crate::error::{Error, OrReport, Result};
-use crate::pgutil::{
+use crate::files::access::local_path;
+use crate::files::access::{check, Access};
+use crate::files::{quote_ident, quote_literal, Format, LakeFiles, Location, OptionContext};
+use crate::pg::util::{
     list_ptrs, pstrdup, qualified_name, string, with_transmission_modes, Transmission,
 };
-use crate::source::{quote_ident, quote_literal, Format, LakeFiles, OptionContext};
+use crate::pgduck::{Connection, RowStream};
 use crate::types::{PgShape, Transfer};
+use crate::write::csv_sink;
 
 /// The DuckDB table COPY TO stages rows in (one per connection, replaced each time).
 const STAGING: &str = "pg_lake_copy_staging";
@@ -167,22 +168,93 @@ unsafe fn copy_to(
             csv_sink::DUCKDB_OPTIONS
         ))
         .or_report();
-    let (mut conn, rows) =
-        with_transmission_modes(Transmission::Execute, || csv_sink::run(&pg_sql, sink)).or_report();
+    let scaled = columns
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let scale = c.transfer.rounds_to_scale?;
+            Some(csv_sink::Scaled::new(i, c.name.clone(), scale))
+        })
+        .collect();
+    let (mut conn, rows) = with_transmission_modes(Transmission::Execute, || {
+        csv_sink::run(&pg_sql, sink, scaled)
+    })
+    .or_report();
 
     let duck_exprs: Vec<String> = columns
         .iter()
         .zip(&names)
         .map(|(c, n)| format!("{} AS {}", c.transfer.duckdb_expr(n), quote_ident(&c.name)))
         .collect();
+    // A local file is written under a temporary name and renamed when complete, so a
+    // failed COPY never leaves a partial file that breaks every glob over its directory.
+    let target = match files.location {
+        Location::Local => Some(LocalTarget::new(&files.url)),
+        Location::ObjectStore => None,
+    };
     let copy = format!(
         "COPY (SELECT {} FROM {STAGING}) TO {} ({}); DROP TABLE {STAGING}",
         duck_exprs.join(", "),
-        quote_literal(&files.url),
+        quote_literal(target.as_ref().map_or(files.url.as_str(), |t| t.temp_str())),
         files.copy_to_options()
     );
     conn.execute(&copy).or_report();
+    if let Some(target) = target {
+        target.commit().or_report();
+    }
     rows
+}
+
+/// A local COPY TO target: DuckDB writes `.<name>.pg_lake-<pid>.tmp` beside it, which
+/// replaces the target once complete and is removed if anything fails first.
+struct LocalTarget {
+    path: std::path::PathBuf,
+    temp: String,
+    done: bool,
+}
+
+impl LocalTarget {
+    fn new(url: &str) -> LocalTarget {
+        let path = local_path(url);
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let temp = path
+            .with_file_name(format!(".{name}.pg_lake-{}.tmp", std::process::id()))
+            .display()
+            .to_string();
+        LocalTarget {
+            path,
+            temp,
+            done: false,
+        }
+    }
+
+    fn temp_str(&self) -> &str {
+        &self.temp
+    }
+
+    fn commit(mut self) -> Result<()> {
+        self.done = true;
+        std::fs::rename(&self.temp, &self.path).map_err(|e| {
+            let _ = std::fs::remove_file(&self.temp);
+            Error::LocalFile {
+                path: self.path.display().to_string(),
+                action: "writing",
+                reason: e.to_string(),
+                not_found: false,
+            }
+        })
+    }
+}
+
+impl Drop for LocalTarget {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
 }
 
 /// The SQL text of what COPY TO reads, and its output columns.

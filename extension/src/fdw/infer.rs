@@ -6,9 +6,9 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::error::{OrReport, Result};
-use crate::pgutil::{def_elems, pstrdup, string};
-use crate::source::{quote_ident, LakeFiles, OptionContext};
-use crate::types::{pg_type_for_duckdb, unsupported_duckdb, PgType};
+use crate::files::{quote_ident, LakeFiles, OptionContext};
+use crate::pg::util::{def_elems, pstrdup, string};
+use crate::types::{check_nesting, pg_type_for_duckdb, unsupported_duckdb, PgType};
 
 /// True for a pg_lake foreign table declared without columns.
 ///
@@ -31,10 +31,18 @@ pub unsafe fn wants_inference(stmt: *mut pg_sys::CreateForeignTableStmt) -> bool
 pub unsafe fn fill_columns(stmt: *mut pg_sys::CreateForeignTableStmt) -> Vec<String> {
     // SAFETY: guaranteed by the caller; new nodes are palloc'd in the statement's context.
     unsafe {
+        // Postgres' own checks come first, as CREATE FOREIGN TABLE would make them: CREATE
+        // on the schema, USAGE on the server. Only then are the files looked at.
+        let relation = (*stmt).base.relation;
+        pg_sys::RangeVarGetAndCheckCreationNamespace(
+            relation,
+            pg_sys::NoLock as pg_sys::LOCKMODE,
+            std::ptr::null_mut(),
+        );
+        check_server_usage((*stmt).servername);
         let options = def_elems((*stmt).options);
         let files =
             LakeFiles::from_options(None, &options, OptionContext::ForeignTable).or_report();
-        let relation = (*stmt).base.relation;
         let table = string((*relation).relname).unwrap_or_default();
         let schema = string((*relation).schemaname);
         let mut columns = crate::fdw::describe(&files).or_report();
@@ -46,6 +54,7 @@ pub unsafe fn fill_columns(stmt: *mut pg_sys::CreateForeignTableStmt) -> Vec<Str
         let mut elts: *mut pg_sys::List = std::ptr::null_mut();
         let mut created = Vec::new();
         for (name, duckdb_type) in columns {
+            check_nesting(&name, &files.url, &duckdb_type).or_report();
             let pg = pg_type_for_duckdb(&duckdb_type)
                 .ok_or_else(|| unsupported_duckdb(&name, &files.url, &duckdb_type))
                 .or_report();
@@ -63,6 +72,38 @@ pub unsafe fn fill_columns(stmt: *mut pg_sys::CreateForeignTableStmt) -> Vec<Str
         }
         (*stmt).base.tableElts = elts;
         created
+    }
+}
+
+/// Raises Postgres' own error unless the current user has USAGE on the foreign server.
+///
+/// # Safety
+/// `name` must be a valid C string.
+unsafe fn check_server_usage(name: *const std::ffi::c_char) {
+    // SAFETY: catalog lookups on the backend thread; errors are raised via ereport.
+    unsafe {
+        let server = pg_sys::GetForeignServerByName(name, false);
+        let oid = (*server).serverid;
+        #[cfg(feature = "pg15")]
+        let result = pg_sys::pg_foreign_server_aclcheck(
+            oid,
+            pg_sys::GetUserId(),
+            pg_sys::ACL_USAGE as pg_sys::AclMode,
+        );
+        #[cfg(any(feature = "pg16", feature = "pg17"))]
+        let result = pg_sys::object_aclcheck(
+            pg_sys::ForeignServerRelationId,
+            oid,
+            pg_sys::GetUserId(),
+            pg_sys::ACL_USAGE as pg_sys::AclMode,
+        );
+        if result != pg_sys::AclResult::ACLCHECK_OK {
+            pg_sys::aclcheck_error(
+                result,
+                pg_sys::ObjectType::OBJECT_FOREIGN_SERVER,
+                (*server).servername,
+            );
+        }
     }
 }
 

@@ -110,8 +110,8 @@ pub fn qualified_name(relid: pg_sys::Oid) -> String {
             .unwrap_or_default();
         format!(
             "{}.{}",
-            crate::source::quote_ident(&nsp),
-            crate::source::quote_ident(&rel)
+            crate::files::quote_ident(&nsp),
+            crate::files::quote_ident(&rel)
         )
     }
 }

@@ -1,5 +1,8 @@
 //! Lake file locations and their reading/writing options: what the `path`, `format`,
-//! `compression` and CSV options mean, checked once, and the DuckDB SQL they become.
+//! `compression` and CSV options mean, checked once, and the DuckDB SQL they become;
+//! [`access`] says who may read or write them.
+
+pub mod access;
 
 use crate::error::{Error, Result};
 
@@ -10,9 +13,12 @@ pub enum Location {
     Local,
 }
 
-/// Classifies a URL; schemes other than s3:// and gs:// are refused.
+/// Classifies a URL; schemes other than s3:// and gs:// are refused, and so are query
+/// parameters in object-store URLs: DuckDB would obey `?s3_endpoint=...` and send
+/// requests signed with the server's keys wherever the parameter says.
 pub fn location_of(url: &str) -> Result<Location> {
     match url.split_once("://") {
+        Some(("s3" | "gs", _)) if url.contains('?') => Err(Error::QueryParameters(url.to_string())),
         Some(("s3" | "gs", _)) => Ok(Location::ObjectStore),
         Some(("file", _)) => Ok(Location::Local),
         Some((scheme, _)) => Err(Error::UnsupportedScheme {
@@ -427,5 +433,8 @@ mod tests {
         assert!(err(&[("path", "ftp://b/x.parquet")]).contains("\"ftp\""));
         assert!(err(&[("path", "s3://b/x.parquet"), ("header", "true")]).contains("\"header\""));
         assert!(err(&[("path", "s3://b/dir/*")]).contains("file format"));
+        assert!(err(&[("path", "s3://b/k.csv?s3_endpoint=169.254.169.254")])
+            .contains("query parameters are not permitted"));
+        assert!(err(&[("path", "gs://b/k.csv?x=1")]).contains("query parameters"));
     }
 }

@@ -9,23 +9,31 @@ use bytes::Bytes;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::engine::CopyIn;
 use crate::error::{Error, OrReport, Result};
-use crate::pgutil::pstrdup;
+use crate::pg::util::pstrdup;
+use crate::pgduck::CopyIn;
 
 /// Bytes of CSV handed to pgduck_server at a time: a few socket buffers' worth, so
 /// DuckDB's side spools one chunk while Postgres renders the next.
 const CHUNK_BYTES: usize = 256 * 1024;
 
-/// DuckDB COPY options reading exactly what [`write_field`] writes. A line may be as
-/// long as the largest value Postgres can hold.
+/// The longest row (one CSV line) sent to pgduck_server. DuckDB's CSV reader allocates
+/// a buffer larger than its maximum line size up front, per reader, and counts it against
+/// pgduck_server's memory limit: 1 GB lines made it ask for 16 GB, and COPY TO failed in
+/// every pod with a realistic limit. 64 MB rows take a 65 MB buffer.
+pub const MAX_ROW_BYTES: usize = 64 << 20;
+
+/// DuckDB COPY options reading exactly what [`write_field`] writes, lines up to
+/// [`MAX_ROW_BYTES`] long (the buffer must be larger than the line limit).
 pub const DUCKDB_OPTIONS: &str = "FORMAT csv, HEADER false, DELIMITER ',', QUOTE '\"', \
      ESCAPE '\"', NULLSTR '', ALLOW_QUOTED_NULLS false, AUTO_DETECT false, \
-     MAX_LINE_SIZE 1073741824";
+     NEW_LINE '\\n', MAX_LINE_SIZE 67108864, BUFFER_SIZE 68157440";
 
 /// What the receiver callbacks work on; lives on `run`'s stack for the whole query.
 struct State {
     sink: CopyIn,
+    /// Columns whose numeric values DuckDB keeps to a scale: (index, name, scale, rounded yet).
+    scaled: Vec<Scaled>,
     out: Vec<u8>,
     outputs: Vec<pg_sys::FmgrInfo>,
     row_context: pg_sys::MemoryContext,
@@ -42,6 +50,36 @@ impl State {
     }
 }
 
+/// A numeric column written with at most `scale` decimal digits.
+pub struct Scaled {
+    pub index: usize,
+    pub column: String,
+    pub scale: u32,
+    rounded: bool,
+}
+
+impl Scaled {
+    pub fn new(index: usize, column: String, scale: u32) -> Scaled {
+        Scaled {
+            index,
+            column,
+            scale,
+            rounded: false,
+        }
+    }
+}
+
+/// True when numeric text such as `1.0123456789012` has non-zero digits past `scale`.
+fn loses_digits(text: &[u8], scale: u32) -> bool {
+    match text.iter().position(|b| *b == b'.') {
+        Some(dot) => text[dot + 1..]
+            .iter()
+            .skip(scale as usize)
+            .any(|d| d.is_ascii_digit() && *d != b'0'),
+        None => false,
+    }
+}
+
 /// A DestReceiver whose first member is Postgres' struct, so the executor can call it.
 #[repr(C)]
 struct Receiver {
@@ -51,9 +89,16 @@ struct Receiver {
 
 /// Runs `sql` (a SELECT) and sends its rows to `sink` as CSV. Returns the finished copy's
 /// connection with the number of rows sent.
-pub fn run(sql: &str, sink: CopyIn) -> Result<(crate::engine::Connection, u64)> {
+/// Values of the `scaled` columns with more digits than DuckDB keeps get one WARNING per
+/// column naming it.
+pub fn run(
+    sql: &str,
+    sink: CopyIn,
+    scaled: Vec<Scaled>,
+) -> Result<(crate::pgduck::Connection, u64)> {
     let mut state = State {
         sink,
+        scaled,
         out: Vec::with_capacity(CHUNK_BYTES + 4096),
         outputs: Vec::new(),
         row_context: std::ptr::null_mut(),
@@ -86,6 +131,17 @@ pub fn run(sql: &str, sink: CopyIn) -> Result<(crate::engine::Connection, u64)> 
         Ok(())
     })?;
     state.ship()?;
+    for s in state.scaled.iter().filter(|s| s.rounded) {
+        pgrx::ereport!(
+            PgLogLevel::WARNING,
+            PgSqlErrorCode::ERRCODE_WARNING,
+            format!(
+                "values of column \"{}\" were rounded to {} decimal digits",
+                s.column, s.scale
+            ),
+            "The file stores unconstrained numeric as decimal(38,9). Declare the column numeric(p,s) with p <= 38, or cast it, to choose the precision."
+        );
+    }
     let rows = state.rows;
     let (conn, loaded) = state.sink.finish()?;
     if loaded != rows {
@@ -147,6 +203,7 @@ unsafe extern "C-unwind" fn receive_slot(
             pg_sys::slot_getsomeattrs_int(slot, natts as i32);
         }
         let old = pg_sys::MemoryContextSwitchTo(state.row_context);
+        let row_start = state.out.len();
         for i in 0..natts {
             if i > 0 {
                 state.out.push(b',');
@@ -156,10 +213,26 @@ unsafe extern "C-unwind" fn receive_slot(
             }
             let text =
                 pg_sys::OutputFunctionCall(&mut state.outputs[i], *(*slot).tts_values.add(i));
-            write_field(&mut state.out, std::ffi::CStr::from_ptr(text).to_bytes());
+            let text = std::ffi::CStr::from_ptr(text).to_bytes();
+            for s in state
+                .scaled
+                .iter_mut()
+                .filter(|s| s.index == i && !s.rounded)
+            {
+                s.rounded = loses_digits(text, s.scale);
+            }
+            write_field(&mut state.out, text);
         }
         state.out.push(b'\n');
         pg_sys::MemoryContextSwitchTo(old);
+        let row_bytes = state.out.len() - row_start;
+        if row_bytes > MAX_ROW_BYTES {
+            Error::RowTooLarge {
+                bytes: row_bytes,
+                limit: MAX_ROW_BYTES,
+            }
+            .report();
+        }
         pg_sys::MemoryContextReset(state.row_context);
         state.rows += 1;
         if state.out.len() >= CHUNK_BYTES {
@@ -210,7 +283,16 @@ fn write_field(out: &mut Vec<u8>, value: &[u8]) {
 #[cfg(any(test, feature = "pg_test"))]
 #[pgrx::pg_schema]
 mod tests {
-    use super::write_field;
+    use super::{loses_digits, write_field};
+
+    #[pgrx::pg_test]
+    fn digits_past_the_scale_are_noticed() {
+        assert!(loses_digits(b"1.0123456789012", 9));
+        assert!(loses_digits(b"0.0000000001", 9));
+        assert!(!loses_digits(b"1.123456789000", 9));
+        assert!(!loses_digits(b"12345", 9));
+        assert!(!loses_digits(b"NaN", 9));
+    }
     use pgrx::prelude::*;
 
     fn field(v: &str) -> String {

@@ -1,0 +1,3 @@
+//! Helpers over pg_sys shared by the rest of the extension.
+
+pub mod util;

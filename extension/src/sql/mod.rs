@@ -1,0 +1,3 @@
+//! SQL-callable functions, named as in the original pg_lake.
+
+mod lake_file;
