@@ -2,7 +2,8 @@
 //! into DuckDB secrets. Keys are only ever placed in the SQL sent to DuckDB; they
 //! are redacted from every message that could be logged.
 
-use crate::engine::literal;
+use pg_lake_common::contract;
+use pg_lake_common::sql::quote_literal as literal;
 
 /// A `CREATE SECRET` statement and the values that must never be shown.
 pub struct SecretStatement {
@@ -29,16 +30,14 @@ impl SecretStatement {
     }
 }
 
-/// Object-storage settings from the environment, read once; the DuckDB secrets
-/// ([`StorageEnv::secrets`]) and pgduck_server's own listings ([`crate::etags`]) are both
-/// made from them:
-/// - S3: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` (+ `AWS_SESSION_TOKEN`), otherwise the
-///   provider credential chain (IRSA, instance profile, ...) when any AWS setting is
-///   present; `AWS_REGION`, `AWS_ENDPOINT_URL`, `PG_LAKE_S3_URL_STYLE` (`path`/`vhost`)
-///   and `PG_LAKE_S3_USE_SSL` apply to both.
-/// - GCS: HMAC keys `GCS_ACCESS_KEY_ID`/`GCS_SECRET_ACCESS_KEY` (service-account keys and
-///   the metadata server give bearer tokens instead, see [`crate::gcp`]);
-///   `STORAGE_EMULATOR_HOST` points it at another endpoint.
+/// Object-storage settings from the environment, read once by the parser every pg_lake
+/// process shares ([`pg_lake_common::contract::StorageEnv`], which documents the
+/// variables and how each is spelled); the DuckDB secrets ([`StorageEnv::secrets`]) and
+/// pgduck_server's own listings ([`crate::etags`]) are both made from them:
+/// - S3: keys, or the provider credential chain (IRSA, instance profile, ...) when only
+///   settings are present; region, endpoint, URL style and TLS apply to both.
+/// - GCS: HMAC keys (service-account keys and the metadata server give bearer tokens
+///   instead, see [`crate::gcp`]); `STORAGE_EMULATOR_HOST` points it at another endpoint.
 #[derive(Default)]
 pub struct StorageEnv {
     /// `None`: no S3 setting at all.
@@ -54,6 +53,7 @@ pub struct S3Env {
     /// host[:port], without scheme.
     pub endpoint: Option<String>,
     pub use_ssl: Option<bool>,
+    /// `path` or `vhost`.
     pub url_style: Option<String>,
     /// Key id, secret, session token; `None`: the provider credential chain.
     pub keys: Option<(String, String, Option<String>)>,
@@ -73,63 +73,26 @@ impl S3Env {
     }
 }
 
-/// `scheme://host[:port]/` or `host[:port]`: the host and the scheme's TLS, if any.
-fn split_endpoint(endpoint: &str) -> (String, Option<bool>) {
-    match endpoint.split_once("://") {
-        Some((scheme, rest)) => (
-            rest.trim_end_matches('/').to_owned(),
-            Some(scheme == "https"),
-        ),
-        None => (endpoint.trim_end_matches('/').to_owned(), None),
-    }
-}
-
 impl StorageEnv {
-    pub fn from_env(vars: impl Iterator<Item = (String, String)>) -> StorageEnv {
-        let env: std::collections::HashMap<String, String> =
-            vars.filter(|(_, v)| !v.is_empty()).collect();
+    pub fn from_env(vars: impl Iterator<Item = (String, String)>) -> Result<StorageEnv, String> {
+        let env: std::collections::HashMap<String, String> = vars.collect();
         Self::from_lookup(|k| env.get(k).cloned())
     }
 
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> StorageEnv {
-        let get = |k: &str| get(k).filter(|v| !v.is_empty());
-        let keys = match (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY")) {
-            (Some(k), Some(s)) => Some((k, s, get("AWS_SESSION_TOKEN"))),
-            _ => None,
-        };
-        let region = get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION"));
-        let mut use_ssl =
-            get("PG_LAKE_S3_USE_SSL").map(|v| !matches!(v.as_str(), "false" | "0" | "off"));
-        let endpoint = get("AWS_ENDPOINT_URL_S3")
-            .or_else(|| get("AWS_ENDPOINT_URL"))
-            .map(|e| {
-                let (host, scheme_ssl) = split_endpoint(&e);
-                use_ssl = use_ssl.or(scheme_ssl);
-                host
-            });
-        let url_style = get("PG_LAKE_S3_URL_STYLE");
-        let wanted = keys.is_some()
-            || region.is_some()
-            || endpoint.is_some()
-            || use_ssl.is_some()
-            || url_style.is_some()
-            || ["AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_PROFILE"]
-                .iter()
-                .any(|k| get(k).is_some());
-        StorageEnv {
-            s3: wanted.then_some(S3Env {
-                region,
-                endpoint,
-                use_ssl,
-                url_style,
-                keys,
+    /// A variable spelled in a way no pg_lake process accepts is an error naming it.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<StorageEnv, String> {
+        let shared = contract::StorageEnv::from_lookup(get).map_err(|e| e.to_string())?;
+        Ok(StorageEnv {
+            s3: shared.s3.map(|s3| S3Env {
+                region: s3.region,
+                endpoint: s3.endpoint,
+                use_ssl: s3.use_ssl,
+                url_style: s3.url_style.map(|style| style.as_str().to_owned()),
+                keys: s3.keys.map(|k| (k.id, k.secret, k.session_token)),
             }),
-            gcs_keys: get("GCS_ACCESS_KEY_ID").zip(get("GCS_SECRET_ACCESS_KEY")),
-            gcs_emulator: get("STORAGE_EMULATOR_HOST").map(|e| {
-                let (host, ssl) = split_endpoint(&e);
-                (host, ssl.unwrap_or(false))
-            }),
-        }
+            gcs_keys: shared.gcs.hmac_keys.map(|k| (k.id, k.secret)),
+            gcs_emulator: shared.gcs.emulator,
+        })
     }
 
     /// GCS secret settings: the stand-in endpoint, its TLS and path style.
@@ -214,7 +177,7 @@ impl StorageEnv {
 /// The secrets the environment asks for (see [`StorageEnv`]).
 #[cfg(test)]
 pub fn secrets_from_env(vars: impl Iterator<Item = (String, String)>) -> Vec<SecretStatement> {
-    StorageEnv::from_env(vars).secrets()
+    StorageEnv::from_env(vars).unwrap().secrets()
 }
 
 /// Test helper: an environment from pairs.
@@ -269,5 +232,18 @@ mod tests {
         ]));
         assert_eq!(s.len(), 1);
         assert!(s[0].sql.contains("TYPE gcs"));
+    }
+
+    #[test]
+    fn use_ssl_is_spelled_as_in_postgres_and_wrong_spellings_stop_start_up() {
+        for off in ["0", "off", "FALSE", "no"] {
+            let s = secrets_from_env(env(&[
+                ("AWS_ENDPOINT_URL", "127.0.0.1:9000"),
+                ("PG_LAKE_S3_USE_SSL", off),
+            ]));
+            assert!(s[0].sql.contains("USE_SSL false"), "{off}: {}", s[0].sql);
+        }
+        let e = StorageEnv::from_env(env(&[("PG_LAKE_S3_USE_SSL", "nope")])).err();
+        assert!(e.unwrap().starts_with("PG_LAKE_S3_USE_SSL: "));
     }
 }

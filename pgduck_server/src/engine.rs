@@ -117,7 +117,8 @@ impl Engine {
             "enabling the file cache",
         )?;
         let gcs_token = crate::etags::GcsToken::default();
-        let storage = crate::credentials::StorageEnv::from_env(std::env::vars());
+        let storage = crate::credentials::StorageEnv::from_env(std::env::vars())
+            .map_err(ServerError::Config)?;
         let lister = crate::etags::Lister::new(
             crate::etags::Stores::new(&storage),
             tokio::runtime::Handle::current(),

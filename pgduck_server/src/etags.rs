@@ -510,7 +510,7 @@ mod tests {
     use super::*;
 
     fn stores(pairs: &[(&str, &str)]) -> Stores {
-        Stores::new(&StorageEnv::from_env(crate::credentials::env_of(pairs)))
+        Stores::new(&StorageEnv::from_env(crate::credentials::env_of(pairs)).unwrap())
     }
 
     #[test]

@@ -45,7 +45,9 @@ pub fn start_token_renewal(engine: &Arc<Engine>) -> Result<(), ServerError> {
     let Some(source) = TokenSource::from_env(env).map_err(ServerError::Config)? else {
         return Ok(());
     };
-    let settings = StorageEnv::from_lookup(env).gcs_settings();
+    let settings = StorageEnv::from_lookup(env)
+        .map_err(ServerError::Config)?
+        .gcs_settings();
     let http = reqwest::Client::builder()
         .build()
         .map_err(|e| ServerError::Startup(format!("building the GCS token client: {e}")))?;

@@ -7,16 +7,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use pg_lake_common::contract::{env, parse_bool, StorageEnv, UrlStyle};
 
 use crate::auth::{Auth, AuthMode, OAuthClient};
 use crate::error::{Error, Result};
 use crate::warehouse::StorageSettings;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum UrlStyle {
-    Vhost,
-    Path,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -62,20 +57,20 @@ pub struct Args {
     /// Lifetime of tokens issued by /v1/oauth/tokens, in seconds.
     #[arg(long, env = "REST_CATALOG_TOKEN_TTL_SECS", default_value_t = 3600)]
     pub token_ttl_secs: u64,
-    #[arg(long, env = "AWS_REGION")]
+    // The S3 settings below are read from the shared environment (AWS_REGION,
+    // AWS_ENDPOINT_URL, PG_LAKE_S3_URL_STYLE, PG_LAKE_S3_USE_SSL) by the parser every
+    // pg_lake process uses (`pg_lake_common::contract`); a flag overrides its variable.
+    #[arg(long)]
     pub s3_region: Option<String>,
     /// URL of an S3-compatible endpoint.
-    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    #[arg(long)]
     pub s3_endpoint: Option<String>,
-    #[arg(
-        long,
-        env = "PG_LAKE_S3_URL_STYLE",
-        value_enum,
-        default_value = "vhost"
-    )]
-    pub s3_url_style: UrlStyle,
-    #[arg(long, env = "PG_LAKE_S3_USE_SSL", default_value_t = true, action = clap::ArgAction::Set)]
-    pub s3_use_ssl: bool,
+    /// `path` or `vhost`.
+    #[arg(long, value_parser = |v: &str| UrlStyle::parse("--s3-url-style", v).map(|s| s.as_str()))]
+    pub s3_url_style: Option<&'static str>,
+    /// on/off, true/false, yes/no, 1/0.
+    #[arg(long, action = clap::ArgAction::Set, value_parser = |v: &str| parse_bool("--s3-use-ssl", v))]
+    pub s3_use_ssl: Option<bool>,
     /// Return the catalog's S3 keys to clients with each table.
     #[arg(long, env = "REST_CATALOG_VEND_CREDENTIALS")]
     pub vend_credentials: bool,
@@ -135,15 +130,31 @@ fn secret_list(env: &str, file: Option<&PathBuf>) -> Result<Vec<String>> {
 }
 
 impl Args {
-    pub fn storage(&self) -> StorageSettings {
-        StorageSettings {
+    /// The warehouse and S3 settings: the shared environment with the flags over it.
+    pub fn storage(&self) -> Result<StorageSettings> {
+        let use_ssl = self.s3_use_ssl.map(|b| b.to_string());
+        let flags = [
+            (env::AWS_REGION, self.s3_region.clone()),
+            (env::AWS_ENDPOINT_URL_S3, self.s3_endpoint.clone()),
+            (env::S3_URL_STYLE, self.s3_url_style.map(str::to_owned)),
+            (env::S3_USE_SSL, use_ssl),
+        ];
+        let storage = StorageEnv::from_lookup(|name| {
+            match flags.iter().find(|(flag_var, _)| *flag_var == name) {
+                Some((_, Some(value))) => Some(value.clone()),
+                _ => std::env::var(name).ok(),
+            }
+        })
+        .map_err(|e| Error::Config(e.to_string()))?;
+        let s3 = storage.s3.as_ref();
+        Ok(StorageSettings {
             warehouse: self.warehouse.clone(),
-            s3_region: self.s3_region.clone(),
-            s3_endpoint: self.s3_endpoint.clone(),
-            s3_path_style: self.s3_url_style == UrlStyle::Path,
-            s3_use_ssl: self.s3_use_ssl,
+            s3_region: s3.and_then(|s| s.region.clone()),
+            s3_endpoint: s3.and_then(|s| s.endpoint_url()),
+            s3_path_style: s3.is_some_and(|s| s.url_style == Some(UrlStyle::Path)),
+            s3_use_ssl: s3.is_none_or(|s| s.tls()),
             vend_credentials: self.vend_credentials,
-        }
+        })
     }
 
     pub fn auth(&self) -> Result<Auth> {
@@ -185,5 +196,51 @@ impl Args {
             signing_key,
             Duration::from_secs(self.token_ttl_secs),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> std::result::Result<Args, clap::Error> {
+        let mut argv = vec!["rest_catalog", "--database-url", "postgres://x@h/db"];
+        argv.extend(["--warehouse", "s3://b/w", "--auth", "none"]);
+        argv.extend(extra);
+        Args::try_parse_from(argv)
+    }
+
+    #[test]
+    fn s3_flags_take_the_spellings_every_process_takes() {
+        for off in ["0", "off", "FALSE", "no"] {
+            let a = args(&["--s3-endpoint", "127.0.0.1:9000", "--s3-use-ssl", off]).unwrap();
+            let s = a.storage().unwrap();
+            assert!(!s.s3_use_ssl, "{off}");
+            assert_eq!(s.s3_endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        }
+        let s = args(&[
+            "--s3-endpoint",
+            "http://127.0.0.1:9000",
+            "--s3-url-style",
+            "PATH",
+        ])
+        .unwrap()
+        .storage()
+        .unwrap();
+        assert!(
+            !s.s3_use_ssl && s.s3_path_style,
+            "TLS follows the endpoint's scheme"
+        );
+        let e = args(&["--s3-use-ssl", "maybe"]).unwrap_err().to_string();
+        assert!(
+            e.contains("--s3-use-ssl") && e.contains("use on, off"),
+            "{e}"
+        );
+        let e = args(&["--s3-endpoint", "https://h", "--s3-use-ssl", "off"])
+            .unwrap()
+            .storage()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("PG_LAKE_S3_USE_SSL"), "{e}");
     }
 }

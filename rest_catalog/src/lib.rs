@@ -35,7 +35,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let auth = Arc::new(args.auth()?);
-    let warehouse = warehouse::Warehouse::new(&args.storage())?;
+    let warehouse = warehouse::Warehouse::new(&args.storage()?)?;
     let store = storage::postgres::PostgresStore::connect(
         &args.database_url,
         &args.catalog_name,
