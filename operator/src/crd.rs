@@ -157,20 +157,22 @@ fn default_storage_size() -> String {
 }
 
 /// The pgduck_server sidecar (DuckDB).
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PgduckSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 512))]
     pub image: Option<String>,
-    /// Memory limit of the sidecar container, e.g. `4Gi`; DuckDB is given 80 % of it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Memory limit (and request) of the sidecar container, `4Gi` by default;
+    /// DuckDB is given 80 % of it (`--memory_limit`). Always set: without it DuckDB
+    /// would size itself from the node's memory, not the pod's.
+    #[serde(default = "default_pgduck_memory_limit")]
     #[schemars(regex(
         pattern = r"^([0-9]+(\.[0-9]+)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
     ))]
     #[schemars(length(max = 64))]
     #[x_kube(validation = Rule::new("!quantity(self).isLessThan(quantity('64Mi'))").message("pgduck.memoryLimit must be at least 64Mi"))]
-    pub memory_limit: Option<String>,
+    pub memory_limit: String,
     /// DuckDB worker threads; defaults to one per core.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1024))]
@@ -185,6 +187,24 @@ pub struct PgduckSpec {
     #[schemars(length(max = 64))]
     #[x_kube(validation = Rule::new("quantity(self).isGreaterThan(quantity('0'))").message("pgduck.cacheSize must be greater than zero"))]
     pub cache_size: Option<String>,
+}
+
+impl Default for PgduckSpec {
+    fn default() -> Self {
+        Self {
+            image: None,
+            memory_limit: default_pgduck_memory_limit(),
+            threads: None,
+            cache_size: None,
+        }
+    }
+}
+
+/// A sidecar limit a typical node fits beside Postgres: DuckDB gets 3.2 GiB of it.
+pub const DEFAULT_PGDUCK_MEMORY_LIMIT: &str = "4Gi";
+
+fn default_pgduck_memory_limit() -> String {
+    DEFAULT_PGDUCK_MEMORY_LIMIT.into()
 }
 
 /// Whether the REST catalog asks clients for a bearer token.
@@ -496,12 +516,10 @@ impl LakeClusterSpec {
                 s3_path_style: s3.path_style,
             },
             pgduck: PgduckSettings {
-                memory_limit: self
-                    .pgduck
-                    .memory_limit
-                    .as_deref()
-                    .map(|m| quantity::bytes("pgduck.memoryLimit", m).map(|b| mib(b / 5 * 4)))
-                    .transpose()?,
+                memory_limit: Some(
+                    quantity::bytes("pgduck.memoryLimit", &self.pgduck.memory_limit)
+                        .map(|b| mib(b / 5 * 4))?,
+                ),
                 threads: self.pgduck.threads,
                 extensions_dir: Some(PGDUCK_IMAGE_EXTENSIONS_DIR.into()),
                 cache_size: self
@@ -522,8 +540,8 @@ fn release_image(component: &str, version: &str) -> String {
 }
 
 /// A byte count in the unit both DuckDB and pgduck_server accept. DuckDB is
-/// given 80 % of the container's memory limit (see `wiring`), leaving room for
-/// the process itself so the sidecar is not OOM-killed at its limit.
+/// given 80 % of the container's memory limit (in [`LakeClusterSpec::wiring`]),
+/// leaving room for the process itself so the sidecar is not OOM-killed at its limit.
 fn mib(bytes: u64) -> String {
     format!("{}MiB", bytes >> 20)
 }
@@ -753,10 +771,30 @@ mod tests {
             .expect("creation rules do not compare with an old object");
     }
 
+    /// Without a limit DuckDB sizes itself from the node's memory, not the pod's:
+    /// a spec that names none gets the default, in the container and in the flag.
+    #[test]
+    fn pgduck_server_always_gets_a_memory_limit() {
+        let lc = with_parameter("work_mem");
+        assert_eq!(lc.spec.pgduck.memory_limit, DEFAULT_PGDUCK_MEMORY_LIMIT);
+        let args = lc.spec.wiring().unwrap().pgduck_args();
+        assert!(
+            args.contains(&"--memory_limit=3276MiB".to_string()),
+            "{args:?}"
+        );
+        let crd = serde_json::to_value(LakeCluster::crd()).unwrap();
+        let pgduck = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"]["pgduck"];
+        assert_eq!(
+            pgduck["properties"]["memoryLimit"]["default"],
+            DEFAULT_PGDUCK_MEMORY_LIMIT
+        );
+    }
+
     #[test]
     fn sizes_reach_duckdb_in_its_units() {
         let mut lc = with_parameter("work_mem");
-        lc.spec.pgduck.memory_limit = Some("10Gi".into());
+        lc.spec.pgduck.memory_limit = "10Gi".into();
         lc.spec.pgduck.cache_size = Some("20Gi".into());
         let args = lc.spec.wiring().unwrap().pgduck_args();
         assert!(

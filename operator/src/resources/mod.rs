@@ -720,6 +720,99 @@ mod tests {
         assert_eq!(container["ports"][0]["name"], "http");
     }
 
+    /// Every credential source the CRD offers, with the generated Secrets too.
+    fn every_credential_source() -> Vec<LakeCluster> {
+        let keys = json!({"name": "keys", "sessionTokenKey": "token"});
+        [
+            json!({"warehouse": "s3://b/w", "credentials": {"s3KeysSecret": keys}}),
+            json!({"warehouse": "gs://b/w", "credentials": {"s3KeysSecret": {"name": "hmac"}}}),
+            json!({"warehouse": "gs://b/w", "credentials": {"gcsKeySecret": {"name": "gcs", "key": "key.json"}}}),
+            json!({"warehouse": "gs://b/w", "credentials": {"podIdentity": {"gcpServiceAccount": "lake@p.iam.gserviceaccount.com"}}}),
+            json!({"warehouse": "s3://b/w", "credentials": {"podIdentity": {"awsRoleArn": "arn:aws:iam::123456789012:role/r"}}}),
+        ]
+        .into_iter()
+        .flat_map(|storage| {
+            [
+                json!({"version": "0.1.0", "objectStorage": storage}),
+                json!({
+                    "version": "0.1.0",
+                    "objectStorage": storage,
+                    "postgres": {"superuserSecret": {"name": "admin"}},
+                    "catalog": {"authTokenSecret": {"name": "tokens", "key": "t"}},
+                }),
+            ]
+        })
+        .map(cluster)
+        .collect()
+    }
+
+    /// Secret values live in Secrets only: never in a GUC (pg_lake_engine.host
+    /// included), an argument, an inline env value, a ConfigMap or a label.
+    /// pgduck_server is reached on its unix socket, which needs no password.
+    #[test]
+    fn secret_values_appear_in_secrets_only() {
+        const PASSWORD: &str = "pw-sentinel-7f3a";
+        const TOKEN: &str = "token-sentinel-9c1e";
+        for lc in every_credential_source() {
+            let objects = all_objects(&lc, PASSWORD, TOKEN).unwrap();
+            for o in &objects {
+                let text = o.to_string();
+                if o["kind"] == "Secret" {
+                    let mut bare = o.clone();
+                    bare.as_object_mut().unwrap().remove("stringData");
+                    assert!(
+                        !bare.to_string().contains(PASSWORD) && !bare.to_string().contains(TOKEN),
+                        "a value outside stringData: {bare}"
+                    );
+                    continue;
+                }
+                assert!(
+                    !text.contains(PASSWORD) && !text.contains(TOKEN),
+                    "{} {} holds a secret value",
+                    o["kind"],
+                    o["metadata"]["name"]
+                );
+                for container in o["spec"]["template"]["spec"]["containers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    let argv = [&container["command"], &container["args"]];
+                    for arg in argv.iter().filter_map(|a| a.as_array()).flatten() {
+                        let arg = arg.as_str().unwrap().to_ascii_lowercase();
+                        assert!(!arg.contains("password="), "{arg}");
+                    }
+                    for var in container["env"].as_array().into_iter().flatten() {
+                        let name = var["name"].as_str().unwrap();
+                        let secret = ["PASSWORD", "SECRET", "TOKEN", "ACCESS_KEY_ID"]
+                            .iter()
+                            .any(|h| name.contains(h));
+                        if secret {
+                            assert!(var.get("value").is_none(), "{name} is inline");
+                            assert!(var["valueFrom"]["secretKeyRef"].is_object(), "{name}");
+                        }
+                    }
+                }
+            }
+            let conf = objects.iter().find(|o| o["kind"] == "ConfigMap").unwrap()["data"]
+                [postgres::CONFIG_FILE]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert!(!conf.to_ascii_lowercase().contains("password"), "{conf}");
+            let host = Cluster::new(&lc).unwrap().wiring.pgduck_conninfo();
+            let keys: Vec<&str> = host
+                .split_whitespace()
+                .map(|kv| kv.split('=').next().unwrap())
+                .collect();
+            assert!(!keys.contains(&"password"), "pg_lake_engine.host = {host}");
+            assert!(
+                conf.contains(&wiring::conf_line("pg_lake_engine.host", &host)),
+                "{conf}"
+            );
+        }
+    }
+
     #[test]
     fn content_hash_is_stable() {
         assert_eq!(

@@ -30,7 +30,7 @@ use crate::Result;
 
 /// Where the ConfigMap with postgresql.conf is mounted.
 const CONFIG_DIR: &str = "/etc/pg_lake";
-const CONFIG_FILE: &str = "postgresql.conf";
+pub(super) const CONFIG_FILE: &str = "postgresql.conf";
 /// The PVC's mount point; PGDATA is a subdirectory so `lost+found` does not bother initdb.
 const DATA_DIR: &str = "/var/lib/postgresql/data";
 const PGDATA: &str = "/var/lib/postgresql/data/pgdata";
@@ -249,14 +249,17 @@ fn pgduck_container(c: &Cluster, storage_mounts: &[VolumeMount]) -> Container {
         mount(CACHE_VOLUME, &w.pgduck.cache_dir),
     ];
     volume_mounts.extend_from_slice(storage_mounts);
-    let resources = c.spec.pgduck.memory_limit.as_ref().map(|m| {
-        let memory = BTreeMap::from([("memory".to_string(), Quantity(m.clone()))]);
-        ResourceRequirements {
-            limits: Some(memory.clone()),
-            requests: Some(memory),
-            ..Default::default()
-        }
-    });
+    // DuckDB's --memory_limit is 80 % of this: the request equals the limit, so
+    // the scheduler places the pod where that memory is.
+    let memory = BTreeMap::from([(
+        "memory".to_string(),
+        Quantity(c.spec.pgduck.memory_limit.clone()),
+    )]);
+    let resources = ResourceRequirements {
+        limits: Some(memory.clone()),
+        requests: Some(memory),
+        ..Default::default()
+    };
     Container {
         name: "pgduck".into(),
         image: Some(c.spec.pgduck_image()),
@@ -264,7 +267,7 @@ fn pgduck_container(c: &Cluster, storage_mounts: &[VolumeMount]) -> Container {
         args: Some(w.pgduck_args()),
         env: Some(c.object_store_env()),
         volume_mounts: Some(volume_mounts),
-        resources,
+        resources: Some(resources),
         security_context: Some(container_security_context()),
         ..Default::default()
     }

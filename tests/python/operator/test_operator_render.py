@@ -2,20 +2,66 @@
 Kubernetes (strict OpenAPI schemas, 1.30 and the client's 1.33), and carries
 the pod wiring the design asks for."""
 
+import copy
+import re
+
 import kubernetes_validate
 import pytest
 import yaml
 
-from lake_operator_support import EXAMPLES, operator_bin, run_operator  # noqa: F401 (fixtures)
+from lake_operator_support import EXAMPLES, REPO, operator_bin, run_operator  # noqa: F401 (fixtures)
 
+# The oldest Kubernetes the operator supports and the one its k8s-openapi types
+# are built for (the `v1_xx` feature in operator/Cargo.toml; a test checks they agree).
 VERSIONS = ["1.30.0", "1.33.0"]
 SECRET_ENV_HINTS = ("PASSWORD", "SECRET", "TOKEN", "ACCESS_KEY_ID")
+# Every kind the operator creates for a LakeCluster (`resources::all_objects`).
+KINDS = {"ServiceAccount", "Secret", "ConfigMap", "Service", "StatefulSet", "PodDisruptionBudget",
+         "NetworkPolicy", "Deployment", "Job"}
 
 
 def render(operator_bin, example):
     result = run_operator(operator_bin, "render", str(example))
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def variant(base, change):
+    lc = copy.deepcopy(yaml.safe_load(base.read_text()))
+    change(lc["spec"])
+    return lc
+
+
+def _storage(storage):
+    def change(spec):
+        spec["objectStorage"] = storage
+    return change
+
+
+# Specs the examples do not show, for what they render differently: each
+# credential source (a mounted key, HMAC keys, workload identity), a session
+# token, the catalog open or disabled, a named superuser Secret.
+VARIANTS = {
+    "gcs-hmac": _storage({"warehouse": "gs://b/w", "credentials": {"s3KeysSecret": {"name": "hmac"}}}),
+    "gcs-workload-identity": _storage(
+        {"warehouse": "gs://b/w", "credentials": {"podIdentity": {"gcpServiceAccount": "lake@p.iam.gserviceaccount.com"}}}),
+    "s3-session-token": _storage(
+        {"warehouse": "s3://b/w", "credentials": {"s3KeysSecret": {"name": "k", "sessionTokenKey": "token"}}}),
+    "catalog-open": lambda spec: spec.update(catalog={"auth": "none"}),
+    "catalog-disabled": lambda spec: spec.update(catalog={"enabled": False}),
+    "named-superuser": lambda spec: spec.setdefault("postgres", {}).update(superuserSecret={"name": "admin"}),
+}
+
+
+@pytest.fixture(scope="module")
+def variants(tmp_path_factory):
+    base = REPO / "examples/gcs.yaml"
+    out = {}
+    for name, change in VARIANTS.items():
+        path = tmp_path_factory.mktemp("variants") / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(variant(base, change)))
+        out[name] = path
+    return out
 
 
 def pod_specs(objects):
@@ -25,18 +71,44 @@ def pod_specs(objects):
             yield obj, template["spec"]
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
-@pytest.mark.parametrize("version", VERSIONS)
-def test_rendered_objects_validate_strictly(operator_bin, example, version):
-    objects = render(operator_bin, example)
-    kinds = [o["kind"] for o in objects]
-    for kind in ["ServiceAccount", "ConfigMap", "Service", "StatefulSet", "PodDisruptionBudget", "NetworkPolicy", "Job"]:
-        assert kind in kinds, f"{example.name}: no {kind} in {kinds}"
+def validate_strictly(objects, what, version):
     for obj in objects:
         try:
             kubernetes_validate.validate(obj, version, strict=True)
         except kubernetes_validate.ValidationError as e:
-            pytest.fail(f"{example.name}: {obj['kind']}/{obj['metadata']['name']} is invalid for {version}: {e}")
+            pytest.fail(f"{what}: {obj['kind']}/{obj['metadata']['name']} is invalid for {version}: {e}")
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+@pytest.mark.parametrize("version", VERSIONS)
+def test_rendered_objects_validate_strictly(operator_bin, example, version):
+    objects = render(operator_bin, example)
+    kinds = {o["kind"] for o in objects}
+    # Every example runs the catalog (Deployment) and generates a Secret.
+    assert kinds == KINDS, f"{example.name}: renders {sorted(kinds)}, not {sorted(KINDS)}"
+    validate_strictly(objects, example.name, version)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("version", VERSIONS)
+def test_rendered_variants_validate_strictly(operator_bin, variants, name, version):
+    objects = render(operator_bin, variants[name])
+    validate_strictly(objects, name, version)
+    kinds = {o["kind"] for o in objects}
+    assert ("Deployment" in kinds) == (name != "catalog-disabled"), name
+
+
+def test_the_kubernetes_versions_agree_with_the_operators_types():
+    """k8s-openapi's `v1_xx` feature picks the API the operator's types follow:
+    it is the newest version the manifests are validated against."""
+    cargo = (REPO / "operator/Cargo.toml").read_text()
+    features = re.findall(r'"v1_(\d+)"', next(l for l in cargo.splitlines() if l.startswith("k8s-openapi")))
+    assert len(features) == 1, features
+    newest = max(VERSIONS, key=lambda v: tuple(map(int, v.split("."))))
+    assert newest == f"1.{features[0]}.0", f"k8s-openapi is built for 1.{features[0]}, the tests validate up to {newest}"
+    readme = (REPO / "operator/README.md").read_text()
+    for v in VERSIONS:
+        assert v.removesuffix(".0") in readme, f"operator/README.md does not name Kubernetes {v}"
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
@@ -50,6 +122,53 @@ def test_credentials_never_inline(operator_bin, example):
                     assert env["valueFrom"]["secretKeyRef"]["name"], env
     for obj in objects:
         assert "data" not in obj or obj["kind"] != "Secret", "generated Secrets use stringData only"
+
+
+def secret_values(objects):
+    """What the generated Secrets hold, but the superuser's name (`postgres`)."""
+    return {v for o in objects if o["kind"] == "Secret" for k, v in o.get("stringData", {}).items() if k != "username"}
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_secret_values_stay_in_secrets(operator_bin, example):
+    """The generated password and token are in their Secrets and nowhere else:
+    not in postgresql.conf (pg_lake_engine.host reaches pgduck_server on its unix
+    socket, without a password), an argument, an env value or an annotation."""
+    objects = render(operator_bin, example)
+    values = secret_values(objects)
+    assert values, "the examples generate a superuser password (and most a catalog token)"
+    for obj in objects:
+        if obj["kind"] == "Secret":
+            continue
+        text = yaml.safe_dump(obj)
+        for value in values:
+            assert value not in text, f"{obj['kind']}/{obj['metadata']['name']} holds a Secret's value"
+    conf = next(o for o in objects if o["kind"] == "ConfigMap")["data"]["postgresql.conf"]
+    host = re.search(r"^pg_lake_engine\.host = '(.*)'$", conf, re.M).group(1)
+    assert "password" not in host and "password" not in conf.lower(), conf
+    for obj, spec in pod_specs(objects):
+        for container in spec["containers"]:
+            argv = container.get("command", []) + container.get("args", [])
+            assert not any("password" in a.lower() for a in argv), f"{obj['kind']} {container['name']}: {argv}"
+            assert "--listen_address" not in " ".join(argv), "pgduck_server listens on its socket only"
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_pgduck_server_gets_a_memory_limit_below_its_containers(operator_bin, example):
+    """Every pod passes --memory_limit (4Gi by default), 80 % of the sidecar's
+    limit, which equals its request."""
+    sts = next(o for o in render(operator_bin, example) if o["kind"] == "StatefulSet")
+    pgduck = sts["spec"]["template"]["spec"]["containers"][1]
+    flags = dict(a.removeprefix("--").split("=", 1) for a in pgduck["args"])
+    spec = yaml.safe_load(example.read_text())["spec"]
+    limit = spec.get("pgduck", {}).get("memoryLimit", "4Gi")
+    resources = pgduck["resources"]
+    assert resources["limits"]["memory"] == resources["requests"]["memory"] == limit
+    units = {"Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+    container_bytes = int(limit[:-2]) * units[limit[-2:]]
+    duckdb = flags["memory_limit"]
+    assert duckdb.endswith("MiB"), duckdb
+    assert int(duckdb.removesuffix("MiB")) == container_bytes // 5 * 4 >> 20
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
