@@ -13,11 +13,13 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+import jsonschema
+import kubernetes_validate
 import pytest
 import yaml
 
 from lake_testing import free_port
-from lake_operator_support import REPO, operator_bin, run_operator  # noqa: F401 (fixtures)
+from lake_operator_support import CRD_PATH, REPO, operator_bin, run_operator  # noqa: F401 (fixtures)
 
 NS = "default"
 LEASE_NS = "lake-system"
@@ -290,3 +292,33 @@ def test_run_leads_reconciles_serves_and_shuts_down(operator_bin, cluster, tmp_p
         if obj.get("kind") in ("Event", "LakeCluster"):
             assert token not in json.dumps(obj) and password not in json.dumps(obj), obj.get("kind")
     assert all(SECRET_VALUE not in l and base64.b64encode(SECRET_VALUE.encode()).decode() not in l for l in lines)
+    assert_bodies_are_valid(api.requests, secrets=[password, token, SECRET_VALUE])
+
+
+def assert_bodies_are_valid(requests, secrets):
+    """Every object the running operator sends is valid Kubernetes (strictly, for
+    the version its types are built for): what it applies, the Lease, its Events;
+    the status it writes satisfies the CRD's schema. Secret values are in Secrets only."""
+    crd = yaml.safe_load(CRD_PATH.read_text())
+    status_schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    kinds = set()
+    for method, path, query, body in requests:
+        if not isinstance(body, dict):
+            continue  # the finalizer's JSON patch
+        text = json.dumps(body)
+        if body.get("kind") != "Secret":
+            assert not any(s in text for s in secrets), f"{method} {path} carries a secret value"
+        if path.endswith("/status"):
+            jsonschema.Draft4Validator(status_schema).validate(body["status"])
+            kinds.add("LakeCluster/status")
+            continue
+        full = method in ("POST", "PUT") or (method == "PATCH" and query.get("force") == "true")
+        if not full:
+            continue  # a merge patch (an Event series) is not a whole object
+        try:
+            kubernetes_validate.validate(body, "1.33.0", strict=True)
+        except kubernetes_validate.ValidationError as e:
+            pytest.fail(f"{method} {path}: {body.get('kind')} is invalid: {e}")
+        kinds.add(body["kind"])
+    for kind in ("Lease", "Event", "StatefulSet", "Deployment", "Secret", "LakeCluster/status"):
+        assert kind in kinds, f"no {kind} among the bodies sent: {sorted(kinds)}"
