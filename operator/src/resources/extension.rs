@@ -4,17 +4,13 @@
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use pg_lake_common::sql::quote_literal;
 
 use super::{
     container_security_context, plain_env, pod_security_context, stamp, Cluster,
     EXTENSION_COMPONENT,
 };
 use crate::Result;
-
-/// A SQL string literal.
-fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
 
 /// The statements the Job runs: install on a fresh cluster, update otherwise.
 pub fn extension_sql(version: &str) -> [String; 2] {
