@@ -9,7 +9,7 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
-from lake_operator_support import CHART, CRD_PATH, operator_bin, run_operator  # noqa: F401 (fixtures)
+from lake_operator_support import CHART, CRD_PATH, EXAMPLES, REPO, operator_bin, run_operator  # noqa: F401 (fixtures)
 
 
 def test_chart_crd_equals_the_generated_crd():
@@ -26,9 +26,27 @@ def test_values_validate_against_the_schema():
         assert list(jsonschema.Draft7Validator(schema).iter_errors(bad)), bad
 
 
+def workspace_version():
+    cargo = (REPO / "Cargo.toml").read_text()
+    section = cargo.split("[workspace.package]", 1)[1]
+    return re.search(r'^version = "([^"]+)"', section, re.M).group(1)
+
+
 def test_chart_metadata():
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["apiVersion"] == "v2" and chart["name"] == "lake-operator"
+
+
+def test_release_versions_agree():
+    """The operator's release is pinned in Cargo.toml; the chart's appVersion (its
+    image tag) and the examples' spec.version (the images and extension they
+    install) say the same release."""
+    version = workspace_version()
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["appVersion"] == version, f"Chart.yaml appVersion {chart['appVersion']} is not the crate's {version}"
+    for example in EXAMPLES:
+        spec = yaml.safe_load(example.read_text())["spec"]
+        assert spec["version"] == version, f"{example.name} installs {spec['version']}, the release is {version}"
 
 
 def template_docs(name):
