@@ -70,8 +70,10 @@ CREATE SERVER pg_lake FOREIGN DATA WRAPPER pg_lake;
 GRANT USAGE ON FOREIGN SERVER pg_lake TO lake_read;
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA lake_file FROM PUBLIC;
-GRANT USAGE ON SCHEMA lake_file TO lake_read;
-GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA lake_file TO lake_read;
+-- Object storage for lake_read, local files for pg_read_server_files; each function
+-- checks which of the two the URL it is given needs.
+GRANT USAGE ON SCHEMA lake_file TO lake_read, pg_read_server_files;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA lake_file TO lake_read, pg_read_server_files;
 
 GRANT USAGE ON SCHEMA lake_iceberg TO lake_read;
 GRANT EXECUTE ON FUNCTION lake_iceberg.catalog_tables() TO lake_read;
