@@ -5,6 +5,11 @@
 # data stays in ~/.cache/pg_lake/appliance (or --data-dir). Options: see --help.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+for arg in "$@"; do
+  case "$arg" in
+    -h|--help) cat "$here/../common/src/bin/pg_lake_local.usage"; exit 0 ;;
+  esac
+done
 source "$here/env.sh"
 cd "$here/.."
 bash "$here/setup.sh"
