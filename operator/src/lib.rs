@@ -3,9 +3,11 @@
 //!
 //! - [`crd`]: the resource type, its validation rules and the [`Wiring`](pg_lake_common::wiring::Wiring) it stands for;
 //! - [`resources`]: the Kubernetes objects a LakeCluster becomes (pure functions, also behind `render`);
-//! - [`controller`]: reconcile, error policy, status and events;
+//! - [`controller`]: reconcile and error policy, with one submodule per step
+//!   (apply, secrets, extension, status, cleanup);
 //! - [`permissions`]: every API verb the operator uses, the source of its RBAC rules;
-//! - [`leader`], [`metrics`], [`http`]: what the `run` subcommand needs besides the controller.
+//! - [`leader`], [`metrics`], [`http`]: what the `run` subcommand needs besides the controller;
+//! - [`quantity`]: Kubernetes quantities as byte counts.
 
 pub mod controller;
 pub mod crd;

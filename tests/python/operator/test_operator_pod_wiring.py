@@ -168,6 +168,11 @@ def test_rendered_pod_runs_and_the_extension_job_installs_pg_lake(operator_bin, 
             csv = Path(socket_dir, "probe.csv")
             csv.write_text("a,b\n1,2\n")
             assert conn.execute("SELECT lake_file.exists(%s)", (str(csv),)).fetchone() == (True,)
+            # A write through pgduck_server under the sidecar's --memory_limit (issue 11,
+            # item 9: COPY TO failed under any limit below ~16 GiB, i.e. in every pod).
+            parquet = Path(socket_dir, "written.parquet")
+            conn.execute(f"COPY (SELECT 1 AS a) TO '{parquet}'")
+            assert parquet.stat().st_size > 0
         with pytest.raises(psycopg.OperationalError):
             psycopg.connect(dsn.replace(PASSWORD, "wrong"))
     finally:
