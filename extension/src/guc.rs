@@ -18,9 +18,14 @@ pub static DEFAULT_LOCATION_PREFIX: GucSetting<Option<CString>> =
 /// Seconds to wait for pgduck_server to accept a connection.
 pub static ENGINE_CONNECT_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(10);
 
+/// The names Postgres knows these settings by; `pg_lake_common::contract::guc` holds the
+/// same names for the processes that write them (a test pins that they agree).
+const ENGINE_HOST_NAME: &std::ffi::CStr = c"pg_lake_engine.host";
+const DEFAULT_LOCATION_PREFIX_NAME: &std::ffi::CStr = c"pg_lake_iceberg.default_location_prefix";
+
 pub fn register() {
     GucRegistry::define_string_guc(
-        c"pg_lake_engine.host",
+        ENGINE_HOST_NAME,
         c"Connection string of pgduck_server, the DuckDB query engine.",
         c"A libpq-style string such as 'host=/tmp port=5332'; host may be a unix socket directory.",
         &ENGINE_HOST,
@@ -38,7 +43,7 @@ pub fn register() {
         GucFlags::UNIT_S,
     );
     GucRegistry::define_string_guc(
-        c"pg_lake_iceberg.default_location_prefix",
+        DEFAULT_LOCATION_PREFIX_NAME,
         c"URL prefix under which Iceberg tables are created when no location is given.",
         c"Tables go to <prefix>/<database>/<schema>/<table>/<oid>.",
         &DEFAULT_LOCATION_PREFIX,
@@ -53,4 +58,20 @@ pub fn engine_conninfo() -> String {
         .get()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "host=/tmp port=5332".into())
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use pg_lake_common::contract::guc;
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn names_agree_with_the_contract() {
+        assert_eq!(super::ENGINE_HOST_NAME.to_str(), Ok(guc::ENGINE_HOST));
+        assert_eq!(
+            super::DEFAULT_LOCATION_PREFIX_NAME.to_str(),
+            Ok(guc::DEFAULT_LOCATION_PREFIX)
+        );
+    }
 }

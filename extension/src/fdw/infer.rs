@@ -162,9 +162,10 @@ fn type_sql(
         PgType::Named(n) => n.clone(),
         PgType::Array(e) => format!("{}[]", type_sql(e, schema, name, created)?),
         PgType::Composite(fields) => {
+            let type_name = identifier(name);
             let qualified = match schema {
-                Some(s) => format!("{}.{}", quote_ident(s), quote_ident(name)),
-                None => quote_ident(name),
+                Some(s) => format!("{}.{}", quote_ident(s), quote_ident(&type_name)),
+                None => quote_ident(&type_name),
             };
             let fields = fields
                 .iter()
@@ -187,6 +188,24 @@ fn type_sql(
     })
 }
 
+/// `name` as a Postgres identifier: names longer than NAMEDATALEN - 1 bytes would be cut
+/// (and two deep fields' types collide), so those keep a prefix and a hash of the whole.
+fn identifier(name: &str) -> String {
+    const MAX: usize = pg_sys::NAMEDATALEN as usize - 1;
+    if name.len() <= MAX {
+        return name.to_string();
+    }
+    // FNV-1a: stable across builds and processes.
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let mut cut = MAX - 17;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}_{hash:016x}", &name[..cut])
+}
+
 fn type_name(sql: &str) -> *mut pg_sys::TypeName {
     let s = pstrdup(sql);
     // SAFETY: parses a type name we produced; errors are raised via ereport.
@@ -196,5 +215,22 @@ fn type_name(sql: &str) -> *mut pg_sys::TypeName {
         #[cfg(any(feature = "pg16", feature = "pg17"))]
         let t = pg_sys::typeStringToTypeName(s, std::ptr::null_mut());
         t
+    }
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn long_type_names_stay_distinct() {
+        let a = super::identifier(&format!("{}_first", "x".repeat(70)));
+        let b = super::identifier(&format!("{}_second", "x".repeat(70)));
+        assert!(a.len() <= 63 && b.len() <= 63);
+        assert_ne!(a, b);
+        assert_eq!(super::identifier("short"), "short");
+        let multibyte = super::identifier(&"é".repeat(40));
+        assert!(multibyte.len() <= 63);
     }
 }

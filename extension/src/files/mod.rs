@@ -379,15 +379,8 @@ fn single_byte_char(option: &str, value: &str) -> Result<char> {
     }
 }
 
-/// A DuckDB (and Postgres) string literal.
-pub fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
-/// A DuckDB (and Postgres) quoted identifier.
-pub fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
+/// SQL quoting, the same in every crate (DuckDB and Postgres agree on it).
+pub use pg_lake_common::sql::{quote_ident, quote_literal};
 
 #[cfg(any(test, feature = "pg_test"))]
 #[pgrx::pg_schema]

@@ -77,7 +77,7 @@ impl From<tokio_postgres::Error> for Error {
 
 /// Environment variable (of the postmaster) holding pgduck_server's password, so that it
 /// need not be in `pg_lake_engine.host`, which is visible to superusers and in logs.
-const PASSWORD_ENV: &str = "PGDUCK_PASSWORD";
+const PASSWORD_ENV: &str = pg_lake_common::contract::env::PGDUCK_PASSWORD;
 
 /// Where a connection goes, for messages: hosts and ports only, never a password.
 fn describe_target(config: &tokio_postgres::Config) -> String {
@@ -243,7 +243,7 @@ impl Connection {
 
     /// Starts `TRANSMIT <query>`: the result streams back as COPY text rows.
     pub fn transmit(mut self, query: &str) -> Result<RowStream> {
-        let sql = format!("TRANSMIT {query}");
+        let sql = format!("{} {query}", pg_lake_common::contract::protocol::TRANSMIT);
         let outcome = block_on_interruptible(self.client().copy_out(&sql));
         let stream = self.settle(outcome)?;
         Ok(RowStream {

@@ -37,9 +37,10 @@ mod lake_file {
             // adds the entity tags its listing does not carry.
             let sql = format!(
                 "SELECT b.filename, b.size, CAST(b.last_modified AS TIMESTAMPTZ), e.etag \
-                 FROM read_blob({p}) b LEFT JOIN pg_lake_file_etags({p}) e ON e.path = b.filename \
+                 FROM read_blob({p}) b LEFT JOIN {etags}({p}) e ON e.path = b.filename \
                  ORDER BY b.filename",
-                p = quote_literal(pattern)
+                p = quote_literal(pattern),
+                etags = pg_lake_common::contract::protocol::FILE_ETAGS,
             );
             rows(pattern, &sql).or_report()
         } else {
