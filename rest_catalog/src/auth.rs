@@ -100,6 +100,14 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// The token of an `Authorization: Bearer <token>` value. The scheme is
+/// case-insensitive (RFC 7235 2.1, RFC 6750 2.1); one or more spaces follow it.
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 impl Auth {
     pub fn new(
         mode: AuthMode,
@@ -144,11 +152,7 @@ impl Auth {
             return Ok("anonymous".into());
         }
         let token = header
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .map(str::trim)
+            .and_then(bearer_token)
             .ok_or_else(|| Error::NotAuthorized("missing bearer token".into()))?;
         if let Some(signed) = token.strip_prefix(SIGNED_TOKEN_PREFIX) {
             return self.verify_signed(signed);
@@ -261,6 +265,22 @@ mod tests {
                 .unwrap(),
             "spark"
         );
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        let a = auth();
+        for header in [
+            "Bearer static-secret",
+            "bearer static-secret",
+            "BEARER static-secret",
+            "bEaReR   static-secret",
+        ] {
+            assert!(a.authenticate(Some(header)).is_ok(), "{header}");
+        }
+        for header in ["Basic static-secret", "Bearer", "Bearer ", "Bearerstatic-secret"] {
+            assert!(a.authenticate(Some(header)).is_err(), "{header}");
+        }
     }
 
     #[test]

@@ -185,6 +185,8 @@ impl Catalog {
     // ---- namespaces ----
 
     pub async fn create_namespace(&self, req: CreateNamespaceRequest) -> Result<NamespaceResponse> {
+        check_namespace(&req.namespace)?;
+        check_properties(req.properties.keys(), req.properties.values())?;
         reject_reserved_property(req.properties.keys())?;
         self.store
             .create_namespace(&req.namespace, &req.properties)
@@ -235,6 +237,10 @@ impl Catalog {
                 "property {key:?} is both removed and updated"
             )));
         }
+        check_properties(
+            req.removals.iter().chain(req.updates.keys()),
+            req.updates.values(),
+        )?;
         reject_reserved_property(req.removals.iter().chain(req.updates.keys()))?;
         self.store
             .update_namespace_properties(&namespace, &req.removals, &req.updates)
@@ -440,6 +446,8 @@ impl Catalog {
             namespace: namespace.clone(),
             name: req.name.clone(),
         };
+        ident.check()?;
+        check_schema(&req.schema)?;
         let location = self
             .new_entity_location(&namespace, &req.name, req.location)
             .await?;
@@ -510,6 +518,7 @@ impl Catalog {
             namespace,
             name: req.name,
         };
+        ident.check()?;
         self.warehouse.validate_location(&req.metadata_location)?;
         let version =
             self.table_version(&req.metadata_location)
@@ -646,6 +655,9 @@ impl Catalog {
         };
         let mut builder = builder;
         for update in updates {
+            if let TableUpdate::AddSchema { schema } = update {
+                check_schema(schema)?;
+            }
             builder = update.clone().apply(builder).map_err(Error::from_iceberg)?;
         }
         let built = builder.build().map_err(Error::from_iceberg)?;
@@ -858,6 +870,8 @@ impl Catalog {
             namespace: namespace.clone(),
             name: req.name.clone(),
         };
+        ident.check()?;
+        check_schema(&req.schema)?;
         let location = self
             .new_entity_location(&namespace, &req.name, req.location)
             .await?;
@@ -916,6 +930,9 @@ impl Catalog {
             }
             let mut builder = current.into_builder();
             for update in &req.updates {
+                if let ViewUpdate::AddSchema { schema, .. } = update {
+                    check_schema(schema)?;
+                }
                 builder =
                     apply_view_update(builder, update.clone()).map_err(Error::from_iceberg)?;
             }
@@ -948,6 +965,29 @@ impl Catalog {
             .await
             .map(|_| ())
     }
+}
+
+/// What the iceberg crate's types accept but the spec does not: decimals of
+/// precision 1 to 38 with 0 <= scale <= precision.
+fn check_schema(schema: &iceberg::spec::Schema) -> Result<()> {
+    let mut fields: Vec<_> = schema.field_id_to_fields().values().collect();
+    fields.sort_by_key(|f| f.id);
+    for field in fields {
+        if let iceberg::spec::Type::Primitive(iceberg::spec::PrimitiveType::Decimal {
+            precision,
+            scale,
+        }) = *field.field_type
+        {
+            if !(1..=38).contains(&precision) || scale > precision {
+                return Err(Error::BadRequest(format!(
+                    "field {:?} (id {}): decimal({precision}, {scale}) is not a valid Iceberg type; \
+                     precision must be 1 to 38 and scale 0 to the precision",
+                    field.name, field.id
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The namespace property marking existence belongs to the catalog.

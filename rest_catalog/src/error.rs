@@ -37,16 +37,18 @@ pub enum Error {
     /// Another commit changed the entity between our read and our swap.
     #[error("commit failed: {0}")]
     ConcurrentUpdate(String),
-    /// Another request with the same Idempotency-Key is still running.
+    /// Another request with the same Idempotency-Key is still running. The
+    /// text is shown to the client: never a lower layer's error text.
     #[error("{0}")]
     RequestInProgress(String),
     /// The commit may or may not have been applied: never reported as a conflict.
+    /// The text is shown to the client: never a lower layer's error text.
     #[error("commit state unknown: {0}")]
     CommitStateUnknown(String),
     #[error("the catalog database is unavailable: {0}")]
     DatabaseUnavailable(String),
     #[error("database error: {}", with_causes(.0))]
-    Database(#[from] tokio_postgres::Error),
+    Database(tokio_postgres::Error),
     #[error("object storage error: {}", with_causes(.0))]
     Storage(#[from] object_store::Error),
     #[error("invalid Iceberg metadata: {0}")]
@@ -126,6 +128,25 @@ impl Error {
         self.status_and_type().1
     }
 
+    /// What the client is told. A server error's own text (database, storage,
+    /// file system messages) goes to the log only: its body says what kind of
+    /// failure it was, and the request id finds the log line.
+    pub fn public_message(&self) -> String {
+        match self {
+            Error::RequestInProgress(_) | Error::CommitStateUnknown(_) => self.to_string(),
+            Error::DatabaseUnavailable(_) => {
+                "the catalog database is unavailable; retry later".into()
+            }
+            Error::Database(_) => "internal error: the catalog database failed the request".into(),
+            Error::Storage(_) => "internal error: the warehouse storage failed the request".into(),
+            Error::Metadata(_) => {
+                "internal error: a metadata file of the catalog could not be read or written".into()
+            }
+            Error::Config(_) | Error::Io(_) => "internal error".into(),
+            _ => self.to_string(),
+        }
+    }
+
     /// Maps an iceberg crate error raised while checking requirements or applying
     /// updates: a failed requirement is a conflict, anything else a bad request.
     pub fn from_iceberg(e: iceberg::Error) -> Self {
@@ -137,10 +158,33 @@ impl Error {
     }
 }
 
+impl From<tokio_postgres::Error> for Error {
+    /// A value the database refuses for its content (a NUL byte, an index entry
+    /// too large) came from the request: 400, not a server error. The inputs are
+    /// checked before they reach the database; this is the net under those checks.
+    fn from(e: tokio_postgres::Error) -> Self {
+        use tokio_postgres::error::SqlState;
+        match e.code() {
+            Some(code)
+                if *code == SqlState::CHARACTER_NOT_IN_REPERTOIRE
+                    || *code == SqlState::PROGRAM_LIMIT_EXCEEDED =>
+            {
+                tracing::warn!(error = %with_causes(&e), "the catalog database refused a value of the request");
+                Error::BadRequest(
+                    "the request holds a value the catalog database cannot store \
+                     (a NUL byte, or a name or property too long)"
+                        .into(),
+                )
+            }
+            _ => Error::Database(e),
+        }
+    }
+}
+
 impl From<deadpool_postgres::PoolError> for Error {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         match e {
-            deadpool_postgres::PoolError::Backend(e) => Error::Database(e),
+            deadpool_postgres::PoolError::Backend(e) => Error::from(e),
             other => Error::DatabaseUnavailable(other.to_string()),
         }
     }
@@ -170,14 +214,28 @@ pub fn error_body(status: StatusCode, kind: &str, message: &str) -> serde_json::
     json!({ "error": { "message": message, "type": kind, "code": status.as_u16(), "stack": [] } })
 }
 
+/// Marks a server error answered by [`Error`]: the request-id layer adds the
+/// request's id to its body (see `api::middleware::errors`).
+#[derive(Debug, Clone)]
+pub struct ServerErrorBody {
+    pub kind: &'static str,
+    pub message: String,
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, kind) = self.status_and_type();
+        let message = self.public_message();
         if status.is_server_error() {
+            // Inside the request's span, so the line carries its request id.
             tracing::error!(error = %self, kind, "request failed");
         }
-        let message = self.to_string();
         let mut response = (status, axum::Json(error_body(status, kind, &message))).into_response();
+        if status.is_server_error() {
+            response
+                .extensions_mut()
+                .insert(ServerErrorBody { kind, message });
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
@@ -204,6 +262,27 @@ mod tests {
         let (status, kind) = Error::CommitStateUnknown("lost".into()).status_and_type();
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(kind, "CommitStateUnknownException");
+    }
+
+    #[tokio::test]
+    async fn server_error_bodies_never_carry_the_underlying_error_text() {
+        let io = std::io::Error::other("open /var/lib/secret/wh/x: File name too long");
+        for e in [
+            Error::Io(io),
+            Error::Metadata("/var/lib/secret/wh/t/metadata/0.json: expected value".into()),
+            Error::Config("S3 warehouse: bad endpoint".into()),
+            Error::DatabaseUnavailable("error connecting to server db.internal:5432".into()),
+        ] {
+            let response = e.into_response();
+            assert!(response.status().is_server_error());
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            let text = String::from_utf8_lossy(&body);
+            for internal in ["/var/lib", "bad endpoint", "db.internal", "too long"] {
+                assert!(!text.contains(internal), "{text}");
+            }
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod model;
+pub mod rate_limit;
 pub mod storage;
 pub mod warehouse;
 
@@ -55,13 +56,18 @@ pub async fn serve(
         auth,
         metrics,
         prefix: args.prefix.clone(),
+        token_limiter: Arc::new(rate_limit::RateLimiter::new(
+            rate_limit::TOKEN_REQUESTS_PER_CLIENT,
+            rate_limit::TOKEN_REQUESTS_IN_ALL,
+        )),
         idempotency_lifetime: Duration::from_secs(args.idempotency_lifetime_secs),
     };
     let app = api::router(state)
         .layer(DefaultBodyLimit::max(args.max_body_bytes))
         .layer(RequestBodyLimitLayer::new(args.max_body_bytes))
         .layer(axum::middleware::from_fn(api::error_model))
-        .layer(TraceLayer::new_for_http());
+        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(api::request_id));
     tracing::info!(
         listen = %listener.local_addr()?,
         warehouse = %args.warehouse,

@@ -9,17 +9,32 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+// Every label comes from a closed set, whatever a client sends: the method is
+// one of the standard ones or "other", the route is a template of the router
+// (or "unmatched"), and the status is what this server answered.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
+    method: &'static str,
     route: String,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    method: String,
+    method: &'static str,
     route: String,
+}
+
+/// The method label: a standard method's name, "other" for anything else (a
+/// request line may carry any token).
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    const STANDARD: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT",
+    ];
+    STANDARD
+        .into_iter()
+        .find(|m| *m == method.as_str())
+        .unwrap_or("other")
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -73,11 +88,18 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        let (method, route) = (method.to_string(), route.to_string());
+    /// Counts a request; `route` is a route template of the router, never a raw path.
+    pub fn request(
+        &self,
+        method: &axum::http::Method,
+        route: &str,
+        status: u16,
+        elapsed: Duration,
+    ) {
+        let (method, route) = (method_label(method), route.to_string());
         self.latency
             .get_or_create(&RouteLabels {
-                method: method.clone(),
+                method,
                 route: route.clone(),
             })
             .observe(elapsed.as_secs_f64());
@@ -112,7 +134,7 @@ mod tests {
         let m = Metrics::default();
         m.commit("conflict");
         m.request(
-            "POST",
+            &axum::http::Method::POST,
             "/v1/namespaces/{namespace}/tables/{table}",
             409,
             Duration::from_millis(3),
@@ -123,5 +145,19 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("status=\"409\""), "{text}");
+    }
+
+    #[test]
+    fn unknown_methods_share_one_label() {
+        let m = Metrics::default();
+        for token in ["FOO", "BAR1", "get", "X-Y"] {
+            let method = axum::http::Method::from_bytes(token.as_bytes()).unwrap();
+            assert_eq!(method_label(&method), "other");
+            m.request(&method, "/v1/namespaces", 405, Duration::from_millis(1));
+        }
+        assert_eq!(method_label(&axum::http::Method::DELETE), "DELETE");
+        let text = m.encode();
+        assert!(text.contains("method=\"other\""), "{text}");
+        assert!(!text.contains("FOO") && !text.contains("BAR1"), "{text}");
     }
 }

@@ -9,9 +9,90 @@ use iceberg::{TableRequirement, TableUpdate, ViewUpdate};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::error::{Error, Result};
+
 pub type Properties = HashMap<String, String>;
 /// A namespace as its levels.
 pub type Namespace = Vec<String>;
+
+/// Longest table, view or namespace-level name, in bytes: one path segment on
+/// every file system (NAME_MAX), and what the JDBC catalog's columns hold.
+pub const MAX_NAME_BYTES: usize = 255;
+/// Longest namespace (levels joined by '.'), in bytes, so that a catalog row's
+/// key stays well inside Postgres' limit on an index entry (2,704 bytes).
+pub const MAX_NAMESPACE_BYTES: usize = 1024;
+/// Longest property key, in bytes (the JDBC catalog's `varchar(255)`).
+pub const MAX_PROPERTY_KEY_BYTES: usize = 255;
+
+/// A value as error messages show it: quoted, escaped, and cut after 64 characters.
+pub fn shown(value: &str) -> String {
+    match value.char_indices().nth(64) {
+        Some((end, _)) => format!("{:?}…", &value[..end]),
+        None => format!("{value:?}"),
+    }
+}
+
+/// Text that goes into the catalog database: Postgres `text` cannot hold NUL.
+pub fn check_text(what: &str, value: &str) -> Result<()> {
+    if value.contains('\0') {
+        return Err(Error::BadRequest(format!(
+            "{what} {} contains a NUL byte, which the catalog cannot store",
+            shown(value)
+        )));
+    }
+    Ok(())
+}
+
+/// A table, view or namespace-level name: 1 to [`MAX_NAME_BYTES`] bytes, no NUL.
+pub fn check_name(what: &str, name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::BadRequest(format!("{what} must not be empty")));
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(Error::BadRequest(format!(
+            "{what} {} is {} bytes long; at most {MAX_NAME_BYTES} are accepted",
+            shown(name),
+            name.len()
+        )));
+    }
+    check_text(what, name)
+}
+
+/// Every level of a namespace, and its length as stored.
+pub fn check_namespace(namespace: &Namespace) -> Result<()> {
+    for level in namespace {
+        check_name("namespace level", level)?;
+    }
+    let stored = namespace.iter().map(String::len).sum::<usize>() + namespace.len().saturating_sub(1);
+    if stored > MAX_NAMESPACE_BYTES {
+        return Err(Error::BadRequest(format!(
+            "namespace {} is {stored} bytes long; at most {MAX_NAMESPACE_BYTES} are accepted",
+            shown(&namespace.join("."))
+        )));
+    }
+    Ok(())
+}
+
+/// Namespace property keys and values as the catalog stores them.
+pub fn check_properties<'a>(
+    keys: impl IntoIterator<Item = &'a String>,
+    values: impl IntoIterator<Item = &'a String>,
+) -> Result<()> {
+    for key in keys {
+        if key.len() > MAX_PROPERTY_KEY_BYTES {
+            return Err(Error::BadRequest(format!(
+                "property key {} is {} bytes long; at most {MAX_PROPERTY_KEY_BYTES} are accepted",
+                shown(key),
+                key.len()
+            )));
+        }
+        check_text("property key", key)?;
+    }
+    for value in values {
+        check_text("property value", value)?;
+    }
+    Ok(())
+}
 
 #[derive(Debug, Serialize)]
 pub struct CatalogConfig {
@@ -61,6 +142,14 @@ pub struct UpdateNamespacePropertiesResponse {
 pub struct TableIdentifier {
     pub namespace: Namespace,
     pub name: String,
+}
+
+impl TableIdentifier {
+    /// Checks the name and the namespace (see [`check_name`], [`check_namespace`]).
+    pub fn check(&self) -> Result<()> {
+        check_namespace(&self.namespace)?;
+        check_name("name", &self.name)
+    }
 }
 
 impl std::fmt::Display for TableIdentifier {
@@ -194,4 +283,26 @@ pub struct ListQuery {
     pub page_token: Option<String>,
     pub page_size: Option<u32>,
     pub parent: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_bounded_and_free_of_nul() {
+        assert!(check_name("name", "events").is_ok());
+        assert!(check_name("name", &"x".repeat(MAX_NAME_BYTES)).is_ok());
+        let long = check_name("name", &"x".repeat(10_000)).unwrap_err();
+        assert!(matches!(long, Error::BadRequest(_)));
+        assert!(long.to_string().contains("10000 bytes"), "{long}");
+        assert!(long.to_string().len() < 200, "the value is cut: {long}");
+        let nul = check_name("name", "a\0b").unwrap_err();
+        assert!(nul.to_string().contains("NUL"), "{nul}");
+        assert!(check_name("name", "").is_err());
+        let deep: Namespace = (0..10).map(|_| "y".repeat(200)).collect();
+        assert!(check_namespace(&deep).is_err());
+        assert!(check_properties([&"k".to_string()], [&"v\0".to_string()]).is_err());
+        assert!(check_properties([&"k".repeat(256)], []).is_err());
+    }
 }

@@ -309,7 +309,38 @@ fn store_path(scheme: &Scheme, location: &str) -> Result<Path> {
             "location {location:?} is not in the warehouse's storage"
         ))
     })?;
+    check_location_text(location, key)?;
     Path::parse(key).map_err(|e| Error::BadRequest(format!("location {location:?}: {e}")))
+}
+
+/// Longest location, in bytes (S3's limit on a key).
+const MAX_LOCATION_BYTES: usize = 1024;
+/// Longest segment of a location, in bytes (NAME_MAX of every file system).
+const MAX_SEGMENT_BYTES: usize = 255;
+
+/// What no store can take: NUL bytes, over-long locations or segments. Refused
+/// up front, so that the store's own error (a file-system message) never
+/// becomes the answer.
+fn check_location_text(location: &str, key: &str) -> Result<()> {
+    let shown = crate::model::shown(location);
+    if location.contains('\0') {
+        return Err(Error::BadRequest(format!(
+            "location {shown} contains a NUL byte"
+        )));
+    }
+    if location.len() > MAX_LOCATION_BYTES {
+        return Err(Error::BadRequest(format!(
+            "location {shown} is {} bytes long; at most {MAX_LOCATION_BYTES} are accepted",
+            location.len()
+        )));
+    }
+    if let Some(segment) = key.split('/').find(|s| s.len() > MAX_SEGMENT_BYTES) {
+        return Err(Error::BadRequest(format!(
+            "location {shown} has a segment of {} bytes; at most {MAX_SEGMENT_BYTES} are accepted",
+            segment.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Location of the next metadata file of a table or view: `<location>/metadata/
@@ -435,6 +466,22 @@ mod tests {
         ));
         assert!(w.is_within(&format!("{root}/a"), &format!("file://{root}/a")));
         assert!(!w.is_within(&format!("{root}/ab/x"), &format!("{root}/a")));
+    }
+
+    #[test]
+    fn locations_no_store_can_take_are_bad_requests() {
+        let w = s3_warehouse();
+        for bad in [
+            "s3://bucket/wh/a\0b".to_string(),
+            format!("s3://bucket/wh/{}", "x".repeat(256)),
+            format!("s3://bucket/wh/{}", "x/".repeat(600)),
+        ] {
+            let err = w.validate_location(&bad).unwrap_err();
+            assert!(matches!(err, Error::BadRequest(_)), "{err}");
+        }
+        assert!(w
+            .validate_location(&format!("s3://bucket/wh/{}", "x".repeat(255)))
+            .is_ok());
     }
 
     #[tokio::test]

@@ -1732,3 +1732,222 @@ async fn a_key_reused_for_another_request_is_refused() {
     .await;
     assert_eq!(status, 200);
 }
+
+/// Asserts a 400 `BadRequestException` whose message contains `names`.
+fn assert_bad_request(actual: (u16, Value), names: &str) {
+    let message = actual.1["error"]["message"].as_str().unwrap_or_default().to_string();
+    assert_error(actual, 400, "BadRequestException");
+    assert!(message.contains(names), "{message:?} should name {names:?}");
+}
+
+#[tokio::test]
+async fn client_input_the_catalog_cannot_store_is_a_bad_request() {
+    let c = start(&[]).await;
+    c.create_namespace("ns").await;
+    let long = "t".repeat(10_000);
+    // NUL bytes, in paths, bodies and queries.
+    assert_bad_request(c.get("/v1/namespaces/a%00b").await, "NUL");
+    assert_bad_request(c.get("/v1/namespaces/ns/tables/a%00b").await, "NUL");
+    assert_bad_request(c.delete("/v1/namespaces/ns/views/a%00b").await, "NUL");
+    assert_bad_request(
+        c.post("/v1/namespaces", json!({ "namespace": ["a\u{0}b"] })).await,
+        "NUL",
+    );
+    assert_bad_request(
+        c.post(
+            "/v1/namespaces",
+            json!({ "namespace": ["p"], "properties": { "k\u{0}": "v" } }),
+        )
+        .await,
+        "NUL",
+    );
+    assert_bad_request(
+        c.post(
+            "/v1/namespaces/ns/properties",
+            json!({ "updates": { "k": "v\u{0}" } }),
+        )
+        .await,
+        "NUL",
+    );
+    assert_bad_request(c.get("/v1/namespaces/ns/tables?pageToken=a%00").await, "NUL");
+    assert_bad_request(
+        c.post("/v1/namespaces/ns/tables", table_request("a\u{0}b")).await,
+        "NUL",
+    );
+    let mut located = table_request("located");
+    located["location"] = json!(format!("{}/ns/a\u{0}b", c.warehouse.path().display()));
+    assert_bad_request(c.post("/v1/namespaces/ns/tables", located).await, "NUL");
+    assert_bad_request(
+        c.post(
+            "/v1/tables/rename",
+            json!({ "source": { "namespace": ["ns"], "name": "t" },
+                    "destination": { "namespace": ["ns"], "name": "t\u{0}" } }),
+        )
+        .await,
+        "NUL",
+    );
+    // Names longer than any file system's segment or the catalog's columns.
+    assert_bad_request(
+        c.post("/v1/namespaces/ns/tables", table_request(&long)).await,
+        "10000 bytes",
+    );
+    assert_bad_request(
+        c.post("/v1/namespaces/ns/views", view_request(&long)).await,
+        "10000 bytes",
+    );
+    assert_bad_request(c.get(&format!("/v1/namespaces/ns/tables/{long}")).await, "10000 bytes");
+    assert_bad_request(
+        c.post("/v1/namespaces", json!({ "namespace": [long] })).await,
+        "10000 bytes",
+    );
+    let mut deep = table_request("deep");
+    deep["location"] = json!(format!("{}/ns/{}", c.warehouse.path().display(), "d".repeat(300)));
+    assert_bad_request(c.post("/v1/namespaces/ns/tables", deep).await, "segment");
+    // Nothing was created along the way.
+    let (_, tables) = c.get("/v1/namespaces/ns/tables").await;
+    assert_eq!(tables["identifiers"], json!([]), "{tables}");
+}
+
+#[tokio::test]
+async fn server_error_bodies_name_the_request_not_the_cause() {
+    let c = start(&[]).await;
+    c.create_namespace("ns").await;
+    // A catalog row whose metadata file is not there (written by another engine
+    // that lost the file): loading it is the server's failure, not the client's.
+    let missing = format!("{}/ns/t/metadata/00000-gone.metadata.json", c.warehouse.path().display());
+    sql_client(&c.database_url)
+        .await
+        .execute(
+            "INSERT INTO lake_catalog.iceberg_tables (catalog_name, table_namespace, table_name, metadata_location, iceberg_type)
+             VALUES ($1, 'ns', 't', $2, 'TABLE')",
+            &[&pg_lake_common::wiring::DEFAULT_CATALOG_NAME, &missing],
+        )
+        .await
+        .unwrap();
+    let resp = c
+        .http
+        .get(format!("{}/v1/namespaces/ns/tables/t", c.base))
+        .header("x-request-id", "probe-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 500);
+    assert_eq!(resp.headers()["x-request-id"], "probe-42");
+    let body: Value = resp.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert_eq!(body["error"]["type"], "InternalServerError", "{body}");
+    assert!(message.contains("request id probe-42"), "{message}");
+    let warehouse = c.warehouse.path().to_str().unwrap();
+    for internal in [warehouse, "No such file", "object", "metadata.json"] {
+        assert!(!message.contains(internal), "{message} exposes {internal:?}");
+    }
+    // Without a usable id of the client's, the server makes one.
+    let resp = c
+        .http
+        .get(format!("{}/v1/namespaces/ns/tables/t", c.base))
+        .header("x-request-id", "has spaces")
+        .send()
+        .await
+        .unwrap();
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(id.len(), 36, "{id}");
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains(&id),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn page_sizes_and_decimals_out_of_range_are_bad_requests() {
+    let c = start(&[]).await;
+    c.create_namespace("ns").await;
+    c.create_table("ns", "t").await;
+    for path in [
+        "/v1/namespaces?pageSize=0",
+        "/v1/namespaces/ns/tables?pageSize=0",
+        "/v1/namespaces/ns/views?pageSize=0",
+    ] {
+        assert_bad_request(c.get(path).await, "pageSize");
+    }
+    assert_eq!(c.get("/v1/namespaces/ns/tables?pageSize=1").await.0, 200);
+    let with_type = |name: &str, t: &str| {
+        let mut req = table_request(name);
+        req["schema"]["fields"][1]["type"] = json!(t);
+        req
+    };
+    for bad in ["decimal(99,200)", "decimal(39,0)", "decimal(0,0)", "decimal(10,11)"] {
+        assert_bad_request(
+            c.post("/v1/namespaces/ns/tables", with_type("d", bad)).await,
+            "decimal",
+        );
+    }
+    let (status, body) = c
+        .post("/v1/namespaces/ns/tables", with_type("d", "decimal(38,38)"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // Schemas added by a commit are checked too.
+    let mut commit = add_column_commit(json!([]));
+    commit["updates"][0]["schema"]["fields"][2]["type"] = json!("decimal(99,200)");
+    assert_bad_request(c.post("/v1/namespaces/ns/tables/t", commit).await, "decimal");
+}
+
+#[tokio::test]
+async fn metrics_labels_stay_bounded_whatever_the_method() {
+    let c = start(&[]).await;
+    let lines = |text: &Value| text.as_str().unwrap().lines().count();
+    // Two scrapes first, so that /metrics' own series exist.
+    c.get("/metrics").await;
+    let before = lines(&c.get("/metrics").await.1);
+    for i in 0..500 {
+        let method = reqwest::Method::from_bytes(format!("M{i:04}X").as_bytes()).unwrap();
+        let (status, _) = c.call(method, "/v1/namespaces", None).await;
+        assert_eq!(status, 405);
+    }
+    let text = c.get("/metrics").await.1;
+    let after = lines(&text);
+    assert!(
+        after - before <= 40,
+        "500 requests with unknown methods grew /metrics from {before} to {after} lines"
+    );
+    assert!(text.as_str().unwrap().contains("method=\"other\""));
+    assert!(!text.as_str().unwrap().contains("M0001X"));
+}
+
+#[tokio::test]
+async fn the_token_endpoint_is_rate_limited_per_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let clients = dir.path().join("clients");
+    std::fs::write(&clients, "spark:s3cret\ntrino:s3cret2\n").unwrap();
+    let auth = [
+        "--auth",
+        "token",
+        "--oauth-clients-file",
+        clients.to_str().unwrap(),
+    ];
+    let c = start_with_auth(&auth, &[]).await;
+    let token_url = format!("{}/v1/oauth/tokens", c.base);
+    let request = |id: &'static str, secret: &'static str| {
+        c.http.post(&token_url).form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", id),
+            ("client_secret", secret),
+        ])
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..11 {
+        let resp = request("spark", "guess").send().await.unwrap();
+        statuses.push(resp.status().as_u16());
+        if resp.status() == 429 {
+            let retry_after: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+            assert!((1..=2).contains(&retry_after), "{retry_after}");
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+        }
+    }
+    assert_eq!(statuses[..10], [401; 10], "{statuses:?}");
+    assert_eq!(statuses[10], 429, "{statuses:?}");
+    // Even the right secret waits now; another client does not.
+    assert_eq!(request("spark", "s3cret").send().await.unwrap().status(), 429);
+    assert_eq!(request("trino", "s3cret2").send().await.unwrap().status(), 200);
+}

@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 
 use crate::auth::Auth;
 use crate::catalog::Catalog;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, ServerErrorBody};
 use crate::metrics::Metrics;
 use crate::model::Namespace;
 use crate::storage::{Page, Reservation, StoredResponse};
@@ -36,6 +36,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The `{prefix}` path segment, if the catalog is configured with one.
     pub prefix: Option<String>,
+    /// Bounds requests to the OAuth token endpoint.
+    pub token_limiter: Arc<crate::rate_limit::RateLimiter>,
     pub idempotency_lifetime: Duration,
 }
 
@@ -143,32 +145,87 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The id of a request: the client's `X-Request-Id` when it is a plain token
+/// (1 to 128 of `A-Za-z0-9._-`), else a new UUID. Every log line of the request
+/// carries it, the response returns it, and a 5xx body names it.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+const REQUEST_ID_HEADER: &str = "x-request-id";
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Gives every request its [`RequestId`] and runs it inside a span holding it.
+pub async fn request_id(mut request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= MAX_REQUEST_ID_LEN
+                && v
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        })
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string);
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let span = tracing::info_span!("request", request_id = %id);
+    let mut response = tracing::Instrument::instrument(next.run(request), span).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
 /// Turns every error response that is not JSON yet (rejections by axum and
 /// tower-http: 405, 413, 415, path and query errors) into the spec's
-/// `ErrorModel`, keeping its status and headers (`Allow` of a 405).
+/// `ErrorModel`, keeping its status and headers (`Allow` of a 405). A server
+/// error's body never holds the underlying error text (that is logged): it
+/// says what kind of failure it was and names the request id.
 pub async fn error_model(request: Request, next: Next) -> Response {
     let head = request.method() == Method::HEAD;
+    let request_id = request.extensions().get::<RequestId>().cloned();
     let response = next.run(request).await;
     let status = response.status();
+    if head || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let with_id = |message: &str| match &request_id {
+        Some(RequestId(id)) => format!("{message} (request id {id})"),
+        None => message.to_string(),
+    };
+    if let Some(ServerErrorBody { kind, message }) = response.extensions().get().cloned() {
+        let body = crate::error::error_body(status, kind, &with_id(&message));
+        return replace_body(response, body);
+    }
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    if head || is_json || !(status.is_client_error() || status.is_server_error()) {
+    if is_json {
         return response;
     }
-    let (mut parts, body) = response.into_parts();
+    let (parts, body) = response.into_parts();
     let text = axum::body::to_bytes(body, 64 * 1024)
         .await
         .map(|b| String::from_utf8_lossy(&b).trim().to_string())
         .unwrap_or_default();
-    let message = if text.is_empty() {
+    let message = if status.is_server_error() {
+        tracing::error!(status = status.as_u16(), error = %text, "request failed");
+        with_id("internal error")
+    } else if text.is_empty() {
         status.canonical_reason().unwrap_or("error").to_string()
     } else {
         text
     };
     let body = crate::error::error_body(status, crate::error::exception_for(status), &message);
+    replace_body(Response::from_parts(parts, Body::empty()), body)
+}
+
+/// The response with `body` as its JSON body, keeping status and headers.
+fn replace_body(response: Response, body: serde_json::Value) -> Response {
+    let (mut parts, _) = response.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(
         header::CONTENT_TYPE,
@@ -238,7 +295,7 @@ pub async fn list_entities(
     query: crate::model::ListQuery,
     kind: crate::storage::EntityKind,
 ) -> Result<axum::Json<crate::model::ListTablesResponse>> {
-    let page = page(query.page_token, query.page_size);
+    let page = page(query.page_token, query.page_size)?;
     let identifiers = state
         .catalog
         .list(parse_namespace(namespace), kind, page.clone())
@@ -255,11 +312,19 @@ pub async fn list_entities(
 }
 
 /// The page a list request asks for; `pageSize` alone starts at the beginning.
-pub fn page(token: Option<String>, size: Option<u32>) -> Page {
-    Page {
-        after: token.filter(|t| !t.is_empty()),
-        limit: size.filter(|s| *s > 0),
+pub fn page(token: Option<String>, size: Option<u32>) -> Result<Page> {
+    if size == Some(0) {
+        return Err(Error::BadRequest(
+            "pageSize must be at least 1 (leave it out for every entry)".into(),
+        ));
     }
+    if let Some(token) = &token {
+        crate::model::check_text("pageToken", token)?;
+    }
+    Ok(Page {
+        after: token.filter(|t| !t.is_empty()),
+        limit: size,
+    })
 }
 
 /// The token of the page after `returned` items, if the page was full.
@@ -402,10 +467,10 @@ async fn idempotency(State(state): State<AppState>, request: Request, next: Next
     // the outcome instead of a reservation nobody completes.
     let task_state = state.clone();
     let task_key = key.clone();
-    let task = tokio::spawn(async move {
+    let task = tokio::spawn(tracing::Instrument::in_current_span(async move {
         let response = next.run(request).await;
         record_outcome(&task_state, &task_key, response).await
-    });
+    }));
     match task.await {
         Ok(response) => response,
         Err(e) => {
@@ -499,7 +564,7 @@ fn replay(state: &AppState, stored: StoredResponse, vend: bool) -> Response {
 
 async fn record_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().to_string();
+    let method = request.method().clone();
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -537,13 +602,18 @@ mod tests {
 
     #[test]
     fn a_full_page_has_a_next_token() {
-        let p = page(Some(String::new()), Some(2));
+        let p = page(Some(String::new()), Some(2)).unwrap();
         assert_eq!(p.after, None);
         assert_eq!(next_page_token(&p, 2, Some("b".into())), Some("b".into()));
         assert_eq!(next_page_token(&p, 1, Some("a".into())), None);
         assert_eq!(
-            next_page_token(&page(None, None), 5, Some("e".into())),
+            next_page_token(&page(None, None).unwrap(), 5, Some("e".into())),
             None
         );
+        assert!(matches!(page(None, Some(0)), Err(Error::BadRequest(_))));
+        assert!(matches!(
+            page(Some("a\0".into()), None),
+            Err(Error::BadRequest(_))
+        ));
     }
 }

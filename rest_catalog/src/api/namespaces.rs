@@ -12,7 +12,7 @@ pub async fn list(
     State(s): State<AppState>,
     QueryParams(q): QueryParams<ListQuery>,
 ) -> Result<Json<ListNamespacesResponse>> {
-    let page = page(q.page_token.map(|t| t.replace('\u{1f}', ".")), q.page_size);
+    let page = page(q.page_token.map(|t| t.replace('\u{1f}', ".")), q.page_size)?;
     let parent = q.parent.as_deref().map(parse_namespace);
     let namespaces = s.catalog.list_namespaces(parent, page.clone()).await?;
     let next_page_token = next_page_token(

@@ -2,6 +2,7 @@
 //! health, readiness, metrics and the OpenAPI document.
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -73,6 +74,21 @@ pub async fn oauth_token(
         .client_id
         .or_else(|| basic.as_ref().map(|b| b.0.clone()));
     let client_secret = req.client_secret.or_else(|| basic.map(|b| b.1));
+    if let Err(wait) = s
+        .token_limiter
+        .check(client_id.as_deref().unwrap_or_default(), Instant::now())
+    {
+        let retry_after = wait.as_secs_f64().ceil().max(1.0).to_string();
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, retry_after)],
+            Json(json!({
+                "error": "temporarily_unavailable",
+                "error_description": "too many token requests; retry after the time in Retry-After"
+            })),
+        )
+            .into_response();
+    }
     match s.auth.issue(
         req.grant_type.as_deref(),
         client_id.as_deref(),
@@ -114,7 +130,10 @@ pub async fn healthz() -> &'static str {
 pub async fn readyz(State(s): State<AppState>) -> Response {
     match s.catalog.store().check_ready().await {
         Ok(()) => "ready".into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, e.public_message()).into_response()
+        }
     }
 }
 

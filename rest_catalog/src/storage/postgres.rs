@@ -57,12 +57,19 @@ impl EntityKind {
 
 /// The stored form of a namespace, or 400 naming the offending levels.
 pub fn stored_namespace(namespace: &Namespace) -> Result<String> {
+    crate::model::check_namespace(namespace)?;
     encode_namespace(namespace).ok_or_else(|| {
         Error::BadRequest(format!(
             "invalid namespace {namespace:?}: levels must be non-empty and must not contain '{}'",
             schema::NAMESPACE_SEPARATOR
         ))
     })
+}
+
+/// The stored namespace of a table or view whose name can be stored.
+fn stored_ident(ident: &TableIdentifier) -> Result<String> {
+    crate::model::check_name("name", &ident.name)?;
+    stored_namespace(&ident.namespace)
 }
 
 impl PostgresStore {
@@ -193,7 +200,14 @@ fn is_transient(e: &Error) -> bool {
 fn sent_change_error(e: tokio_postgres::Error) -> Error {
     match e.as_db_error() {
         Some(_) => Error::Database(e),
-        None => Error::CommitStateUnknown(e.to_string()),
+        None => {
+            tracing::error!(error = %e, "lost the catalog database after sending a change");
+            Error::CommitStateUnknown(
+                "the connection to the catalog database was lost after the change was sent; \
+                 load the table or view to see whether it was applied"
+                    .into(),
+            )
+        }
     }
 }
 
@@ -470,7 +484,7 @@ impl CatalogStore for PostgresStore {
         ident: &TableIdentifier,
         kind: EntityKind,
     ) -> Result<Option<String>> {
-        let stored = stored_namespace(&ident.namespace)?;
+        let stored = stored_ident(ident)?;
         let client = self.pool.get().await?;
         let stmt = client.prepare_cached(schema::METADATA_LOCATION_SQL).await?;
         let row = client
@@ -493,7 +507,7 @@ impl CatalogStore for PostgresStore {
         kind: EntityKind,
         metadata_location: &str,
     ) -> Result<()> {
-        let stored = stored_namespace(&ident.namespace)?;
+        let stored = stored_ident(ident)?;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         // Holds the namespace against drop_namespace (which locks these rows
@@ -554,7 +568,7 @@ impl CatalogStore for PostgresStore {
             ))
             .await?;
         for swap in ordered {
-            let stored = stored_namespace(&swap.ident.namespace)?;
+            let stored = stored_ident(&swap.ident)?;
             let holds = match &swap.new {
                 Some(new) => {
                     tx.execute(
@@ -638,7 +652,7 @@ impl CatalogStore for PostgresStore {
         ident: &TableIdentifier,
         kind: EntityKind,
     ) -> Result<Option<String>> {
-        let stored = stored_namespace(&ident.namespace)?;
+        let stored = stored_ident(ident)?;
         let client = self.pool.get().await?;
         let row = client
             .query_opt(
@@ -662,8 +676,8 @@ impl CatalogStore for PostgresStore {
         to: &TableIdentifier,
         kind: EntityKind,
     ) -> Result<()> {
-        let from_ns = stored_namespace(&from.namespace)?;
-        let to_ns = stored_namespace(&to.namespace)?;
+        let from_ns = stored_ident(from)?;
+        let to_ns = stored_ident(to)?;
         let client = self.pool.get().await?;
         if !self.namespace_exists(&client, &to_ns).await? {
             return Err(Error::NoSuchNamespace(to.namespace.join(".")));
