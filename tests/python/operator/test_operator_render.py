@@ -1,6 +1,7 @@
-"""Every object `lake_operator render` prints for the examples is valid
-Kubernetes (strict OpenAPI schemas, 1.30 and the client's 1.33), and carries
-the pod wiring the design asks for."""
+"""Every object `lake_operator render` prints for the examples (and what `crd` and
+`rbac` print) is valid Kubernetes (strict OpenAPI schemas, 1.30 and 1.33, the API
+the operator's k8s-openapi types follow), and carries the pod wiring the design
+asks for."""
 
 import copy
 import re
@@ -96,6 +97,16 @@ def test_rendered_variants_validate_strictly(operator_bin, variants, name, versi
     validate_strictly(objects, name, version)
     kinds = {o["kind"] for o in objects}
     assert ("Deployment" in kinds) == (name != "catalog-disabled"), name
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_crd_and_rbac_output_validate_strictly(operator_bin, version):
+    for command, kinds in (("crd", ["CustomResourceDefinition"]), ("rbac", ["ClusterRole", "Role"])):
+        result = run_operator(operator_bin, command)
+        assert result.returncode == 0, result.stderr
+        objects = [d for d in yaml.safe_load_all(result.stdout) if d]
+        assert [o["kind"] for o in objects] == kinds, command
+        validate_strictly(objects, command, version)
 
 
 def test_the_kubernetes_versions_agree_with_the_operators_types():
