@@ -1,1 +1,0 @@
-//! Harness for end-to-end tests.
