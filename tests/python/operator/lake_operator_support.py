@@ -20,6 +20,11 @@ EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 INVALID = sorted((REPO / "examples/invalid").glob("*.yaml"))
 CRD_PATH = REPO / "crds/lakeclusters.pglake.dev.yaml"
 CHART = REPO / "charts/lake-operator"
+# Kubernetes versions whose schemas every generated object is validated against:
+# the oldest supported, and the one the operator's k8s-openapi types follow (its
+# `v1_xx` feature in operator/Cargo.toml; test_operator_render checks they agree).
+KUBERNETES_VERSIONS = ["1.30.0", "1.33.0"]
+OLDEST_KUBERNETES, NEWEST_KUBERNETES = KUBERNETES_VERSIONS[0], KUBERNETES_VERSIONS[-1]
 
 
 def cargo_build(package: str):

@@ -9,7 +9,7 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
-from lake_operator_support import CHART, CRD_PATH, EXAMPLES, REPO, operator_bin, run_operator  # noqa: F401 (fixtures)
+from lake_operator_support import CHART, CRD_PATH, EXAMPLES, OLDEST_KUBERNETES, REPO, operator_bin, run_operator  # noqa: F401 (fixtures)
 
 
 def test_chart_crd_equals_the_generated_crd():
@@ -104,4 +104,4 @@ def test_template_blocks_are_balanced():
 def test_rbac_objects_are_valid_kubernetes():
     for doc in template_docs("rbac.yaml"):
         doc["metadata"]["name"] = "lake-operator"
-        kubernetes_validate.validate(doc, "1.30.0", strict=True)
+        kubernetes_validate.validate(doc, OLDEST_KUBERNETES, strict=True)

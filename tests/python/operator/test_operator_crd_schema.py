@@ -7,7 +7,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from lake_operator_support import CRD_PATH, EXAMPLES, INVALID, crd, expected_error, operator_bin, run_operator  # noqa: F401 (fixtures)
+from lake_operator_support import CRD_PATH, EXAMPLES, INVALID, OLDEST_KUBERNETES, crd, expected_error, operator_bin, run_operator  # noqa: F401 (fixtures)
 
 
 def schema_errors(crd, obj):
@@ -20,7 +20,7 @@ def schema_errors(crd, obj):
 
 
 def test_crd_is_a_valid_custom_resource_definition(crd):
-    kubernetes_validate.validate(crd, "1.30.0", strict=True)
+    kubernetes_validate.validate(crd, OLDEST_KUBERNETES, strict=True)
     version = crd["spec"]["versions"][0]
     assert (crd["spec"]["group"], version["name"], crd["spec"]["names"]["kind"]) == ("pglake.dev", "v1alpha1", "LakeCluster")
     assert crd["spec"]["scope"] == "Namespaced" and crd["spec"]["names"]["shortNames"] == ["lc"]

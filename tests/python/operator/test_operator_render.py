@@ -10,11 +10,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from lake_operator_support import EXAMPLES, REPO, operator_bin, run_operator  # noqa: F401 (fixtures)
+from lake_operator_support import EXAMPLES, KUBERNETES_VERSIONS as VERSIONS, REPO, operator_bin, run_operator  # noqa: F401 (fixtures)
 
-# The oldest Kubernetes the operator supports and the one its k8s-openapi types
-# are built for (the `v1_xx` feature in operator/Cargo.toml; a test checks they agree).
-VERSIONS = ["1.30.0", "1.33.0"]
 SECRET_ENV_HINTS = ("PASSWORD", "SECRET", "TOKEN", "ACCESS_KEY_ID")
 # Every kind the operator creates for a LakeCluster (`resources::all_objects`).
 KINDS = {"ServiceAccount", "Secret", "ConfigMap", "Service", "StatefulSet", "PodDisruptionBudget",
@@ -115,7 +112,8 @@ def test_the_kubernetes_versions_agree_with_the_operators_types():
     cargo = (REPO / "operator/Cargo.toml").read_text()
     features = re.findall(r'"v1_(\d+)"', next(l for l in cargo.splitlines() if l.startswith("k8s-openapi")))
     assert len(features) == 1, features
-    newest = max(VERSIONS, key=lambda v: tuple(map(int, v.split("."))))
+    assert VERSIONS == sorted(VERSIONS, key=lambda v: tuple(map(int, v.split(".")))), VERSIONS
+    newest = VERSIONS[-1]
     assert newest == f"1.{features[0]}.0", f"k8s-openapi is built for 1.{features[0]}, the tests validate up to {newest}"
     readme = (REPO / "operator/README.md").read_text()
     for v in VERSIONS:

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from lake_testing import free_port
-from lake_operator_support import CRD_PATH, REPO, operator_bin, run_operator  # noqa: F401 (fixtures)
+from lake_operator_support import CRD_PATH, NEWEST_KUBERNETES, REPO, operator_bin, run_operator  # noqa: F401 (fixtures)
 
 NS = "default"
 LEASE_NS = "lake-system"
@@ -316,7 +316,7 @@ def assert_bodies_are_valid(requests, secrets):
         if not full:
             continue  # a merge patch (an Event series) is not a whole object
         try:
-            kubernetes_validate.validate(body, "1.33.0", strict=True)
+            kubernetes_validate.validate(body, NEWEST_KUBERNETES, strict=True)
         except kubernetes_validate.ValidationError as e:
             pytest.fail(f"{method} {path}: {body.get('kind')} is invalid: {e}")
         kinds.add(body["kind"])
