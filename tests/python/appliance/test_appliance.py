@@ -7,10 +7,8 @@ over the same data and stops it with SIGTERM."""
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import psycopg
@@ -21,57 +19,12 @@ from pyiceberg.catalog.rest import RestCatalog
 from pyiceberg.schema import Schema
 from pyiceberg.types import LongType, NestedField, StringType
 
-from lake_testing import REPO, free_port
-
-TARGET = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/pg_lake/target"))
-
-
-def build(*packages):
-    args = " ".join(f"-p {p}" for p in packages)
-    subprocess.run(["bash", "-c", f"source scripts/env.sh && cargo build -q --bins {args}"], cwd=REPO, check=True)
-
-
-class Appliance:
-    def __init__(self, data_dir: Path, ports: dict):
-        self.data_dir = data_dir
-        self.ports = ports
-        self.proc = subprocess.Popen(
-            [str(TARGET / "debug/pg_lake_local"), "--data-dir", str(data_dir),
-             "--port", str(ports["postgres"]), "--catalog-port", str(ports["catalog"]),
-             "--pgduck-port", str(ports["pgduck"])],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.printed = []
-        deadline = time.monotonic() + 120
-        while not any(line.startswith("  logs:") for line in self.printed):
-            line = self.proc.stdout.readline()
-            if not line:
-                raise AssertionError(f"pg_lake_local exited ({self.proc.wait()}): {''.join(self.printed)}")
-            self.printed.append(line)
-            assert time.monotonic() < deadline, "pg_lake_local did not come up within 120 s"
-        text = "".join(self.printed)
-        self.postgres_url = re.search(r'psql "([^"]+)"', text).group(1)
-        self.catalog_url = re.search(r"Iceberg REST catalog: (\S+)", text).group(1)
-
-    def children(self):
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid), "-a"], capture_output=True, text=True).stdout
-        return {line.split()[1].rsplit("/", 1)[-1]: int(line.split()[0]) for line in out.splitlines()}
-
-    def stop(self):
-        children = self.children()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            assert self.proc.wait(timeout=60) == 0, "pg_lake_local exits cleanly on SIGTERM"
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-        for pid in children.values():
-            assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2], \
-                f"child {pid} still runs after the appliance stopped"
+from appliance_support import TARGET, Appliance, free_ports
+from lake_testing import REPO
 
 
 @pytest.fixture(scope="module")
-def appliance_dir():
-    build("pg_lake_common", "pgduck_server", "rest_catalog", "lake_operator")
+def appliance_dir(appliance_build):
     base = Path(tempfile.mkdtemp(prefix="pg-lake-appliance-"))
     base.chmod(0o755)  # Postgres runs as `postgres` and must reach its data directory
     yield base / "data"
@@ -95,7 +48,7 @@ def flags(args):
 
 
 def test_the_appliance_runs_wired_as_a_pod_and_keeps_its_data(appliance_dir):
-    ports = {"postgres": free_port(), "catalog": free_port(), "pgduck": free_port()}
+    ports = free_ports()
     app = Appliance(appliance_dir, ports)
     try:
         assert f"http://127.0.0.1:{ports['catalog']}" == app.catalog_url
@@ -104,6 +57,8 @@ def test_the_appliance_runs_wired_as_a_pod_and_keeps_its_data(appliance_dir):
             # pgduck_server answers through the extension: write a Parquet file and read it back.
             files = appliance_dir / "files"
             files.mkdir()
+            if os.geteuid() == 0:  # the appliance's processes run as postgres
+                shutil.chown(files, "postgres", "postgres")
             db.execute(f"COPY (SELECT i AS id FROM generate_series(1, 3) i) TO '{files}/ids.parquet'")
             assert [r[0] for r in db.execute(f"SELECT * FROM lake_file.preview('{files}/ids.parquet')")] == ["id"]
 
