@@ -330,13 +330,16 @@ async fn create_from_scratch_applies_every_object_and_reports_provisioning() {
     let (ctx, server, _) = Context::test();
     let lc = LakeCluster::test().finalized();
     let token_secret = Arc::new(Mutex::new(None));
+    let superuser_secret = Arc::new(Mutex::new(None));
+    let keep_superuser = capture(&superuser_secret);
     let applied_event = Arc::new(Mutex::new(None));
     let mut scenario = vec![
         keys_secret(),
         Exchange::get(path::core("secrets", "lake-superuser")).not_found(),
         Exchange::new(Method::POST, format!("/api/v1/namespaces/{NS}/secrets"))
             .echo()
-            .check(|body| {
+            .check(move |body| {
+                keep_superuser(body);
                 assert_eq!(body["metadata"]["name"], "lake-superuser");
                 assert_eq!(body["type"], "kubernetes.io/basic-auth");
                 assert_eq!(body["stringData"]["username"], "postgres");
@@ -438,10 +441,13 @@ async fn create_from_scratch_applies_every_object_and_reports_provisioning() {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
         "not URL-safe: {token}"
     );
+    let superuser = superuser_secret.lock().unwrap().take().unwrap();
+    let password = superuser["stringData"]["password"].as_str().unwrap();
     let first = status.lock().unwrap().take().unwrap();
     let event = applied_event.lock().unwrap().take().unwrap();
     for shown in [first.to_string(), event.to_string()] {
         assert!(!shown.contains(&token), "the token shows: {shown}");
+        assert!(!shown.contains(password), "the password shows: {shown}");
     }
 
     let lc = lc.with_status(serde_json::from_value(first["status"].clone()).unwrap());
