@@ -1,6 +1,8 @@
 //! Type mapping between DuckDB (the files) and Postgres (the tables), following the
 //! Iceberg mapping in DESIGN.md.
 
+use pgrx::pg_sys;
+
 use crate::error::{Error, Result};
 use crate::files::{quote_ident, quote_literal};
 
@@ -263,6 +265,60 @@ pub enum PgShape {
 }
 
 impl PgShape {
+    /// Resolves a Postgres type (with its typmod) far enough to describe it to DuckDB.
+    pub fn of(typid: pg_sys::Oid, typmod: i32) -> PgShape {
+        // SAFETY: syscache and typcache lookups on the backend thread; the tuple descriptor
+        // is released before returning.
+        unsafe {
+            let mut typmod = typmod;
+            let base = pg_sys::getBaseTypeAndTypmod(typid, &mut typmod);
+            let elem = pg_sys::get_element_type(base);
+            if elem != pg_sys::InvalidOid {
+                return PgShape::Array(Box::new(PgShape::of(elem, typmod)));
+            }
+            if pg_sys::get_typtype(base) == pg_sys::TYPTYPE_COMPOSITE as std::ffi::c_char {
+                let desc = pg_sys::lookup_rowtype_tupdesc(base, typmod);
+                let fields = (0..(*desc).natts as usize)
+                    .map(|i| *(*desc).attrs.as_ptr().add(i))
+                    .filter(|a| !a.attisdropped)
+                    .map(|a| {
+                        (
+                            pgrx::name_data_to_str(&a.attname).to_string(),
+                            PgShape::of(a.atttypid, a.atttypmod),
+                        )
+                    })
+                    .collect();
+                pg_sys::DecrTupleDescRefCount(desc);
+                return PgShape::Composite(fields);
+            }
+            match base {
+                pg_sys::BOOLOID => PgShape::Bool,
+                pg_sys::INT2OID => PgShape::Int2,
+                pg_sys::INT4OID => PgShape::Int4,
+                pg_sys::INT8OID => PgShape::Int8,
+                pg_sys::FLOAT4OID => PgShape::Float4,
+                pg_sys::FLOAT8OID => PgShape::Float8,
+                pg_sys::NUMERICOID if typmod >= 4 => {
+                    let t = typmod - 4;
+                    PgShape::Numeric(Some(((t >> 16) & 0xffff, t & 0x7ff)))
+                }
+                pg_sys::NUMERICOID => PgShape::Numeric(None),
+                pg_sys::TEXTOID | pg_sys::VARCHAROID | pg_sys::BPCHAROID | pg_sys::NAMEOID => {
+                    PgShape::Text
+                }
+                pg_sys::BYTEAOID => PgShape::Bytea,
+                pg_sys::DATEOID => PgShape::Date,
+                pg_sys::TIMEOID => PgShape::Time,
+                pg_sys::TIMESTAMPOID => PgShape::Timestamp,
+                pg_sys::TIMESTAMPTZOID => PgShape::TimestampTz,
+                pg_sys::INTERVALOID => PgShape::Interval,
+                pg_sys::UUIDOID => PgShape::Uuid,
+                pg_sys::JSONOID | pg_sys::JSONBOID => PgShape::Json,
+                _ => PgShape::Other,
+            }
+        }
+    }
+
     fn duckdb_type(&self) -> Result<String> {
         Ok(match self {
             PgShape::Bool => "BOOLEAN".into(),

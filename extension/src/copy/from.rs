@@ -1,0 +1,201 @@
+//! COPY FROM a lake URL: DuckDB reads the file and streams it back as COPY text, which
+//! Postgres' own COPY FROM machinery loads, so constraints, triggers and errors behave as
+//! for any COPY, and a bad row aborts the whole statement with nothing loaded.
+
+use std::cell::RefCell;
+
+use bytes::{Buf, Bytes};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::error::{Error, OrReport, Result};
+use crate::files::{quote_ident, Format, LakeFiles};
+use crate::pg::util::{list_ptrs, pstrdup, string};
+use crate::pgduck::{Connection, RowStream};
+
+thread_local! {
+    /// The stream COPY FROM's data source callback reads; set only during `copy_from`.
+    static SOURCE: RefCell<Option<(RowStream, Bytes)>> = const { RefCell::new(None) };
+}
+
+/// Clears [`SOURCE`] when COPY FROM ends, also when it fails: an unfinished stream is
+/// then dropped with its connection.
+struct SourceGuard;
+
+impl Drop for SourceGuard {
+    fn drop(&mut self) {
+        SOURCE.with(|s| s.borrow_mut().take());
+    }
+}
+
+/// Postgres' COPY FROM pulls its input through this callback.
+#[pg_guard]
+unsafe extern "C-unwind" fn read_source(
+    outbuf: *mut std::ffi::c_void,
+    minread: i32,
+    maxread: i32,
+) -> i32 {
+    SOURCE.with(|source| {
+        let mut source = source.borrow_mut();
+        let (rows, pending) = source
+            .as_mut()
+            .expect("COPY FROM source is set while COPY runs");
+        let mut written = 0usize;
+        let (min, max) = (minread.max(1) as usize, maxread as usize);
+        while written < min {
+            if pending.is_empty() {
+                *pending = rows.next_chunk().or_report();
+                if pending.is_empty() {
+                    break;
+                }
+            }
+            let n = pending.len().min(max - written);
+            // SAFETY: Postgres gives a buffer of `maxread` bytes; we write at most that.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    pending.as_ptr(),
+                    (outbuf as *mut u8).add(written),
+                    n,
+                );
+            }
+            pending.advance(n);
+            written += n;
+        }
+        written as i32
+    })
+}
+
+/// # Safety
+/// `stmt` must be a valid COPY FROM statement.
+pub(super) unsafe fn copy_from(
+    stmt: *mut pg_sys::CopyStmt,
+    files: &LakeFiles,
+    query_string: *const std::ffi::c_char,
+) -> u64 {
+    // SAFETY: guaranteed by the caller; the relation stays locked until commit.
+    unsafe {
+        let rel = pg_sys::table_openrv((*stmt).relation, pg_sys::RowExclusiveLock as i32);
+        let relid = (*rel).rd_id;
+        let acl = pg_sys::pg_class_aclcheck(
+            relid,
+            pg_sys::GetUserId(),
+            pg_sys::ACL_INSERT as pg_sys::AclMode,
+        );
+        if acl != pg_sys::AclResult::ACLCHECK_OK {
+            pg_sys::aclcheck_error(
+                acl,
+                pg_sys::ObjectType::OBJECT_TABLE,
+                pg_sys::get_rel_name(relid),
+            );
+        }
+        if pg_sys::check_enable_rls(relid, pg_sys::InvalidOid, false)
+            == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
+        {
+            Error::FeatureNotSupported("COPY FROM is not supported with row-level security".into())
+                .report();
+        }
+        let table = string(pg_sys::get_rel_name(relid)).unwrap_or_default();
+        let targets = target_columns(rel, (*stmt).attlist);
+        let select = matching_columns(files, &table, &targets).or_report();
+
+        let sql = format!("SELECT {select} FROM {}", files.read_sql(Some(&targets)));
+        let rows = Connection::acquire()
+            .and_then(|c| c.transmit(&sql))
+            .or_report();
+        SOURCE.with(|s| *s.borrow_mut() = Some((rows, Bytes::new())));
+        let _clear = SourceGuard;
+
+        let pstate = pg_sys::make_parsestate(std::ptr::null_mut());
+        (*pstate).p_sourcetext = query_string;
+        pg_sys::addRangeTableEntryForRelation(
+            pstate,
+            rel,
+            pg_sys::RowExclusiveLock as i32,
+            std::ptr::null_mut(),
+            false,
+            false,
+        );
+        let mut attnames: *mut pg_sys::List = std::ptr::null_mut();
+        for t in &targets {
+            attnames = pg_sys::lappend(attnames, pg_sys::makeString(pstrdup(t)).cast());
+        }
+        let encoding = pg_sys::makeDefElem(
+            pstrdup("encoding"),
+            pg_sys::makeString(pstrdup("UTF8")).cast(),
+            -1,
+        );
+        let options = pg_sys::lappend(std::ptr::null_mut(), encoding.cast());
+        let cstate = pg_sys::BeginCopyFrom(
+            pstate,
+            rel,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            false,
+            Some(read_source),
+            attnames,
+            options,
+        );
+        let loaded = pg_sys::CopyFrom(cstate);
+        pg_sys::EndCopyFrom(cstate);
+        pg_sys::table_close(rel, pg_sys::NoLock as i32);
+        loaded
+    }
+}
+
+/// The columns COPY FROM fills: the statement's column list or every live column.
+///
+/// # Safety
+/// `rel` must be an open relation and `attlist` NIL or a List of String.
+unsafe fn target_columns(rel: pg_sys::Relation, attlist: *mut pg_sys::List) -> Vec<String> {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        let listed: Vec<String> = list_ptrs::<pg_sys::String>(attlist)
+            .into_iter()
+            .filter_map(|s| string((*s).sval))
+            .collect();
+        if !listed.is_empty() {
+            return listed;
+        }
+        let desc = (*rel).rd_att;
+        (0..(*desc).natts as usize)
+            .map(|i| *(*desc).attrs.as_ptr().add(i))
+            .filter(|a| !a.attisdropped && a.attgenerated == 0)
+            .map(|a| pgrx::name_data_to_str(&a.attname).to_string())
+            .collect()
+    }
+}
+
+/// Checks that the files have the table's columns and returns the DuckDB select list.
+/// Files with a header (Parquet, JSON, CSV with header) match by name; a CSV without
+/// header by position.
+fn matching_columns(files: &LakeFiles, table: &str, targets: &[String]) -> Result<String> {
+    let by_position = files.format == Format::Csv && files.csv.header == Some(false);
+    let described = crate::fdw::describe(files)?;
+    let file_cols: Vec<&str> = described.iter().map(|(n, _)| n.as_str()).collect();
+    if by_position {
+        if file_cols.len() != targets.len() {
+            return Err(Error::ColumnMismatch(format!(
+                "\"{}\" has {} columns, but table \"{table}\" expects {}",
+                files.url,
+                file_cols.len(),
+                targets.len()
+            )));
+        }
+    } else if let Some(missing) = targets.iter().find(|t| !file_cols.contains(&t.as_str())) {
+        return Err(Error::ColumnMismatch(format!(
+            "column \"{missing}\" of table \"{table}\" is not in \"{}\" (its columns: {})",
+            files.url,
+            file_cols.join(", ")
+        )));
+    } else if let Some(extra) = file_cols.iter().find(|c| !targets.iter().any(|t| t == *c)) {
+        return Err(Error::ColumnMismatch(format!(
+            "column \"{extra}\" of \"{}\" has no matching column in table \"{table}\"",
+            files.url
+        )));
+    }
+    Ok(targets
+        .iter()
+        .map(|t| quote_ident(t))
+        .collect::<Vec<_>>()
+        .join(", "))
+}

@@ -1,0 +1,213 @@
+//! COPY TO a lake URL: Postgres runs the query; its rows, rendered as text, stream to
+//! pgduck_server as CSV (`COPY ... FROM STDIN`) into a temporary table, and DuckDB writes
+//! the file from there.
+
+use pgrx::pg_sys;
+
+use crate::error::{Error, OrReport, Result};
+use crate::files::access::local_path;
+use crate::files::{quote_ident, quote_literal, LakeFiles, Location};
+use crate::pg::util::{
+    list_ptrs, pstrdup, qualified_name, string, with_transmission_modes, Transmission,
+};
+use crate::pgduck::Connection;
+use crate::types::{PgShape, Transfer};
+use crate::write::csv_sink;
+
+/// The DuckDB table COPY TO stages rows in (one per connection, replaced each time).
+const STAGING: &str = "pg_lake_copy_staging";
+
+/// One output column of the query COPY TO runs.
+struct OutputColumn {
+    name: String,
+    transfer: Transfer,
+}
+
+/// # Safety
+/// `stmt` must be a valid COPY TO statement.
+pub(super) unsafe fn copy_to(
+    stmt: *mut pg_sys::CopyStmt,
+    files: &LakeFiles,
+    query_string: *const std::ffi::c_char,
+) -> u64 {
+    // SAFETY: guaranteed by the caller; parse analysis runs on the backend thread.
+    let (query_sql, columns) = unsafe { source_query(stmt, query_string) };
+    let names: Vec<String> = (1..=columns.len()).map(|i| format!("c{i}")).collect();
+    let pg_exprs: Vec<String> = columns
+        .iter()
+        .zip(&names)
+        .map(|(c, n)| c.transfer.pg_expr(&format!("q.{n}")))
+        .collect();
+    let pg_sql = format!(
+        "SELECT {} FROM ({query_sql}) AS q({})",
+        pg_exprs.join(", "),
+        names.join(", ")
+    );
+
+    let mut conn = Connection::acquire().or_report();
+    let staging_cols: Vec<String> = names.iter().map(|n| format!("{n} VARCHAR")).collect();
+    conn.execute(&format!(
+        "CREATE OR REPLACE TEMP TABLE {STAGING} ({})",
+        staging_cols.join(", ")
+    ))
+    .or_report();
+    let sink = conn
+        .copy_in(&format!(
+            "COPY {STAGING} FROM STDIN ({})",
+            csv_sink::DUCKDB_OPTIONS
+        ))
+        .or_report();
+    let scaled = columns
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let scale = c.transfer.rounds_to_scale?;
+            Some(csv_sink::Scaled::new(i, c.name.clone(), scale))
+        })
+        .collect();
+    let (mut conn, rows) = with_transmission_modes(Transmission::Execute, || {
+        csv_sink::run(&pg_sql, sink, scaled)
+    })
+    .or_report();
+
+    let duck_exprs: Vec<String> = columns
+        .iter()
+        .zip(&names)
+        .map(|(c, n)| format!("{} AS {}", c.transfer.duckdb_expr(n), quote_ident(&c.name)))
+        .collect();
+    // A local file is written under a temporary name and renamed when complete, so a
+    // failed COPY never leaves a partial file that breaks every glob over its directory.
+    let target = match files.location {
+        Location::Local => Some(LocalTarget::new(&files.url)),
+        Location::ObjectStore => None,
+    };
+    let copy = format!(
+        "COPY (SELECT {} FROM {STAGING}) TO {} ({}); DROP TABLE {STAGING}",
+        duck_exprs.join(", "),
+        quote_literal(target.as_ref().map_or(files.url.as_str(), |t| t.temp_str())),
+        files.copy_to_options()
+    );
+    conn.execute(&copy).or_report();
+    if let Some(target) = target {
+        target.commit().or_report();
+    }
+    rows
+}
+
+/// A local COPY TO target: DuckDB writes `.<name>.pg_lake-<pid>.tmp` beside it, which
+/// replaces the target once complete and is removed if anything fails first.
+struct LocalTarget {
+    path: std::path::PathBuf,
+    temp: String,
+    done: bool,
+}
+
+impl LocalTarget {
+    fn new(url: &str) -> LocalTarget {
+        let path = local_path(url);
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let temp = path
+            .with_file_name(format!(".{name}.pg_lake-{}.tmp", std::process::id()))
+            .display()
+            .to_string();
+        LocalTarget {
+            path,
+            temp,
+            done: false,
+        }
+    }
+
+    fn temp_str(&self) -> &str {
+        &self.temp
+    }
+
+    fn commit(mut self) -> Result<()> {
+        self.done = true;
+        std::fs::rename(&self.temp, &self.path).map_err(|e| {
+            let _ = std::fs::remove_file(&self.temp);
+            Error::LocalFile {
+                path: self.path.display().to_string(),
+                action: "writing",
+                reason: e.to_string(),
+                not_found: false,
+            }
+        })
+    }
+}
+
+impl Drop for LocalTarget {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}
+
+/// The SQL text of what COPY TO reads, and its output columns.
+///
+/// # Safety
+/// `stmt` must be a valid COPY TO statement.
+unsafe fn source_query(
+    stmt: *mut pg_sys::CopyStmt,
+    query_string: *const std::ffi::c_char,
+) -> (String, Vec<OutputColumn>) {
+    // SAFETY: guaranteed by the caller; parse trees are palloc'd in the current context.
+    unsafe {
+        let raw: *mut pg_sys::RawStmt = if (*stmt).relation.is_null() {
+            let raw =
+                pg_sys::palloc0(std::mem::size_of::<pg_sys::RawStmt>()) as *mut pg_sys::RawStmt;
+            (*raw).type_ = pg_sys::NodeTag::T_RawStmt;
+            (*raw).stmt = (*stmt).query;
+            raw
+        } else {
+            let relid = pg_sys::RangeVarGetRelidExtended(
+                (*stmt).relation,
+                pg_sys::AccessShareLock as i32,
+                0,
+                None,
+                std::ptr::null_mut(),
+            );
+            let cols = list_ptrs::<pg_sys::String>((*stmt).attlist)
+                .into_iter()
+                .filter_map(|s| string((*s).sval))
+                .map(|c| quote_ident(&c))
+                .collect::<Vec<_>>();
+            let cols = if cols.is_empty() {
+                "*".to_string()
+            } else {
+                cols.join(", ")
+            };
+            let sql = format!("SELECT {cols} FROM {}", qualified_name(relid));
+            let parsed = pg_sys::raw_parser(pstrdup(&sql), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
+            pg_sys::list_nth(parsed, 0).cast()
+        };
+        let query = pg_sys::parse_analyze_fixedparams(
+            raw,
+            query_string,
+            std::ptr::null(),
+            0,
+            std::ptr::null_mut(),
+        );
+        if (*query).commandType != pg_sys::CmdType::CMD_SELECT || !(*query).utilityStmt.is_null() {
+            Error::FeatureNotSupported("COPY to a lake URL needs a SELECT query".into()).report();
+        }
+        let columns = list_ptrs::<pg_sys::TargetEntry>((*query).targetList)
+            .into_iter()
+            .filter(|t| !(**t).resjunk)
+            .map(|t| {
+                let name = string((*t).resname).unwrap_or_else(|| "?column?".into());
+                let expr = (*t).expr.cast();
+                let shape = PgShape::of(pg_sys::exprType(expr), pg_sys::exprTypmod(expr));
+                OutputColumn {
+                    name,
+                    transfer: shape.transfer().or_report(),
+                }
+            })
+            .collect();
+        let sql = string(pg_sys::pg_get_querydef(query, false)).unwrap_or_default();
+        (sql, columns)
+    }
+}
