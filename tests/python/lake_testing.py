@@ -2,9 +2,11 @@
 folder on sys.path through the root conftest)."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -53,6 +55,52 @@ def unix_open(path) -> bool:
 def as_postgres(cmd: list) -> list:
     """initdb refuses to run as root: run Postgres binaries as the postgres user."""
     return ["runuser", "-u", "postgres", "--", *map(str, cmd)] if os.geteuid() == 0 else list(map(str, cmd))
+
+
+class PostgresCluster:
+    """A throw-away Postgres cluster, the one way every suite starts one: initdb'd and run
+    as the postgres OS user when the tests run as root (initdb refuses root, and pods run
+    it as postgres), on 127.0.0.1 and a unix socket in its own directory.
+
+    `settings` go to postgresql.conf; `password` turns on scram-sha-256 for TCP clients
+    (trust otherwise); the socket always trusts, for the tests' own administration."""
+
+    def __init__(self, prefix: str = "pg-lake-test-pg-", settings: dict | None = None,
+                 password: str | None = None, base: Path | None = None):
+        self.base = base or Path(tempfile.mkdtemp(prefix=prefix))
+        self.base.mkdir(exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.base, "postgres", "postgres")
+        self.data = self.base / "data"
+        self.sock = self.base / "sock"
+        self.sock.mkdir()
+        self.log = self.base / "postgres.log"
+        initdb = [PG_BIN / "initdb", "-D", self.data, "-U", "postgres", "--encoding=UTF8", "--locale=C.UTF-8",
+                  "--no-sync", "--auth-local=trust", f"--auth-host={'scram-sha-256' if password else 'trust'}"]
+        if password:
+            pwfile = self.base / "initdb.pw"
+            pwfile.write_text(password)
+            initdb.append(f"--pwfile={pwfile}")
+        for p in self.base.iterdir():
+            if os.geteuid() == 0:
+                shutil.chown(p, "postgres", "postgres")
+        subprocess.run(as_postgres(initdb), check=True, capture_output=True)
+        if password:
+            pwfile.unlink()
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        conf = {"listen_addresses": "127.0.0.1", "port": self.port, "unix_socket_directories": str(self.sock),
+                "fsync": "off", **(settings or {})}
+        with open(self.data / "postgresql.conf", "a") as f:
+            f.write("".join(f"{k} = '{str(v).replace(chr(39), chr(39) * 2)}'\n" for k, v in conf.items()))
+        subprocess.run(as_postgres([PG_BIN / "pg_ctl", "-D", self.data, "-l", self.log, "-w", "start"]),
+                       check=True, capture_output=True)
+        self.url = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+
+    def stop(self, mode: str = "fast", remove: bool = True):
+        subprocess.run(as_postgres([PG_BIN / "pg_ctl", "-D", self.data, "-m", mode, "stop"]), capture_output=True)
+        if remove:
+            shutil.rmtree(self.base, ignore_errors=True)
 
 
 def rest_catalog_binary() -> Path:
