@@ -85,7 +85,7 @@ def test_off_means_plain_http_in_the_appliance_and_its_children(moto, data_dir):
         pgduck = app.children()["pgduck_server"]
         environ = dict(kv.split("=", 1) for kv in open(f"/proc/{pgduck}/environ").read().split("\0") if "=" in kv)
         assert environ["AWS_ENDPOINT_URL"] == moto["endpoint"], "the launcher hands on plain http://"
-            with psycopg.connect(app.postgres_url, autocommit=True) as db:
+        with psycopg.connect(app.postgres_url, autocommit=True) as db:
             db.execute(f"COPY (SELECT 1 AS a) TO 's3://{moto['bucket']}/{prefix}/x.csv'")
         assert moto["s3"].get_object(Bucket=moto["bucket"], Key=f"{prefix}/x.csv")["Body"].read() == b"1\n"
         catalog = RestCatalog("local", uri=app.catalog_url)
