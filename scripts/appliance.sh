@@ -15,4 +15,5 @@ cd "$here/.."
 bash "$here/setup.sh"
 cargo build --locked -p pgduck_server -p rest_catalog -p pg_lake_common --bins
 cargo pgrx install -p pg_lake --pg-config "$PG_CONFIG" >/dev/null
+bash "$(dirname "${BASH_SOURCE[0]}")/../extension/scripts/install-compat.sh" "$PG_CONFIG"
 exec "$CARGO_TARGET_DIR/debug/pg_lake_local" "$@"

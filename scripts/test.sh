@@ -26,6 +26,7 @@ cargo pgrx test "pg$PG_MAJOR" -p pg_lake --runas postgres --pgdata "$pgrx_data/d
 rm -rf "$pgrx_data"
 # `pgrx test` installs a build with the test feature; the end-to-end suites get the real one.
 cargo pgrx install -p pg_lake --pg-config "$PG_CONFIG" >/dev/null
+bash "$root/extension/scripts/install-compat.sh" "$PG_CONFIG"
 
 step "extension: build, load and smoke-test on Postgres 16 and 17 (servers from PyPI wheels)"
 bash "$root/extension/scripts/check-pg-majors.sh"

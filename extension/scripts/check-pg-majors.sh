@@ -132,6 +132,7 @@ build_install() {
   so="$("$pg_config" --pkglibdir)/pg_lake.so"
   [ -f "$so" ] || die "pg$major: $so not installed"
   [ -f "$("$pg_config" --sharedir)/extension/pg_lake.control" ] || die "pg$major: pg_lake.control not installed"
+  bash "$here/install-compat.sh" "$pg_config" || die "pg$major: installing the compatibility names failed"
   # The C shim is compiled against the real headers: none of its symbols may stay undefined.
   local undefined
   undefined="$(nm -D --undefined-only "$so" | grep -c 'pgrx_cshim' || true)"
@@ -213,6 +214,9 @@ EOF
     "SELECT fdwhandler::regproc || ' ' || fdwvalidator::regproc FROM pg_foreign_data_wrapper WHERE fdwname = 'pg_lake'" \
     "pg_lake_fdw_handler pg_lake_fdw_validator"
   check_eq "SERVER pg_lake" "SELECT count(*) FROM pg_foreign_server WHERE srvname = 'pg_lake'" 1
+  q "CREATE EXTENSION pg_lake_table; CREATE EXTENSION pg_lake_copy" || die "pg$major: the original's extension names failed"
+  check_eq "the original's FDW behind SERVER pg_lake" \
+    "SELECT fdwname FROM pg_foreign_server s JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw WHERE srvname = 'pg_lake'" pg_lake_table
   check_eq "roles" "SELECT count(*) FROM pg_roles WHERE rolname IN ('lake_read', 'lake_write', 'lake_read_write')" 3
   check_eq "lake_file functions" \
     "SELECT count(*) > 0 FROM pg_proc WHERE pronamespace = 'lake_file'::regnamespace" t

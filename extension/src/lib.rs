@@ -12,12 +12,13 @@
 //! - [`files`]: lake file locations, their options, and who may read or write them.
 //! - [`iceberg_table`]: Iceberg tables: the shared catalog now; DDL, pending changes per
 //!   transaction, commit and maintenance as they land.
-//! - [`sql`]: SQL-callable functions (`lake_file.*`).
+//! - [`sql`]: SQL-callable functions (`lake_file.*`); [`compat`]: the original's extension names.
 //! - [`pg`], [`types`], [`guc`], [`error`]: pg_sys helpers, the DuckDB ⇄ Postgres type
 //!   mapping, settings and the one error type.
 
 use pgrx::prelude::*;
 
+mod compat;
 mod copy;
 mod error;
 mod fdw;
@@ -63,11 +64,24 @@ END
 $roles$;
 GRANT lake_read, lake_write TO lake_read_write;
 
+-- The original's names: FDW pg_lake_table behind SERVER pg_lake, SERVER pg_lake_iceberg,
+-- schemas lake_engine and lake_table. FDW pg_lake is the name earlier builds used.
+CREATE FOREIGN DATA WRAPPER pg_lake_table
+    HANDLER pg_lake_fdw_handler
+    VALIDATOR pg_lake_fdw_validator;
 CREATE FOREIGN DATA WRAPPER pg_lake
     HANDLER pg_lake_fdw_handler
     VALIDATOR pg_lake_fdw_validator;
-CREATE SERVER pg_lake FOREIGN DATA WRAPPER pg_lake;
+CREATE SERVER pg_lake FOREIGN DATA WRAPPER pg_lake_table;
 GRANT USAGE ON FOREIGN SERVER pg_lake TO lake_read;
+CREATE FOREIGN DATA WRAPPER pg_lake_iceberg
+    HANDLER pg_lake_fdw_handler
+    VALIDATOR pg_lake_iceberg_fdw_validator;
+CREATE SERVER pg_lake_iceberg FOREIGN DATA WRAPPER pg_lake_iceberg;
+GRANT USAGE ON FOREIGN SERVER pg_lake_iceberg TO lake_read;
+CREATE SCHEMA lake_engine;
+CREATE SCHEMA lake_table;
+GRANT USAGE ON SCHEMA lake_engine, lake_table TO lake_read;
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA lake_file FROM PUBLIC;
 -- Object storage for lake_read, local files for pg_read_server_files; each function

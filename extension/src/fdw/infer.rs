@@ -20,7 +20,30 @@ pub unsafe fn wants_inference(stmt: *mut pg_sys::CreateForeignTableStmt) -> bool
         (*stmt).base.tableElts.is_null()
             && (*stmt).base.partbound.is_null()
             && (*stmt).base.inhRelations.is_null()
-            && string((*stmt).servername).as_deref() == Some("pg_lake")
+            && is_file_server((*stmt).servername)
+    }
+}
+
+/// True for SERVER pg_lake and any other server of the file FDW (`pg_lake_table`, or
+/// `pg_lake` as earlier builds named it).
+///
+/// # Safety
+/// `name` must be NULL or a valid C string.
+unsafe fn is_file_server(name: *const std::ffi::c_char) -> bool {
+    // SAFETY: guaranteed by the caller; catalog lookups on the backend thread.
+    unsafe {
+        if name.is_null() {
+            return false;
+        }
+        let server = pg_sys::GetForeignServerByName(name, true);
+        if server.is_null() {
+            return false;
+        }
+        let fdw = pg_sys::GetForeignDataWrapper((*server).fdwid);
+        matches!(
+            string((*fdw).fdwname).as_deref(),
+            Some("pg_lake_table" | "pg_lake")
+        )
     }
 }
 

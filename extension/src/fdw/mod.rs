@@ -88,6 +88,26 @@ fn pg_lake_fdw_validator(options: Vec<Option<String>>, catalog: pg_sys::Oid) {
     }
 }
 
+/// Validator of FDW `pg_lake_iceberg` (SERVER `pg_lake_iceberg`, the original's Iceberg
+/// tables): they are not part of this build yet, so a table there is refused up front
+/// rather than read as files.
+#[pg_extern]
+fn pg_lake_iceberg_fdw_validator(options: Vec<Option<String>>, catalog: pg_sys::Oid) {
+    if catalog == pg_sys::ForeignTableRelationId {
+        Error::FeatureNotSupported(
+            "Iceberg tables (SERVER pg_lake_iceberg) are not supported by this build yet".into(),
+        )
+        .report();
+    }
+    if let Some(option) = options.into_iter().flatten().next() {
+        Error::UnknownOption {
+            option: option.split('=').next().unwrap_or_default().to_string(),
+            valid: "none (options belong on foreign tables)",
+        }
+        .report();
+    }
+}
+
 extension_sql!(
     r#"
 CREATE FUNCTION pg_lake_fdw_handler() RETURNS fdw_handler

@@ -1,8 +1,10 @@
 //! Hooks into Postgres. They only recognise what is ours and dispatch: COPY to and from
 //! lake URLs goes to [`crate::copy`], `CREATE FOREIGN TABLE t () SERVER pg_lake` to
-//! [`crate::fdw::infer`]. (The planner hook for full query pushdown and the transaction
+//! [`crate::fdw::infer`], `CREATE EXTENSION` of the original's names to [`crate::compat`].
+//! (The planner hook for full query pushdown and the transaction
 //! callbacks that commit Iceberg tables belong here too, as dispatchers.)
 
+use crate::compat;
 use crate::copy;
 use crate::fdw::infer;
 
@@ -38,6 +40,7 @@ unsafe extern "C-unwind" fn process_utility(
         let stmt = (*pstmt).utilityStmt;
         match (*stmt).type_ {
             pg_sys::NodeTag::T_CopyStmt if copy::handle(stmt.cast(), query_string, qc) => return,
+            pg_sys::NodeTag::T_CreateExtensionStmt => compat::before_create_extension(stmt.cast()),
             pg_sys::NodeTag::T_CreateForeignTableStmt if infer::wants_inference(stmt.cast()) => {
                 if read_only_tree {
                     pstmt = pg_sys::copyObjectImpl(pstmt.cast()).cast();

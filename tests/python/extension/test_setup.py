@@ -10,7 +10,8 @@ def test_create_extension_cascade_in_fresh_database(db):
     rows = db.execute(
         "SELECT extname FROM pg_extension WHERE extname = 'pg_lake'").fetchall()
     assert rows == [("pg_lake",)]
-    assert db.execute("SELECT srvname FROM pg_foreign_server").fetchall() == [("pg_lake",)]
+    assert db.execute("SELECT srvname FROM pg_foreign_server ORDER BY 1").fetchall() == \
+        [("pg_lake",), ("pg_lake_iceberg",)]
     roles = db.execute(
         "SELECT rolname FROM pg_roles WHERE rolname LIKE 'lake_%' ORDER BY 1").fetchall()
     assert roles == [("lake_read",), ("lake_read_write",), ("lake_write",)]

@@ -1,0 +1,4 @@
+-- pg_lake_copy: a compatibility name of the original pg_lake. It owns no objects: they are
+-- pg_lake's, which CREATE EXTENSION pg_lake_copy creates first when it is missing (pg_lake's
+-- utility hook), so scripts and dumps of the original work in any order.
+\echo Use "CREATE EXTENSION pg_lake_copy" to load this file. \quit

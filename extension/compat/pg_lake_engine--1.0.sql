@@ -1,0 +1,4 @@
+-- pg_lake_engine: a compatibility name of the original pg_lake. It owns no objects: they are
+-- pg_lake's, which CREATE EXTENSION pg_lake_engine creates first when it is missing (pg_lake's
+-- utility hook), so scripts and dumps of the original work in any order.
+\echo Use "CREATE EXTENSION pg_lake_engine" to load this file. \quit
