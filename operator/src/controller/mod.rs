@@ -5,12 +5,12 @@
 //!
 //! This module holds the entry points (`reconcile`, `error_policy`, `run`), the
 //! shared [`Context`] and the order of one reconciliation; the steps live in:
-//! - [`apply`]: server-side apply of one object, skipped while its hash and generation hold;
-//! - [`secrets`]: the Secrets the spec names (checked before anything is applied)
+//! - `apply`: server-side apply of one object, skipped while its hash and generation hold;
+//! - `secrets`: the Secrets the spec names (checked before anything is applied)
 //!   and the generated ones (superuser password, catalog token), created once;
-//! - [`extension`]: the Job that installs or updates pg_lake after a rollout;
-//! - [`status`]: conditions, phase, the stuck-rollout check, and writing the status;
-//! - [`cleanup`]: what the finalizer deletes, and what it keeps with the data.
+//! - `extension`: the Job that installs or updates pg_lake after a rollout;
+//! - `status`: conditions, phase, the stuck-rollout check, and writing the status;
+//! - `cleanup`: what the finalizer deletes, and what it keeps with the data.
 
 mod apply;
 mod cleanup;
