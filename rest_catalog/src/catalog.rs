@@ -7,26 +7,21 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
-use iceberg::spec::{
-    FormatVersion, SortOrder, TableMetadata, TableMetadataBuilder, UnboundPartitionSpec,
-    ViewFormatVersion, ViewMetadata, ViewMetadataBuilder,
-};
-use iceberg::{TableRequirement, TableUpdate, ViewUpdate};
-use serde::de::DeserializeOwned;
+use iceberg::spec::{TableMetadata, ViewMetadata};
+use iceberg::{TableRequirement, TableUpdate};
+use pg_lake_iceberg::commit::{self, NewTable, StagedCreate, StagedMetadata, TableCommit};
+use pg_lake_iceberg::metadata_file;
 use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::model::*;
 use crate::storage::{CatalogStore, EntityKind, MetadataSwap, Page, PropertyChanges};
-use crate::warehouse::{next_metadata_location, Warehouse};
+use crate::warehouse::Warehouse;
 
 /// Parsed metadata files kept in memory. Files are immutable, so an entry is
 /// valid as long as it is kept; the map is emptied when it reaches this size.
 const METADATA_CACHE_ENTRIES: usize = 512;
-
-/// Table property a create request may use to choose the format version.
-const FORMAT_VERSION_PROPERTY: &str = "format-version";
 
 pub struct Catalog {
     store: Arc<dyn CatalogStore>,
@@ -56,20 +51,11 @@ pub struct TableVersion {
 }
 
 impl TableVersion {
-    /// Parses a metadata file; `*.gz.metadata.json` files (written by engines
-    /// with `write.metadata.compression-codec=gzip`) are gzip-compressed.
+    /// Parses a metadata file (gzip-compressed or not).
     fn parse(location: &str, bytes: &[u8]) -> Result<Self> {
-        let invalid = |e: &dyn std::fmt::Display| Error::Metadata(format!("{location}: {e}"));
-        let text = if location.ends_with(".gz.metadata.json") {
-            let mut text = String::new();
-            std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(bytes), &mut text)
-                .map_err(|e| invalid(&e))?;
-            text
-        } else {
-            String::from_utf8(bytes.to_vec()).map_err(|e| invalid(&e))?
-        };
-        let metadata = serde_json::from_str(&text).map_err(|e| invalid(&e))?;
-        let json = RawValue::from_string(text).map_err(|e| invalid(&e))?;
+        let (metadata, text) = metadata_file::parse_table_metadata(location, bytes)?;
+        let json = RawValue::from_string(text)
+            .map_err(|e| Error::Metadata(format!("{location}: {e}")))?;
         Ok(Self {
             location: Some(location.to_string()),
             metadata,
@@ -79,7 +65,7 @@ impl TableVersion {
     }
 
     fn encode(location: Option<String>, metadata: TableMetadata) -> Result<Self> {
-        let json = serde_json::value::to_raw_value(&metadata)
+        let json = RawValue::from_string(metadata_file::to_json(&metadata)?)
             .map_err(|e| Error::Metadata(e.to_string()))?;
         Ok(Self {
             location,
@@ -306,13 +292,13 @@ impl Catalog {
         Ok(location)
     }
 
-    async fn read_json<T: DeserializeOwned>(&self, location: &str) -> Result<T> {
+    async fn read_view(&self, location: &str) -> Result<ViewMetadata> {
         let bytes = self.warehouse.read(location).await?;
-        serde_json::from_slice(&bytes).map_err(|e| Error::Metadata(format!("{location}: {e}")))
+        Ok(metadata_file::parse_view_metadata(location, &bytes)?)
     }
 
-    async fn write_json(&self, location: &str, value: &impl serde::Serialize) -> Result<()> {
-        let bytes = serde_json::to_vec(value).map_err(|e| Error::Metadata(e.to_string()))?;
+    async fn write_view(&self, location: &str, metadata: &ViewMetadata) -> Result<()> {
+        let bytes = metadata_file::file_bytes(location, &metadata_file::to_json(metadata)?)?;
         self.warehouse.write(location, Bytes::from(bytes)).await
     }
 
@@ -385,9 +371,8 @@ impl Catalog {
         metadata: TableMetadata,
     ) -> Result<Arc<TableVersion>> {
         let version = TableVersion::encode(Some(location.clone()), metadata)?;
-        self.warehouse
-            .write(&location, Bytes::from(version.json.get().to_owned()))
-            .await?;
+        let bytes = metadata_file::file_bytes(&location, version.json.get())?;
+        self.warehouse.write(&location, Bytes::from(bytes)).await?;
         Ok(Arc::new(version))
     }
 
@@ -447,7 +432,6 @@ impl Catalog {
             name: req.name.clone(),
         };
         ident.check()?;
-        check_schema(&req.schema)?;
         let location = self
             .new_entity_location(&namespace, &req.name, req.location)
             .await?;
@@ -467,35 +451,18 @@ impl Catalog {
                 ident
             )));
         }
-        let mut properties = req.properties;
-        let format_version = match properties.remove(FORMAT_VERSION_PROPERTY).as_deref() {
-            None | Some("2") => FormatVersion::V2,
-            Some("1") => FormatVersion::V1,
-            Some("3") => FormatVersion::V3,
-            Some(other) => {
-                return Err(Error::BadRequest(format!(
-                    "format-version {other:?} is not supported; use 1, 2 or 3"
-                )))
-            }
-        };
-        let metadata = TableMetadataBuilder::new(
-            req.schema,
-            req.partition_spec
-                .unwrap_or_else(|| UnboundPartitionSpec::builder().build()),
-            req.write_order.unwrap_or_else(SortOrder::unsorted_order),
-            location.clone(),
-            format_version,
-            properties,
-        )
-        .and_then(TableMetadataBuilder::build)
-        .map_err(Error::from_iceberg)?
-        .metadata;
+        let metadata = commit::new_table(NewTable {
+            schema: req.schema,
+            partition_spec: req.partition_spec,
+            sort_order: req.write_order,
+            location,
+            properties: req.properties,
+        })?;
         if req.stage_create {
             return Ok(Arc::new(TableVersion::encode(None, metadata)?));
         }
-        let version = self
-            .write_table_version(next_metadata_location(&location, None), metadata)
-            .await?;
+        let first = metadata_file::next_table_metadata_location(&metadata, None)?;
+        let version = self.write_table_version(first, metadata).await?;
         if let Err(e) = self
             .store
             .insert_entity(&ident, EntityKind::Table, version.written_location())
@@ -630,112 +597,56 @@ impl Catalog {
             .store
             .metadata_location(ident, EntityKind::Table)
             .await?;
-        let builder = match &previous {
+        let StagedMetadata { metadata, location } = match &previous {
             Some(location) => {
                 let current = self.table_version(location).await?;
-                for requirement in requirements {
-                    requirement
-                        .check(Some(&current.metadata))
-                        .map_err(Error::from_iceberg)?;
+                match commit::commit_table(&current.metadata, location, requirements, updates)? {
+                    TableCommit::Unchanged => {
+                        return Ok(StagedCommit {
+                            ident: ident.clone(),
+                            previous,
+                            version: current,
+                        })
+                    }
+                    TableCommit::Write(staged) => staged,
                 }
-                current
-                    .metadata
-                    .clone()
-                    .into_builder(Some(location.clone()))
             }
             None => {
-                if !requirements.contains(&TableRequirement::NotExist) {
-                    return Err(Error::NoSuchTable(ident.to_string()));
+                let create = StagedCreate::new(requirements, updates).map_err(|e| {
+                    match e.kind() {
+                        pg_lake_iceberg::ErrorKind::TableNotFound => {
+                            Error::NoSuchTable(ident.to_string())
+                        }
+                        _ => e.into(),
+                    }
+                })?;
+                let location = self
+                    .new_entity_location(
+                        &ident.namespace,
+                        &ident.name,
+                        create.requested_location().map(str::to_string),
+                    )
+                    .await?;
+                if self
+                    .store
+                    .metadata_location(ident, EntityKind::View)
+                    .await?
+                    .is_some()
+                {
+                    return Err(Error::AlreadyExists(format!(
+                        "a view named {ident} already exists"
+                    )));
                 }
-                for requirement in requirements {
-                    requirement.check(None).map_err(Error::from_iceberg)?;
-                }
-                self.builder_for_staged_create(ident, updates).await?
+                create.commit(location)?
             }
         };
-        let mut builder = builder;
-        for update in updates {
-            if let TableUpdate::AddSchema { schema } = update {
-                check_schema(schema)?;
-            }
-            builder = update.clone().apply(builder).map_err(Error::from_iceberg)?;
-        }
-        let built = builder.build().map_err(Error::from_iceberg)?;
-        if let (Some(location), true) = (&previous, built.changes.is_empty()) {
-            let version = self.table_version(location).await?;
-            return Ok(StagedCommit {
-                ident: ident.clone(),
-                previous,
-                version,
-            });
-        }
-        let metadata = built.metadata;
         self.warehouse.validate_location(metadata.location())?;
-        let location = next_metadata_location(metadata.location(), previous.as_deref());
         let version = self.write_table_version(location, metadata).await?;
         Ok(StagedCommit {
             ident: ident.clone(),
             previous,
             version,
         })
-    }
-
-    /// The starting point of a commit that creates its table (a staged create):
-    /// a table from the first schema, spec, sort order, location and format
-    /// version among the updates, which are then applied on top.
-    async fn builder_for_staged_create(
-        &self,
-        ident: &TableIdentifier,
-        updates: &[TableUpdate],
-    ) -> Result<TableMetadataBuilder> {
-        let schema = updates
-            .iter()
-            .find_map(|u| match u {
-                TableUpdate::AddSchema { schema } => Some(schema.clone()),
-                _ => None,
-            })
-            .ok_or_else(|| {
-                Error::BadRequest("creating a table needs an add-schema update".into())
-            })?;
-        let spec = updates.iter().find_map(|u| match u {
-            TableUpdate::AddSpec { spec } => Some(spec.clone()),
-            _ => None,
-        });
-        let sort_order = updates.iter().find_map(|u| match u {
-            TableUpdate::AddSortOrder { sort_order } => Some(sort_order.clone()),
-            _ => None,
-        });
-        let format_version = updates.iter().find_map(|u| match u {
-            TableUpdate::UpgradeFormatVersion { format_version } => Some(*format_version),
-            _ => None,
-        });
-        let requested = updates.iter().find_map(|u| match u {
-            TableUpdate::SetLocation { location } => Some(location.clone()),
-            _ => None,
-        });
-        let location = self
-            .new_entity_location(&ident.namespace, &ident.name, requested)
-            .await?;
-        if self
-            .store
-            .metadata_location(ident, EntityKind::View)
-            .await?
-            .is_some()
-        {
-            return Err(Error::AlreadyExists(format!(
-                "a view named {} already exists",
-                ident
-            )));
-        }
-        TableMetadataBuilder::new(
-            schema,
-            spec.unwrap_or_else(|| UnboundPartitionSpec::builder().build()),
-            sort_order.unwrap_or_else(SortOrder::unsorted_order),
-            location,
-            format_version.unwrap_or(FormatVersion::V2),
-            HashMap::new(),
-        )
-        .map_err(Error::from_iceberg)
     }
 
     /// Makes staged commits visible in one catalog transaction.
@@ -871,22 +782,12 @@ impl Catalog {
             name: req.name.clone(),
         };
         ident.check()?;
-        check_schema(&req.schema)?;
         let location = self
             .new_entity_location(&namespace, &req.name, req.location)
             .await?;
-        let metadata = ViewMetadataBuilder::new(
-            location,
-            req.schema,
-            req.view_version,
-            ViewFormatVersion::V1,
-            req.properties,
-        )
-        .and_then(ViewMetadataBuilder::build)
-        .map_err(Error::from_iceberg)?
-        .metadata;
-        let metadata_location = next_metadata_location(metadata.location(), None);
-        self.write_json(&metadata_location, &metadata).await?;
+        let metadata = commit::new_view(location, req.schema, req.view_version, req.properties)?;
+        let metadata_location = metadata_file::next_view_metadata_location(&metadata, None);
+        self.write_view(&metadata_location, &metadata).await?;
         if let Err(e) = self
             .store
             .insert_entity(&ident, EntityKind::View, &metadata_location)
@@ -904,7 +805,7 @@ impl Catalog {
 
     pub async fn load_view(&self, ident: &TableIdentifier) -> Result<LoadViewResult> {
         let metadata_location = self.current_location(ident, EntityKind::View).await?;
-        let metadata = self.read_json(&metadata_location).await?;
+        let metadata = self.read_view(&metadata_location).await?;
         Ok(LoadViewResult {
             metadata_location,
             metadata,
@@ -919,27 +820,11 @@ impl Catalog {
     ) -> Result<LoadViewResult> {
         self.with_retries(|| async {
             let previous = self.current_location(&ident, EntityKind::View).await?;
-            let current: ViewMetadata = self.read_json(&previous).await?;
-            for ViewRequirement::AssertViewUuid { uuid } in &req.requirements {
-                if *uuid != current.uuid() {
-                    return Err(Error::CommitFailed(format!(
-                        "view UUID does not match: expected {uuid}, found {}",
-                        current.uuid()
-                    )));
-                }
-            }
-            let mut builder = current.into_builder();
-            for update in &req.updates {
-                if let ViewUpdate::AddSchema { schema, .. } = update {
-                    check_schema(schema)?;
-                }
-                builder =
-                    apply_view_update(builder, update.clone()).map_err(Error::from_iceberg)?;
-            }
-            let metadata = builder.build().map_err(Error::from_iceberg)?.metadata;
+            let current = self.read_view(&previous).await?;
+            let metadata = commit::commit_view(current, &req.requirements, &req.updates)?;
             self.warehouse.validate_location(metadata.location())?;
-            let location = next_metadata_location(metadata.location(), Some(&previous));
-            self.write_json(&location, &metadata).await?;
+            let location = metadata_file::next_view_metadata_location(&metadata, Some(&previous));
+            self.write_view(&location, &metadata).await?;
             let swap = MetadataSwap {
                 ident: ident.clone(),
                 kind: EntityKind::View,
@@ -967,29 +852,6 @@ impl Catalog {
     }
 }
 
-/// What the iceberg crate's types accept but the spec does not: decimals of
-/// precision 1 to 38 with 0 <= scale <= precision.
-fn check_schema(schema: &iceberg::spec::Schema) -> Result<()> {
-    let mut fields: Vec<_> = schema.field_id_to_fields().values().collect();
-    fields.sort_by_key(|f| f.id);
-    for field in fields {
-        if let iceberg::spec::Type::Primitive(iceberg::spec::PrimitiveType::Decimal {
-            precision,
-            scale,
-        }) = *field.field_type
-        {
-            if !(1..=38).contains(&precision) || scale > precision {
-                return Err(Error::BadRequest(format!(
-                    "field {:?} (id {}): decimal({precision}, {scale}) is not a valid Iceberg type; \
-                     precision must be 1 to 38 and scale 0 to the precision",
-                    field.name, field.id
-                )));
-            }
-        }
-    }
-    Ok(())
-}
-
 /// The namespace property marking existence belongs to the catalog.
 fn reject_reserved_property<'a>(mut keys: impl Iterator<Item = &'a String>) -> Result<()> {
     let reserved = pg_lake_common::catalog::NAMESPACE_EXISTS_PROPERTY;
@@ -999,55 +861,4 @@ fn reject_reserved_property<'a>(mut keys: impl Iterator<Item = &'a String>) -> R
         )));
     }
     Ok(())
-}
-
-fn apply_view_update(
-    builder: ViewMetadataBuilder,
-    update: ViewUpdate,
-) -> iceberg::Result<ViewMetadataBuilder> {
-    match update {
-        ViewUpdate::AssignUuid { uuid } => Ok(builder.assign_uuid(uuid)),
-        ViewUpdate::UpgradeFormatVersion { format_version } => {
-            builder.upgrade_format_version(format_version)
-        }
-        ViewUpdate::AddSchema { schema, .. } => Ok(builder.add_schema(schema)),
-        ViewUpdate::SetLocation { location } => Ok(builder.set_location(location)),
-        ViewUpdate::SetProperties { updates } => builder.set_properties(updates),
-        ViewUpdate::RemoveProperties { removals } => Ok(builder.remove_properties(&removals)),
-        ViewUpdate::AddViewVersion { view_version } => builder.add_version(view_version),
-        ViewUpdate::SetCurrentViewVersion { view_version_id } => {
-            builder.set_current_version_id(view_version_id)
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gzip_metadata_files_are_read() {
-        let metadata = TableMetadataBuilder::new(
-            iceberg::spec::Schema::builder().build().unwrap(),
-            UnboundPartitionSpec::builder().build(),
-            SortOrder::unsorted_order(),
-            "/w/t".into(),
-            FormatVersion::V2,
-            HashMap::new(),
-        )
-        .unwrap()
-        .build()
-        .unwrap()
-        .metadata;
-        let json = serde_json::to_vec(&metadata).unwrap();
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        std::io::Write::write_all(&mut gz, &json).unwrap();
-        let version = TableVersion::parse(
-            "/w/t/metadata/00000-x.gz.metadata.json",
-            &gz.finish().unwrap(),
-        )
-        .unwrap();
-        assert_eq!(version.metadata, metadata);
-        assert!(TableVersion::parse("/w/t/metadata/00000-x.metadata.json", b"{").is_err());
-    }
 }

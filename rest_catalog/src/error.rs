@@ -146,14 +146,17 @@ impl Error {
             _ => self.to_string(),
         }
     }
+}
 
-    /// Maps an iceberg crate error raised while checking requirements or applying
-    /// updates: a failed requirement is a conflict, anything else a bad request.
-    pub fn from_iceberg(e: iceberg::Error) -> Self {
+impl From<pg_lake_iceberg::Error> for Error {
+    fn from(e: pg_lake_iceberg::Error) -> Self {
+        use pg_lake_iceberg::ErrorKind;
+        let message = e.to_string();
         match e.kind() {
-            iceberg::ErrorKind::CatalogCommitConflicts => Error::CommitFailed(e.to_string()),
-            iceberg::ErrorKind::TableNotFound => Error::NoSuchTable(e.to_string()),
-            _ => Error::BadRequest(e.to_string()),
+            ErrorKind::CommitConflict => Error::CommitFailed(message),
+            ErrorKind::TableNotFound => Error::NoSuchTable(message),
+            ErrorKind::InvalidChange => Error::BadRequest(message),
+            ErrorKind::InvalidMetadata => Error::Metadata(message),
         }
     }
 }

@@ -248,12 +248,7 @@ pub struct LoadViewResult {
     pub config: Properties,
 }
 
-/// The one requirement a view commit may carry.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case")]
-pub enum ViewRequirement {
-    AssertViewUuid { uuid: uuid::Uuid },
-}
+pub use pg_lake_iceberg::commit::ViewRequirement;
 
 #[derive(Debug, Deserialize)]
 pub struct CommitViewRequest {

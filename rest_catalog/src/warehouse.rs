@@ -343,41 +343,9 @@ fn check_location_text(location: &str, key: &str) -> Result<()> {
     Ok(())
 }
 
-/// Location of the next metadata file of a table or view: `<location>/metadata/
-/// <version>-<uuid>.metadata.json`, one version past `previous` and unique, so a
-/// metadata file is never overwritten.
-pub fn next_metadata_location(location: &str, previous: Option<&str>) -> String {
-    let version = previous.and_then(metadata_version).map_or(0, |v| v + 1);
-    format!(
-        "{}/metadata/{version:05}-{}.metadata.json",
-        location.trim_end_matches('/'),
-        uuid::Uuid::new_v4()
-    )
-}
-
-fn metadata_version(metadata_location: &str) -> Option<u64> {
-    let file = metadata_location.rsplit('/').next()?;
-    file.split_once('-')?.0.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn metadata_versions_increase_and_names_are_unique() {
-        let first = next_metadata_location("s3://b/t/", None);
-        assert!(first.starts_with("s3://b/t/metadata/00000-"), "{first}");
-        assert!(first.ends_with(".metadata.json"));
-        let second = next_metadata_location("s3://b/t", Some(&first));
-        assert!(second.starts_with("s3://b/t/metadata/00001-"), "{second}");
-        assert_ne!(
-            next_metadata_location("x", None),
-            next_metadata_location("x", None)
-        );
-        let foreign = next_metadata_location("x", Some("x/metadata/v3.metadata.json"));
-        assert!(foreign.starts_with("x/metadata/00000-"));
-    }
 
     /// A warehouse at `s3://bucket/wh` (building it contacts nothing).
     fn s3_warehouse() -> Warehouse {
