@@ -15,12 +15,57 @@ use duckdb::arrow::util::display::{ArrayFormatter, FormatOptions};
 
 use crate::types::{Kind, PgType};
 
+/// The largest value, and row, Postgres can hold (MaxAllocSize, 1 GB - 1). A text form
+/// that would grow beyond it is refused before it is built: quotes double with each
+/// level of nested records, so 158 bytes of JSON nested 26 deep are a 33 MB value and
+/// 100 deep took 23 GB before this bound.
+pub const MAX_VALUE_BYTES: usize = 0x3fff_ffff;
+/// How deeply lists, structs and maps may nest in text output (the encoder recurses
+/// once per level).
+pub const MAX_NESTING: usize = 1000;
+
+/// A value whose text form Postgres could not hold either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TooLarge {
+    /// Longer than [`MAX_VALUE_BYTES`].
+    Value,
+    /// Nested deeper than [`MAX_NESTING`].
+    Nesting,
+}
+
+/// A [`TooLarge`] value and the result column it is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColumnTooLarge {
+    pub column: usize,
+    pub what: TooLarge,
+}
+
+/// Refuses a buffer that would exceed [`MAX_VALUE_BYTES`] with `more` bytes added.
+#[inline]
+pub fn check_size(out: &[u8], more: usize) -> Result<(), TooLarge> {
+    if out.len().saturating_add(more) > MAX_VALUE_BYTES {
+        Err(TooLarge::Value)
+    } else {
+        Ok(())
+    }
+}
+
 const UNIX_TO_PG_DAYS: i64 = 10_957;
 const UNIX_TO_PG_MICROS: i64 = UNIX_TO_PG_DAYS * 86_400_000_000;
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 /// Writes the Postgres text form of a non-null value.
-pub fn write_text(arr: &dyn Array, row: usize, out: &mut Vec<u8>) {
+pub fn write_text(arr: &dyn Array, row: usize, out: &mut Vec<u8>) -> Result<(), TooLarge> {
+    nested_text(arr, row, 0, out)
+}
+
+/// [`write_text`] of a value `depth` levels inside a list, struct or map.
+fn nested_text(
+    arr: &dyn Array,
+    row: usize,
+    depth: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), TooLarge> {
     match arr.data_type() {
         DataType::Boolean => out.push(if arr.as_boolean().value(row) {
             b't'
@@ -75,21 +120,26 @@ pub fn write_text(arr: &dyn Array, row: usize, out: &mut Vec<u8>) {
         }
         DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _) => {
             let values = list_values(arr, row);
-            push_array_literal(out, values.as_ref());
+            return push_array_literal(out, values.as_ref(), depth + 1);
         }
-        DataType::Struct(_) => push_record_literal(out, arr.as_struct(), row),
-        DataType::Map(_, _) => push_map(out, arr, row),
-        DataType::Dictionary(_, _) => push_dictionary(out, arr, row),
+        DataType::Struct(_) => return push_record_literal(out, arr.as_struct(), row, depth + 1),
+        DataType::Map(_, _) => return push_map(out, arr, row, depth + 1),
+        DataType::Dictionary(_, _) => return push_dictionary(out, arr, row, depth),
         _ => push_formatted(out, arr, row),
     }
+    Ok(())
 }
 
 /// Writes the Postgres binary form of a non-null value of the reported type.
-pub fn write_binary(arr: &dyn Array, row: usize, ty: PgType, out: &mut Vec<u8>) {
+pub fn write_binary(
+    arr: &dyn Array,
+    row: usize,
+    ty: PgType,
+    out: &mut Vec<u8>,
+) -> Result<(), TooLarge> {
     if ty.is_array {
         let values = list_values(arr, row);
-        write_binary_array(values.as_ref(), ty.kind, out);
-        return;
+        return write_binary_array(values.as_ref(), ty.kind, out);
     }
     match ty.kind {
         Kind::Bool => out.push(arr.as_boolean().value(row) as u8),
@@ -104,7 +154,7 @@ pub fn write_binary(arr: &dyn Array, row: usize, ty: PgType, out: &mut Vec<u8>) 
         }
         Kind::Numeric => {
             let mut text = Vec::new();
-            write_text(arr, row, &mut text);
+            write_text(arr, row, &mut text)?;
             numeric_binary(std::str::from_utf8(&text).unwrap_or("NaN"), out);
         }
         Kind::Bytea => match arr.data_type() {
@@ -114,7 +164,7 @@ pub fn write_binary(arr: &dyn Array, row: usize, ty: PgType, out: &mut Vec<u8>) 
             DataType::FixedSizeBinary(_) => {
                 out.extend_from_slice(arr.as_fixed_size_binary().value(row))
             }
-            _ => write_text(arr, row, out),
+            _ => write_text(arr, row, out)?,
         },
         Kind::Date => {
             let days = match arr.data_type() {
@@ -152,19 +202,20 @@ pub fn write_binary(arr: &dyn Array, row: usize, ty: PgType, out: &mut Vec<u8>) 
             }
             _ => {
                 let mut text = Vec::new();
-                write_text(arr, row, &mut text);
+                write_text(arr, row, &mut text)?;
                 let hex: Vec<u8> = text.into_iter().filter(|c| *c != b'-').collect();
                 out.extend(hex.chunks(2).map(|p| {
                     u8::from_str_radix(std::str::from_utf8(p).unwrap_or("00"), 16).unwrap_or(0)
                 }));
             }
         },
-        Kind::Text | Kind::Json => write_text(arr, row, out),
+        Kind::Text | Kind::Json => write_text(arr, row, out)?,
     }
+    Ok(())
 }
 
 /// A Postgres binary array (one or more dimensions) of `kind` elements.
-fn write_binary_array(values: &dyn Array, kind: Kind, out: &mut Vec<u8>) {
+fn write_binary_array(values: &dyn Array, kind: Kind, out: &mut Vec<u8>) -> Result<(), TooLarge> {
     // Dimensions: descend through nested lists while they are non-empty.
     let mut dims = vec![values.len() as i32];
     let mut leaves: Vec<(ArrayRef, usize)> =
@@ -205,11 +256,13 @@ fn write_binary_array(values: &dyn Array, kind: Kind, out: &mut Vec<u8>) {
             out.extend_from_slice(&(-1i32).to_be_bytes());
         } else {
             buf.clear();
-            write_binary(a.as_ref(), *i, kind.into(), &mut buf);
+            write_binary(a.as_ref(), *i, kind.into(), &mut buf)?;
+            check_size(out, buf.len() + 4)?;
             out.extend_from_slice(&(buf.len() as i32).to_be_bytes());
             out.extend_from_slice(&buf);
         }
     }
+    Ok(())
 }
 
 /// A result column downcast once per batch, so the per-row work on the hot path
@@ -287,7 +340,13 @@ impl<'a> TextColumn<'a> {
     /// format (`\\`, `\t`, `\n`, `\r`), using `scratch` when the value must be
     /// formatted first.
     #[inline]
-    pub fn write(&self, row: usize, copy: bool, scratch: &mut Vec<u8>, out: &mut Vec<u8>) {
+    pub fn write(
+        &self,
+        row: usize,
+        copy: bool,
+        scratch: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), TooLarge> {
         match self {
             TextColumn::Int16(a) => push_int(out, a.value(row) as i64),
             TextColumn::Int32(a) => push_int(out, a.value(row) as i64),
@@ -307,17 +366,23 @@ impl<'a> TextColumn<'a> {
             TextColumn::Utf8View(a) => push_text(out, a.value(row).as_bytes(), copy),
             TextColumn::Other(a) if copy => {
                 scratch.clear();
-                write_text(*a, row, scratch);
+                write_text(*a, row, scratch)?;
                 push_text(out, scratch, true);
             }
-            TextColumn::Other(a) => write_text(*a, row, out),
+            TextColumn::Other(a) => write_text(*a, row, out)?,
         }
+        Ok(())
     }
 }
 
 /// Appends the rows of a batch in COPY text format: tab-separated, `\N` for NULL,
-/// one line per row, values escaped.
-pub fn write_copy_rows(columns: &[ArrayRef], rows: usize, out: &mut Vec<u8>) {
+/// one line per row, values escaped. A row longer than [`MAX_VALUE_BYTES`] is refused,
+/// as Postgres refuses one.
+pub fn write_copy_rows(
+    columns: &[ArrayRef],
+    rows: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), ColumnTooLarge> {
     // Null bitmaps are looked at only for columns that have nulls.
     let cols: Vec<(Option<&NullBuffer>, TextColumn)> = columns
         .iter()
@@ -329,17 +394,23 @@ pub fn write_copy_rows(columns: &[ArrayRef], rows: usize, out: &mut Vec<u8>) {
     out.reserve(cols.iter().map(|(_, c)| c.size_hint(rows)).sum::<usize>() + rows);
     let mut scratch = Vec::new();
     for row in 0..rows {
+        let start = out.len();
         for (i, (nulls, col)) in cols.iter().enumerate() {
             if i > 0 {
                 out.push(b'\t');
             }
+            let too_large = |what| ColumnTooLarge { column: i, what };
             match nulls {
                 Some(n) if n.is_null(row) => out.extend_from_slice(b"\\N"),
-                _ => col.write(row, true, &mut scratch, out),
+                _ => col.write(row, true, &mut scratch, out).map_err(too_large)?,
+            }
+            if out.len() - start > MAX_VALUE_BYTES {
+                return Err(too_large(TooLarge::Value));
             }
         }
         out.push(b'\n');
     }
+    Ok(())
 }
 
 fn push_text(out: &mut Vec<u8>, v: &[u8], copy: bool) {
@@ -862,7 +933,10 @@ fn push_interval(out: &mut Vec<u8>, months: i32, days: i32, micros: i64) {
 }
 
 /// `{a,b,NULL}`, nested lists as nested braces, elements quoted when needed.
-fn push_array_literal(out: &mut Vec<u8>, values: &dyn Array) {
+fn push_array_literal(out: &mut Vec<u8>, values: &dyn Array, depth: usize) -> Result<(), TooLarge> {
+    if depth > MAX_NESTING {
+        return Err(TooLarge::Nesting);
+    }
     out.push(b'{');
     let mut elem = Vec::new();
     for i in 0..values.len() {
@@ -874,23 +948,33 @@ fn push_array_literal(out: &mut Vec<u8>, values: &dyn Array) {
             continue;
         }
         if is_list(values.data_type()) {
-            push_array_literal(out, list_values(values, i).as_ref());
+            push_array_literal(out, list_values(values, i).as_ref(), depth + 1)?;
+            check_size(out, 0)?;
             continue;
         }
         elem.clear();
-        write_text(values, i, &mut elem);
+        nested_text(values, i, depth, &mut elem)?;
         let needs_quotes = elem.is_empty()
             || elem.eq_ignore_ascii_case(b"NULL")
             || elem
                 .iter()
                 .any(|c| matches!(c, b'{' | b'}' | b',' | b'"' | b'\\') || c.is_ascii_whitespace());
-        push_quoted(out, &elem, needs_quotes, b'\\');
+        push_quoted(out, &elem, needs_quotes, b'\\')?;
     }
     out.push(b'}');
+    Ok(())
 }
 
 /// `(a,b)`: NULL fields are empty, others quoted when needed.
-fn push_record_literal(out: &mut Vec<u8>, s: &duckdb::arrow::array::StructArray, row: usize) {
+fn push_record_literal(
+    out: &mut Vec<u8>,
+    s: &duckdb::arrow::array::StructArray,
+    row: usize,
+    depth: usize,
+) -> Result<(), TooLarge> {
+    if depth > MAX_NESTING {
+        return Err(TooLarge::Nesting);
+    }
     out.push(b'(');
     let mut field = Vec::new();
     for (i, col) in s.columns().iter().enumerate() {
@@ -901,23 +985,30 @@ fn push_record_literal(out: &mut Vec<u8>, s: &duckdb::arrow::array::StructArray,
             continue;
         }
         field.clear();
-        write_text(col.as_ref(), row, &mut field);
+        nested_text(col.as_ref(), row, depth, &mut field)?;
         let needs_quotes = field.is_empty()
             || field
                 .iter()
                 .any(|c| matches!(c, b'(' | b')' | b',' | b'"' | b'\\') || c.is_ascii_whitespace());
-        push_quoted(out, &field, needs_quotes, b'"');
+        push_quoted(out, &field, needs_quotes, b'"')?;
     }
     out.push(b')');
+    Ok(())
 }
 
 /// Writes `v`, in double quotes when asked; `"` is escaped by `escape_quote`
-/// (`\` in arrays, `"` in records), and `\` is always doubled inside quotes.
-fn push_quoted(out: &mut Vec<u8>, v: &[u8], quote: bool, escape_quote: u8) {
+/// (`\` in arrays, `"` in records), and `\` is always doubled inside quotes. Refuses
+/// to grow `out` beyond [`MAX_VALUE_BYTES`], before writing anything.
+fn push_quoted(out: &mut Vec<u8>, v: &[u8], quote: bool, escape_quote: u8) -> Result<(), TooLarge> {
     if !quote {
+        check_size(out, v.len())?;
         out.extend_from_slice(v);
-        return;
+        return Ok(());
     }
+    let escapes = v.iter().filter(|&&c| c == b'"' || c == b'\\').count();
+    let len = v.len() + escapes + 2;
+    check_size(out, len)?;
+    out.reserve(len);
     out.push(b'"');
     for &c in v {
         match c {
@@ -927,10 +1018,14 @@ fn push_quoted(out: &mut Vec<u8>, v: &[u8], quote: bool, escape_quote: u8) {
         }
     }
     out.push(b'"');
+    Ok(())
 }
 
 /// DuckDB's own map notation: `{k=v, k2=v2}`.
-fn push_map(out: &mut Vec<u8>, arr: &dyn Array, row: usize) {
+fn push_map(out: &mut Vec<u8>, arr: &dyn Array, row: usize, depth: usize) -> Result<(), TooLarge> {
+    if depth > MAX_NESTING {
+        return Err(TooLarge::Nesting);
+    }
     let entries = arr.as_map().value(row);
     out.push(b'{');
     for i in 0..entries.len() {
@@ -944,14 +1039,21 @@ fn push_map(out: &mut Vec<u8>, arr: &dyn Array, row: usize) {
             if col.is_null(i) {
                 out.extend_from_slice(b"NULL");
             } else {
-                write_text(col.as_ref(), i, out);
+                nested_text(col.as_ref(), i, depth, out)?;
+                check_size(out, 0)?;
             }
         }
     }
     out.push(b'}');
+    Ok(())
 }
 
-fn push_dictionary(out: &mut Vec<u8>, arr: &dyn Array, row: usize) {
+fn push_dictionary(
+    out: &mut Vec<u8>,
+    arr: &dyn Array,
+    row: usize,
+    depth: usize,
+) -> Result<(), TooLarge> {
     let DataType::Dictionary(key, _) = arr.data_type() else {
         unreachable!()
     };
@@ -985,7 +1087,7 @@ fn push_dictionary(out: &mut Vec<u8>, arr: &dyn Array, row: usize) {
             (d.values(), d.keys().value(row) as usize)
         }
     };
-    write_text(values.as_ref(), idx, out);
+    nested_text(values.as_ref(), idx, depth, out)
 }
 
 fn push_formatted(out: &mut Vec<u8>, arr: &dyn Array, row: usize) {

@@ -152,6 +152,7 @@ impl FileCache {
         let worker = Arc::downgrade(&cache);
         std::thread::Builder::new()
             .name("file-cache".into())
+            .stack_size(crate::engine::DUCKDB_THREAD_STACK)
             .spawn(move || {
                 while let Ok(url) = rx.recv() {
                     let Some(cache) = worker.upgrade() else { break };

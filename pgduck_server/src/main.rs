@@ -36,7 +36,12 @@ fn main() -> std::process::ExitCode {
         println!("pgduck_server: parameters are valid");
         return std::process::ExitCode::SUCCESS;
     }
+    if let Err(e) = engine::set_default_thread_stack() {
+        eprintln!("pgduck_server: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(engine::DUCKDB_THREAD_STACK)
         .enable_all()
         .build()
     {

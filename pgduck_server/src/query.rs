@@ -17,7 +17,10 @@ use duckdb::types::Value;
 use pgwire::messages::data::DataRow;
 use tokio::sync::mpsc;
 
-use crate::encode::{write_binary, write_copy_rows, write_text, TextColumn};
+use crate::encode::{
+    check_size, write_binary, write_copy_rows, write_text, ColumnTooLarge, TextColumn, TooLarge,
+    MAX_NESTING, MAX_VALUE_BYTES,
+};
 use crate::engine::{Column, Session};
 use crate::error::QueryError;
 use crate::sql::Reply;
@@ -64,8 +67,11 @@ pub struct Failure {
 
 pub type Receiver = mpsc::Receiver<Result<Event, Failure>>;
 
+/// What an encoder hands back: the batch's COPY text, or the value that was too large.
+type Encoded = std::thread::Result<Result<Bytes, QueryError>>;
+
 /// A batch's COPY text, ready once the job has run.
-pub struct CopyJob(tokio::sync::oneshot::Receiver<std::thread::Result<Bytes>>);
+pub struct CopyJob(tokio::sync::oneshot::Receiver<Encoded>);
 
 /// Nice value of the encoder threads. On two cores a TRANSMIT of 10 M rows took 1.14-1.19x
 /// the in-process time with 5 (and with 10), 1.23-1.33x at 0, and 1.36-1.39x on tokio's
@@ -74,7 +80,8 @@ const ENCODER_NICE: i32 = 5;
 
 type EncodeJob = (
     RecordBatch,
-    tokio::sync::oneshot::Sender<std::thread::Result<Bytes>>,
+    Arc<Vec<Column>>,
+    tokio::sync::oneshot::Sender<Encoded>,
 );
 
 /// The queue of the threads that encode TRANSMIT batches, one per core, started on
@@ -90,6 +97,7 @@ static ENCODERS: std::sync::LazyLock<std::sync::mpsc::Sender<EncodeJob>> =
             let rx = rx.clone();
             let _ = std::thread::Builder::new()
                 .name(format!("encoder-{i}"))
+                .stack_size(crate::engine::DUCKDB_THREAD_STACK)
                 .spawn(move || {
                     // Per thread on Linux; lowering needs no privilege. Failing leaves
                     // the thread at normal priority, which is only slower.
@@ -103,11 +111,14 @@ static ENCODERS: std::sync::LazyLock<std::sync::mpsc::Sender<EncodeJob>> =
                     }
                     loop {
                         let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                        let Ok((batch, done)) = job else { return };
+                        let Ok((batch, columns, done)) = job else {
+                            return;
+                        };
                         let encoded = std::panic::catch_unwind(AssertUnwindSafe(|| {
                             let mut out = Vec::new();
-                            write_copy_rows(batch.columns(), batch.num_rows(), &mut out);
-                            Bytes::from(out)
+                            write_copy_rows(batch.columns(), batch.num_rows(), &mut out)
+                                .map_err(|e| too_large(&columns, e))?;
+                            Ok(Bytes::from(out))
                         }));
                         let _ = done.send(encoded);
                     }
@@ -117,19 +128,19 @@ static ENCODERS: std::sync::LazyLock<std::sync::mpsc::Sender<EncodeJob>> =
     });
 
 impl CopyJob {
-    /// Queues `batch` for the encoder threads.
-    fn spawn(batch: RecordBatch) -> CopyJob {
+    /// Queues `batch` (of result `columns`) for the encoder threads.
+    fn spawn(batch: RecordBatch, columns: Arc<Vec<Column>>) -> CopyJob {
         let (done, rx) = tokio::sync::oneshot::channel();
         // A send fails only when no encoder thread could start: `done` is dropped
         // with the job, and `data` reports it.
-        let _ = ENCODERS.send((batch, done));
+        let _ = ENCODERS.send((batch, columns, done));
         CopyJob(rx)
     }
 
-    /// The encoded batch; an error if the encoder panicked.
+    /// The encoded batch; an error if a value was too large or the encoder panicked.
     pub async fn data(self) -> Result<Bytes, QueryError> {
         let what = match self.0.await {
-            Ok(Ok(data)) => return Ok(data),
+            Ok(Ok(encoded)) => return encoded,
             Ok(Err(panic)) => panic_message(panic),
             Err(_) => "the encoder thread is gone".to_owned(),
         };
@@ -137,6 +148,27 @@ impl CopyJob {
             "XX000",
             format!("internal error while encoding the result: {what}"),
         ))
+    }
+}
+
+/// The error for a value Postgres could not hold either, naming its column.
+fn too_large(columns: &[Column], e: ColumnTooLarge) -> QueryError {
+    let name = columns.get(e.column).map_or("?", |c| c.name.as_str());
+    match e.what {
+        TooLarge::Value => QueryError::new(
+            "54000",
+            format!(
+                "a row of column \"{name}\" is too large: its text form exceeds \
+                 {MAX_VALUE_BYTES} bytes, the most a Postgres value or row can hold"
+            ),
+        ),
+        TooLarge::Nesting => QueryError::new(
+            "54001",
+            format!(
+                "a value of column \"{name}\" nests lists, structs or maps more than \
+                 {MAX_NESTING} levels deep"
+            ),
+        ),
     }
 }
 
@@ -209,7 +241,8 @@ fn run(conn: &duckdb::Connection, plan: &Plan, tx: &Sender) -> Result<Option<Str
             if let Some(col) = batch.columns().first() {
                 if !col.is_empty() && !col.is_null(0) {
                     let mut s = Vec::new();
-                    write_text(col.as_ref(), 0, &mut s);
+                    write_text(col.as_ref(), 0, &mut s)
+                        .map_err(|what| too_large(&[], ColumnTooLarge { column: 0, what }))?;
                     count += std::str::from_utf8(&s)
                         .ok()
                         .and_then(|s| s.parse::<i64>().ok())
@@ -248,7 +281,7 @@ fn run(conn: &duckdb::Connection, plan: &Plan, tx: &Sender) -> Result<Option<Str
         rows += n as u64;
         let event = if plan.transmit {
             // One CopyData per DuckDB batch, as the original pgduck_server sends them.
-            Event::Copy(CopyJob::spawn(batch))
+            Event::Copy(CopyJob::spawn(batch, columns.clone()))
         } else {
             let text: Vec<TextColumn> = batch
                 .columns()
@@ -264,11 +297,16 @@ fn run(conn: &duckdb::Connection, plan: &Plan, tx: &Sender) -> Result<Option<Str
                         continue;
                     }
                     scratch.clear();
+                    let too_large = |what| too_large(&columns, ColumnTooLarge { column: i, what });
                     if binary(i) {
-                        write_binary(batch.column(i).as_ref(), row, columns[i].ty, &mut scratch);
+                        write_binary(batch.column(i).as_ref(), row, columns[i].ty, &mut scratch)
                     } else {
-                        col.write(row, false, &mut Vec::new(), &mut scratch);
+                        col.write(row, false, &mut Vec::new(), &mut scratch)
                     }
+                    .map_err(too_large)?;
+                    // The row as a whole is bounded like each value.
+                    check_size(&data, scratch.len() + 4)
+                        .map_err(too_large)?;
                     data.extend_from_slice(&(scratch.len() as i32).to_be_bytes());
                     data.extend_from_slice(&scratch);
                 }
