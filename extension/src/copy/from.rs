@@ -96,9 +96,7 @@ pub(super) unsafe fn copy_from(
         }
         let table = string(pg_sys::get_rel_name(relid)).unwrap_or_default();
         let targets = target_columns(rel, (*stmt).attlist);
-        let select = matching_columns(files, &table, &targets).or_report();
-
-        let sql = format!("SELECT {select} FROM {}", files.read_sql(Some(&targets)));
+        let sql = source_query(files, &table, &targets).or_report();
         let rows = Connection::acquire()
             .and_then(|c| c.transmit(&sql))
             .or_report();
@@ -107,7 +105,7 @@ pub(super) unsafe fn copy_from(
 
         let pstate = pg_sys::make_parsestate(std::ptr::null_mut());
         (*pstate).p_sourcetext = query_string;
-        pg_sys::addRangeTableEntryForRelation(
+        let nsitem = pg_sys::addRangeTableEntryForRelation(
             pstate,
             rel,
             pg_sys::RowExclusiveLock as i32,
@@ -115,6 +113,22 @@ pub(super) unsafe fn copy_from(
             false,
             false,
         );
+        // COPY ... FROM 'url' WHERE ...: the same steps as Postgres' DoCopy; CopyFrom then
+        // skips the rows the condition rejects.
+        let mut where_clause: *mut pg_sys::Node = std::ptr::null_mut();
+        if !(*stmt).whereClause.is_null() {
+            pg_sys::addNSItemToQuery(pstate, nsitem, false, true, true);
+            let mut w = pg_sys::transformExpr(
+                pstate,
+                (*stmt).whereClause,
+                pg_sys::ParseExprKind::EXPR_KIND_COPY_WHERE,
+            );
+            w = pg_sys::coerce_to_boolean(pstate, w, c"WHERE".as_ptr());
+            pg_sys::assign_expr_collations(pstate, w);
+            w = pg_sys::eval_const_expressions(std::ptr::null_mut(), w);
+            w = pg_sys::canonicalize_qual(w.cast(), false).cast();
+            where_clause = pg_sys::make_ands_implicit(w.cast()).cast();
+        }
         let mut attnames: *mut pg_sys::List = std::ptr::null_mut();
         for t in &targets {
             attnames = pg_sys::lappend(attnames, pg_sys::makeString(pstrdup(t)).cast());
@@ -124,11 +138,16 @@ pub(super) unsafe fn copy_from(
             pg_sys::makeString(pstrdup("UTF8")).cast(),
             -1,
         );
-        let options = pg_sys::lappend(std::ptr::null_mut(), encoding.cast());
+        let mut options = pg_sys::lappend(std::ptr::null_mut(), encoding.cast());
+        if files.freeze {
+            let freeze =
+                pg_sys::makeDefElem(pstrdup("freeze"), pg_sys::makeBoolean(true).cast(), -1);
+            options = pg_sys::lappend(options, freeze.cast());
+        }
         let cstate = pg_sys::BeginCopyFrom(
             pstate,
             rel,
-            std::ptr::null_mut(),
+            where_clause,
             std::ptr::null(),
             false,
             Some(read_source),
@@ -165,37 +184,63 @@ unsafe fn target_columns(rel: pg_sys::Relation, attlist: *mut pg_sys::List) -> V
     }
 }
 
-/// Checks that the files have the table's columns and returns the DuckDB select list.
-/// Files with a header (Parquet, JSON, CSV with header) match by name; a CSV without
-/// header by position.
-fn matching_columns(files: &LakeFiles, table: &str, targets: &[String]) -> Result<String> {
-    let by_position = files.format == Format::Csv && files.csv.header == Some(false);
+/// The DuckDB query COPY FROM streams: the file's columns in the order of `targets`.
+///
+/// By default file columns go to the table's columns **by position**, as in the original
+/// and in Postgres' own COPY (`COPY t (id, description)` loads a file whose columns are
+/// `(id, desc)`); `match_by 'name'` (or CSV `header match`) matches them by name. CSV
+/// values are read as text and parsed by Postgres' input functions.
+fn source_query(files: &LakeFiles, table: &str, targets: &[String]) -> Result<String> {
     let described = crate::fdw::describe(files)?;
     let file_cols: Vec<&str> = described.iter().map(|(n, _)| n.as_str()).collect();
-    if by_position {
-        if file_cols.len() != targets.len() {
+    let quoted = |cols: &[&str]| {
+        cols.iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let targets_ref: Vec<&str> = targets.iter().map(String::as_str).collect();
+    if files.match_by_name {
+        if let Some(missing) = targets.iter().find(|t| !file_cols.contains(&t.as_str())) {
             return Err(Error::ColumnMismatch(format!(
-                "\"{}\" has {} columns, but table \"{table}\" expects {}",
+                "column \"{missing}\" of table \"{table}\" is not in \"{}\" (its columns: {})",
                 files.url,
-                file_cols.len(),
-                targets.len()
+                file_cols.join(", ")
             )));
         }
-    } else if let Some(missing) = targets.iter().find(|t| !file_cols.contains(&t.as_str())) {
+        if let Some(extra) = file_cols.iter().find(|c| !targets.iter().any(|t| t == *c)) {
+            return Err(Error::ColumnMismatch(format!(
+                "column \"{extra}\" of \"{}\" has no matching column in table \"{table}\"",
+                files.url
+            )));
+        }
+        let source = if files.format == Format::Csv {
+            files.read_sql_as_text()
+        } else {
+            files.read_sql(None)
+        };
+        return Ok(format!("SELECT {} FROM {source}", quoted(&targets_ref)));
+    }
+    if file_cols.len() != targets.len() {
         return Err(Error::ColumnMismatch(format!(
-            "column \"{missing}\" of table \"{table}\" is not in \"{}\" (its columns: {})",
+            "\"{}\" has {} columns, but COPY into table \"{table}\" expects {} ({}); file columns are matched by position, or by name with match_by 'name'",
             files.url,
-            file_cols.join(", ")
-        )));
-    } else if let Some(extra) = file_cols.iter().find(|c| !targets.iter().any(|t| t == *c)) {
-        return Err(Error::ColumnMismatch(format!(
-            "column \"{extra}\" of \"{}\" has no matching column in table \"{table}\"",
-            files.url
+            file_cols.len(),
+            targets.len(),
+            targets.join(", ")
         )));
     }
-    Ok(targets
-        .iter()
-        .map(|t| quote_ident(t))
-        .collect::<Vec<_>>()
-        .join(", "))
+    Ok(if files.format == Format::Csv {
+        format!(
+            "SELECT {} FROM {}",
+            quoted(&targets_ref),
+            files.read_sql(Some(targets))
+        )
+    } else {
+        format!(
+            "SELECT {} FROM {}",
+            quoted(&file_cols),
+            files.read_sql(None)
+        )
+    })
 }

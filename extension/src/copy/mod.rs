@@ -12,7 +12,7 @@ mod to;
 
 use pgrx::pg_sys;
 
-use crate::error::{Error, OrReport};
+use crate::error::OrReport;
 use crate::files::access::{check, Access};
 use crate::files::{Format, LakeFiles, OptionContext};
 use crate::pg::util::{list_ptrs, string};
@@ -48,10 +48,6 @@ pub unsafe fn handle(
         };
         let files = LakeFiles::from_options(Some(&url), &options, context).or_report();
         let rows = if (*stmt).is_from {
-            if !(*stmt).whereClause.is_null() {
-                Error::FeatureNotSupported("COPY FROM a lake URL does not support WHERE".into())
-                    .report();
-            }
             check(&files.url, Access::Read).or_report();
             copy_from(stmt, &files, query_string)
         } else {

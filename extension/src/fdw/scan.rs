@@ -14,7 +14,7 @@ use pgrx::prelude::*;
 use pgrx::{PgLogLevel, PgTryBuilder};
 
 use crate::error::{Error, OrReport, Result};
-use crate::files::quote_ident;
+use crate::files::{quote_ident, Format};
 use crate::pg::util::{list_ptrs, pstrdup, string};
 use crate::pgduck::copy_text::DecodedRow;
 use crate::pgduck::{Connection, RowStream};
@@ -91,9 +91,12 @@ pub unsafe extern "C-unwind" fn get_foreign_plan(
     // SAFETY: planner structures are valid for the duration of this callback; lists
     // built here are palloc'd in the planner's memory context.
     unsafe {
+        // CSV columns arrive as text (Postgres' input functions parse them), so only
+        // conditions on text columns can be evaluated by DuckDB with the same result.
         let rel = Rel {
             relid: foreigntableid,
             varno: (*baserel).relid,
+            text_columns_only: files.format == Format::Csv,
         };
         let clauses = pg_sys::extract_actual_clauses(scan_clauses, false);
         let mut remote = Vec::new();
@@ -139,7 +142,12 @@ pub unsafe extern "C-unwind" fn get_foreign_plan(
                 .collect();
             names.join(", ")
         };
-        let csv_names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+        // The CSV's own columns, in order: the declared ones but `_filename`.
+        let csv_names: Vec<String> = columns
+            .iter()
+            .filter(|c| !(files.filename && c.name == "_filename"))
+            .map(|c| c.name.clone())
+            .collect();
         let mut sql = format!("SELECT {select} FROM {}", files.read_sql(Some(&csv_names)));
         if !remote.is_empty() {
             sql.push_str(&format!(" WHERE {}", remote.join(" AND ")));

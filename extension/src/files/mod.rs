@@ -131,7 +131,7 @@ impl OptionContext {
                 "format, compression, header, delimiter, quote, escape, null, force_quote"
             }
             OptionContext::CopyFrom => {
-                "format, compression, header, delimiter, quote, escape, null, null_padding"
+                "format, compression, header, delimiter, quote, escape, null, null_padding, match_by, freeze"
             }
         }
     }
@@ -152,7 +152,7 @@ impl OptionContext {
                     matches!(option, "path" | "filename" | "null_padding")
                 }
                 OptionContext::CopyTo => option == "force_quote",
-                OptionContext::CopyFrom => option == "null_padding",
+                OptionContext::CopyFrom => matches!(option, "null_padding" | "match_by" | "freeze"),
             }
     }
 }
@@ -181,6 +181,11 @@ pub struct LakeFiles {
     pub csv: CsvOptions,
     /// Adds a `_filename` column (foreign tables).
     pub filename: bool,
+    /// COPY FROM: file columns go to the table's columns by name rather than by position
+    /// (`match_by 'name'`, or CSV `header match`).
+    pub match_by_name: bool,
+    /// COPY FROM ... WITH (freeze): rows are loaded frozen, as Postgres' COPY FREEZE.
+    pub freeze: bool,
     /// Whether `key=value` directories become columns: for foreign tables (and so
     /// `lake_file.preview`), not for COPY FROM, which loads what the files hold.
     pub hive_columns: bool,
@@ -199,6 +204,8 @@ impl LakeFiles {
         let mut compression = None;
         let mut csv = CsvOptions::default();
         let mut filename = false;
+        let mut match_by_name = false;
+        let mut freeze = false;
         let mut csv_option_given = None;
         for (name, value) in options {
             let name = name.to_ascii_lowercase();
@@ -213,7 +220,23 @@ impl LakeFiles {
                 "format" => format = Some(Format::parse(value)?),
                 "compression" => compression = Some(Compression::parse(value)?),
                 "filename" => filename = parse_bool("filename", value)?,
+                "header"
+                    if context == OptionContext::CopyFrom
+                        && value.eq_ignore_ascii_case("match") =>
+                {
+                    csv.header = Some(true);
+                    match_by_name = true;
+                }
                 "header" => csv.header = Some(parse_bool("header", value)?),
+                "match_by" => {
+                    match_by_name = match value.to_ascii_lowercase().as_str() {
+                        "name" => true,
+                        "position" => false,
+                        _ => return Err(invalid("match_by", value, "position or name")),
+                    }
+                }
+                // Handed to Postgres' own COPY FROM, which checks and applies it.
+                "freeze" => freeze = parse_bool("freeze", value)?,
                 "delimiter" => csv.delimiter = Some(single_byte_char("delimiter", value)?),
                 "quote" => csv.quote = Some(single_byte_char("quote", value)?),
                 "escape" => csv.escape = Some(single_byte_char("escape", value)?),
@@ -230,7 +253,7 @@ impl LakeFiles {
             }
             if !matches!(
                 name.as_str(),
-                "path" | "format" | "compression" | "filename"
+                "path" | "format" | "compression" | "filename" | "match_by" | "freeze"
             ) {
                 csv_option_given.get_or_insert(name);
             }
@@ -265,13 +288,30 @@ impl LakeFiles {
             compression,
             csv,
             filename,
+            match_by_name,
+            freeze,
             hive_columns: context == OptionContext::ForeignTable,
         })
     }
 
     /// DuckDB table function that reads these files, e.g. `read_parquet('s3://b/*.parquet')`.
-    /// `names` renames the columns of a CSV file that has no header.
-    pub fn read_sql(&self, names: Option<&[String]>) -> String {
+    ///
+    /// `columns` names the CSV columns in file order: they are read as text, whatever the
+    /// file holds, and the header (if any) is skipped, not matched, as Postgres' COPY
+    /// does. Postgres' input functions then parse each value exactly (DuckDB would sniff
+    /// `123456789012345678901234.99` as DOUBLE and drop digits). A CSV header is never
+    /// sniffed: `header` defaults to false, as in Postgres. A quoted empty field is an
+    /// empty string, an unquoted one NULL, as in Postgres' CSV format.
+    pub fn read_sql(&self, columns: Option<&[String]>) -> String {
+        self.reader(columns, false)
+    }
+
+    /// [`LakeFiles::read_sql`] for CSV files matched by their header: every column as text.
+    pub fn read_sql_as_text(&self) -> String {
+        self.reader(None, true)
+    }
+
+    fn reader(&self, columns: Option<&[String]>, all_text: bool) -> String {
         let mut args = vec![quote_literal(&self.url)];
         if self.filename {
             args.push("filename = '_filename'".into());
@@ -288,9 +328,7 @@ impl LakeFiles {
             }
             Format::Csv => {
                 let csv = &self.csv;
-                if let Some(h) = csv.header {
-                    args.push(format!("header = {h}"));
-                }
+                args.push(format!("header = {}", csv.header.unwrap_or(false)));
                 push_char(&mut args, "delim", csv.delimiter);
                 push_char(&mut args, "quote", csv.quote);
                 push_char(&mut args, "escape", csv.escape);
@@ -300,9 +338,27 @@ impl LakeFiles {
                 if let Some(padding) = csv.null_padding {
                     args.push(format!("null_padding = {padding}"));
                 }
-                if let (Some(names), Some(false)) = (names, csv.header) {
-                    let list: Vec<String> = names.iter().map(|n| quote_literal(n)).collect();
-                    args.push(format!("names = [{}]", list.join(", ")));
+                if let Some(columns) = columns {
+                    let list: Vec<String> = columns
+                        .iter()
+                        .map(|n| format!("{}: 'VARCHAR'", quote_literal(n)))
+                        .collect();
+                    args.push(format!("columns = {{{}}}", list.join(", ")));
+                }
+                if columns.is_some() {
+                    // The columns are known: nothing about the dialect is guessed from the
+                    // first rows (a short first row with null_padding used to change it).
+                    args.push("auto_detect = false".into());
+                }
+                if all_text {
+                    args.push("all_varchar = true".into());
+                }
+                if columns.is_some() || all_text {
+                    args.push("allow_quoted_nulls = false".into());
+                }
+                if csv.null_padding == Some(true) {
+                    // DuckDB's parallel reader refuses null padding with quoted line breaks.
+                    args.push("parallel = false".into());
                 }
                 "read_csv"
             }
@@ -405,7 +461,7 @@ mod tests {
         );
         assert_eq!(
             f.read_sql(None),
-            "read_csv('s3://b/x.csv.gz', hive_partitioning = false, compression = 'gzip')"
+            "read_csv('s3://b/x.csv.gz', hive_partitioning = false, header = false, compression = 'gzip')"
         );
     }
 

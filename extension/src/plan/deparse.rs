@@ -11,6 +11,8 @@ use crate::pg::util::{list_ptrs, string, with_transmission_modes, Transmission};
 pub struct Rel {
     pub relid: pg_sys::Oid,
     pub varno: u32,
+    /// DuckDB reads every column as text (CSV): only text columns may be referenced.
+    pub text_columns_only: bool,
 }
 
 /// DuckDB type of a Postgres scalar type whose semantics DuckDB shares.
@@ -106,6 +108,9 @@ unsafe fn var(rel: &Rel, v: *mut pg_sys::Var) -> Option<String> {
             return None;
         }
         shippable_type((*v).vartype)?;
+        if rel.text_columns_only && !is_text((*v).vartype) {
+            return None;
+        }
         let name = string(pg_sys::get_attname(rel.relid, (*v).varattno, false))?;
         Some(quote_ident(&name))
     }

@@ -34,8 +34,10 @@ def test_formats_and_locations(db, duck, s3url, localdir, suffix, duck_opts, whe
     base = s3url if where == "s3" else str(localdir)
     url = f"{base}/people.{suffix}"
     duck.execute(f"COPY ({PEOPLE}) TO '{url}' ({duck_opts})")
+    # CSV header defaults to false, as in Postgres: a file with one says so.
+    header = ", header 'true'" if "HEADER true" in duck_opts else ""
     db.execute(f"CREATE FOREIGN TABLE people (id bigint, name text, grp int, score numeric) "
-               f"SERVER pg_lake OPTIONS (path '{url}')")
+               f"SERVER pg_lake OPTIONS (path '{url}'{header})")
     assert db.execute("SELECT count(*), sum(id), max(name), sum(score) FROM people").fetchone() == \
         (100, 4950, "name99", 2475)
 

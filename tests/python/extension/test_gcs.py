@@ -14,7 +14,7 @@ def test_gs_urls_work_like_s3(db, duck):
 
     db.execute(f"CREATE FOREIGN TABLE gcs_parquet () SERVER pg_lake OPTIONS (path '{prefix}/*/*.parquet')")
     assert db.execute("SELECT count(*), sum(id), max(part) FROM gcs_parquet").fetchone() == (500, 125250, 1)
-    db.execute(f"CREATE FOREIGN TABLE gcs_csv (id int, val text) SERVER pg_lake OPTIONS (path '{prefix}/part=2/b.csv.gz')")
+    db.execute(f"CREATE FOREIGN TABLE gcs_csv (id int, val text) SERVER pg_lake OPTIONS (path '{prefix}/part=2/b.csv.gz', header 'true')")
     assert db.execute("SELECT max(val) FROM gcs_csv").fetchone() == ("v9",)
 
     db.execute(f"COPY src TO '{prefix}/flat.json'")

@@ -1,0 +1,84 @@
+"""COPY and foreign tables behave as the original pg_lake's (and Postgres' own COPY): file
+columns by position, CSV header off by default, CSV values parsed by Postgres, COPY FROM
+... WHERE, FREEZE and HEADER MATCH. Real Postgres, pgduck_server and moto via psycopg."""
+
+import psycopg
+import pytest
+
+
+def test_copy_from_matches_columns_by_position(db, duck, s3url):
+    duck.execute(f"COPY (SELECT 1 AS id, 'first' AS \"desc\" UNION ALL SELECT 2, 'second') TO '{s3url}/d.parquet'")
+    db.execute("CREATE TABLE t (id int, description text, extra int)")
+    db.execute(f"COPY t (id, description) FROM '{s3url}/d.parquet'")
+    assert db.execute("SELECT id, description, extra FROM t ORDER BY id").fetchall() == \
+        [(1, "first", None), (2, "second", None)]
+    # By name on request: the file's "desc" is not a column of the list.
+    with pytest.raises(psycopg.errors.UndefinedColumn):
+        db.execute(f"COPY t (id, description) FROM '{s3url}/d.parquet' WITH (match_by 'name')")
+    # Too few or too many target columns for the file is an error that says so.
+    with pytest.raises(psycopg.errors.UndefinedColumn) as e:
+        db.execute(f"COPY t FROM '{s3url}/d.parquet'")
+    assert "by position" in str(e.value)
+
+
+def test_csv_foreign_table_reads_by_position_without_sniffing_a_header(db, localdir):
+    path = localdir / "h.csv"
+    path.write_text("identifier,label\n1,one\n2,two\n")
+    db.execute(f"CREATE FOREIGN TABLE with_header (id int, name text) SERVER pg_lake "
+               f"OPTIONS (path '{path}', header 'true')")
+    assert db.execute("SELECT id, name FROM with_header ORDER BY id").fetchall() == [(1, "one"), (2, "two")]
+    # header defaults to false, as in Postgres: the first line is data.
+    db.execute(f"CREATE FOREIGN TABLE no_header (a text, b text) SERVER pg_lake OPTIONS (path '{path}')")
+    assert db.execute("SELECT a FROM no_header").fetchall() == [("identifier",), ("1",), ("2",)]
+    # null_padding does not turn the first line into a header either.
+    ragged = localdir / "r.csv"
+    ragged.write_text("1,x\n2\n")
+    db.execute(f"CREATE FOREIGN TABLE padded (a int, b text) SERVER pg_lake "
+               f"OPTIONS (path '{ragged}', null_padding 'true')")
+    assert db.execute("SELECT a, b FROM padded ORDER BY a").fetchall() == [(1, "x"), (2, None)]
+
+
+def test_csv_values_are_parsed_by_postgres(db, localdir):
+    path = localdir / "n.csv"
+    path.write_text('123456789012345678901234.99,"",\n1.5,x,2024-02-29\n10,y,\n9,z,\n')
+    db.execute(f"CREATE FOREIGN TABLE nums (n numeric(39,2), s text, d date) SERVER pg_lake OPTIONS (path '{path}')")
+    rows = db.execute("SELECT n::text, s, d::text FROM nums ORDER BY nums.n").fetchall()
+    assert rows[-1] == ("123456789012345678901234.99", "", None)
+    assert rows[0] == ("1.50", "x", "2024-02-29")
+    # A quoted empty field is an empty string, an unquoted one NULL, as in Postgres' CSV.
+    assert db.execute("SELECT count(*) FILTER (WHERE s = ''), count(*) FILTER (WHERE d IS NULL) FROM nums"
+                      ).fetchone() == (1, 3)
+    # Conditions on non-text CSV columns are Postgres' (numeric order, not string order).
+    assert db.execute("SELECT n FROM nums WHERE n > 5 AND n < 100 ORDER BY n").fetchall() == [(9,), (10,)]
+    db.execute("CREATE TABLE heap (n numeric(39,2), s text, d date)")
+    db.execute(f"COPY heap FROM '{path}' WITH (format csv)")
+    assert db.execute("SELECT max(n)::text FROM heap").fetchone() == ("123456789012345678901234.99",)
+
+
+def test_copy_from_where(db, duck, s3url):
+    duck.execute(f"COPY (SELECT range AS x FROM range(10)) TO '{s3url}/w.parquet'")
+    db.execute("CREATE TABLE w (x int)")
+    assert db.execute(f"COPY w FROM '{s3url}/w.parquet' WHERE x % 3 = 0").rowcount == 4
+    assert db.execute("SELECT array_agg(x ORDER BY x) FROM w").fetchone() == ([0, 3, 6, 9],)
+    with pytest.raises(psycopg.errors.UndefinedColumn):
+        db.execute(f"COPY w FROM '{s3url}/w.parquet' WHERE nope > 1")
+
+
+def test_copy_freeze_and_header_match(db, duck, s3url):
+    duck.execute(f"COPY (SELECT 1 AS a, 'x' AS b) TO '{s3url}/f.parquet'")
+    duck.execute(f"COPY (SELECT 1 AS a, 'x' AS b) TO '{s3url}/f.csv' (HEADER true)")
+    with db.transaction():
+        db.execute("CREATE TABLE frozen (a int, b text)")
+        db.execute(f"COPY frozen FROM '{s3url}/f.parquet' WITH (freeze)")
+    assert db.execute("SELECT count(*) FROM frozen").fetchone() == (1,)
+    # Postgres' own check and wording for a table not created in this transaction.
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as e:
+        db.execute(f"COPY frozen FROM '{s3url}/f.parquet' WITH (freeze)")
+    assert "COPY FREEZE" in str(e.value)
+    # HEADER MATCH: the header names must be the table's columns.
+    db.execute("CREATE TABLE by_header (b text, a int)")
+    db.execute(f"COPY by_header FROM '{s3url}/f.csv' WITH (header match)")
+    assert db.execute("SELECT a, b FROM by_header").fetchall() == [(1, "x")]
+    db.execute("CREATE TABLE other (c int, d text)")
+    with pytest.raises(psycopg.errors.UndefinedColumn):
+        db.execute(f"COPY other FROM '{s3url}/f.csv' WITH (header match)")
