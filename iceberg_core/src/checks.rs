@@ -41,14 +41,21 @@ mod tests {
             .enumerate()
             .map(|(i, t)| serde_json::json!({ "id": i + 1, "name": format!("c{i}"), "required": false, "type": t }))
             .collect();
-        serde_json::from_value(serde_json::json!({ "type": "struct", "schema-id": 0, "fields": fields }))
-            .unwrap()
+        serde_json::from_value(
+            serde_json::json!({ "type": "struct", "schema-id": 0, "fields": fields }),
+        )
+        .unwrap()
     }
 
     #[test]
     fn decimals_out_of_range_are_refused() {
         assert!(check_schema(&schema_with(&["decimal(38, 38)", "decimal(1, 0)", "long"])).is_ok());
-        for bad in ["decimal(99, 200)", "decimal(39, 0)", "decimal(0, 0)", "decimal(10, 11)"] {
+        for bad in [
+            "decimal(99, 200)",
+            "decimal(39, 0)",
+            "decimal(0, 0)",
+            "decimal(10, 11)",
+        ] {
             let err = check_schema(&schema_with(&["long", bad])).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidChange);
             assert!(err.to_string().contains("\"c1\" (id 2)"), "{err}");

@@ -47,8 +47,15 @@ pub fn next_view_metadata_location(view: &ViewMetadata, previous: Option<&str>) 
 }
 
 /// `location`'s file name in the folder of metadata files.
-fn in_folder(location: &str, properties: &HashMap<String, String>, next: &MetadataLocation) -> String {
-    let folder = match properties.get(WRITE_METADATA_PATH).filter(|p| !p.is_empty()) {
+fn in_folder(
+    location: &str,
+    properties: &HashMap<String, String>,
+    next: &MetadataLocation,
+) -> String {
+    let folder = match properties
+        .get(WRITE_METADATA_PATH)
+        .filter(|p| !p.is_empty())
+    {
         Some(folder) => folder.trim_end_matches('/').to_string(),
         None => format!("{}/metadata", location.trim_end_matches('/')),
     };
@@ -73,7 +80,9 @@ pub fn check_metadata_compression(properties: &HashMap<String, String>) -> Resul
         Some(codec) if !["", "none", "gzip"].contains(&codec.to_ascii_lowercase().as_str()) => {
             Err(Error::new(
                 ErrorKind::InvalidChange,
-                format!("{METADATA_COMPRESSION_CODEC} = {codec:?} is not supported; use none or gzip"),
+                format!(
+                    "{METADATA_COMPRESSION_CODEC} = {codec:?} is not supported; use none or gzip"
+                ),
             ))
         }
         _ => Ok(()),
@@ -99,7 +108,9 @@ pub fn file_bytes(location: &str, json: &str) -> Result<Vec<u8>> {
 /// The JSON text of a metadata file: gunzipped when it starts with gzip's magic
 /// number (engines name such files `*.gz.metadata.json` or `*.metadata.json.gz`).
 pub fn file_text(location: &str, bytes: &[u8]) -> Result<String> {
-    let invalid = |e: &dyn std::fmt::Display| Error::new(ErrorKind::InvalidMetadata, format!("{location}: {e}"));
+    let invalid = |e: &dyn std::fmt::Display| {
+        Error::new(ErrorKind::InvalidMetadata, format!("{location}: {e}"))
+    };
     if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut text = String::new();
         flate2::read::GzDecoder::new(bytes)
@@ -128,7 +139,8 @@ pub fn parse_view_metadata(location: &str, bytes: &[u8]) -> Result<ViewMetadata>
 
 /// The JSON text of metadata about to be written.
 pub fn to_json(metadata: &impl serde::Serialize) -> Result<String> {
-    serde_json::to_string(metadata).map_err(|e| Error::new(ErrorKind::InvalidMetadata, e.to_string()))
+    serde_json::to_string(metadata)
+        .map_err(|e| Error::new(ErrorKind::InvalidMetadata, e.to_string()))
 }
 
 #[cfg(test)]
@@ -148,7 +160,8 @@ mod tests {
             next_table_metadata_location(&t, None).unwrap(),
             next_table_metadata_location(&t, None).unwrap()
         );
-        let foreign = next_table_metadata_location(&t, Some("s3://b/t/metadata/v3.metadata.json")).unwrap();
+        let foreign =
+            next_table_metadata_location(&t, Some("s3://b/t/metadata/v3.metadata.json")).unwrap();
         assert!(foreign.starts_with("s3://b/t/metadata/00000-"), "{foreign}");
     }
 
@@ -156,7 +169,10 @@ mod tests {
     fn write_metadata_path_and_gzip_are_honoured() {
         let t = table_at(
             "s3://b/t",
-            &[(WRITE_METADATA_PATH, "s3://b/meta/t/"), (METADATA_COMPRESSION_CODEC, "gzip")],
+            &[
+                (WRITE_METADATA_PATH, "s3://b/meta/t/"),
+                (METADATA_COMPRESSION_CODEC, "gzip"),
+            ],
         );
         let first = next_table_metadata_location(&t, None).unwrap();
         assert!(first.starts_with("s3://b/meta/t/00000-"), "{first}");
@@ -167,7 +183,10 @@ mod tests {
         // Turning compression off names the next file plainly.
         let plain = table_at("s3://b/t", &[(METADATA_COMPRESSION_CODEC, "none")]);
         let third = next_table_metadata_location(&plain, Some(&second)).unwrap();
-        assert!(third.starts_with("s3://b/t/metadata/00002-") && !third.contains(".gz."), "{third}");
+        assert!(
+            third.starts_with("s3://b/t/metadata/00002-") && !third.contains(".gz."),
+            "{third}"
+        );
         let zstd = table_at("s3://b/t", &[(METADATA_COMPRESSION_CODEC, "zstd")]);
         let err = next_table_metadata_location(&zstd, None).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidChange);
@@ -180,14 +199,24 @@ mod tests {
         let json = to_json(&t).unwrap();
         let gz = file_bytes("/w/t/metadata/00000-x.gz.metadata.json", &json).unwrap();
         assert_eq!(&gz[..2], &[0x1f, 0x8b]);
-        for name in ["/w/t/metadata/00000-x.gz.metadata.json", "/w/t/metadata/00000-x.metadata.json.gz"] {
+        for name in [
+            "/w/t/metadata/00000-x.gz.metadata.json",
+            "/w/t/metadata/00000-x.metadata.json.gz",
+        ] {
             let (parsed, text) = parse_table_metadata(name, &gz).unwrap();
             assert_eq!(parsed, t);
             assert_eq!(text, json);
         }
-        assert_eq!(file_bytes("/w/t/metadata/0.metadata.json", &json).unwrap(), json.as_bytes());
+        assert_eq!(
+            file_bytes("/w/t/metadata/0.metadata.json", &json).unwrap(),
+            json.as_bytes()
+        );
         let err = parse_table_metadata("/w/t/metadata/00000-x.metadata.json", b"{").unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidMetadata);
-        assert!(err.to_string().starts_with("/w/t/metadata/00000-x.metadata.json: "), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("/w/t/metadata/00000-x.metadata.json: "),
+            "{err}"
+        );
     }
 }

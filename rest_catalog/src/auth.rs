@@ -278,7 +278,12 @@ mod tests {
         ] {
             assert!(a.authenticate(Some(header)).is_ok(), "{header}");
         }
-        for header in ["Basic static-secret", "Bearer", "Bearer ", "Bearerstatic-secret"] {
+        for header in [
+            "Basic static-secret",
+            "Bearer",
+            "Bearer ",
+            "Bearerstatic-secret",
+        ] {
             assert!(a.authenticate(Some(header)).is_err(), "{header}");
         }
     }

@@ -63,7 +63,8 @@ pub fn check_namespace(namespace: &Namespace) -> Result<()> {
     for level in namespace {
         check_name("namespace level", level)?;
     }
-    let stored = namespace.iter().map(String::len).sum::<usize>() + namespace.len().saturating_sub(1);
+    let stored =
+        namespace.iter().map(String::len).sum::<usize>() + namespace.len().saturating_sub(1);
     if stored > MAX_NAMESPACE_BYTES {
         return Err(Error::BadRequest(format!(
             "namespace {} is {stored} bytes long; at most {MAX_NAMESPACE_BYTES} are accepted",

@@ -1735,7 +1735,10 @@ async fn a_key_reused_for_another_request_is_refused() {
 
 /// Asserts a 400 `BadRequestException` whose message contains `names`.
 fn assert_bad_request(actual: (u16, Value), names: &str) {
-    let message = actual.1["error"]["message"].as_str().unwrap_or_default().to_string();
+    let message = actual.1["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert_error(actual, 400, "BadRequestException");
     assert!(message.contains(names), "{message:?} should name {names:?}");
 }
@@ -1750,7 +1753,8 @@ async fn client_input_the_catalog_cannot_store_is_a_bad_request() {
     assert_bad_request(c.get("/v1/namespaces/ns/tables/a%00b").await, "NUL");
     assert_bad_request(c.delete("/v1/namespaces/ns/views/a%00b").await, "NUL");
     assert_bad_request(
-        c.post("/v1/namespaces", json!({ "namespace": ["a\u{0}b"] })).await,
+        c.post("/v1/namespaces", json!({ "namespace": ["a\u{0}b"] }))
+            .await,
         "NUL",
     );
     assert_bad_request(
@@ -1769,9 +1773,13 @@ async fn client_input_the_catalog_cannot_store_is_a_bad_request() {
         .await,
         "NUL",
     );
-    assert_bad_request(c.get("/v1/namespaces/ns/tables?pageToken=a%00").await, "NUL");
     assert_bad_request(
-        c.post("/v1/namespaces/ns/tables", table_request("a\u{0}b")).await,
+        c.get("/v1/namespaces/ns/tables?pageToken=a%00").await,
+        "NUL",
+    );
+    assert_bad_request(
+        c.post("/v1/namespaces/ns/tables", table_request("a\u{0}b"))
+            .await,
         "NUL",
     );
     let mut located = table_request("located");
@@ -1788,20 +1796,29 @@ async fn client_input_the_catalog_cannot_store_is_a_bad_request() {
     );
     // Names longer than any file system's segment or the catalog's columns.
     assert_bad_request(
-        c.post("/v1/namespaces/ns/tables", table_request(&long)).await,
+        c.post("/v1/namespaces/ns/tables", table_request(&long))
+            .await,
         "10000 bytes",
     );
     assert_bad_request(
         c.post("/v1/namespaces/ns/views", view_request(&long)).await,
         "10000 bytes",
     );
-    assert_bad_request(c.get(&format!("/v1/namespaces/ns/tables/{long}")).await, "10000 bytes");
     assert_bad_request(
-        c.post("/v1/namespaces", json!({ "namespace": [long] })).await,
+        c.get(&format!("/v1/namespaces/ns/tables/{long}")).await,
+        "10000 bytes",
+    );
+    assert_bad_request(
+        c.post("/v1/namespaces", json!({ "namespace": [long] }))
+            .await,
         "10000 bytes",
     );
     let mut deep = table_request("deep");
-    deep["location"] = json!(format!("{}/ns/{}", c.warehouse.path().display(), "d".repeat(300)));
+    deep["location"] = json!(format!(
+        "{}/ns/{}",
+        c.warehouse.path().display(),
+        "d".repeat(300)
+    ));
     assert_bad_request(c.post("/v1/namespaces/ns/tables", deep).await, "segment");
     // Nothing was created along the way.
     let (_, tables) = c.get("/v1/namespaces/ns/tables").await;
@@ -1814,7 +1831,10 @@ async fn server_error_bodies_name_the_request_not_the_cause() {
     c.create_namespace("ns").await;
     // A catalog row whose metadata file is not there (written by another engine
     // that lost the file): loading it is the server's failure, not the client's.
-    let missing = format!("{}/ns/t/metadata/00000-gone.metadata.json", c.warehouse.path().display());
+    let missing = format!(
+        "{}/ns/t/metadata/00000-gone.metadata.json",
+        c.warehouse.path().display()
+    );
     sql_client(&c.database_url)
         .await
         .execute(
@@ -1839,7 +1859,10 @@ async fn server_error_bodies_name_the_request_not_the_cause() {
     assert!(message.contains("request id probe-42"), "{message}");
     let warehouse = c.warehouse.path().to_str().unwrap();
     for internal in [warehouse, "No such file", "object", "metadata.json"] {
-        assert!(!message.contains(internal), "{message} exposes {internal:?}");
+        assert!(
+            !message.contains(internal),
+            "{message} exposes {internal:?}"
+        );
     }
     // Without a usable id of the client's, the server makes one.
     let resp = c
@@ -1876,9 +1899,15 @@ async fn page_sizes_and_decimals_out_of_range_are_bad_requests() {
         req["schema"]["fields"][1]["type"] = json!(t);
         req
     };
-    for bad in ["decimal(99,200)", "decimal(39,0)", "decimal(0,0)", "decimal(10,11)"] {
+    for bad in [
+        "decimal(99,200)",
+        "decimal(39,0)",
+        "decimal(0,0)",
+        "decimal(10,11)",
+    ] {
         assert_bad_request(
-            c.post("/v1/namespaces/ns/tables", with_type("d", bad)).await,
+            c.post("/v1/namespaces/ns/tables", with_type("d", bad))
+                .await,
             "decimal",
         );
     }
@@ -1889,7 +1918,10 @@ async fn page_sizes_and_decimals_out_of_range_are_bad_requests() {
     // Schemas added by a commit are checked too.
     let mut commit = add_column_commit(json!([]));
     commit["updates"][0]["schema"]["fields"][2]["type"] = json!("decimal(99,200)");
-    assert_bad_request(c.post("/v1/namespaces/ns/tables/t", commit).await, "decimal");
+    assert_bad_request(
+        c.post("/v1/namespaces/ns/tables/t", commit).await,
+        "decimal",
+    );
 }
 
 #[tokio::test]
@@ -1939,7 +1971,11 @@ async fn the_token_endpoint_is_rate_limited_per_client() {
         let resp = request("spark", "guess").send().await.unwrap();
         statuses.push(resp.status().as_u16());
         if resp.status() == 429 {
-            let retry_after: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+            let retry_after: u64 = resp.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
             assert!((1..=2).contains(&retry_after), "{retry_after}");
             let body: Value = resp.json().await.unwrap();
             assert_eq!(body["error"], "temporarily_unavailable", "{body}");
@@ -1948,6 +1984,12 @@ async fn the_token_endpoint_is_rate_limited_per_client() {
     assert_eq!(statuses[..10], [401; 10], "{statuses:?}");
     assert_eq!(statuses[10], 429, "{statuses:?}");
     // Even the right secret waits now; another client does not.
-    assert_eq!(request("spark", "s3cret").send().await.unwrap().status(), 429);
-    assert_eq!(request("trino", "s3cret2").send().await.unwrap().status(), 200);
+    assert_eq!(
+        request("spark", "s3cret").send().await.unwrap().status(),
+        429
+    );
+    assert_eq!(
+        request("trino", "s3cret2").send().await.unwrap().status(),
+        200
+    );
 }

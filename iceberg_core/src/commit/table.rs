@@ -57,7 +57,10 @@ pub fn commit_table(
     }))
 }
 
-fn apply(mut builder: TableMetadataBuilder, updates: &[TableUpdate]) -> Result<TableMetadataBuilder> {
+fn apply(
+    mut builder: TableMetadataBuilder,
+    updates: &[TableUpdate],
+) -> Result<TableMetadataBuilder> {
     for update in updates {
         if let TableUpdate::AddSchema { schema } = update {
             check_schema(schema)?;
@@ -100,7 +103,10 @@ impl<'a> StagedCreate<'a> {
                 _ => None,
             })
             .ok_or_else(|| {
-                Error::new(ErrorKind::InvalidChange, "creating a table needs an add-schema update")
+                Error::new(
+                    ErrorKind::InvalidChange,
+                    "creating a table needs an add-schema update",
+                )
             })?;
         Ok(Self {
             updates,
@@ -217,7 +223,8 @@ mod tests {
         let current = "/w/t/metadata/00003-6f1c5e4e-3f49-4a43-9a4b-1d2f0c7b6a11.metadata.json";
         let same = commit_table(&t, current, &[], &[]).unwrap();
         assert!(matches!(same, TableCommit::Unchanged));
-        let set = updates(serde_json::json!([{ "action": "set-properties", "updates": { "a": "b" } }]));
+        let set =
+            updates(serde_json::json!([{ "action": "set-properties", "updates": { "a": "b" } }]));
         match commit_table(&t, current, &[], &set).unwrap() {
             TableCommit::Write(StagedMetadata { metadata, location }) => {
                 assert_eq!(metadata.properties()["a"], "b");
@@ -246,7 +253,10 @@ mod tests {
         assert_eq!(staged.requested_location(), Some("/w/ns/t"));
         let StagedMetadata { metadata, location } = staged.commit("/w/ns/t".into()).unwrap();
         assert_eq!(metadata.properties()["owner"], "me");
-        assert!(location.starts_with("/w/ns/t/metadata/00000-"), "{location}");
+        assert!(
+            location.starts_with("/w/ns/t/metadata/00000-"),
+            "{location}"
+        );
         let err = StagedCreate::new(&[TableRequirement::NotExist], &create[1..]).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidChange);
     }
@@ -264,6 +274,9 @@ mod tests {
         let v1 = new_table(new("1")).unwrap();
         assert_eq!(v1.format_version(), FormatVersion::V1);
         assert!(!v1.properties().contains_key(FORMAT_VERSION_PROPERTY));
-        assert_eq!(new_table(new("7")).unwrap_err().kind(), ErrorKind::InvalidChange);
+        assert_eq!(
+            new_table(new("7")).unwrap_err().kind(),
+            ErrorKind::InvalidChange
+        );
     }
 }

@@ -163,8 +163,7 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
         .filter(|v| {
             !v.is_empty()
                 && v.len() <= MAX_REQUEST_ID_LEN
-                && v
-                    .bytes()
+                && v.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
         })
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string);
