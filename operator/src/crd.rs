@@ -306,13 +306,13 @@ pub struct CredentialsSpec {
     /// S3 access keys from a Secret; on a gs:// warehouse, GCS HMAC keys (which
     /// pgduck_server uses but the REST catalog cannot: disable it, or use
     /// gcsKeySecret or podIdentity).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub s3_keys_secret: Option<S3KeysSecret>,
     /// The pods' cloud identity, bound through ServiceAccount annotations.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pod_identity: Option<PodIdentity>,
     /// A GCS service-account JSON key from a Secret, mounted as a file.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub gcs_key_secret: Option<SecretKeySelector>,
 }
 
@@ -445,25 +445,25 @@ pub enum Phase {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct LakeClusterStatus {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// `host:port` of the read-write Service.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub catalog_url: Option<String>,
     /// Name of the Secret holding the bearer tokens the catalog accepts (the
     /// generated one keeps its token under the key `token`); absent when the
     /// catalog is disabled or runs with `auth: none`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub catalog_token_secret: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub installed_extension_version: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ready_instances: Option<i32>,
 }
 

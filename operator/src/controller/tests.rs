@@ -639,15 +639,10 @@ async fn version_change_rolls_out_then_updates_the_extension() {
     scenario.push(Exchange::get(&job_path).not_found());
     scenario.push(Exchange::apply(&job_path).check(|body| {
         let container = &body["spec"]["template"]["spec"]["containers"][0];
-        let command: Vec<&str> = container["command"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c.as_str().unwrap())
-            .collect();
+        let command: Vec<String> = serde_json::from_value(container["command"].clone()).unwrap();
         assert_eq!(command[0], "psql");
         assert!(
-            command.contains(&"ALTER EXTENSION pg_lake UPDATE TO '0.2.0'"),
+            command.contains(&"ALTER EXTENSION pg_lake UPDATE TO '0.2.0'".to_string()),
             "{command:?}"
         );
         assert_eq!(env_of(container, "PGHOST")["value"], "lake-rw");

@@ -4,18 +4,14 @@ URL, auth mode and tokens) start the real rest_catalog against a real Postgres
 that requires the password, with the read-write Service's name pointed at it.
 Its probes' paths answer without a token, and it is open only with `auth: none`."""
 
-import os
-import shutil
 import subprocess
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 import requests
 import yaml
 
-from lake_testing import PG_BIN, as_postgres, free_port
+from lake_testing import PostgresCluster, free_port
 from lake_operator_support import (  # noqa: F401 (fixtures)
     REPO,
     TARGET,
@@ -32,30 +28,11 @@ TOKEN = "catalog-t0ken"
 @pytest.fixture(scope="module")
 def postgres_port():
     """A Postgres that accepts TCP clients only with the superuser's password."""
-    base = Path(tempfile.mkdtemp(prefix="lake-operator-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(base, "postgres", "postgres")
-    pwfile = base / "pw"
-    pwfile.write_text(PASSWORD)
-    if os.geteuid() == 0:
-        shutil.chown(pwfile, "postgres", "postgres")
-    data = base / "data"
-    subprocess.run(
-        as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", f"--pwfile={pwfile}",
-                     "--auth-host=scram-sha-256", "--auth-local=trust", "--no-sync"]),
-        check=True, capture_output=True,
-    )
-    port = free_port()
-    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run(
-        as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-w", "-o", options, "start"]),
-        check=True, capture_output=True,
-    )
+    pg = PostgresCluster(prefix="lake-operator-pg-", password=PASSWORD)
     try:
-        yield port
+        yield pg.port
     finally:
-        subprocess.run(as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"]), capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
+        pg.stop()
 
 
 @pytest.fixture(scope="module")
