@@ -349,6 +349,14 @@ fn key_pair(
     }
 }
 
+/// The words of the protocol between the extension and pgduck_server, beyond plain SQL.
+pub mod protocol {
+    /// `TRANSMIT <query>`: the result streams back as COPY-out data in COPY text format.
+    pub const TRANSMIT: &str = "TRANSMIT";
+    /// pgduck_server's table function giving each file a pattern matches with its entity tag.
+    pub const FILE_ETAGS: &str = "pg_lake_file_etags";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -451,12 +459,4 @@ mod tests {
         let shown = format!("{env:?}");
         assert!(shown.contains("AKIA") && !shown.contains("s3cr3t") && !shown.contains("t0ken"));
     }
-}
-
-/// The words of the protocol between the extension and pgduck_server, beyond plain SQL.
-pub mod protocol {
-    /// `TRANSMIT <query>`: the result streams back as COPY-out data in COPY text format.
-    pub const TRANSMIT: &str = "TRANSMIT";
-    /// pgduck_server's table function giving each file a pattern matches with its entity tag.
-    pub const FILE_ETAGS: &str = "pg_lake_file_etags";
 }
