@@ -45,8 +45,9 @@ install_pgrx() {
     mkdir -p "$PGRX_HOME"
     cargo pgrx init --pg"$PG_MAJOR" "$PG_CONFIG" >/dev/null
   fi
-  # The postgres user must be able to reach the extension files and test data dirs.
-  chmod o+rx "$HOME" "$HOME/.cache" "$PG_LAKE_CACHE" 2>/dev/null || true
+  # The postgres user (which runs the appliance's and the tests' servers) must reach the
+  # binaries, libduckdb.so and the DuckDB extensions below $HOME: traverse, not list.
+  chmod o+x "$HOME" "$HOME/.cache" "$PG_LAKE_CACHE" 2>/dev/null || true
 }
 
 install_duckdb() {
