@@ -4,6 +4,7 @@
 use pgrx::pg_sys;
 
 use crate::error::{Error, Result};
+use crate::files::Format;
 use crate::files::{quote_ident, quote_literal};
 
 /// The Postgres type a DuckDB column maps to.
@@ -436,6 +437,25 @@ impl PgShape {
                 )
             }
             _ => v.to_string(),
+        }
+    }
+
+    /// How values of this type travel to a file of `format`. Parquet keeps bytea as
+    /// BINARY; CSV and JSON files get Postgres' hex text (`\x0001`), which reads back into
+    /// bytea as is, and JSON files get json/jsonb columns as JSON values, not strings.
+    pub fn transfer_to(&self, format: Format) -> Result<Transfer> {
+        match (self, format) {
+            (PgShape::Bytea, Format::Csv | Format::Json) => Ok(Transfer {
+                duckdb_type: "VARCHAR".into(),
+                kind: TransferKind::Text,
+                rounds_to_scale: None,
+            }),
+            (PgShape::Json, Format::Json) => Ok(Transfer {
+                duckdb_type: "JSON".into(),
+                kind: TransferKind::Json,
+                rounds_to_scale: None,
+            }),
+            _ => self.transfer(),
         }
     }
 

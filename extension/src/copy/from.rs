@@ -96,7 +96,8 @@ pub(super) unsafe fn copy_from(
         }
         let table = string(pg_sys::get_rel_name(relid)).unwrap_or_default();
         let targets = target_columns(rel, (*stmt).attlist);
-        let sql = source_query(files, &table, &targets).or_report();
+        let json = json_columns(rel, &targets);
+        let sql = source_query(files, &table, &targets, &json).or_report();
         let rows = Connection::acquire()
             .and_then(|c| c.transmit(&sql))
             .or_report();
@@ -184,18 +185,65 @@ unsafe fn target_columns(rel: pg_sys::Relation, attlist: *mut pg_sys::List) -> V
     }
 }
 
+/// For each of `targets`, whether it is a json or jsonb column (or a domain over one).
+///
+/// # Safety
+/// `rel` must be an open relation.
+unsafe fn json_columns(rel: pg_sys::Relation, targets: &[String]) -> Vec<bool> {
+    // SAFETY: guaranteed by the caller; syscache lookups on the backend thread.
+    unsafe {
+        let desc = (*rel).rd_att;
+        let attrs: Vec<pg_sys::FormData_pg_attribute> = (0..(*desc).natts as usize)
+            .map(|i| *(*desc).attrs.as_ptr().add(i))
+            .collect();
+        targets
+            .iter()
+            .map(|t| {
+                attrs
+                    .iter()
+                    .find(|a| !a.attisdropped && pgrx::name_data_to_str(&a.attname) == t)
+                    .is_some_and(|a| {
+                        let base = pg_sys::getBaseType(a.atttypid);
+                        base == pg_sys::JSONOID || base == pg_sys::JSONBOID
+                    })
+            })
+            .collect()
+    }
+}
+
 /// The DuckDB query COPY FROM streams: the file's columns in the order of `targets`.
 ///
 /// By default file columns go to the table's columns **by position**, as in the original
 /// and in Postgres' own COPY (`COPY t (id, description)` loads a file whose columns are
 /// `(id, desc)`); `match_by 'name'` (or CSV `header match`) matches them by name. CSV
 /// values are read as text and parsed by Postgres' input functions.
-fn source_query(files: &LakeFiles, table: &str, targets: &[String]) -> Result<String> {
+fn source_query(
+    files: &LakeFiles,
+    table: &str,
+    targets: &[String],
+    json: &[bool],
+) -> Result<String> {
     let described = crate::fdw::describe(files)?;
     let file_cols: Vec<&str> = described.iter().map(|(n, _)| n.as_str()).collect();
+    // Each selected file column, in the order of `targets`: a json/jsonb target gets a
+    // structured value (a STRUCT, LIST, number, ...) as JSON text, which DuckDB would
+    // otherwise render as a record literal.
     let quoted = |cols: &[&str]| {
         cols.iter()
-            .map(|c| quote_ident(c))
+            .enumerate()
+            .map(|(i, c)| {
+                let file_type = described
+                    .iter()
+                    .find(|(n, _)| n == c)
+                    .map(|(_, t)| t.as_str())
+                    .unwrap_or("VARCHAR");
+                if json.get(i).copied().unwrap_or(false) && !matches!(file_type, "VARCHAR" | "JSON")
+                {
+                    format!("CAST(to_json({}) AS VARCHAR)", quote_ident(c))
+                } else {
+                    quote_ident(c)
+                }
+            })
             .collect::<Vec<_>>()
             .join(", ")
     };

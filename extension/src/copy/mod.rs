@@ -7,6 +7,7 @@
 //! COPY FROM machinery loads, so constraints, triggers and errors behave as for any COPY,
 //! and a bad row aborts the whole statement with nothing loaded.
 
+pub mod create_table;
 mod from;
 mod to;
 

@@ -6,7 +6,7 @@ use pgrx::pg_sys;
 
 use crate::error::{Error, OrReport, Result};
 use crate::files::access::local_path;
-use crate::files::{quote_ident, quote_literal, LakeFiles, Location};
+use crate::files::{quote_ident, quote_literal, Format, LakeFiles, Location};
 use crate::pg::util::{
     list_ptrs, pstrdup, qualified_name, string, with_transmission_modes, Transmission,
 };
@@ -31,7 +31,7 @@ pub(super) unsafe fn copy_to(
     query_string: *const std::ffi::c_char,
 ) -> u64 {
     // SAFETY: guaranteed by the caller; parse analysis runs on the backend thread.
-    let (query_sql, columns) = unsafe { source_query(stmt, query_string) };
+    let (query_sql, columns) = unsafe { source_query(stmt, query_string, files.format) };
     let names: Vec<String> = (1..=columns.len()).map(|i| format!("c{i}")).collect();
     let pg_exprs: Vec<String> = columns
         .iter()
@@ -146,13 +146,14 @@ impl Drop for LocalTarget {
     }
 }
 
-/// The SQL text of what COPY TO reads, and its output columns.
+/// The SQL text of what COPY TO reads, and its output columns as they travel to `format`.
 ///
 /// # Safety
 /// `stmt` must be a valid COPY TO statement.
 unsafe fn source_query(
     stmt: *mut pg_sys::CopyStmt,
     query_string: *const std::ffi::c_char,
+    format: Format,
 ) -> (String, Vec<OutputColumn>) {
     // SAFETY: guaranteed by the caller; parse trees are palloc'd in the current context.
     unsafe {
@@ -203,7 +204,7 @@ unsafe fn source_query(
                 let shape = PgShape::of(pg_sys::exprType(expr), pg_sys::exprTypmod(expr));
                 OutputColumn {
                     name,
-                    transfer: shape.transfer().or_report(),
+                    transfer: shape.transfer_to(format).or_report(),
                 }
             })
             .collect();

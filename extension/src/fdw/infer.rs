@@ -66,9 +66,27 @@ pub unsafe fn fill_columns(stmt: *mut pg_sys::CreateForeignTableStmt) -> Vec<Str
         let options = def_elems((*stmt).options);
         let files =
             LakeFiles::from_options(None, &options, OptionContext::ForeignTable).or_report();
+        let (elts, created) = column_defs(&files, relation);
+        (*stmt).base.tableElts = elts;
+        created
+    }
+}
+
+/// A ColumnDef per column of `files` (as DuckDB's DESCRIBE sees them) for a new table
+/// `relation`, and the composite types created for its structs. Column names fold to lower
+/// case, as in the original (DuckDB matches them case-insensitively when reading).
+///
+/// # Safety
+/// `relation` must be a valid RangeVar; the caller has checked the schema privilege.
+pub unsafe fn column_defs(
+    files: &LakeFiles,
+    relation: *mut pg_sys::RangeVar,
+) -> (*mut pg_sys::List, Vec<String>) {
+    // SAFETY: guaranteed by the caller; new nodes are palloc'd in the current context.
+    unsafe {
         let table = string((*relation).relname).unwrap_or_default();
         let schema = string((*relation).schemaname);
-        let mut columns = crate::fdw::describe(&files).or_report();
+        let mut columns = crate::fdw::describe(files).or_report();
         if files.filename {
             // DESCRIBE already lists `_filename`; it is the column the option adds.
             columns.retain(|(name, _)| name != "_filename");
@@ -81,6 +99,7 @@ pub unsafe fn fill_columns(stmt: *mut pg_sys::CreateForeignTableStmt) -> Vec<Str
             let pg = pg_type_for_duckdb(&duckdb_type)
                 .ok_or_else(|| unsupported_duckdb(&name, &files.url, &duckdb_type))
                 .or_report();
+            let name = name.to_lowercase();
             let type_sql = type_sql(
                 &pg,
                 schema.as_deref(),
@@ -93,8 +112,7 @@ pub unsafe fn fill_columns(stmt: *mut pg_sys::CreateForeignTableStmt) -> Vec<Str
             (*def).typeName = type_name(&type_sql);
             elts = pg_sys::lappend(elts, def.cast());
         }
-        (*stmt).base.tableElts = elts;
-        created
+        (elts, created)
     }
 }
 
@@ -134,13 +152,13 @@ unsafe fn check_server_usage(name: *const std::ffi::c_char) {
 /// table drops them too (as a serial column's sequence goes with its table).
 ///
 /// # Safety
-/// `stmt` must be the CreateForeignTableStmt that was just executed.
-pub unsafe fn tie_types_to_table(stmt: *mut pg_sys::CreateForeignTableStmt, types: &[String]) {
+/// `relation` must name the table that was just created.
+pub unsafe fn tie_types_to_table(relation: *mut pg_sys::RangeVar, types: &[String]) {
     // SAFETY: catalog lookups and dependency records on the backend thread, inside the
     // transaction that created the table and the types.
     unsafe {
         let relid = pg_sys::RangeVarGetRelidExtended(
-            (*stmt).base.relation,
+            relation,
             pg_sys::NoLock as i32,
             0,
             None,

@@ -37,6 +37,7 @@ unsafe extern "C-unwind" fn process_utility(
     unsafe {
         let mut pstmt = pstmt;
         let mut inferred_types = Vec::new();
+        let mut create_table = None;
         let stmt = (*pstmt).utilityStmt;
         match (*stmt).type_ {
             pg_sys::NodeTag::T_CopyStmt if copy::handle(stmt.cast(), query_string, qc) => return,
@@ -46,6 +47,12 @@ unsafe extern "C-unwind" fn process_utility(
                     pstmt = pg_sys::copyObjectImpl(pstmt.cast()).cast();
                 }
                 inferred_types = infer::fill_columns((*pstmt).utilityStmt.cast());
+            }
+            pg_sys::NodeTag::T_CreateStmt if copy::create_table::wants(stmt.cast()) => {
+                if read_only_tree {
+                    pstmt = pg_sys::copyObjectImpl(pstmt.cast()).cast();
+                }
+                create_table = copy::create_table::before((*pstmt).utilityStmt.cast());
             }
             _ => {}
         }
@@ -72,7 +79,11 @@ unsafe extern "C-unwind" fn process_utility(
             ),
         }
         if !inferred_types.is_empty() {
-            infer::tie_types_to_table((*pstmt).utilityStmt.cast(), &inferred_types);
+            let stmt: *mut pg_sys::CreateForeignTableStmt = (*pstmt).utilityStmt.cast();
+            infer::tie_types_to_table((*stmt).base.relation, &inferred_types);
+        }
+        if let Some(pending) = create_table {
+            copy::create_table::after(pending);
         }
     }
 }

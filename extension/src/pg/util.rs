@@ -80,6 +80,7 @@ pub fn with_transmission_modes<T>(mode: Transmission, f: impl FnOnce() -> T) -> 
             (c"datestyle", c"ISO"),
             (c"intervalstyle", c"postgres"),
             (c"extra_float_digits", c"3"),
+            (c"bytea_output", c"hex"),
         ]
         .into_iter()
         .chain(utc)

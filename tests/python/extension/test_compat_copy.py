@@ -82,3 +82,52 @@ def test_copy_freeze_and_header_match(db, duck, s3url):
     db.execute("CREATE TABLE other (c int, d text)")
     with pytest.raises(psycopg.errors.UndefinedColumn):
         db.execute(f"COPY other FROM '{s3url}/f.csv' WITH (header match)")
+
+
+def test_bytea_and_json_in_text_files(db, duck, s3url):
+    db.execute("CREATE TABLE b (i int, raw bytea, doc jsonb)")
+    db.execute("""INSERT INTO b VALUES (1, '\\x0001ff', '{"k": [1, 2]}'), (2, '', '"text"'), (3, NULL, NULL)""")
+    for ext in ("csv", "json"):
+        db.execute(f"COPY b TO '{s3url}/b.{ext}'")
+        db.execute("CREATE TABLE back (i int, raw bytea, doc jsonb)")
+        db.execute(f"COPY back FROM '{s3url}/b.{ext}'")
+        assert db.execute("SELECT i, raw, doc FROM back ORDER BY i").fetchall() == \
+            db.execute("SELECT i, raw, doc FROM b ORDER BY i").fetchall(), ext
+        db.execute("DROP TABLE back")
+    # Postgres' hex form in the files; JSON documents as JSON values, not strings.
+    assert duck.execute(f"SELECT raw FROM read_csv('{s3url}/b.csv', header = false, "
+                        "columns = {'i': 'INTEGER', 'raw': 'VARCHAR', 'doc': 'VARCHAR'}) WHERE i = 1"
+                        ).fetchone() == ("\\x0001ff",)
+    assert duck.execute(f"SELECT json_type(doc) FROM read_json('{s3url}/b.json', format = 'newline_delimited', "
+                        "columns = {'i': 'INTEGER', 'raw': 'VARCHAR', 'doc': 'JSON'}) WHERE i = 1").fetchone() == ("OBJECT",)
+
+
+def test_create_table_from_a_file(db, duck, s3url):
+    duck.execute(f"COPY (SELECT 1 AS \"ID\", 'one' AS Label, [1, 2] AS list UNION ALL SELECT 2, 'two', []) "
+                 f"TO '{s3url}/src.parquet'")
+    db.execute(f"CREATE TABLE defined () WITH (definition_from = '{s3url}/src.parquet')")
+    assert db.execute("SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                      "WHERE attrelid = 'defined'::regclass AND attnum > 0 ORDER BY attnum").fetchall() == \
+        [("id", "integer"), ("label", "text"), ("list", "integer[]")]
+    assert db.execute("SELECT count(*) FROM defined").fetchone() == (0,)
+    db.execute(f"CREATE TABLE loaded () WITH (load_from = '{s3url}/src.parquet', fillfactor = 90)")
+    assert db.execute("SELECT id, label, list FROM loaded ORDER BY id").fetchall() == \
+        [(1, "one", [1, 2]), (2, "two", [])]
+    assert db.execute("SELECT reloptions FROM pg_class WHERE oid = 'loaded'::regclass").fetchone() == \
+        (["fillfactor=90"],)
+    duck.execute(f"COPY (SELECT 5 AS n, 'five' AS w) TO '{s3url}/src.csv' (HEADER true)")
+    db.execute(f"CREATE TABLE from_csv (n int, w text) WITH (load_from = '{s3url}/src.csv', header = 'true')")
+    assert db.execute("SELECT n, w FROM from_csv").fetchall() == [(5, "five")]
+    with pytest.raises(psycopg.errors.FeatureNotSupported):
+        db.execute(f"CREATE TABLE bad (x int) WITH (definition_from = '{s3url}/src.parquet')")
+    # The same privilege as COPY FROM: a role without lake_read learns nothing.
+    db.execute("CREATE ROLE no_lake LOGIN")
+    db.execute("GRANT CREATE ON SCHEMA public TO no_lake")
+    try:
+        with psycopg.connect(host=db.info.host, port=db.info.port, user="no_lake", dbname=db.info.dbname,
+                             autocommit=True) as c:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                c.execute(f"CREATE TABLE sneaky () WITH (definition_from = '{s3url}/src.parquet')")
+    finally:
+        db.execute("DROP OWNED BY no_lake")
+        db.execute("DROP ROLE no_lake")
