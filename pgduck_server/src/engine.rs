@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use duckdb::{ffi, Connection};
 use tracing::{info, warn};
 
+use crate::client_secrets::ServerSecrets;
 use crate::config::Config;
+use crate::credentials::StorageEnv;
 use crate::error::{QueryError, ServerError};
 use crate::file_cache::FileCache;
 use crate::sql::Reply;
@@ -72,6 +74,8 @@ pub struct Engine {
     file_cache: Option<Arc<FileCache>>,
     /// The GCS access token in use (see [`crate::gcp`]), for listings of our own.
     pub gcs_token: crate::etags::GcsToken,
+    /// The secrets installed from the environment, which clients may not touch.
+    server_secrets: Mutex<ServerSecrets>,
 }
 
 // SAFETY: duckdb_database is a thread-safe handle (DuckDB's DatabaseInstance); we only
@@ -95,9 +99,9 @@ struct Running {
 }
 
 impl Engine {
-    /// Opens the database, applies the configuration, credentials from the
-    /// environment and the init file.
-    pub fn open(config: &Config) -> Result<Arc<Engine>, ServerError> {
+    /// Opens the database, applies the configuration, the object-storage credentials
+    /// and the init file.
+    pub fn open(config: &Config, storage: &StorageEnv) -> Result<Arc<Engine>, ServerError> {
         let path = match &config.duckdb_database_file_path {
             Some(p) => p.to_string_lossy().into_owned(),
             None => ":memory:".to_owned(),
@@ -157,10 +161,8 @@ impl Engine {
             "enabling the file cache",
         )?;
         let gcs_token = crate::etags::GcsToken::default();
-        let storage = crate::credentials::StorageEnv::from_env(std::env::vars())
-            .map_err(ServerError::Config)?;
         let lister = crate::etags::Lister::new(
-            crate::etags::Stores::new(&storage),
+            crate::etags::Stores::new(storage),
             tokio::runtime::Handle::current(),
             gcs_token.clone(),
         );
@@ -171,7 +173,9 @@ impl Engine {
                 QueryError::from(e).message
             ))
         })?;
+        let mut server_secrets = ServerSecrets::default();
         for stmt in storage.secrets() {
+            server_secrets.add_created(&stmt.sql);
             root.execute_batch(&stmt.sql).map_err(|e| {
                 // DuckDB may echo the statement; never let a key reach a log.
                 ServerError::Startup(format!(
@@ -214,6 +218,7 @@ impl Engine {
         };
         Ok(Arc::new(Engine {
             file_cache,
+            server_secrets: Mutex::new(server_secrets),
             gcs_token,
             root: Mutex::new(root),
             raw_db,
@@ -259,14 +264,19 @@ impl Engine {
         }))
     }
 
-    /// Runs `sql` on the process's own connection (settings and secrets that every
-    /// session sees). Blocks: call it off the async workers.
-    pub fn execute_global(&self, sql: &str) -> Result<(), QueryError> {
+    /// Installs (or renews) one of the server's own secrets, which clients may then
+    /// not replace. Blocks: call it off the async workers.
+    pub fn install_secret(&self, sql: &str) -> Result<(), QueryError> {
         self.root
             .lock()
             .expect("root connection lock")
             .execute_batch(sql)
-            .map_err(QueryError::from)
+            .map_err(QueryError::from)?;
+        self.server_secrets
+            .lock()
+            .expect("server secrets lock")
+            .add_created(sql);
+        Ok(())
     }
 
     /// Interrupts the running query of the session with this key, if any.
@@ -350,6 +360,16 @@ impl Session {
             Some(cache) => cache.rewrite(sql),
             None => (None, None),
         }
+    }
+
+    /// Refuses a client statement that would replace, shadow or drop one of the
+    /// server's own secrets (see [`crate::client_secrets`]).
+    pub fn check_secrets(&self, sql: &str) -> Result<(), QueryError> {
+        self.engine
+            .server_secrets
+            .lock()
+            .expect("server secrets lock")
+            .check(sql)
     }
 
     pub fn in_transaction(&self) -> bool {

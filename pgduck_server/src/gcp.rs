@@ -82,7 +82,7 @@ async fn renew(
     let secret = token.secret(settings);
     let installer = engine.clone();
     let sql = secret.sql.clone();
-    tokio::task::spawn_blocking(move || installer.execute_global(&sql))
+    tokio::task::spawn_blocking(move || installer.install_secret(&sql))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("installing it: {}", secret.redact(&e.message)))?;

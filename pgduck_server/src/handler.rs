@@ -41,7 +41,7 @@ use crate::engine::{Column, Description, Engine, Session};
 use crate::error::QueryError;
 use crate::params::decode_params;
 use crate::query::{self, Event, Failure, Plan};
-use crate::sql::{classify, split_statements, strip_transmit, Reply};
+use crate::sql::{classify, redact_for_log, split_statements, strip_transmit, Reply};
 
 /// Serves one listener. Unix-socket clients are trusted (the socket lives in a
 /// directory only the pod's containers share); TCP clients must give the password.
@@ -312,7 +312,7 @@ impl Backend {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         if self.verbose {
-            info!(pid = session.pid, sql = %plan.sql, "query");
+            info!(pid = session.pid, sql = %redact_for_log(&plan.sql), "query");
         }
         let transmit = plan.transmit;
         let mut rx = query::execute(session.clone(), plan);
@@ -741,7 +741,7 @@ impl ExtendedQueryHandler for Backend {
             return Ok(Response::CopyIn(CopyResponse::new(0, 0, stream::empty())));
         }
         if self.verbose {
-            info!(pid = session.pid, sql = %plan.sql, "query (extended)");
+            info!(pid = session.pid, sql = %redact_for_log(&plan.sql), "query (extended)");
         }
         let format = portal.result_column_format.clone();
         let was_in_tx = client.transaction_status() != TransactionStatus::Idle;

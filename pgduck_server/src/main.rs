@@ -1,5 +1,6 @@
 //! pgduck_server: DuckDB behind the Postgres wire protocol.
 
+mod client_secrets;
 mod config;
 mod copy_in;
 mod credentials;
@@ -19,6 +20,27 @@ mod types;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+/// Keys that DuckDB's httpfs copies from the environment into its legacy `s3_*` settings
+/// when it loads, where every session can read them back (`current_setting(
+/// 's3_secret_access_key')`, `duckdb_settings()`). Once they are in the `pg_lake_s3`
+/// secret (which `duckdb_secrets()` shows redacted) nothing needs them in the
+/// environment: they are removed before DuckDB starts.
+const KEYS_DUCKDB_WOULD_EXPOSE: [&str; 3] = [
+    pg_lake_common::contract::env::AWS_ACCESS_KEY_ID,
+    pg_lake_common::contract::env::AWS_SECRET_ACCESS_KEY,
+    pg_lake_common::contract::env::AWS_SESSION_TOKEN,
+];
+
+fn hide_keys_from_duckdb(storage: &credentials::StorageEnv) {
+    // Without keys the credential chain may read these itself (nothing to hide then).
+    if storage.s3.as_ref().is_some_and(|s3| s3.keys.is_some()) {
+        for name in KEYS_DUCKDB_WOULD_EXPOSE {
+            // Sound: called from main before any other thread exists.
+            std::env::remove_var(name);
+        }
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let config = config::Config::parse();
     let level = if config.debug { "debug" } else { "info" };
@@ -36,6 +58,14 @@ fn main() -> std::process::ExitCode {
         println!("pgduck_server: parameters are valid");
         return std::process::ExitCode::SUCCESS;
     }
+    let storage = match credentials::StorageEnv::from_env(std::env::vars()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("pgduck_server: invalid configuration: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    hide_keys_from_duckdb(&storage);
     if let Err(e) = engine::set_default_thread_stack() {
         eprintln!("pgduck_server: {e}");
         return std::process::ExitCode::FAILURE;
@@ -51,7 +81,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(server::run(config)) {
+    match runtime.block_on(server::run(config, storage)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

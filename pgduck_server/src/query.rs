@@ -184,6 +184,14 @@ fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
 pub fn execute(session: Arc<Session>, plan: Plan) -> Receiver {
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
     tokio::task::spawn_blocking(move || {
+        if let Err(error) = session.check_secrets(&plan.sql) {
+            let in_transaction = session.in_transaction();
+            let _ = tx.blocking_send(Err(Failure {
+                error,
+                in_transaction,
+            }));
+            return;
+        }
         // Local copies of remote files, pinned until the statement is done with them.
         let (cached_sql, _pins) = session.use_file_cache(&plan.sql);
         let plan = match cached_sql {

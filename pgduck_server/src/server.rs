@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::config::{Config, PASSWORD_ENV};
+use crate::credentials::StorageEnv;
 use crate::engine::Engine;
 use crate::error::ServerError;
 use crate::handler::Backend;
@@ -28,14 +29,16 @@ impl Drop for OwnedFiles {
     }
 }
 
-pub async fn run(config: Config) -> Result<(), ServerError> {
+/// Serves until SIGTERM/SIGINT; `storage` is the object-storage environment, read
+/// before any thread started (see `main`).
+pub async fn run(config: Config, storage: StorageEnv) -> Result<(), ServerError> {
     let socket_path = config.socket_path();
     let lock_path = PathBuf::from(format!("{}.lock", socket_path.display()));
     claim_socket(&socket_path, &lock_path).await?;
 
     let engine = {
         let config = config.clone();
-        tokio::task::spawn_blocking(move || Engine::open(&config))
+        tokio::task::spawn_blocking(move || Engine::open(&config, &storage))
             .await
             .map_err(|e| ServerError::Startup(e.to_string()))??
     };

@@ -162,9 +162,74 @@ pub fn classify(sql: &str) -> Reply {
     }
 }
 
+/// Words in a setting's name that say its value is a credential.
+const SENSITIVE_SETTING_WORDS: [&str; 5] = ["secret", "key", "token", "password", "credential"];
+
+/// Whether `sql` carries credentials in its string literals: `CREATE SECRET` (any
+/// persistence, `OR REPLACE`) and `SET`/`RESET` of a setting whose name says it is a
+/// key, token, secret or password (DuckDB's `s3_secret_access_key`, ...).
+pub fn carries_credentials(sql: &str) -> bool {
+    let mut words = strip_leading_comments(sql)
+        .split(|c: char| c.is_whitespace() || c == '(' || c == '=' || c == ';')
+        .filter(|w| !w.is_empty())
+        .map(|w| w.to_ascii_lowercase());
+    match words.next().as_deref() {
+        Some("create") => words
+            .take_while(|w| matches!(w.as_str(), "or" | "replace" | "persistent" | "temporary" | "temp" | "secret"))
+            .any(|w| w == "secret"),
+        Some("set" | "reset") => words
+            .find(|w| !matches!(w.as_str(), "global" | "session" | "local"))
+            .is_some_and(|name| SENSITIVE_SETTING_WORDS.iter().any(|s| name.contains(s))),
+        _ => false,
+    }
+}
+
+/// `sql` as it may be logged: in a statement that [carries credentials](carries_credentials)
+/// every string literal becomes `'***'`.
+pub fn redact_for_log(sql: &str) -> std::borrow::Cow<'_, str> {
+    if !carries_credentials(sql) {
+        return sql.into();
+    }
+    let b = sql.as_bytes();
+    let mut out = String::with_capacity(sql.len());
+    let (mut i, mut copied) = (0, 0);
+    while i < b.len() {
+        if b[i] == b'\'' {
+            let end = skip_quoted(b, i, b'\'');
+            out.push_str(&sql[copied..i]);
+            out.push_str("'***'");
+            copied = end;
+            i = end;
+        } else {
+            i += 1;
+        }
+    }
+    out.push_str(&sql[copied..]);
+    out.into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_are_redacted_from_logged_statements() {
+        assert_eq!(
+            redact_for_log("create or replace persistent secret s (TYPE s3, KEY_ID 'k', SECRET 'it''s')"),
+            "create or replace persistent secret s (TYPE s3, KEY_ID '***', SECRET '***')"
+        );
+        assert_eq!(
+            redact_for_log("CREATE SECRET (TYPE gcs, TOKEN 'ya29')"),
+            "CREATE SECRET (TYPE gcs, TOKEN '***')"
+        );
+        assert_eq!(
+            redact_for_log("SET GLOBAL s3_secret_access_key='x'"),
+            "SET GLOBAL s3_secret_access_key='***'"
+        );
+        assert_eq!(redact_for_log("SET s3_region = 'eu'"), "SET s3_region = 'eu'");
+        assert_eq!(redact_for_log("select 'secret'"), "select 'secret'");
+        assert_eq!(redact_for_log("create table secret (a text)"), "create table secret (a text)");
+    }
 
     #[test]
     fn splits_at_top_level_semicolons_only() {

@@ -1,4 +1,5 @@
 //! Starts a real pgduck_server on a private socket directory for each test.
+#![allow(dead_code)] // each test binary uses part of it
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
