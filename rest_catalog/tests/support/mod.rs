@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use clap::Parser;
 use reqwest::Method;
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
@@ -340,4 +340,127 @@ pub fn assert_error(actual: (u16, Value), status: u16, kind: &str) {
             .is_some_and(|m| !m.is_empty()),
         "{body}"
     );
+}
+
+// Requests and checks the API tests share.
+
+pub fn add_column_commit(requirements: Value) -> Value {
+    json!({
+        "requirements": requirements,
+        "updates": [
+            { "action": "add-schema", "schema": { "type": "struct", "schema-id": 1, "fields": [
+                { "id": 1, "name": "id", "required": true, "type": "long" },
+                { "id": 2, "name": "v", "required": false, "type": "string" },
+                { "id": 3, "name": "w", "required": false, "type": "int" } ] } },
+            { "action": "set-current-schema", "schema-id": -1 }
+        ]
+    })
+}
+
+/// A request creating `name` through a staged create's commit, as PyIceberg
+/// sends it (always with a set-location update).
+pub fn staged_create_commit(location: &str) -> Value {
+    let req = table_request("x");
+    json!({
+        "requirements": [ { "type": "assert-create" } ],
+        "updates": [
+            { "action": "upgrade-format-version", "format-version": 2 },
+            { "action": "add-schema", "schema": req["schema"] },
+            { "action": "set-current-schema", "schema-id": -1 },
+            { "action": "set-location", "location": location }
+        ]
+    })
+}
+
+pub fn view_request(name: &str) -> Value {
+    json!({
+        "name": name,
+        "schema": { "type": "struct", "schema-id": 0, "fields": [ { "id": 1, "name": "x", "required": false, "type": "long" } ] },
+        "view-version": {
+            "version-id": 1, "timestamp-ms": 1700000000000i64, "schema-id": 0,
+            "summary": { "engine-name": "test" },
+            "representations": [ { "type": "sql", "sql": "SELECT 1 AS x", "dialect": "duckdb" } ],
+            "default-namespace": ["ns"]
+        },
+        "properties": {}
+    })
+}
+
+pub async fn row_count(db: &tokio_postgres::Client, name: &str) -> i64 {
+    db.query_one(
+        "SELECT count(*) FROM lake_catalog.iceberg_tables WHERE table_name = $1",
+        &[&name],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A commit appending snapshot `id` to `main` of a table at `location`, as
+/// PyIceberg sends it (asserting `main` is still at `parent`).
+pub fn append_commit(location: &str, id: i64, parent: Option<i64>) -> Value {
+    json!({
+        "requirements": [ { "type": "assert-ref-snapshot-id", "ref": "main", "snapshot-id": parent } ],
+        "updates": [
+            { "action": "add-snapshot", "snapshot": {
+                "snapshot-id": id, "parent-snapshot-id": parent, "sequence-number": 1,
+                "timestamp-ms": now_ms() + id,
+                "manifest-list": format!("{location}/metadata/snap-{id}.avro"),
+                "summary": { "operation": "append" }, "schema-id": 0 } },
+            { "action": "set-snapshot-ref", "ref-name": "main", "type": "branch", "snapshot-id": id }
+        ]
+    })
+}
+
+/// POSTs `body` with an Idempotency-Key; the future owns what it needs, so it can be spawned.
+pub fn post_with_key(
+    c: &TestCatalog,
+    path: &str,
+    key: &str,
+    body: &Value,
+) -> impl std::future::Future<Output = (u16, String)> + Send + 'static {
+    let mut req = c
+        .http
+        .post(format!("{}{path}", c.base))
+        .header("Idempotency-Key", key)
+        .json(body);
+    if let Some(token) = &c.token {
+        req = req.bearer_auth(token);
+    }
+    async move {
+        let resp = req.send().await.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+}
+
+/// One text per stored Idempotency-Key row: `expr` over `lake_catalog.rest_idempotency_keys`.
+pub async fn idempotency_rows(c: &TestCatalog, expr: &str) -> Vec<String> {
+    sql_client(&c.database_url)
+        .await
+        .query(
+            &format!("SELECT {expr} FROM lake_catalog.rest_idempotency_keys"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// Asserts a 400 `BadRequestException` whose message contains `names`.
+pub fn assert_bad_request(actual: (u16, Value), names: &str) {
+    let message = actual.1["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_error(actual, 400, "BadRequestException");
+    assert!(message.contains(names), "{message:?} should name {names:?}");
 }
