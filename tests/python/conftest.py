@@ -1,10 +1,18 @@
 """Fixtures shared by every end-to-end suite: moto as S3 and a real pgduck_server,
-all on 127.0.0.1 or unix sockets inside a temporary directory."""
+all on 127.0.0.1 or unix sockets inside a temporary directory.
+
+pgduck_server runs as a pod runs it: as the `postgres` OS user (when the tests run as
+root), in a socket directory private to that user, with the memory limit the operator
+gives the sidecar of examples/local-dev.yaml (1Gi, of which DuckDB gets 80 %: 819MiB;
+PGDUCK_TEST_MEMORY_LIMIT changes it)."""
 
 import os
+import pwd
+import re
 import shutil
 import subprocess
 import tempfile
+import uuid
 from pathlib import Path
 
 import boto3
@@ -19,6 +27,19 @@ DUCKDB_EXTENSIONS = os.environ.get("PG_LAKE_DUCKDB_EXTENSIONS", str(CACHE / "duc
 S3_BUCKET = "lake"
 S3_KEY = "testing-key"
 S3_SECRET = "testing-secret"
+# What the operator passes for examples/local-dev.yaml's `pgduck: {memoryLimit: 1Gi, threads: 2}`.
+POD_PGDUCK_FLAGS = {"--memory_limit": os.environ.get("PGDUCK_TEST_MEMORY_LIMIT", "819MiB"), "--threads": "2"}
+# The OS user every server of a node runs as (pg_lake_common::wiring::NODE_OS_USER).
+NODE_USER = "postgres" if os.geteuid() == 0 else None
+NODE_HOME = {"HOME": pwd.getpwnam(NODE_USER).pw_dir} if NODE_USER else {}
+
+
+def node_owned(path: Path, mode: int) -> Path:
+    """`path` for the node's user only (as the wiring's socket directory is)."""
+    if NODE_USER:
+        shutil.chown(path, NODE_USER, NODE_USER)
+    path.chmod(mode)
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +48,17 @@ def workdir():
     d.chmod(0o777)
     yield d
     shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def tmp_path(workdir, request):
+    """pytest's tmp_path, but where the servers (running as `postgres`) can reach it:
+    pytest's own base, /tmp/pytest-of-root, is mode 0700."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name)[:60]
+    d = workdir / "tmp" / f"{name}-{uuid.uuid4().hex[:6]}"
+    d.mkdir(parents=True)
+    (workdir / "tmp").chmod(0o755)
+    return node_owned(d, 0o755)
 
 
 @pytest.fixture(scope="session")
@@ -54,15 +86,17 @@ class PgduckServer:
     def __init__(self, workdir: Path, name: str, env: dict, args=()):
         self.dir = workdir / name
         self.dir.mkdir()
-        self.dir.chmod(0o755)
+        node_owned(self.dir, 0o700)
         self.port = free_port()
         self.log = workdir / f"{name}.log"
-        # A test may bring its own --cache_dir (to restart on the same cache).
-        cache = [] if "--cache_dir" in args else ["--cache_dir", str(workdir / f"{name}-cache")]
+        # A test may bring its own --cache_dir (to restart on the same cache) or limits.
+        defaults = {"--cache_dir": str(workdir / f"{name}-cache"), **POD_PGDUCK_FLAGS}
+        extra = [a for flag, value in defaults.items() if flag not in args for a in (flag, value)]
         self.proc = subprocess.Popen(
             [str(PGDUCK_BIN), "--unix_socket_directory", str(self.dir), "--port", str(self.port),
-             "--extensions_dir", DUCKDB_EXTENSIONS, *cache, *args],
-            stdout=open(self.log, "wb"), stderr=subprocess.STDOUT, env={**os.environ, **env},
+             "--extensions_dir", DUCKDB_EXTENSIONS, *extra, *args],
+            stdout=open(self.log, "wb"), stderr=subprocess.STDOUT, env={**os.environ, **NODE_HOME, **env},
+            user=NODE_USER, group=NODE_USER, extra_groups=[] if NODE_USER else None, cwd="/",
         )
         sock = self.dir / f".s.PGSQL.{self.port}"
         wait_for(lambda: unix_open(sock) or self.proc.poll() is not None, "pgduck_server")

@@ -2,42 +2,25 @@
 user, pg_lake preloaded) wired to the shared pgduck_server and moto fixtures
 (tests/python/conftest.py), on 127.0.0.1 / unix sockets in a temporary directory."""
 
-import shutil
-import subprocess
 import uuid
 
 import psycopg
 import pytest
 
-from lake_testing import PG_BIN, as_postgres, free_port
+from lake_testing import PostgresCluster
 
 BUCKET = "lake"
 
 
 @pytest.fixture(scope="session")
 def postgres(workdir, pgduck):
-    data = workdir / "pgdata"
-    sock = workdir / "pgsock"
-    sock.mkdir()
-    shutil.chown(sock, "postgres")
-    subprocess.run(as_postgres([PG_BIN / "initdb", "-D", data, "-U", "postgres", "--auth=trust",
-                                "--encoding=UTF8", "--locale=C.UTF-8"]), check=True, stdout=subprocess.DEVNULL)
-    port = free_port()
-    with open(data / "postgresql.conf", "a") as f:
-        f.write(f"""
-listen_addresses = '127.0.0.1'
-port = {port}
-unix_socket_directories = '{sock}'
-shared_preload_libraries = 'pg_lake'
-pg_lake_engine.host = 'host={pgduck["dir"]} port={pgduck["port"]}'
-pg_lake_iceberg.default_location_prefix = 's3://{BUCKET}/warehouse'
-fsync = off
-""")
-    subprocess.run(as_postgres([PG_BIN / "pg_ctl", "-D", data, "-l", workdir / "postgres.log", "-w", "start"]),
-                   check=True, stdout=subprocess.DEVNULL)
-    yield {"host": "127.0.0.1", "port": port, "sock": str(sock)}
-    subprocess.run(as_postgres([PG_BIN / "pg_ctl", "-D", data, "-m", "immediate", "stop"]),
-                   check=True, stdout=subprocess.DEVNULL)
+    pg = PostgresCluster(base=workdir / "postgres", settings={
+        "shared_preload_libraries": "pg_lake",
+        "pg_lake_engine.host": f"host={pgduck['dir']} port={pgduck['port']}",
+        "pg_lake_iceberg.default_location_prefix": f"s3://{BUCKET}/warehouse",
+    })
+    yield {"host": pg.host, "port": pg.port, "sock": str(pg.sock)}
+    pg.stop(mode="immediate", remove=False)
 
 
 @pytest.fixture

@@ -1,40 +1,22 @@
 """Fixtures for the REST catalog end-to-end tests: a real Postgres cluster and
 the rest_catalog binary in front of it, with a local directory as warehouse."""
 
-import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from lake_testing import PG_BIN, CatalogServer, as_postgres, free_port, rest_catalog_binary
+from lake_testing import CatalogServer, PostgresCluster, rest_catalog_binary
 
 
 @pytest.fixture(scope="session")
 def postgres_url():
-    base = Path(tempfile.mkdtemp(prefix="rest-catalog-pytest-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(base, "postgres", "postgres")
-    data = base / "data"
-    subprocess.run(
-        as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync"]),
-        check=True,
-        capture_output=True,
-    )
-    port = free_port()
-    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-    subprocess.run(
-        as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-w", "-o", options, "start"]),
-        check=True,
-        capture_output=True,
-    )
+    pg = PostgresCluster(prefix="rest-catalog-pytest-pg-", settings={"max_connections": 200})
     try:
-        yield f"postgres://postgres@127.0.0.1:{port}/postgres"
+        yield pg.url
     finally:
-        subprocess.run(as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"]), capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
+        pg.stop()
 
 
 @pytest.fixture(scope="session")
