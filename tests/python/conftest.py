@@ -95,7 +95,7 @@ class PgduckServer:
         self.proc = subprocess.Popen(
             [str(PGDUCK_BIN), "--unix_socket_directory", str(self.dir), "--port", str(self.port),
              "--extensions_dir", DUCKDB_EXTENSIONS, *extra, *args],
-            stdout=open(self.log, "wb"), stderr=subprocess.STDOUT, env={**os.environ, **NODE_HOME, **env},
+            stdout=open(self.log, "wb"), stderr=subprocess.STDOUT, env={**os.environ, **NODE_HOME, "NO_COLOR": "1", **env},
             user=NODE_USER, group=NODE_USER, extra_groups=[] if NODE_USER else None, cwd="/",
         )
         sock = self.dir / f".s.PGSQL.{self.port}"
