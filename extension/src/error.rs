@@ -52,6 +52,13 @@ pub enum Error {
         applies_to: &'static str,
     },
 
+    /// A COPY dialect Postgres' own COPY would refuse, in its words.
+    #[error("{0}")]
+    CopyOption(String),
+
+    #[error("column \"{0}\" specified more than once")]
+    DuplicateColumn(String),
+
     #[error("option \"{0}\" is required")]
     MissingOption(&'static str),
 
@@ -129,10 +136,11 @@ impl Error {
             Error::Protocol(_) => ERRCODE_PROTOCOL_VIOLATION,
             Error::Interrupted => ERRCODE_QUERY_CANCELED,
             Error::UnknownOption { .. } => ERRCODE_FDW_INVALID_OPTION_NAME,
-            Error::InvalidOptionValue { .. } | Error::OptionNotApplicable { .. } => {
-                ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE
-            }
-            Error::MissingOption(_) => ERRCODE_FDW_OPTION_NAME_NOT_FOUND,
+            Error::InvalidOptionValue { .. } => ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE,
+            // As the original: a missing path and CSV options on another format are 42601.
+            Error::OptionNotApplicable { .. } | Error::MissingOption(_) => ERRCODE_SYNTAX_ERROR,
+            Error::CopyOption(_) => ERRCODE_INVALID_PARAMETER_VALUE,
+            Error::DuplicateColumn(_) => ERRCODE_DUPLICATE_COLUMN,
             Error::UnsupportedScheme { .. }
             | Error::UnknownFormat(_)
             | Error::QueryParameters(_) => ERRCODE_INVALID_PARAMETER_VALUE,

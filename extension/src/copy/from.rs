@@ -173,6 +173,11 @@ unsafe fn target_columns(rel: pg_sys::Relation, attlist: *mut pg_sys::List) -> V
             .into_iter()
             .filter_map(|s| string((*s).sval))
             .collect();
+        for (i, name) in listed.iter().enumerate() {
+            if listed[..i].contains(name) {
+                Error::DuplicateColumn(name.clone()).report();
+            }
+        }
         if !listed.is_empty() {
             return listed;
         }

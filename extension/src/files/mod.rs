@@ -274,6 +274,9 @@ impl LakeFiles {
                 });
             }
         }
+        if format == Format::Csv {
+            csv.check()?;
+        }
         if compression == Some(Compression::Snappy) && format != Format::Parquet {
             return Err(Error::OptionNotApplicable {
                 option: "compression 'snappy'".into(),
@@ -428,10 +431,40 @@ pub fn parse_bool(option: &str, value: &str) -> Result<bool> {
     }
 }
 
+/// One single-byte character, with Postgres' COPY wording otherwise.
 fn single_byte_char(option: &str, value: &str) -> Result<char> {
     match value.as_bytes() {
         [b] if b.is_ascii() => Ok(*b as char),
-        _ => Err(invalid(option, value, "a single one-byte character")),
+        _ => Err(Error::CopyOption(format!(
+            "COPY {option} must be a single one-byte character"
+        ))),
+    }
+}
+
+impl CsvOptions {
+    /// Postgres' checks of a CSV dialect (copy.c's ProcessCopyOptions), with its wording:
+    /// a dialect that cannot be read back unambiguously is an error, never a guess.
+    fn check(&self) -> Result<()> {
+        let delimiter = self.delimiter.unwrap_or(',');
+        let quote = self.quote.unwrap_or('"');
+        let null = self.null.as_deref().unwrap_or("");
+        let fail = |m: &str| Err(Error::CopyOption(m.to_string()));
+        if matches!(delimiter, '\n' | '\r') {
+            return fail("COPY delimiter cannot be newline or carriage return");
+        }
+        if null.contains(['\n', '\r']) {
+            return fail("COPY null representation cannot use newline or carriage return");
+        }
+        if null.contains(delimiter) {
+            return fail("COPY delimiter must not appear in the NULL specification");
+        }
+        if null.contains(quote) {
+            return fail("CSV quote character must not appear in the NULL specification");
+        }
+        if delimiter == quote {
+            return fail("COPY delimiter and quote must be different");
+        }
+        Ok(())
     }
 }
 
@@ -472,9 +505,16 @@ mod tests {
                 .unwrap_err()
                 .to_string()
         };
-        assert!(
-            err(&[("path", "s3://b/x.csv"), ("delimiter", "ab")]).contains("\"delimiter\": \"ab\"")
-        );
+        assert!(err(&[("path", "s3://b/x.csv"), ("delimiter", "ab")])
+            .contains("COPY delimiter must be a single one-byte character"));
+        assert!(err(&[("path", "s3://b/x.csv"), ("null", "a,b")])
+            .contains("COPY delimiter must not appear in the NULL specification"));
+        assert!(err(&[("path", "s3://b/x.csv"), ("null", "a\r")])
+            .contains("newline or carriage return"));
+        assert!(err(&[("path", "s3://b/x.csv"), ("delimiter", "\"")])
+            .contains("COPY delimiter and quote must be different"));
+        assert!(err(&[("path", "s3://b/x.csv"), ("null", "\"")])
+            .contains("CSV quote character must not appear in the NULL specification"));
         assert!(
             err(&[("path", "s3://b/x.csv"), ("header", "maybe")]).contains("\"header\": \"maybe\"")
         );

@@ -62,9 +62,10 @@ mod lake_file {
         TableIterator::new(listed)
     }
 
-    /// Whether at least one file matches `url`.
+    /// Whether at least one file matches `path` (the original's argument name).
     #[pg_extern(volatile, parallel_unsafe)]
-    fn exists(url: &str) -> bool {
+    fn exists(path: &str) -> bool {
+        let url = path;
         // DuckDB's glob echoes a plain object-store key without checking it, so a plain
         // URL is looked up as a prefix listing.
         let sql = if url.contains(['*', '?', '[']) {
@@ -83,9 +84,10 @@ mod lake_file {
             .is_some_and(|n| n != "0")
     }
 
-    /// Size in bytes of the file at `url`.
+    /// Size in bytes of the file at `path`.
     #[pg_extern(volatile, parallel_unsafe)]
-    fn size(url: &str) -> i64 {
+    fn size(path: &str) -> i64 {
+        let url = path;
         let sql = format!("SELECT sum(size) FROM read_blob({})", quote_literal(url));
         let found = rows(url, &sql).or_report();
         found
@@ -95,12 +97,20 @@ mod lake_file {
             .unwrap_or_else(|| Error::FileNotFound(url.to_string()).report())
     }
 
-    /// Columns and Postgres types a foreign table over `url` would get.
+    /// Columns and Postgres types a foreign table over `url` would get; `format` and
+    /// `compression` as the foreign-table options of the same names (named arguments, as in
+    /// the original: `lake_file.preview(url, format => 'csv')`).
     #[pg_extern(volatile, parallel_unsafe)]
     fn preview(
         url: &str,
+        format: default!(Option<&str>, "NULL"),
+        compression: default!(Option<&str>, "NULL"),
     ) -> TableIterator<'static, (name!(column_name, String), name!(column_type, String))> {
-        let described = LakeFiles::from_options(Some(url), &[], OptionContext::ForeignTable)
+        let options: Vec<(String, String)> = [("format", format), ("compression", compression)]
+            .into_iter()
+            .filter_map(|(n, v)| Some((n.to_string(), v?.to_string())))
+            .collect();
+        let described = LakeFiles::from_options(Some(url), &options, OptionContext::ForeignTable)
             .and_then(|files| crate::fdw::describe(&files))
             .or_report();
         let url = url.to_string();

@@ -219,11 +219,11 @@ def test_dml_is_refused_clearly(people):
 
 @pytest.mark.parametrize("options,culprit", [
     ("path 's3://lake/x.parquet', bogus '1'", '"bogus"'),
-    ("path 's3://lake/x.csv', delimiter 'ab'", '"delimiter": "ab"'),
+    ("path 's3://lake/x.csv', delimiter 'ab'", 'COPY delimiter must be a single one-byte character'),
     ("path 's3://lake/x.csv', header 'maybe'", '"header": "maybe"'),
     ("path 's3://lake/x.csv', null_padding 'sometimes'", '"null_padding": "sometimes"'),
     ("path 's3://lake/x.parquet', null_padding 'true'", '"null_padding"'),
-    ("path 's3://lake/x.csv', quote ''", '"quote"'),
+    ("path 's3://lake/x.csv', quote ''", 'COPY quote must be a single one-byte character'),
     ("path 's3://lake/x.parquet', header 'true'", '"header"'),
     ("path 's3://lake/x.parquet', format 'avro'", '"format": "avro"'),
     ("path 's3://lake/x.json', compression 'snappy'", "snappy"),
@@ -248,7 +248,7 @@ def test_bad_option_on_alter(db):
     db.execute("CREATE FOREIGN TABLE ok (x int) SERVER pg_lake OPTIONS (path 's3://lake/x.csv')")
     with pytest.raises(psycopg.Error) as e:
         db.execute("ALTER FOREIGN TABLE ok OPTIONS (ADD delimiter 'xyz')")
-    assert '"delimiter": "xyz"' in str(e.value)
+    assert "COPY delimiter must be a single one-byte character" in str(e.value)
 
 
 def test_missing_and_corrupt_files(db, duck, s3url, localdir, moto):
