@@ -22,7 +22,7 @@ pub enum TableCommit {
     /// metadata file stays current (no file is written, nothing is swapped).
     Unchanged,
     /// New metadata to write and then swap into the catalog row.
-    Write(StagedMetadata),
+    Write(Box<StagedMetadata>),
 }
 
 /// New metadata and the file it goes to (a new one, never one that exists).
@@ -51,10 +51,10 @@ pub fn commit_table(
         return Ok(TableCommit::Unchanged);
     }
     let location = next_table_metadata_location(&built.metadata, Some(current_location))?;
-    Ok(TableCommit::Write(StagedMetadata {
+    Ok(TableCommit::Write(Box::new(StagedMetadata {
         metadata: built.metadata,
         location,
-    }))
+    })))
 }
 
 fn apply(
@@ -226,7 +226,8 @@ mod tests {
         let set =
             updates(serde_json::json!([{ "action": "set-properties", "updates": { "a": "b" } }]));
         match commit_table(&t, current, &[], &set).unwrap() {
-            TableCommit::Write(StagedMetadata { metadata, location }) => {
+            TableCommit::Write(staged) => {
+                let StagedMetadata { metadata, location } = *staged;
                 assert_eq!(metadata.properties()["a"], "b");
                 assert!(location.starts_with("/w/t/metadata/00004-"), "{location}");
             }

@@ -148,7 +148,7 @@ impl Catalog {
                             version: current,
                         })
                     }
-                    TableCommit::Write(staged) => staged,
+                    TableCommit::Write(staged) => *staged,
                 }
             }
             None => {

@@ -1,6 +1,6 @@
 //! Table commits and multi-table transactions: requirements, the compare-and-swap, unknown outcomes.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::support::*;
 
@@ -264,5 +264,53 @@ async fn a_transaction_rechecks_requirement_only_changes_when_it_swaps() {
     assert_eq!(
         now["metadata-location"], a["metadata-location"],
         "a is unchanged: the transaction did not apply"
+    );
+}
+
+#[tokio::test]
+async fn metadata_files_follow_write_metadata_path_and_compression() {
+    let c = start(&[]).await;
+    c.create_namespace("ns").await;
+    c.create_table("ns", "t").await;
+    let folder = format!("{}/ns/t/meta-files", c.warehouse.path().display());
+    let set = |properties: Value| json!({ "updates": [ { "action": "set-properties", "updates": properties } ] });
+    let (status, body) = c
+        .post(
+            "/v1/namespaces/ns/tables/t",
+            set(json!({ "write.metadata.path": folder, "write.metadata.compression-codec": "gzip" })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let location = body["metadata-location"].as_str().unwrap().to_string();
+    assert!(
+        location.starts_with(&format!("{folder}/00001-")),
+        "{location}"
+    );
+    assert!(location.ends_with(".gz.metadata.json"), "{location}");
+    let bytes = std::fs::read(&location).unwrap();
+    assert_eq!(&bytes[..2], &[0x1f, 0x8b], "the file is gzip");
+    let (status, loaded) = c.get("/v1/namespaces/ns/tables/t").await;
+    assert_eq!(status, 200, "{loaded}");
+    assert_eq!(loaded["metadata-location"], location.as_str());
+    assert_eq!(
+        loaded["metadata"]["properties"]["write.metadata.compression-codec"],
+        "gzip"
+    );
+    let (status, body) = c
+        .post("/v1/namespaces/ns/tables/t", set(json!({ "k": "v" })))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let next = body["metadata-location"].as_str().unwrap();
+    assert!(next.starts_with(&format!("{folder}/00002-")), "{next}");
+    let (status, body) = c
+        .post(
+            "/v1/namespaces/ns/tables/t",
+            set(json!({ "write.metadata.compression-codec": "zstd" })),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("zstd"),
+        "{body}"
     );
 }

@@ -106,3 +106,16 @@ def test_create_table_transaction_stages_then_commits(rest_catalog, namespace):
     table = rest_catalog.load_table(f"{namespace}.staged")
     assert rows(table.scan().to_arrow()) == rows(batch(0, 12))
     assert table.spec().fields[0].name == "category"
+
+
+def test_gzip_metadata_in_its_own_folder_round_trips_through_pyiceberg(rest_catalog, catalog_server, namespace):
+    folder = f"{catalog_server.warehouse}/{namespace}/meta-files"
+    properties = {"write.metadata.compression-codec": "gzip", "write.metadata.path": folder}
+    table = rest_catalog.create_table(f"{namespace}.zipped", schema=SCHEMA, properties=properties)
+    assert table.metadata_location.startswith(f"{folder}/00000-"), table.metadata_location
+    assert table.metadata_location.endswith(".gz.metadata.json")
+    table.append(batch(0, 20))
+    reloaded = rest_catalog.load_table(f"{namespace}.zipped")
+    assert reloaded.metadata_location.startswith(f"{folder}/00001-"), reloaded.metadata_location
+    assert Path(reloaded.metadata_location).read_bytes()[:2] == b"\x1f\x8b"
+    assert rows(reloaded.scan().to_arrow()) == rows(batch(0, 20))
