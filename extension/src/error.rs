@@ -56,6 +56,13 @@ pub enum Error {
     #[error("{0}")]
     CopyOption(String),
 
+    #[error("value {value} of column \"{column}\" cannot be written to the file: {why}")]
+    NumericOutOfRange {
+        column: String,
+        value: String,
+        why: String,
+    },
+
     #[error("column \"{0}\" specified more than once")]
     DuplicateColumn(String),
 
@@ -141,6 +148,7 @@ impl Error {
             Error::OptionNotApplicable { .. } | Error::MissingOption(_) => ERRCODE_SYNTAX_ERROR,
             Error::CopyOption(_) => ERRCODE_INVALID_PARAMETER_VALUE,
             Error::DuplicateColumn(_) => ERRCODE_DUPLICATE_COLUMN,
+            Error::NumericOutOfRange { .. } => ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
             Error::UnsupportedScheme { .. }
             | Error::UnknownFormat(_)
             | Error::QueryParameters(_) => ERRCODE_INVALID_PARAMETER_VALUE,

@@ -214,9 +214,10 @@ fn split_field(field: &str) -> Option<(String, &str)> {
 pub struct Transfer {
     pub duckdb_type: String,
     kind: TransferKind,
-    /// Numeric values DuckDB stores with this many decimal digits at most (unconstrained
-    /// or wider-than-38 numeric become DECIMAL(38,9)): more digits are rounded.
-    pub rounds_to_scale: Option<u32>,
+    /// For a numeric column, the DuckDB DECIMAL(precision, scale) it is written as, and
+    /// whether that is narrower than the Postgres type (unconstrained or wider than 38
+    /// digits: DECIMAL(38,9), so more decimal digits are rounded).
+    pub decimal: Option<Decimal>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,6 +238,15 @@ enum TransferKind {
     /// read back exactly: JSON with those values rewritten as for [`TransferKind::Hex`] and
     /// [`TransferKind::Interval`], converted back in DuckDB element by element.
     NestedJson(PgShape),
+}
+
+/// The DuckDB DECIMAL a numeric column is written as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decimal {
+    pub precision: u32,
+    pub scale: u32,
+    /// The Postgres type allows more digits than this DECIMAL keeps.
+    pub narrower: bool,
 }
 
 /// A Postgres type, resolved far enough to describe it to DuckDB.
@@ -448,12 +458,12 @@ impl PgShape {
             (PgShape::Bytea, Format::Csv | Format::Json) => Ok(Transfer {
                 duckdb_type: "VARCHAR".into(),
                 kind: TransferKind::Text,
-                rounds_to_scale: None,
+                decimal: None,
             }),
             (PgShape::Json, Format::Json) => Ok(Transfer {
                 duckdb_type: "JSON".into(),
                 kind: TransferKind::Json,
-                rounds_to_scale: None,
+                decimal: None,
             }),
             _ => self.transfer(),
         }
@@ -471,15 +481,23 @@ impl PgShape {
             PgShape::Array(_) | PgShape::Composite(_) => TransferKind::Json,
             _ => TransferKind::Cast,
         };
-        let rounds_to_scale = match self {
-            PgShape::Numeric(None) => Some(9),
-            PgShape::Numeric(Some((p, _))) if *p > 38 => Some(9),
+        let decimal = match self {
+            PgShape::Numeric(Some((p, s))) if *p <= 38 => Some(Decimal {
+                precision: *p as u32,
+                scale: *s as u32,
+                narrower: false,
+            }),
+            PgShape::Numeric(_) => Some(Decimal {
+                precision: 38,
+                scale: 9,
+                narrower: true,
+            }),
             _ => None,
         };
         Ok(Transfer {
             duckdb_type: self.duckdb_type()?,
             kind,
-            rounds_to_scale,
+            decimal,
         })
     }
 }

@@ -61,8 +61,11 @@ pub(super) unsafe fn copy_to(
         .iter()
         .enumerate()
         .filter_map(|(i, c)| {
-            let scale = c.transfer.rounds_to_scale?;
-            Some(csv_sink::Scaled::new(i, c.name.clone(), scale))
+            Some(csv_sink::Scaled::new(
+                i,
+                c.name.clone(),
+                c.transfer.decimal?,
+            ))
         })
         .collect();
     let (mut conn, rows) = with_transmission_modes(Transmission::Execute, || {

@@ -12,6 +12,7 @@ use pgrx::prelude::*;
 use crate::error::{Error, OrReport, Result};
 use crate::pg::util::pstrdup;
 use crate::pgduck::CopyIn;
+use crate::types::Decimal;
 
 /// Bytes of CSV handed to pgduck_server at a time: a few socket buffers' worth, so
 /// DuckDB's side spools one chunk while Postgres renders the next.
@@ -50,22 +51,60 @@ impl State {
     }
 }
 
-/// A numeric column written with at most `scale` decimal digits.
+/// A numeric column, written as a DuckDB DECIMAL.
 pub struct Scaled {
     pub index: usize,
     pub column: String,
-    pub scale: u32,
+    pub decimal: Decimal,
     rounded: bool,
 }
 
 impl Scaled {
-    pub fn new(index: usize, column: String, scale: u32) -> Scaled {
+    pub fn new(index: usize, column: String, decimal: Decimal) -> Scaled {
         Scaled {
             index,
             column,
-            scale,
+            decimal,
             rounded: false,
         }
+    }
+
+    /// Checks one value's text: a value DuckDB's DECIMAL cannot hold (NaN, ±Infinity, too
+    /// many integer digits) is an error naming the column, as DuckDB's own cast error would
+    /// not; digits past the scale are remembered for one WARNING.
+    fn check(&mut self, text: &[u8]) -> Result<()> {
+        let d = self.decimal;
+        let fail = |why: String| {
+            Err(Error::NumericOutOfRange {
+                column: self.column.clone(),
+                value: String::from_utf8_lossy(text).into_owned(),
+                why,
+            })
+        };
+        if matches!(text, b"NaN" | b"Infinity" | b"-Infinity") {
+            return fail(format!(
+                "the file stores it as DECIMAL({},{}), which has no such value",
+                d.precision, d.scale
+            ));
+        }
+        let digits = text.strip_prefix(b"-").unwrap_or(text);
+        let integer = digits
+            .iter()
+            .take_while(|b| **b != b'.')
+            .skip_while(|b| **b == b'0')
+            .count();
+        if integer > (d.precision - d.scale) as usize {
+            return fail(format!(
+                "the file stores it as DECIMAL({},{}), which holds at most {} digits before the decimal point",
+                d.precision,
+                d.scale,
+                d.precision - d.scale
+            ));
+        }
+        if d.narrower && !self.rounded {
+            self.rounded = loses_digits(text, d.scale);
+        }
+        Ok(())
     }
 }
 
@@ -137,7 +176,7 @@ pub fn run(
             PgSqlErrorCode::ERRCODE_WARNING,
             format!(
                 "values of column \"{}\" were rounded to {} decimal digits",
-                s.column, s.scale
+                s.column, s.decimal.scale
             ),
             "The file stores unconstrained numeric as decimal(38,9). Declare the column numeric(p,s) with p <= 38, or cast it, to choose the precision."
         );
@@ -214,12 +253,8 @@ unsafe extern "C-unwind" fn receive_slot(
             let text =
                 pg_sys::OutputFunctionCall(&mut state.outputs[i], *(*slot).tts_values.add(i));
             let text = std::ffi::CStr::from_ptr(text).to_bytes();
-            for s in state
-                .scaled
-                .iter_mut()
-                .filter(|s| s.index == i && !s.rounded)
-            {
-                s.rounded = loses_digits(text, s.scale);
+            for s in state.scaled.iter_mut().filter(|s| s.index == i) {
+                s.check(text).or_report();
             }
             write_field(&mut state.out, text);
         }

@@ -48,3 +48,15 @@ def test_named_arguments_of_lake_file_functions(db, duck, s3url):
     assert db.execute("SELECT lake_file.exists(path => %s), lake_file.size(path => %s) > 0",
                       (f"{s3url}/data", f"{s3url}/data")).fetchone() == (True, True)
     assert db.execute("SELECT count(*) FROM lake_file.list(pattern => %s)", (f"{s3url}/*",)).fetchone() == (1,)
+
+
+@pytest.mark.parametrize("value,why", [
+    ("'NaN'::numeric", "has no such value"),
+    ("'Infinity'::numeric", "has no such value"),
+    ("1e35::numeric", "at most 29 digits before the decimal point"),
+    ("'NaN'::numeric(10,2)", "DECIMAL(10,2)"),
+])
+def test_numeric_values_a_file_cannot_hold_name_the_column(db, s3url, value, why):
+    with pytest.raises(psycopg.errors.NumericValueOutOfRange) as e:
+        db.execute(f"COPY (SELECT 1 AS ok, {value} AS amount) TO '{s3url}/n.parquet'")
+    assert 'column "amount"' in str(e.value) and why in str(e.value), str(e.value)

@@ -233,9 +233,10 @@ def test_rounded_numeric_digits_are_reported(db, duck, s3url):
 
 def test_failed_copy_to_leaves_no_file(db, duck, localdir):
     target = localdir / "out.parquet"
-    # 10^35 does not fit DuckDB's DECIMAL(38,9): the write fails inside DuckDB.
+    # A timestamp beyond DuckDB's range (year 294247): the write fails inside DuckDB,
+    # after it has opened its output file.
     with pytest.raises(psycopg.Error):
-        db.execute(f"COPY (SELECT 1e35::numeric AS n) TO '{target}'")
+        db.execute(f"COPY (SELECT '294270-01-01'::timestamp AS n) TO '{target}'")
     assert list(localdir.iterdir()) == []
     db.execute(f"COPY (SELECT 1 AS n) TO '{target}'")
     assert [p.name for p in localdir.iterdir()] == ["out.parquet"]
