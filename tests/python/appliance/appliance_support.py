@@ -2,6 +2,7 @@
 the way a user would, and reads what it prints."""
 
 import os
+import pwd
 import random
 import re
 import signal
@@ -68,12 +69,15 @@ def owner_uid(pid: int) -> int:
 
 
 class Appliance:
-    def __init__(self, data_dir: Path, ports: dict, env=None, extra=()):
+    def __init__(self, data_dir: Path, ports: dict, env=None, extra=(), user=None):
+        """`user`: start the launcher as this OS user (the caller must be root)."""
         self.data_dir = data_dir
         self.ports = ports
         self.run_dir = data_dir / "run"
         self.proc = subprocess.Popen(launcher_args(data_dir, ports, extra), env={**os.environ, **(env or {})},
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     user=user, group=user and pwd.getpwnam(user).pw_gid,
+                                     extra_groups=[] if user else None, cwd="/" if user else None)
         self.printed = []
         deadline = time.monotonic() + 120
         while not any(line.startswith("  logs:") for line in self.printed):

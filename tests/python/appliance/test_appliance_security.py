@@ -77,3 +77,24 @@ def test_nobody_gets_nothing_and_the_owner_everything(data_dir):
         assert r.returncode != 0 and "Permission denied" in r.stderr, r
     finally:
         app.stop()
+
+
+
+def test_an_ordinary_user_runs_it_as_itself(data_dir):
+    """Started by a user other than root, every process runs as that user, and the
+    printed connection works for it."""
+    data_dir.parent.chmod(0o777)
+    app = Appliance(data_dir, free_ports(), user="nobody")
+    try:
+        nobody_uid = pwd.getpwnam("nobody").pw_uid
+        children = app.children()
+        assert set(children) == {"pgduck_server", "postgres", "rest_catalog"}
+        for name, pid in children.items():
+            assert owner_uid(pid) == nobody_uid, f"{name} runs as uid {owner_uid(pid)}"
+        assert (data_dir / "pgpass").stat().st_uid == nobody_uid
+        r = as_nobody(PG_BIN / "psql", "-X", "-w", app.postgres_url, "-Atc", "SELECT current_user")
+        assert (r.returncode, r.stdout.strip()) == (0, "postgres"), r
+        r = as_nobody(*app.socket_command.split(), "-X", "-Atc", "SELECT 1")
+        assert (r.returncode, r.stdout.strip()) == (0, "1"), r
+    finally:
+        app.stop()
