@@ -398,7 +398,11 @@ impl Session {
     }
 
     /// Describes `sql` by running it on the session with LIMIT 0, with `params` (a
-    /// portal's) or else NULL for every parameter.
+    /// portal's) or else a value for every parameter: text, which is how a parameter
+    /// without a declared type is bound (DuckDB cannot prepare `SELECT $1 || $2` alone,
+    /// and with NULLs it reports the result as INTEGER while text values give VARCHAR,
+    /// as Postgres resolves unknown parameters as text), and NULL where text does not fit
+    /// (`WHERE id = $1`).
     pub fn describe_bound(
         &self,
         sql: &str,
@@ -408,15 +412,26 @@ impl Session {
         let mut stmt = conn
             .prepare(&format!("SELECT * FROM ({sql}) AS described LIMIT 0"))
             .ok()?;
-        let nulls = vec![duckdb::types::Value::Null; stmt.parameter_count()];
-        drop(
-            stmt.stream_arrow(duckdb::params_from_iter(params.unwrap_or(&nulls).iter()))
-                .ok()?,
-        );
+        let n = stmt.parameter_count();
+        let texts = vec![duckdb::types::Value::Text(String::new()); n];
+        let nulls = vec![duckdb::types::Value::Null; n];
+        let candidates: Vec<&[duckdb::types::Value]> = match params {
+            Some(p) => vec![p],
+            None if n == 0 => vec![&nulls],
+            None => vec![&texts, &nulls],
+        };
+        let executed = candidates.into_iter().any(|values| {
+            stmt.stream_arrow(duckdb::params_from_iter(values.iter()))
+                .map(drop)
+                .is_ok()
+        });
+        if !executed {
+            return None;
+        }
         let columns = crate::query::result_columns(&stmt);
         while let Ok(Some(_)) = stmt.step() {}
         Some(Description {
-            params: vec![Kind::Text.into(); stmt.parameter_count()],
+            params: vec![Kind::Text.into(); n],
             columns,
         })
     }

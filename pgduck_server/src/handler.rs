@@ -21,7 +21,7 @@ use pgwire::api::results::{
     QueryResponse, Response, Tag,
 };
 use pgwire::api::stmt::{QueryParser, StoredStatement};
-use pgwire::api::store::PortalStore;
+use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{
     ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, Type,
 };
@@ -29,7 +29,7 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail, CopyInResponse, CopyOutResponse};
 use pgwire::messages::data::{DataRow, FieldDescription, RowDescription};
-use pgwire::messages::extendedquery::Execute;
+use pgwire::messages::extendedquery::{Bind, BindComplete, Execute};
 use pgwire::messages::response::{CommandComplete, EmptyQueryResponse, TransactionStatus};
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::{Authentication, SecretKey};
@@ -413,6 +413,25 @@ fn status(in_transaction: bool, failed: bool) -> TransactionStatus {
     }
 }
 
+/// The longest query text (simple Query or Parse) pgduck_server takes: far more than
+/// the extension sends (a `read_parquet` list of 100,000 files is about 10 MB), far less
+/// than the 1 GB frame pgwire accepts, whose parsing and planning by DuckDB took 2 GB
+/// of memory for a 256 MiB query.
+const MAX_QUERY_BYTES: usize = 64 << 20;
+
+fn check_query_size(sql: &str) -> Result<(), QueryError> {
+    if sql.len() > MAX_QUERY_BYTES {
+        return Err(QueryError::new(
+            "54000",
+            format!(
+                "query of {} bytes is longer than pgduck_server accepts ({MAX_QUERY_BYTES} bytes)",
+                sql.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn plan_for(sql: &str) -> Plan {
     let (body, transmit) = match strip_transmit(sql) {
         Some(q) => (q, true),
@@ -437,6 +456,7 @@ impl SimpleQueryHandler for Backend {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let session = session_of(client)?;
+        check_query_size(&query.query)?;
         client.set_state(PgWireConnectionState::QueryInProgress);
         let statements = split_statements(&query.query);
         let mut tx_status = client.transaction_status();
@@ -521,6 +541,8 @@ pub struct Prepared {
     transmit: bool,
     reply: Reply,
     description: Description,
+    /// How many parameters the statement takes, when DuckDB could say.
+    param_count: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -539,6 +561,7 @@ impl QueryParser for StatementParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
+        check_query_size(sql)?;
         let statements = split_statements(sql);
         if statements.len() > 1 {
             return Err(QueryError::new(
@@ -552,11 +575,13 @@ impl QueryParser for StatementParser {
         };
         let plan = plan_for(sql);
         let mut description = Description::default();
+        let mut param_count = None;
         if !plan.transmit {
             let session = session_of(client)?;
             let body = plan.sql.clone();
             if let Ok(Some(d)) = tokio::task::spawn_blocking(move || session.describe(&body)).await
             {
+                param_count = Some(d.params.len());
                 description = d;
             }
         }
@@ -564,6 +589,7 @@ impl QueryParser for StatementParser {
             description.columns.clear();
         }
         Ok(Some(Prepared {
+            param_count,
             sql: plan.sql,
             transmit: plan.transmit,
             reply: plan.reply,
@@ -590,9 +616,61 @@ impl QueryParser for StatementParser {
             .columns
             .iter()
             .enumerate()
-            .map(|(i, c)| field_info(c, format.map_or(FieldFormat::Text, |f| f.format_for(i))))
+            .map(|(i, c)| field_info(c, format.map_or(FieldFormat::Text, |f| format_of(f, i))))
             .collect())
     }
+}
+
+/// Column `i`'s format; text where the client gave fewer codes (pgwire's own lookup
+/// panics there).
+fn format_of(format: &Format, i: usize) -> FieldFormat {
+    match format {
+        Format::Individual(codes) => codes.get(i).map_or(FieldFormat::Text, |c| FieldFormat::from(*c)),
+        unified => unified.format_for(i),
+    }
+}
+
+/// The checks Postgres makes of a Bind message, with its messages and SQLSTATEs.
+fn check_bind(bind: &Bind, name: &str, stmt: &StoredStatement<Prepared>) -> Result<(), QueryError> {
+    let supplied = bind.parameters.len();
+    for &code in bind
+        .parameter_format_codes
+        .iter()
+        .chain(&bind.result_column_format_codes)
+    {
+        if code != 0 && code != 1 {
+            return Err(QueryError::new("22023", format!("unsupported format code: {code}")));
+        }
+    }
+    let formats = bind.parameter_format_codes.len();
+    if formats > 1 && formats != supplied {
+        return Err(QueryError::new(
+            "08P01",
+            format!("bind message has {formats} parameter formats but {supplied} parameters"),
+        ));
+    }
+    let prepared = &stmt.statement;
+    if let Some(described) = prepared.param_count {
+        let required = described.max(stmt.parameter_types.len());
+        if supplied != required {
+            return Err(QueryError::new(
+                "08P01",
+                format!(
+                    "bind message supplies {supplied} parameters, but prepared statement \"{name}\" \
+                     requires {required}"
+                ),
+            ));
+        }
+    }
+    let results = bind.result_column_format_codes.len();
+    let columns = prepared.description.columns.len();
+    if results > 1 && columns > 0 && results != columns {
+        return Err(QueryError::new(
+            "08P01",
+            format!("bind message has {results} result formats but query has {columns} columns"),
+        ));
+    }
+    Ok(())
 }
 
 fn portal_plan(portal: &Portal<Prepared>) -> Result<Plan, QueryError> {
@@ -625,6 +703,52 @@ impl ExtendedQueryHandler for Backend {
 
     fn query_parser(&self) -> Arc<StatementParser> {
         self.parser.clone()
+    }
+
+    /// pgwire's Bind, with Postgres' checks of parameter counts and format codes first.
+    async fn on_bind<C>(&self, client: &mut C, message: Bind) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // Errors name the unnamed statement "" as Postgres does; pgwire stores it by a name.
+        let shown = message.statement_name.as_deref().unwrap_or("");
+        let name = message
+            .statement_name
+            .as_deref()
+            .unwrap_or(pgwire::api::DEFAULT_NAME);
+        match client.portal_store().get_statement(name) {
+            Some(Entry::Value(statement)) => {
+                check_bind(&message, shown, &statement)?;
+                let portal = Portal::try_new(&message, statement)?;
+                client.portal_store().put_portal(Arc::new(portal));
+            }
+            Some(Entry::Empty) => {
+                if !message.parameters.is_empty() {
+                    return Err(QueryError::new(
+                        "08P01",
+                        format!(
+                            "bind message supplies {} parameters, but prepared statement \"{shown}\" \
+                             requires 0",
+                            message.parameters.len()
+                        ),
+                    )
+                    .into());
+                }
+                let portal = message
+                    .portal_name
+                    .as_deref()
+                    .unwrap_or(pgwire::api::DEFAULT_NAME);
+                client.portal_store().put_empty_portal(portal);
+            }
+            None => return Err(PgWireError::StatementNotFound(name.to_owned())),
+        }
+        client
+            .send(PgWireBackendMessage::BindComplete(BindComplete::new()))
+            .await?;
+        Ok(())
     }
 
     async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
@@ -751,7 +875,7 @@ impl ExtendedQueryHandler for Backend {
                 let fields: Vec<FieldInfo> = cols
                     .iter()
                     .enumerate()
-                    .map(|(i, c)| field_info(c, format.format_for(i)))
+                    .map(|(i, c)| field_info(c, format_of(&format, i)))
                     .collect();
                 let rows = stream::unfold(rx, |mut rx| async move {
                     match rx.recv().await {

@@ -109,9 +109,23 @@ pub async fn run(config: Config, storage: StorageEnv) -> Result<(), ServerError>
                 Err(e) => warn!("accept on unix socket failed: {e}"),
             },
             accepted = accept_tcp(tcp.as_ref()) => match accepted {
-                Ok(stream) => {
+                Ok(mut stream) => {
                     let backend = remote.clone();
                     clients.spawn(async move {
+                        let mut head = [0u8; 8];
+                        let peeked = tokio::time::timeout(NEGOTIATION_TIMEOUT, stream.peek(&mut head));
+                        match peeked.await {
+                            Ok(Ok(n)) => {
+                                // SSLRequest and GSSENCRequest (8 bytes) are pgwire's on TCP.
+                                if n < 4 || head[..4] != 8u32.to_be_bytes() {
+                                    if let Err(e) = refuse_protocol(&mut stream, &head[..n]).await {
+                                        return tracing::debug!("tcp client ended: {e}");
+                                    }
+                                }
+                            }
+                            Ok(Err(e)) => return tracing::debug!("tcp client ended: {e}"),
+                            Err(_) => return tracing::debug!("tcp client sent no start-up packet"),
+                        }
                         if let Err(e) = pgwire::tokio::process_socket(stream, None, backend).await {
                             tracing::debug!("tcp client ended: {e}");
                         }
@@ -157,10 +171,10 @@ const GSSENC_REQUEST: u32 = 80_877_104;
 async fn refuse_encryption(stream: &mut UnixStream) -> std::io::Result<()> {
     let (mut ssl_refused, mut gss_refused) = (false, false);
     loop {
-        let head = peek_up_to(stream, 4).await?;
+        let head = peek_up_to(stream, 8).await?;
         // Start-up packets are longer than 8 bytes; cancel requests are 16.
         if head.len() < 4 || head[..4] != 8u32.to_be_bytes() {
-            return Ok(());
+            return refuse_protocol(stream, &head).await;
         }
         let mut request = [0u8; 8];
         stream.read_exact(&mut request).await?;
@@ -177,6 +191,40 @@ async fn refuse_encryption(stream: &mut UnixStream) -> std::io::Result<()> {
         }
         stream.write_all(b"N").await?;
     }
+}
+
+/// The cancel request's code, which takes a start-up packet's place.
+const CANCEL_REQUEST: u32 = 80_877_102;
+
+/// Answers a start-up packet of a protocol other than 3.x (pgwire closes without a
+/// word) with Postgres' FATAL 0A000, and ends the connection; `head` is the packet's
+/// first 8 bytes.
+async fn refuse_protocol<S: tokio::io::AsyncWrite + Unpin>(
+    stream: &mut S,
+    head: &[u8],
+) -> std::io::Result<()> {
+    let Some(code) = head.get(4..8) else {
+        return Ok(());
+    };
+    let code = u32::from_be_bytes([code[0], code[1], code[2], code[3]]);
+    let (major, minor) = (code >> 16, code & 0xffff);
+    if major == 3 || code == CANCEL_REQUEST {
+        return Ok(());
+    }
+    let message =
+        format!("unsupported frontend protocol {major}.{minor}: server supports 3.0 to 3.2");
+    let mut fields = Vec::new();
+    for (tag, value) in [(b'S', "FATAL"), (b'V', "FATAL"), (b'C', "0A000"), (b'M', &message)] {
+        fields.push(tag);
+        fields.extend_from_slice(value.as_bytes());
+        fields.push(0);
+    }
+    fields.push(0);
+    let mut response = vec![b'E'];
+    response.extend_from_slice(&(fields.len() as u32 + 4).to_be_bytes());
+    response.extend_from_slice(&fields);
+    stream.write_all(&response).await?;
+    Err(std::io::Error::new(std::io::ErrorKind::InvalidData, message))
 }
 
 /// The first bytes waiting on `stream`, without consuming them: `want` of them,
