@@ -63,6 +63,9 @@ pub enum Error {
         why: String,
     },
 
+    #[error("option \"filename\" needs a column named \"_filename\"")]
+    MissingFilenameColumn,
+
     #[error("column \"{0}\" specified more than once")]
     DuplicateColumn(String),
 
@@ -148,6 +151,7 @@ impl Error {
             Error::OptionNotApplicable { .. } | Error::MissingOption(_) => ERRCODE_SYNTAX_ERROR,
             Error::CopyOption(_) => ERRCODE_INVALID_PARAMETER_VALUE,
             Error::DuplicateColumn(_) => ERRCODE_DUPLICATE_COLUMN,
+            Error::MissingFilenameColumn => ERRCODE_INVALID_COLUMN_REFERENCE,
             Error::NumericOutOfRange { .. } => ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
             Error::UnsupportedScheme { .. }
             | Error::UnknownFormat(_)
@@ -172,6 +176,10 @@ impl Error {
         match self {
             Error::Engine { detail, .. } => detail.clone().filter(|d| !d.is_empty()),
             Error::NulInText { column } => Some(format!("In column \"{column}\".")),
+            Error::MissingFilenameColumn => Some(
+                "Declare \"_filename text\" among the columns, or leave the column list empty to infer it."
+                    .into(),
+            ),
             _ => None,
         }
     }

@@ -32,6 +32,12 @@ pub(super) unsafe fn copy_to(
 ) -> u64 {
     // SAFETY: guaranteed by the caller; parse analysis runs on the backend thread.
     let (query_sql, columns) = unsafe { source_query(stmt, query_string, files.format) };
+    if columns.is_empty() {
+        Error::FeatureNotSupported(
+            "COPY to a lake file needs at least one column: the query has no columns".into(),
+        )
+        .report();
+    }
     let names: Vec<String> = (1..=columns.len()).map(|i| format!("c{i}")).collect();
     let pg_exprs: Vec<String> = columns
         .iter()

@@ -5,9 +5,9 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::error::{OrReport, Result};
+use crate::error::{Error, OrReport, Result};
 use crate::files::{quote_ident, LakeFiles, OptionContext};
-use crate::pg::util::{def_elems, pstrdup, string};
+use crate::pg::util::{def_elems, list_ptrs, pstrdup, string};
 use crate::types::{check_nesting, pg_type_for_duckdb, unsupported_duckdb, PgType};
 
 /// True for a pg_lake foreign table declared without columns.
@@ -21,6 +21,37 @@ pub unsafe fn wants_inference(stmt: *mut pg_sys::CreateForeignTableStmt) -> bool
             && (*stmt).base.partbound.is_null()
             && (*stmt).base.inhRelations.is_null()
             && is_file_server((*stmt).servername)
+    }
+}
+
+/// For a file foreign table declared with columns: `filename 'true'` needs a `_filename`
+/// column to put the file name in.
+///
+/// # Safety
+/// `stmt` must be a valid CreateForeignTableStmt.
+pub unsafe fn check_declared(stmt: *mut pg_sys::CreateForeignTableStmt) {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        if (*stmt).base.tableElts.is_null() || !is_file_server((*stmt).servername) {
+            return;
+        }
+        let options = def_elems((*stmt).options);
+        let filename = options.iter().any(|(n, v)| {
+            n.eq_ignore_ascii_case("filename")
+                && crate::files::parse_bool("filename", v).unwrap_or(false)
+        });
+        if !filename {
+            return;
+        }
+        let has_column = list_ptrs::<pg_sys::Node>((*stmt).base.tableElts)
+            .into_iter()
+            .filter(|n| (**n).type_ == pg_sys::NodeTag::T_ColumnDef)
+            .any(|n| {
+                string((*(n as *mut pg_sys::ColumnDef)).colname).as_deref() == Some("_filename")
+            });
+        if !has_column {
+            Error::MissingFilenameColumn.report();
+        }
     }
 }
 

@@ -42,7 +42,10 @@ unsafe extern "C-unwind" fn process_utility(
         match (*stmt).type_ {
             pg_sys::NodeTag::T_CopyStmt if copy::handle(stmt.cast(), query_string, qc) => return,
             pg_sys::NodeTag::T_CreateExtensionStmt => compat::before_create_extension(stmt.cast()),
-            pg_sys::NodeTag::T_CreateForeignTableStmt if infer::wants_inference(stmt.cast()) => {
+            pg_sys::NodeTag::T_CreateForeignTableStmt if !infer::wants_inference(stmt.cast()) => {
+                infer::check_declared(stmt.cast())
+            }
+            pg_sys::NodeTag::T_CreateForeignTableStmt => {
                 if read_only_tree {
                     pstmt = pg_sys::copyObjectImpl(pstmt.cast()).cast();
                 }

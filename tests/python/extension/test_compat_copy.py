@@ -131,3 +131,27 @@ def test_create_table_from_a_file(db, duck, s3url):
     finally:
         db.execute("DROP OWNED BY no_lake")
         db.execute("DROP ROLE no_lake")
+
+
+def test_struct_keys_that_need_quoting_and_zero_column_tables(db, duck, s3url):
+    duck.execute(f"""COPY (SELECT {{'my key': 1, 'Other"Key': 'x', 'order': 2.5}} AS s) TO '{s3url}/q.parquet'""")
+    db.execute(f"CREATE FOREIGN TABLE q () SERVER pg_lake OPTIONS (path '{s3url}/q.parquet')")
+    assert db.execute("SELECT (s).\"my key\", (s).\"Other\"\"Key\", (s).\"order\" FROM q").fetchone() == \
+        (1, "x", 2.5)
+    db.execute("CREATE TABLE qh AS SELECT * FROM q WHERE false")
+    db.execute(f"COPY qh FROM '{s3url}/q.parquet'")
+    assert db.execute("SELECT (s).\"my key\" FROM qh").fetchone() == (1,)
+    db.execute("CREATE TABLE nothing ()")
+    db.execute("INSERT INTO nothing DEFAULT VALUES")
+    for ext in ("csv", "json", "parquet"):
+        with pytest.raises(psycopg.errors.FeatureNotSupported) as e:
+            db.execute(f"COPY nothing TO '{s3url}/nothing.{ext}'")
+        assert "has no columns" in str(e.value)
+
+
+def test_filename_option_needs_its_column(db, s3url):
+    with pytest.raises(psycopg.errors.InvalidColumnReference) as e:
+        db.execute(f"CREATE FOREIGN TABLE f (a int) SERVER pg_lake OPTIONS (path '{s3url}/x.parquet', filename 'true')")
+    assert "_filename" in str(e.value)
+    db.execute(f"CREATE FOREIGN TABLE f (_filename text, a int) SERVER pg_lake "
+               f"OPTIONS (path '{s3url}/x.parquet', filename 'true')")
