@@ -1,10 +1,11 @@
 //! Iceberg REST catalog whose state lives in the cluster's Postgres, in the
 //! catalog tables the pg_lake extension also writes.
 //!
-//! Layers: [`api`] (axum routes, thin) → [`catalog`] (service logic: commits
-//! built on the iceberg crate's requirement checks and metadata builder) →
-//! [`storage`] (a trait, implemented for Postgres) and [`warehouse`]
-//! (object storage for metadata files).
+//! Layers: [`api`] (axum routes, thin, and their middleware) → [`catalog`]
+//! (service logic, one file per entity; what a commit does to metadata is
+//! decided by `pg_lake_iceberg`, the Iceberg core shared with the extension) →
+//! [`storage`] (a trait, implemented for Postgres) and [`warehouse`] (object
+//! storage for metadata files).
 
 pub mod api;
 pub mod auth;

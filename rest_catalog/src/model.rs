@@ -1,6 +1,7 @@
 //! Request and response bodies of the Iceberg REST API (the `components/schemas`
-//! of the OpenAPI document). Iceberg's own types (schemas, metadata, updates,
-//! requirements) come from the iceberg crate.
+//! of the OpenAPI document), and the limits on the names and properties they
+//! carry. Iceberg's own types (schemas, metadata, updates, requirements) come
+//! from the iceberg crate.
 
 use std::collections::HashMap;
 
