@@ -198,7 +198,10 @@ fn secret_name(tokens: &[Token]) -> Option<String> {
         .position(|t| matches!(t, Token::Word(w) if w.eq_ignore_ascii_case("secret")))?;
     let mut rest = tokens[at + 1..].iter().peekable();
     while let Some(Token::Word(w)) = rest.peek() {
-        if ["if", "not", "exists"].iter().any(|k| w.eq_ignore_ascii_case(k)) {
+        if ["if", "not", "exists"]
+            .iter()
+            .any(|k| w.eq_ignore_ascii_case(k))
+        {
             rest.next();
         } else {
             break;

@@ -5,8 +5,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::engine::literal;
 use crate::error::QueryError;
+use pg_lake_common::sql::quote_literal as literal;
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 

@@ -15,50 +15,11 @@ use crate::credentials::StorageEnv;
 use crate::error::{QueryError, ServerError};
 use crate::file_cache::FileCache;
 use crate::sql::Reply;
-use crate::types::{kind_from_type_id, Kind, PgType};
+use crate::types::{kind_from_type_id, result_columns, Column, Description, Kind, PgType};
+use pg_lake_common::sql::quote_literal as literal;
 
 /// What `--cache_dir` holds of remote files when `--cache_size` does not say.
 const DEFAULT_FILE_CACHE_SIZE: u64 = 10 * 1000 * 1000 * 1000;
-
-/// Stack of every thread that runs DuckDB work: ours (the runtime's workers and
-/// blocking threads, the encoders, the file cache) and DuckDB's own workers. DuckDB
-/// recurses once per level of nested data (JSON structure detection and transform,
-/// nested types, their Arrow export): 5,000 levels of JSON (25 KB) overflowed tokio's
-/// 2 MiB and DuckDB's workers' 8 MiB (the `ulimit -s` default). Only the pages a thread
-/// touches are committed.
-pub const DUCKDB_THREAD_STACK: usize = 256 << 20;
-
-extern "C" {
-    // glibc (2.18+): the attributes of threads created without explicit ones, which is
-    // how DuckDB's TaskScheduler starts its workers (std::thread).
-    fn pthread_setattr_default_np(attr: *const libc::pthread_attr_t) -> libc::c_int;
-}
-
-/// Gives threads created from now on without a stack size of their own (DuckDB's
-/// workers) [`DUCKDB_THREAD_STACK`]. Call before the database is opened.
-pub fn set_default_thread_stack() -> Result<(), ServerError> {
-    // SAFETY: attr is initialised by pthread_attr_init before use and destroyed after;
-    // glibc copies it into its default attributes.
-    let rc = unsafe {
-        let mut attr = std::mem::MaybeUninit::<libc::pthread_attr_t>::uninit();
-        let mut rc = libc::pthread_attr_init(attr.as_mut_ptr());
-        if rc == 0 {
-            rc = libc::pthread_attr_setstacksize(attr.as_mut_ptr(), DUCKDB_THREAD_STACK);
-            if rc == 0 {
-                rc = pthread_setattr_default_np(attr.as_ptr());
-            }
-            libc::pthread_attr_destroy(attr.as_mut_ptr());
-        }
-        rc
-    };
-    match rc {
-        0 => Ok(()),
-        e => Err(ServerError::Startup(format!(
-            "setting the default thread stack size: {}",
-            std::io::Error::from_raw_os_error(e)
-        ))),
-    }
-}
 
 /// The process-wide DuckDB database and the sessions open on it.
 pub struct Engine {
@@ -428,27 +389,13 @@ impl Session {
         if !executed {
             return None;
         }
-        let columns = crate::query::result_columns(&stmt);
+        let columns = result_columns(&stmt);
         while let Ok(Some(_)) = stmt.step() {}
         Some(Description {
             params: vec![Kind::Text.into(); n],
             columns,
         })
     }
-}
-
-/// What Describe reports for a statement.
-#[derive(Debug, Clone, Default)]
-pub struct Description {
-    pub params: Vec<PgType>,
-    pub columns: Vec<Column>,
-}
-
-/// A result column as reported in RowDescription.
-#[derive(Debug, Clone)]
-pub struct Column {
-    pub name: String,
-    pub ty: PgType,
 }
 
 impl Drop for Session {
@@ -580,9 +527,4 @@ fn open_raw(path: &str, config: &Config) -> Result<ffi::duckdb_database, ServerE
         warn!("DuckDB database is in memory: tables created in it are lost at exit");
     }
     Ok(db)
-}
-
-/// A SQL string literal.
-pub fn literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }

@@ -24,7 +24,7 @@ use duckdb::Connection;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
-use crate::engine::literal;
+use pg_lake_common::sql::quote_literal as literal;
 
 /// DuckDB table functions that read whole files given as their first argument.
 const READERS: &[&str] = &[
@@ -152,7 +152,7 @@ impl FileCache {
         let worker = Arc::downgrade(&cache);
         std::thread::Builder::new()
             .name("file-cache".into())
-            .stack_size(crate::engine::DUCKDB_THREAD_STACK)
+            .stack_size(crate::threads::DUCKDB_THREAD_STACK)
             .spawn(move || {
                 while let Ok(url) = rx.recv() {
                     let Some(cache) = worker.upgrade() else { break };

@@ -18,7 +18,9 @@ use serde::Deserialize;
 use tracing::{info, warn};
 
 use crate::credentials::{SecretStatement, StorageEnv};
-use crate::engine::{literal, Engine};
+use pg_lake_common::sql::quote_literal as literal;
+
+use crate::engine::Engine;
 use crate::error::ServerError;
 
 /// Environment variable naming a service-account key file (Google's convention).

@@ -37,11 +37,12 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tracing::{debug, info};
 
 use crate::copy_in::{self, CopyIn};
-use crate::engine::{Column, Description, Engine, Session};
+use crate::engine::{Engine, Session};
 use crate::error::QueryError;
 use crate::params::decode_params;
 use crate::query::{self, Event, Failure, Plan};
 use crate::sql::{classify, redact_for_log, split_statements, strip_transmit, Reply};
+use crate::types::{Column, Description};
 
 /// Serves one listener. Unix-socket clients are trusted (the socket lives in a
 /// directory only the pod's containers share); TCP clients must give the password.
@@ -625,7 +626,9 @@ impl QueryParser for StatementParser {
 /// panics there).
 fn format_of(format: &Format, i: usize) -> FieldFormat {
     match format {
-        Format::Individual(codes) => codes.get(i).map_or(FieldFormat::Text, |c| FieldFormat::from(*c)),
+        Format::Individual(codes) => codes
+            .get(i)
+            .map_or(FieldFormat::Text, |c| FieldFormat::from(*c)),
         unified => unified.format_for(i),
     }
 }
@@ -639,7 +642,10 @@ fn check_bind(bind: &Bind, name: &str, stmt: &StoredStatement<Prepared>) -> Resu
         .chain(&bind.result_column_format_codes)
     {
         if code != 0 && code != 1 {
-            return Err(QueryError::new("22023", format!("unsupported format code: {code}")));
+            return Err(QueryError::new(
+                "22023",
+                format!("unsupported format code: {code}"),
+            ));
         }
     }
     let formats = bind.parameter_format_codes.len();

@@ -15,6 +15,7 @@ mod params;
 mod query;
 mod server;
 mod sql;
+mod threads;
 mod types;
 
 use clap::Parser;
@@ -66,12 +67,12 @@ fn main() -> std::process::ExitCode {
         }
     };
     hide_keys_from_duckdb(&storage);
-    if let Err(e) = engine::set_default_thread_stack() {
+    if let Err(e) = threads::set_default_thread_stack() {
         eprintln!("pgduck_server: {e}");
         return std::process::ExitCode::FAILURE;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .thread_stack_size(engine::DUCKDB_THREAD_STACK)
+        .thread_stack_size(threads::DUCKDB_THREAD_STACK)
         .enable_all()
         .build()
     {

@@ -21,10 +21,10 @@ use crate::encode::{
     check_size, write_binary, write_copy_rows, write_text, ColumnTooLarge, TextColumn, TooLarge,
     MAX_NESTING, MAX_VALUE_BYTES,
 };
-use crate::engine::{Column, Session};
+use crate::engine::Session;
 use crate::error::QueryError;
 use crate::sql::Reply;
-use crate::types::PgType;
+use crate::types::Column;
 
 /// Batches in flight between DuckDB and the socket.
 const CHANNEL_DEPTH: usize = 4;
@@ -97,7 +97,7 @@ static ENCODERS: std::sync::LazyLock<std::sync::mpsc::Sender<EncodeJob>> =
             let rx = rx.clone();
             let _ = std::thread::Builder::new()
                 .name(format!("encoder-{i}"))
-                .stack_size(crate::engine::DUCKDB_THREAD_STACK)
+                .stack_size(crate::threads::DUCKDB_THREAD_STACK)
                 .spawn(move || {
                     // Per thread on Linux; lowering needs no privilege. Failing leaves
                     // the thread at normal priority, which is only slower.
@@ -269,7 +269,7 @@ fn run(conn: &duckdb::Connection, plan: &Plan, tx: &Sender) -> Result<Option<Str
         return Ok(Some(tag.clone()));
     }
 
-    let columns = Arc::new(result_columns(&stmt));
+    let columns = Arc::new(crate::types::result_columns(&stmt));
     if tx
         .blocking_send(Ok(Event::Columns(columns.clone())))
         .is_err()
@@ -313,8 +313,7 @@ fn run(conn: &duckdb::Connection, plan: &Plan, tx: &Sender) -> Result<Option<Str
                     }
                     .map_err(too_large)?;
                     // The row as a whole is bounded like each value.
-                    check_size(&data, scratch.len() + 4)
-                        .map_err(too_large)?;
+                    check_size(&data, scratch.len() + 4).map_err(too_large)?;
                     data.extend_from_slice(&(scratch.len() as i32).to_be_bytes());
                     data.extend_from_slice(&scratch);
                 }
@@ -332,17 +331,4 @@ fn run(conn: &duckdb::Connection, plan: &Plan, tx: &Sender) -> Result<Option<Str
         _ => format!("SELECT {rows}"),
     };
     Ok(Some(tag))
-}
-
-/// Names and Postgres types of an executed statement's result columns.
-pub fn result_columns(stmt: &duckdb::Statement<'_>) -> Vec<Column> {
-    stmt.schema()
-        .fields()
-        .iter()
-        .enumerate()
-        .map(|(i, f)| Column {
-            name: f.name().clone(),
-            ty: PgType::from_logical(&stmt.column_logical_type(i)),
-        })
-        .collect()
 }

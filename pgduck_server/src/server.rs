@@ -214,7 +214,12 @@ async fn refuse_protocol<S: tokio::io::AsyncWrite + Unpin>(
     let message =
         format!("unsupported frontend protocol {major}.{minor}: server supports 3.0 to 3.2");
     let mut fields = Vec::new();
-    for (tag, value) in [(b'S', "FATAL"), (b'V', "FATAL"), (b'C', "0A000"), (b'M', &message)] {
+    for (tag, value) in [
+        (b'S', "FATAL"),
+        (b'V', "FATAL"),
+        (b'C', "0A000"),
+        (b'M', &message),
+    ] {
         fields.push(tag);
         fields.extend_from_slice(value.as_bytes());
         fields.push(0);
@@ -224,7 +229,10 @@ async fn refuse_protocol<S: tokio::io::AsyncWrite + Unpin>(
     response.extend_from_slice(&(fields.len() as u32 + 4).to_be_bytes());
     response.extend_from_slice(&fields);
     stream.write_all(&response).await?;
-    Err(std::io::Error::new(std::io::ErrorKind::InvalidData, message))
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        message,
+    ))
 }
 
 /// The first bytes waiting on `stream`, without consuming them: `want` of them,

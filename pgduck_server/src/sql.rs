@@ -175,7 +175,12 @@ pub fn carries_credentials(sql: &str) -> bool {
         .map(|w| w.to_ascii_lowercase());
     match words.next().as_deref() {
         Some("create") => words
-            .take_while(|w| matches!(w.as_str(), "or" | "replace" | "persistent" | "temporary" | "temp" | "secret"))
+            .take_while(|w| {
+                matches!(
+                    w.as_str(),
+                    "or" | "replace" | "persistent" | "temporary" | "temp" | "secret"
+                )
+            })
             .any(|w| w == "secret"),
         Some("set" | "reset") => words
             .find(|w| !matches!(w.as_str(), "global" | "session" | "local"))
@@ -215,7 +220,9 @@ mod tests {
     #[test]
     fn credentials_are_redacted_from_logged_statements() {
         assert_eq!(
-            redact_for_log("create or replace persistent secret s (TYPE s3, KEY_ID 'k', SECRET 'it''s')"),
+            redact_for_log(
+                "create or replace persistent secret s (TYPE s3, KEY_ID 'k', SECRET 'it''s')"
+            ),
             "create or replace persistent secret s (TYPE s3, KEY_ID '***', SECRET '***')"
         );
         assert_eq!(
@@ -226,9 +233,15 @@ mod tests {
             redact_for_log("SET GLOBAL s3_secret_access_key='x'"),
             "SET GLOBAL s3_secret_access_key='***'"
         );
-        assert_eq!(redact_for_log("SET s3_region = 'eu'"), "SET s3_region = 'eu'");
+        assert_eq!(
+            redact_for_log("SET s3_region = 'eu'"),
+            "SET s3_region = 'eu'"
+        );
         assert_eq!(redact_for_log("select 'secret'"), "select 'secret'");
-        assert_eq!(redact_for_log("create table secret (a text)"), "create table secret (a text)");
+        assert_eq!(
+            redact_for_log("create table secret (a text)"),
+            "create table secret (a text)"
+        );
     }
 
     #[test]

@@ -192,6 +192,33 @@ pub fn kind_from_type_id(id: u32) -> Kind {
     }
 }
 
+/// What Describe reports for a statement.
+#[derive(Debug, Clone, Default)]
+pub struct Description {
+    pub params: Vec<PgType>,
+    pub columns: Vec<Column>,
+}
+
+/// A result column as reported in RowDescription.
+#[derive(Debug, Clone)]
+pub struct Column {
+    pub name: String,
+    pub ty: PgType,
+}
+
+/// Names and Postgres types of an executed statement's result columns.
+pub fn result_columns(stmt: &duckdb::Statement<'_>) -> Vec<Column> {
+    stmt.schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| Column {
+            name: f.name().clone(),
+            ty: PgType::from_logical(&stmt.column_logical_type(i)),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

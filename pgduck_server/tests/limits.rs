@@ -113,7 +113,10 @@ async fn nested_records_are_capped_at_a_gigabyte_and_memory_stays_bounded() {
         let peak = peak_rss(server.child.id());
         // Before the cap this took 23 GB; the largest buffers are one 1 GB value and
         // the level inside it.
-        assert!(peak < 2 << 30, "peak RSS {peak} bytes after {sql} (TRANSMIT: {transmit})");
+        assert!(
+            peak < 2 << 30,
+            "peak RSS {peak} bytes after {sql} (TRANSMIT: {transmit})"
+        );
     }
     assert_running(&mut server);
     let one: i32 = client.query_one("SELECT 1", &[]).await.unwrap().get(0);

@@ -56,7 +56,10 @@ async fn sessions_cannot_read_the_servers_keys() {
         seen.push_str(&all_text(&client, sql).await);
     }
     for value in [SECRET, TOKEN] {
-        assert!(!seen.contains(value), "{value} readable by a session:\n{seen}");
+        assert!(
+            !seen.contains(value),
+            "{value} readable by a session:\n{seen}"
+        );
     }
     // The keys are still in use, as the server's secret.
     let secret = all_text(
@@ -95,7 +98,10 @@ async fn verbose_logs_redact_a_clients_secret() {
         .unwrap()
         .read_to_string(&mut log)
         .unwrap();
-    assert!(log.contains("CREATE SECRET mine"), "statement not logged:\n{log}");
+    assert!(
+        log.contains("CREATE SECRET mine"),
+        "statement not logged:\n{log}"
+    );
     assert!(log.contains("query (extended)"), "{log}");
     for value in [CLIENT_SECRET, SECRET, TOKEN] {
         assert!(!log.contains(value), "{value} in the log:\n{log}");
@@ -125,7 +131,13 @@ async fn a_client_secret_cannot_replace_the_servers() {
         .unwrap();
     let which = |url: &'static str| {
         let other = &other;
-        async move { all_text(other, &format!("SELECT name FROM which_secret('{url}', 's3')")).await }
+        async move {
+            all_text(
+                other,
+                &format!("SELECT name FROM which_secret('{url}', 's3')"),
+            )
+            .await
+        }
     };
     assert_eq!(which("s3://lake/x.parquet").await.trim(), "pg_lake_s3");
     assert_eq!(which("s3://mine/x.parquet").await.trim(), "mine");

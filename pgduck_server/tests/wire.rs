@@ -157,8 +157,16 @@ fn bind_counts_and_format_codes_are_checked_as_postgres_does() {
             "08P01",
             "bind message supplies 3 parameters, but prepared statement \"\" requires 2",
         ),
-        (bind(&[7], &["1", "2"], &[]), "22023", "unsupported format code: 7"),
-        (bind(&[], &["1", "2"], &[2]), "22023", "unsupported format code: 2"),
+        (
+            bind(&[7], &["1", "2"], &[]),
+            "22023",
+            "unsupported format code: 7",
+        ),
+        (
+            bind(&[], &["1", "2"], &[2]),
+            "22023",
+            "unsupported format code: 2",
+        ),
         (
             bind(&[0, 0, 0], &["1", "2"], &[]),
             "08P01",
@@ -182,10 +190,22 @@ fn bind_counts_and_format_codes_are_checked_as_postgres_does() {
 async fn untyped_parameters_are_text_and_described_as_the_rows_are() {
     let server = Server::start();
     let client = server.connect().await;
-    let stmt = client.prepare("SELECT $1 || $2 AS ab, $3 AS c").await.unwrap();
-    assert!(stmt.params().iter().all(|t| *t == tokio_postgres::types::Type::TEXT));
-    assert_eq!(stmt.columns()[0].type_(), &tokio_postgres::types::Type::TEXT);
-    assert_eq!(stmt.columns()[1].type_(), &tokio_postgres::types::Type::TEXT);
+    let stmt = client
+        .prepare("SELECT $1 || $2 AS ab, $3 AS c")
+        .await
+        .unwrap();
+    assert!(stmt
+        .params()
+        .iter()
+        .all(|t| *t == tokio_postgres::types::Type::TEXT));
+    assert_eq!(
+        stmt.columns()[0].type_(),
+        &tokio_postgres::types::Type::TEXT
+    );
+    assert_eq!(
+        stmt.columns()[1].type_(),
+        &tokio_postgres::types::Type::TEXT
+    );
     let row = client.query_one(&stmt, &[&"a", &"b", &"c"]).await.unwrap();
     assert_eq!(row.get::<_, String>(0), "ab");
     assert_eq!(row.get::<_, String>(1), "c");
@@ -199,7 +219,11 @@ async fn an_oversized_query_is_refused_and_the_session_goes_on() {
     let err = client.simple_query(&sql).await.expect_err("65 MiB query");
     let db = err.as_db_error().unwrap();
     assert_eq!(db.code().code(), "54000");
-    assert!(db.message().contains("longer than pgduck_server accepts"), "{}", db.message());
+    assert!(
+        db.message().contains("longer than pgduck_server accepts"),
+        "{}",
+        db.message()
+    );
     let err = client.prepare(&sql).await.expect_err("65 MiB Parse");
     assert_eq!(err.as_db_error().unwrap().code().code(), "54000");
     let one: i32 = client.query_one("SELECT 1", &[]).await.unwrap().get(0);
@@ -214,6 +238,10 @@ async fn errors_carry_no_detail_even_with_rust_backtrace_set() {
         let err = client.simple_query(sql).await.expect_err(sql);
         let db = err.as_db_error().unwrap();
         assert_eq!(db.detail(), None, "{sql}: {db:?}");
-        assert!(!db.message().contains("backtrace"), "{sql}: {}", db.message());
+        assert!(
+            !db.message().contains("backtrace"),
+            "{sql}: {}",
+            db.message()
+        );
     }
 }
