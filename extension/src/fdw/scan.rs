@@ -131,13 +131,21 @@ pub unsafe extern "C-unwind" fn get_foreign_plan(
             let names: Vec<String> = fetched
                 .iter()
                 .map(|a| {
-                    quote_ident(
-                        &columns
-                            .iter()
-                            .find(|c| c.attnum == *a)
-                            .expect("fetched from columns")
-                            .name,
-                    )
+                    let c = columns
+                        .iter()
+                        .find(|c| c.attnum == *a)
+                        .expect("fetched from columns");
+                    let name = quote_ident(&c.name);
+                    if c.json && files.format != Format::Csv {
+                        // A structured value (STRUCT, LIST, number, ...) arrives as JSON
+                        // text; DuckDB would render a STRUCT as a record literal.
+                        format!(
+                            "CASE WHEN typeof({name}) IN ('VARCHAR', 'JSON') THEN CAST({name} AS VARCHAR) \
+                             ELSE CAST(to_json({name}) AS VARCHAR) END AS {name}"
+                        )
+                    } else {
+                        name
+                    }
                 })
                 .collect();
             names.join(", ")
@@ -185,6 +193,8 @@ pub unsafe extern "C-unwind" fn get_foreign_plan(
 struct Column {
     attnum: i32,
     name: String,
+    /// json or jsonb (or a domain over one).
+    json: bool,
 }
 
 /// The table's live columns in order.
@@ -199,6 +209,10 @@ fn table_columns(relid: pg_sys::Oid) -> Vec<Column> {
             .map(|a| Column {
                 attnum: i32::from(a.attnum),
                 name: pgrx::name_data_to_str(&a.attname).to_string(),
+                json: {
+                    let base = pg_sys::getBaseType(a.atttypid);
+                    base == pg_sys::JSONOID || base == pg_sys::JSONBOID
+                },
             })
             .collect();
         pg_sys::RelationClose(rel);

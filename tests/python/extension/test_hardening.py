@@ -4,6 +4,7 @@ backend, and errors that must not leak or lose anything. Real Postgres, pgduck_s
 moto and psycopg; each test fails on the build before the fix."""
 
 import os
+import shutil
 import signal
 import subprocess
 import uuid
@@ -12,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from lake_testing import free_port, unix_open, wait_for
+from lake_testing import as_postgres, free_port, unix_open, wait_for
 
 CACHE = Path(os.environ.get("PG_LAKE_CACHE", Path.home() / ".cache/pg_lake"))
 PGDUCK_BIN = Path(os.environ.get("PGDUCK_SERVER_BIN",
@@ -261,9 +262,11 @@ class RestartablePgduck:
     """A pgduck_server on a fixed socket that a test can kill and start again."""
 
     def __init__(self, workdir, env):
+        # As in a pod and the shared fixtures: the postgres OS user, a private socket dir.
         self.dir = workdir / f"restart-{uuid.uuid4().hex[:6]}"
-        self.dir.mkdir()
-        self.dir.chmod(0o777)
+        self.dir.mkdir(mode=0o700)
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres", "postgres")
         self.port = free_port()
         self.env = env
         self.log = open(workdir / f"{self.dir.name}.log", "ab")
@@ -273,12 +276,15 @@ class RestartablePgduck:
         cmd = [str(PGDUCK_BIN), "--unix_socket_directory", str(self.dir), "--port", str(self.port),
                "--extensions_dir", DUCKDB_EXTENSIONS, "--cache_dir", str(self.dir / "cache"),
                "--memory_limit", "1GB"]
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(as_postgres(cmd), stdout=self.log, stderr=subprocess.STDOUT,
                                      env={**os.environ, **self.env})
         wait_for(lambda: unix_open(self.dir / f".s.PGSQL.{self.port}"), "pgduck_server")
 
     def kill(self):
-        self.proc.send_signal(signal.SIGKILL)
+        # runuser forwards signals it can catch; kill the server itself, as an OOM kill would.
+        pid = int(subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True,
+                                 text=True).stdout.split()[0]) if os.geteuid() == 0 else self.proc.pid
+        os.kill(pid, signal.SIGKILL)
         self.proc.wait(10)
 
     def stop(self):
