@@ -11,19 +11,11 @@ use crate::fdw::infer;
 use crate::files::{quote_literal, LakeFiles, OptionContext};
 use crate::pg::util::{list_ptrs, qualified_name, string};
 
-/// Options of ours in a CREATE TABLE's WITH list; the rest are the table's own.
-const OURS: &[&str] = &[
-    "load_from",
-    "definition_from",
-    "format",
-    "compression",
-    "header",
-    "delimiter",
-    "quote",
-    "escape",
-    "null",
-    "null_padding",
-];
+/// Options of ours in a CREATE TABLE's WITH list (the URL and COPY FROM's file options);
+/// the rest are the table's own.
+fn is_ours(option: &str) -> bool {
+    matches!(option, "load_from" | "definition_from") || OptionContext::CopyFrom.accepts(option)
+}
 
 /// What is left to do once Postgres has created the table.
 pub struct Pending {
@@ -67,7 +59,7 @@ pub unsafe fn before(stmt: *mut pg_sys::CreateStmt) -> Option<Pending> {
         let (mut url, mut load, mut file_options) = (None, false, Vec::new());
         for d in defs {
             let name = name_of(d).to_ascii_lowercase();
-            if !OURS.contains(&name.as_str()) {
+            if !is_ours(&name) {
                 kept = pg_sys::lappend(kept, d.cast());
                 continue;
             }

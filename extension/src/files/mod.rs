@@ -136,7 +136,8 @@ impl OptionContext {
         }
     }
 
-    fn accepts(self, option: &str) -> bool {
+    /// Whether `option` (lower case) is one of this place's options.
+    pub fn accepts(self, option: &str) -> bool {
         const COMMON: &[&str] = &[
             "format",
             "compression",
