@@ -20,26 +20,27 @@ pub fn quote_ident(s: &str) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn literals_double_single_quotes_only() {
-        assert_eq!(quote_literal("plain"), "'plain'");
-        assert_eq!(quote_literal(""), "''");
-        assert_eq!(quote_literal("it's"), "'it''s'");
-        assert_eq!(quote_literal("''"), "''''''");
-        assert_eq!(quote_literal(r"a\'b"), r"'a\''b'");
-        assert_eq!(
-            quote_literal("x'; DROP TABLE t; --"),
-            "'x''; DROP TABLE t; --'"
-        );
-        assert_eq!(quote_literal("\"ident\""), "'\"ident\"'");
-    }
+    /// (input, quote_literal, quote_ident): only the quote character of each kind doubles.
+    const CASES: &[(&str, &str, &str)] = &[
+        ("plain", "'plain'", "\"plain\""),
+        ("", "''", "\"\""),
+        ("it's", "'it''s'", "\"it's\""),
+        ("''", "''''''", "\"''\""),
+        (r"a\'b", r"'a\''b'", r#""a\'b""#),
+        (
+            "x'; DROP TABLE t; --",
+            "'x''; DROP TABLE t; --'",
+            "\"x'; DROP TABLE t; --\"",
+        ),
+        ("a\"b", "'a\"b'", "\"a\"\"b\""),
+        ("Mixed Case", "'Mixed Case'", "\"Mixed Case\""),
+    ];
 
     #[test]
-    fn identifiers_double_double_quotes_only() {
-        assert_eq!(quote_ident("t"), "\"t\"");
-        assert_eq!(quote_ident("Mixed Case"), "\"Mixed Case\"");
-        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
-        assert_eq!(quote_ident("it's"), "\"it's\"");
-        assert_eq!(quote_ident(""), "\"\"");
+    fn each_kind_doubles_its_own_quote_only() {
+        for (input, literal, ident) in CASES {
+            assert_eq!(quote_literal(input), *literal, "quote_literal({input:?})");
+            assert_eq!(quote_ident(input), *ident, "quote_ident({input:?})");
+        }
     }
 }

@@ -52,6 +52,17 @@ def unix_open(path) -> bool:
         s.close()
 
 
+def terminate(proc, timeout: float, what: str):
+    """SIGTERM, then a clean exit (status 0) within `timeout`; killed if it does not stop."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        assert proc.wait(timeout=timeout) == 0, f"{what} exits cleanly on SIGTERM"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def as_postgres(cmd: list) -> list:
     """initdb refuses to run as root: run Postgres binaries as the postgres user."""
     return ["runuser", "-u", "postgres", "--", *map(str, cmd)] if os.geteuid() == 0 else list(map(str, cmd))
@@ -146,10 +157,7 @@ class CatalogServer:
             time.sleep(0.1)
 
     def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
         try:
-            assert self.proc.wait(timeout=20) == 0, "rest_catalog exits cleanly on SIGTERM"
+            terminate(self.proc, 20, "rest_catalog")
         finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
             self.log.close()

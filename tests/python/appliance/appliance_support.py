@@ -5,13 +5,12 @@ import os
 import pwd
 import random
 import re
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
-from lake_testing import REPO
+from lake_testing import REPO, terminate
 
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/pg_lake/target"))
 LAUNCHER = Path(os.environ.get("PG_LAKE_LOCAL_BIN", TARGET / "debug/pg_lake_local"))
@@ -111,12 +110,6 @@ class Appliance:
 
     def stop(self):
         children = self.children()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            assert self.proc.wait(timeout=60) == 0, "pg_lake_local exits cleanly on SIGTERM"
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
+        terminate(self.proc, 60, "pg_lake_local")
         for pid in children.values():
             assert not pid_alive(pid), f"child {pid} still runs after the appliance stopped"
