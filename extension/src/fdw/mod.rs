@@ -8,8 +8,8 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::error::{Error, OrReport, Result};
-use crate::files::access::{check, Access};
-use crate::files::{LakeFiles, OptionContext};
+use crate::files::access::{check, check_iceberg_files, Access};
+use crate::files::{Format, LakeFiles, OptionContext};
 use crate::pg::util::def_elems;
 use crate::pgduck::Connection;
 
@@ -26,6 +26,9 @@ pub fn table_files(relid: pg_sys::Oid) -> Result<LakeFiles> {
 /// is revealed before that.
 pub(crate) fn describe(files: &LakeFiles) -> Result<Vec<(String, String)>> {
     check(&files.url, Access::Read)?;
+    if files.format == Format::Iceberg {
+        check_iceberg_files(files)?;
+    }
     let rows = Connection::acquire()?
         .query(&format!("DESCRIBE SELECT * FROM {}", files.read_sql(None)))?;
     Ok(rows
@@ -79,6 +82,9 @@ fn pg_lake_fdw_validator(options: Vec<Option<String>>, catalog: pg_sys::Oid) {
     if catalog == pg_sys::ForeignTableRelationId {
         let files = LakeFiles::from_options(None, &pairs, OptionContext::ForeignTable).or_report();
         check(&files.url, Access::Read).or_report();
+        if files.format == Format::Iceberg {
+            check_iceberg_files(&files).or_report();
+        }
     } else if let Some((name, _)) = pairs.into_iter().next() {
         Error::UnknownOption {
             option: name,

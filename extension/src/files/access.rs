@@ -111,6 +111,43 @@ fn os_may_write(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// For an Iceberg table read by its metadata file: every manifest and data file the
+/// metadata names must be readable by the current user too, by the same rules as a URL
+/// given directly (a metadata file in a bucket must not lead DuckDB to local files the user
+/// may not read). Iceberg metadata files are written once, so checking the one a table or
+/// statement names holds for every later read of it.
+pub fn check_iceberg_files(files: &crate::files::LakeFiles) -> Result<()> {
+    let url = crate::files::quote_literal(&files.url);
+    let sql = format!(
+        "SELECT DISTINCT path FROM (SELECT manifest_path AS path FROM iceberg_metadata({url}) \
+         UNION ALL SELECT file_path FROM iceberg_metadata({url})) ORDER BY path"
+    );
+    let paths = crate::pgduck::Connection::acquire()?.query(&sql)?;
+    let mut object_store_checked = false;
+    for path in paths
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().flatten())
+    {
+        let location = location_of(&path).map_err(|_| Error::PermissionDenied {
+            action: "read",
+            url: path.clone(),
+            hint: format!(
+                "The Iceberg metadata {} names a file pg_lake does not read.",
+                files.url
+            ),
+        })?;
+        match location {
+            Location::ObjectStore if object_store_checked => {}
+            Location::ObjectStore => {
+                check(&path, Access::Read)?;
+                object_store_checked = true;
+            }
+            Location::Local => check(&path, Access::Read)?,
+        }
+    }
+    Ok(())
+}
+
 /// Whether the current user has the privileges of the role `role` (superusers always do).
 pub fn has_role(role: &str) -> bool {
     let name = std::ffi::CString::new(role).expect("role names have no NUL");

@@ -39,6 +39,9 @@ pub enum Format {
     Parquet,
     Csv,
     Json,
+    /// An Iceberg table, by its metadata file (`.../metadata/v3.metadata.json`): read
+    /// (the current snapshot, deletes applied) by DuckDB's iceberg reader. Read only.
+    Iceberg,
 }
 
 impl Format {
@@ -47,7 +50,12 @@ impl Format {
             "parquet" => Ok(Format::Parquet),
             "csv" => Ok(Format::Csv),
             "json" => Ok(Format::Json),
-            _ => Err(invalid("format", value, "one of parquet, csv, json")),
+            "iceberg" => Ok(Format::Iceberg),
+            _ => Err(invalid(
+                "format",
+                value,
+                "one of parquet, csv, json, iceberg",
+            )),
         }
     }
 
@@ -56,6 +64,7 @@ impl Format {
             Format::Parquet => "parquet",
             Format::Csv => "csv",
             Format::Json => "json",
+            Format::Iceberg => "iceberg",
         }
     }
 }
@@ -96,6 +105,9 @@ impl Compression {
 /// Format and compression implied by a file name such as `x.csv.gz` or `dir/*.parquet`.
 fn infer_from_name(url: &str) -> (Option<Format>, Option<Compression>) {
     let lower = url.to_ascii_lowercase();
+    if lower.ends_with(".metadata.json") {
+        return (Some(Format::Iceberg), None);
+    }
     let (stem, compression) = [
         (".gz", Compression::Gzip),
         (".zst", Compression::Zstd),
@@ -278,6 +290,24 @@ impl LakeFiles {
         if format == Format::Csv {
             csv.check()?;
         }
+        if format == Format::Iceberg {
+            if let Some((name, _)) = options
+                .iter()
+                .find(|(n, _)| !matches!(n.to_ascii_lowercase().as_str(), "path" | "format"))
+            {
+                return Err(Error::OptionNotApplicable {
+                    option: name.to_ascii_lowercase(),
+                    format: "iceberg".into(),
+                    applies_to:
+                        "files (the Iceberg table's metadata says how its files are stored)",
+                });
+            }
+            if context == OptionContext::CopyTo {
+                return Err(Error::FeatureNotSupported(
+                    "COPY TO format iceberg is not supported: an Iceberg table is written through its catalog".into(),
+                ));
+            }
+        }
         if compression == Some(Compression::Snappy) && format != Format::Parquet {
             return Err(Error::OptionNotApplicable {
                 option: "compression 'snappy'".into(),
@@ -326,6 +356,9 @@ impl LakeFiles {
         let compression = self.compression.filter(|c| *c != Compression::Snappy);
         let function = match self.format {
             Format::Parquet => "read_parquet",
+            // The metadata file names every data and delete file: no globbing, no hive
+            // directories, no file-name column.
+            Format::Iceberg => return format!("iceberg_scan({})", quote_literal(&self.url)),
             Format::Json => {
                 args.push("format = 'newline_delimited'".into());
                 "read_json"
