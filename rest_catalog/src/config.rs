@@ -12,6 +12,7 @@ use pg_lake_common::contract::{env, parse_bool, StorageEnv, UrlStyle};
 use crate::auth::{Auth, AuthMode, OAuthClient};
 use crate::error::{Error, Result};
 use crate::warehouse::StorageSettings;
+use pg_lake_common::wiring::ObjectStore as StoreWiring;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -148,11 +149,13 @@ impl Args {
         .map_err(|e| Error::Config(e.to_string()))?;
         let s3 = storage.s3.as_ref();
         Ok(StorageSettings {
-            warehouse: self.warehouse.clone(),
-            s3_region: s3.and_then(|s| s.region.clone()),
-            s3_endpoint: s3.and_then(|s| s.endpoint_url()),
-            s3_path_style: s3.is_some_and(|s| s.url_style == Some(UrlStyle::Path)),
-            s3_use_ssl: s3.is_none_or(|s| s.tls()),
+            store: StoreWiring {
+                warehouse: self.warehouse.clone(),
+                s3_region: s3.and_then(|s| s.region.clone()),
+                s3_endpoint: s3.and_then(|s| s.endpoint_url()),
+                s3_path_style: s3.is_some_and(|s| s.url_style == Some(UrlStyle::Path)),
+                s3_use_ssl: s3.is_none_or(|s| s.tls()),
+            },
             vend_credentials: self.vend_credentials,
         })
     }
@@ -215,8 +218,11 @@ mod tests {
         for off in ["0", "off", "FALSE", "no"] {
             let a = args(&["--s3-endpoint", "127.0.0.1:9000", "--s3-use-ssl", off]).unwrap();
             let s = a.storage().unwrap();
-            assert!(!s.s3_use_ssl, "{off}");
-            assert_eq!(s.s3_endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+            assert!(!s.store.s3_use_ssl, "{off}");
+            assert_eq!(
+                s.store.s3_endpoint.as_deref(),
+                Some("http://127.0.0.1:9000")
+            );
         }
         let s = args(&[
             "--s3-endpoint",
@@ -228,7 +234,7 @@ mod tests {
         .storage()
         .unwrap();
         assert!(
-            !s.s3_use_ssl && s.s3_path_style,
+            !s.store.s3_use_ssl && s.store.s3_path_style,
             "TLS follows the endpoint's scheme"
         );
         let e = args(&["--s3-use-ssl", "maybe"]).unwrap_err().to_string();

@@ -12,18 +12,17 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, PutPayload};
 
+use pg_lake_common::wiring::ObjectStore as StoreWiring;
+
 use crate::error::{Error, Result};
 use crate::model::Properties;
 
-/// Storage settings (non-secret; keys come from the environment).
+/// Storage settings (non-secret; keys come from the environment): the node's object-store
+/// wiring, as every engine of the node gets it, and the catalog's own choices.
 #[derive(Debug, Clone, Default)]
 pub struct StorageSettings {
-    /// `s3://bucket/prefix`, `gs://bucket/prefix`, `file:///dir` or `/dir`.
-    pub warehouse: String,
-    pub s3_region: Option<String>,
-    pub s3_endpoint: Option<String>,
-    pub s3_path_style: bool,
-    pub s3_use_ssl: bool,
+    /// Warehouse URI and S3 settings (`s3://bucket/prefix`, `gs://...`, `file:///dir`, `/dir`).
+    pub store: StoreWiring,
     /// Hand the catalog's own S3 keys to clients in `config` (`s3.access-key-id`, ...).
     pub vend_credentials: bool,
 }
@@ -104,7 +103,7 @@ fn bucket_of(rest: &str) -> Result<String> {
 
 impl Warehouse {
     pub fn new(settings: &StorageSettings) -> Result<Self> {
-        let root = settings.warehouse.trim_end_matches('/').to_string();
+        let root = settings.store.warehouse.trim_end_matches('/').to_string();
         let mut client_config = Properties::new();
         let mut vended_credentials = Properties::new();
         let (scheme, store): (Scheme, Arc<dyn ObjectStore>) = if let Some(rest) = root
@@ -114,18 +113,18 @@ impl Warehouse {
             let bucket = bucket_of(rest)?;
             let mut builder = AmazonS3Builder::from_env()
                 .with_bucket_name(&bucket)
-                .with_virtual_hosted_style_request(!settings.s3_path_style)
-                .with_allow_http(!settings.s3_use_ssl);
-            if let Some(region) = &settings.s3_region {
+                .with_virtual_hosted_style_request(!settings.store.s3_path_style)
+                .with_allow_http(!settings.store.s3_use_ssl);
+            if let Some(region) = &settings.store.s3_region {
                 builder = builder.with_region(region);
                 client_config.insert("s3.region".into(), region.clone());
                 client_config.insert("client.region".into(), region.clone());
             }
-            if let Some(endpoint) = &settings.s3_endpoint {
+            if let Some(endpoint) = &settings.store.s3_endpoint {
                 builder = builder.with_endpoint(endpoint);
                 client_config.insert("s3.endpoint".into(), endpoint.clone());
             }
-            if settings.s3_path_style {
+            if settings.store.s3_path_style {
                 client_config.insert("s3.path-style-access".into(), "true".into());
             }
             if settings.vend_credentials {
@@ -350,8 +349,11 @@ mod tests {
     /// A warehouse at `s3://bucket/wh` (building it contacts nothing).
     fn s3_warehouse() -> Warehouse {
         Warehouse::new(&StorageSettings {
-            warehouse: "s3://bucket/wh".into(),
-            s3_region: Some("us-east-1".into()),
+            store: StoreWiring {
+                warehouse: "s3://bucket/wh".into(),
+                s3_region: Some("us-east-1".into()),
+                ..Default::default()
+            },
             ..Default::default()
         })
         .unwrap()
@@ -379,7 +381,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_str().unwrap().to_string();
         let w = Warehouse::new(&StorageSettings {
-            warehouse: root.clone(),
+            store: StoreWiring {
+                warehouse: root.clone(),
+                ..Default::default()
+            },
             ..Default::default()
         })
         .unwrap();
@@ -400,7 +405,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("wh").to_str().unwrap().to_string();
         let w = Warehouse::new(&StorageSettings {
-            warehouse: format!("{root}/"),
+            store: StoreWiring {
+                warehouse: format!("{root}/"),
+                ..Default::default()
+            },
             ..Default::default()
         })
         .unwrap();
@@ -457,7 +465,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_str().unwrap().to_string();
         let w = Warehouse::new(&StorageSettings {
-            warehouse: root.clone(),
+            store: StoreWiring {
+                warehouse: root.clone(),
+                ..Default::default()
+            },
             ..Default::default()
         })
         .unwrap();
@@ -484,8 +495,11 @@ mod tests {
             assert!(w.validate_location(outside).is_err(), "{outside}");
         }
         let whole = Warehouse::new(&StorageSettings {
-            warehouse: "s3://bucket".into(),
-            s3_region: Some("us-east-1".into()),
+            store: StoreWiring {
+                warehouse: "s3://bucket".into(),
+                s3_region: Some("us-east-1".into()),
+                ..Default::default()
+            },
             ..Default::default()
         })
         .unwrap();
@@ -499,8 +513,11 @@ mod tests {
         std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDTEST");
         std::env::set_var("AWS_SECRET_ACCESS_KEY", "secret-test");
         let settings = StorageSettings {
-            warehouse: "s3://bucket/wh".into(),
-            s3_region: Some("us-east-1".into()),
+            store: StoreWiring {
+                warehouse: "s3://bucket/wh".into(),
+                s3_region: Some("us-east-1".into()),
+                ..Default::default()
+            },
             vend_credentials: true,
             ..Default::default()
         };
