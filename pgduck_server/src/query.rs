@@ -151,6 +151,32 @@ impl CopyJob {
     }
 }
 
+/// `batch` with its UHUGEINT columns (`columns`) as decimal text. DuckDB hands them to
+/// Arrow as Decimal128(38, 0) holding the bits of the u128, so values from 2^127 up
+/// would read as negative numbers (the maximum as -1).
+fn uhugeints_as_text(batch: RecordBatch, columns: &[usize]) -> RecordBatch {
+    use duckdb::arrow::array::{AsArray, StringArray};
+    use duckdb::arrow::datatypes::{DataType, Decimal128Type, Field, Schema};
+    if columns.is_empty() {
+        return batch;
+    }
+    let schema = batch.schema();
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut arrays = batch.columns().to_vec();
+    for &i in columns {
+        let Some(decimals) = arrays[i].as_primitive_opt::<Decimal128Type>() else {
+            continue;
+        };
+        let text: StringArray = decimals
+            .iter()
+            .map(|v| v.map(|bits| (bits as u128).to_string()))
+            .collect();
+        arrays[i] = Arc::new(text);
+        fields[i] = Field::new(fields[i].name(), DataType::Utf8, true);
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).unwrap_or(batch)
+}
+
 /// The error for a value Postgres could not hold either, naming its column.
 fn too_large(columns: &[Column], e: ColumnTooLarge) -> QueryError {
     let name = columns.get(e.column).map_or("?", |c| c.name.as_str());
@@ -270,6 +296,11 @@ fn run(conn: &duckdb::Connection, plan: &Plan, tx: &Sender) -> Result<Option<Str
     }
 
     let columns = Arc::new(crate::types::result_columns(&stmt));
+    let uhugeints: Vec<usize> = (0..columns.len())
+        .filter(|&i| {
+            stmt.column_logical_type(i).raw_id() == duckdb::ffi::DUCKDB_TYPE_DUCKDB_TYPE_UHUGEINT
+        })
+        .collect();
     if tx
         .blocking_send(Ok(Event::Columns(columns.clone())))
         .is_err()
@@ -284,7 +315,7 @@ fn run(conn: &duckdb::Connection, plan: &Plan, tx: &Sender) -> Result<Option<Str
     let mut rows: u64 = 0;
     let mut scratch = Vec::new();
     while let Some(batch) = stmt.step()? {
-        let batch = RecordBatch::from(&batch);
+        let batch = uhugeints_as_text(RecordBatch::from(&batch), &uhugeints);
         let n = batch.num_rows();
         rows += n as u64;
         let event = if plan.transmit {

@@ -124,6 +124,25 @@ pub enum Reply {
     Command(String),
 }
 
+/// Whether a `COPY ... TO` asks DuckDB for its written files as rows (outside quotes).
+fn returns_rows_from_copy(sql: &str) -> bool {
+    let b = sql.as_bytes();
+    let mut unquoted = String::with_capacity(sql.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\'' || b[i] == b'"' {
+            i = skip_quoted(b, i, b[i]);
+            unquoted.push(' ');
+        } else {
+            unquoted.push(b[i] as char);
+            i += 1;
+        }
+    }
+    unquoted
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .any(|w| w.eq_ignore_ascii_case("RETURN_STATS") || w.eq_ignore_ascii_case("RETURN_FILES"))
+}
+
 /// Classifies a statement by its leading keywords, the way Postgres tags it.
 pub fn classify(sql: &str) -> Reply {
     let t = strip_leading_comments(sql);
@@ -137,6 +156,9 @@ pub fn classify(sql: &str) -> Reply {
         "INSERT" if !returning() => Reply::Count("INSERT 0"),
         "UPDATE" if !returning() => Reply::Count("UPDATE"),
         "DELETE" if !returning() => Reply::Count("DELETE"),
+        // With RETURN_STATS or RETURN_FILES DuckDB answers rows (file, count, per-column
+        // statistics), which the Iceberg writer needs.
+        "COPY" if returns_rows_from_copy(t) => Reply::Rows,
         "COPY" => Reply::Count("COPY"),
         "CREATE" | "DROP" | "ALTER" => {
             let mut tag = vec![first.clone()];
@@ -293,5 +315,13 @@ mod tests {
         );
         assert_eq!(classify("set threads=2"), Reply::Command("SET".into()));
         assert_eq!(classify("-- x\nupdate t set a=1"), Reply::Count("UPDATE"));
+        assert_eq!(
+            classify("COPY (SELECT 1) TO 'f.parquet' (FORMAT parquet, RETURN_STATS)"),
+            Reply::Rows
+        );
+        assert_eq!(
+            classify("copy t to 'a, return_stats.csv'"),
+            Reply::Count("COPY")
+        );
     }
 }
