@@ -62,8 +62,10 @@ fn main() -> std::process::ExitCode {
     let storage = match credentials::StorageEnv::from_env(std::env::vars()) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("pgduck_server: invalid configuration: {e}");
-            return std::process::ExitCode::from(2);
+            let e = error::ServerError::Config(e);
+            tracing::error!("{e}");
+            eprintln!("pgduck_server: {e}");
+            return std::process::ExitCode::FAILURE;
         }
     };
     hide_keys_from_duckdb(&storage);
