@@ -48,6 +48,7 @@ impl ServerSecrets {
     /// Refuses a client statement that would replace, shadow or drop one of them.
     pub fn check(&self, sql: &str) -> Result<(), QueryError> {
         let tokens = tokens(sql);
+        let tokens = executed_statement(&tokens);
         let words: Vec<String> = tokens
             .iter()
             .take(8)
@@ -114,6 +115,26 @@ impl ServerSecrets {
             }
         }
         Ok(())
+    }
+}
+
+/// The statement DuckDB runs for `tokens`: past `EXPLAIN [ANALYZE]` (ANALYZE runs it)
+/// and `PREPARE name AS` (EXECUTE runs it later).
+fn executed_statement(mut tokens: &[Token]) -> &[Token] {
+    loop {
+        let word = |i: usize| match tokens.get(i) {
+            Some(Token::Word(w)) => w.to_ascii_lowercase(),
+            _ => String::new(),
+        };
+        match word(0).as_str() {
+            "explain" if word(1) == "analyze" => tokens = &tokens[2..],
+            "explain" => tokens = &tokens[1..],
+            "prepare" => match (1..tokens.len().min(4)).find(|&i| word(i) == "as") {
+                Some(i) => tokens = &tokens[i + 1..],
+                None => return tokens,
+            },
+            _ => return tokens,
+        }
     }
 }
 
@@ -269,6 +290,8 @@ mod tests {
             "CREATE SECRET \"PG_LAKE_gcs\" (TYPE gcs, SCOPE 'gs://b/')",
             "DROP SECRET pg_lake_s3",
             "drop temporary secret if exists pg_lake_s3",
+            "PREPARE p AS CREATE SECRET (TYPE s3, KEY_ID 'a', SECRET 'b')",
+            "EXPLAIN ANALYZE CREATE SECRET (TYPE s3, KEY_ID 'a', SECRET 'b')",
         ] {
             let e = s.check(sql).expect_err(sql);
             assert_eq!(e.code, "42501", "{sql}");
