@@ -184,8 +184,9 @@ fn too_large(columns: &[Column], e: ColumnTooLarge) -> QueryError {
         TooLarge::Value => QueryError::new(
             "54000",
             format!(
-                "a row of column \"{name}\" is too large: its text form exceeds \
-                 {MAX_VALUE_BYTES} bytes, the most a Postgres value or row can hold"
+                "result too large at column \"{name}\": the text form of its value (or of \
+                 the row up to it) exceeds {MAX_VALUE_BYTES} bytes, the most a Postgres value \
+                 or row can hold"
             ),
         ),
         TooLarge::Nesting => QueryError::new(
