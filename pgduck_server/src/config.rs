@@ -111,7 +111,7 @@ impl Config {
             ));
         }
         if let Some(m) = &self.memory_limit {
-            parse_size(m, true)
+            memory_limit_setting(m)
                 .map_err(|e| ServerError::Config(format!("--memory_limit {m:?}: {e}")))?;
         }
         if let Some(s) = &self.cache_size {
@@ -163,6 +163,46 @@ impl Config {
 
 /// Parses sizes such as `512MB`, `4 GiB`, `1.5GB`, `1024` (bytes) or, when
 /// `allow_percent`, `80%`. Returns bytes (percentages return 0: DuckDB resolves them).
+/// The value DuckDB's `memory_limit` gets for `--memory_limit`: a size as given, or a
+/// percentage of the memory this process may use (the cgroup's limit in a container, else
+/// the machine's), which DuckDB itself does not accept.
+pub fn memory_limit_setting(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    let Some(p) = t.strip_suffix('%') else {
+        parse_size(t, false)?;
+        return Ok(t.to_string());
+    };
+    parse_size(t, true)?;
+    let pct: f64 = p
+        .trim()
+        .parse()
+        .map_err(|_| "expected a number before %".to_string())?;
+    let total = available_memory().ok_or("cannot tell how much memory this machine has")?;
+    Ok(format!(
+        "{}MiB",
+        ((total as f64 * pct / 100.0) as u64 >> 20).max(1)
+    ))
+}
+
+/// Bytes of memory available to this process: the cgroup (v2, then v1) limit if one is
+/// set, else MemTotal.
+fn available_memory() -> Option<u64> {
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    let total = read("/proc/meminfo").and_then(|m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    });
+    let cgroup = read("/sys/fs/cgroup/memory.max")
+        .or_else(|| read("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match (cgroup, total) {
+        (Some(c), Some(t)) => Some(c.min(t)),
+        (c, t) => c.or(t),
+    }
+}
+
 pub fn parse_size(s: &str, allow_percent: bool) -> Result<u64, String> {
     let t = s.trim();
     if let Some(p) = t.strip_suffix('%') {
@@ -209,6 +249,16 @@ pub fn parse_size(s: &str, allow_percent: bool) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_memory_percentage_becomes_a_size_duckdb_takes() {
+        assert_eq!(memory_limit_setting("4GB").unwrap(), "4GB");
+        let half = memory_limit_setting("50%").unwrap();
+        let mib: u64 = half.trim_end_matches("MiB").parse().unwrap();
+        assert!(mib > 0 && half.ends_with("MiB"), "{half}");
+        assert!(memory_limit_setting("0%").is_err());
+        assert!(memory_limit_setting("lots").is_err());
+    }
 
     #[test]
     fn sizes_parse_with_units() {

@@ -80,8 +80,10 @@ impl Engine {
         };
         setup("SET GLOBAL TimeZone = 'UTC'", "setting TimeZone")?;
         if let Some(m) = &config.memory_limit {
+            let limit = crate::config::memory_limit_setting(m)
+                .map_err(|e| ServerError::Config(format!("--memory_limit {m:?}: {e}")))?;
             setup(
-                &format!("SET GLOBAL memory_limit = {}", literal(m)),
+                &format!("SET GLOBAL memory_limit = {}", literal(&limit)),
                 "--memory_limit",
             )?;
         }

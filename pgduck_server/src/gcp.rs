@@ -24,11 +24,11 @@ use crate::engine::Engine;
 use crate::error::ServerError;
 
 /// Environment variable naming a service-account key file (Google's convention).
-pub const KEY_FILE_ENV: &str = "GOOGLE_APPLICATION_CREDENTIALS";
-/// Set to `true` to take tokens from the metadata server (GKE Workload Identity).
-pub const METADATA_ENV: &str = "PG_LAKE_GCS_METADATA_SERVER";
+pub const KEY_FILE_ENV: &str = pg_lake_common::contract::env::GOOGLE_APPLICATION_CREDENTIALS;
+/// A boolean: take tokens from the metadata server (GKE Workload Identity).
+pub const METADATA_ENV: &str = pg_lake_common::contract::env::GCS_METADATA_SERVER;
 /// The metadata server's host, as Google's client libraries read it.
-pub const METADATA_HOST_ENV: &str = "GCE_METADATA_HOST";
+pub const METADATA_HOST_ENV: &str = pg_lake_common::contract::env::GCE_METADATA_HOST;
 /// Read and write objects: what COPY TO and Iceberg writes need.
 const SCOPE: &str = "https://www.googleapis.com/auth/devstorage.read_write";
 const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
@@ -140,7 +140,14 @@ impl TokenSource {
         if let Some(path) = get(KEY_FILE_ENV) {
             return Self::from_key_file(Path::new(&path)).map(Some);
         }
-        if get(METADATA_ENV).is_some_and(|v| matches!(v.as_str(), "true" | "1" | "on")) {
+        // The contract's boolean, as every process reads it (yes/TRUE/on ... alike).
+        let metadata = match get(METADATA_ENV).filter(|v| !v.trim().is_empty()) {
+            Some(v) => {
+                pg_lake_common::contract::parse_bool(METADATA_ENV, &v).map_err(|e| e.to_string())?
+            }
+            None => false,
+        };
+        if metadata {
             let host = get(METADATA_HOST_ENV).unwrap_or_else(|| "metadata.google.internal".into());
             return Ok(Some(TokenSource::Metadata { host }));
         }
@@ -325,6 +332,9 @@ mod tests {
     fn nothing_configured_means_no_token_source() {
         assert!(from(&[]).unwrap().is_none());
         assert!(from(&[(METADATA_ENV, "false")]).unwrap().is_none());
+        assert!(from(&[(METADATA_ENV, "no")]).unwrap().is_none());
+        assert!(from(&[(METADATA_ENV, "YES")]).unwrap().is_some());
+        assert!(from(&[(METADATA_ENV, "maybe")]).is_err());
     }
 
     #[test]

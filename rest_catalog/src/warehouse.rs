@@ -60,10 +60,10 @@ impl std::fmt::Debug for Warehouse {
 }
 
 /// GCS HMAC keys, read as pgduck_server reads them, so one Secret serves both.
-const GCS_HMAC_KEY_ID_ENV: &str = "GCS_ACCESS_KEY_ID";
-const GCS_HMAC_SECRET_ENV: &str = "GCS_SECRET_ACCESS_KEY";
+const GCS_HMAC_KEY_ID_ENV: &str = pg_lake_common::contract::env::GCS_ACCESS_KEY_ID;
+const GCS_HMAC_SECRET_ENV: &str = pg_lake_common::contract::env::GCS_SECRET_ACCESS_KEY;
 /// Another GCS endpoint (an emulator), as the Google client libraries read it.
-const GCS_EMULATOR_ENV: &str = "STORAGE_EMULATOR_HOST";
+const GCS_EMULATOR_ENV: &str = pg_lake_common::contract::env::STORAGE_EMULATOR_HOST;
 const GCS_XML_API: &str = "https://storage.googleapis.com";
 
 /// A GCS bucket: with HMAC keys through GCS's S3-compatible XML API (the keys
