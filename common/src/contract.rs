@@ -355,6 +355,8 @@ pub mod protocol {
     pub const TRANSMIT: &str = "TRANSMIT";
     /// pgduck_server's table function giving each file a pattern matches with its entity tag.
     pub const FILE_ETAGS: &str = "pg_lake_file_etags";
+    /// pgduck_server's table function deleting one file (`lake_file.delete`).
+    pub const DELETE_FILE: &str = "pg_lake_delete_file";
 }
 
 #[cfg(test)]
