@@ -80,8 +80,10 @@ impl CopyIn {
 
 /// DuckDB guesses whether a CSV starts with a header; Postgres' COPY never does.
 /// Unless the client says, the first line is data.
+/// Other formats (Parquet, JSON) take no HEADER option.
 fn without_header_detection(options: &str) -> String {
-    if options.to_ascii_uppercase().contains("HEADER") {
+    let upper = options.to_ascii_uppercase();
+    if upper.contains("HEADER") || !matches!(format_of(&upper).as_deref(), None | Some("CSV")) {
         return options.to_owned();
     }
     match options.trim_end().strip_suffix(')') {
@@ -89,6 +91,32 @@ fn without_header_detection(options: &str) -> String {
         None if options.trim().is_empty() => "(HEADER false)".to_owned(),
         None => options.to_owned(),
     }
+}
+
+/// The word after `FORMAT` in upper-cased options, without quotes.
+fn format_of(upper: &str) -> Option<String> {
+    let bytes = upper.as_bytes();
+    let mut from = 0;
+    while let Some(at) = upper[from..].find("FORMAT") {
+        let at = from + at;
+        from = at + "FORMAT".len();
+        let before_ok =
+            at == 0 || !(bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_');
+        let rest = &upper[from..];
+        if !before_ok || rest.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+            continue;
+        }
+        let word: String = rest
+            .trim_start()
+            .trim_start_matches(['\'', '"'])
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if !word.is_empty() {
+            return Some(word);
+        }
+    }
+    None
 }
 
 impl Drop for CopyIn {
@@ -107,6 +135,12 @@ mod tests {
         assert_eq!(h("(FORMAT csv)"), "(FORMAT csv, HEADER false)");
         assert_eq!(h(""), "(HEADER false)");
         assert_eq!(h("(FORMAT csv, HEADER)"), "(FORMAT csv, HEADER)");
+        assert_eq!(h("(FORMAT parquet)"), "(FORMAT parquet)");
+        assert_eq!(h("(FORMAT 'json')"), "(FORMAT 'json')");
+        assert_eq!(
+            h("(DELIMITER '|', FORMAT CSV)"),
+            "(DELIMITER '|', FORMAT CSV, HEADER false)"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod client_secrets;
 mod config;
 mod copy_in;
+mod copy_out;
 mod credentials;
 mod encode;
 mod engine;

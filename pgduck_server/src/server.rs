@@ -72,10 +72,23 @@ pub async fn run(config: Config, storage: StorageEnv) -> Result<(), ServerError>
     };
     // COPY FROM STDIN data is spooled next to DuckDB's own spill files.
     let spool_dir = config.cache_dir.clone().unwrap_or_else(std::env::temp_dir);
-    let local = Backend::new(engine.clone(), spool_dir.clone(), None, config.verbose);
+    // COPY TO STDOUT's files: <cache_dir>/tmp, or a directory of this process's own.
+    let copy_out_dir = match &config.cache_dir {
+        Some(dir) => dir.join("tmp"),
+        None => std::env::temp_dir().join(format!("pgduck_server-{pid}-tmp")),
+    };
+    crate::copy_out::remove_stale(&copy_out_dir);
+    let local = Backend::new(
+        engine.clone(),
+        spool_dir.clone(),
+        copy_out_dir.clone(),
+        None,
+        config.verbose,
+    );
     let remote = Backend::new(
         engine.clone(),
         spool_dir,
+        copy_out_dir,
         std::env::var(PASSWORD_ENV).ok(),
         config.verbose,
     );

@@ -261,13 +261,26 @@ impl ExtendedQueryHandler for Backend {
     {
         let name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME);
         let portal = match client.portal_store().get_portal(name) {
-            Some(pgwire::api::store::Entry::Value(p)) if p.statement.statement.transmit => p,
+            Some(pgwire::api::store::Entry::Value(p))
+                if p.statement.statement.transmit
+                    || crate::copy_out::parse(&p.statement.statement.sql).is_some() =>
+            {
+                p
+            }
             _ => return self._on_execute(client, message).await,
         };
         // COPY-out replies cannot be suspended, so they bypass the portal machinery.
         let session = session_of(client)?;
         let plan = portal_plan(&portal)?;
-        match self.respond(client, &session, plan).await? {
+        let outcome = match crate::copy_out::parse(&plan.sql) {
+            Some((source, options)) if !plan.transmit => {
+                let (source, options) = (source.to_owned(), options.to_owned());
+                self.copy_out(client, &session, &source, &options, plan.params)
+                    .await?
+            }
+            _ => self.respond(client, &session, plan).await?,
+        };
+        match outcome {
             Ok(in_tx) => {
                 client.set_transaction_status(status(in_tx, false));
                 Ok(())

@@ -1,11 +1,12 @@
 //! The Postgres protocol side, one submodule per protocol phase: [`startup`] (start-up
 //! and authentication), [`simple`] (simple query), [`extended`] (Parse, Bind, Describe,
-//! Execute), [`copy`] (`COPY ... FROM STDIN`) and [`cancel`]; `TRANSMIT`'s COPY-out is
+//! Execute), [`copy`] (`COPY ... FROM STDIN`), [`copy_out`] (`COPY ... TO STDOUT`) and [`cancel`]; `TRANSMIT`'s COPY-out is
 //! written by [`Backend::respond`] here, which every phase uses. pgwire does the
 //! framing; these modules decide what each message means for a DuckDB session.
 
 mod cancel;
 mod copy;
+mod copy_out;
 mod extended;
 mod simple;
 mod startup;
@@ -42,6 +43,8 @@ pub struct Backend {
     engine: Arc<Engine>,
     /// Where `COPY ... FROM STDIN` data is spooled before DuckDB loads it.
     spool_dir: PathBuf,
+    /// Where `COPY ... TO STDOUT` has DuckDB write the file it then streams.
+    copy_out_dir: PathBuf,
     password: Option<String>,
     verbose: bool,
     parser: Arc<StatementParser>,
@@ -51,12 +54,14 @@ impl Backend {
     pub fn new(
         engine: Arc<Engine>,
         spool_dir: PathBuf,
+        copy_out_dir: PathBuf,
         password: Option<String>,
         verbose: bool,
     ) -> Arc<Self> {
         Arc::new(Backend {
             engine,
             spool_dir,
+            copy_out_dir,
             password,
             verbose,
             parser: Arc::new(StatementParser),
@@ -87,6 +92,7 @@ impl Backend {
         Backend {
             engine: self.engine.clone(),
             spool_dir: self.spool_dir.clone(),
+            copy_out_dir: self.copy_out_dir.clone(),
             password: self.password.clone(),
             verbose: self.verbose,
             parser: self.parser.clone(),

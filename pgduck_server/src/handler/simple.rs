@@ -78,7 +78,14 @@ impl SimpleQueryHandler for Backend {
                 tx_status = status(session.in_transaction(), true);
                 break;
             }
-            match self.respond(client, &session, plan_for(sql)).await? {
+            let outcome = match crate::copy_out::parse(sql) {
+                Some((source, options)) => {
+                    self.copy_out(client, &session, source, options, Vec::new())
+                        .await?
+                }
+                None => self.respond(client, &session, plan_for(sql)).await?,
+            };
+            match outcome {
                 Ok(in_tx) => tx_status = status(in_tx, false),
                 Err(failure) => {
                     client
