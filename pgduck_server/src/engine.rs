@@ -129,6 +129,18 @@ impl Engine {
             tokio::runtime::Handle::current(),
             gcs_token.clone(),
         );
+        let cache_slot = Arc::new(std::sync::OnceLock::new());
+        let deleter = crate::delete_file::Deleter {
+            lister: lister.clone(),
+            cache: cache_slot.clone(),
+        };
+        crate::delete_file::register(&root, deleter).map_err(|e| {
+            ServerError::Startup(format!(
+                "registering {}: {}",
+                crate::delete_file::FUNCTION,
+                QueryError::from(e).message
+            ))
+        })?;
         crate::etags::register(&root, lister).map_err(|e| {
             ServerError::Startup(format!(
                 "registering {}: {}",
@@ -175,6 +187,7 @@ impl Engine {
                 let cache = FileCache::open(dir, limit, clone()?, clone()?)
                     .map_err(|e| ServerError::Startup(format!("file cache: {e}")))?;
                 info!(dir = %dir.display(), limit_bytes = limit, "file cache enabled");
+                let _ = cache_slot.set(cache.clone());
                 Some(cache)
             }
             None => None,

@@ -88,6 +88,9 @@ pub fn sqlstate_for(message: &str) -> &'static str {
         "Constraint Error" if lower.contains("duplicate key") => "23505",
         "Constraint Error" if lower.contains("not null") => "23502",
         "Constraint Error" => "23000",
+        "Invalid Input Error" if lower.contains(": pg_lake_delete_file: ") => {
+            delete_file_sqlstate(&lower)
+        }
         "Invalid Input Error" => "22023",
         "IO Error" | "HTTP Error" => "58030",
         "INTERRUPT Error" | "Interrupted" => "57014",
@@ -99,6 +102,23 @@ pub fn sqlstate_for(message: &str) -> &'static str {
         "Invalid Configuration Error" => "22023",
         _ if lower.contains("interrupted") => "57014",
         _ => "XX000",
+    }
+}
+
+/// `pg_lake_delete_file`'s failures (see `crate::etags::Lister::delete`): a missing file
+/// is Postgres' undefined_file, a URL that names no one file is bad input, the rest
+/// (storage refused or unreachable, no credentials) an I/O error.
+fn delete_file_sqlstate(lower: &str) -> &'static str {
+    if lower.ends_with("does not exist") {
+        "58P01"
+    } else if lower.contains("wildcard")
+        || lower.contains("not the url of a file")
+        || lower.contains("is a directory")
+        || lower.contains("the url is null")
+    {
+        "22023"
+    } else {
+        "58030"
     }
 }
 
@@ -130,5 +150,17 @@ mod tests {
         );
         assert_eq!(sqlstate_for("INTERRUPT Error: Interrupted!"), "57014");
         assert_eq!(sqlstate_for("something odd"), "XX000");
+        assert_eq!(
+            sqlstate_for("Invalid Input Error: pg_lake_delete_file: file \"/x\" does not exist"),
+            "58P01"
+        );
+        assert_eq!(
+            sqlstate_for("Invalid Input Error: pg_lake_delete_file: cannot delete \"s3://b/*\": the URL has a wildcard (*, ? or [) and deletes only one file"),
+            "22023"
+        );
+        assert_eq!(
+            sqlstate_for("Invalid Input Error: pg_lake_delete_file: cannot delete \"az://b/k\": pgduck_server has no credentials for az:// URLs"),
+            "58030"
+        );
     }
 }

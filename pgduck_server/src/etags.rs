@@ -212,6 +212,75 @@ impl Lister {
         }
     }
 
+    /// Deletes the one object or local file `url` names (no patterns); a missing one is
+    /// an error naming it. Object stores are reached with the same settings as listings.
+    pub fn delete(&self, url: &str) -> Result<(), String> {
+        if url.contains(['*', '?', '[']) {
+            return Err(format!(
+                "cannot delete \"{url}\": the URL has a wildcard (*, ? or [) and deletes only one file"
+            ));
+        }
+        let (scheme, rest) = match url.split_once("://") {
+            Some(("file", path)) => return delete_local(url, path),
+            Some(split) => split,
+            None => return delete_local(url, url),
+        };
+        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() || key.is_empty() || key.ends_with('/') {
+            return Err(format!("cannot delete \"{url}\": not the URL of a file"));
+        }
+        let missing = || format!("file \"{url}\" does not exist");
+        match self.stores.store(scheme, bucket) {
+            Some(Ok(store)) => {
+                let path = Path::from(key);
+                self.block_on(async move {
+                    // DeleteObject succeeds for a missing key: HEAD first.
+                    match store.head(&path).await {
+                        Ok(_) => {}
+                        Err(object_store::Error::NotFound { .. }) => return Err(missing()),
+                        Err(e) => return Err(format!("cannot delete \"{url}\": {e}")),
+                    }
+                    store
+                        .delete(&path)
+                        .await
+                        .map_err(|e| format!("cannot delete \"{url}\": {e}"))
+                })
+            }
+            Some(Err(e)) => Err(format!("cannot delete \"{url}\": {e}")),
+            None if matches!(scheme, "gs" | "gcs") => {
+                let token = self.gcs_token.read().map(|t| t.clone()).unwrap_or(None);
+                let Some(token) = token else {
+                    return Err(format!(
+                        "cannot delete \"{url}\": pgduck_server has no GCS credentials"
+                    ));
+                };
+                let object = format!(
+                    "{}/storage/v1/b/{}/o/{}",
+                    self.stores.gcs_api,
+                    encode_segment(bucket),
+                    encode_segment(key)
+                );
+                let http = &self.http;
+                self.block_on(async move {
+                    let response = http
+                        .delete(&object)
+                        .bearer_auth(token)
+                        .send()
+                        .await
+                        .map_err(|e| format!("cannot delete \"{url}\": {}", e.without_url()))?;
+                    match response.status() {
+                        s if s.is_success() => Ok(()),
+                        reqwest::StatusCode::NOT_FOUND => Err(missing()),
+                        s => Err(format!("cannot delete \"{url}\": HTTP {s}")),
+                    }
+                })
+            }
+            None => Err(format!(
+                "cannot delete \"{url}\": pgduck_server has no credentials for {scheme}:// URLs"
+            )),
+        }
+    }
+
     /// One HEAD for a plain key, else a listing under the key's fixed directory.
     fn list(
         &self,
@@ -372,6 +441,20 @@ fn split_pattern(path: &str) -> (String, bool) {
 fn pattern_depth(path: &str, dir: &str) -> Option<usize> {
     let rest = path[dir.len()..].trim_start_matches('/');
     (!rest.contains("**")).then(|| rest.matches('/').count() + 1)
+}
+
+fn delete_local(url: &str, path: &str) -> Result<(), String> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            return Err(format!("cannot delete \"{url}\": it is a directory"))
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!("file \"{url}\" does not exist"))
+        }
+        Err(e) => return Err(format!("cannot delete \"{url}\": {e}")),
+    }
+    std::fs::remove_file(path).map_err(|e| format!("cannot delete \"{url}\": {e}"))
 }
 
 /// The tag object_store's local store gives a file: inode, mtime (µs) and size in hex.

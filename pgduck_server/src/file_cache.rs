@@ -456,6 +456,18 @@ impl FileCache {
         Ok(Some((path, meta)))
     }
 
+    /// Drops the copy of `url` (the object was deleted), pinned or not: a statement
+    /// reading it keeps its open file.
+    pub fn forget(&self, url: &str) {
+        let mut state = self.state.lock().expect("file cache lock");
+        state.skipped.0.remove(url);
+        if let Some(e) = state.entries.remove(url) {
+            state.used -= e.meta.remote_size;
+            self.remove_files(&e);
+            debug!(url, "file cache: forgotten (deleted)");
+        }
+    }
+
     /// Removes least recently used, unpinned copies until the total fits the limit.
     fn evict(&self, state: &mut State) {
         while state.used > self.limit {

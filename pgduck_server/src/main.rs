@@ -5,6 +5,7 @@ mod config;
 mod copy_in;
 mod copy_out;
 mod credentials;
+mod delete_file;
 mod encode;
 mod engine;
 mod error;
