@@ -10,11 +10,14 @@ use crate::error::ServerError;
 #[command(
     name = "pgduck_server",
     version,
-    about = "DuckDB behind the Postgres wire protocol, on a unix socket (TCP optional)."
+    about = "DuckDB behind the Postgres wire protocol, on a unix socket (TCP optional).",
+    // As getopt in the original: a repeated flag's last value wins.
+    args_override_self = true
 )]
 pub struct Config {
     /// Directory that holds the unix socket `.s.PGSQL.<port>`.
     #[arg(
+        short = 'U',
         long = "unix_socket_directory",
         default_value = "/tmp",
         env = "PGDUCK_UNIX_SOCKET_DIRECTORY"
@@ -22,11 +25,12 @@ pub struct Config {
     pub unix_socket_directory: PathBuf,
 
     /// Port number: names the socket file, and is the TCP port when --listen_address is given.
-    #[arg(long, default_value_t = 5332, env = "PGDUCK_PORT")]
+    #[arg(short = 'P', long, default_value_t = 5332, env = "PGDUCK_PORT")]
     pub port: u16,
 
     /// Maximum number of concurrent client sessions; further ones are refused with SQLSTATE 53300.
     #[arg(
+        short = 'M',
         long = "max_clients",
         default_value_t = 10_000,
         env = "PGDUCK_MAX_CLIENTS"
@@ -34,7 +38,7 @@ pub struct Config {
     pub max_clients: usize,
 
     /// DuckDB memory limit, e.g. `4GB` or `80%` (DuckDB's default is 80 % of RAM).
-    #[arg(long = "memory_limit", env = "PGDUCK_MEMORY_LIMIT")]
+    #[arg(short = 'l', long = "memory_limit", env = "PGDUCK_MEMORY_LIMIT")]
     pub memory_limit: Option<String>,
 
     /// DuckDB worker threads (default: one per core).
@@ -58,15 +62,20 @@ pub struct Config {
     pub init_file_path: Option<PathBuf>,
 
     /// Persistent DuckDB database file (default: in memory).
-    #[arg(long = "duckdb_database_file_path", env = "PGDUCK_DATABASE_FILE_PATH")]
+    #[arg(
+        short = 'D',
+        long = "duckdb_database_file_path",
+        env = "PGDUCK_DATABASE_FILE_PATH"
+    )]
     pub duckdb_database_file_path: Option<PathBuf>,
 
     /// File that receives the server's process id while it runs.
-    #[arg(long, env = "PGDUCK_PIDFILE")]
+    #[arg(short = 'p', long, env = "PGDUCK_PIDFILE")]
     pub pidfile: Option<PathBuf>,
 
-    /// Validate the flags and exit.
-    #[arg(long = "check_cli_params_only")]
+    /// Validate the flags, print the configuration and exit (the socket directory may
+    /// not exist yet).
+    #[arg(short = 'c', long = "check_cli_params_only")]
     pub check_cli_params_only: bool,
 
     /// Also listen on TCP at this address (e.g. 127.0.0.1). Requires PGDUCK_PASSWORD.
@@ -74,12 +83,28 @@ pub struct Config {
     pub listen_address: Option<String>,
 
     /// Log at debug level.
-    #[arg(long)]
+    #[arg(short = 'd', long)]
     pub debug: bool,
 
     /// Log every query.
-    #[arg(long)]
+    #[arg(short = 'v', long)]
     pub verbose: bool,
+
+    /// Accepted for the original's command lines: the largest file its cache-on-write
+    /// kept (bytes, >= 0). This server caches files when they are read, not written.
+    #[arg(
+        short = 'L',
+        long = "cache_on_write_max_size",
+        value_parser = clap::value_parser!(u64),
+        allow_negative_numbers = true,
+        default_value_t = 1 << 30
+    )]
+    pub cache_on_write_max_size: u64,
+
+    /// Accepted for the original's command lines: this server never installs extensions
+    /// (it loads them from --extensions_dir, and DuckDB's autoinstall is off).
+    #[arg(long = "no_extension_install")]
+    pub no_extension_install: bool,
 }
 
 /// Password TCP clients must present; read from the environment only, never from argv.
@@ -91,10 +116,12 @@ impl Config {
             .join(format!(".s.PGSQL.{}", self.port))
     }
 
-    /// Checks what can be checked without starting anything.
+    /// Checks what can be checked without starting anything. With
+    /// --check_cli_params_only the socket directory need not exist yet.
     pub fn validate(&self) -> Result<(), ServerError> {
         let dir = &self.unix_socket_directory;
-        if !dir.is_dir() {
+        let may_be_missing = self.check_cli_params_only && !dir.exists();
+        if !dir.is_dir() && !may_be_missing {
             return Err(ServerError::Config(format!(
                 "--unix_socket_directory {} is not a directory",
                 dir.display()
@@ -158,6 +185,68 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// What --check_cli_params_only prints: every setting, no secret (the password and
+    /// storage keys live in the environment and are not shown).
+    pub fn summary(&self) -> String {
+        let opt = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map_or("(none)".to_owned(), |p| p.display().to_string())
+        };
+        let mut out = vec![
+            format!(
+                "unix_socket_directory: {}",
+                self.unix_socket_directory.display()
+            ),
+            format!("socket: {}", self.socket_path().display()),
+            format!("port: {}", self.port),
+            format!("max_clients: {}", self.max_clients),
+            format!(
+                "memory_limit: {}",
+                self.memory_limit
+                    .as_deref()
+                    .unwrap_or("(DuckDB's default, 80% of memory)")
+            ),
+            format!(
+                "threads: {}",
+                self.threads
+                    .map_or("(one per core)".to_owned(), |t| t.to_string())
+            ),
+            format!("cache_dir: {}", opt(&self.cache_dir)),
+            format!(
+                "cache_size: {}",
+                self.cache_size.as_deref().unwrap_or("(10GB)")
+            ),
+            format!("cache_on_write_max_size: {}", self.cache_on_write_max_size),
+            format!("extensions_dir: {}", opt(&self.extensions_dir)),
+            format!("no_extension_install: {}", self.no_extension_install),
+            format!("init_file_path: {}", opt(&self.init_file_path)),
+            format!(
+                "duckdb_database_file_path: {}",
+                self.duckdb_database_file_path
+                    .as_ref()
+                    .map_or("(in memory)".to_owned(), |p| p.display().to_string())
+            ),
+            format!("pidfile: {}", opt(&self.pidfile)),
+            format!(
+                "listen_address: {}",
+                self.listen_address
+                    .as_deref()
+                    .unwrap_or("(unix socket only)")
+            ),
+            format!("debug: {}", self.debug),
+            format!("verbose: {}", self.verbose),
+        ];
+        if !self.unix_socket_directory.exists() {
+            out.push(format!(
+                "note: {} does not exist yet",
+                self.unix_socket_directory.display()
+            ));
+        }
+        out.join("\n")
     }
 }
 
@@ -270,6 +359,48 @@ mod tests {
         assert!(parse_size("-1GB", false).is_err());
         assert!(parse_size("12XB", false).unwrap_err().contains("XB"));
         assert!(parse_size("lots", false).is_err());
+    }
+
+    #[test]
+    fn short_flags_and_the_last_of_a_repeated_flag() {
+        let c = Config::try_parse_from([
+            "pgduck_server",
+            "-U",
+            "/run/a",
+            "-P",
+            "6001",
+            "-v",
+            "-d",
+            "--port",
+            "6002",
+            "-U",
+            "/run/b",
+            "--cache_on_write_max_size",
+            "0",
+            "--no_extension_install",
+            "-c",
+            "-l",
+            "1GB",
+            "-M",
+            "5",
+            "-D",
+            "/tmp/x.db",
+            "-p",
+            "/tmp/x.pid",
+        ])
+        .unwrap();
+        assert_eq!(c.unix_socket_directory, PathBuf::from("/run/b"));
+        assert_eq!(c.port, 6002);
+        assert!(c.verbose && c.debug && c.check_cli_params_only && c.no_extension_install);
+        assert_eq!(c.cache_on_write_max_size, 0);
+        assert_eq!(c.memory_limit.as_deref(), Some("1GB"));
+        assert_eq!(c.max_clients, 5);
+        assert_eq!(c.pidfile, Some(PathBuf::from("/tmp/x.pid")));
+        assert!(
+            Config::try_parse_from(["pgduck_server", "--cache_on_write_max_size", "-1"]).is_err()
+        );
+        assert!(Config::try_parse_from(["pgduck_server", "--port", "x"]).is_err());
+        assert!(Config::try_parse_from(["pgduck_server", "--no_such_flag"]).is_err());
     }
 
     #[test]

@@ -20,7 +20,7 @@ mod sql;
 mod threads;
 mod types;
 
-use clap::Parser;
+use clap::Parser as _;
 use tracing_subscriber::EnvFilter;
 
 /// Keys that DuckDB's httpfs copies from the environment into its legacy `s3_*` settings
@@ -45,7 +45,18 @@ fn hide_keys_from_duckdb(storage: &credentials::StorageEnv) {
 }
 
 fn main() -> std::process::ExitCode {
-    let config = config::Config::parse();
+    let config = match config::Config::try_parse() {
+        Ok(c) => c,
+        // --help and --version print and succeed; anything else is a usage error.
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return std::process::ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let _ = e.print();
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let level = if config.debug { "debug" } else { "info" };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -55,9 +66,10 @@ fn main() -> std::process::ExitCode {
         .init();
     if let Err(e) = config.validate() {
         eprintln!("pgduck_server: {e}");
-        return std::process::ExitCode::from(2);
+        return std::process::ExitCode::FAILURE;
     }
     if config.check_cli_params_only {
+        println!("{}", config.summary());
         println!("pgduck_server: parameters are valid");
         return std::process::ExitCode::SUCCESS;
     }

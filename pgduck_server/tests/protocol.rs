@@ -1045,7 +1045,7 @@ fn check_cli_params_only_validates_and_exits() {
         .args(["--check_cli_params_only", "--memory_limit", "lots"])
         .output()
         .unwrap();
-    assert_eq!(bad.status.code(), Some(2));
+    assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--memory_limit"));
     let help = std::process::Command::new(common::binary())
         .arg("--help")
