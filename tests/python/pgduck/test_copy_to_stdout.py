@@ -96,15 +96,23 @@ def test_errors_leave_no_temp_file_and_the_session_usable(pgduck):
 
 
 def test_a_client_that_goes_away_mid_stream_leaves_no_temp_file(pgduck):
+    import socket
+    import time
     conn = psycopg.connect(pgduck["conninfo"], autocommit=True)
     cur = conn.cursor()
-    with cur.copy("COPY (SELECT i, md5(i::varchar) AS h FROM range(2000000) t(i)) TO STDOUT (FORMAT csv)") as copy:
-        first = copy.read()
-        assert first
-        # Closing the socket under the COPY.
-        os.close(conn.pgconn.socket)
-        break_out = True
-    import time
+    try:
+        with cur.copy("COPY (SELECT i, md5(i::varchar) AS h FROM range(2000000) t(i)) "
+                      "TO STDOUT (FORMAT csv)") as copy:
+            assert copy.read()
+            # The file is there while it streams...
+            assert len(leftovers(pgduck)) == 1
+            # ...and the connection goes away under the COPY (shutdown of a duplicate
+            # descriptor: psycopg's own stays valid until it closes it).
+            socket.socket(fileno=os.dup(conn.pgconn.socket)).shutdown(socket.SHUT_RDWR)
+    except psycopg.Error:
+        pass
+    finally:
+        conn.close()
     for _ in range(100):
         if leftovers(pgduck) == []:
             break
