@@ -73,6 +73,10 @@ def test_json_and_csv_and_a_table_name(pgduck):
         assert cur.rowcount == 2
         data = copy_out(cur, "COPY (SELECT * FROM copy_out_t ORDER BY x) TO STDOUT (FORMAT csv, HEADER)")
         assert data.decode().splitlines() == ["x,y", "1,a", '2,"b,c"']
+        # With parameters (extended protocol).
+        with cur.copy("COPY (SELECT %s::int AS a, %s AS b) TO STDOUT (FORMAT csv, HEADER false)",
+                      (7, "seven")) as copy:
+            assert b"".join(bytes(c) for c in copy) == b"7,seven\n"
         assert leftovers(pgduck) == []
 
 
