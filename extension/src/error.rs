@@ -56,6 +56,10 @@ pub enum Error {
     #[error("{0}")]
     CopyOption(String),
 
+    /// A function argument that cannot be used.
+    #[error("{0}")]
+    InvalidArgument(String),
+
     #[error("value {value} of column \"{column}\" cannot be written to the file: {why}")]
     NumericOutOfRange {
         column: String,
@@ -149,7 +153,7 @@ impl Error {
             Error::InvalidOptionValue { .. } => ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE,
             // As the original: a missing path and CSV options on another format are 42601.
             Error::OptionNotApplicable { .. } | Error::MissingOption(_) => ERRCODE_SYNTAX_ERROR,
-            Error::CopyOption(_) => ERRCODE_INVALID_PARAMETER_VALUE,
+            Error::CopyOption(_) | Error::InvalidArgument(_) => ERRCODE_INVALID_PARAMETER_VALUE,
             Error::DuplicateColumn(_) => ERRCODE_DUPLICATE_COLUMN,
             Error::MissingFilenameColumn => ERRCODE_INVALID_COLUMN_REFERENCE,
             Error::NumericOutOfRange { .. } => ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,

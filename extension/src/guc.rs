@@ -15,6 +15,9 @@ pub static ENGINE_HOST: GucSetting<Option<CString>> =
 pub static DEFAULT_LOCATION_PREFIX: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(None);
 
+/// Whether `lake_file.delete` may delete files (off, as in the original).
+pub static ENABLE_DELETE_FILE: GucSetting<bool> = GucSetting::<bool>::new(false);
+
 /// Seconds to wait for pgduck_server to accept a connection.
 pub static ENGINE_CONNECT_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(10);
 
@@ -31,6 +34,14 @@ pub fn register() {
         &ENGINE_HOST,
         GucContext::Suset,
         GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_bool_guc(
+        c"pg_lake_table.enable_delete_file_function",
+        c"Allow lake_file.delete() to delete files.",
+        c"Off by default, as in the original pg_lake; callers still need lake_write (or pg_write_server_files for local files).",
+        &ENABLE_DELETE_FILE,
+        GucContext::Suset,
+        GucFlags::default(),
     );
     GucRegistry::define_int_guc(
         c"pg_lake_engine.connect_timeout",

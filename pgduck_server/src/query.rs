@@ -260,11 +260,50 @@ pub fn execute(session: Arc<Session>, plan: Plan) -> Receiver {
 
 type Sender = mpsc::Sender<Result<Event, Failure>>;
 
+/// A prepared statement, from the connection's cache or made for this execution.
+enum Prepared<'c> {
+    Cached(duckdb::CachedStatement<'c>),
+    Fresh(duckdb::Statement<'c>),
+}
+
+impl<'c> std::ops::Deref for Prepared<'c> {
+    type Target = duckdb::Statement<'c>;
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Prepared::Cached(s) => s,
+            Prepared::Fresh(s) => s,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Prepared<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        match self {
+            Prepared::Cached(s) => s,
+            Prepared::Fresh(s) => s,
+        }
+    }
+}
+
+/// Prepares `sql`, from the connection's statement cache when that is safe. DuckDB binds
+/// a statement's table functions once, at prepare time: a cached `glob('s3://b/*')`,
+/// `read_parquet('dir/*.parquet')` or `iceberg_scan(...)` would keep the file list it
+/// first saw, and files another engine adds or removes would stay invisible to the
+/// session. Statements naming anything in quotes (every file and URL is a string
+/// literal) are therefore prepared afresh; the rest (health checks, `SELECT 1`,
+/// catalog queries without literals) skip parsing and planning through the cache, and
+/// DuckDB rebinds those when the catalog changes.
+fn prepare<'c>(conn: &'c duckdb::Connection, sql: &str) -> Result<Prepared<'c>, QueryError> {
+    Ok(if sql.contains('\'') {
+        Prepared::Fresh(conn.prepare(sql)?)
+    } else {
+        Prepared::Cached(conn.prepare_cached(sql)?)
+    })
+}
+
 /// Runs the plan; `Ok(None)` when the receiver was dropped mid-way.
 fn run(conn: &duckdb::Connection, plan: &Plan, tx: &Sender) -> Result<Option<String>, QueryError> {
-    // Cached: repeated statements (health checks, the extension's catalog queries) skip
-    // parsing and planning; DuckDB rebinds a cached statement when the catalog changes.
-    let mut stmt = conn.prepare_cached(&plan.sql)?;
+    let mut stmt = prepare(conn, &plan.sql)?;
     // Executes in streaming mode; the iterator is dropped at once so errors while
     // fetching come back as values from `step` rather than panics.
     drop(stmt.stream_arrow(duckdb::params_from_iter(plan.params.iter()))?);

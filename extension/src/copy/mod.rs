@@ -36,7 +36,7 @@ pub unsafe fn handle(
             return false;
         }
         let Some(url) = string((*stmt).filename) else {
-            return false;
+            return stream(stmt, query_string, qc);
         };
         let options = copy_options((*stmt).options);
         if !is_lake_copy(&url, &options) {
@@ -62,6 +62,43 @@ pub unsafe fn handle(
         true
     }
 }
+
+/// `COPY ... TO STDOUT WITH (format parquet | json)`: formats Postgres' own COPY lacks go
+/// through pgduck_server; everything else is Postgres'. COPY FROM STDIN in those formats
+/// is not supported yet (Postgres' own error says the format is unknown).
+///
+/// # Safety
+/// As [`handle`].
+unsafe fn stream(
+    stmt: *mut pg_sys::CopyStmt,
+    query_string: *const std::ffi::c_char,
+    qc: *mut pg_sys::QueryCompletion,
+) -> bool {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        let options = copy_options((*stmt).options);
+        let lake_format = options.iter().any(|(n, v)| {
+            n.eq_ignore_ascii_case("format")
+                && matches!(v.to_ascii_lowercase().as_str(), "parquet" | "json")
+        });
+        if (*stmt).is_from || !lake_format {
+            return false;
+        }
+        // The data goes to the client, not to a file: no file privilege is involved, as for
+        // Postgres' own COPY TO STDOUT (the query's privileges apply as usual).
+        let files =
+            LakeFiles::from_options(Some(STDOUT), &options, OptionContext::CopyTo).or_report();
+        let rows = to::copy_to_stdout(stmt, &files, query_string);
+        if !qc.is_null() {
+            (*qc).commandTag = pg_sys::CommandTag::CMDTAG_COPY;
+            (*qc).nprocessed = rows;
+        }
+        true
+    }
+}
+
+/// Stands for the client's end of COPY TO STDOUT where a file URL would be.
+const STDOUT: &str = "/dev/stdout";
 
 /// Object-storage URLs always; local paths when Postgres' COPY could not handle them
 /// (Parquet, JSON, compression).

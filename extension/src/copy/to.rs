@@ -23,13 +23,23 @@ struct OutputColumn {
     transfer: Transfer,
 }
 
+/// A COPY TO's rows staged in pgduck_server: the connection holding them, how many,
+/// and the DuckDB query that reads them back as the file's columns.
+struct Staged {
+    conn: Connection,
+    rows: u64,
+    select: String,
+}
+
+/// Runs the COPY's query in Postgres and streams its rows into a DuckDB staging table.
+///
 /// # Safety
 /// `stmt` must be a valid COPY TO statement.
-pub(super) unsafe fn copy_to(
+unsafe fn stage(
     stmt: *mut pg_sys::CopyStmt,
     files: &LakeFiles,
     query_string: *const std::ffi::c_char,
-) -> u64 {
+) -> Staged {
     // SAFETY: guaranteed by the caller; parse analysis runs on the backend thread.
     let (query_sql, columns) = unsafe { source_query(stmt, query_string, files.format) };
     if columns.is_empty() {
@@ -74,7 +84,7 @@ pub(super) unsafe fn copy_to(
             ))
         })
         .collect();
-    let (mut conn, rows) = with_transmission_modes(Transmission::Execute, || {
+    let (conn, rows) = with_transmission_modes(Transmission::Execute, || {
         csv_sink::run(&pg_sql, sink, scaled)
     })
     .or_report();
@@ -84,6 +94,26 @@ pub(super) unsafe fn copy_to(
         .zip(&names)
         .map(|(c, n)| format!("{} AS {}", c.transfer.duckdb_expr(n), quote_ident(&c.name)))
         .collect();
+    Staged {
+        conn,
+        rows,
+        select: format!("SELECT {} FROM {STAGING}", duck_exprs.join(", ")),
+    }
+}
+
+/// # Safety
+/// `stmt` must be a valid COPY TO statement.
+pub(super) unsafe fn copy_to(
+    stmt: *mut pg_sys::CopyStmt,
+    files: &LakeFiles,
+    query_string: *const std::ffi::c_char,
+) -> u64 {
+    // SAFETY: guaranteed by the caller.
+    let Staged {
+        mut conn,
+        rows,
+        select,
+    } = unsafe { stage(stmt, files, query_string) };
     // A local file is written under a temporary name and renamed when complete, so a
     // failed COPY never leaves a partial file that breaks every glob over its directory.
     let target = match files.location {
@@ -91,8 +121,7 @@ pub(super) unsafe fn copy_to(
         Location::ObjectStore => None,
     };
     let copy = format!(
-        "COPY (SELECT {} FROM {STAGING}) TO {} ({}); DROP TABLE {STAGING}",
-        duck_exprs.join(", "),
+        "COPY ({select}) TO {} ({}); DROP TABLE {STAGING}",
         quote_literal(target.as_ref().map_or(files.url.as_str(), |t| t.temp_str())),
         files.copy_to_options()
     );
@@ -101,6 +130,59 @@ pub(super) unsafe fn copy_to(
         target.commit().or_report();
     }
     rows
+}
+
+/// `COPY ... TO STDOUT WITH (format parquet | json)`: DuckDB writes the file, pgduck_server
+/// streams its bytes, and they go to the client as binary COPY data, chunk by chunk.
+///
+/// # Safety
+/// `stmt` must be a valid COPY TO STDOUT statement; the client is waiting for its result.
+pub(super) unsafe fn copy_to_stdout(
+    stmt: *mut pg_sys::CopyStmt,
+    files: &LakeFiles,
+    query_string: *const std::ffi::c_char,
+) -> u64 {
+    // SAFETY: guaranteed by the caller; protocol messages go out on the backend thread.
+    unsafe {
+        let Staged { conn, rows, select } = stage(stmt, files, query_string);
+        let mut stream = conn
+            .copy_out(&format!(
+                "COPY ({select}) TO STDOUT ({})",
+                files.copy_to_options()
+            ))
+            .or_report();
+        // CopyOutResponse: overall format binary, no per-column formats (a file's bytes).
+        send_message(b'H', &[1, 0, 0]);
+        loop {
+            let chunk = stream.next_chunk().or_report();
+            if chunk.is_empty() {
+                break;
+            }
+            send_message(b'd', &chunk);
+        }
+        pg_sys::pq_putemptymessage(b'c' as std::ffi::c_char);
+        drop(stream);
+        // The staging table lives in that connection's DuckDB session, now idle again.
+        if let Ok(mut conn) = Connection::acquire() {
+            let _ = conn.execute(&format!("DROP TABLE IF EXISTS {STAGING}"));
+        }
+        rows
+    }
+}
+
+/// Sends one protocol message of type `kind` to the client.
+///
+/// # Safety
+/// Called on the backend thread while the client expects such a message.
+unsafe fn send_message(kind: u8, payload: &[u8]) {
+    // SAFETY: pq_beginmessage initialises `buf` in the current memory context,
+    // pq_endmessage queues it for the client and frees it.
+    unsafe {
+        let mut buf = pg_sys::StringInfoData::default();
+        pg_sys::pq_beginmessage(&mut buf, kind as std::ffi::c_char);
+        pg_sys::appendBinaryStringInfo(&mut buf, payload.as_ptr().cast(), payload.len() as i32);
+        pg_sys::pq_endmessage(&mut buf);
+    }
 }
 
 /// A local COPY TO target: DuckDB writes `.<name>.pg_lake-<pid>.tmp` beside it, which

@@ -242,9 +242,15 @@ impl Connection {
     }
 
     /// Starts `TRANSMIT <query>`: the result streams back as COPY text rows.
-    pub fn transmit(mut self, query: &str) -> Result<RowStream> {
+    pub fn transmit(self, query: &str) -> Result<RowStream> {
         let sql = format!("{} {query}", pg_lake_common::contract::protocol::TRANSMIT);
-        let outcome = block_on_interruptible(self.client().copy_out(&sql));
+        self.copy_out(&sql)
+    }
+
+    /// Starts `sql`, a statement answered with COPY-out data (`TRANSMIT ...`, or
+    /// `COPY (...) TO STDOUT (FORMAT parquet)` whose data is a file's bytes).
+    pub fn copy_out(mut self, sql: &str) -> Result<RowStream> {
+        let outcome = block_on_interruptible(self.client().copy_out(sql));
         let stream = self.settle(outcome)?;
         Ok(RowStream {
             conn: self,

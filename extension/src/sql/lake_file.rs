@@ -97,6 +97,36 @@ mod lake_file {
             .unwrap_or_else(|| Error::FileNotFound(url.to_string()).report())
     }
 
+    /// Deletes the one file at `url` (no wildcards), at once and not undone by ROLLBACK, as
+    /// in the original. Off unless a superuser sets
+    /// `pg_lake_table.enable_delete_file_function`; needs `lake_write` (object storage) or
+    /// `pg_write_server_files` (local files).
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn delete(url: &str) {
+        if !crate::guc::ENABLE_DELETE_FILE.get() {
+            Error::FeatureNotSupported(
+                "file deletion has been disabled: a superuser can enable it with pg_lake_table.enable_delete_file_function = on"
+                    .into(),
+            )
+            .report();
+        }
+        if url.contains(['*', '?', '[']) {
+            Error::InvalidArgument(format!(
+                "lake_file.delete takes the URL of one file, not a pattern: \"{url}\""
+            ))
+            .report();
+        }
+        check(url, Access::Write).or_report();
+        let sql = format!(
+            "SELECT * FROM {}({})",
+            pg_lake_common::contract::protocol::DELETE_FILE,
+            quote_literal(url)
+        );
+        Connection::acquire()
+            .and_then(|mut c| c.query(&sql))
+            .or_report();
+    }
+
     /// Columns and Postgres types a foreign table over `url` would get; `format` and
     /// `compression` as the foreign-table options of the same names (named arguments, as in
     /// the original: `lake_file.preview(url, format => 'csv')`).

@@ -165,3 +165,27 @@ def test_json_columns_of_foreign_tables_get_json_text(db, duck, s3url):
         # 'plain' is not JSON text: Postgres says so, as it would for the same text anywhere.
         db.execute("SELECT txt FROM j").fetchall()
     assert db.execute("SELECT doc FROM j ORDER BY i").fetchall() == [({"k": [1, 2], "n": "x"},), (None,)]
+
+
+def test_copy_to_stdout_in_lake_formats(db):
+    import io
+    import json as jsonlib
+
+    import pyarrow.parquet as pq
+    db.execute("CREATE TABLE s AS SELECT g AS id, 'v' || g AS val FROM generate_series(1, 5000) g")
+    with db.cursor() as cur:
+        with cur.copy("COPY (SELECT id, val FROM s WHERE id <= 4000) TO STDOUT WITH (format 'parquet')") as copy:
+            data = b"".join(bytes(b) for b in copy)
+        assert cur.rowcount == 4000
+    table = pq.read_table(io.BytesIO(data))
+    assert table.num_rows == 4000 and table.column_names == ["id", "val"]
+    assert sum(table.column("id").to_pylist()) == 4000 * 4001 // 2
+    with db.cursor() as cur:
+        with cur.copy("COPY s TO STDOUT WITH (format 'json')") as copy:
+            text = b"".join(bytes(b) for b in copy).decode()
+    rows = [jsonlib.loads(line) for line in text.splitlines()]
+    assert len(rows) == 5000 and rows[0] == {"id": 1, "val": "v1"}
+    # Postgres' own formats stay Postgres'.
+    with db.cursor() as cur:
+        with cur.copy("COPY (SELECT 1 AS a) TO STDOUT WITH (format csv)") as copy:
+            assert b"".join(bytes(b) for b in copy) == b"1\n"

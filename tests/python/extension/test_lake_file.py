@@ -111,3 +111,54 @@ def test_access_needs_lake_read(connect, db, duck, s3url, localdir):
     finally:
         db.execute("DROP OWNED BY outsider, reader")
         db.execute("DROP ROLE outsider, reader")
+
+
+def test_delete_is_off_unless_enabled_and_needs_write_rights(connect, db, duck, s3url, localdir):
+    url = f"{s3url}/gone.parquet"
+    duck.execute(f"COPY (SELECT 1 AS x) TO '{url}'")
+    with pytest.raises(psycopg.errors.FeatureNotSupported) as e:
+        db.execute("SELECT lake_file.delete(%s)", (url,))
+    assert "file deletion has been disabled" in str(e.value)
+    db.execute("CREATE ROLE deleter LOGIN IN ROLE lake_read")
+    try:
+        user = connect(user="deleter")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            user.execute("SET pg_lake_table.enable_delete_file_function = on")
+        db.execute("SET pg_lake_table.enable_delete_file_function = on")
+        with pytest.raises(psycopg.errors.InvalidParameterValue):
+            db.execute("SELECT lake_file.delete(%s)", (f"{s3url}/*.parquet",))
+        db.execute("ALTER ROLE deleter SET pg_lake_table.enable_delete_file_function = on")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:
+            connect(user="deleter").execute("SELECT lake_file.delete(%s)", (url,))
+        assert "lake_write" in str(e.value)
+        assert db.execute("SELECT lake_file.exists(%s)", (url,)).fetchone() == (True,)
+        db.execute("SELECT lake_file.delete(%s)", (url,))
+        assert db.execute("SELECT lake_file.exists(%s)", (url,)).fetchone() == (False,)
+        local = localdir / "gone.csv"
+        local.write_text("1\n")
+        local.chmod(0o666)
+        db.execute("SELECT lake_file.delete(%s)", (str(local),))
+        assert not local.exists()
+    finally:
+        db.execute("DROP OWNED BY deleter")
+        db.execute("DROP ROLE deleter")
+
+
+def test_listings_see_changes_made_by_other_engines(db, duck, s3url, moto):
+    """No stale listing: files another engine adds or removes show up at once."""
+    url = f"{s3url}/other.parquet"
+    assert db.execute("SELECT lake_file.exists(%s)", (url,)).fetchone() == (False,)
+    duck.execute(f"COPY (SELECT 1 AS x) TO '{url}'")
+    assert db.execute("SELECT lake_file.exists(%s)", (url,)).fetchone() == (True,)
+    assert db.execute("SELECT count(*) FROM lake_file.list(%s)", (f"{s3url}/*",)).fetchone() == (1,)
+    moto["s3"].delete_object(Bucket="lake", Key=url.split("/", 3)[3])
+    assert db.execute("SELECT lake_file.exists(%s)", (url,)).fetchone() == (False,)
+    assert db.execute("SELECT count(*) FROM lake_file.list(%s)", (f"{s3url}/*",)).fetchone() == (0,)
+
+
+def test_a_glob_table_sees_files_added_later_in_the_same_session(db, duck, s3url):
+    duck.execute(f"COPY (SELECT 1 AS x) TO '{s3url}/g/a.parquet'")
+    db.execute(f"CREATE FOREIGN TABLE g (x int) SERVER pg_lake OPTIONS (path '{s3url}/g/*.parquet')")
+    assert db.execute("SELECT count(*) FROM g").fetchone() == (1,)
+    duck.execute(f"COPY (SELECT 2 AS x) TO '{s3url}/g/b.parquet'")
+    assert db.execute("SELECT count(*), sum(x) FROM g").fetchone() == (2, 3)
