@@ -3,6 +3,7 @@ moto) or one local file, refuses patterns, names a missing file, and drops the c
 copy of what it deleted."""
 
 import io
+import os
 import shutil
 
 import botocore
@@ -10,8 +11,11 @@ import duckdb
 import psycopg
 import pytest
 
-from conftest import NODE_USER
 from lake_testing import wait_for
+
+# The OS user pgduck_server runs as in the fixtures (tests/python/conftest.py). Not imported
+# from there: "conftest" names several modules once every suite is collected.
+NODE_USER = "postgres" if os.geteuid() == 0 else None
 
 
 def parquet_bytes() -> bytes:
