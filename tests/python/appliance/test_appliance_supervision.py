@@ -124,6 +124,6 @@ def test_readiness_is_never_satisfied_by_a_stranger(data_dir):
 def test_a_child_failing_at_start_is_named_with_its_last_log_lines(data_dir):
     code, out = run_to_failure(data_dir, free_ports(), env={"PGDUCK_MEMORY_LIMIT": "lots"})
     assert code == 1, out
-    assert "pgduck_server exited with status 2 before it was ready" in out, out
+    assert "pgduck_server exited with status 1 before it was ready" in out, out
     assert '--memory_limit "lots"' in out, "the child's own error, from its log"
     assert "did not become ready" not in out
