@@ -7,6 +7,13 @@ use crate::error::{Error, Result};
 use crate::files::Format;
 use crate::files::{quote_ident, quote_literal};
 
+/// Whether `typid` is json or jsonb, or a domain over one.
+pub fn is_json(typid: pgrx::pg_sys::Oid) -> bool {
+    // SAFETY: a syscache lookup on the backend thread.
+    let base = unsafe { pgrx::pg_sys::getBaseType(typid) };
+    base == pgrx::pg_sys::JSONOID || base == pgrx::pg_sys::JSONBOID
+}
+
 /// The Postgres type a DuckDB column maps to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PgType {

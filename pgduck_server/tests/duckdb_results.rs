@@ -3,20 +3,8 @@
 
 mod common;
 
-use common::Server;
+use common::{simple_rows, Server};
 use tokio_postgres::SimpleQueryMessage;
-
-fn rows(messages: &[SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
-    messages
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => {
-                Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
-            }
-            _ => None,
-        })
-        .collect()
-}
 
 #[tokio::test]
 async fn uhugeint_keeps_values_from_two_to_the_127() {
@@ -32,7 +20,7 @@ async fn uhugeint_keeps_values_from_two_to_the_127() {
         .await
         .unwrap();
     assert_eq!(
-        rows(&got),
+        simple_rows(&got),
         vec![vec![
             Some(max.to_owned()),
             Some(half.to_owned()),
@@ -64,7 +52,7 @@ async fn copy_to_with_return_stats_answers_duckdbs_rows() {
         ))
         .await
         .unwrap();
-    let rows = rows(&got);
+    let rows = simple_rows(&got);
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0][0].as_deref(), Some(path.to_str().unwrap()));
     assert_eq!(rows[0][1].as_deref(), Some("2"));

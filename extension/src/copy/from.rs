@@ -207,10 +207,7 @@ unsafe fn json_columns(rel: pg_sys::Relation, targets: &[String]) -> Vec<bool> {
                 attrs
                     .iter()
                     .find(|a| !a.attisdropped && pgrx::name_data_to_str(&a.attname) == t)
-                    .is_some_and(|a| {
-                        let base = pg_sys::getBaseType(a.atttypid);
-                        base == pg_sys::JSONOID || base == pg_sys::JSONBOID
-                    })
+                    .is_some_and(|a| crate::types::is_json(a.atttypid))
             })
             .collect()
     }

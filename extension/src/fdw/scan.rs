@@ -209,10 +209,7 @@ fn table_columns(relid: pg_sys::Oid) -> Vec<Column> {
             .map(|a| Column {
                 attnum: i32::from(a.attnum),
                 name: pgrx::name_data_to_str(&a.attname).to_string(),
-                json: {
-                    let base = pg_sys::getBaseType(a.atttypid);
-                    base == pg_sys::JSONOID || base == pg_sys::JSONBOID
-                },
+                json: crate::types::is_json(a.atttypid),
             })
             .collect();
         pg_sys::RelationClose(rel);
