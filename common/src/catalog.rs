@@ -77,6 +77,26 @@ pub const SWAP_METADATA_LOCATION_SQL: &str = "UPDATE lake_catalog.iceberg_tables
  WHERE catalog_name = $1 AND table_namespace = $2 AND table_name = $3
    AND coalesce(iceberg_type, 'TABLE') = $4 AND metadata_location = $6";
 
+/// [`METADATA_LOCATION_SQL`] locking the row until the transaction ends: the
+/// extension's commit holds it from reading the location to swapping it, so a
+/// concurrent commit (from Postgres, or a REST compare-and-swap) waits, then
+/// sees the new location.
+pub const LOCK_METADATA_LOCATION_SQL: &str =
+    "SELECT metadata_location FROM lake_catalog.iceberg_tables
+ WHERE catalog_name = $1 AND table_namespace = $2 AND table_name = $3
+   AND coalesce(iceberg_type, 'TABLE') = $4 FOR UPDATE";
+
+/// Removes a table or view's row (DROP); answers the metadata location it had.
+pub const DELETE_ENTITY_SQL: &str = "DELETE FROM lake_catalog.iceberg_tables
+ WHERE catalog_name = $1 AND table_namespace = $2 AND table_name = $3
+   AND coalesce(iceberg_type, 'TABLE') = $4 RETURNING metadata_location";
+
+/// Renames a table or view (and may move it to namespace $5) under name $6.
+pub const RENAME_ENTITY_SQL: &str = "UPDATE lake_catalog.iceberg_tables
+ SET table_namespace = $5, table_name = $6
+ WHERE catalog_name = $1 AND table_namespace = $2 AND table_name = $3
+   AND coalesce(iceberg_type, 'TABLE') = $4";
+
 /// One step of the schema's history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Migration {

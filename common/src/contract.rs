@@ -357,6 +357,9 @@ pub mod protocol {
     pub const FILE_ETAGS: &str = "pg_lake_file_etags";
     /// pgduck_server's table function deleting one file (`lake_file.delete`).
     pub const DELETE_FILE: &str = "pg_lake_delete_file";
+    /// pgduck_server's table function writing one whole file from base64 text (Iceberg
+    /// metadata files, manifests and manifest lists the extension produces).
+    pub const WRITE_FILE: &str = "pg_lake_write_file";
 }
 
 #[cfg(test)]

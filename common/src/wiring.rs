@@ -16,7 +16,7 @@ pub const DEFAULT_POSTGRES_PORT: u16 = 5432;
 pub const DEFAULT_CATALOG_PORT: u16 = 8181;
 /// The database that holds the catalog tables and the extension.
 pub const DEFAULT_DATABASE: &str = "postgres";
-/// The catalog name Postgres' own tables are registered under.
+/// The REST catalog's name when nothing sets one (a catalog run on its own).
 pub const DEFAULT_CATALOG_NAME: &str = "pg_lake";
 
 /// Names other crates know these settings by; each is defined once, in [`contract`].
@@ -113,7 +113,10 @@ impl Default for Wiring {
             postgres_port: DEFAULT_POSTGRES_PORT,
             catalog_port: DEFAULT_CATALOG_PORT,
             database: DEFAULT_DATABASE.into(),
-            catalog_name: DEFAULT_CATALOG_NAME.into(),
+            // Postgres registers its Iceberg tables with catalog_name = the database
+            // (as the original does): the REST catalog serves that catalog, so
+            // PyIceberg, Spark and DuckDB see the tables Postgres creates.
+            catalog_name: DEFAULT_DATABASE.into(),
             object_store: ObjectStore::default(),
             pgduck: PgduckSettings::default(),
         }

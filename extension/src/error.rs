@@ -136,6 +136,23 @@ pub enum Error {
     #[error("the Iceberg catalog schema \"{schema}\" is missing or out of date and cannot be created in a read-only transaction")]
     CatalogReadOnly { schema: &'static str },
 
+    /// Another commit changed an Iceberg table in a way this transaction's changes
+    /// cannot be applied on top of.
+    #[error("could not serialize access to Iceberg table {table}: {reason}")]
+    SerializationFailure { table: String, reason: String },
+
+    /// An Iceberg table's metadata or manifests that cannot be read.
+    #[error("Iceberg table {table}: {reason}")]
+    IcebergMetadata { table: String, reason: String },
+
+    /// A column value an Iceberg table cannot store.
+    #[error("value {value} of column \"{column}\" is out of range for an Iceberg table: {why}")]
+    IcebergOutOfRange {
+        column: String,
+        value: String,
+        why: String,
+    },
+
     #[error(transparent)]
     Spi(#[from] pgrx::spi::SpiError),
 }
@@ -172,6 +189,9 @@ impl Error {
             Error::FeatureNotSupported(_) => ERRCODE_FEATURE_NOT_SUPPORTED,
             Error::FileNotFound(_) => ERRCODE_UNDEFINED_FILE,
             Error::CatalogReadOnly { .. } => ERRCODE_READ_ONLY_SQL_TRANSACTION,
+            Error::SerializationFailure { .. } => ERRCODE_T_R_SERIALIZATION_FAILURE,
+            Error::IcebergMetadata { .. } => ERRCODE_DATA_CORRUPTED,
+            Error::IcebergOutOfRange { .. } => ERRCODE_DATETIME_FIELD_OVERFLOW,
             Error::Spi(_) | Error::Internal(_) => ERRCODE_INTERNAL_ERROR,
         }
     }
@@ -204,6 +224,9 @@ impl Error {
                 Some("Set the format option to parquet, csv or json.".into())
             }
             Error::PermissionDenied { hint, .. } => Some(hint.clone()),
+            Error::SerializationFailure { .. } => {
+                Some("Retry the transaction: it will see the other commit.".into())
+            }
             Error::CatalogReadOnly { .. } => Some(
                 "Run the statement once in a read-write transaction on the primary, or start the REST catalog, which creates it."
                     .into(),

@@ -15,6 +15,10 @@ pub static ENGINE_HOST: GucSetting<Option<CString>> =
 pub static DEFAULT_LOCATION_PREFIX: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(None);
 
+/// Whether CREATE TABLE ... USING iceberg declares unbounded numeric columns (and
+/// precision above 38, which Iceberg's decimal cannot hold) double precision.
+pub static UNSUPPORTED_NUMERIC_AS_DOUBLE: GucSetting<bool> = GucSetting::<bool>::new(true);
+
 /// Whether `lake_file.delete` may delete files (off, as in the original).
 pub static ENABLE_DELETE_FILE: GucSetting<bool> = GucSetting::<bool>::new(false);
 
@@ -41,6 +45,14 @@ pub fn register() {
         c"Off by default, as in the original pg_lake; callers still need lake_write (or pg_write_server_files for local files).",
         &ENABLE_DELETE_FILE,
         GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"pg_lake_iceberg.unsupported_numeric_as_double",
+        c"Store numeric columns without a precision (or above 38 digits) of new Iceberg tables as double precision.",
+        c"Iceberg's decimal holds at most 38 digits. Off: such a column is an error at CREATE TABLE.",
+        &UNSUPPORTED_NUMERIC_AS_DOUBLE,
+        GucContext::Userset,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(

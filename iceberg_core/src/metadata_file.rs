@@ -46,19 +46,25 @@ pub fn next_view_metadata_location(view: &ViewMetadata, previous: Option<&str>) 
     in_folder(view.location(), view.properties(), &next)
 }
 
+/// The folder of a table's metadata files (and of its manifests and manifest
+/// lists): `write.metadata.path` when set, else `<location>/metadata`.
+pub fn metadata_folder(location: &str, properties: &HashMap<String, String>) -> String {
+    match properties
+        .get(WRITE_METADATA_PATH)
+        .filter(|p| !p.is_empty())
+    {
+        Some(folder) => folder.trim_end_matches('/').to_string(),
+        None => format!("{}/metadata", location.trim_end_matches('/')),
+    }
+}
+
 /// `location`'s file name in the folder of metadata files.
 fn in_folder(
     location: &str,
     properties: &HashMap<String, String>,
     next: &MetadataLocation,
 ) -> String {
-    let folder = match properties
-        .get(WRITE_METADATA_PATH)
-        .filter(|p| !p.is_empty())
-    {
-        Some(folder) => folder.trim_end_matches('/').to_string(),
-        None => format!("{}/metadata", location.trim_end_matches('/')),
-    };
+    let folder = metadata_folder(location, properties);
     let rendered = next.to_string();
     let name = rendered.rsplit('/').next().unwrap_or(&rendered);
     format!("{folder}/{name}")

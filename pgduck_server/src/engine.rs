@@ -141,6 +141,17 @@ impl Engine {
                 QueryError::from(e).message
             ))
         })?;
+        let writer = crate::write_file::Writer {
+            lister: lister.clone(),
+            cache: cache_slot.clone(),
+        };
+        crate::write_file::register(&root, writer).map_err(|e| {
+            ServerError::Startup(format!(
+                "registering {}: {}",
+                crate::write_file::FUNCTION,
+                QueryError::from(e).message
+            ))
+        })?;
         crate::etags::register(&root, lister).map_err(|e| {
             ServerError::Startup(format!(
                 "registering {}: {}",

@@ -88,6 +88,16 @@ pub fn sqlstate_for(message: &str) -> &'static str {
         "Constraint Error" if lower.contains("duplicate key") => "23505",
         "Constraint Error" if lower.contains("not null") => "23502",
         "Constraint Error" => "23000",
+        "Invalid Input Error" if lower.contains(": pg_lake_write_file: ") => {
+            if lower.contains("wildcard")
+                || lower.contains("not the url")
+                || lower.contains("not base64")
+            {
+                "22023"
+            } else {
+                "58030"
+            }
+        }
         "Invalid Input Error" if lower.contains(": pg_lake_delete_file: ") => {
             delete_file_sqlstate(&lower)
         }

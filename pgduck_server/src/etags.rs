@@ -281,6 +281,71 @@ impl Lister {
         }
     }
 
+    /// Writes `bytes` as the whole of the one object or local file `url` names, replacing
+    /// any file of that name. A local file is written under a temporary name in the same
+    /// directory (created when missing) and renamed into place, and an object is one PUT,
+    /// so no reader ever sees part of it.
+    pub fn write(&self, url: &str, bytes: Vec<u8>) -> Result<(), String> {
+        if url.contains(['*', '?', '[']) {
+            return Err(format!(
+                "cannot write \"{url}\": the URL has a wildcard (*, ? or [) and names no one file"
+            ));
+        }
+        let (scheme, rest) = match url.split_once("://") {
+            Some(("file", path)) => return write_local(url, path, &bytes),
+            Some(split) => split,
+            None => return write_local(url, url, &bytes),
+        };
+        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() || key.is_empty() || key.ends_with('/') {
+            return Err(format!("cannot write \"{url}\": not the URL of a file"));
+        }
+        match self.stores.store(scheme, bucket) {
+            Some(Ok(store)) => {
+                let path = Path::from(key);
+                self.block_on(async move {
+                    store
+                        .put(&path, bytes.into())
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| format!("cannot write \"{url}\": {e}"))
+                })
+            }
+            Some(Err(e)) => Err(format!("cannot write \"{url}\": {e}")),
+            None if matches!(scheme, "gs" | "gcs") => {
+                let token = self.gcs_token.read().map(|t| t.clone()).unwrap_or(None);
+                let Some(token) = token else {
+                    return Err(format!(
+                        "cannot write \"{url}\": pgduck_server has no GCS credentials"
+                    ));
+                };
+                let upload = format!(
+                    "{}/upload/storage/v1/b/{}/o?uploadType=media&name={}",
+                    self.stores.gcs_api,
+                    encode_segment(bucket),
+                    encode_segment(key)
+                );
+                let http = &self.http;
+                self.block_on(async move {
+                    let response = http
+                        .post(&upload)
+                        .bearer_auth(token)
+                        .body(bytes)
+                        .send()
+                        .await
+                        .map_err(|e| format!("cannot write \"{url}\": {}", e.without_url()))?;
+                    match response.status() {
+                        s if s.is_success() => Ok(()),
+                        s => Err(format!("cannot write \"{url}\": HTTP {s}")),
+                    }
+                })
+            }
+            None => Err(format!(
+                "cannot write \"{url}\": pgduck_server has no credentials for {scheme}:// URLs"
+            )),
+        }
+    }
+
     /// One HEAD for a plain key, else a listing under the key's fixed directory.
     fn list(
         &self,
@@ -455,6 +520,36 @@ fn delete_local(url: &str, path: &str) -> Result<(), String> {
         Err(e) => return Err(format!("cannot delete \"{url}\": {e}")),
     }
     std::fs::remove_file(path).map_err(|e| format!("cannot delete \"{url}\": {e}"))
+}
+
+fn write_local(url: &str, path: &str, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write as _;
+    let fail = |e: std::io::Error| format!("cannot write \"{url}\": {e}");
+    let target = std::path::Path::new(path);
+    let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
+        return Err(format!("cannot write \"{url}\": not the path of a file"));
+    };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let temp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        uuid_like_suffix()
+    ));
+    let result = (|| {
+        let mut file = std::fs::File::create_new(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, target)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result.map_err(fail)
+}
+
+/// A name part no other writer picks at the same time.
+fn uuid_like_suffix() -> String {
+    format!("{}-{:016x}", std::process::id(), rand::random::<u64>())
 }
 
 /// The tag object_store's local store gives a file: inode, mtime (µs) and size in hex.

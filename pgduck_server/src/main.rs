@@ -19,6 +19,7 @@ mod server;
 mod sql;
 mod threads;
 mod types;
+mod write_file;
 
 use clap::Parser as _;
 use tracing_subscriber::EnvFilter;

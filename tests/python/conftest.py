@@ -47,7 +47,10 @@ def workdir():
     d = Path(tempfile.mkdtemp(prefix="pg_lake_test_"))
     d.chmod(0o777)
     yield d
-    shutil.rmtree(d, ignore_errors=True)
+    if os.environ.get("PG_LAKE_KEEP_TEST_DIR"):  # for a look at the servers' logs
+        print(f"\nkept {d}")
+    else:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture

@@ -65,6 +65,14 @@ pub extern "C-unwind" fn pg_lake_fdw_handler(_fcinfo: pg_sys::FunctionCallInfo) 
     routine.EndForeignScan = Some(scan::end_foreign_scan);
     routine.ExplainForeignScan = Some(scan::explain_foreign_scan);
     routine.IsForeignRelUpdatable = Some(scan::is_foreign_rel_updatable);
+    // Iceberg tables take INSERT, COPY FROM and TRUNCATE.
+    routine.PlanForeignModify = Some(crate::iceberg_table::insert::plan_foreign_modify);
+    routine.BeginForeignModify = Some(crate::iceberg_table::insert::begin_foreign_modify);
+    routine.ExecForeignInsert = Some(crate::iceberg_table::insert::exec_foreign_insert);
+    routine.EndForeignModify = Some(crate::iceberg_table::insert::end_foreign_modify);
+    routine.BeginForeignInsert = Some(crate::iceberg_table::insert::begin_foreign_insert);
+    routine.EndForeignInsert = Some(crate::iceberg_table::insert::end_foreign_modify);
+    routine.ExecForeignTruncate = Some(crate::iceberg_table::insert::exec_foreign_truncate);
     pg_sys::Datum::from(routine.into_pg())
 }
 
@@ -94,21 +102,33 @@ fn pg_lake_fdw_validator(options: Vec<Option<String>>, catalog: pg_sys::Oid) {
     }
 }
 
-/// Validator of FDW `pg_lake_iceberg` (SERVER `pg_lake_iceberg`, the original's Iceberg
-/// tables): they are not part of this build yet, so a table there is refused up front
-/// rather than read as files.
+/// Validator of FDW `pg_lake_iceberg` (SERVER `pg_lake_iceberg`): Iceberg tables take
+/// the options of [`crate::iceberg_table::ddl::OPTIONS`]; the wrapper and server none.
 #[pg_extern]
 fn pg_lake_iceberg_fdw_validator(options: Vec<Option<String>>, catalog: pg_sys::Oid) {
-    if catalog == pg_sys::ForeignTableRelationId {
-        Error::FeatureNotSupported(
-            "Iceberg tables (SERVER pg_lake_iceberg) are not supported by this build yet".into(),
-        )
-        .report();
-    }
-    if let Some(option) = options.into_iter().flatten().next() {
+    let valid = if catalog == pg_sys::ForeignTableRelationId {
+        crate::iceberg_table::ddl::OPTIONS
+    } else {
+        "none (options belong on foreign tables)"
+    };
+    for option in options.into_iter().flatten() {
+        let name = option
+            .split('=')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if catalog == pg_sys::ForeignTableRelationId && name == "location" {
+            continue;
+        }
+        if catalog == pg_sys::ForeignTableRelationId && name == "partition_by" {
+            Error::FeatureNotSupported(
+                "partition_by is not supported on Iceberg tables yet".into(),
+            )
+            .report();
+        }
         Error::UnknownOption {
-            option: option.split('=').next().unwrap_or_default().to_string(),
-            valid: "none (options belong on foreign tables)",
+            option: name,
+            valid,
         }
         .report();
     }

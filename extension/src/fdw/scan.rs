@@ -30,7 +30,9 @@ pub unsafe extern "C-unwind" fn get_foreign_rel_size(
     foreigntableid: pg_sys::Oid,
 ) {
     // Fail at plan time on options that no longer make sense.
-    super::table_files(foreigntableid).or_report();
+    if !crate::iceberg_table::is_iceberg_table(foreigntableid) {
+        super::table_files(foreigntableid).or_report();
+    }
     // SAFETY: the planner passes a valid RelOptInfo.
     unsafe { (*baserel).rows = ESTIMATED_ROWS };
 }
@@ -87,7 +89,12 @@ pub unsafe extern "C-unwind" fn get_foreign_plan(
     scan_clauses: *mut pg_sys::List,
     outer_plan: *mut pg_sys::Plan,
 ) -> *mut pg_sys::ForeignScan {
-    let files = super::table_files(foreigntableid).or_report();
+    // An Iceberg table's files are those of the snapshot the statement sees when it
+    // runs (a plan may be cached and run later): its source is resolved then.
+    let iceberg = crate::iceberg_table::is_iceberg_table(foreigntableid);
+    let files = (!iceberg).then(|| super::table_files(foreigntableid).or_report());
+    let format = files.as_ref().map_or(Format::Parquet, |f| f.format);
+    let filename = files.as_ref().is_some_and(|f| f.filename);
     // SAFETY: planner structures are valid for the duration of this callback; lists
     // built here are palloc'd in the planner's memory context.
     unsafe {
@@ -96,7 +103,7 @@ pub unsafe extern "C-unwind" fn get_foreign_plan(
         let rel = Rel {
             relid: foreigntableid,
             varno: (*baserel).relid,
-            text_columns_only: files.format == Format::Csv,
+            text_columns_only: format == Format::Csv,
         };
         let clauses = pg_sys::extract_actual_clauses(scan_clauses, false);
         let mut remote = Vec::new();
@@ -136,7 +143,7 @@ pub unsafe extern "C-unwind" fn get_foreign_plan(
                         .find(|c| c.attnum == *a)
                         .expect("fetched from columns");
                     let name = quote_ident(&c.name);
-                    if c.json && files.format != Format::Csv {
+                    if c.json && format != Format::Csv {
                         // A structured value (STRUCT, LIST, number, ...) arrives as JSON
                         // text; DuckDB would render a STRUCT as a record literal.
                         format!(
@@ -153,16 +160,21 @@ pub unsafe extern "C-unwind" fn get_foreign_plan(
         // The CSV's own columns, in order: the declared ones but `_filename`.
         let csv_names: Vec<String> = columns
             .iter()
-            .filter(|c| !(files.filename && c.name == "_filename"))
+            .filter(|c| !(filename && c.name == "_filename"))
             .map(|c| c.name.clone())
             .collect();
-        let mut sql = format!("SELECT {select} FROM {}", files.read_sql(Some(&csv_names)));
+        let head = format!("SELECT {select} FROM ");
+        let source = files
+            .as_ref()
+            .map(|f| f.read_sql(Some(&csv_names)))
+            .unwrap_or_default();
+        let mut tail = String::new();
         if !remote.is_empty() {
-            sql.push_str(&format!(" WHERE {}", remote.join(" AND ")));
+            tail.push_str(&format!(" WHERE {}", remote.join(" AND ")));
         }
         if local.is_null() {
             if let Some(limit) = pushable_limit(root) {
-                sql.push_str(&format!(" LIMIT {limit}"));
+                tail.push_str(&format!(" LIMIT {limit}"));
             }
         }
 
@@ -170,11 +182,17 @@ pub unsafe extern "C-unwind" fn get_foreign_plan(
         for a in &fetched {
             attnums = pg_sys::lappend_int(attnums, *a);
         }
-        let mut private = pg_sys::lappend(
-            std::ptr::null_mut(),
-            pg_sys::makeString(pstrdup(&sql)).cast(),
-        );
+        let mut private = std::ptr::null_mut();
+        for part in [&head, &source, &tail] {
+            private = pg_sys::lappend(private, pg_sys::makeString(pstrdup(part)).cast());
+        }
         private = pg_sys::lappend(private, attnums.cast());
+        let iceberg_relid = if iceberg {
+            u32::from(foreigntableid)
+        } else {
+            0
+        };
+        private = pg_sys::lappend_oid(private, pg_sys::Oid::from(iceberg_relid));
 
         pg_sys::make_foreignscan(
             tlist,
@@ -309,20 +327,57 @@ impl ScanState {
     }
 }
 
-/// The plan's (DuckDB SQL, fetched attnums).
-///
+/// What the plan of a scan says.
+struct Planned {
+    /// `SELECT <columns> FROM `, the table expression, ` WHERE ... LIMIT ...`.
+    head: String,
+    source: String,
+    tail: String,
+    attnums: Vec<i32>,
+    /// An Iceberg table, whose source is resolved when the scan runs.
+    iceberg: Option<pg_sys::Oid>,
+}
+
+impl Planned {
+    /// The DuckDB query, with the number of Iceberg data files it reads.
+    fn sql(&self, columns: &[String]) -> Result<(String, Option<usize>)> {
+        match self.iceberg {
+            None => Ok((format!("{}{}{}", self.head, self.source, self.tail), None)),
+            Some(relid) => {
+                let (source, files) = crate::iceberg_table::tables::scan_source(relid, columns)?;
+                Ok((format!("{}{source}{}", self.head, self.tail), Some(files)))
+            }
+        }
+    }
+}
+
 /// # Safety
 /// `plan` must be a ForeignScan made by `get_foreign_plan`.
-unsafe fn plan_private(plan: *mut pg_sys::ForeignScan) -> (String, Vec<i32>) {
-    // SAFETY: guaranteed by the caller: fdw_private is [String, IntList].
+unsafe fn plan_private(plan: *mut pg_sys::ForeignScan) -> Planned {
+    // SAFETY: guaranteed by the caller: fdw_private is [String x3, IntList, Oid].
     unsafe {
         let private = (*plan).fdw_private;
-        let sql_node = pg_sys::list_nth(private, 0) as *mut pg_sys::String;
-        let attnums = pg_sys::list_nth(private, 1) as *mut pg_sys::List;
+        let text = |i: i32| {
+            let node = pg_sys::list_nth(private, i) as *mut pg_sys::String;
+            string((*node).sval).unwrap_or_default()
+        };
+        let attnums = pg_sys::list_nth(private, 3) as *mut pg_sys::List;
         let n = attnums.as_ref().map_or(0, |l| l.length);
         let attnums = (0..n).map(|i| pg_sys::list_nth_int(attnums, i)).collect();
-        (string((*sql_node).sval).unwrap_or_default(), attnums)
+        let relid = pg_sys::list_nth_oid(private, 4);
+        Planned {
+            head: text(0),
+            source: text(1),
+            tail: text(2),
+            attnums,
+            iceberg: (relid != pg_sys::InvalidOid).then_some(relid),
+        }
     }
+}
+
+/// The names of the table's columns (for an Iceberg table without files).
+fn column_names(relid: pg_sys::Oid) -> Vec<String> {
+    table_columns(relid).into_iter().map(|c| c.name).collect()
 }
 
 /// # Safety
@@ -344,7 +399,10 @@ pub unsafe extern "C-unwind" fn begin_foreign_scan(
     // in the per-query memory context, which outlives the scan.
     unsafe {
         let plan = (*node).ss.ps.plan as *mut pg_sys::ForeignScan;
-        let (sql, attnums) = plan_private(plan);
+        let planned = plan_private(plan);
+        let relid = (*(*node).ss.ss_currentRelation).rd_id;
+        let (sql, _) = planned.sql(&column_names(relid)).or_report();
+        let attnums = planned.attnums;
         let desc = (*(*node).ss.ss_currentRelation).rd_att;
         let inputs = attnums
             .into_iter()
@@ -488,15 +546,30 @@ pub unsafe extern "C-unwind" fn explain_foreign_scan(
         if !(*es).verbose {
             return;
         }
-        let (sql, _) = plan_private((*node).ss.ps.plan as *mut pg_sys::ForeignScan);
+        let planned = plan_private((*node).ss.ps.plan as *mut pg_sys::ForeignScan);
+        let relid = (*(*node).ss.ss_currentRelation).rd_id;
+        let (sql, files) = planned.sql(&column_names(relid)).or_report();
         let sql = std::ffi::CString::new(sql).unwrap_or_default();
         pg_sys::ExplainPropertyText(c"DuckDB Query".as_ptr(), sql.as_ptr(), es);
+        if let Some(files) = files {
+            pg_sys::ExplainPropertyInteger(
+                c"Data Files Scanned".as_ptr(),
+                std::ptr::null(),
+                files as i64,
+                es,
+            );
+        }
     }
 }
 
-/// Lake foreign tables are read-only for now: Postgres reports
-/// `cannot insert into foreign table` (or update/delete) naming the table.
+/// Foreign tables over lake files are read-only (Postgres reports `cannot insert into
+/// foreign table` naming the table); Iceberg tables take INSERT.
 #[pg_guard]
-pub unsafe extern "C-unwind" fn is_foreign_rel_updatable(_rel: pg_sys::Relation) -> i32 {
-    0
+pub unsafe extern "C-unwind" fn is_foreign_rel_updatable(rel: pg_sys::Relation) -> i32 {
+    // SAFETY: Postgres passes an open relation.
+    if crate::iceberg_table::is_iceberg_table(unsafe { (*rel).rd_id }) {
+        1 << pg_sys::CmdType::CMD_INSERT as i32
+    } else {
+        0
+    }
 }

@@ -1,12 +1,15 @@
 //! Hooks into Postgres. They only recognise what is ours and dispatch: COPY to and from
 //! lake URLs goes to [`crate::copy`], `CREATE FOREIGN TABLE t () SERVER pg_lake` to
 //! [`crate::fdw::infer`], `CREATE EXTENSION` of the original's names to [`crate::compat`].
-//! (The planner hook for full query pushdown and the transaction
-//! callbacks that commit Iceberg tables belong here too, as dispatchers.)
+//! `CREATE TABLE ... USING iceberg`, DROP, RENAME, SET SCHEMA and ALTER of Iceberg
+//! tables to [`crate::iceberg_table::ddl`]; the transaction callbacks that commit
+//! Iceberg tables are registered from here. (The planner hook for full query pushdown
+//! belongs here too, as a dispatcher.)
 
 use crate::compat;
 use crate::copy;
 use crate::fdw::infer;
+use crate::iceberg_table::ddl;
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -19,6 +22,7 @@ pub fn install() {
         PREV_PROCESS_UTILITY = pg_sys::ProcessUtility_hook;
         pg_sys::ProcessUtility_hook = Some(process_utility);
     }
+    crate::iceberg_table::xact::register_callbacks();
 }
 
 #[pg_guard]
@@ -38,6 +42,13 @@ unsafe extern "C-unwind" fn process_utility(
         let mut pstmt = pstmt;
         let mut inferred_types = Vec::new();
         let mut create_table = None;
+        let mut dropped = Vec::new();
+        let mut moved = None;
+        let writable = |pstmt: &mut *mut pg_sys::PlannedStmt| {
+            if read_only_tree {
+                *pstmt = pg_sys::copyObjectImpl((*pstmt).cast()).cast();
+            }
+        };
         let stmt = (*pstmt).utilityStmt;
         match (*stmt).type_ {
             pg_sys::NodeTag::T_CopyStmt if copy::handle(stmt.cast(), query_string, qc) => return,
@@ -46,17 +57,34 @@ unsafe extern "C-unwind" fn process_utility(
                 infer::check_declared(stmt.cast())
             }
             pg_sys::NodeTag::T_CreateForeignTableStmt => {
-                if read_only_tree {
-                    pstmt = pg_sys::copyObjectImpl(pstmt.cast()).cast();
-                }
+                writable(&mut pstmt);
                 inferred_types = infer::fill_columns((*pstmt).utilityStmt.cast());
             }
-            pg_sys::NodeTag::T_CreateStmt if copy::create_table::wants(stmt.cast()) => {
-                if read_only_tree {
-                    pstmt = pg_sys::copyObjectImpl(pstmt.cast()).cast();
+            pg_sys::NodeTag::T_CreateStmt => {
+                let kind = ddl::classify(stmt.cast());
+                let from_file = copy::create_table::wants(stmt.cast());
+                if from_file || !matches!(kind, ddl::Create::Other) {
+                    writable(&mut pstmt);
                 }
-                create_table = copy::create_table::before((*pstmt).utilityStmt.cast());
+                if from_file {
+                    create_table = copy::create_table::before((*pstmt).utilityStmt.cast());
+                }
+                match kind {
+                    ddl::Create::Iceberg => {
+                        (*pstmt).utilityStmt =
+                            ddl::to_foreign_table((*pstmt).utilityStmt.cast()).cast();
+                    }
+                    ddl::Create::Heap => ddl::use_heap((*pstmt).utilityStmt.cast()),
+                    ddl::Create::Other => {}
+                }
             }
+            pg_sys::NodeTag::T_DropStmt => {
+                writable(&mut pstmt);
+                dropped = ddl::before_drop((*pstmt).utilityStmt.cast());
+            }
+            pg_sys::NodeTag::T_RenameStmt => moved = ddl::before_rename(stmt.cast()),
+            pg_sys::NodeTag::T_AlterObjectSchemaStmt => moved = ddl::before_set_schema(stmt.cast()),
+            pg_sys::NodeTag::T_AlterTableStmt => ddl::check_alter(stmt.cast()),
             _ => {}
         }
         match PREV_PROCESS_UTILITY {
@@ -84,6 +112,15 @@ unsafe extern "C-unwind" fn process_utility(
         if !inferred_types.is_empty() {
             let stmt: *mut pg_sys::CreateForeignTableStmt = (*pstmt).utilityStmt.cast();
             infer::tie_types_to_table((*stmt).base.relation, &inferred_types);
+        }
+        if (*(*pstmt).utilityStmt).type_ == pg_sys::NodeTag::T_CreateForeignTableStmt {
+            ddl::after_create((*pstmt).utilityStmt.cast());
+        }
+        if !dropped.is_empty() {
+            ddl::after_drop(&dropped);
+        }
+        if let Some(m) = moved {
+            ddl::after_move(m);
         }
         if let Some(pending) = create_table {
             copy::create_table::after(pending);

@@ -93,6 +93,160 @@ pub fn ensure_schema() -> Result<()> {
     Ok(())
 }
 
+/// An Iceberg table's name in the shared catalog: (database, schema, table).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TableIdent {
+    pub catalog: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl TableIdent {
+    /// The catalog name of the Postgres table `relid`: catalog_name is the database,
+    /// the namespace its schema, as in the original.
+    pub fn of(relid: pg_sys::Oid) -> TableIdent {
+        // SAFETY: syscache lookups on the backend thread.
+        unsafe {
+            TableIdent {
+                catalog: crate::pg::util::string(pg_sys::get_database_name(pg_sys::MyDatabaseId))
+                    .unwrap_or_default(),
+                namespace: crate::pg::util::string(pg_sys::get_namespace_name(
+                    pg_sys::get_rel_namespace(relid),
+                ))
+                .unwrap_or_default(),
+                name: crate::pg::util::string(pg_sys::get_rel_name(relid)).unwrap_or_default(),
+            }
+        }
+    }
+
+    fn args(&self) -> Vec<pgrx::datum::DatumWithOid<'_>> {
+        vec![
+            self.catalog.as_str().into(),
+            self.namespace.as_str().into(),
+            self.name.as_str().into(),
+            shared::ICEBERG_TYPE_TABLE.into(),
+        ]
+    }
+}
+
+impl std::fmt::Display for TableIdent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}.{}",
+            crate::files::quote_ident(&self.namespace),
+            crate::files::quote_ident(&self.name)
+        )
+    }
+}
+
+/// Runs `f` as the bootstrap superuser. The catalog rows decide what every engine
+/// reads: a user who may write one Iceberg table must not be able to repoint another,
+/// so users get no privileges on the catalog tables and pg_lake's own statements on
+/// them run as the owner. An error inside `f` unwinds to (sub)transaction abort, which
+/// restores the user.
+pub fn as_catalog_owner<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    // SAFETY: user-id switching on the backend thread, restored below or by abort.
+    unsafe {
+        let mut user = pg_sys::InvalidOid;
+        let mut context = 0;
+        pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
+        pg_sys::SetUserIdAndSecContext(
+            pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID),
+            context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
+        );
+        let out = f();
+        pg_sys::SetUserIdAndSecContext(user, context);
+        out
+    }
+}
+
+/// The table's current metadata location as this transaction's snapshot sees it;
+/// `lock` also locks its row until the transaction ends (the commit path).
+pub fn metadata_location(ident: &TableIdent, lock: bool) -> Result<Option<String>> {
+    let sql = if lock {
+        shared::LOCK_METADATA_LOCATION_SQL
+    } else {
+        shared::METADATA_LOCATION_SQL
+    };
+    as_catalog_owner(|| {
+        Spi::connect_mut(|client| {
+            // FOR UPDATE needs a read-write SPI call.
+            let rows = if lock {
+                client.update(sql, Some(1), &ident.args())?
+            } else {
+                client.select(sql, Some(1), &ident.args())?
+            };
+            let mut location = None;
+            for row in rows {
+                location = row.get::<String>(1)?;
+            }
+            Ok::<_, pgrx::spi::Error>(location)
+        })
+        .map_err(spi("reading an Iceberg table's metadata location"))
+    })
+}
+
+/// Registers a new table at `location`; false when the catalog has one of that name.
+pub fn register(ident: &TableIdent, location: &str) -> Result<bool> {
+    as_catalog_owner(|| {
+        ensure_schema()?;
+        let mut args = ident.args();
+        args.push(location.into());
+        Spi::connect_mut(|client| {
+            client
+                .update(shared::INSERT_ENTITY_SQL, None, &args)
+                .map(|t| t.len() == 1)
+        })
+        .map_err(spi("registering an Iceberg table in the catalog"))
+    })
+}
+
+/// The commit: swaps the row from `expected` to `location`; false when the row no
+/// longer holds `expected`.
+pub fn swap(ident: &TableIdent, location: &str, expected: &str) -> Result<bool> {
+    let mut args = ident.args();
+    args.push(location.into());
+    args.push(expected.into());
+    as_catalog_owner(|| {
+        Spi::connect_mut(|client| {
+            client
+                .update(shared::SWAP_METADATA_LOCATION_SQL, None, &args)
+                .map(|t| t.len() == 1)
+        })
+        .map_err(spi("committing an Iceberg table's new metadata"))
+    })
+}
+
+/// Removes the table's row; answers the metadata location it had.
+pub fn unregister(ident: &TableIdent) -> Result<Option<String>> {
+    as_catalog_owner(|| {
+        Spi::connect_mut(|client| {
+            let mut location = None;
+            for row in client.update(shared::DELETE_ENTITY_SQL, None, &ident.args())? {
+                location = row.get::<String>(1)?;
+            }
+            Ok::<_, pgrx::spi::Error>(location)
+        })
+        .map_err(spi("removing an Iceberg table from the catalog"))
+    })
+}
+
+/// Renames (or moves) the table's row.
+pub fn rename(ident: &TableIdent, namespace: &str, name: &str) -> Result<()> {
+    let mut args = ident.args();
+    args.push(namespace.into());
+    args.push(name.into());
+    as_catalog_owner(|| {
+        Spi::connect_mut(|client| {
+            client
+                .update(shared::RENAME_ENTITY_SQL, None, &args)
+                .map(|_| ())
+        })
+        .map_err(spi("renaming an Iceberg table in the catalog"))
+    })
+}
+
 fn spi(what: &'static str) -> impl Fn(pgrx::spi::Error) -> Error {
     move |e| Error::Internal(format!("{what}: {e}"))
 }

@@ -72,7 +72,7 @@ impl Scaled {
     /// Checks one value's text: a value DuckDB's DECIMAL cannot hold (NaN, ±Infinity, too
     /// many integer digits) is an error naming the column, as DuckDB's own cast error would
     /// not; digits past the scale are remembered for one WARNING.
-    fn check(&mut self, text: &[u8]) -> Result<()> {
+    pub(crate) fn check(&mut self, text: &[u8]) -> Result<()> {
         let d = self.decimal;
         let fail = |why: String| {
             Err(Error::NumericOutOfRange {
@@ -296,7 +296,7 @@ unsafe extern "C-unwind" fn destroy(_dest: *mut pg_sys::DestReceiver) {
 
 /// Appends one non-NULL value: as is when that is unambiguous, quoted otherwise (an
 /// empty string must be quoted, or it would read back as NULL).
-fn write_field(out: &mut Vec<u8>, value: &[u8]) {
+pub(crate) fn write_field(out: &mut Vec<u8>, value: &[u8]) {
     let needs_quotes = value.is_empty()
         || value
             .iter()

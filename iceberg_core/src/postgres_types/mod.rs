@@ -1,7 +1,218 @@
-//! The Postgres ⇄ Iceberg schema mapping (not written yet): a Postgres table's
-//! columns to an Iceberg schema with field ids (bool, int2/int4 → int, int8 →
-//! long, float4/float8, numeric(p ≤ 38, s) → decimal, date, time, timestamp,
-//! timestamptz, text/varchar → string, uuid, bytea → binary, arrays → list,
-//! composites → struct, json/jsonb → string), and back, for `CREATE TABLE …
-//! USING iceberg`, `ALTER TABLE` and tables other engines created. Type
-//! descriptions come in as plain values, so no pgrx is needed here.
+//! The Postgres → Iceberg schema mapping for `CREATE TABLE … USING iceberg`:
+//! a table's columns, described as plain values (no pgrx here), become an
+//! Iceberg schema with field ids. bool → boolean, int2/int4 → int, int8 →
+//! long, float4 → float, float8 → double, numeric(p ≤ 38, s) → decimal(p, s),
+//! date, time, timestamp, timestamptz, text/varchar/json → string, uuid, bytea
+//! → binary, 1-D arrays → list, composites → struct.
+//!
+//! Field ids are given depth-first in column order (the columns first: 1..n,
+//! so a column's id is its position at creation), then nested fields; columns
+//! added later take ids past the table's `last-column-id`.
+
+use iceberg::spec::{ListType, NestedField, PrimitiveType, Schema, StructType, Type};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// A Postgres type, resolved as far as Iceberg needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PgType {
+    Bool,
+    Int2,
+    Int4,
+    Int8,
+    Float4,
+    Float8,
+    Numeric {
+        precision: u32,
+        scale: u32,
+    },
+    Date,
+    Time,
+    Timestamp,
+    TimestampTz,
+    /// text, varchar, bpchar, json, jsonb, enums: strings.
+    Text,
+    Uuid,
+    Bytea,
+    List(Box<PgType>),
+    Struct(Vec<PgColumn>),
+    /// A type with no Iceberg counterpart, by its Postgres name.
+    Unsupported(String),
+}
+
+/// A column (or a composite's field).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgColumn {
+    pub name: String,
+    pub ty: PgType,
+    pub not_null: bool,
+}
+
+/// The Iceberg schema (id 0) of a new table with `columns`.
+pub fn table_schema(columns: &[PgColumn]) -> Result<Schema> {
+    let mut next_id = columns.len() as i32 + 1;
+    let fields = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| field(i as i32 + 1, c, &mut next_id).map(std::sync::Arc::new))
+        .collect::<Result<Vec<_>>>()?;
+    Schema::builder()
+        .with_schema_id(0)
+        .with_fields(fields)
+        .build()
+        .map_err(Error::from)
+}
+
+fn field(id: i32, column: &PgColumn, next_id: &mut i32) -> Result<NestedField> {
+    let ty = iceberg_type(&column.name, &column.ty, next_id)?;
+    Ok(NestedField::new(
+        id,
+        column.name.clone(),
+        ty,
+        column.not_null,
+    ))
+}
+
+fn take(next_id: &mut i32) -> i32 {
+    let id = *next_id;
+    *next_id += 1;
+    id
+}
+
+fn iceberg_type(column: &str, ty: &PgType, next_id: &mut i32) -> Result<Type> {
+    let p = |t: PrimitiveType| Ok(Type::Primitive(t));
+    match ty {
+        PgType::Bool => p(PrimitiveType::Boolean),
+        PgType::Int2 | PgType::Int4 => p(PrimitiveType::Int),
+        PgType::Int8 => p(PrimitiveType::Long),
+        PgType::Float4 => p(PrimitiveType::Float),
+        PgType::Float8 => p(PrimitiveType::Double),
+        PgType::Numeric { precision, scale } => {
+            if !(1..=38).contains(precision) || scale > precision {
+                return Err(unsupported(
+                    column,
+                    &format!("numeric({precision},{scale})"),
+                    "numeric(p,s) with p up to 38 (unbounded numeric becomes double precision)",
+                ));
+            }
+            p(PrimitiveType::Decimal {
+                precision: *precision,
+                scale: *scale,
+            })
+        }
+        PgType::Date => p(PrimitiveType::Date),
+        PgType::Time => p(PrimitiveType::Time),
+        PgType::Timestamp => p(PrimitiveType::Timestamp),
+        PgType::TimestampTz => p(PrimitiveType::Timestamptz),
+        PgType::Text => p(PrimitiveType::String),
+        PgType::Uuid => p(PrimitiveType::Uuid),
+        PgType::Bytea => p(PrimitiveType::Binary),
+        PgType::List(element) => {
+            if matches!(**element, PgType::List(_)) {
+                return Err(unsupported(column, "a multi-dimensional array", "1-D arrays"));
+            }
+            let id = take(next_id);
+            let element_type = iceberg_type(column, element, next_id)?;
+            Ok(Type::List(ListType::new(std::sync::Arc::new(
+                NestedField::list_element(id, element_type, false),
+            ))))
+        }
+        PgType::Struct(fields) => {
+            let ids: Vec<i32> = fields.iter().map(|_| take(next_id)).collect();
+            let nested = fields
+                .iter()
+                .zip(ids)
+                .map(|(f, id)| field(id, f, next_id).map(std::sync::Arc::new))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Type::Struct(StructType::new(nested)))
+        }
+        PgType::Unsupported(name) => Err(unsupported(
+            column,
+            name,
+            "boolean, smallint, integer, bigint, real, double precision, numeric(p,s) with p up to 38, \
+             date, time, timestamp, timestamptz, text, varchar, char, json, jsonb, uuid, bytea, \
+             1-D arrays and composite types of these",
+        )),
+    }
+}
+
+fn unsupported(column: &str, type_name: &str, accepted: &str) -> Error {
+    Error::new(
+        ErrorKind::InvalidChange,
+        format!(
+            "column \"{column}\" has type {type_name}, which Iceberg tables do not support; supported: {accepted}"
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(name: &str, ty: PgType) -> PgColumn {
+        PgColumn {
+            name: name.into(),
+            ty,
+            not_null: false,
+        }
+    }
+
+    #[test]
+    fn columns_get_ids_in_order_then_nested_fields() {
+        let schema = table_schema(&[
+            PgColumn {
+                not_null: true,
+                ..col("id", PgType::Int8)
+            },
+            col("tags", PgType::List(Box::new(PgType::Text))),
+            col(
+                "point",
+                PgType::Struct(vec![col("x", PgType::Float8), col("y", PgType::Float8)]),
+            ),
+            col(
+                "price",
+                PgType::Numeric {
+                    precision: 12,
+                    scale: 2,
+                },
+            ),
+        ])
+        .unwrap();
+        let json = serde_json::to_value(&schema).unwrap();
+        let fields = json["fields"].as_array().unwrap();
+        let ids: Vec<i64> = fields.iter().map(|f| f["id"].as_i64().unwrap()).collect();
+        assert_eq!(ids, vec![1, 2, 3, 4]);
+        assert_eq!(fields[0]["required"], true);
+        assert_eq!(fields[0]["type"], "long");
+        assert_eq!(fields[1]["type"]["element-id"], 5);
+        assert_eq!(fields[2]["type"]["fields"][0]["id"], 6);
+        assert_eq!(fields[2]["type"]["fields"][1]["id"], 7);
+        assert_eq!(fields[3]["type"], "decimal(12, 2)");
+        assert_eq!(schema.highest_field_id(), 7);
+    }
+
+    #[test]
+    fn unsupported_types_are_named_with_what_is_accepted() {
+        let err = table_schema(&[col("d", PgType::Unsupported("interval".into()))]).unwrap_err();
+        assert!(
+            err.to_string().contains("column \"d\" has type interval"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("supported: boolean"), "{err}");
+        let err = table_schema(&[col(
+            "m",
+            PgType::List(Box::new(PgType::List(Box::new(PgType::Int4)))),
+        )])
+        .unwrap_err();
+        assert!(err.to_string().contains("multi-dimensional"), "{err}");
+        let err = table_schema(&[col(
+            "n",
+            PgType::Numeric {
+                precision: 40,
+                scale: 2,
+            },
+        )])
+        .unwrap_err();
+        assert!(err.to_string().contains("numeric(40,2)"), "{err}");
+    }
+}

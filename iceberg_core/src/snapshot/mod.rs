@@ -1,7 +1,529 @@
-//! The snapshot producer (not written yet): turns a Postgres transaction's
-//! changes to an Iceberg table (data files added, position-delete files,
-//! files removed) into manifests, a manifest list and the `add-snapshot` /
-//! `set-snapshot-ref` updates that [`crate::commit`] then applies, so that a
-//! commit from Postgres and one through the REST catalog take the same path.
-//! It stays pure: file contents in, the Avro bytes and the updates out; the
-//! caller writes the files.
+//! The snapshot producer: turns one transaction's changes to an Iceberg table
+//! (data files added, data files removed) into manifests, a manifest list and
+//! the `add-snapshot` / `set-snapshot-ref` updates, which the caller commits
+//! through [`crate::commit::commit_table`], the path REST commits take too.
+//!
+//! Pure: the bytes of existing manifest lists and manifests come in through a
+//! reader the caller passes; the Avro bytes of the new files come out, with
+//! the locations to write them at. Nothing is written here, so a caller
+//! writes every file before it swaps the catalog row, and a reader never sees
+//! a snapshot whose files are not complete.
+//!
+//! The iceberg crate's writers produce the Avro (they write through its
+//! in-memory `FileIO`, read back here), so manifests are what every Iceberg
+//! engine writes: Spark, PyIceberg and DuckDB read them unchanged.
+
+use std::collections::{HashMap, HashSet};
+
+use iceberg::io::FileIO;
+use iceberg::spec::{
+    DataContentType, DataFile, DataFileBuilder, DataFileFormat, Datum, FormatVersion, Manifest,
+    ManifestContentType, ManifestFile, ManifestList, ManifestListWriter, ManifestWriterBuilder,
+    Operation, Snapshot, SnapshotReference, SnapshotRetention, Summary, TableMetadata, MAIN_BRANCH,
+};
+use iceberg::{TableRequirement, TableUpdate};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::metadata_file::metadata_folder;
+
+/// Reads the bytes of a manifest list or manifest at a location.
+pub type Reader<'a> = dyn FnMut(&str) -> Result<Vec<u8>> + 'a;
+
+/// A Parquet data file a transaction wrote, with what DuckDB reported of it.
+/// Keys of the maps are Iceberg field ids.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NewDataFile {
+    pub path: String,
+    pub record_count: u64,
+    pub file_size_in_bytes: u64,
+    pub value_counts: HashMap<i32, u64>,
+    pub null_value_counts: HashMap<i32, u64>,
+    pub lower_bounds: HashMap<i32, Datum>,
+    pub upper_bounds: HashMap<i32, Datum>,
+}
+
+/// What one transaction did to one table.
+#[derive(Debug, Clone, Default)]
+pub struct Changes {
+    pub added: Vec<NewDataFile>,
+    /// Data files (by path) no longer part of the table: TRUNCATE, a DELETE of
+    /// every row of a file, a file rewritten without its deleted rows.
+    pub removed: HashSet<String>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty()
+    }
+}
+
+/// A file to write before the commit.
+#[derive(Debug, Clone)]
+pub struct FileToWrite {
+    pub location: String,
+    pub bytes: Vec<u8>,
+}
+
+/// A produced snapshot: its files (manifests, then the manifest list) and the
+/// requirement and updates that commit it.
+#[derive(Debug)]
+pub struct ProducedSnapshot {
+    pub snapshot_id: i64,
+    pub files: Vec<FileToWrite>,
+    pub requirements: Vec<TableRequirement>,
+    pub updates: Vec<TableUpdate>,
+}
+
+/// A live file of a snapshot, as its manifest records it.
+#[derive(Debug, Clone)]
+pub struct LiveFile {
+    pub data_file: DataFile,
+    /// The data sequence number (what position deletes apply to).
+    pub sequence_number: Option<i64>,
+}
+
+impl LiveFile {
+    pub fn path(&self) -> &str {
+        self.data_file.file_path()
+    }
+}
+
+/// The manifests of the table's current snapshot (none for a table without one).
+pub fn current_manifests(metadata: &TableMetadata, read: &mut Reader) -> Result<Vec<ManifestFile>> {
+    let Some(snapshot) = metadata.current_snapshot() else {
+        return Ok(Vec::new());
+    };
+    manifests_of(metadata, snapshot, read)
+}
+
+/// The manifests of one snapshot.
+pub fn manifests_of(
+    metadata: &TableMetadata,
+    snapshot: &Snapshot,
+    read: &mut Reader,
+) -> Result<Vec<ManifestFile>> {
+    let bytes = read(snapshot.manifest_list())?;
+    let list = ManifestList::parse_with_version(&bytes, metadata.format_version())
+        .map_err(|e| invalid(snapshot.manifest_list(), e))?;
+    Ok(list.consume_entries().into_iter().collect())
+}
+
+/// The live data and delete files of `manifests`.
+pub fn live_files(manifests: &[ManifestFile], read: &mut Reader) -> Result<Vec<LiveFile>> {
+    let mut files = Vec::new();
+    for manifest in manifests {
+        for entry in read_manifest(manifest, read)?.entries() {
+            if entry.is_alive() {
+                files.push(LiveFile {
+                    data_file: entry.data_file().clone(),
+                    sequence_number: entry.sequence_number(),
+                });
+            }
+        }
+    }
+    Ok(files)
+}
+
+fn read_manifest(manifest: &ManifestFile, read: &mut Reader) -> Result<Manifest> {
+    let bytes = read(&manifest.manifest_path)?;
+    Manifest::parse_avro(&bytes).map_err(|e| invalid(&manifest.manifest_path, e))
+}
+
+fn invalid(location: &str, e: iceberg::Error) -> Error {
+    Error::new(
+        ErrorKind::InvalidMetadata,
+        format!("{location} is not a readable Iceberg manifest file: {e}"),
+    )
+}
+
+/// A fresh snapshot id: positive, random, not used by the table yet.
+fn new_snapshot_id(metadata: &TableMetadata) -> i64 {
+    loop {
+        let (high, _) = uuid::Uuid::new_v4().as_u64_pair();
+        let id = (high & i64::MAX as u64) as i64;
+        if id != 0 && metadata.snapshot_by_id(id).is_none() {
+            return id;
+        }
+    }
+}
+
+/// The data file record of a new Parquet file.
+fn data_file(file: &NewDataFile, spec_id: i32) -> Result<DataFile> {
+    DataFileBuilder::default()
+        .content(DataContentType::Data)
+        .file_path(file.path.clone())
+        .file_format(DataFileFormat::Parquet)
+        .record_count(file.record_count)
+        .file_size_in_bytes(file.file_size_in_bytes)
+        .value_counts(file.value_counts.clone())
+        .null_value_counts(file.null_value_counts.clone())
+        .lower_bounds(file.lower_bounds.clone())
+        .upper_bounds(file.upper_bounds.clone())
+        .partition_spec_id(spec_id)
+        .build()
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidChange,
+                format!("data file {}: {e}", file.path),
+            )
+        })
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = iceberg::Result<T>>) -> Result<T> {
+    futures::executor::block_on(f).map_err(Error::from)
+}
+
+/// Produces the snapshot that applies `changes` on top of the current
+/// snapshot of `metadata`, whose manifests are `current` (from
+/// [`current_manifests`]). Manifests holding a removed file are rewritten
+/// (its entry marked deleted, the others kept as existing); the others are
+/// carried over as they are. `now_ms` is the snapshot's timestamp.
+pub fn produce(
+    metadata: &TableMetadata,
+    current: Vec<ManifestFile>,
+    changes: &Changes,
+    read: &mut Reader,
+    now_ms: i64,
+) -> Result<ProducedSnapshot> {
+    if metadata.format_version() == FormatVersion::V1 {
+        return Err(Error::new(
+            ErrorKind::InvalidChange,
+            "writing to format-version 1 tables is not supported; the table must be format-version 2",
+        ));
+    }
+    let snapshot_id = new_snapshot_id(metadata);
+    let parent = metadata.current_snapshot();
+    let sequence_number = metadata.last_sequence_number() + 1;
+    let schema = metadata.current_schema().clone();
+    let spec = metadata.default_partition_spec().as_ref().clone();
+    if !spec.is_unpartitioned() && !changes.added.is_empty() {
+        return Err(Error::new(
+            ErrorKind::InvalidChange,
+            "writing to a partitioned Iceberg table is not supported yet",
+        ));
+    }
+    let folder = metadata_folder(metadata.location(), metadata.properties());
+    let commit_id = uuid::Uuid::new_v4();
+    let io = FileIO::new_with_memory();
+    let mut files = Vec::new();
+    let mut manifests = Vec::new();
+    let mut found: HashSet<&str> = HashSet::new();
+    let mut removed_records = 0u64;
+    let mut removed_bytes = 0u64;
+
+    for (i, manifest) in current.into_iter().enumerate() {
+        if changes.removed.is_empty() || manifest.content != ManifestContentType::Data {
+            manifests.push(manifest);
+            continue;
+        }
+        let parsed = read_manifest(&manifest, read)?;
+        let hits = parsed
+            .entries()
+            .iter()
+            .any(|e| e.is_alive() && changes.removed.contains(e.file_path()));
+        if !hits {
+            manifests.push(manifest);
+            continue;
+        }
+        let location = format!("{folder}/{commit_id}-r{i}.avro");
+        let spec_of_manifest = metadata
+            .partition_spec_by_id(manifest.partition_spec_id)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidMetadata,
+                    format!(
+                        "manifest {} names partition spec {}, which the table does not have",
+                        manifest.manifest_path, manifest.partition_spec_id
+                    ),
+                )
+            })?
+            .as_ref()
+            .clone();
+        let mut writer = ManifestWriterBuilder::new(
+            io.new_output(&location)?,
+            Some(snapshot_id),
+            schema.clone(),
+            spec_of_manifest,
+        )
+        .build_v2_data();
+        for entry in parsed.entries() {
+            if !entry.is_alive() {
+                continue;
+            }
+            let seq = entry.sequence_number().unwrap_or(manifest.sequence_number);
+            let file_seq = entry.file_sequence_number.or(Some(seq));
+            if let Some(path) = changes.removed.get(entry.file_path()) {
+                found.insert(path.as_str());
+                removed_records += entry.record_count();
+                removed_bytes += entry.file_size_in_bytes();
+                writer.add_delete_file(entry.data_file().clone(), seq, file_seq)?;
+            } else {
+                let snapshot = entry.snapshot_id().unwrap_or(manifest.added_snapshot_id);
+                writer.add_existing_file(entry.data_file().clone(), snapshot, seq, file_seq)?;
+            }
+        }
+        manifests.push(block_on(writer.write_manifest_file())?);
+        files.push(FileToWrite {
+            bytes: block_on(io.new_input(&location)?.read())?.to_vec(),
+            location,
+        });
+    }
+    if let Some(missing) = changes.removed.iter().find(|p| !found.contains(p.as_str())) {
+        return Err(Error::new(
+            ErrorKind::CommitConflict,
+            format!(
+                "data file {missing} is no longer part of the table: another commit removed it"
+            ),
+        ));
+    }
+
+    let added_records: u64 = changes.added.iter().map(|f| f.record_count).sum();
+    let added_bytes: u64 = changes.added.iter().map(|f| f.file_size_in_bytes).sum();
+    if !changes.added.is_empty() {
+        let location = format!("{folder}/{commit_id}-m0.avro");
+        let mut writer = ManifestWriterBuilder::new(
+            io.new_output(&location)?,
+            Some(snapshot_id),
+            schema.clone(),
+            spec.clone(),
+        )
+        .build_v2_data();
+        for file in &changes.added {
+            writer.add_file(data_file(file, spec.spec_id())?, sequence_number)?;
+        }
+        manifests.push(block_on(writer.write_manifest_file())?);
+        files.push(FileToWrite {
+            bytes: block_on(io.new_input(&location)?.read())?.to_vec(),
+            location,
+        });
+    }
+
+    let list_location = format!("{folder}/snap-{snapshot_id}-1-{commit_id}.avro");
+    let mut list = ManifestListWriter::v2(
+        block_on(io.new_output(&list_location)?.writer())?,
+        snapshot_id,
+        parent.map(|p| p.snapshot_id()),
+        sequence_number,
+    );
+    list.add_manifests(manifests.into_iter())?;
+    block_on(list.close())?;
+    files.push(FileToWrite {
+        bytes: block_on(io.new_input(&list_location)?.read())?.to_vec(),
+        location: list_location.clone(),
+    });
+
+    let operation = match (changes.added.is_empty(), changes.removed.is_empty()) {
+        (false, true) => Operation::Append,
+        (true, false) => Operation::Delete,
+        _ => Operation::Overwrite,
+    };
+    let previous = |key: &str| -> u64 {
+        parent
+            .and_then(|p| p.summary().additional_properties.get(key))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let mut summary = HashMap::new();
+    let mut put = |k: &str, v: u64| {
+        summary.insert(k.to_string(), v.to_string());
+    };
+    put("added-data-files", changes.added.len() as u64);
+    put("added-records", added_records);
+    put("added-files-size", added_bytes);
+    put("deleted-data-files", changes.removed.len() as u64);
+    put("deleted-records", removed_records);
+    put("removed-files-size", removed_bytes);
+    put(
+        "total-data-files",
+        (previous("total-data-files") + changes.added.len() as u64)
+            .saturating_sub(changes.removed.len() as u64),
+    );
+    put(
+        "total-records",
+        (previous("total-records") + added_records).saturating_sub(removed_records),
+    );
+    put(
+        "total-files-size",
+        (previous("total-files-size") + added_bytes).saturating_sub(removed_bytes),
+    );
+    put("total-delete-files", 0);
+    put("total-position-deletes", 0);
+    put("total-equality-deletes", 0);
+
+    let snapshot = Snapshot::builder()
+        .with_snapshot_id(snapshot_id)
+        .with_parent_snapshot_id(parent.map(|p| p.snapshot_id()))
+        .with_sequence_number(sequence_number)
+        .with_timestamp_ms(now_ms.max(metadata.last_updated_ms()))
+        .with_manifest_list(list_location)
+        .with_summary(Summary {
+            operation,
+            additional_properties: summary,
+        })
+        .with_schema_id(schema.schema_id())
+        .build();
+    Ok(ProducedSnapshot {
+        snapshot_id,
+        files,
+        requirements: vec![TableRequirement::RefSnapshotIdMatch {
+            r#ref: MAIN_BRANCH.to_string(),
+            snapshot_id: parent.map(|p| p.snapshot_id()),
+        }],
+        updates: vec![
+            TableUpdate::AddSnapshot { snapshot },
+            TableUpdate::SetSnapshotRef {
+                ref_name: MAIN_BRANCH.to_string(),
+                reference: SnapshotReference::new(
+                    snapshot_id,
+                    SnapshotRetention::branch(None, None, None),
+                ),
+            },
+        ],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commit::tests::table_at;
+    use crate::commit::{commit_table, TableCommit};
+
+    fn file(path: &str, rows: u64) -> NewDataFile {
+        NewDataFile {
+            path: path.into(),
+            record_count: rows,
+            file_size_in_bytes: 100 * rows,
+            value_counts: HashMap::from([(1, rows)]),
+            null_value_counts: HashMap::from([(1, 0)]),
+            lower_bounds: HashMap::from([(1, Datum::long(1))]),
+            upper_bounds: HashMap::from([(1, Datum::long(rows as i64))]),
+        }
+    }
+
+    /// Applies `changes` to `metadata`, keeping every written file in `store`.
+    fn commit(
+        metadata: &TableMetadata,
+        location: &str,
+        store: &mut HashMap<String, Vec<u8>>,
+        changes: &Changes,
+    ) -> Result<(TableMetadata, String)> {
+        let mut read = |l: &str| {
+            store
+                .get(l)
+                .cloned()
+                .ok_or_else(|| Error::new(ErrorKind::InvalidMetadata, format!("no file {l}")))
+        };
+        let current = current_manifests(metadata, &mut read)?;
+        let produced = produce(metadata, current, changes, &mut read, 1_700_000_000_000)?;
+        for f in produced.files {
+            store.insert(f.location, f.bytes);
+        }
+        match commit_table(
+            metadata,
+            location,
+            &produced.requirements,
+            &produced.updates,
+        )? {
+            TableCommit::Write(staged) => Ok((staged.metadata, staged.location)),
+            TableCommit::Unchanged => panic!("a snapshot changes the table"),
+        }
+    }
+
+    fn live(metadata: &TableMetadata, store: &HashMap<String, Vec<u8>>) -> Vec<String> {
+        let mut read = |l: &str| Ok(store[l].clone());
+        let manifests = current_manifests(metadata, &mut read).unwrap();
+        let mut paths: Vec<String> = live_files(&manifests, &mut read)
+            .unwrap()
+            .into_iter()
+            .map(|f| f.path().to_string())
+            .collect();
+        paths.sort();
+        paths
+    }
+
+    #[test]
+    fn appends_and_removals_make_snapshots_readers_follow() {
+        let t0 = table_at("/w/t", &[]);
+        let mut store = HashMap::new();
+        let loc0 = "/w/t/metadata/00000-0b6e0d2c-3f49-4a43-9a4b-1d2f0c7b6a11.metadata.json";
+        let add = |paths: &[(&str, u64)]| Changes {
+            added: paths.iter().map(|(p, n)| file(p, *n)).collect(),
+            removed: HashSet::new(),
+        };
+        let (t1, loc1) =
+            commit(&t0, loc0, &mut store, &add(&[("/w/t/data/a.parquet", 3)])).unwrap();
+        assert_eq!(live(&t1, &store), vec!["/w/t/data/a.parquet"]);
+        let s1 = t1.current_snapshot().unwrap();
+        assert_eq!(s1.sequence_number(), 1);
+        assert_eq!(s1.summary().operation, Operation::Append);
+        assert_eq!(s1.summary().additional_properties["total-records"], "3");
+
+        let (t2, loc2) =
+            commit(&t1, &loc1, &mut store, &add(&[("/w/t/data/b.parquet", 2)])).unwrap();
+        assert_eq!(
+            live(&t2, &store),
+            vec!["/w/t/data/a.parquet", "/w/t/data/b.parquet"]
+        );
+        let s2 = t2.current_snapshot().unwrap();
+        assert_eq!(s2.parent_snapshot_id(), Some(s1.snapshot_id()));
+        assert_eq!(s2.summary().additional_properties["total-records"], "5");
+
+        let remove = Changes {
+            added: vec![file("/w/t/data/c.parquet", 1)],
+            removed: HashSet::from(["/w/t/data/a.parquet".to_string()]),
+        };
+        let (t3, _) = commit(&t2, &loc2, &mut store, &remove).unwrap();
+        assert_eq!(
+            live(&t3, &store),
+            vec!["/w/t/data/b.parquet", "/w/t/data/c.parquet"]
+        );
+        let s3 = t3.current_snapshot().unwrap();
+        assert_eq!(s3.summary().operation, Operation::Overwrite);
+        assert_eq!(s3.summary().additional_properties["total-records"], "3");
+        // The stats of a file survive the round trip through the manifest.
+        let mut read = |l: &str| Ok(store[l].clone());
+        let files = live_files(&current_manifests(&t3, &mut read).unwrap(), &mut read).unwrap();
+        let c = files
+            .iter()
+            .find(|f| f.path().ends_with("c.parquet"))
+            .unwrap();
+        assert_eq!(c.data_file.record_count(), 1);
+        assert_eq!(c.data_file.upper_bounds()[&1], Datum::long(1));
+        assert_eq!(c.sequence_number, Some(3));
+    }
+
+    #[test]
+    fn a_commit_on_a_stale_snapshot_is_a_conflict() {
+        let t0 = table_at("/w/t", &[]);
+        let mut store = HashMap::new();
+        let loc0 = "/w/t/metadata/00000-0b6e0d2c-3f49-4a43-9a4b-1d2f0c7b6a11.metadata.json";
+        let changes = Changes {
+            added: vec![file("/w/t/data/a.parquet", 1)],
+            removed: HashSet::new(),
+        };
+        let mut read = |l: &str| Ok(store.get(l).cloned().unwrap_or_default());
+        let stale = produce(&t0, Vec::new(), &changes, &mut read, 1).unwrap();
+        let (t1, _) = commit(&t0, loc0, &mut store, &changes).unwrap();
+        let err = commit_table(
+            &t1,
+            "/w/t/metadata/x.metadata.json",
+            &stale.requirements,
+            &stale.updates,
+        )
+        .unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+    }
+
+    #[test]
+    fn removing_a_file_another_commit_removed_is_a_conflict() {
+        let t0 = table_at("/w/t", &[]);
+        let mut store = HashMap::new();
+        let loc0 = "/w/t/metadata/00000-0b6e0d2c-3f49-4a43-9a4b-1d2f0c7b6a11.metadata.json";
+        let changes = Changes {
+            added: vec![],
+            removed: HashSet::from(["/w/t/data/gone.parquet".to_string()]),
+        };
+        let err = commit(&t0, loc0, &mut store, &changes).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::CommitConflict);
+    }
+}

@@ -1,0 +1,609 @@
+//! DDL of Iceberg tables.
+//!
+//! - `CREATE TABLE t (...) USING iceberg` (or `pg_lake_iceberg`, or any plain CREATE
+//!   TABLE while `default_table_access_method` is one of them) becomes, before Postgres
+//!   runs it, `CREATE FOREIGN TABLE t (...) SERVER pg_lake_iceberg OPTIONS (<the WITH
+//!   options>)`, as in the original. Unbounded numeric (or precision above 38) becomes
+//!   double precision (`pg_lake_iceberg.unsupported_numeric_as_double`, on).
+//! - Once a foreign table on `pg_lake_iceberg` exists, [`register`] writes its first
+//!   metadata file (the Postgres columns as an Iceberg schema with field ids) at its
+//!   location and inserts its catalog row, in the same transaction: PyIceberg sees the
+//!   table through the REST catalog the moment CREATE commits.
+//! - DROP TABLE of Iceberg tables becomes DROP FOREIGN TABLE and removes their rows;
+//!   RENAME and SET SCHEMA move their rows; ALTER TABLE takes OWNER TO, SET/DROP
+//!   DEFAULT and SET/DROP NOT NULL, and refuses the rest by name.
+//!
+//! The `iceberg` table access method exists so that `USING iceberg` and
+//! `default_table_access_method = 'iceberg'` are accepted; no relation ever uses it
+//! (creating one is refused), since every CREATE naming it is rewritten first.
+
+use std::collections::HashMap;
+
+use pg_lake_iceberg::commit::{new_table, NewTable};
+use pg_lake_iceberg::metadata_file::{file_bytes, next_table_metadata_location, to_json};
+use pg_lake_iceberg::postgres_types::{table_schema, PgColumn, PgType};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use super::catalog::{self, TableIdent};
+use super::{core_error, is_iceberg_table, storage, xact, SERVER};
+use crate::error::{Error, OrReport, Result};
+use crate::files::access::{check, local_path, Access};
+use crate::files::{location_of, Location};
+use crate::pg::util::{def_elems, list_ptrs, pstrdup, string};
+use crate::types::PgShape;
+
+/// Options an Iceberg table accepts (in CREATE TABLE ... WITH, or as FDW options).
+pub const OPTIONS: &str = "location";
+
+fn is_iceberg_am(name: &str) -> bool {
+    matches!(name, "iceberg" | "pg_lake_iceberg")
+}
+
+/// What a CREATE TABLE is, for us.
+pub enum Create {
+    /// Not ours.
+    Other,
+    /// An Iceberg table.
+    Iceberg,
+    /// A temporary or unlogged table while the default access method is iceberg: it
+    /// stays a heap table.
+    Heap,
+}
+
+/// # Safety
+/// `stmt` must be a valid CreateStmt.
+pub unsafe fn classify(stmt: *mut pg_sys::CreateStmt) -> Create {
+    // SAFETY: guaranteed by the caller; the GUC is a backend-global string.
+    unsafe {
+        if let Some(am) = string((*stmt).accessMethod) {
+            return if is_iceberg_am(&am) {
+                Create::Iceberg
+            } else {
+                Create::Other
+            };
+        }
+        let default = string(pg_sys::default_table_access_method).unwrap_or_default();
+        if !is_iceberg_am(&default) || !(*stmt).partbound.is_null() {
+            return Create::Other;
+        }
+        if (*(*stmt).relation).relpersistence
+            != pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char
+        {
+            return Create::Heap;
+        }
+        Create::Iceberg
+    }
+}
+
+/// Makes a temporary or unlogged table a heap table (see [`Create::Heap`]).
+///
+/// # Safety
+/// `stmt` must be a valid, writable CreateStmt.
+pub unsafe fn use_heap(stmt: *mut pg_sys::CreateStmt) {
+    // SAFETY: guaranteed by the caller.
+    unsafe { (*stmt).accessMethod = pstrdup("heap") };
+}
+
+/// The CREATE FOREIGN TABLE an Iceberg CREATE TABLE becomes.
+///
+/// # Safety
+/// `stmt` must be a valid, writable CreateStmt that [`classify`] called Iceberg.
+pub unsafe fn to_foreign_table(
+    stmt: *mut pg_sys::CreateStmt,
+) -> *mut pg_sys::CreateForeignTableStmt {
+    // SAFETY: guaranteed by the caller; nodes are palloc'd in the statement's context.
+    unsafe {
+        let refuse = |what: &str| -> ! {
+            Error::FeatureNotSupported(format!("Iceberg tables cannot be {what}")).report()
+        };
+        if (*(*stmt).relation).relpersistence
+            != pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char
+        {
+            refuse("temporary or unlogged");
+        }
+        if !(*stmt).partspec.is_null() {
+            refuse("partitioned tables (PARTITION BY); use the partition_by option once it lands");
+        }
+        if !(*stmt).partbound.is_null() {
+            refuse("partitions of another table");
+        }
+        if !(*stmt).inhRelations.is_null() {
+            refuse("created with INHERITS");
+        }
+        if !(*stmt).ofTypename.is_null() {
+            refuse("typed tables (OF type)");
+        }
+        if !(*stmt).tablespacename.is_null() {
+            refuse("placed in a tablespace (they live at their location)");
+        }
+        let options = def_elems((*stmt).options);
+        for (name, _) in &options {
+            if !name.eq_ignore_ascii_case("location") {
+                Error::UnknownOption {
+                    option: name.to_ascii_lowercase(),
+                    valid: OPTIONS,
+                }
+                .report();
+            }
+        }
+        numeric_as_double(stmt);
+        let node = pg_sys::palloc0(std::mem::size_of::<pg_sys::CreateForeignTableStmt>())
+            as *mut pg_sys::CreateForeignTableStmt;
+        (*node).base = *stmt;
+        (*node).base.type_ = pg_sys::NodeTag::T_CreateForeignTableStmt;
+        (*node).base.accessMethod = std::ptr::null_mut();
+        (*node).base.options = std::ptr::null_mut();
+        (*node).servername = pstrdup(SERVER);
+        (*node).options = (*stmt).options;
+        node
+    }
+}
+
+/// Declares unbounded numeric columns (and precision above 38) double precision.
+///
+/// # Safety
+/// `stmt` must be a valid, writable CreateStmt.
+unsafe fn numeric_as_double(stmt: *mut pg_sys::CreateStmt) {
+    if !crate::guc::UNSUPPORTED_NUMERIC_AS_DOUBLE.get() {
+        return;
+    }
+    // SAFETY: guaranteed by the caller; type lookups on the backend thread.
+    unsafe {
+        for node in list_ptrs::<pg_sys::Node>((*stmt).tableElts) {
+            if (*node).type_ != pg_sys::NodeTag::T_ColumnDef {
+                continue;
+            }
+            let def = node as *mut pg_sys::ColumnDef;
+            let type_name = (*def).typeName;
+            if type_name.is_null() {
+                continue;
+            }
+            let (mut typid, mut typmod) = (pg_sys::InvalidOid, -1);
+            pg_sys::typenameTypeIdAndMod(std::ptr::null_mut(), type_name, &mut typid, &mut typmod);
+            let element = pg_sys::get_element_type(typid);
+            let base = if element != pg_sys::InvalidOid {
+                element
+            } else {
+                typid
+            };
+            let unsupported =
+                base == pg_sys::NUMERICOID && (typmod < 4 || (((typmod - 4) >> 16) & 0xffff) > 38);
+            if unsupported {
+                let names = pg_sys::lappend(
+                    pg_sys::lappend(
+                        std::ptr::null_mut(),
+                        pg_sys::makeString(pstrdup("pg_catalog")).cast(),
+                    ),
+                    pg_sys::makeString(pstrdup("float8")).cast(),
+                );
+                (*type_name).names = names;
+                (*type_name).typmods = std::ptr::null_mut();
+                (*type_name).typemod = -1;
+                (*type_name).typeOid = pg_sys::InvalidOid;
+            }
+        }
+    }
+}
+
+/// After Postgres created a foreign table on `pg_lake_iceberg`: registers it.
+///
+/// # Safety
+/// `stmt` must be the CreateForeignTableStmt that just ran.
+pub unsafe fn after_create(stmt: *mut pg_sys::CreateForeignTableStmt) {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        if string((*stmt).servername).as_deref() != Some(SERVER) {
+            return;
+        }
+        let relid = pg_sys::RangeVarGetRelidExtended(
+            (*stmt).base.relation,
+            pg_sys::NoLock as i32,
+            0,
+            None,
+            std::ptr::null_mut(),
+        );
+        register(relid, &def_elems((*stmt).options)).or_report();
+    }
+}
+
+/// The Iceberg type of a Postgres column.
+fn pg_type(shape: &PgShape, typid: Option<pg_sys::Oid>) -> PgType {
+    match shape {
+        PgShape::Bool => PgType::Bool,
+        PgShape::Int2 => PgType::Int2,
+        PgShape::Int4 => PgType::Int4,
+        PgShape::Int8 => PgType::Int8,
+        PgShape::Float4 => PgType::Float4,
+        PgShape::Float8 => PgType::Float8,
+        PgShape::Numeric(Some((p, s))) => PgType::Numeric {
+            precision: *p as u32,
+            scale: *s as u32,
+        },
+        PgShape::Numeric(None) => PgType::Unsupported("numeric without a precision".into()),
+        PgShape::Text | PgShape::Json => PgType::Text,
+        PgShape::Bytea if typid.is_some() => PgType::Bytea,
+        PgShape::Bytea => PgType::Unsupported("bytea inside an array or composite".into()),
+        PgShape::Date => PgType::Date,
+        PgShape::Time => PgType::Time,
+        PgShape::Timestamp => PgType::Timestamp,
+        PgShape::TimestampTz => PgType::TimestampTz,
+        PgShape::Uuid => PgType::Uuid,
+        PgShape::Interval => PgType::Unsupported("interval".into()),
+        PgShape::Array(e) => PgType::List(Box::new(pg_type(e, None))),
+        PgShape::Composite(fields) => PgType::Struct(
+            fields
+                .iter()
+                .map(|(n, t)| PgColumn {
+                    name: n.clone(),
+                    ty: pg_type(t, None),
+                    not_null: false,
+                })
+                .collect(),
+        ),
+        PgShape::Other => match typid {
+            // SAFETY: syscache lookups on the backend thread.
+            Some(typid) => unsafe {
+                let base = pg_sys::getBaseType(typid);
+                if pg_sys::get_typtype(base) == pg_sys::TYPTYPE_ENUM as std::ffi::c_char {
+                    PgType::Text
+                } else {
+                    PgType::Unsupported(string(pg_sys::format_type_be(typid)).unwrap_or_default())
+                }
+            },
+            None => PgType::Unsupported(
+                "a type without an Iceberg counterpart inside an array or composite".into(),
+            ),
+        },
+    }
+}
+
+/// The table's columns as the Iceberg core sees them.
+fn columns(relid: pg_sys::Oid) -> Vec<PgColumn> {
+    // SAFETY: the relation was just created by this transaction and is open here.
+    unsafe {
+        let rel = pg_sys::RelationIdGetRelation(relid);
+        let desc = (*rel).rd_att;
+        let columns = (0..(*desc).natts as usize)
+            .map(|i| *(*desc).attrs.as_ptr().add(i))
+            .filter(|a| !a.attisdropped)
+            .map(|a| PgColumn {
+                name: pgrx::name_data_to_str(&a.attname).to_string(),
+                ty: pg_type(&PgShape::of(a.atttypid, a.atttypmod), Some(a.atttypid)),
+                not_null: a.attnotnull,
+            })
+            .collect();
+        pg_sys::RelationClose(rel);
+        columns
+    }
+}
+
+/// `<prefix>/<database>/<schema>/<table>/<oid>`, as the original.
+fn default_location(ident: &TableIdent, relid: pg_sys::Oid) -> Result<String> {
+    let prefix = crate::guc::DEFAULT_LOCATION_PREFIX
+        .get()
+        .map(|p| p.to_string_lossy().trim_end_matches('/').to_string())
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "Iceberg table {ident} has no location: set pg_lake_iceberg.default_location_prefix, or create it WITH (location = 'url')"
+            ))
+        })?;
+    Ok(format!(
+        "{prefix}/{}/{}/{}/{}",
+        ident.catalog,
+        ident.namespace,
+        ident.name,
+        u32::from(relid)
+    ))
+}
+
+/// Fails unless the current user may write at `location`; a local location is created
+/// (as the server's OS user, whose rights then apply).
+fn check_writable(location: &str) -> Result<()> {
+    if location_of(location)? == Location::ObjectStore {
+        return check(location, Access::Write);
+    }
+    let path = local_path(location);
+    if !path.is_absolute() {
+        return Err(Error::InvalidOptionValue {
+            option: "location".into(),
+            value: location.to_string(),
+            expected: "an absolute path or an s3:// or gs:// URL".into(),
+        });
+    }
+    let existing = path
+        .ancestors()
+        .find(|a| a.exists())
+        .unwrap_or(std::path::Path::new("/"));
+    check(
+        &existing.join(".pg_lake").display().to_string(),
+        Access::Write,
+    )?;
+    std::fs::create_dir_all(&path).map_err(|e| Error::LocalFile {
+        path: path.display().to_string(),
+        action: "writing",
+        reason: e.to_string(),
+        not_found: false,
+    })
+}
+
+/// Writes the first metadata file of Iceberg table `relid` and registers it.
+pub fn register(relid: pg_sys::Oid, options: &[(String, String)]) -> Result<()> {
+    let ident = TableIdent::of(relid);
+    let name = ident.to_string();
+    let mut location = None;
+    for (option, value) in options {
+        match option.to_ascii_lowercase().as_str() {
+            "location" => location = Some(value.trim_end_matches('/').to_string()),
+            other => {
+                return Err(Error::UnknownOption {
+                    option: other.to_string(),
+                    valid: OPTIONS,
+                })
+            }
+        }
+    }
+    let location = match location {
+        Some(l) => l,
+        None => default_location(&ident, relid)?,
+    };
+    check_writable(&location)?;
+    let schema = table_schema(&columns(relid)).map_err(core_error(&name))?;
+    let metadata = new_table(NewTable {
+        schema,
+        partition_spec: None,
+        sort_order: None,
+        location,
+        properties: HashMap::new(),
+    })
+    .map_err(core_error(&name))?;
+    let file = next_table_metadata_location(&metadata, None).map_err(core_error(&name))?;
+    let json = to_json(&metadata).map_err(core_error(&name))?;
+    let bytes = file_bytes(&file, &json).map_err(core_error(&name))?;
+    xact::will_write(&file);
+    storage::write(&file, &bytes)?;
+    if !catalog::register(&ident, &file)? {
+        return Err(Error::InvalidArgument(format!(
+            "the Iceberg catalog already has a table {name} in catalog \"{}\"",
+            ident.catalog
+        )));
+    }
+    Ok(())
+}
+
+/// The relation a statement names, if it exists.
+///
+/// # Safety
+/// `rv` must be a valid RangeVar.
+unsafe fn relid_of(rv: *mut pg_sys::RangeVar) -> Option<pg_sys::Oid> {
+    // SAFETY: guaranteed by the caller.
+    let relid = unsafe {
+        pg_sys::RangeVarGetRelidExtended(
+            rv,
+            pg_sys::NoLock as i32,
+            pg_sys::RVROption::RVR_MISSING_OK,
+            None,
+            std::ptr::null_mut(),
+        )
+    };
+    (relid != pg_sys::InvalidOid).then_some(relid)
+}
+
+/// Before a DROP TABLE / DROP FOREIGN TABLE: the Iceberg tables it drops. A DROP TABLE
+/// of Iceberg tables only is made a DROP FOREIGN TABLE (they are foreign tables).
+///
+/// # Safety
+/// `stmt` must be a valid, writable DropStmt.
+pub unsafe fn before_drop(stmt: *mut pg_sys::DropStmt) -> Vec<TableIdent> {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        let kind = (*stmt).removeType;
+        if kind != pg_sys::ObjectType::OBJECT_TABLE
+            && kind != pg_sys::ObjectType::OBJECT_FOREIGN_TABLE
+        {
+            return Vec::new();
+        }
+        let mut iceberg = Vec::new();
+        let mut others = 0;
+        for names in list_ptrs::<pg_sys::List>((*stmt).objects) {
+            let rv = pg_sys::makeRangeVarFromNameList(names);
+            match relid_of(rv) {
+                Some(relid) if is_iceberg_table(relid) => iceberg.push(TableIdent::of(relid)),
+                Some(_) => others += 1,
+                None => {}
+            }
+        }
+        if kind == pg_sys::ObjectType::OBJECT_TABLE && !iceberg.is_empty() {
+            if others > 0 {
+                Error::FeatureNotSupported(
+                    "DROP TABLE cannot drop Iceberg tables and other tables in one statement"
+                        .into(),
+                )
+                .report();
+            }
+            (*stmt).removeType = pg_sys::ObjectType::OBJECT_FOREIGN_TABLE;
+        }
+        iceberg
+    }
+}
+
+/// After the DROP: the dropped tables leave the catalog. Their files stay where they
+/// are (a snapshot some reader still holds may reference them).
+pub fn after_drop(dropped: &[TableIdent]) {
+    for ident in dropped {
+        catalog::unregister(ident).or_report();
+    }
+}
+
+/// A rename (or schema move) of an Iceberg table to apply to its catalog row.
+pub struct Move {
+    from: TableIdent,
+    namespace: Option<String>,
+    name: Option<String>,
+}
+
+/// # Safety
+/// `stmt` must be a valid RenameStmt.
+pub unsafe fn before_rename(stmt: *mut pg_sys::RenameStmt) -> Option<Move> {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        if (*stmt).relation.is_null() {
+            return None;
+        }
+        let relid = relid_of((*stmt).relation)?;
+        if !is_iceberg_table(relid) {
+            return None;
+        }
+        match (*stmt).renameType {
+            pg_sys::ObjectType::OBJECT_TABLE | pg_sys::ObjectType::OBJECT_FOREIGN_TABLE => {
+                Some(Move {
+                    from: TableIdent::of(relid),
+                    namespace: None,
+                    name: string((*stmt).newname),
+                })
+            }
+            pg_sys::ObjectType::OBJECT_COLUMN => Error::FeatureNotSupported(
+                "RENAME COLUMN is not supported on Iceberg tables yet".into(),
+            )
+            .report(),
+            _ => None,
+        }
+    }
+}
+
+/// # Safety
+/// `stmt` must be a valid AlterObjectSchemaStmt.
+pub unsafe fn before_set_schema(stmt: *mut pg_sys::AlterObjectSchemaStmt) -> Option<Move> {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        if (*stmt).relation.is_null() {
+            return None;
+        }
+        let relid = relid_of((*stmt).relation)?;
+        is_iceberg_table(relid).then(|| Move {
+            from: TableIdent::of(relid),
+            namespace: string((*stmt).newschema),
+            name: None,
+        })
+    }
+}
+
+pub fn after_move(m: Move) {
+    let namespace = m.namespace.unwrap_or_else(|| m.from.namespace.clone());
+    let name = m.name.unwrap_or_else(|| m.from.name.clone());
+    catalog::rename(&m.from, &namespace, &name).or_report();
+}
+
+#[allow(non_upper_case_globals)]
+/// Refuses ALTER TABLE commands that would change an Iceberg table's schema or
+/// location behind its metadata's back.
+///
+/// # Safety
+/// `stmt` must be a valid AlterTableStmt.
+pub unsafe fn check_alter(stmt: *mut pg_sys::AlterTableStmt) {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        let Some(relid) = relid_of((*stmt).relation) else {
+            return;
+        };
+        if !is_iceberg_table(relid) {
+            return;
+        }
+        use pg_sys::AlterTableType::*;
+        for cmd in list_ptrs::<pg_sys::AlterTableCmd>((*stmt).cmds) {
+            let what = match (*cmd).subtype {
+                AT_ChangeOwner | AT_ColumnDefault | AT_SetNotNull | AT_DropNotNull => continue,
+                AT_AddColumn => "ADD COLUMN",
+                AT_DropColumn => "DROP COLUMN",
+                AT_AlterColumnType => "ALTER COLUMN TYPE",
+                AT_GenericOptions => "OPTIONS",
+                AT_AddConstraint => "ADD CONSTRAINT",
+                _ => "this ALTER TABLE command",
+            };
+            Error::FeatureNotSupported(format!(
+                "{what} is not supported on Iceberg tables yet; supported: OWNER TO, SET/DROP DEFAULT, SET/DROP NOT NULL, RENAME, SET SCHEMA"
+            ))
+            .report();
+        }
+    }
+}
+
+/// Table access method `iceberg`: accepted by name, never used by a relation.
+static mut ROUTINE: Option<pg_sys::TableAmRoutine> = None;
+
+fn refuse_storage(rel: pg_sys::Relation) -> ! {
+    // SAFETY: Postgres passes the relation being created.
+    let name = unsafe { string((*(*rel).rd_rel).relname.data.as_ptr()) }.unwrap_or_default();
+    Error::FeatureNotSupported(format!(
+        "\"{name}\" cannot be created with access method iceberg this way: use CREATE TABLE ... USING iceberg"
+    ))
+    .report()
+}
+
+#[cfg(feature = "pg15")]
+#[pg_guard]
+unsafe extern "C-unwind" fn set_new_storage(
+    rel: pg_sys::Relation,
+    _node: *const pg_sys::RelFileNode,
+    _persistence: std::ffi::c_char,
+    _xid: *mut pg_sys::TransactionId,
+    _multi: *mut pg_sys::MultiXactId,
+) {
+    refuse_storage(rel)
+}
+
+#[cfg(not(feature = "pg15"))]
+#[pg_guard]
+unsafe extern "C-unwind" fn set_new_storage(
+    rel: pg_sys::Relation,
+    _node: *const pg_sys::RelFileLocator,
+    _persistence: std::ffi::c_char,
+    _xid: *mut pg_sys::TransactionId,
+    _multi: *mut pg_sys::MultiXactId,
+) {
+    refuse_storage(rel)
+}
+
+#[unsafe(no_mangle)]
+#[doc(hidden)]
+pub extern "C" fn pg_finfo_pg_lake_iceberg_am_handler() -> &'static pg_sys::Pg_finfo_record {
+    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1
+}
+
+/// The handler of table access methods `iceberg` and `pg_lake_iceberg`: heap's
+/// routine, except that no relation can be created with it.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn pg_lake_iceberg_am_handler(
+    _fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
+    // SAFETY: the routine is built once on the backend thread and never freed.
+    unsafe {
+        let routine = &mut *std::ptr::addr_of_mut!(ROUTINE);
+        if routine.is_none() {
+            let mut copy = *pg_sys::GetHeapamTableAmRoutine();
+            #[cfg(feature = "pg15")]
+            {
+                copy.relation_set_new_filenode = Some(set_new_storage);
+            }
+            #[cfg(not(feature = "pg15"))]
+            {
+                copy.relation_set_new_filelocator = Some(set_new_storage);
+            }
+            *routine = Some(copy);
+        }
+        pg_sys::Datum::from(routine.as_ref().expect("built above") as *const pg_sys::TableAmRoutine)
+    }
+}
+
+extension_sql!(
+    r#"
+CREATE FUNCTION pg_lake_iceberg_am_handler(internal) RETURNS table_am_handler
+    LANGUAGE c AS 'MODULE_PATHNAME', 'pg_lake_iceberg_am_handler';
+CREATE ACCESS METHOD iceberg TYPE TABLE HANDLER pg_lake_iceberg_am_handler;
+CREATE ACCESS METHOD pg_lake_iceberg TYPE TABLE HANDLER pg_lake_iceberg_am_handler;
+"#,
+    name = "iceberg_access_method"
+);

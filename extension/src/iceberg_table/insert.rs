@@ -1,0 +1,616 @@
+//! INSERT and COPY FROM into an Iceberg table: the executor hands each row to
+//! [`exec_foreign_insert`], which renders it as one CSV line streamed into a DuckDB
+//! staging table over pgduck_server (`COPY ... FROM STDIN`, as COPY TO a lake URL
+//! does); when the statement ends, DuckDB writes the staged rows as one Parquet data
+//! file with the table's Iceberg field ids and reports its row count and size
+//! (`RETURN_STATS`), and the file joins the transaction's pending changes.
+//!
+//! Values travel exactly and independently of the session's DateStyle or TimeZone:
+//! dates and timestamps as their integer days / microseconds since 2000-01-01, bytea
+//! as hex digits, arrays and composites as JSON, everything else in its output form.
+//! Values an Iceberg table cannot hold (dates and timestamps outside what Iceberg's
+//! readers accept, `infinity`, NaN in a bounded numeric) are errors naming the column.
+
+use bytes::Bytes;
+use iceberg::spec::{NestedField, Type};
+use pg_lake_iceberg::snapshot::NewDataFile;
+use pgrx::memcxt::PgMemoryContexts;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use super::{tables, xact};
+use crate::error::{Error, OrReport, Result};
+use crate::files::{location_of, quote_ident, quote_literal, Location};
+use crate::pg::util::string;
+use crate::pgduck::{Connection, CopyIn};
+use crate::types::PgShape;
+use crate::write::csv_sink::{self, Scaled};
+
+/// Bytes of CSV handed to pgduck_server at a time.
+const CHUNK_BYTES: usize = 256 * 1024;
+
+/// Microseconds from 1970-01-01 to 2000-01-01 (Postgres' epoch).
+const POSTGRES_EPOCH_US: i64 = 946_684_800_000_000;
+/// Days from 2000-01-01 to -4712-01-01 and to 9999-12-31: the dates Iceberg tables hold.
+const MIN_DATE: i32 = -2_451_507;
+const MAX_DATE: i32 = 2_921_939;
+/// Microseconds from 2000-01-01 to 0001-01-01 00:00 and to 9999-12-31 23:59:59.999999.
+const MIN_TIMESTAMP: i64 = -63_082_281_600_000_000;
+const MAX_TIMESTAMP: i64 = 252_455_615_999_999_999;
+
+/// How one column's values are rendered.
+enum Kind {
+    Output(pg_sys::FmgrInfo),
+    Numeric(pg_sys::FmgrInfo, Scaled),
+    Date,
+    Timestamp,
+    TimestampTz,
+    Bytea,
+    ArrayJson,
+    RowJson,
+}
+
+struct Column {
+    name: String,
+    kind: Kind,
+    /// DuckDB expression turning staged text `c<i>` into the Parquet column.
+    duckdb: String,
+}
+
+/// One INSERT's (or COPY FROM's) rows on their way to a data file.
+pub struct InsertState {
+    relid: pg_sys::Oid,
+    columns: Vec<Column>,
+    /// The table's location and the DuckDB `FIELD_IDS` of its current schema.
+    location: String,
+    field_ids: String,
+    staging: String,
+    sink: Option<CopyIn>,
+    out: Vec<u8>,
+    rows: u64,
+    row_context: pg_sys::MemoryContext,
+}
+
+/// The DuckDB type a column of `shape` is written as, matching its Iceberg type.
+fn parquet_type(column: &str, shape: &PgShape) -> Result<String> {
+    Ok(match shape {
+        PgShape::Bool => "BOOLEAN".into(),
+        PgShape::Int2 | PgShape::Int4 => "INTEGER".into(),
+        PgShape::Int8 => "BIGINT".into(),
+        PgShape::Float4 => "FLOAT".into(),
+        PgShape::Float8 => "DOUBLE".into(),
+        PgShape::Numeric(Some((p, s))) if *p <= 38 => format!("DECIMAL({p},{s})"),
+        PgShape::Text | PgShape::Json | PgShape::Other => "VARCHAR".into(),
+        PgShape::Bytea => "BLOB".into(),
+        PgShape::Date => "DATE".into(),
+        PgShape::Time => "TIME".into(),
+        PgShape::Timestamp => "TIMESTAMP".into(),
+        PgShape::TimestampTz => "TIMESTAMPTZ".into(),
+        PgShape::Uuid => "UUID".into(),
+        PgShape::Array(e) => format!("{}[]", parquet_type(column, e)?),
+        PgShape::Composite(fields) => {
+            let fields = fields
+                .iter()
+                .map(|(n, t)| Ok(format!("{} {}", quote_ident(n), parquet_type(column, t)?)))
+                .collect::<Result<Vec<_>>>()?;
+            format!("STRUCT({})", fields.join(", "))
+        }
+        PgShape::Numeric(_) | PgShape::Interval => {
+            return Err(Error::FeatureNotSupported(format!(
+                "column \"{column}\" has a type Iceberg tables cannot store"
+            )))
+        }
+    })
+}
+
+/// DuckDB's `FIELD_IDS` value for `fields`: `{a: 1, s: {__duckdb_field_id: 3, x: 4}}`.
+fn field_ids(fields: &[std::sync::Arc<NestedField>]) -> String {
+    let parts: Vec<String> = fields
+        .iter()
+        .map(|f| format!("{}: {}", quote_ident(&f.name), field_id_value(f)))
+        .collect();
+    format!("{{{}}}", parts.join(", "))
+}
+
+fn field_id_value(field: &NestedField) -> String {
+    let nested = |children: Vec<String>| {
+        let mut parts = vec![format!("__duckdb_field_id: {}", field.id)];
+        parts.extend(children);
+        format!("{{{}}}", parts.join(", "))
+    };
+    match field.field_type.as_ref() {
+        Type::Primitive(_) => field.id.to_string(),
+        Type::Struct(s) => nested(
+            s.fields()
+                .iter()
+                .map(|f| format!("{}: {}", quote_ident(&f.name), field_id_value(f)))
+                .collect(),
+        ),
+        Type::List(l) => nested(vec![format!(
+            "element: {}",
+            field_id_value(&l.element_field)
+        )]),
+        Type::Map(m) => nested(vec![
+            format!("key: {}", field_id_value(&m.key_field)),
+            format!("value: {}", field_id_value(&m.value_field)),
+        ]),
+    }
+}
+
+impl InsertState {
+    /// # Safety
+    /// `rel` must be an open Iceberg table.
+    unsafe fn new(rel: pg_sys::Relation) -> Result<InsertState> {
+        // SAFETY: guaranteed by the caller; output functions are looked up in the
+        // executor's memory context, which outlives the state.
+        unsafe {
+            let relid = (*rel).rd_id;
+            let (_, snapshot) = tables::current(relid)?;
+            let schema = snapshot.metadata.current_schema();
+            let desc = (*rel).rd_att;
+            let mut columns = Vec::new();
+            for i in 0..(*desc).natts as usize {
+                let att = *(*desc).attrs.as_ptr().add(i);
+                if att.attisdropped {
+                    continue;
+                }
+                let name = pgrx::name_data_to_str(&att.attname).to_string();
+                if schema.field_by_name(&name).is_none() {
+                    return Err(Error::IcebergMetadata {
+                        table: crate::pg::util::qualified_name(relid),
+                        reason: format!("column \"{name}\" is not in the Iceberg schema"),
+                    });
+                }
+                let shape = PgShape::of(att.atttypid, att.atttypmod);
+                let staged = format!("c{}", columns.len() + 1);
+                let target = parquet_type(&name, &shape)?;
+                let output = || {
+                    let (mut func, mut varlena) = (pg_sys::InvalidOid, false);
+                    pg_sys::getTypeOutputInfo(att.atttypid, &mut func, &mut varlena);
+                    let mut info = pg_sys::FmgrInfo::default();
+                    pg_sys::fmgr_info(func, &mut info);
+                    info
+                };
+                let (kind, duckdb) = match &shape {
+                    PgShape::Date => (
+                        Kind::Date,
+                        format!("CAST(DATE '2000-01-01' + CAST({staged} AS INTEGER) AS DATE)"),
+                    ),
+                    PgShape::Timestamp => (
+                        Kind::Timestamp,
+                        format!("make_timestamp(CAST({staged} AS BIGINT) + {POSTGRES_EPOCH_US})"),
+                    ),
+                    PgShape::TimestampTz => (
+                        Kind::TimestampTz,
+                        format!(
+                            "timezone('UTC', make_timestamp(CAST({staged} AS BIGINT) + {POSTGRES_EPOCH_US}))"
+                        ),
+                    ),
+                    PgShape::Bytea => (Kind::Bytea, format!("unhex({staged})")),
+                    PgShape::Array(_) => (
+                        Kind::ArrayJson,
+                        format!("CAST(CAST({staged} AS JSON) AS {target})"),
+                    ),
+                    PgShape::Composite(_) => (
+                        Kind::RowJson,
+                        format!("CAST(CAST({staged} AS JSON) AS {target})"),
+                    ),
+                    PgShape::Numeric(Some((p, s))) => (
+                        Kind::Numeric(
+                            output(),
+                            Scaled::new(
+                                columns.len(),
+                                name.clone(),
+                                crate::types::Decimal {
+                                    precision: *p as u32,
+                                    scale: *s as u32,
+                                    narrower: false,
+                                },
+                            ),
+                        ),
+                        format!("CAST({staged} AS {target})"),
+                    ),
+                    _ => (Kind::Output(output()), format!("CAST({staged} AS {target})")),
+                };
+                columns.push(Column { name, kind, duckdb });
+            }
+            let row_context = pg_sys::AllocSetContextCreateInternal(
+                pg_sys::CurrentMemoryContext,
+                c"pg_lake Iceberg insert row".as_ptr(),
+                pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+                pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+                pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+            );
+            Ok(InsertState {
+                relid,
+                columns,
+                location: snapshot
+                    .metadata
+                    .location()
+                    .trim_end_matches('/')
+                    .to_string(),
+                field_ids: field_ids(schema.as_struct().fields()),
+                staging: format!("pg_lake_insert_{}", uuid::Uuid::new_v4().simple()),
+                sink: None,
+                out: Vec::with_capacity(CHUNK_BYTES + 4096),
+                rows: 0,
+                row_context,
+            })
+        }
+    }
+
+    /// The staging table and its COPY, opened with the first row.
+    fn sink(&mut self) -> Result<&mut CopyIn> {
+        if self.sink.is_none() {
+            xact::delete_orphans();
+            let mut conn = Connection::acquire()?;
+            let cols: Vec<String> = (1..=self.columns.len())
+                .map(|i| format!("c{i} VARCHAR"))
+                .collect();
+            let cols = if cols.is_empty() {
+                // A table without columns still has rows; DuckDB tables need a column.
+                "c0 VARCHAR".to_string()
+            } else {
+                cols.join(", ")
+            };
+            conn.execute(&format!("CREATE TEMP TABLE {} ({cols})", self.staging))?;
+            self.sink = Some(conn.copy_in(&format!(
+                "COPY {} FROM STDIN ({})",
+                self.staging,
+                csv_sink::DUCKDB_OPTIONS
+            ))?);
+        }
+        Ok(self.sink.as_mut().expect("opened above"))
+    }
+
+    fn ship(&mut self) -> Result<()> {
+        if !self.out.is_empty() {
+            let chunk = std::mem::replace(&mut self.out, Vec::with_capacity(CHUNK_BYTES + 4096));
+            self.sink()?.send(Bytes::from(chunk))?;
+        }
+        Ok(())
+    }
+
+    /// # Safety
+    /// `slot` must hold a row of the table `new` was built for.
+    unsafe fn add_row(&mut self, slot: *mut pg_sys::TupleTableSlot) -> Result<()> {
+        // SAFETY: guaranteed by the caller; values are rendered in the row context.
+        unsafe {
+            let natts = (*(*slot).tts_tupleDescriptor).natts;
+            if i32::from((*slot).tts_nvalid) < natts {
+                pg_sys::slot_getsomeattrs_int(slot, natts);
+            }
+            let desc = (*slot).tts_tupleDescriptor;
+            let old = pg_sys::MemoryContextSwitchTo(self.row_context);
+            let mut column = 0;
+            let result = (|| -> Result<()> {
+                for i in 0..natts as usize {
+                    if (*(*desc).attrs.as_ptr().add(i)).attisdropped {
+                        continue;
+                    }
+                    if column > 0 {
+                        self.out.push(b',');
+                    }
+                    let value = *(*slot).tts_values.add(i);
+                    if !*(*slot).tts_isnull.add(i) {
+                        self.render(column, value)?;
+                    }
+                    column += 1;
+                }
+                if self.columns.is_empty() {
+                    self.out.extend_from_slice(b"\"\"");
+                }
+                self.out.push(b'\n');
+                Ok(())
+            })();
+            pg_sys::MemoryContextSwitchTo(old);
+            pg_sys::MemoryContextReset(self.row_context);
+            result?;
+            self.rows += 1;
+            if self.out.len() >= CHUNK_BYTES {
+                self.ship()?;
+            }
+            Ok(())
+        }
+    }
+
+    /// # Safety
+    /// `value` must be a non-NULL datum of column `index`'s type.
+    unsafe fn render(&mut self, index: usize, value: pg_sys::Datum) -> Result<()> {
+        let column = &mut self.columns[index];
+        let out = &mut self.out;
+        let out_of_range = |value: String, why: &str| Error::IcebergOutOfRange {
+            column: column.name.clone(),
+            value,
+            why: why.to_string(),
+        };
+        // SAFETY: guaranteed by the caller.
+        unsafe {
+            match &mut column.kind {
+                Kind::Output(finfo) => {
+                    let text = pg_sys::OutputFunctionCall(finfo, value);
+                    csv_sink::write_field(out, std::ffi::CStr::from_ptr(text).to_bytes());
+                }
+                Kind::Numeric(finfo, scaled) => {
+                    let text = pg_sys::OutputFunctionCall(finfo, value);
+                    let text = std::ffi::CStr::from_ptr(text).to_bytes();
+                    scaled.check(text)?;
+                    csv_sink::write_field(out, text);
+                }
+                Kind::Date => {
+                    let days = value.value() as i32;
+                    if !(MIN_DATE..=MAX_DATE).contains(&days) {
+                        let text = string(pg_sys::OutputFunctionCall(&mut date_output(), value))
+                            .unwrap_or_default();
+                        return Err(out_of_range(
+                            text,
+                            "Iceberg dates range from -4712-01-01 to 9999-12-31",
+                        ));
+                    }
+                    out.extend_from_slice(days.to_string().as_bytes());
+                }
+                Kind::Timestamp | Kind::TimestampTz => {
+                    let micros = value.value() as i64;
+                    if !(MIN_TIMESTAMP..=MAX_TIMESTAMP).contains(&micros) {
+                        let text = if micros == i64::MAX {
+                            "infinity".to_string()
+                        } else if micros == i64::MIN {
+                            "-infinity".to_string()
+                        } else {
+                            format!("{micros} microseconds after 2000-01-01")
+                        };
+                        return Err(out_of_range(
+                            text,
+                            "Iceberg timestamps range from 0001-01-01 to 9999-12-31 23:59:59.999999",
+                        ));
+                    }
+                    out.extend_from_slice(micros.to_string().as_bytes());
+                }
+                Kind::Bytea => {
+                    let bytes = <&[u8]>::from_datum(value, false).unwrap_or_default();
+                    out.reserve(bytes.len() * 2);
+                    for b in bytes {
+                        out.extend_from_slice(format!("{b:02x}").as_bytes());
+                    }
+                    if bytes.is_empty() {
+                        out.extend_from_slice(b"\"\"");
+                    }
+                }
+                Kind::ArrayJson | Kind::RowJson => {
+                    let func: pg_sys::PGFunction = match column.kind {
+                        Kind::ArrayJson => Some(pg_array_to_json),
+                        _ => Some(pg_row_to_json),
+                    };
+                    let json = pg_sys::DirectFunctionCall1Coll(func, pg_sys::InvalidOid, value);
+                    let text = pg_sys::text_to_cstring(json.cast_mut_ptr());
+                    csv_sink::write_field(out, std::ffi::CStr::from_ptr(text).to_bytes());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the statement: the staged rows become one data file of the transaction.
+    fn finish(&mut self) -> Result<()> {
+        if self.rows == 0 {
+            return Ok(());
+        }
+        self.ship()?;
+        let sink = self.sink.take().expect("rows were sent");
+        let (mut conn, loaded) = sink.finish()?;
+        if loaded != self.rows {
+            return Err(Error::Internal(format!(
+                "pgduck_server loaded {loaded} rows of the {} sent",
+                self.rows
+            )));
+        }
+        let url = format!("{}/data/{}.parquet", self.location, uuid::Uuid::new_v4());
+        if location_of(&url)? == Location::Local {
+            let dir = crate::files::access::local_path(&format!("{}/data", self.location));
+            std::fs::create_dir_all(&dir).map_err(|e| Error::LocalFile {
+                path: dir.display().to_string(),
+                action: "writing",
+                reason: e.to_string(),
+                not_found: false,
+            })?;
+        }
+        let select: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| format!("{} AS {}", c.duckdb, quote_ident(&c.name)))
+            .collect();
+        let select = if select.is_empty() {
+            "*".to_string()
+        } else {
+            select.join(", ")
+        };
+        xact::will_write(&url);
+        let rows = conn.query(&format!(
+            "COPY (SELECT {select} FROM {}) TO {} (FORMAT parquet, FIELD_IDS {}, RETURN_STATS)",
+            self.staging,
+            quote_literal(&url),
+            self.field_ids
+        ))?;
+        conn.execute(&format!("DROP TABLE {}", self.staging))?;
+        let stats = rows
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Protocol(format!("COPY TO {url} returned no statistics")))?;
+        let number = |i: usize, what: &str| -> Result<u64> {
+            stats
+                .get(i)
+                .cloned()
+                .flatten()
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| Error::Protocol(format!("COPY TO {url} returned no {what}")))
+        };
+        let record_count = number(1, "row count")?;
+        if record_count != self.rows {
+            return Err(Error::Internal(format!(
+                "DuckDB wrote {record_count} rows of the {} staged",
+                self.rows
+            )));
+        }
+        xact::add_file(
+            self.relid,
+            NewDataFile {
+                path: url.clone(),
+                record_count,
+                file_size_in_bytes: number(2, "file size")?,
+                ..Default::default()
+            },
+        );
+        Ok(())
+    }
+}
+
+// Postgres' own SQL functions, called directly (pgrx wraps its bindings of them in Rust
+// functions, which are not `PGFunction`s). Both take the value's type from the value
+// itself (the array header, the row's type id), so no call context is needed.
+unsafe extern "C-unwind" {
+    #[link_name = "array_to_json"]
+    fn pg_array_to_json(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum;
+    #[link_name = "row_to_json"]
+    fn pg_row_to_json(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum;
+}
+
+fn date_output() -> pg_sys::FmgrInfo {
+    // SAFETY: looks up date's output function on the backend thread.
+    unsafe {
+        let (mut func, mut varlena) = (pg_sys::InvalidOid, false);
+        pg_sys::getTypeOutputInfo(pg_sys::DATEOID, &mut func, &mut varlena);
+        let mut info = pg_sys::FmgrInfo::default();
+        pg_sys::fmgr_info(func, &mut info);
+        info
+    }
+}
+
+/// # Safety
+/// `rinfo` must be a valid ResultRelInfo.
+unsafe fn state<'a>(rinfo: *mut pg_sys::ResultRelInfo) -> Option<&'a mut InsertState> {
+    // SAFETY: guaranteed by the caller; ri_FdwState is ours or NULL.
+    unsafe { ((*rinfo).ri_FdwState as *mut InsertState).as_mut() }
+}
+
+/// # Safety
+/// `rinfo` must be a valid ResultRelInfo of an Iceberg table.
+unsafe fn begin(rinfo: *mut pg_sys::ResultRelInfo) {
+    // SAFETY: guaranteed by the caller. The state is dropped with the executor's
+    // memory context, on success and on error alike (an unfinished COPY discards its
+    // connection then).
+    unsafe {
+        let state = InsertState::new((*rinfo).ri_RelationDesc).or_report();
+        (*rinfo).ri_FdwState = PgMemoryContexts::CurrentMemoryContext
+            .leak_and_drop_on_delete(state)
+            .cast();
+    }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn plan_foreign_modify(
+    root: *mut pg_sys::PlannerInfo,
+    plan: *mut pg_sys::ModifyTable,
+    _result_relation: pg_sys::Index,
+    _subplan_index: std::ffi::c_int,
+) -> *mut pg_sys::List {
+    // SAFETY: the planner passes valid nodes.
+    unsafe {
+        let _ = root;
+        if (*plan).operation != pg_sys::CmdType::CMD_INSERT {
+            Error::FeatureNotSupported(
+                "UPDATE and DELETE on Iceberg tables are not supported yet".into(),
+            )
+            .report();
+        }
+        if !(*plan).onConflictSet.is_null()
+            || (*plan).onConflictAction != pg_sys::OnConflictAction::ONCONFLICT_NONE
+        {
+            Error::FeatureNotSupported(
+                "INSERT ... ON CONFLICT is not supported on Iceberg tables".into(),
+            )
+            .report();
+        }
+    }
+    std::ptr::null_mut()
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn begin_foreign_modify(
+    _mtstate: *mut pg_sys::ModifyTableState,
+    rinfo: *mut pg_sys::ResultRelInfo,
+    _fdw_private: *mut pg_sys::List,
+    _subplan_index: std::ffi::c_int,
+    eflags: std::ffi::c_int,
+) {
+    if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 != 0 {
+        return;
+    }
+    // SAFETY: the executor passes a valid ResultRelInfo of our table.
+    unsafe { begin(rinfo) }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn begin_foreign_insert(
+    _mtstate: *mut pg_sys::ModifyTableState,
+    rinfo: *mut pg_sys::ResultRelInfo,
+) {
+    // SAFETY: the executor (or COPY FROM) passes a valid ResultRelInfo of our table.
+    unsafe { begin(rinfo) }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn exec_foreign_insert(
+    estate: *mut pg_sys::EState,
+    rinfo: *mut pg_sys::ResultRelInfo,
+    slot: *mut pg_sys::TupleTableSlot,
+    _plan_slot: *mut pg_sys::TupleTableSlot,
+) -> *mut pg_sys::TupleTableSlot {
+    // SAFETY: the executor passes our ResultRelInfo and a slot of the table's rows.
+    unsafe {
+        // Postgres leaves NOT NULL and CHECK constraints of foreign tables to their
+        // wrapper; an Iceberg table enforces them as a heap table does.
+        if !(*(*(*rinfo).ri_RelationDesc).rd_att).constr.is_null() {
+            pg_sys::ExecConstraints(rinfo, slot, estate);
+        }
+        if let Some(state) = state(rinfo) {
+            state.add_row(slot).or_report();
+        }
+    }
+    slot
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn end_foreign_modify(
+    _estate: *mut pg_sys::EState,
+    rinfo: *mut pg_sys::ResultRelInfo,
+) {
+    // SAFETY: the executor passes our ResultRelInfo.
+    unsafe {
+        if let Some(state) = state(rinfo) {
+            state.finish().or_report();
+        }
+    }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn exec_foreign_truncate(
+    rels: *mut pg_sys::List,
+    _behavior: pg_sys::DropBehavior::Type,
+    _restart_seqs: bool,
+) {
+    // SAFETY: Postgres passes a list of open, locked relations.
+    unsafe {
+        for rel in crate::pg::util::list_ptrs::<pg_sys::RelationData>(rels) {
+            let relid = (*rel).rd_id;
+            if !super::is_iceberg_table(relid) {
+                Error::FeatureNotSupported(format!(
+                    "cannot truncate {}: it is a foreign table over lake files",
+                    crate::pg::util::qualified_name(relid)
+                ))
+                .report();
+            }
+            let (_, snapshot) = tables::current(relid).or_report();
+            xact::truncate(relid, snapshot.data_files().map(str::to_string).collect());
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! A table's snapshot as a statement sees it: the metadata file its catalog row names
+//! (read under the statement's MVCC snapshot, so REPEATABLE READ sees one snapshot for
+//! the whole transaction), that file's current manifests and their live files.
+//!
+//! Metadata files are written once under unique names, so what was read of one is
+//! cached by its location for the life of the backend: a commit by any engine makes a
+//! new location, which the next statement reads (no stale cache).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use iceberg::spec::{DataContentType, ManifestFile, TableMetadata};
+use pg_lake_iceberg::metadata_file::parse_table_metadata;
+use pg_lake_iceberg::snapshot::{self, LiveFile};
+use pgrx::pg_sys;
+
+use super::catalog::{metadata_location, TableIdent};
+use super::{core_error, storage};
+use crate::error::{Error, Result};
+
+/// What one metadata file says the table is.
+pub struct Snapshot {
+    pub metadata: TableMetadata,
+    pub manifests: Vec<ManifestFile>,
+    pub files: Vec<LiveFile>,
+}
+
+impl Snapshot {
+    /// Paths of the live data files.
+    pub fn data_files(&self) -> impl Iterator<Item = &str> {
+        self.files
+            .iter()
+            .filter(|f| f.data_file.content_type() == DataContentType::Data)
+            .map(|f| f.path())
+    }
+}
+
+/// Snapshots read by this backend, by metadata location; a few dozen at most.
+const CACHED: usize = 64;
+
+thread_local! {
+    static CACHE: RefCell<HashMap<String, Rc<Snapshot>>> = RefCell::new(HashMap::new());
+}
+
+/// A reader of manifest lists and manifests for the Iceberg core.
+pub fn reader() -> impl FnMut(&str) -> pg_lake_iceberg::Result<Vec<u8>> {
+    |location: &str| {
+        storage::read(location).map_err(|e| {
+            pg_lake_iceberg::Error::new(
+                pg_lake_iceberg::ErrorKind::InvalidMetadata,
+                format!("cannot read {location}: {e}"),
+            )
+        })
+    }
+}
+
+/// The snapshot the metadata file at `location` describes.
+pub fn load(ident: &TableIdent, location: &str) -> Result<Rc<Snapshot>> {
+    if let Some(hit) = CACHE.with(|c| c.borrow().get(location).cloned()) {
+        return Ok(hit);
+    }
+    let table = ident.to_string();
+    let bytes = storage::read(location)?;
+    let (metadata, _) = parse_table_metadata(location, &bytes).map_err(core_error(&table))?;
+    let mut read = reader();
+    // A metadata file another engine committed decides which files DuckDB reads: all
+    // of them must lie under the table's location, or a catalog client could point
+    // pgduck_server at any file it can reach.
+    let base = format!("{}/", metadata.location().trim_end_matches('/'));
+    let outside = |path: &str| -> Result<()> {
+        if path.starts_with(&base) && !path[base.len()..].split('/').any(|p| p == "..") {
+            Ok(())
+        } else {
+            Err(Error::IcebergMetadata {
+                table: table.clone(),
+                reason: format!("file {path} is outside the table's location {base}"),
+            })
+        }
+    };
+    if let Some(current) = metadata.current_snapshot() {
+        outside(current.manifest_list())?;
+    }
+    let manifests =
+        snapshot::current_manifests(&metadata, &mut read).map_err(core_error(&table))?;
+    for m in &manifests {
+        outside(&m.manifest_path)?;
+    }
+    let files = snapshot::live_files(&manifests, &mut read).map_err(core_error(&table))?;
+    for f in &files {
+        outside(f.path())?;
+    }
+    let loaded = Rc::new(Snapshot {
+        metadata,
+        manifests,
+        files,
+    });
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= CACHED {
+            c.clear();
+        }
+        c.insert(location.to_string(), loaded.clone());
+    });
+    Ok(loaded)
+}
+
+/// The committed snapshot of Iceberg table `relid` as the current statement sees it.
+pub fn current(relid: pg_sys::Oid) -> Result<(TableIdent, Rc<Snapshot>)> {
+    let ident = TableIdent::of(relid);
+    let location = metadata_location(&ident, false)?.ok_or_else(|| Error::IcebergMetadata {
+        table: ident.to_string(),
+        reason: "the table is not registered in the Iceberg catalog (lake_catalog.iceberg_tables)"
+            .into(),
+    })?;
+    let snapshot = load(&ident, &location)?;
+    Ok((ident, snapshot))
+}
+
+/// The DuckDB table expression a scan of Iceberg table `relid` reads, with the number
+/// of data files in it: the committed snapshot's files as the statement sees them, less
+/// what this transaction removed, plus what it added. `columns` name the table's
+/// columns, for a table without files.
+pub fn scan_source(relid: pg_sys::Oid, columns: &[String]) -> Result<(String, usize)> {
+    let (ident, snapshot) = current(relid)?;
+    if snapshot
+        .files
+        .iter()
+        .any(|f| f.data_file.content_type() != DataContentType::Data)
+    {
+        return Err(Error::FeatureNotSupported(format!(
+            "Iceberg table {ident} has delete files; reading tables with deletes is not supported yet"
+        )));
+    }
+    let (added, removed) = super::xact::pending_files(relid);
+    let files: Vec<String> = snapshot
+        .data_files()
+        .filter(|f| !removed.contains(*f))
+        .map(str::to_string)
+        .chain(added)
+        .collect();
+    if files.is_empty() {
+        let cols: Vec<String> = columns
+            .iter()
+            .map(|c| format!("CAST(NULL AS VARCHAR) AS {}", crate::files::quote_ident(c)))
+            .collect();
+        let cols = if cols.is_empty() {
+            "1 AS \"?\"".to_string()
+        } else {
+            cols.join(", ")
+        };
+        return Ok((format!("(SELECT {cols} LIMIT 0)"), 0));
+    }
+    let list: Vec<String> = files
+        .iter()
+        .map(|f| crate::files::quote_literal(f))
+        .collect();
+    Ok((
+        format!(
+            "read_parquet([{}], hive_partitioning = false)",
+            list.join(", ")
+        ),
+        files.len(),
+    ))
+}

@@ -1,0 +1,324 @@
+//! The transaction's pending changes to Iceberg tables and their commit.
+//!
+//! INSERT adds data files, TRUNCATE removes the files it saw; each change is tagged
+//! with the subtransaction that made it, so a rolled-back savepoint drops exactly its
+//! own. At PRE_COMMIT every changed table gets one new snapshot: its catalog row is
+//! locked (`FOR UPDATE`: a concurrent committer, from Postgres or REST, waits), the
+//! snapshot is produced on top of the metadata that row names, by the Iceberg core
+//! the REST catalog commits with, and its files are written before the row is swapped
+//! in this same Postgres transaction. Appends commute: another commit that landed
+//! meanwhile is simply the new base. A removal whose file another commit removed
+//! first fails with SQLSTATE 40001.
+//!
+//! Files written by work that did not commit (an aborted transaction or savepoint, a
+//! failed commit) are deleted by this backend at its next write or commit, best
+//! effort: a crash leaves them unreferenced for VACUUM's orphan-file removal.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+
+use pg_lake_iceberg::commit::{commit_table, TableCommit};
+use pg_lake_iceberg::metadata_file::{file_bytes, to_json};
+use pg_lake_iceberg::snapshot::{self, Changes, NewDataFile};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use super::catalog::{self, TableIdent};
+use super::{core_error, storage, tables};
+use crate::error::{Error, OrReport, Result};
+
+/// One table's changes in this transaction.
+struct Pending {
+    relid: pg_sys::Oid,
+    added: Vec<(pg_sys::SubTransactionId, NewDataFile)>,
+    removed: Vec<(pg_sys::SubTransactionId, String)>,
+}
+
+#[derive(Default)]
+struct State {
+    tables: Vec<Pending>,
+    /// Files this transaction wrote, by subtransaction: orphans if it does not commit.
+    written: Vec<(pg_sys::SubTransactionId, String)>,
+    /// Files of work that did not commit, still to delete.
+    orphans: Vec<String>,
+}
+
+thread_local! {
+    static STATE: RefCell<State> = RefCell::new(State::default());
+}
+
+fn subxact() -> pg_sys::SubTransactionId {
+    // SAFETY: reads the current subtransaction id on the backend thread.
+    unsafe { pg_sys::GetCurrentSubTransactionId() }
+}
+
+fn table_mut(state: &mut State, relid: pg_sys::Oid) -> &mut Pending {
+    let at = match state.tables.iter().position(|p| p.relid == relid) {
+        Some(at) => at,
+        None => {
+            state.tables.push(Pending {
+                relid,
+                added: Vec::new(),
+                removed: Vec::new(),
+            });
+            state.tables.len() - 1
+        }
+    };
+    &mut state.tables[at]
+}
+
+/// Records that this transaction is about to write the file at `url` (before it is
+/// written, so a failure half way leaves it to be cleaned up too).
+pub fn will_write(url: &str) {
+    STATE.with(|s| s.borrow_mut().written.push((subxact(), url.to_string())));
+}
+
+/// A data file this transaction added to table `relid`.
+pub fn add_file(relid: pg_sys::Oid, file: NewDataFile) {
+    STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        table_mut(&mut s, relid).added.push((subxact(), file));
+    });
+}
+
+/// TRUNCATE: every file the transaction sees goes (the committed ones it saw are
+/// removed at commit; its own pending ones are dropped now).
+pub fn truncate(relid: pg_sys::Oid, committed: Vec<String>) {
+    let sub = subxact();
+    STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        let table = table_mut(&mut s, relid);
+        // Added files of this subtransaction can go now; those of an enclosing one stay
+        // recorded as removed too, so rolling back to a savepoint brings them back.
+        let mut removed_now = Vec::new();
+        table.added.retain(|(id, f)| {
+            if *id == sub {
+                removed_now.push(f.path.clone());
+                false
+            } else {
+                true
+            }
+        });
+        let already: HashSet<String> = table.removed.iter().map(|(_, p)| p.clone()).collect();
+        let enclosing_added: Vec<String> =
+            table.added.iter().map(|(_, f)| f.path.clone()).collect();
+        for path in committed.into_iter().chain(enclosing_added) {
+            if !already.contains(&path) {
+                table.removed.push((sub, path));
+            }
+        }
+        s.orphans.extend(removed_now);
+    });
+}
+
+/// The files table `relid` has for this transaction beyond its committed snapshot:
+/// (added, removed).
+pub fn pending_files(relid: pg_sys::Oid) -> (Vec<String>, HashSet<String>) {
+    STATE.with(|s| {
+        let s = s.borrow();
+        match s.tables.iter().find(|p| p.relid == relid) {
+            None => (Vec::new(), HashSet::new()),
+            Some(p) => {
+                let removed: HashSet<String> = p.removed.iter().map(|(_, f)| f.clone()).collect();
+                let added = p
+                    .added
+                    .iter()
+                    .map(|(_, f)| f.path.clone())
+                    .filter(|f| !removed.contains(f))
+                    .collect();
+                (added, removed)
+            }
+        }
+    })
+}
+
+/// Whether this transaction changed any Iceberg table.
+fn has_changes() -> bool {
+    STATE.with(|s| {
+        s.borrow()
+            .tables
+            .iter()
+            .any(|p| !p.added.is_empty() || !p.removed.is_empty())
+    })
+}
+
+/// Deletes the files of work that did not commit (best effort: a file that cannot be
+/// deleted now is left for VACUUM).
+pub fn delete_orphans() {
+    let orphans = STATE.with(|s| std::mem::take(&mut s.borrow_mut().orphans));
+    for url in orphans {
+        if let Err(e) = storage::delete(&url) {
+            pgrx::debug1!("pg_lake: could not delete {url}: {e}");
+        }
+    }
+}
+
+/// PRE_COMMIT: one new snapshot for every table this transaction changed.
+fn commit_all() -> Result<()> {
+    let mut tables = STATE.with(|s| std::mem::take(&mut s.borrow_mut().tables));
+    // The same order in every backend, so two transactions over the same tables lock
+    // their catalog rows in the same order and cannot deadlock.
+    tables.sort_by_key(|p| u32::from(p.relid));
+    for table in tables {
+        let removed: HashSet<String> = table.removed.into_iter().map(|(_, p)| p).collect();
+        let added: Vec<NewDataFile> = table
+            .added
+            .into_iter()
+            .map(|(_, f)| f)
+            .filter(|f| !removed.contains(&f.path))
+            .collect();
+        // Files added and removed in this transaction never reach a snapshot.
+        let own: HashSet<&str> = added.iter().map(|f| f.path.as_str()).collect();
+        let changes = Changes {
+            removed: removed
+                .iter()
+                .filter(|p| !own.contains(p.as_str()))
+                .cloned()
+                .collect(),
+            added,
+        };
+        if changes.is_empty() {
+            continue;
+        }
+        // SAFETY: syscache lookup; a table dropped by this transaction has no name.
+        if unsafe { pg_sys::get_rel_name(table.relid) }.is_null() {
+            continue;
+        }
+        commit_table_changes(&TableIdent::of(table.relid), &changes)?;
+    }
+    Ok(())
+}
+
+fn commit_table_changes(ident: &TableIdent, changes: &Changes) -> Result<()> {
+    let name = ident.to_string();
+    let base = catalog::metadata_location(ident, true)?.ok_or_else(|| Error::IcebergMetadata {
+        table: name.clone(),
+        reason: "the table is no longer registered in the Iceberg catalog".into(),
+    })?;
+    let current = tables::load(ident, &base)?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let mut read = tables::reader();
+    let produced = snapshot::produce(
+        &current.metadata,
+        current.manifests.clone(),
+        changes,
+        &mut read,
+        now_ms,
+    )
+    .map_err(core_error(&name))?;
+    for file in &produced.files {
+        will_write(&file.location);
+        storage::write(&file.location, &file.bytes)?;
+    }
+    let staged = match commit_table(
+        &current.metadata,
+        &base,
+        &produced.requirements,
+        &produced.updates,
+    )
+    .map_err(core_error(&name))?
+    {
+        TableCommit::Write(staged) => staged,
+        TableCommit::Unchanged => return Ok(()),
+    };
+    let json = to_json(&staged.metadata).map_err(core_error(&name))?;
+    let bytes = file_bytes(&staged.location, &json).map_err(core_error(&name))?;
+    will_write(&staged.location);
+    storage::write(&staged.location, &bytes)?;
+    if !catalog::swap(ident, &staged.location, &base)? {
+        return Err(Error::SerializationFailure {
+            table: name,
+            reason: "another commit changed its catalog row".into(),
+        });
+    }
+    Ok(())
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    match event {
+        pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT => {
+            if has_changes() {
+                delete_orphans();
+                // SAFETY: SPI needs an active snapshot, which PRE_COMMIT has none of.
+                unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) };
+                commit_all().or_report();
+                // SAFETY: pops the snapshot pushed above (an error aborts, which pops it).
+                unsafe { pg_sys::PopActiveSnapshot() };
+            }
+        }
+        pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE => {
+            if has_changes() {
+                Error::FeatureNotSupported(
+                    "cannot PREPARE a transaction that has written an Iceberg table".into(),
+                )
+                .report();
+            }
+        }
+        pg_sys::XactEvent::XACT_EVENT_COMMIT | pg_sys::XactEvent::XACT_EVENT_PREPARE => {
+            STATE.with(|s| {
+                let mut s = s.borrow_mut();
+                s.tables.clear();
+                s.written.clear();
+            });
+        }
+        pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => {
+            STATE.with(|s| {
+                let mut s = s.borrow_mut();
+                s.tables.clear();
+                let written: Vec<String> = s.written.drain(..).map(|(_, f)| f).collect();
+                s.orphans.extend(written);
+            });
+        }
+        _ => {}
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_subxact(
+    event: pg_sys::SubXactEvent::Type,
+    my: pg_sys::SubTransactionId,
+    parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        match event {
+            pg_sys::SubXactEvent::SUBXACT_EVENT_COMMIT_SUB => {
+                let retag = |id: &mut pg_sys::SubTransactionId| {
+                    if *id == my {
+                        *id = parent;
+                    }
+                };
+                for t in &mut s.tables {
+                    t.added.iter_mut().for_each(|(id, _)| retag(id));
+                    t.removed.iter_mut().for_each(|(id, _)| retag(id));
+                }
+                s.written.iter_mut().for_each(|(id, _)| retag(id));
+            }
+            pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB => {
+                for t in &mut s.tables {
+                    t.added.retain(|(id, _)| *id < my);
+                    t.removed.retain(|(id, _)| *id < my);
+                }
+                let (gone, kept): (Vec<_>, Vec<_>) =
+                    s.written.drain(..).partition(|(id, _)| *id >= my);
+                s.written = kept;
+                s.orphans.extend(gone.into_iter().map(|(_, f)| f));
+            }
+            _ => {}
+        }
+    });
+}
+
+/// Registers the transaction callbacks (once per backend, from `_PG_init`).
+pub fn register_callbacks() {
+    // SAFETY: registration on the backend thread; the callbacks live for the process.
+    unsafe {
+        pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
+        pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut());
+    }
+}

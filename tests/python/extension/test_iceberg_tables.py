@@ -1,0 +1,303 @@
+"""Iceberg tables Postgres writes: CREATE TABLE ... USING iceberg, INSERT / COPY /
+TRUNCATE in real transactions, and the same tables read and appended by PyIceberg and
+DuckDB through the one catalog (real Postgres, pgduck_server, rest_catalog, moto S3)."""
+
+import datetime
+import decimal
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+import psycopg
+import pyarrow as pa
+import pytest
+from pyiceberg.catalog.rest import RestCatalog
+
+from lake_testing import CatalogServer, rest_catalog_binary
+
+
+def metadata_location(db, table, namespace="public"):
+    row = db.execute(
+        "SELECT metadata_location FROM lake_catalog.iceberg_tables "
+        "WHERE table_namespace = %s AND table_name = %s", (namespace, table)).fetchone()
+    return row[0] if row else None
+
+
+@pytest.fixture
+def catalog(postgres, dbname, workdir, moto):
+    """rest_catalog serving this database's catalog (catalog_name = the database, as
+    Postgres registers its tables), and a PyIceberg client of it reaching moto."""
+    home = Path(tempfile.mkdtemp(prefix="lake-catalog-", dir=workdir))
+    url = f"postgres://postgres@127.0.0.1:{postgres['port']}/{dbname}"
+    server = CatalogServer(rest_catalog_binary(), url, home, "s3://lake/warehouse",
+                           extra=["--catalog-name", dbname],
+                           env={"AWS_ACCESS_KEY_ID": moto["key"], "AWS_SECRET_ACCESS_KEY": moto["secret"],
+                                "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": moto["endpoint"],
+                                "PG_LAKE_S3_URL_STYLE": "path"})
+    client = RestCatalog(dbname, uri=server.url, **{
+        "s3.endpoint": moto["endpoint"], "s3.access-key-id": moto["key"],
+        "s3.secret-access-key": moto["secret"], "s3.region": "us-east-1",
+        "s3.force-virtual-addressing": "false"})
+    yield client
+    server.stop()
+    shutil.rmtree(home, ignore_errors=True)
+
+
+ROWS = [
+    (1, "one", decimal.Decimal("1.50"), datetime.date(2024, 2, 29),
+     datetime.datetime(2024, 1, 1, 12, 0, tzinfo=datetime.timezone.utc), True, ["a", "b"], b"\x00\x01"),
+    (2, "two, \"quoted\"\nline", decimal.Decimal("-0.01"), datetime.date(1, 1, 1),
+     datetime.datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=datetime.timezone.utc), False, [], b""),
+    (3, None, None, None, None, None, None, None),
+]
+
+
+def create_typed(db, name="t", using="iceberg"):
+    db.execute(f"""CREATE TABLE {name} (id bigint NOT NULL, name text, price numeric(10,2), day date,
+                   at timestamptz, flag boolean, tags text[], raw bytea) USING {using}""")
+
+
+def test_create_insert_and_read_back_every_value(db, dbname):
+    create_typed(db)
+    assert db.execute("SELECT count(*) FROM t").fetchone() == (0,)
+    returned = db.execute("INSERT INTO t VALUES (%s,%s,%s,%s,%s,%s,%s,%s), (%s,%s,%s,%s,%s,%s,%s,%s), "
+                          "(%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id",
+                          [v for r in ROWS for v in r]).fetchall()
+    assert returned == [(1,), (2,), (3,)]
+    got = db.execute("SELECT * FROM t ORDER BY id").fetchall()
+    assert got == ROWS
+    # Registered under catalog_name = the database, namespace = the schema.
+    row = db.execute("SELECT catalog_name, table_namespace, table_name, metadata_location "
+                     "FROM lake_catalog.iceberg_tables").fetchone()
+    assert row[:3] == (dbname, "public", "t")
+    assert row[3].startswith(f"s3://lake/warehouse/{dbname}/public/t/") and row[3].endswith(".metadata.json")
+    # Under the hood, as in the original: a foreign table on SERVER pg_lake_iceberg.
+    assert db.execute("SELECT srvname FROM pg_foreign_table ft JOIN pg_foreign_server s ON s.oid = ft.ftserver "
+                      "WHERE ft.ftrelid = 't'::regclass").fetchone() == ("pg_lake_iceberg",)
+    # Filters and projections still go to DuckDB, and EXPLAIN shows the files read.
+    assert db.execute("SELECT name FROM t WHERE id = 1").fetchall() == [("one",)]
+    plan = "\n".join(r[0] for r in db.execute("EXPLAIN (VERBOSE) SELECT id FROM t WHERE id > 1"))
+    assert "Data Files Scanned: 1" in plan, plan
+
+
+def test_alias_default_access_method_and_copy(db):
+    db.execute("CREATE TABLE a (x int) USING pg_lake_iceberg")
+    db.execute("SET default_table_access_method = 'iceberg'")
+    db.execute("CREATE TABLE b (x int)")
+    db.execute("CREATE TEMP TABLE scratch (x int)")  # temporary tables stay heap tables
+    assert db.execute("SELECT relkind FROM pg_class WHERE relname IN ('a', 'b') ORDER BY relname").fetchall() \
+        == [("f",), ("f",)]
+    assert db.execute("SELECT relkind FROM pg_class WHERE relname = 'scratch'").fetchone() == ("r",)
+    db.execute("RESET default_table_access_method")
+    with db.cursor().copy("COPY b FROM STDIN") as copy:
+        for i in range(1000):
+            copy.write_row((i,))
+    db.execute("INSERT INTO a SELECT x * 2 FROM b WHERE x < 10")
+    assert db.execute("SELECT count(*), sum(x) FROM b").fetchone() == (1000, 499500)
+    assert db.execute("SELECT sum(x) FROM a").fetchone() == (90,)
+
+
+def test_rollback_and_savepoints_leave_no_trace(connect):
+    db, other = connect(), connect()
+    db.execute("CREATE TABLE t (x int) USING iceberg")
+    db.execute("INSERT INTO t VALUES (1)")
+    committed = metadata_location(db, "t")
+    db.execute("BEGIN")
+    db.execute("INSERT INTO t VALUES (2)")
+    assert db.execute("SELECT array_agg(x ORDER BY x) FROM t").fetchone() == ([1, 2],), \
+        "a transaction reads its own writes"
+    assert other.execute("SELECT array_agg(x ORDER BY x) FROM t").fetchone() == ([1],), \
+        "other sessions see only committed snapshots"
+    db.execute("SAVEPOINT s")
+    db.execute("INSERT INTO t VALUES (3)")
+    db.execute("ROLLBACK TO SAVEPOINT s")
+    db.execute("INSERT INTO t VALUES (4)")
+    assert db.execute("SELECT array_agg(x ORDER BY x) FROM t").fetchone() == ([1, 2, 4],)
+    db.execute("ROLLBACK")
+    assert db.execute("SELECT array_agg(x ORDER BY x) FROM t").fetchone() == ([1],)
+    assert metadata_location(db, "t") == committed, "ROLLBACK leaves the catalog row alone"
+
+    with pytest.raises(psycopg.errors.NotNullViolation):
+        db.execute("CREATE TABLE n (x int NOT NULL) USING iceberg")
+        db.execute("INSERT INTO n VALUES (1), (NULL)")
+    db.execute("BEGIN")
+    db.execute("CREATE TABLE gone (x int) USING iceberg")
+    db.execute("INSERT INTO gone VALUES (1)")
+    db.execute("ROLLBACK")
+    assert metadata_location(db, "gone") is None
+
+
+def test_several_statements_and_tables_commit_atomically(connect, duck):
+    db, watcher = connect(), connect()
+    db.execute("CREATE TABLE a (x int) USING iceberg")
+    db.execute("CREATE TABLE b (x int) USING iceberg")
+    db.execute("CREATE TABLE h (x int)")
+    before = (metadata_location(db, "a"), metadata_location(db, "b"))
+    db.execute("BEGIN")
+    for i in range(5):
+        db.execute("INSERT INTO a VALUES (%s)", (i,))
+    db.execute("INSERT INTO b VALUES (1)")
+    db.execute("INSERT INTO h VALUES (1)")
+    assert (metadata_location(watcher, "a"), metadata_location(watcher, "b")) == before
+    db.execute("COMMIT")
+    after = (metadata_location(watcher, "a"), metadata_location(watcher, "b"))
+    assert after[0] != before[0] and after[1] != before[1]
+    assert watcher.execute("SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM b), "
+                           "(SELECT count(*) FROM h)").fetchone() == (5, 1, 1)
+    # Five INSERTs in one transaction: one snapshot (as DuckDB's Iceberg reader lists them).
+    assert duck.execute(f"SELECT count(*) FROM iceberg_snapshots('{after[0]}')").fetchone() == (1,)
+
+
+def test_repeatable_read_sees_one_snapshot(connect):
+    db, writer = connect(), connect()
+    db.execute("CREATE TABLE t (x int) USING iceberg")
+    db.execute("INSERT INTO t VALUES (1)")
+    db.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+    assert db.execute("SELECT count(*) FROM t").fetchone() == (1,)
+    writer.execute("INSERT INTO t VALUES (2)")
+    assert db.execute("SELECT count(*) FROM t").fetchone() == (1,)
+    db.execute("COMMIT")
+    assert db.execute("SELECT count(*) FROM t").fetchone() == (2,)
+
+
+def test_concurrent_appends_both_land(connect):
+    first, second = connect(), connect()
+    first.execute("CREATE TABLE t (x int) USING iceberg")
+    first.execute("BEGIN")
+    second.execute("BEGIN")
+    first.execute("INSERT INTO t SELECT generate_series(1, 100)")
+    second.execute("INSERT INTO t SELECT generate_series(101, 150)")
+    done = threading.Event()
+    errors = []
+
+    def commit_second():
+        try:
+            second.execute("COMMIT")
+        except Exception as e:  # reported below
+            errors.append(e)
+        finally:
+            done.set()
+
+    first.execute("COMMIT")
+    threading.Thread(target=commit_second).start()
+    assert done.wait(60)
+    assert errors == []
+    assert first.execute("SELECT count(*), sum(x) FROM t").fetchone() == (150, 150 * 151 // 2)
+
+
+def test_truncate_drop_rename(db):
+    db.execute("CREATE TABLE t (x int) USING iceberg")
+    db.execute("INSERT INTO t VALUES (1), (2)")
+    db.execute("BEGIN")
+    db.execute("INSERT INTO t VALUES (3)")
+    db.execute("TRUNCATE t")
+    assert db.execute("SELECT count(*) FROM t").fetchone() == (0,)
+    db.execute("INSERT INTO t VALUES (4)")
+    db.execute("COMMIT")
+    assert db.execute("SELECT array_agg(x) FROM t").fetchone() == ([4],)
+
+    db.execute("ALTER TABLE t RENAME TO u")
+    assert metadata_location(db, "t") is None and metadata_location(db, "u") is not None
+    db.execute("CREATE SCHEMA other")
+    db.execute("ALTER TABLE u SET SCHEMA other")
+    assert metadata_location(db, "u", "other") is not None
+    assert db.execute("SELECT x FROM other.u").fetchall() == [(4,)]
+    db.execute("DROP TABLE other.u")
+    assert metadata_location(db, "u", "other") is None
+
+
+def test_unsupported_things_are_clear_errors(db):
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match='column "d" has type interval'):
+        db.execute("CREATE TABLE t (d interval) USING iceberg")
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="temporary"):
+        db.execute("CREATE TEMP TABLE t (x int) USING iceberg")
+    with pytest.raises(psycopg.errors.FdwInvalidOptionName, match="format_version"):
+        db.execute("CREATE TABLE t (x int) USING iceberg WITH (format_version = '2')")
+    db.execute("CREATE TABLE t (x int, n numeric) USING iceberg")
+    assert db.execute("SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+                      "WHERE attrelid = 't'::regclass AND attname = 'n'").fetchone() == ("double precision",)
+    db.execute("INSERT INTO t VALUES (1, 1.5)")
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="UPDATE and DELETE"):
+        db.execute("UPDATE t SET x = 2")
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="ADD COLUMN"):
+        db.execute("ALTER TABLE t ADD COLUMN y int")
+    db.execute("CREATE TABLE d (day date, at timestamp) USING iceberg")
+    with pytest.raises(psycopg.errors.DatetimeFieldOverflow, match='column "day"'):
+        db.execute("INSERT INTO d VALUES ('infinity', now())")
+    with pytest.raises(psycopg.errors.DatetimeFieldOverflow, match='column "at"'):
+        db.execute("INSERT INTO d VALUES (now(), '-infinity')")
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="PREPARE"):
+        db.execute("BEGIN")
+        db.execute("INSERT INTO t VALUES (2, 2)")
+        db.execute("PREPARE TRANSACTION 'p'")
+    db.rollback() if not db.autocommit else db.execute("ROLLBACK")
+    assert db.execute("SELECT count(*) FROM t").fetchone() == (1,)
+
+
+def test_a_user_with_table_privileges_writes_without_catalog_privileges(db, connect):
+    db.execute("CREATE TABLE t (x int) USING iceberg")
+    db.execute("CREATE ROLE app LOGIN")
+    try:
+        db.execute("GRANT SELECT, INSERT ON t TO app")
+        app = connect(user="app")
+        app.execute("INSERT INTO t VALUES (7)")
+        assert app.execute("SELECT x FROM t").fetchall() == [(7,)]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            app.execute("UPDATE lake_catalog.iceberg_tables SET metadata_location = 'x'")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            app.execute("TRUNCATE t")
+    finally:
+        db.execute("DROP OWNED BY app")
+        db.execute("DROP ROLE app")
+
+
+def test_pyiceberg_and_duckdb_read_what_postgres_writes_and_postgres_reads_their_appends(db, catalog, duck):
+    create_typed(db)
+    db.execute("INSERT INTO t (id, name, price, day, at, flag, tags, raw) VALUES "
+               "(1, 'one', 1.50, '2024-02-29', '2024-01-01 12:00+00', true, '{a,b}', '\\x0001'), "
+               "(2, NULL, NULL, NULL, NULL, NULL, NULL, NULL)")
+    table = catalog.load_table("public.t")
+    arrow = table.scan().to_arrow().sort_by("id")
+    assert arrow.column("id").to_pylist() == [1, 2]
+    assert arrow.column("name").to_pylist() == ["one", None]
+    assert arrow.column("price").to_pylist() == [decimal.Decimal("1.50"), None]
+    assert arrow.column("day").to_pylist() == [datetime.date(2024, 2, 29), None]
+    assert arrow.column("tags").to_pylist() == [["a", "b"], None]
+    assert arrow.column("raw").to_pylist() == [b"\x00\x01", None]
+    assert table.schema().find_field("id").required, "NOT NULL columns are required fields"
+
+    # DuckDB's own Iceberg reader on the committed metadata file.
+    location = metadata_location(db, "t")
+    assert duck.execute(f"SELECT count(*), sum(id) FROM iceberg_scan('{location}')").fetchone() == (2, 3)
+
+    # PyIceberg appends to the table Postgres created; the next Postgres statement sees it.
+    table.append(pa.Table.from_pylist(
+        [{"id": 10, "name": "from pyiceberg", "price": decimal.Decimal("9.99"), "day": None, "at": None,
+          "flag": None, "tags": None, "raw": None}], schema=table.schema().as_arrow()))
+    assert db.execute("SELECT id, name, price FROM t WHERE id = 10").fetchall() == \
+        [(10, "from pyiceberg", decimal.Decimal("9.99"))]
+    # ... and Postgres appends on top of PyIceberg's commit: nothing is lost on either side.
+    db.execute("INSERT INTO t (id, name) VALUES (11, 'from postgres')")
+    assert sorted(catalog.load_table("public.t").scan().to_arrow().column("id").to_pylist()) == [1, 2, 10, 11]
+
+
+def test_a_rest_commit_racing_a_postgres_transaction_loses_nothing(db, catalog):
+    db.execute("CREATE TABLE r (id bigint) USING iceberg")
+    db.execute("INSERT INTO r VALUES (1)")
+    table = catalog.load_table("public.r")
+    db.execute("BEGIN")
+    db.execute("INSERT INTO r VALUES (2)")
+    table.append(pa.table({"id": pa.array([3], pa.int64())}))  # commits while Postgres' transaction is open
+    db.execute("COMMIT")  # rebases its append on PyIceberg's snapshot
+    assert db.execute("SELECT array_agg(id ORDER BY id) FROM r").fetchone() == ([1, 2, 3],)
+    assert sorted(catalog.load_table("public.r").scan().to_arrow().column("id").to_pylist()) == [1, 2, 3]
+
+
+def test_local_location(db, localdir):
+    db.execute(f"CREATE TABLE l (x int) USING iceberg WITH (location = '{localdir}/l')")
+    db.execute("INSERT INTO l VALUES (1), (2)")
+    assert db.execute("SELECT sum(x) FROM l").fetchone() == (3,)
+    location = metadata_location(db, "l")
+    assert location.startswith(f"{localdir}/l/metadata/")
+    assert list((localdir / "l" / "data").glob("*.parquet")), "the data file is in the table's location"
