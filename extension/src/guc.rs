@@ -19,6 +19,10 @@ pub static DEFAULT_LOCATION_PREFIX: GucSetting<Option<CString>> =
 /// precision above 38, which Iceberg's decimal cannot hold) double precision.
 pub static UNSUPPORTED_NUMERIC_AS_DOUBLE: GucSetting<bool> = GucSetting::<bool>::new(true);
 
+/// Whether scans of Iceberg tables skip data files whose column bounds rule out the
+/// WHERE clause.
+pub static ENABLE_DATA_FILE_PRUNING: GucSetting<bool> = GucSetting::<bool>::new(true);
+
 /// Whether `lake_file.delete` may delete files (off, as in the original).
 pub static ENABLE_DELETE_FILE: GucSetting<bool> = GucSetting::<bool>::new(false);
 
@@ -52,6 +56,14 @@ pub fn register() {
         c"Store numeric columns without a precision (or above 38 digits) of new Iceberg tables as double precision.",
         c"Iceberg's decimal holds at most 38 digits. Off: such a column is an error at CREATE TABLE.",
         &UNSUPPORTED_NUMERIC_AS_DOUBLE,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"pg_lake_table.enable_data_file_pruning",
+        c"Skip Iceberg data files whose column bounds rule out the WHERE clause.",
+        c"",
+        &ENABLE_DATA_FILE_PRUNING,
         GucContext::Userset,
         GucFlags::default(),
     );

@@ -193,6 +193,17 @@ pub unsafe extern "C-unwind" fn get_foreign_plan(
             0
         };
         private = pg_sys::lappend_oid(private, pg_sys::Oid::from(iceberg_relid));
+        // Every qual (shipped or not) may rule out whole Iceberg data files.
+        let predicates = if iceberg {
+            crate::iceberg_table::prune::to_text(&crate::iceberg_table::prune::predicates(
+                foreigntableid,
+                (*baserel).relid,
+                &list_ptrs::<pg_sys::Node>(clauses),
+            ))
+        } else {
+            String::new()
+        };
+        private = pg_sys::lappend(private, pg_sys::makeString(pstrdup(&predicates)).cast());
 
         pg_sys::make_foreignscan(
             tlist,
@@ -336,16 +347,23 @@ struct Planned {
     attnums: Vec<i32>,
     /// An Iceberg table, whose source is resolved when the scan runs.
     iceberg: Option<pg_sys::Oid>,
+    /// Its quals that may rule out data files ([`crate::iceberg_table::prune`]).
+    predicates: String,
 }
 
 impl Planned {
-    /// The DuckDB query, with the number of Iceberg data files it reads.
-    fn sql(&self, columns: &[String]) -> Result<(String, Option<usize>)> {
+    /// The DuckDB query, with the numbers of Iceberg data files it reads and skips.
+    fn sql(&self, columns: &[String]) -> Result<(String, Option<(usize, usize)>)> {
         match self.iceberg {
             None => Ok((format!("{}{}{}", self.head, self.source, self.tail), None)),
             Some(relid) => {
-                let (source, files) = crate::iceberg_table::tables::scan_source(relid, columns)?;
-                Ok((format!("{}{source}{}", self.head, self.tail), Some(files)))
+                let predicates = crate::iceberg_table::prune::from_text(&self.predicates);
+                let source =
+                    crate::iceberg_table::tables::scan_source(relid, columns, &predicates)?;
+                Ok((
+                    format!("{}{}{}", self.head, source.sql, self.tail),
+                    Some((source.scanned, source.skipped)),
+                ))
             }
         }
     }
@@ -354,7 +372,7 @@ impl Planned {
 /// # Safety
 /// `plan` must be a ForeignScan made by `get_foreign_plan`.
 unsafe fn plan_private(plan: *mut pg_sys::ForeignScan) -> Planned {
-    // SAFETY: guaranteed by the caller: fdw_private is [String x3, IntList, Oid].
+    // SAFETY: guaranteed by the caller: fdw_private is [String x3, IntList, Oid, String].
     unsafe {
         let private = (*plan).fdw_private;
         let text = |i: i32| {
@@ -365,12 +383,14 @@ unsafe fn plan_private(plan: *mut pg_sys::ForeignScan) -> Planned {
         let n = attnums.as_ref().map_or(0, |l| l.length);
         let attnums = (0..n).map(|i| pg_sys::list_nth_int(attnums, i)).collect();
         let relid = pg_sys::list_nth_oid(private, 4);
+        let predicates = text(5);
         Planned {
             head: text(0),
             source: text(1),
             tail: text(2),
             attnums,
             iceberg: (relid != pg_sys::InvalidOid).then_some(relid),
+            predicates,
         }
     }
 }
@@ -551,11 +571,17 @@ pub unsafe extern "C-unwind" fn explain_foreign_scan(
         let (sql, files) = planned.sql(&column_names(relid)).or_report();
         let sql = std::ffi::CString::new(sql).unwrap_or_default();
         pg_sys::ExplainPropertyText(c"DuckDB Query".as_ptr(), sql.as_ptr(), es);
-        if let Some(files) = files {
+        if let Some((scanned, skipped)) = files {
             pg_sys::ExplainPropertyInteger(
                 c"Data Files Scanned".as_ptr(),
                 std::ptr::null(),
-                files as i64,
+                scanned as i64,
+                es,
+            );
+            pg_sys::ExplainPropertyInteger(
+                c"Data Files Skipped".as_ptr(),
+                std::ptr::null(),
+                skipped as i64,
                 es,
             );
         }

@@ -12,7 +12,9 @@
 //! readers accept, `infinity`, NaN in a bounded numeric) are errors naming the column.
 
 use bytes::Bytes;
-use iceberg::spec::{NestedField, Type};
+use std::collections::HashMap;
+
+use iceberg::spec::{Datum, NestedField, PrimitiveType, Type};
 use pg_lake_iceberg::snapshot::NewDataFile;
 use pgrx::memcxt::PgMemoryContexts;
 use pgrx::pg_sys;
@@ -50,8 +52,68 @@ enum Kind {
     RowJson,
 }
 
+/// Which bounds of a column are recorded (the types pruning compares).
+#[derive(Clone, Copy)]
+enum Bounds {
+    Int,
+    Long,
+    Date,
+    Timestamp,
+    TimestampTz,
+    Text,
+}
+
+impl Bounds {
+    fn of(ty: &Type) -> Option<Bounds> {
+        match ty {
+            Type::Primitive(PrimitiveType::Int) => Some(Bounds::Int),
+            Type::Primitive(PrimitiveType::Long) => Some(Bounds::Long),
+            Type::Primitive(PrimitiveType::Date) => Some(Bounds::Date),
+            Type::Primitive(PrimitiveType::Timestamp) => Some(Bounds::Timestamp),
+            Type::Primitive(PrimitiveType::Timestamptz) => Some(Bounds::TimestampTz),
+            Type::Primitive(PrimitiveType::String) => Some(Bounds::Text),
+            _ => None,
+        }
+    }
+
+    /// DuckDB expression giving the bound of `agg` (min or max) of `e` as text.
+    fn sql(self, agg: &str, e: &str) -> String {
+        match self {
+            Bounds::Int | Bounds::Long => format!("CAST({agg}({e}) AS VARCHAR)"),
+            Bounds::Date => {
+                format!("CAST(date_diff('day', DATE '1970-01-01', {agg}({e})) AS VARCHAR)")
+            }
+            Bounds::Timestamp | Bounds::TimestampTz => {
+                format!("CAST(epoch_us({agg}({e})) AS VARCHAR)")
+            }
+            // Long strings get no bound (a truncated upper bound would need rounding up).
+            Bounds::Text => {
+                format!("CASE WHEN strlen({agg}({e})) <= {MAX_TEXT_BOUND} THEN {agg}({e}) END")
+            }
+        }
+    }
+
+    fn datum(self, text: &str) -> Option<Datum> {
+        Some(match self {
+            Bounds::Int => Datum::int(text.parse::<i32>().ok()?),
+            Bounds::Long => Datum::long(text.parse::<i64>().ok()?),
+            Bounds::Date => Datum::date(text.parse::<i32>().ok()?),
+            Bounds::Timestamp => Datum::timestamp_micros(text.parse::<i64>().ok()?),
+            Bounds::TimestampTz => Datum::timestamptz_micros(text.parse::<i64>().ok()?),
+            Bounds::Text => Datum::string(text),
+        })
+    }
+}
+
+/// Bytes of the longest string kept whole as a bound.
+const MAX_TEXT_BOUND: usize = 64;
+
 struct Column {
     name: String,
+    /// The column's Iceberg field id, and which bounds it gets (top-level primitives).
+    field_id: i32,
+    primitive: bool,
+    bounds: Option<Bounds>,
     kind: Kind,
     /// DuckDB expression turning staged text `c<i>` into the Parquet column.
     duckdb: String,
@@ -155,12 +217,14 @@ impl InsertState {
                     continue;
                 }
                 let name = pgrx::name_data_to_str(&att.attname).to_string();
-                if schema.field_by_name(&name).is_none() {
+                let Some(field) = schema.field_by_name(&name) else {
                     return Err(Error::IcebergMetadata {
                         table: crate::pg::util::qualified_name(relid),
                         reason: format!("column \"{name}\" is not in the Iceberg schema"),
                     });
-                }
+                };
+                let (field_id, primitive) = (field.id, field.field_type.is_primitive());
+                let bounds = Bounds::of(&field.field_type);
                 let shape = PgShape::of(att.atttypid, att.atttypmod);
                 let staged = format!("c{}", columns.len() + 1);
                 let target = parquet_type(&name, &shape)?;
@@ -212,7 +276,14 @@ impl InsertState {
                     ),
                     _ => (Kind::Output(output()), format!("CAST({staged} AS {target})")),
                 };
-                columns.push(Column { name, kind, duckdb });
+                columns.push(Column {
+                    name,
+                    field_id,
+                    primitive,
+                    bounds,
+                    kind,
+                    duckdb,
+                });
             }
             let row_context = pg_sys::AllocSetContextCreateInternal(
                 pg_sys::CurrentMemoryContext,
@@ -424,6 +495,7 @@ impl InsertState {
         } else {
             select.join(", ")
         };
+        let column_stats = self.column_stats(&mut conn)?;
         xact::will_write(&url);
         let rows = conn.query(&format!(
             "COPY (SELECT {select} FROM {}) TO {} (FORMAT parquet, FIELD_IDS {}, RETURN_STATS)",
@@ -451,16 +523,78 @@ impl InsertState {
                 self.rows
             )));
         }
+        let (value_counts, null_value_counts, lower_bounds, upper_bounds) = column_stats;
         xact::add_file(
             self.relid,
             NewDataFile {
                 path: url.clone(),
                 record_count,
                 file_size_in_bytes: number(2, "file size")?,
-                ..Default::default()
+                value_counts,
+                null_value_counts,
+                lower_bounds,
+                upper_bounds,
             },
         );
         Ok(())
+    }
+
+    /// Per-column statistics of the staged rows for the manifest, by field id: value
+    /// counts and null counts of every top-level primitive column, lower and upper
+    /// bounds of those whose type pruning compares.
+    #[allow(clippy::type_complexity)]
+    fn column_stats(
+        &self,
+        conn: &mut Connection,
+    ) -> Result<(
+        HashMap<i32, u64>,
+        HashMap<i32, u64>,
+        HashMap<i32, Datum>,
+        HashMap<i32, Datum>,
+    )> {
+        let mut exprs = vec!["CAST(count(*) AS VARCHAR)".to_string()];
+        let measured: Vec<&Column> = self.columns.iter().filter(|c| c.primitive).collect();
+        for c in &measured {
+            exprs.push(format!("CAST(count({}) AS VARCHAR)", c.duckdb));
+            match c.bounds {
+                Some(b) => {
+                    exprs.push(b.sql("min", &c.duckdb));
+                    exprs.push(b.sql("max", &c.duckdb));
+                }
+                None => exprs.extend(["NULL".to_string(), "NULL".to_string()]),
+            }
+        }
+        let row = conn
+            .query(&format!(
+                "SELECT {} FROM {}",
+                exprs.join(", "),
+                self.staging
+            ))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Protocol("the statistics query returned no row".into()))?;
+        let total: u64 = row[0].as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
+        let (mut values, mut nulls, mut lower, mut upper) = (
+            HashMap::new(),
+            HashMap::new(),
+            HashMap::new(),
+            HashMap::new(),
+        );
+        for (i, c) in measured.iter().enumerate() {
+            let at = 1 + i * 3;
+            let non_null: u64 = row[at].as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
+            values.insert(c.field_id, total);
+            nulls.insert(c.field_id, total.saturating_sub(non_null));
+            if let Some(b) = c.bounds {
+                if let Some(d) = row[at + 1].as_deref().and_then(|v| b.datum(v)) {
+                    lower.insert(c.field_id, d);
+                }
+                if let Some(d) = row[at + 2].as_deref().and_then(|v| b.datum(v)) {
+                    upper.insert(c.field_id, d);
+                }
+            }
+        }
+        Ok((values, nulls, lower, upper))
     }
 }
 

@@ -14,13 +14,16 @@
 //! - [`ddl`]: CREATE (the `iceberg` access method, the foreign table, the first metadata
 //!   file and the catalog row), DROP, RENAME, SET SCHEMA, and which ALTERs apply;
 //! - [`tables`]: a table's snapshot as a statement sees it (metadata, manifests, live files);
-//! - [`insert`]: INSERT and COPY FROM: rows to a Parquet data file through pgduck_server;
+//! - [`insert`]: INSERT and COPY FROM: rows to a Parquet data file through pgduck_server,
+//!   with per-column statistics for its manifest entry;
+//! - [`prune`]: which data files a scan's WHERE clause rules out by their bounds;
 //! - [`xact`]: the transaction's pending changes per table and the PRE_COMMIT commit;
 //! - [`storage`]: whole-file reads and writes of metadata through pgduck_server.
 
 pub mod catalog;
 pub mod ddl;
 pub mod insert;
+pub mod prune;
 pub mod storage;
 pub mod tables;
 pub mod xact;

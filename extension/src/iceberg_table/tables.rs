@@ -117,11 +117,24 @@ pub fn current(relid: pg_sys::Oid) -> Result<(TableIdent, Rc<Snapshot>)> {
     Ok((ident, snapshot))
 }
 
-/// The DuckDB table expression a scan of Iceberg table `relid` reads, with the number
-/// of data files in it: the committed snapshot's files as the statement sees them, less
-/// what this transaction removed, plus what it added. `columns` name the table's
-/// columns, for a table without files.
-pub fn scan_source(relid: pg_sys::Oid, columns: &[String]) -> Result<(String, usize)> {
+/// What a scan of an Iceberg table reads.
+pub struct ScanSource {
+    /// The DuckDB table expression.
+    pub sql: String,
+    pub scanned: usize,
+    /// Data files whose bounds rule out every row the WHERE clause wants.
+    pub skipped: usize,
+}
+
+/// The source of a scan of Iceberg table `relid`: the committed snapshot's files as the
+/// statement sees them, less what this transaction removed, plus what it added, less
+/// the files `predicates` rule out (`pg_lake_table.enable_data_file_pruning`).
+/// `columns` name the table's columns, for a table without files.
+pub fn scan_source(
+    relid: pg_sys::Oid,
+    columns: &[String],
+    predicates: &[super::prune::Predicate],
+) -> Result<ScanSource> {
     let (ident, snapshot) = current(relid)?;
     if snapshot
         .files
@@ -133,12 +146,31 @@ pub fn scan_source(relid: pg_sys::Oid, columns: &[String]) -> Result<(String, us
         )));
     }
     let (added, removed) = super::xact::pending_files(relid);
-    let files: Vec<String> = snapshot
-        .data_files()
-        .filter(|f| !removed.contains(*f))
-        .map(str::to_string)
-        .chain(added)
-        .collect();
+    let prune = crate::guc::ENABLE_DATA_FILE_PRUNING.get() && !predicates.is_empty();
+    let schema = snapshot.metadata.current_schema();
+    let mut skipped = 0;
+    let mut files: Vec<String> = Vec::new();
+    for f in &snapshot.files {
+        if removed.contains(f.path()) {
+            continue;
+        }
+        if prune && !super::prune::may_match(&f.data_file, schema, predicates) {
+            skipped += 1;
+            continue;
+        }
+        files.push(f.path().to_string());
+    }
+    for (path, data_file) in added {
+        if prune
+            && data_file
+                .as_ref()
+                .is_some_and(|d| !super::prune::may_match(d, schema, predicates))
+        {
+            skipped += 1;
+            continue;
+        }
+        files.push(path);
+    }
     if files.is_empty() {
         let cols: Vec<String> = columns
             .iter()
@@ -149,17 +181,22 @@ pub fn scan_source(relid: pg_sys::Oid, columns: &[String]) -> Result<(String, us
         } else {
             cols.join(", ")
         };
-        return Ok((format!("(SELECT {cols} LIMIT 0)"), 0));
+        return Ok(ScanSource {
+            sql: format!("(SELECT {cols} LIMIT 0)"),
+            scanned: 0,
+            skipped,
+        });
     }
     let list: Vec<String> = files
         .iter()
         .map(|f| crate::files::quote_literal(f))
         .collect();
-    Ok((
-        format!(
+    Ok(ScanSource {
+        sql: format!(
             "read_parquet([{}], hive_partitioning = false)",
             list.join(", ")
         ),
-        files.len(),
-    ))
+        scanned: files.len(),
+        skipped,
+    })
 }

@@ -112,8 +112,13 @@ pub fn truncate(relid: pg_sys::Oid, committed: Vec<String>) {
 }
 
 /// The files table `relid` has for this transaction beyond its committed snapshot:
-/// (added, removed).
-pub fn pending_files(relid: pg_sys::Oid) -> (Vec<String>, HashSet<String>) {
+/// (added, with their manifest records for pruning; removed).
+pub fn pending_files(
+    relid: pg_sys::Oid,
+) -> (
+    Vec<(String, Option<iceberg::spec::DataFile>)>,
+    HashSet<String>,
+) {
     STATE.with(|s| {
         let s = s.borrow();
         match s.tables.iter().find(|p| p.relid == relid) {
@@ -123,8 +128,8 @@ pub fn pending_files(relid: pg_sys::Oid) -> (Vec<String>, HashSet<String>) {
                 let added = p
                     .added
                     .iter()
-                    .map(|(_, f)| f.path.clone())
-                    .filter(|f| !removed.contains(f))
+                    .filter(|(_, f)| !removed.contains(&f.path))
+                    .map(|(_, f)| (f.path.clone(), snapshot::data_file(f, 0).ok()))
                     .collect();
                 (added, removed)
             }

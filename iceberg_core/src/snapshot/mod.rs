@@ -147,8 +147,8 @@ fn new_snapshot_id(metadata: &TableMetadata) -> i64 {
     }
 }
 
-/// The data file record of a new Parquet file.
-fn data_file(file: &NewDataFile, spec_id: i32) -> Result<DataFile> {
+/// The data file record of a new Parquet file (in partition spec `spec_id`).
+pub fn data_file(file: &NewDataFile, spec_id: i32) -> Result<DataFile> {
     DataFileBuilder::default()
         .content(DataContentType::Data)
         .file_path(file.path.clone())

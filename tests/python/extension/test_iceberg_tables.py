@@ -301,3 +301,38 @@ def test_local_location(db, localdir):
     location = metadata_location(db, "l")
     assert location.startswith(f"{localdir}/l/metadata/")
     assert list((localdir / "l" / "data").glob("*.parquet")), "the data file is in the table's location"
+
+
+def explain(db, sql):
+    return "\n".join(r[0] for r in db.execute(f"EXPLAIN (VERBOSE) {sql}"))
+
+
+def test_files_outside_the_where_clause_are_skipped(db):
+    db.execute("CREATE TABLE p (x int, day date, at timestamptz, k text) USING iceberg")
+    for i in range(10):  # ten statements: ten data files, x in [10 i, 10 i + 9]
+        db.execute(f"""INSERT INTO p SELECT g, DATE '2024-01-01' + {i}, TIMESTAMPTZ '2024-01-01 00:00+00' + {i} * interval '1 day',
+                      'key' || {i} FROM generate_series({10 * i}, {10 * i + 9}) g""")
+    db.execute("INSERT INTO p VALUES (NULL, NULL, NULL, NULL)")  # a file of NULLs only
+    cases = [
+        ("x = 55", 1), ("x < 10", 1), ("x <= 10", 2), ("x > 89", 1), ("x >= 90", 1), ("x >= 89", 2), ("55 = x", 1),
+        ("x = 55::bigint", 1), ("day = DATE '2024-01-03'", 1), ("day > DATE '2024-01-08'", 2),
+        ("at >= TIMESTAMPTZ '2024-01-10 00:00+00'", 1), ("k = 'key3'", 1),
+        ("k < 'key3'", 11), ("x + 0 = 55", 11), ("x IS NULL", 11),
+    ]
+    for where, scanned in cases:
+        plan = explain(db, f"SELECT * FROM p WHERE {where}")
+        assert f"Data Files Scanned: {scanned}" in plan, (where, plan)
+        assert f"Data Files Skipped: {11 - scanned}" in plan, (where, plan)
+        pruned = db.execute(f"SELECT * FROM p WHERE {where} ORDER BY x").fetchall()
+        db.execute("SET pg_lake_table.enable_data_file_pruning = off")
+        assert db.execute(f"SELECT * FROM p WHERE {where} ORDER BY x").fetchall() == pruned, where
+        db.execute("RESET pg_lake_table.enable_data_file_pruning")
+    assert "Data Files Skipped: 0" in (
+        db.execute("SET pg_lake_table.enable_data_file_pruning = off") and explain(db, "SELECT * FROM p WHERE x = 55"))
+    db.execute("RESET pg_lake_table.enable_data_file_pruning")
+    # A transaction's own files are pruned by the same bounds.
+    db.execute("BEGIN")
+    db.execute("INSERT INTO p VALUES (1000, NULL, NULL, 'mine')")
+    assert "Data Files Skipped: 11" in explain(db, "SELECT * FROM p WHERE x = 1000")
+    assert db.execute("SELECT k FROM p WHERE x = 1000").fetchall() == [("mine",)]
+    db.execute("ROLLBACK")
