@@ -74,6 +74,15 @@ def test_the_appliance_runs_wired_as_a_pod_and_keeps_its_data(appliance_dir):
             assert table.metadata_location.startswith(f"file://{appliance_dir}/warehouse/") or \
                 table.metadata_location.startswith(f"{appliance_dir}/warehouse/")
 
+            # Iceberg tables out of the box: Postgres creates and writes one in the local
+            # warehouse, PyIceberg reads it through the catalog and appends, Postgres sees that.
+            db.execute("CREATE TABLE measurements (id bigint, reading double precision) USING iceberg")
+            db.execute("INSERT INTO measurements VALUES (1, 0.5), (2, 1.5)")
+            shared = catalog.load_table("public.measurements")
+            assert sorted(shared.scan().to_arrow().column("id").to_pylist()) == [1, 2]
+            shared.append(pa.table({"id": pa.array([3], pa.int64()), "reading": pa.array([2.5])}))
+            assert db.execute("SELECT count(*), sum(reading) FROM measurements").fetchone() == (3, 4.5)
+
             # One wiring: the GUCs the operator writes into the pod's postgresql.conf are the
             # ones the appliance runs with, and they point at its own pgduck_server.
             pod_gucs, pod_sidecar_args = rendered_pod("local-dev.yaml")
@@ -105,7 +114,8 @@ def test_the_appliance_runs_wired_as_a_pod_and_keeps_its_data(appliance_dir):
     try:
         with psycopg.connect(app.postgres_url, autocommit=True) as db:
             assert db.execute("SELECT table_namespace, table_name FROM iceberg_tables").fetchall() == \
-                [("demo", "people")]
+                [("demo", "people"), ("public", "measurements")]
+            assert db.execute("SELECT count(*) FROM measurements").fetchone() == (3,)
         rows = RestCatalog("local", uri=app.catalog_url).load_table("demo.people").scan().to_arrow()
         assert sorted(rows.column("name").to_pylist()) == ["ada", "bob"]
     finally:
