@@ -65,7 +65,11 @@ pub extern "C-unwind" fn pg_lake_fdw_handler(_fcinfo: pg_sys::FunctionCallInfo) 
     routine.EndForeignScan = Some(scan::end_foreign_scan);
     routine.ExplainForeignScan = Some(scan::explain_foreign_scan);
     routine.IsForeignRelUpdatable = Some(scan::is_foreign_rel_updatable);
-    // Iceberg tables take INSERT, COPY FROM and TRUNCATE.
+    // Iceberg tables take INSERT, COPY FROM, UPDATE, DELETE and TRUNCATE.
+    routine.AddForeignUpdateTargets =
+        Some(crate::iceberg_table::insert::add_foreign_update_targets);
+    routine.ExecForeignUpdate = Some(crate::iceberg_table::insert::exec_foreign_update);
+    routine.ExecForeignDelete = Some(crate::iceberg_table::insert::exec_foreign_delete);
     routine.PlanForeignModify = Some(crate::iceberg_table::insert::plan_foreign_modify);
     routine.BeginForeignModify = Some(crate::iceberg_table::insert::begin_foreign_modify);
     routine.ExecForeignInsert = Some(crate::iceberg_table::insert::exec_foreign_insert);

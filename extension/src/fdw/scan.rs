@@ -131,6 +131,13 @@ pub unsafe extern "C-unwind" fn get_foreign_plan(
             .map(|c| c.attnum)
             .collect();
 
+        // UPDATE and DELETE of an Iceberg table identify rows by ctid: the file and the
+        // row's position in it (see crate::iceberg_table::rowid).
+        let want_rowid = iceberg
+            && pg_sys::bms_is_member(
+                pg_sys::SelfItemPointerAttributeNumber as i32 - offset,
+                attrs,
+            );
         let select = if fetched.is_empty() {
             // count(*) and friends: one constant per row.
             "1".to_string()
@@ -163,6 +170,11 @@ pub unsafe extern "C-unwind" fn get_foreign_plan(
             .filter(|c| !(filename && c.name == "_filename"))
             .map(|c| c.name.clone())
             .collect();
+        let select = if want_rowid {
+            format!("{select}, {}", crate::iceberg_table::rowid::COLUMNS)
+        } else {
+            select
+        };
         let head = format!("SELECT {select} FROM ");
         let source = files
             .as_ref()
@@ -204,6 +216,8 @@ pub unsafe extern "C-unwind" fn get_foreign_plan(
             String::new()
         };
         private = pg_sys::lappend(private, pg_sys::makeString(pstrdup(&predicates)).cast());
+        let rowid = if want_rowid { "1" } else { "" };
+        private = pg_sys::lappend(private, pg_sys::makeString(pstrdup(rowid)).cast());
 
         pg_sys::make_foreignscan(
             tlist,
@@ -317,6 +331,8 @@ struct ColumnInput {
 /// Execution state of one scan, owned by the executor's memory context.
 struct ScanState {
     sql: String,
+    /// The last two fields of each row are its file and position (UPDATE, DELETE).
+    rowid: bool,
     inputs: Vec<ColumnInput>,
     rows: Option<RowStream>,
     row: DecodedRow,
@@ -349,6 +365,8 @@ struct Planned {
     iceberg: Option<pg_sys::Oid>,
     /// Its quals that may rule out data files ([`crate::iceberg_table::prune`]).
     predicates: String,
+    /// The query also returns each row's file and position (UPDATE, DELETE).
+    rowid: bool,
 }
 
 impl Planned {
@@ -358,8 +376,12 @@ impl Planned {
             None => Ok((format!("{}{}{}", self.head, self.source, self.tail), None)),
             Some(relid) => {
                 let predicates = crate::iceberg_table::prune::from_text(&self.predicates);
-                let source =
-                    crate::iceberg_table::tables::scan_source(relid, columns, &predicates)?;
+                let source = crate::iceberg_table::tables::scan_source(
+                    relid,
+                    columns,
+                    &predicates,
+                    self.rowid,
+                )?;
                 Ok((
                     format!("{}{}{}", self.head, source.sql, self.tail),
                     Some((source.scanned, source.skipped)),
@@ -372,7 +394,7 @@ impl Planned {
 /// # Safety
 /// `plan` must be a ForeignScan made by `get_foreign_plan`.
 unsafe fn plan_private(plan: *mut pg_sys::ForeignScan) -> Planned {
-    // SAFETY: guaranteed by the caller: fdw_private is [String x3, IntList, Oid, String].
+    // SAFETY: guaranteed by the caller: fdw_private is [String x3, IntList, Oid, String x2].
     unsafe {
         let private = (*plan).fdw_private;
         let text = |i: i32| {
@@ -384,6 +406,7 @@ unsafe fn plan_private(plan: *mut pg_sys::ForeignScan) -> Planned {
         let attnums = (0..n).map(|i| pg_sys::list_nth_int(attnums, i)).collect();
         let relid = pg_sys::list_nth_oid(private, 4);
         let predicates = text(5);
+        let rowid = !text(6).is_empty();
         Planned {
             head: text(0),
             source: text(1),
@@ -391,6 +414,7 @@ unsafe fn plan_private(plan: *mut pg_sys::ForeignScan) -> Planned {
             attnums,
             iceberg: (relid != pg_sys::InvalidOid).then_some(relid),
             predicates,
+            rowid,
         }
     }
 }
@@ -422,7 +446,7 @@ pub unsafe extern "C-unwind" fn begin_foreign_scan(
         let planned = plan_private(plan);
         let relid = (*(*node).ss.ss_currentRelation).rd_id;
         let (sql, _) = planned.sql(&column_names(relid)).or_report();
-        let attnums = planned.attnums;
+        let attnums = planned.attnums.clone();
         let desc = (*(*node).ss.ss_currentRelation).rd_att;
         let inputs = attnums
             .into_iter()
@@ -443,6 +467,7 @@ pub unsafe extern "C-unwind" fn begin_foreign_scan(
             .collect();
         let state = ScanState {
             sql,
+            rowid: planned.rowid,
             inputs,
             rows: None,
             row: DecodedRow::default(),
@@ -478,7 +503,7 @@ pub unsafe extern "C-unwind" fn iterate_foreign_scan(
                 .unwrap_or_default();
             Error::NulInText { column }.report();
         }
-        let expected = state.inputs.len().max(1);
+        let expected = state.inputs.len().max(1) + if state.rowid { 2 } else { 0 };
         if state.row.len() != expected {
             Error::Protocol(format!(
                 "expected {expected} fields, got {}",
@@ -536,6 +561,15 @@ pub unsafe extern "C-unwind" fn iterate_foreign_scan(
             }
         })
         .execute();
+        if state.rowid {
+            let n = state.row.len();
+            let tid = crate::iceberg_table::rowid::encode(
+                state.row.text(n - 2).as_deref(),
+                state.row.text(n - 1).as_deref(),
+            )
+            .or_report();
+            (*slot).tts_tid = tid;
+        }
         pg_sys::ExecStoreVirtualTuple(slot)
     }
 }
@@ -589,12 +623,14 @@ pub unsafe extern "C-unwind" fn explain_foreign_scan(
 }
 
 /// Foreign tables over lake files are read-only (Postgres reports `cannot insert into
-/// foreign table` naming the table); Iceberg tables take INSERT.
+/// foreign table` naming the table); Iceberg tables take INSERT, UPDATE and DELETE.
 #[pg_guard]
 pub unsafe extern "C-unwind" fn is_foreign_rel_updatable(rel: pg_sys::Relation) -> i32 {
     // SAFETY: Postgres passes an open relation.
     if crate::iceberg_table::is_iceberg_table(unsafe { (*rel).rd_id }) {
-        1 << pg_sys::CmdType::CMD_INSERT as i32
+        (1 << pg_sys::CmdType::CMD_INSERT as i32)
+            | (1 << pg_sys::CmdType::CMD_UPDATE as i32)
+            | (1 << pg_sys::CmdType::CMD_DELETE as i32)
     } else {
         0
     }

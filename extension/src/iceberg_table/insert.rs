@@ -117,6 +117,8 @@ struct Column {
     kind: Kind,
     /// DuckDB expression turning staged text `c<i>` into the Parquet column.
     duckdb: String,
+    /// The column's DuckDB type in data files.
+    target: String,
 }
 
 /// One INSERT's (or COPY FROM's) rows on their way to a data file.
@@ -131,6 +133,9 @@ pub struct InsertState {
     out: Vec<u8>,
     rows: u64,
     row_context: pg_sys::MemoryContext,
+    /// UPDATE and DELETE: the subplan's ctid column, and the positions taken out of each file.
+    rowid_attno: pg_sys::AttrNumber,
+    deleted: HashMap<String, Vec<u32>>,
 }
 
 /// The DuckDB type a column of `shape` is written as, matching its Iceberg type.
@@ -283,6 +288,7 @@ impl InsertState {
                     bounds,
                     kind,
                     duckdb,
+                    target,
                 });
             }
             let row_context = pg_sys::AllocSetContextCreateInternal(
@@ -306,6 +312,8 @@ impl InsertState {
                 out: Vec::with_capacity(CHUNK_BYTES + 4096),
                 rows: 0,
                 row_context,
+                rowid_attno: 0,
+                deleted: HashMap::new(),
             })
         }
     }
@@ -461,8 +469,15 @@ impl InsertState {
         Ok(())
     }
 
-    /// Ends the statement: the staged rows become one data file of the transaction.
+    /// Ends the statement: the staged rows become one data file of the transaction, and
+    /// each file rows were deleted from is rewritten without them (or dropped, when none
+    /// is left).
     fn finish(&mut self) -> Result<()> {
+        self.write_inserted()?;
+        self.rewrite_deleted()
+    }
+
+    fn write_inserted(&mut self) -> Result<()> {
         if self.rows == 0 {
             return Ok(());
         }
@@ -475,6 +490,85 @@ impl InsertState {
                 self.rows
             )));
         }
+        let exprs: Vec<String> = self.columns.iter().map(|c| c.duckdb.clone()).collect();
+        let staging = self.staging.clone();
+        let file = self.write_file(&mut conn, &staging, &exprs)?;
+        conn.execute(&format!("DROP TABLE {staging}"))?;
+        if file.record_count != self.rows {
+            return Err(Error::Internal(format!(
+                "DuckDB wrote {} rows of the {} staged",
+                file.record_count, self.rows
+            )));
+        }
+        xact::add_file(self.relid, file);
+        Ok(())
+    }
+
+    /// Rows UPDATE or DELETE took out of their files.
+    fn rewrite_deleted(&mut self) -> Result<()> {
+        let deleted = std::mem::take(&mut self.deleted);
+        for (path, mut positions) in deleted {
+            positions.sort_unstable();
+            positions.dedup();
+            let mut conn = Connection::acquire()?;
+            let total: u64 = conn
+                .query(&format!(
+                    "SELECT count(*) FROM read_parquet({})",
+                    quote_literal(&path)
+                ))?
+                .first()
+                .and_then(|r| r.first().cloned().flatten())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            xact::remove_file(self.relid, &path);
+            if positions.len() as u64 >= total {
+                continue; // every row went: the file goes
+            }
+            let gone = format!("pg_lake_deleted_{}", uuid::Uuid::new_v4().simple());
+            conn.execute(&format!("CREATE TEMP TABLE {gone} (r BIGINT)"))?;
+            let mut sink = conn.copy_in(&format!("COPY {gone} FROM STDIN (FORMAT csv)"))?;
+            for chunk in positions.chunks(64 * 1024) {
+                let mut text = String::with_capacity(chunk.len() * 8);
+                for p in chunk {
+                    text.push_str(&p.to_string());
+                    text.push('\n');
+                }
+                sink.send(Bytes::from(text))?;
+            }
+            let (mut conn, _) = sink.finish()?;
+            let source = format!(
+                "(SELECT * FROM read_parquet({}, file_row_number = true) \
+                 WHERE file_row_number NOT IN (SELECT r FROM {gone}))",
+                quote_literal(&path)
+            );
+            let exprs: Vec<String> = self
+                .columns
+                .iter()
+                .map(|c| format!("CAST({} AS {})", quote_ident(&c.name), c.target))
+                .collect();
+            let file = self.write_file(&mut conn, &source, &exprs)?;
+            conn.execute(&format!("DROP TABLE {gone}"))?;
+            let expected = total - positions.len() as u64;
+            if file.record_count != expected {
+                return Err(Error::Internal(format!(
+                    "rewriting {path} kept {} rows, not {expected}",
+                    file.record_count
+                )));
+            }
+            xact::add_file(self.relid, file);
+        }
+        Ok(())
+    }
+
+    /// Writes the rows of DuckDB table expression `source`, as `exprs` (one per column)
+    /// give them, as a new Parquet data file with the table's field ids; answers its
+    /// manifest record.
+    fn write_file(
+        &self,
+        conn: &mut Connection,
+        source: &str,
+        exprs: &[String],
+    ) -> Result<NewDataFile> {
         let url = format!("{}/data/{}.parquet", self.location, uuid::Uuid::new_v4());
         if location_of(&url)? == Location::Local {
             let dir = crate::files::access::local_path(&format!("{}/data", self.location));
@@ -485,25 +579,25 @@ impl InsertState {
                 not_found: false,
             })?;
         }
+        let (value_counts, null_value_counts, lower_bounds, upper_bounds) =
+            self.column_stats(conn, source, exprs)?;
         let select: Vec<String> = self
             .columns
             .iter()
-            .map(|c| format!("{} AS {}", c.duckdb, quote_ident(&c.name)))
+            .zip(exprs)
+            .map(|(c, e)| format!("{e} AS {}", quote_ident(&c.name)))
             .collect();
         let select = if select.is_empty() {
             "*".to_string()
         } else {
             select.join(", ")
         };
-        let column_stats = self.column_stats(&mut conn)?;
         xact::will_write(&url);
         let rows = conn.query(&format!(
-            "COPY (SELECT {select} FROM {}) TO {} (FORMAT parquet, FIELD_IDS {}, RETURN_STATS)",
-            self.staging,
+            "COPY (SELECT {select} FROM {source}) TO {} (FORMAT parquet, FIELD_IDS {}, RETURN_STATS)",
             quote_literal(&url),
             self.field_ids
         ))?;
-        conn.execute(&format!("DROP TABLE {}", self.staging))?;
         let stats = rows
             .into_iter()
             .next()
@@ -516,60 +610,51 @@ impl InsertState {
                 .and_then(|v| v.parse().ok())
                 .ok_or_else(|| Error::Protocol(format!("COPY TO {url} returned no {what}")))
         };
-        let record_count = number(1, "row count")?;
-        if record_count != self.rows {
-            return Err(Error::Internal(format!(
-                "DuckDB wrote {record_count} rows of the {} staged",
-                self.rows
-            )));
-        }
-        let (value_counts, null_value_counts, lower_bounds, upper_bounds) = column_stats;
-        xact::add_file(
-            self.relid,
-            NewDataFile {
-                path: url.clone(),
-                record_count,
-                file_size_in_bytes: number(2, "file size")?,
-                value_counts,
-                null_value_counts,
-                lower_bounds,
-                upper_bounds,
-            },
-        );
-        Ok(())
+        Ok(NewDataFile {
+            record_count: number(1, "row count")?,
+            file_size_in_bytes: number(2, "file size")?,
+            path: url,
+            value_counts,
+            null_value_counts,
+            lower_bounds,
+            upper_bounds,
+        })
     }
 
-    /// Per-column statistics of the staged rows for the manifest, by field id: value
+    /// Per-column statistics of `source`'s rows for the manifest, by field id: value
     /// counts and null counts of every top-level primitive column, lower and upper
     /// bounds of those whose type pruning compares.
     #[allow(clippy::type_complexity)]
     fn column_stats(
         &self,
         conn: &mut Connection,
+        source: &str,
+        exprs: &[String],
     ) -> Result<(
         HashMap<i32, u64>,
         HashMap<i32, u64>,
         HashMap<i32, Datum>,
         HashMap<i32, Datum>,
     )> {
-        let mut exprs = vec!["CAST(count(*) AS VARCHAR)".to_string()];
-        let measured: Vec<&Column> = self.columns.iter().filter(|c| c.primitive).collect();
-        for c in &measured {
-            exprs.push(format!("CAST(count({}) AS VARCHAR)", c.duckdb));
+        let mut sql = vec!["CAST(count(*) AS VARCHAR)".to_string()];
+        let measured: Vec<(&Column, &String)> = self
+            .columns
+            .iter()
+            .zip(exprs)
+            .filter(|(c, _)| c.primitive)
+            .collect();
+        for (c, e) in &measured {
+            sql.push(format!("CAST(count({e}) AS VARCHAR)"));
             match c.bounds {
                 Some(b) => {
-                    exprs.push(b.sql("min", &c.duckdb));
-                    exprs.push(b.sql("max", &c.duckdb));
+                    sql.push(b.sql("min", e));
+                    sql.push(b.sql("max", e));
                 }
-                None => exprs.extend(["NULL".to_string(), "NULL".to_string()]),
+                None => sql.extend(["NULL".to_string(), "NULL".to_string()]),
             }
         }
         let row = conn
-            .query(&format!(
-                "SELECT {} FROM {}",
-                exprs.join(", "),
-                self.staging
-            ))?
+            .query(&format!("SELECT {} FROM {source}", sql.join(", ")))?
             .into_iter()
             .next()
             .ok_or_else(|| Error::Protocol("the statistics query returned no row".into()))?;
@@ -580,7 +665,7 @@ impl InsertState {
             HashMap::new(),
             HashMap::new(),
         );
-        for (i, c) in measured.iter().enumerate() {
+        for (i, (c, _)) in measured.iter().enumerate() {
             let at = 1 + i * 3;
             let non_null: u64 = row[at].as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
             values.insert(c.field_id, total);
@@ -595,6 +680,25 @@ impl InsertState {
             }
         }
         Ok((values, nulls, lower, upper))
+    }
+
+    /// Records that the row `plan_slot`'s ctid names is deleted (or replaced).
+    ///
+    /// # Safety
+    /// `plan_slot` must be the ModifyTable subplan's row.
+    unsafe fn delete_row(&mut self, plan_slot: *mut pg_sys::TupleTableSlot) -> Result<()> {
+        let mut isnull = false;
+        // SAFETY: guaranteed by the caller; the junk ctid is a pointer to an ItemPointerData.
+        let tid = unsafe {
+            let datum = pg_sys::ExecGetJunkAttribute(plan_slot, self.rowid_attno, &mut isnull);
+            if isnull {
+                return Err(Error::Internal("the row to change has no ctid".into()));
+            }
+            *(datum.cast_mut_ptr::<pg_sys::ItemPointerData>())
+        };
+        let (path, position) = super::rowid::decode(&tid)?;
+        self.deleted.entry(path).or_default().push(position);
+        Ok(())
     }
 }
 
@@ -642,25 +746,22 @@ unsafe fn begin(rinfo: *mut pg_sys::ResultRelInfo) {
 
 #[pg_guard]
 pub unsafe extern "C-unwind" fn plan_foreign_modify(
-    root: *mut pg_sys::PlannerInfo,
+    _root: *mut pg_sys::PlannerInfo,
     plan: *mut pg_sys::ModifyTable,
     _result_relation: pg_sys::Index,
     _subplan_index: std::ffi::c_int,
 ) -> *mut pg_sys::List {
     // SAFETY: the planner passes valid nodes.
     unsafe {
-        let _ = root;
-        if (*plan).operation != pg_sys::CmdType::CMD_INSERT {
+        if (*plan).onConflictAction != pg_sys::OnConflictAction::ONCONFLICT_NONE {
             Error::FeatureNotSupported(
-                "UPDATE and DELETE on Iceberg tables are not supported yet".into(),
+                "INSERT ... ON CONFLICT is not supported on Iceberg tables".into(),
             )
             .report();
         }
-        if !(*plan).onConflictSet.is_null()
-            || (*plan).onConflictAction != pg_sys::OnConflictAction::ONCONFLICT_NONE
-        {
+        if (*plan).operation != pg_sys::CmdType::CMD_INSERT && !(*plan).returningLists.is_null() {
             Error::FeatureNotSupported(
-                "INSERT ... ON CONFLICT is not supported on Iceberg tables".into(),
+                "UPDATE and DELETE ... RETURNING are not supported on Iceberg tables yet".into(),
             )
             .report();
         }
@@ -668,9 +769,34 @@ pub unsafe extern "C-unwind" fn plan_foreign_modify(
     std::ptr::null_mut()
 }
 
+/// UPDATE and DELETE identify rows by ctid (see [`super::rowid`]).
+#[pg_guard]
+pub unsafe extern "C-unwind" fn add_foreign_update_targets(
+    root: *mut pg_sys::PlannerInfo,
+    rtindex: pg_sys::Index,
+    _target_rte: *mut pg_sys::RangeTblEntry,
+    target_relation: pg_sys::Relation,
+) {
+    // SAFETY: the planner passes valid nodes; the Var is palloc'd in its context.
+    unsafe {
+        if !super::is_iceberg_table((*target_relation).rd_id) {
+            return;
+        }
+        let var = pg_sys::makeVar(
+            rtindex as i32,
+            pg_sys::SelfItemPointerAttributeNumber as pg_sys::AttrNumber,
+            pg_sys::TIDOID,
+            -1,
+            pg_sys::InvalidOid,
+            0,
+        );
+        pg_sys::add_row_identity_var(root, var, rtindex, c"ctid".as_ptr());
+    }
+}
+
 #[pg_guard]
 pub unsafe extern "C-unwind" fn begin_foreign_modify(
-    _mtstate: *mut pg_sys::ModifyTableState,
+    mtstate: *mut pg_sys::ModifyTableState,
     rinfo: *mut pg_sys::ResultRelInfo,
     _fdw_private: *mut pg_sys::List,
     _subplan_index: std::ffi::c_int,
@@ -679,8 +805,59 @@ pub unsafe extern "C-unwind" fn begin_foreign_modify(
     if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 != 0 {
         return;
     }
-    // SAFETY: the executor passes a valid ResultRelInfo of our table.
-    unsafe { begin(rinfo) }
+    // SAFETY: the executor passes a valid ModifyTableState and ResultRelInfo of our table.
+    unsafe {
+        begin(rinfo);
+        if (*mtstate).operation != pg_sys::CmdType::CMD_INSERT {
+            let subplan = (*(*mtstate).ps.lefttree).plan;
+            let attno =
+                pg_sys::ExecFindJunkAttributeInTlist((*subplan).targetlist, c"ctid".as_ptr());
+            if attno <= 0 {
+                Error::Internal("the UPDATE or DELETE plan has no ctid column".into()).report();
+            }
+            if let Some(state) = state(rinfo) {
+                state.rowid_attno = attno;
+            }
+        }
+    }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn exec_foreign_delete(
+    _estate: *mut pg_sys::EState,
+    rinfo: *mut pg_sys::ResultRelInfo,
+    slot: *mut pg_sys::TupleTableSlot,
+    plan_slot: *mut pg_sys::TupleTableSlot,
+) -> *mut pg_sys::TupleTableSlot {
+    // SAFETY: the executor passes our ResultRelInfo and the subplan's row.
+    unsafe {
+        if let Some(state) = state(rinfo) {
+            state.delete_row(plan_slot).or_report();
+        }
+    }
+    slot
+}
+
+/// An UPDATE replaces the row: the old one leaves its file, the new one is written as
+/// an INSERT's rows are.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn exec_foreign_update(
+    estate: *mut pg_sys::EState,
+    rinfo: *mut pg_sys::ResultRelInfo,
+    slot: *mut pg_sys::TupleTableSlot,
+    plan_slot: *mut pg_sys::TupleTableSlot,
+) -> *mut pg_sys::TupleTableSlot {
+    // SAFETY: the executor passes our ResultRelInfo, the new row and the subplan's row.
+    unsafe {
+        if !(*(*(*rinfo).ri_RelationDesc).rd_att).constr.is_null() {
+            pg_sys::ExecConstraints(rinfo, slot, estate);
+        }
+        if let Some(state) = state(rinfo) {
+            state.delete_row(plan_slot).or_report();
+            state.add_row(slot).or_report();
+        }
+    }
+    slot
 }
 
 #[pg_guard]

@@ -134,6 +134,7 @@ pub fn scan_source(
     relid: pg_sys::Oid,
     columns: &[String],
     predicates: &[super::prune::Predicate],
+    rowid: bool,
 ) -> Result<ScanSource> {
     let (ident, snapshot) = current(relid)?;
     if snapshot
@@ -176,11 +177,14 @@ pub fn scan_source(
             .iter()
             .map(|c| format!("CAST(NULL AS VARCHAR) AS {}", crate::files::quote_ident(c)))
             .collect();
-        let cols = if cols.is_empty() {
+        let mut cols = if cols.is_empty() {
             "1 AS \"?\"".to_string()
         } else {
             cols.join(", ")
         };
+        if rowid {
+            cols.push_str(", CAST(NULL AS VARCHAR) AS \"__pg_lake_file\", CAST(NULL AS BIGINT) AS file_row_number");
+        }
         return Ok(ScanSource {
             sql: format!("(SELECT {cols} LIMIT 0)"),
             scanned: 0,
@@ -193,8 +197,13 @@ pub fn scan_source(
         .collect();
     Ok(ScanSource {
         sql: format!(
-            "read_parquet([{}], hive_partitioning = false)",
-            list.join(", ")
+            "read_parquet([{}], hive_partitioning = false{})",
+            list.join(", "),
+            if rowid {
+                format!(", {}", super::rowid::READ_OPTIONS)
+            } else {
+                String::new()
+            }
         ),
         scanned: files.len(),
         skipped,

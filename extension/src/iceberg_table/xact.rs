@@ -81,6 +81,17 @@ pub fn add_file(relid: pg_sys::Oid, file: NewDataFile) {
     });
 }
 
+/// A data file of table `relid` that this transaction removes (UPDATE or DELETE rewrote
+/// it without some rows, or deleted all of them).
+pub fn remove_file(relid: pg_sys::Oid, path: &str) {
+    STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        table_mut(&mut s, relid)
+            .removed
+            .push((subxact(), path.to_string()));
+    });
+}
+
 /// TRUNCATE: every file the transaction sees goes (the committed ones it saw are
 /// removed at commit; its own pending ones are dropped now).
 pub fn truncate(relid: pg_sys::Oid, committed: Vec<String>) {
@@ -264,6 +275,7 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
             }
         }
         pg_sys::XactEvent::XACT_EVENT_COMMIT | pg_sys::XactEvent::XACT_EVENT_PREPARE => {
+            super::rowid::reset();
             STATE.with(|s| {
                 let mut s = s.borrow_mut();
                 s.tables.clear();
@@ -271,6 +283,7 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
             });
         }
         pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => {
+            super::rowid::reset();
             STATE.with(|s| {
                 let mut s = s.borrow_mut();
                 s.tables.clear();

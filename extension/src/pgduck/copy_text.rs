@@ -47,7 +47,6 @@ impl DecodedRow {
     }
 
     /// Field `i` as text (lossy).
-    #[cfg(any(test, feature = "pg_test"))]
     pub fn text(&self, i: usize) -> Option<String> {
         let start = self.fields[i]?;
         let end = start + self.data[start..].iter().position(|b| *b == 0).unwrap_or(0);
