@@ -81,7 +81,7 @@ def test_create_insert_and_read_back_every_value(db, dbname):
     assert "Data Files Scanned: 1" in plan, plan
 
 
-def test_alias_default_access_method_and_copy(db):
+def test_alias_default_access_method_and_copy(db, s3url):
     db.execute("CREATE TABLE a (x int) USING pg_lake_iceberg")
     db.execute("SET default_table_access_method = 'iceberg'")
     db.execute("CREATE TABLE b (x int)")
@@ -96,6 +96,13 @@ def test_alias_default_access_method_and_copy(db):
     db.execute("INSERT INTO a SELECT x * 2 FROM b WHERE x < 10")
     assert db.execute("SELECT count(*), sum(x) FROM b").fetchone() == (1000, 499500)
     assert db.execute("SELECT sum(x) FROM a").fetchone() == (90,)
+    # COPY FROM a lake file into an Iceberg table, and CREATE ... USING iceberg WITH (load_from).
+    db.execute(f"COPY (SELECT g AS x FROM generate_series(1, 5) g) TO '{s3url}/five.parquet'")
+    db.execute(f"COPY a FROM '{s3url}/five.parquet'")
+    assert db.execute("SELECT count(*), sum(x) FROM a").fetchone() == (15, 105)
+    db.execute(f"CREATE TABLE loaded () USING iceberg WITH (load_from = '{s3url}/five.parquet')")
+    assert db.execute("SELECT sum(x) FROM loaded").fetchone() == (15,)
+    assert db.execute("SELECT relkind FROM pg_class WHERE relname = 'loaded'").fetchone() == ("f",)
 
 
 def test_rollback_and_savepoints_leave_no_trace(connect):

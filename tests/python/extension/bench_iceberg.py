@@ -1,0 +1,80 @@
+"""Benchmark harness (not part of the test run): Iceberg tables against heap tables.
+
+Run:  source scripts/env.sh && cd tests/python &&
+      $PG_LAKE_PYTHON -m pytest -q -s extension/bench_iceberg.py
+Uses the test fixtures (Postgres, pgduck_server at the pod's memory limit) and a local
+warehouse, so object-storage latency does not blur the figures. Each figure is a ratio of
+runs made side by side, paired, repeated PG_LAKE_BENCH_REPEAT times (default 3): the
+median and the range are printed, since this machine's speed drifts 20-30 % minute to
+minute. PG_LAKE_BENCH_ROWS (default 1,000,000) sets the COPY size.
+"""
+
+import io
+import os
+import statistics
+import time
+
+ROWS = int(os.environ.get("PG_LAKE_BENCH_ROWS", 1_000_000))
+REPEAT = int(os.environ.get("PG_LAKE_BENCH_REPEAT", 3))
+
+
+def seconds(fn):
+    start = time.monotonic()
+    fn()
+    return time.monotonic() - start
+
+
+def report(label, ratios, unit="x"):
+    print(f"{label:<70} median {statistics.median(ratios):7.2f}{unit}  "
+          f"range {min(ratios):.2f}-{max(ratios):.2f}{unit}  ({len(ratios)} paired runs)")
+
+
+def csv_rows(n):
+    buf = io.StringIO()
+    for i in range(n):
+        buf.write(f"{i},name {i},{i % 1000}.25,2024-01-{1 + i % 28:02d}\n")
+    return buf.getvalue()
+
+
+def test_bench_iceberg(db, localdir):
+    data = csv_rows(ROWS)
+    cols = "(id bigint, name text, price numeric(10,2), day date)"
+
+    def copy_into(table):
+        with db.cursor().copy(f"COPY {table} FROM STDIN WITH (format csv)") as copy:
+            copy.write(data)
+
+    print(f"\nrows: {ROWS}")
+    ratios = []
+    for i in range(REPEAT):
+        db.execute(f"CREATE TABLE ice_{i} {cols} USING iceberg WITH (location = '{localdir}/ice_{i}')")
+        db.execute(f"CREATE TABLE heap_{i} {cols}")
+        ice = seconds(lambda: copy_into(f"ice_{i}"))
+        heap = seconds(lambda: copy_into(f"heap_{i}"))
+        ratios.append(ice / heap)
+        assert db.execute(f"SELECT count(*) FROM ice_{i}").fetchone() == (ROWS,)
+    report("COPY FROM STDIN into Iceberg / into heap (time ratio)", ratios)
+
+    ratios = []
+    n = 200
+    for i in range(REPEAT):
+        db.execute(f"CREATE TABLE one_ice_{i} (x int) USING iceberg WITH (location = '{localdir}/one_{i}')")
+        db.execute(f"CREATE TABLE one_heap_{i} (x int)")
+        ice = seconds(lambda: [db.execute(f"INSERT INTO one_ice_{i} VALUES (%s)", (k,)) for k in range(n)])
+        heap = seconds(lambda: [db.execute(f"INSERT INTO one_heap_{i} VALUES (%s)", (k,)) for k in range(n)])
+        ratios.append(n / ice)
+        print(f"  run {i}: Iceberg {n / ice:.0f} autocommit INSERTs/s, heap {n / heap:.0f}/s")
+    report("single-row autocommit INSERTs into Iceberg per second", ratios, unit="/s")
+
+    db.execute(f"CREATE TABLE pruned (x int, pad text) USING iceberg WITH (location = '{localdir}/pruned')")
+    for f in range(100):
+        db.execute(f"INSERT INTO pruned SELECT g, repeat('x', 20) FROM generate_series({f * 10000}, {f * 10000 + 9999}) g")
+    ratios = []
+    for _ in range(REPEAT):
+        query = "SELECT count(*) FROM pruned WHERE x = 123456"
+        db.execute("SET pg_lake_table.enable_data_file_pruning = off")
+        off = seconds(lambda: db.execute(query).fetchone())
+        db.execute("RESET pg_lake_table.enable_data_file_pruning")
+        on = seconds(lambda: db.execute(query).fetchone())
+        ratios.append(off / on)
+    report("selective WHERE on a 100-file table: pruning off / on (speed-up)", ratios)
