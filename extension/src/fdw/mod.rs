@@ -77,6 +77,7 @@ pub extern "C-unwind" fn pg_lake_fdw_handler(_fcinfo: pg_sys::FunctionCallInfo) 
     routine.BeginForeignInsert = Some(crate::iceberg_table::insert::begin_foreign_insert);
     routine.EndForeignInsert = Some(crate::iceberg_table::insert::end_foreign_modify);
     routine.ExecForeignTruncate = Some(crate::iceberg_table::insert::exec_foreign_truncate);
+    routine.ImportForeignSchema = Some(crate::iceberg_table::attach::import_foreign_schema);
     pg_sys::Datum::from(routine.into_pg())
 }
 
@@ -121,7 +122,12 @@ fn pg_lake_iceberg_fdw_validator(options: Vec<Option<String>>, catalog: pg_sys::
             .next()
             .unwrap_or_default()
             .to_ascii_lowercase();
-        if catalog == pg_sys::ForeignTableRelationId && name == "location" {
+        if catalog == pg_sys::ForeignTableRelationId
+            && matches!(
+                name.as_str(),
+                "location" | "catalog_namespace" | "catalog_table_name"
+            )
+        {
             continue;
         }
         if catalog == pg_sys::ForeignTableRelationId && name == "partition_by" {

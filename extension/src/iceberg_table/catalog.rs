@@ -103,13 +103,26 @@ pub struct TableIdent {
 
 impl TableIdent {
     /// The catalog name of the Postgres table `relid`: catalog_name is the database,
-    /// the namespace its schema, as in the original.
+    /// the namespace its schema, as in the original; a table attached to one another
+    /// engine made names it in its options (`catalog_namespace`, `catalog_table_name`).
     pub fn of(relid: pg_sys::Oid) -> TableIdent {
+        let mut ident = TableIdent::of_relation(relid);
+        let (namespace, name) = attached_name(relid);
+        if let Some(namespace) = namespace {
+            ident.namespace = namespace;
+        }
+        if let Some(name) = name {
+            ident.name = name;
+        }
+        ident
+    }
+
+    /// The name a table of `relid`'s schema and name would have.
+    pub fn of_relation(relid: pg_sys::Oid) -> TableIdent {
         // SAFETY: syscache lookups on the backend thread.
         unsafe {
             TableIdent {
-                catalog: crate::pg::util::string(pg_sys::get_database_name(pg_sys::MyDatabaseId))
-                    .unwrap_or_default(),
+                catalog: current_catalog(),
                 namespace: crate::pg::util::string(pg_sys::get_namespace_name(
                     pg_sys::get_rel_namespace(relid),
                 ))
@@ -127,6 +140,64 @@ impl TableIdent {
             shared::ICEBERG_TYPE_TABLE.into(),
         ]
     }
+}
+
+/// This database's catalog name: the database's name, as in the original.
+pub fn current_catalog() -> String {
+    // SAFETY: a syscache lookup on the backend thread.
+    unsafe { crate::pg::util::string(pg_sys::get_database_name(pg_sys::MyDatabaseId)) }
+        .unwrap_or_default()
+}
+
+/// Option naming the catalog namespace of a table attached from the catalog.
+pub const NAMESPACE_OPTION: &str = "catalog_namespace";
+/// Option naming the catalog table name of a table attached from the catalog.
+pub const NAME_OPTION: &str = "catalog_table_name";
+
+/// The `catalog_namespace` and `catalog_table_name` options of foreign table `relid`.
+pub fn attached_name(relid: pg_sys::Oid) -> (Option<String>, Option<String>) {
+    // SAFETY: a catalog lookup on the backend thread; the options are copied.
+    let options = unsafe { crate::pg::util::def_elems((*pg_sys::GetForeignTable(relid)).options) };
+    let get = |name: &str| {
+        options
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    (get(NAMESPACE_OPTION), get(NAME_OPTION))
+}
+
+/// Whether `relid` was attached to a table that already was in the catalog (its DROP
+/// then only detaches it, and RENAME leaves the catalog name alone).
+pub fn is_attached(relid: pg_sys::Oid) -> bool {
+    let (namespace, name) = attached_name(relid);
+    namespace.is_some() || name.is_some()
+}
+
+/// The catalog's tables in `namespace` of this database: (name, metadata location).
+pub fn tables_in(namespace: &str) -> Result<Vec<(String, String)>> {
+    let catalog = current_catalog();
+    as_catalog_owner(|| {
+        ensure_schema()?;
+        Spi::connect(|client| {
+            let mut out = Vec::new();
+            let rows = client.select(
+                "SELECT table_name, metadata_location FROM lake_catalog.iceberg_tables \
+                  WHERE catalog_name = $1 AND table_namespace = $2 \
+                    AND coalesce(iceberg_type, 'TABLE') = 'TABLE' ORDER BY table_name",
+                None,
+                &[catalog.as_str().into(), namespace.into()],
+            )?;
+            for row in rows {
+                if let (Some(name), Some(location)) = (row.get::<String>(1)?, row.get::<String>(2)?)
+                {
+                    out.push((name, location));
+                }
+            }
+            Ok::<_, pgrx::spi::Error>(out)
+        })
+        .map_err(spi("listing the catalog's tables"))
+    })
 }
 
 impl std::fmt::Display for TableIdent {

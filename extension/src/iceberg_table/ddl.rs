@@ -34,7 +34,7 @@ use crate::pg::util::{def_elems, list_ptrs, pstrdup, string};
 use crate::types::PgShape;
 
 /// Options an Iceberg table accepts (in CREATE TABLE ... WITH, or as FDW options).
-pub const OPTIONS: &str = "location";
+pub const OPTIONS: &str = "location, catalog_namespace, catalog_table_name";
 
 fn is_iceberg_am(name: &str) -> bool {
     matches!(name, "iceberg" | "pg_lake_iceberg")
@@ -120,6 +120,8 @@ pub unsafe fn to_foreign_table(
         let options = def_elems((*stmt).options);
         for (name, _) in &options {
             if !name.eq_ignore_ascii_case("location") {
+                // catalog_namespace / catalog_table_name attach an existing table: that is
+                // CREATE FOREIGN TABLE ... SERVER pg_lake_iceberg (or IMPORT FOREIGN SCHEMA).
                 Error::UnknownOption {
                     option: name.to_ascii_lowercase(),
                     valid: OPTIONS,
@@ -328,8 +330,20 @@ fn check_writable(location: &str) -> Result<()> {
     })
 }
 
-/// Writes the first metadata file of Iceberg table `relid` and registers it.
+/// Writes the first metadata file of Iceberg table `relid` and registers it; a table
+/// naming a catalog table (`catalog_namespace`, `catalog_table_name`) attaches to it.
 pub fn register(relid: pg_sys::Oid, options: &[(String, String)]) -> Result<()> {
+    if catalog::is_attached(relid) {
+        if options
+            .iter()
+            .any(|(o, _)| o.eq_ignore_ascii_case("location"))
+        {
+            return Err(Error::InvalidArgument(
+                "option \"location\" cannot be given with catalog_namespace or catalog_table_name: an attached table has its own".into(),
+            ));
+        }
+        return super::attach::attach(relid);
+    }
     let ident = TableIdent::of(relid);
     let name = ident.to_string();
     let mut location = None;
@@ -365,8 +379,10 @@ pub fn register(relid: pg_sys::Oid, options: &[(String, String)]) -> Result<()> 
     storage::write(&file, &bytes)?;
     if !catalog::register(&ident, &file)? {
         return Err(Error::InvalidArgument(format!(
-            "the Iceberg catalog already has a table {name} in catalog \"{}\"",
-            ident.catalog
+            "the Iceberg catalog already has a table {name} in catalog \"{}\"; attach it with IMPORT FOREIGN SCHEMA {} LIMIT TO ({}) FROM SERVER pg_lake_iceberg INTO <schema>",
+            ident.catalog,
+            crate::files::quote_ident(&ident.namespace),
+            crate::files::quote_ident(&ident.name)
         )));
     }
     Ok(())
@@ -405,16 +421,20 @@ pub unsafe fn before_drop(stmt: *mut pg_sys::DropStmt) -> Vec<TableIdent> {
             return Vec::new();
         }
         let mut iceberg = Vec::new();
+        let mut attached = 0;
         let mut others = 0;
         for names in list_ptrs::<pg_sys::List>((*stmt).objects) {
             let rv = pg_sys::makeRangeVarFromNameList(names);
             match relid_of(rv) {
+                Some(relid) if is_iceberg_table(relid) && catalog::is_attached(relid) => {
+                    attached += 1
+                }
                 Some(relid) if is_iceberg_table(relid) => iceberg.push(TableIdent::of(relid)),
                 Some(_) => others += 1,
                 None => {}
             }
         }
-        if kind == pg_sys::ObjectType::OBJECT_TABLE && !iceberg.is_empty() {
+        if kind == pg_sys::ObjectType::OBJECT_TABLE && (!iceberg.is_empty() || attached > 0) {
             if others > 0 {
                 Error::FeatureNotSupported(
                     "DROP TABLE cannot drop Iceberg tables and other tables in one statement"
@@ -455,7 +475,13 @@ pub unsafe fn before_rename(stmt: *mut pg_sys::RenameStmt) -> Option<Move> {
         if !is_iceberg_table(relid) {
             return None;
         }
+        let attached = catalog::is_attached(relid);
         match (*stmt).renameType {
+            pg_sys::ObjectType::OBJECT_TABLE | pg_sys::ObjectType::OBJECT_FOREIGN_TABLE
+                if attached =>
+            {
+                None
+            }
             pg_sys::ObjectType::OBJECT_TABLE | pg_sys::ObjectType::OBJECT_FOREIGN_TABLE => {
                 Some(Move {
                     from: TableIdent::of(relid),
@@ -481,7 +507,7 @@ pub unsafe fn before_set_schema(stmt: *mut pg_sys::AlterObjectSchemaStmt) -> Opt
             return None;
         }
         let relid = relid_of((*stmt).relation)?;
-        is_iceberg_table(relid).then(|| Move {
+        (is_iceberg_table(relid) && !catalog::is_attached(relid)).then(|| Move {
             from: TableIdent::of(relid),
             namespace: string((*stmt).newschema),
             name: None,

@@ -11,6 +11,7 @@
 //! the same compare-and-swap on the same row.
 //!
 //! - [`catalog`]: the catalog tables shared with the REST catalog;
+//! - [`attach`]: tables other engines created, as Postgres tables (`IMPORT FOREIGN SCHEMA`);
 //! - [`ddl`]: CREATE (the `iceberg` access method, the foreign table, the first metadata
 //!   file and the catalog row), DROP, RENAME, SET SCHEMA, and which ALTERs apply;
 //! - [`tables`]: a table's snapshot as a statement sees it (metadata, manifests, live files);
@@ -22,6 +23,7 @@
 //! - [`xact`]: the transaction's pending changes per table and the PRE_COMMIT commit;
 //! - [`storage`]: whole-file reads and writes of metadata through pgduck_server.
 
+pub mod attach;
 pub mod catalog;
 pub mod ddl;
 pub mod insert;

@@ -105,6 +105,18 @@ pub fn load(ident: &TableIdent, location: &str) -> Result<Rc<Snapshot>> {
     Ok(loaded)
 }
 
+/// Remembers what a commit of this backend made the table, so that its next statement
+/// (and next commit) does not read back the files it just wrote.
+pub fn remember(location: &str, snapshot: Snapshot) {
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= CACHED {
+            c.clear();
+        }
+        c.insert(location.to_string(), Rc::new(snapshot));
+    });
+}
+
 /// The committed snapshot of Iceberg table `relid` as the current statement sees it.
 pub fn current(relid: pg_sys::Oid) -> Result<(TableIdent, Rc<Snapshot>)> {
     let ident = TableIdent::of(relid);

@@ -250,6 +250,42 @@ fn commit_table_changes(ident: &TableIdent, changes: &Changes) -> Result<()> {
             reason: "another commit changed its catalog row".into(),
         });
     }
+    // What the new metadata file says, from what was just written (the list is last).
+    let list = produced
+        .files
+        .last()
+        .expect("a snapshot has a manifest list");
+    let manifests = snapshot::parse_manifest_list(
+        &list.location,
+        &list.bytes,
+        staged.metadata.format_version(),
+    )
+    .map_err(core_error(&name))?;
+    let sequence = staged
+        .metadata
+        .current_snapshot()
+        .map(|s| s.sequence_number());
+    let spec = staged.metadata.default_partition_spec_id();
+    let mut files: Vec<snapshot::LiveFile> = current
+        .files
+        .iter()
+        .filter(|f| !changes.removed.contains(f.path()))
+        .cloned()
+        .collect();
+    for added in &changes.added {
+        files.push(snapshot::LiveFile {
+            data_file: snapshot::data_file(added, spec).map_err(core_error(&name))?,
+            sequence_number: sequence,
+        });
+    }
+    tables::remember(
+        &staged.location,
+        tables::Snapshot {
+            metadata: staged.metadata,
+            manifests,
+            files,
+        },
+    );
     Ok(())
 }
 

@@ -108,6 +108,17 @@ pub fn manifests_of(
     Ok(list.consume_entries().into_iter().collect())
 }
 
+/// The manifests a manifest list's bytes name (a list this crate just produced, say).
+pub fn parse_manifest_list(
+    location: &str,
+    bytes: &[u8],
+    version: FormatVersion,
+) -> Result<Vec<ManifestFile>> {
+    let list =
+        ManifestList::parse_with_version(bytes, version).map_err(|e| invalid(location, e))?;
+    Ok(list.consume_entries().into_iter().collect())
+}
+
 /// The live data and delete files of `manifests`.
 pub fn live_files(manifests: &[ManifestFile], read: &mut Reader) -> Result<Vec<LiveFile>> {
     let mut files = Vec::new();

@@ -396,3 +396,46 @@ def test_conflicting_deletes_fail_with_a_serialization_error(connect):
     with pytest.raises(psycopg.errors.SerializationFailure):
         second.execute("COMMIT")
     assert first.execute("SELECT count(*) FROM c").fetchone() == (9,), "no lost update, no lost delete"
+
+
+def test_a_table_pyiceberg_created_is_imported_read_and_written_by_postgres(db, catalog):
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import LongType, NestedField, StringType, DoubleType
+
+    catalog.create_namespace("sales")
+    orders = catalog.create_table("sales.orders", schema=Schema(
+        NestedField(1, "id", LongType(), required=True),
+        NestedField(2, "customer", StringType(), required=False),
+        NestedField(3, "amount", DoubleType(), required=False)))
+    orders.append(pa.Table.from_pylist(
+        [{"id": 1, "customer": "ada", "amount": 10.5}, {"id": 2, "customer": "bob", "amount": 3.0}],
+        schema=orders.schema().as_arrow()))
+
+    # One statement makes it a Postgres table (columns from its Iceberg schema).
+    db.execute("IMPORT FOREIGN SCHEMA sales FROM SERVER pg_lake_iceberg INTO public")
+    assert db.execute("SELECT format_type(atttypid, atttypmod), attnotnull FROM pg_attribute "
+                      "WHERE attrelid = 'orders'::regclass AND attnum > 0 ORDER BY attnum").fetchall() == \
+        [("bigint", True), ("text", False), ("double precision", False)]
+    assert db.execute("SELECT id, customer, amount FROM orders ORDER BY id").fetchall() == \
+        [(1, "ada", 10.5), (2, "bob", 3.0)]
+
+    db.execute("INSERT INTO orders VALUES (3, 'cy', 7.25)")
+    db.execute("UPDATE orders SET amount = amount * 2 WHERE customer = 'ada'")
+    db.execute("DELETE FROM orders WHERE id = 2")
+    got = catalog.load_table("sales.orders").scan().to_arrow().sort_by("id").to_pylist()
+    assert got == [{"id": 1, "customer": "ada", "amount": 21.0}, {"id": 3, "customer": "cy", "amount": 7.25}]
+
+    # Postgres' names may differ from the catalog's; DROP only detaches an imported table.
+    db.execute("ALTER TABLE orders RENAME TO my_orders")
+    assert db.execute("SELECT count(*) FROM my_orders").fetchone() == (2,)
+    db.execute("DROP TABLE my_orders")
+    assert metadata_location(db, "orders", "sales") is not None
+    db.execute("CREATE SCHEMA s2")
+    db.execute("IMPORT FOREIGN SCHEMA sales LIMIT TO (orders) FROM SERVER pg_lake_iceberg INTO s2")
+    assert db.execute("SELECT count(*) FROM s2.orders").fetchone() == (2,)
+    db.execute("CREATE SCHEMA sales")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="IMPORT FOREIGN SCHEMA"):
+        db.execute("CREATE TABLE sales.orders (id bigint) USING iceberg")
+    with pytest.raises(psycopg.errors.UndefinedColumn, match='"nope"'):
+        db.execute("CREATE FOREIGN TABLE bad (nope int) SERVER pg_lake_iceberg "
+                   "OPTIONS (catalog_namespace 'sales', catalog_table_name 'orders')")
