@@ -23,6 +23,10 @@ pub static UNSUPPORTED_NUMERIC_AS_DOUBLE: GucSetting<bool> = GucSetting::<bool>:
 /// WHERE clause.
 pub static ENABLE_DATA_FILE_PRUNING: GucSetting<bool> = GucSetting::<bool>::new(true);
 
+/// The size Iceberg data files are aimed at, in MB: a transaction's files smaller than a
+/// quarter of it are merged at commit.
+pub static TARGET_FILE_SIZE_MB: GucSetting<i32> = GucSetting::<i32>::new(512);
+
 /// Whether `lake_file.delete` may delete files (off, as in the original).
 pub static ENABLE_DELETE_FILE: GucSetting<bool> = GucSetting::<bool>::new(false);
 
@@ -66,6 +70,16 @@ pub fn register() {
         &ENABLE_DATA_FILE_PRUNING,
         GucContext::Userset,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_lake_table.target_file_size_mb",
+        c"Size Iceberg data files are aimed at.",
+        c"A transaction's data files smaller than a quarter of it are merged into one at commit.",
+        &TARGET_FILE_SIZE_MB,
+        1,
+        1024 * 1024,
+        GucContext::Userset,
+        GucFlags::UNIT_MB,
     );
     GucRegistry::define_int_guc(
         c"pg_lake_engine.connect_timeout",

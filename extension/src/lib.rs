@@ -91,6 +91,12 @@ GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA lake_file TO lake_read, pg_read_server_
 
 GRANT USAGE ON SCHEMA lake_iceberg TO lake_read;
 GRANT EXECUTE ON FUNCTION lake_iceberg.catalog_tables() TO lake_read;
+-- By metadata file: object storage for lake_read, local files for pg_read_server_files
+-- (each function checks which the URL needs).
+REVOKE ALL ON FUNCTION lake_iceberg.metadata(text), lake_iceberg.files(text),
+    lake_iceberg.snapshots(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION lake_iceberg.metadata(text), lake_iceberg.files(text),
+    lake_iceberg.snapshots(text) TO lake_read, pg_read_server_files;
 GRANT SELECT ON iceberg_tables TO lake_read;
 "#,
     name = "pg_lake_objects",

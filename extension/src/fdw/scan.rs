@@ -204,7 +204,11 @@ pub unsafe extern "C-unwind" fn get_foreign_plan(
         } else {
             0
         };
-        private = pg_sys::lappend_oid(private, pg_sys::Oid::from(iceberg_relid));
+        // Every element is a node: plans are copied (prepared statements, plan caches).
+        private = pg_sys::lappend(
+            private,
+            pg_sys::makeString(pstrdup(&iceberg_relid.to_string())).cast(),
+        );
         // Every qual (shipped or not) may rule out whole Iceberg data files.
         let predicates = if iceberg {
             crate::iceberg_table::prune::to_text(&crate::iceberg_table::prune::predicates(
@@ -394,7 +398,7 @@ impl Planned {
 /// # Safety
 /// `plan` must be a ForeignScan made by `get_foreign_plan`.
 unsafe fn plan_private(plan: *mut pg_sys::ForeignScan) -> Planned {
-    // SAFETY: guaranteed by the caller: fdw_private is [String x3, IntList, Oid, String x2].
+    // SAFETY: guaranteed by the caller: fdw_private is [String x3, IntList, String x3].
     unsafe {
         let private = (*plan).fdw_private;
         let text = |i: i32| {
@@ -404,7 +408,7 @@ unsafe fn plan_private(plan: *mut pg_sys::ForeignScan) -> Planned {
         let attnums = pg_sys::list_nth(private, 3) as *mut pg_sys::List;
         let n = attnums.as_ref().map_or(0, |l| l.length);
         let attnums = (0..n).map(|i| pg_sys::list_nth_int(attnums, i)).collect();
-        let relid = pg_sys::list_nth_oid(private, 4);
+        let relid = pg_sys::Oid::from(text(4).parse::<u32>().unwrap_or(0));
         let predicates = text(5);
         let rowid = !text(6).is_empty();
         Planned {

@@ -109,6 +109,19 @@ pub fn attach(relid: pg_sys::Oid) -> Result<()> {
             "column \"{missing}\" is not in the schema of Iceberg table {name}"
         )));
     }
+    // Rows Postgres writes hold only the declared columns: a required field left out
+    // would make them invalid for every reader.
+    if let Some(required) = schema
+        .as_struct()
+        .fields()
+        .iter()
+        .find(|f| f.required && !columns.contains(&f.name))
+    {
+        return Err(Error::ColumnMismatch(format!(
+            "required column \"{}\" of Iceberg table {name} must be declared",
+            required.name
+        )));
+    }
     Ok(())
 }
 

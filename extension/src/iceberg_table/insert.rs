@@ -702,6 +702,36 @@ impl InsertState {
     }
 }
 
+/// Merges data files a transaction wrote into one (many small INSERTs in one
+/// transaction must not leave a file per statement).
+pub fn merge(relid: pg_sys::Oid, files: &[NewDataFile]) -> Result<NewDataFile> {
+    // SAFETY: the relation exists (the caller checked) and is opened and closed here.
+    let state = unsafe {
+        let rel = pg_sys::RelationIdGetRelation(relid);
+        let state = InsertState::new(rel);
+        pg_sys::RelationClose(rel);
+        state?
+    };
+    let list: Vec<String> = files.iter().map(|f| quote_literal(&f.path)).collect();
+    let source = format!("read_parquet([{}])", list.join(", "));
+    let exprs: Vec<String> = state
+        .columns
+        .iter()
+        .map(|c| format!("CAST({} AS {})", quote_ident(&c.name), c.target))
+        .collect();
+    let mut conn = Connection::acquire()?;
+    let merged = state.write_file(&mut conn, &source, &exprs)?;
+    let expected: u64 = files.iter().map(|f| f.record_count).sum();
+    if merged.record_count != expected {
+        return Err(Error::Internal(format!(
+            "merging {} data files kept {} rows, not {expected}",
+            files.len(),
+            merged.record_count
+        )));
+    }
+    Ok(merged)
+}
+
 // Postgres' own SQL functions, called directly (pgrx wraps its bindings of them in Rust
 // functions, which are not `PGFunction`s). Both take the value's type from the value
 // itself (the array header, the row's type id), so no call context is needed.

@@ -32,6 +32,8 @@ struct Pending {
     relid: pg_sys::Oid,
     added: Vec<(pg_sys::SubTransactionId, NewDataFile)>,
     removed: Vec<(pg_sys::SubTransactionId, String)>,
+    /// At commit: every file the transaction added, kept or not.
+    added_paths: Vec<String>,
 }
 
 #[derive(Default)]
@@ -60,6 +62,7 @@ fn table_mut(state: &mut State, relid: pg_sys::Oid) -> &mut Pending {
                 relid,
                 added: Vec::new(),
                 removed: Vec::new(),
+                added_paths: Vec::new(),
             });
             state.tables.len() - 1
         }
@@ -175,7 +178,8 @@ fn commit_all() -> Result<()> {
     // The same order in every backend, so two transactions over the same tables lock
     // their catalog rows in the same order and cannot deadlock.
     tables.sort_by_key(|p| u32::from(p.relid));
-    for table in tables {
+    for mut table in tables {
+        table.added_paths = table.added.iter().map(|(_, f)| f.path.clone()).collect();
         let removed: HashSet<String> = table.removed.into_iter().map(|(_, p)| p).collect();
         let added: Vec<NewDataFile> = table
             .added
@@ -184,25 +188,65 @@ fn commit_all() -> Result<()> {
             .filter(|f| !removed.contains(&f.path))
             .collect();
         // Files added and removed in this transaction never reach a snapshot.
-        let own: HashSet<&str> = added.iter().map(|f| f.path.as_str()).collect();
-        let changes = Changes {
-            removed: removed
-                .iter()
-                .filter(|p| !own.contains(p.as_str()))
-                .cloned()
-                .collect(),
-            added,
-        };
-        if changes.is_empty() {
-            continue;
-        }
+        let own: HashSet<&str> = table.added_paths.iter().map(String::as_str).collect();
+        let removed: HashSet<String> = removed
+            .iter()
+            .filter(|p| !own.contains(p.as_str()))
+            .cloned()
+            .collect();
         // SAFETY: syscache lookup; a table dropped by this transaction has no name.
         if unsafe { pg_sys::get_rel_name(table.relid) }.is_null() {
+            continue;
+        }
+        let changes = Changes {
+            added: merge_small_files(table.relid, added)?,
+            removed,
+        };
+        if changes.is_empty() {
             continue;
         }
         commit_table_changes(&TableIdent::of(table.relid), &changes)?;
     }
     Ok(())
+}
+
+/// The transaction's small data files of one table merged into one: files under a
+/// quarter of `pg_lake_table.target_file_size_mb`, while the merged file stays under
+/// the target. The small files become orphans.
+fn merge_small_files(relid: pg_sys::Oid, added: Vec<NewDataFile>) -> Result<Vec<NewDataFile>> {
+    let target = crate::guc::TARGET_FILE_SIZE_MB.get().max(1) as u64 * 1024 * 1024;
+    let (mut small, mut kept): (Vec<NewDataFile>, Vec<NewDataFile>) = added
+        .into_iter()
+        .partition(|f| f.file_size_in_bytes < target / 4);
+    small.sort_by_key(|f| f.file_size_in_bytes);
+    let mut batch: Vec<NewDataFile> = Vec::new();
+    let mut batch_size = 0;
+    let flush = |batch: &mut Vec<NewDataFile>, kept: &mut Vec<NewDataFile>| -> Result<()> {
+        match batch.len() {
+            0 => {}
+            1 => kept.append(batch),
+            _ => {
+                let merged = super::insert::merge(relid, batch)?;
+                STATE.with(|s| {
+                    s.borrow_mut()
+                        .orphans
+                        .extend(batch.drain(..).map(|f| f.path))
+                });
+                kept.push(merged);
+            }
+        }
+        Ok(())
+    };
+    for f in small {
+        if batch_size + f.file_size_in_bytes > target && !batch.is_empty() {
+            flush(&mut batch, &mut kept)?;
+            batch_size = 0;
+        }
+        batch_size += f.file_size_in_bytes;
+        batch.push(f);
+    }
+    flush(&mut batch, &mut kept)?;
+    Ok(kept)
 }
 
 fn commit_table_changes(ident: &TableIdent, changes: &Changes) -> Result<()> {

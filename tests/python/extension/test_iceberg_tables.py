@@ -439,3 +439,51 @@ def test_a_table_pyiceberg_created_is_imported_read_and_written_by_postgres(db, 
     with pytest.raises(psycopg.errors.UndefinedColumn, match='"nope"'):
         db.execute("CREATE FOREIGN TABLE bad (nope int) SERVER pg_lake_iceberg "
                    "OPTIONS (catalog_namespace 'sales', catalog_table_name 'orders')")
+
+
+def test_many_small_inserts_in_one_transaction_make_one_file(db):
+    db.execute("CREATE TABLE m (x int, k text) USING iceberg")
+    db.execute("BEGIN")
+    for i in range(30):
+        db.execute("INSERT INTO m VALUES (%s, %s)", (i, f"k{i}"))
+    assert "Data Files Scanned: 30" in explain(db, "SELECT * FROM m"), "before commit: one file per statement"
+    db.execute("COMMIT")
+    assert "Data Files Scanned: 1" in explain(db, "SELECT * FROM m")
+    assert db.execute("SELECT count(*), sum(x), min(k), max(k) FROM m").fetchone() == (30, 435, "k0", "k9")
+    # The merged file keeps statistics: pruning still works on it.
+    db.execute("INSERT INTO m VALUES (1000, 'far')")
+    assert "Data Files Skipped: 1" in explain(db, "SELECT * FROM m WHERE x = 1000")
+
+
+def test_prepared_statements_and_cached_plans_see_each_new_snapshot(db):
+    db.execute("CREATE TABLE ps (x int) USING iceberg")
+    db.execute("PREPARE q(int) AS SELECT count(*) FROM ps WHERE x >= $1")
+    db.execute("PREPARE c AS SELECT count(*) FROM ps WHERE x = 3")
+    for i in range(8):  # past the custom-plan phase: the generic plan is reused (and copied)
+        db.execute("INSERT INTO ps VALUES (%s)", (i,))
+        assert db.execute(f"EXECUTE q(0)").fetchone() == (i + 1,)
+        assert db.execute("EXECUTE c").fetchone() == ((1,) if i >= 3 else (0,))
+
+
+def test_metadata_functions(db, connect):
+    db.execute("CREATE TABLE f (x int) USING iceberg")
+    db.execute("INSERT INTO f VALUES (1), (2)")
+    db.execute("INSERT INTO f VALUES (3)")
+    location = metadata_location(db, "f")
+    meta = db.execute("SELECT lake_iceberg.metadata(%s)", (location,)).fetchone()[0]
+    assert meta["format-version"] == 2 and len(meta["snapshots"]) == 2
+    files = db.execute("SELECT content, file_format, record_count, file_size_in_bytes > 0 "
+                       "FROM lake_iceberg.files(%s) ORDER BY record_count", (location,)).fetchall()
+    assert files == [("DATA", "PARQUET", 1, True), ("DATA", "PARQUET", 2, True)]
+    snaps = db.execute("SELECT sequence_number, operation, parent_snapshot_id IS NULL "
+                       "FROM lake_iceberg.snapshots(%s)", (location,)).fetchall()
+    assert snaps == [(1, "append", True), (2, "append", False)]
+    size = db.execute("SELECT lake_iceberg.table_size('f')").fetchone()[0]
+    assert size == db.execute("SELECT sum(file_size_in_bytes) FROM lake_iceberg.files(%s)",
+                              (location,)).fetchone()[0]
+    db.execute("CREATE ROLE nobody_here LOGIN")
+    try:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            connect(user="nobody_here").execute("SELECT lake_iceberg.metadata(%s)", (location,))
+    finally:
+        db.execute("DROP ROLE nobody_here")
