@@ -78,6 +78,12 @@ unsafe extern "C-unwind" fn process_utility(
                     ddl::Create::Other => {}
                 }
             }
+            pg_sys::NodeTag::T_CreateTableAsStmt
+                if crate::iceberg_table::ctas::wants(stmt.cast()) =>
+            {
+                crate::iceberg_table::ctas::run(stmt.cast(), query_string, params, query_env, qc);
+                return;
+            }
             pg_sys::NodeTag::T_DropStmt => {
                 writable(&mut pstmt);
                 dropped = ddl::before_drop((*pstmt).utilityStmt.cast());

@@ -207,7 +207,7 @@ fn field_id_value(field: &NestedField) -> String {
 impl InsertState {
     /// # Safety
     /// `rel` must be an open Iceberg table.
-    unsafe fn new(rel: pg_sys::Relation) -> Result<InsertState> {
+    pub(super) unsafe fn new(rel: pg_sys::Relation) -> Result<InsertState> {
         // SAFETY: guaranteed by the caller; output functions are looked up in the
         // executor's memory context, which outlives the state.
         unsafe {
@@ -352,7 +352,7 @@ impl InsertState {
 
     /// # Safety
     /// `slot` must hold a row of the table `new` was built for.
-    unsafe fn add_row(&mut self, slot: *mut pg_sys::TupleTableSlot) -> Result<()> {
+    pub(super) unsafe fn add_row(&mut self, slot: *mut pg_sys::TupleTableSlot) -> Result<()> {
         // SAFETY: guaranteed by the caller; values are rendered in the row context.
         unsafe {
             let natts = (*(*slot).tts_tupleDescriptor).natts;
@@ -472,7 +472,7 @@ impl InsertState {
     /// Ends the statement: the staged rows become one data file of the transaction, and
     /// each file rows were deleted from is rewritten without them (or dropped, when none
     /// is left).
-    fn finish(&mut self) -> Result<()> {
+    pub(super) fn finish(&mut self) -> Result<()> {
         self.write_inserted()?;
         self.rewrite_deleted()
     }

@@ -12,6 +12,7 @@
 //!
 //! - [`catalog`]: the catalog tables shared with the REST catalog;
 //! - [`attach`]: tables other engines created, as Postgres tables (`IMPORT FOREIGN SCHEMA`);
+//! - [`ctas`]: CREATE TABLE ... USING iceberg AS SELECT, into the INSERT pipeline;
 //! - [`ddl`]: CREATE (the `iceberg` access method, the foreign table, the first metadata
 //!   file and the catalog row), DROP, RENAME, SET SCHEMA, and which ALTERs apply;
 //! - [`tables`]: a table's snapshot as a statement sees it (metadata, manifests, live files);
@@ -25,6 +26,7 @@
 
 pub mod attach;
 pub mod catalog;
+pub mod ctas;
 pub mod ddl;
 pub mod insert;
 pub mod prune;

@@ -487,3 +487,31 @@ def test_metadata_functions(db, connect):
             connect(user="nobody_here").execute("SELECT lake_iceberg.metadata(%s)", (location,))
     finally:
         db.execute("DROP ROLE nobody_here")
+
+
+def test_create_table_as(db):
+    db.execute("CREATE TABLE src AS SELECT g AS id, 'n' || g AS name, g * 1.5 AS score, "
+               "DATE '2024-01-01' + g AS day FROM generate_series(1, 50) g")
+    assert db.execute("CREATE TABLE c USING iceberg AS SELECT * FROM src WHERE id <= 40 ORDER BY id DESC").rowcount == 40
+    assert db.execute("SELECT count(*), sum(id), min(day), max(name) FROM c").fetchone() == \
+        (40, 820, datetime.date(2024, 1, 2), "n9")
+    # Unbounded numeric (g * 1.5) became double precision, as for CREATE TABLE.
+    assert db.execute("SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+                      "WHERE attrelid = 'c'::regclass AND attname = 'score'").fetchone() == ("double precision",)
+    assert db.execute("SELECT score FROM c WHERE id = 3").fetchone() == (4.5,)
+    db.execute("CREATE TABLE c2 (a, b) USING iceberg AS SELECT id, name FROM src WITH NO DATA")
+    assert db.execute("SELECT count(*) FROM c2").fetchone() == (0,)
+    assert db.execute("SELECT attname FROM pg_attribute WHERE attrelid = 'c2'::regclass AND attnum > 0 "
+                      "ORDER BY attnum").fetchall() == [("a",), ("b",)]
+    db.execute("CREATE TABLE IF NOT EXISTS c USING iceberg AS SELECT 1")
+    db.execute("SET default_table_access_method = 'iceberg'")
+    db.execute("SELECT id INTO c3 FROM src WHERE id < 5")
+    db.execute("CREATE TEMP TABLE c4 AS SELECT 1 AS x")
+    db.execute("RESET default_table_access_method")
+    assert db.execute("SELECT relkind FROM pg_class WHERE relname IN ('c3', 'c4') ORDER BY relname").fetchall() == \
+        [("f",), ("r",)]
+    assert db.execute("SELECT count(*) FROM c3").fetchone() == (4,)
+    db.execute("BEGIN")
+    db.execute("CREATE TABLE c5 USING iceberg AS SELECT 1 AS x")
+    db.execute("ROLLBACK")
+    assert metadata_location(db, "c5") is None
