@@ -776,13 +776,27 @@ unsafe fn begin(rinfo: *mut pg_sys::ResultRelInfo) {
 
 #[pg_guard]
 pub unsafe extern "C-unwind" fn plan_foreign_modify(
-    _root: *mut pg_sys::PlannerInfo,
+    root: *mut pg_sys::PlannerInfo,
     plan: *mut pg_sys::ModifyTable,
-    _result_relation: pg_sys::Index,
+    result_relation: pg_sys::Index,
     _subplan_index: std::ffi::c_int,
 ) -> *mut pg_sys::List {
     // SAFETY: the planner passes valid nodes.
     unsafe {
+        let rte = pg_sys::list_nth((*(*root).parse).rtable, result_relation as i32 - 1)
+            as *mut pg_sys::RangeTblEntry;
+        if !super::is_iceberg_table((*rte).relid) {
+            let verb = match (*plan).operation {
+                pg_sys::CmdType::CMD_INSERT => "insert into",
+                pg_sys::CmdType::CMD_UPDATE => "update",
+                _ => "delete from",
+            };
+            Error::FeatureNotSupported(format!(
+                "cannot {verb} foreign table \"{}\": foreign tables over lake files are read-only (COPY ... TO writes files; Iceberg tables take DML)",
+                string(pg_sys::get_rel_name((*rte).relid)).unwrap_or_default()
+            ))
+            .report();
+        }
         if (*plan).onConflictAction != pg_sys::OnConflictAction::ONCONFLICT_NONE {
             Error::FeatureNotSupported(
                 "INSERT ... ON CONFLICT is not supported on Iceberg tables".into(),

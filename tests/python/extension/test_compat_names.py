@@ -59,12 +59,17 @@ def test_any_order_and_drop(empty_db):
     assert extensions(conn) == set()
 
 
-def test_iceberg_server_refuses_tables_until_supported(empty_db):
-    _, conn = empty_db
+def test_a_foreign_table_on_the_iceberg_server_is_an_iceberg_table(empty_db):
+    """The original's underlying form: CREATE FOREIGN TABLE ... SERVER pg_lake_iceberg."""
+    name, conn = empty_db
     conn.execute("CREATE EXTENSION pg_lake CASCADE")
-    with pytest.raises(psycopg.errors.FeatureNotSupported) as e:
-        conn.execute("CREATE FOREIGN TABLE ice (a int) SERVER pg_lake_iceberg OPTIONS (location 's3://lake/x')")
-    assert "pg_lake_iceberg" in str(e.value)
+    conn.execute("CREATE FOREIGN TABLE ice (a int) SERVER pg_lake_iceberg OPTIONS (location 's3://lake/compat-ice')")
+    conn.execute("INSERT INTO ice VALUES (1), (2)")
+    assert conn.execute("SELECT sum(a) FROM ice").fetchone() == (3,)
+    assert conn.execute("SELECT catalog_name, table_name FROM lake_catalog.iceberg_tables").fetchall() == \
+        [(name, "ice")]
+    with pytest.raises(psycopg.errors.FdwInvalidOptionName):
+        conn.execute("CREATE FOREIGN TABLE bad (a int) SERVER pg_lake_iceberg OPTIONS (path 's3://lake/x')")
 
 
 def test_custom_server_on_the_original_fdw_reads_files(empty_db, duck, s3url):
