@@ -44,6 +44,7 @@ unsafe extern "C-unwind" fn process_utility(
         let mut create_table = None;
         let mut dropped = Vec::new();
         let mut moved = None;
+        let mut altered = Vec::new();
         let writable = |pstmt: &mut *mut pg_sys::PlannedStmt| {
             if read_only_tree {
                 *pstmt = pg_sys::copyObjectImpl((*pstmt).cast()).cast();
@@ -90,7 +91,7 @@ unsafe extern "C-unwind" fn process_utility(
             }
             pg_sys::NodeTag::T_RenameStmt => moved = ddl::before_rename(stmt.cast()),
             pg_sys::NodeTag::T_AlterObjectSchemaStmt => moved = ddl::before_set_schema(stmt.cast()),
-            pg_sys::NodeTag::T_AlterTableStmt => ddl::check_alter(stmt.cast()),
+            pg_sys::NodeTag::T_AlterTableStmt => altered = ddl::check_alter(stmt.cast()),
             _ => {}
         }
         match PREV_PROCESS_UTILITY {
@@ -127,6 +128,9 @@ unsafe extern "C-unwind" fn process_utility(
         }
         if let Some(m) = moved {
             ddl::after_move(m);
+        }
+        if !altered.is_empty() {
+            ddl::after_alter(altered);
         }
         if let Some(pending) = create_table {
             copy::create_table::after(pending);

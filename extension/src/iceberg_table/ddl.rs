@@ -461,6 +461,8 @@ pub struct Move {
     from: TableIdent,
     namespace: Option<String>,
     name: Option<String>,
+    /// RENAME COLUMN: a schema change instead of a move.
+    column: Option<ColumnChange>,
 }
 
 /// # Safety
@@ -487,12 +489,19 @@ pub unsafe fn before_rename(stmt: *mut pg_sys::RenameStmt) -> Option<Move> {
                     from: TableIdent::of(relid),
                     namespace: None,
                     name: string((*stmt).newname),
+                    column: None,
                 })
             }
-            pg_sys::ObjectType::OBJECT_COLUMN => Error::FeatureNotSupported(
-                "RENAME COLUMN is not supported on Iceberg tables yet".into(),
-            )
-            .report(),
+            pg_sys::ObjectType::OBJECT_COLUMN => Some(Move {
+                from: TableIdent::of(relid),
+                namespace: None,
+                name: None,
+                column: Some(ColumnChange::Rename(
+                    relid,
+                    string((*stmt).subname).unwrap_or_default(),
+                    string((*stmt).newname).unwrap_or_default(),
+                )),
+            }),
             _ => None,
         }
     }
@@ -511,47 +520,116 @@ pub unsafe fn before_set_schema(stmt: *mut pg_sys::AlterObjectSchemaStmt) -> Opt
             from: TableIdent::of(relid),
             namespace: string((*stmt).newschema),
             name: None,
+            column: None,
         })
     }
 }
 
 pub fn after_move(m: Move) {
+    if let Some(change) = m.column {
+        return after_alter(vec![change]);
+    }
     let namespace = m.namespace.unwrap_or_else(|| m.from.namespace.clone());
     let name = m.name.unwrap_or_else(|| m.from.name.clone());
     catalog::rename(&m.from, &namespace, &name).or_report();
 }
 
+/// A column change of an ALTER TABLE to commit to the Iceberg schema once Postgres has
+/// made it.
+pub enum ColumnChange {
+    Add(pg_sys::Oid, String),
+    Drop(pg_sys::Oid, String),
+    Retype(pg_sys::Oid, String),
+    Rename(pg_sys::Oid, String, String),
+}
+
 #[allow(non_upper_case_globals)]
-/// Refuses ALTER TABLE commands that would change an Iceberg table's schema or
-/// location behind its metadata's back.
+/// Refuses ALTER TABLE commands that would change an Iceberg table behind its
+/// metadata's back; answers the column changes to commit after Postgres made them.
 ///
 /// # Safety
 /// `stmt` must be a valid AlterTableStmt.
-pub unsafe fn check_alter(stmt: *mut pg_sys::AlterTableStmt) {
+pub unsafe fn check_alter(stmt: *mut pg_sys::AlterTableStmt) -> Vec<ColumnChange> {
+    let mut changes = Vec::new();
     // SAFETY: guaranteed by the caller.
     unsafe {
         let Some(relid) = relid_of((*stmt).relation) else {
-            return;
+            return changes;
         };
         if !is_iceberg_table(relid) {
-            return;
+            return changes;
         }
         use pg_sys::AlterTableType::*;
         for cmd in list_ptrs::<pg_sys::AlterTableCmd>((*stmt).cmds) {
+            let name = || string((*cmd).name).unwrap_or_default();
             let what = match (*cmd).subtype {
                 AT_ChangeOwner | AT_ColumnDefault | AT_SetNotNull | AT_DropNotNull => continue,
-                AT_AddColumn => "ADD COLUMN",
-                AT_DropColumn => "DROP COLUMN",
-                AT_AlterColumnType => "ALTER COLUMN TYPE",
+                AT_AddColumn => {
+                    let def = (*cmd).def as *mut pg_sys::ColumnDef;
+                    let has_default = !(*def).raw_default.is_null()
+                        || list_ptrs::<pg_sys::Constraint>((*def).constraints)
+                            .into_iter()
+                            .any(|c| (*c).contype == pg_sys::ConstrType::CONSTR_DEFAULT);
+                    if has_default {
+                        Error::FeatureNotSupported(
+                            "ADD COLUMN with a DEFAULT is not supported on Iceberg tables: existing rows would read NULL in other engines; add the column, then ALTER COLUMN ... SET DEFAULT for new rows".into(),
+                        )
+                        .report();
+                    }
+                    changes.push(ColumnChange::Add(
+                        relid,
+                        string((*def).colname).unwrap_or_default(),
+                    ));
+                    continue;
+                }
+                AT_DropColumn => {
+                    changes.push(ColumnChange::Drop(relid, name()));
+                    continue;
+                }
+                AT_AlterColumnType => {
+                    changes.push(ColumnChange::Retype(relid, name()));
+                    continue;
+                }
                 AT_GenericOptions => "OPTIONS",
                 AT_AddConstraint => "ADD CONSTRAINT",
                 _ => "this ALTER TABLE command",
             };
             Error::FeatureNotSupported(format!(
-                "{what} is not supported on Iceberg tables yet; supported: OWNER TO, SET/DROP DEFAULT, SET/DROP NOT NULL, RENAME, SET SCHEMA"
+                "{what} is not supported on Iceberg tables; supported: ADD/DROP/RENAME COLUMN, ALTER COLUMN TYPE (Iceberg promotions), SET/DROP DEFAULT, SET/DROP NOT NULL, OWNER TO, RENAME, SET SCHEMA"
             ))
             .report();
         }
+    }
+    changes
+}
+
+/// After Postgres made the ALTER: the Iceberg schema follows.
+pub fn after_alter(changes: Vec<ColumnChange>) {
+    use pg_lake_iceberg::postgres_types::SchemaChange;
+    for change in changes {
+        let (relid, schema_change) = match change {
+            ColumnChange::Add(relid, name) => {
+                match columns(relid).into_iter().find(|c| c.name == name) {
+                    Some(c) => (relid, SchemaChange::Add(c)),
+                    None => continue,
+                }
+            }
+            ColumnChange::Drop(relid, name) => (relid, SchemaChange::Drop(name)),
+            ColumnChange::Retype(relid, name) => {
+                match columns(relid).into_iter().find(|c| c.name == name) {
+                    Some(c) => (
+                        relid,
+                        SchemaChange::Promote {
+                            column: name,
+                            to: c.ty,
+                        },
+                    ),
+                    None => continue,
+                }
+            }
+            ColumnChange::Rename(relid, from, to) => (relid, SchemaChange::Rename { from, to }),
+        };
+        super::alter::commit_schema(relid, &schema_change).or_report();
     }
 }
 

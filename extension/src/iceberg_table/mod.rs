@@ -10,6 +10,7 @@
 //! writes, ROLLBACK leaves nothing behind, and a REST commit and a Postgres commit are
 //! the same compare-and-swap on the same row.
 //!
+//! - [`alter`]: ADD/DROP/RENAME COLUMN and type promotions as new Iceberg schemas;
 //! - [`catalog`]: the catalog tables shared with the REST catalog;
 //! - [`attach`]: tables other engines created, as Postgres tables (`IMPORT FOREIGN SCHEMA`);
 //! - [`ctas`]: CREATE TABLE ... USING iceberg AS SELECT, into the INSERT pipeline;
@@ -24,6 +25,7 @@
 //! - [`xact`]: the transaction's pending changes per table and the PRE_COMMIT commit;
 //! - [`storage`]: whole-file reads and writes of metadata through pgduck_server.
 
+pub mod alter;
 pub mod attach;
 pub mod catalog;
 pub mod ctas;

@@ -207,9 +207,26 @@ pub fn scan_source(
         .iter()
         .map(|f| crate::files::quote_literal(f))
         .collect();
+    // Columns are read by field id: files written before a RENAME or ADD COLUMN (by any
+    // engine) give their values to the column as it is named now, or NULL.
+    let by_id = schema
+        .as_struct()
+        .fields()
+        .iter()
+        .map(|f| {
+            Some(format!(
+                "{}: {{name: {}, type: {}, default_value: NULL}}",
+                f.id,
+                crate::files::quote_literal(&f.name),
+                crate::files::quote_literal(&super::alter::duckdb_type(&f.field_type)?)
+            ))
+        })
+        .collect::<Option<Vec<_>>>()
+        .map(|fields| format!(", schema = MAP {{{}}}", fields.join(", ")))
+        .unwrap_or_default();
     Ok(ScanSource {
         sql: format!(
-            "read_parquet([{}], hive_partitioning = false{})",
+            "read_parquet([{}], hive_partitioning = false{by_id}{})",
             list.join(", "),
             if rowid {
                 format!(", {}", super::rowid::READ_OPTIONS)

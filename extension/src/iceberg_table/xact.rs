@@ -17,7 +17,7 @@
 use std::cell::RefCell;
 use std::collections::HashSet;
 
-use pg_lake_iceberg::commit::{commit_table, TableCommit};
+use pg_lake_iceberg::commit::{commit_table, StagedMetadata, TableCommit};
 use pg_lake_iceberg::metadata_file::{file_bytes, to_json};
 use pg_lake_iceberg::snapshot::{self, Changes, NewDataFile};
 use pgrx::pg_sys;
@@ -284,16 +284,7 @@ fn commit_table_changes(ident: &TableIdent, changes: &Changes) -> Result<()> {
         TableCommit::Write(staged) => staged,
         TableCommit::Unchanged => return Ok(()),
     };
-    let json = to_json(&staged.metadata).map_err(core_error(&name))?;
-    let bytes = file_bytes(&staged.location, &json).map_err(core_error(&name))?;
-    will_write(&staged.location);
-    storage::write(&staged.location, &bytes)?;
-    if !catalog::swap(ident, &staged.location, &base)? {
-        return Err(Error::SerializationFailure {
-            table: name,
-            reason: "another commit changed its catalog row".into(),
-        });
-    }
+    publish(ident, &base, &staged)?;
     // What the new metadata file says, from what was just written (the list is last).
     let list = produced
         .files
@@ -330,6 +321,22 @@ fn commit_table_changes(ident: &TableIdent, changes: &Changes) -> Result<()> {
             files,
         },
     );
+    Ok(())
+}
+
+/// Writes `staged`'s metadata file and swaps the (locked) catalog row from `base` to it.
+pub fn publish(ident: &TableIdent, base: &str, staged: &StagedMetadata) -> Result<()> {
+    let name = ident.to_string();
+    let json = to_json(&staged.metadata).map_err(core_error(&name))?;
+    let bytes = file_bytes(&staged.location, &json).map_err(core_error(&name))?;
+    will_write(&staged.location);
+    storage::write(&staged.location, &bytes)?;
+    if !catalog::swap(ident, &staged.location, base)? {
+        return Err(Error::SerializationFailure {
+            table: name,
+            reason: "another commit changed its catalog row".into(),
+        });
+    }
     Ok(())
 }
 

@@ -63,6 +63,106 @@ pub fn table_schema(columns: &[PgColumn]) -> Result<Schema> {
         .map_err(Error::from)
 }
 
+/// A change ALTER TABLE makes to a table's columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaChange {
+    /// ADD COLUMN: a new optional field with fresh ids past `last-column-id`.
+    Add(PgColumn),
+    /// DROP COLUMN: the field leaves the schema (its id is never reused).
+    Drop(String),
+    /// RENAME COLUMN: same id, new name (files keep being read by id).
+    Rename { from: String, to: String },
+    /// ALTER COLUMN TYPE, only as Iceberg promotes: int → long, float → double,
+    /// decimal(p, s) → decimal(p', s) with p' ≥ p.
+    Promote { column: String, to: PgType },
+}
+
+/// The schema after `change`, given the table's `last_column_id`.
+pub fn evolve(schema: &Schema, last_column_id: i32, change: &SchemaChange) -> Result<Schema> {
+    let fields: Vec<std::sync::Arc<NestedField>> = schema.as_struct().fields().to_vec();
+    let find = |name: &str| {
+        fields.iter().position(|f| f.name == name).ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidChange,
+                format!("column \"{name}\" is not in the table's Iceberg schema"),
+            )
+        })
+    };
+    let mut fields = fields.clone();
+    match change {
+        SchemaChange::Add(column) => {
+            if column.not_null {
+                return Err(Error::new(
+                    ErrorKind::InvalidChange,
+                    format!(
+                        "column \"{}\" cannot be added as NOT NULL: the table's existing rows have no value for it; add it, then SET NOT NULL",
+                        column.name
+                    ),
+                ));
+            }
+            let mut next_id = last_column_id.max(schema.highest_field_id()) + 2;
+            let id = next_id - 1;
+            let f = field(id, column, &mut next_id)?;
+            fields.push(std::sync::Arc::new(f));
+        }
+        SchemaChange::Drop(name) => {
+            fields.remove(find(name)?);
+        }
+        SchemaChange::Rename { from, to } => {
+            let at = find(from)?;
+            let old = &fields[at];
+            let mut renamed =
+                NestedField::new(old.id, to.clone(), (*old.field_type).clone(), old.required);
+            renamed.doc = old.doc.clone();
+            fields[at] = std::sync::Arc::new(renamed);
+        }
+        SchemaChange::Promote { column, to } => {
+            let at = find(column)?;
+            let old = &fields[at];
+            let mut unused = i32::MAX;
+            let new_type = iceberg_type(column, to, &mut unused)?;
+            let allowed = match (old.field_type.as_ref(), &new_type) {
+                (a, b) if a == b => true,
+                (Type::Primitive(PrimitiveType::Int), Type::Primitive(PrimitiveType::Long))
+                | (Type::Primitive(PrimitiveType::Float), Type::Primitive(PrimitiveType::Double)) => {
+                    true
+                }
+                (
+                    Type::Primitive(PrimitiveType::Decimal {
+                        precision: p1,
+                        scale: s1,
+                    }),
+                    Type::Primitive(PrimitiveType::Decimal {
+                        precision: p2,
+                        scale: s2,
+                    }),
+                ) => s1 == s2 && p2 >= p1,
+                _ => false,
+            };
+            if !allowed {
+                return Err(Error::new(
+                    ErrorKind::InvalidChange,
+                    format!(
+                        "column \"{column}\" cannot change from Iceberg type {} to {new_type}; Iceberg promotes only int to bigint, real to double precision and numeric(p,s) to a wider precision",
+                        old.field_type
+                    ),
+                ));
+            }
+            fields[at] = std::sync::Arc::new(NestedField::new(
+                old.id,
+                old.name.clone(),
+                new_type,
+                old.required,
+            ));
+        }
+    }
+    Schema::builder()
+        .with_schema_id(schema.schema_id() + 1)
+        .with_fields(fields)
+        .build()
+        .map_err(Error::from)
+}
+
 fn field(id: i32, column: &PgColumn, next_id: &mut i32) -> Result<NestedField> {
     let ty = iceberg_type(&column.name, &column.ty, next_id)?;
     Ok(NestedField::new(
@@ -189,6 +289,68 @@ mod tests {
         assert_eq!(fields[2]["type"]["fields"][1]["id"], 7);
         assert_eq!(fields[3]["type"], "decimal(12, 2)");
         assert_eq!(schema.highest_field_id(), 7);
+    }
+
+    #[test]
+    fn schema_changes_keep_ids_and_never_reuse_them() {
+        let schema = table_schema(&[col("a", PgType::Int4), col("b", PgType::Text)]).unwrap();
+        let added = evolve(&schema, 2, &SchemaChange::Add(col("c", PgType::Int8))).unwrap();
+        assert_eq!(added.field_by_name("c").unwrap().id, 3);
+        let dropped = evolve(&added, 3, &SchemaChange::Drop("b".into())).unwrap();
+        assert!(dropped.field_by_name("b").is_none());
+        let again = evolve(&dropped, 3, &SchemaChange::Add(col("b", PgType::Text))).unwrap();
+        assert_eq!(
+            again.field_by_name("b").unwrap().id,
+            4,
+            "a dropped id is not reused"
+        );
+        let renamed = evolve(
+            &again,
+            4,
+            &SchemaChange::Rename {
+                from: "a".into(),
+                to: "z".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(renamed.field_by_name("z").unwrap().id, 1);
+        let promoted = evolve(
+            &renamed,
+            4,
+            &SchemaChange::Promote {
+                column: "z".into(),
+                to: PgType::Int8,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            promoted.field_by_name("z").unwrap().field_type.to_string(),
+            "long"
+        );
+        let err = evolve(
+            &promoted,
+            4,
+            &SchemaChange::Promote {
+                column: "z".into(),
+                to: PgType::Text,
+            },
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("cannot change from Iceberg type long to string"),
+            "{err}"
+        );
+        let err = evolve(
+            &schema,
+            2,
+            &SchemaChange::Add(PgColumn {
+                not_null: true,
+                ..col("n", PgType::Int4)
+            }),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("NOT NULL"), "{err}");
     }
 
     #[test]
