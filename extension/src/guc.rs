@@ -27,6 +27,13 @@ pub static ENABLE_DATA_FILE_PRUNING: GucSetting<bool> = GucSetting::<bool>::new(
 /// quarter of it are merged at commit.
 pub static TARGET_FILE_SIZE_MB: GucSetting<i32> = GucSetting::<i32>::new(512);
 
+/// Time travel: Iceberg tables are read as of this snapshot id or timestamp (empty: now).
+pub static AS_OF: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+/// Crash tests: the step of an Iceberg commit at which to pause for 30 s (`data`,
+/// `manifests`, `metadata`, `swapped`), so a test can kill a process right there.
+pub static DEBUG_PAUSE_AT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
 /// Whether `lake_file.delete` may delete files (off, as in the original).
 pub static ENABLE_DELETE_FILE: GucSetting<bool> = GucSetting::<bool>::new(false);
 
@@ -70,6 +77,22 @@ pub fn register() {
         &ENABLE_DATA_FILE_PRUNING,
         GucContext::Userset,
         GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"pg_lake_iceberg.as_of",
+        c"Read Iceberg tables as of a snapshot id or a timestamp (time travel).",
+        c"Empty (the default): the current snapshot. Writes are refused while it is set; SET LOCAL scopes it to a transaction.",
+        &AS_OF,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"pg_lake_iceberg.debug_pause_at",
+        c"For crash tests only: pause an Iceberg commit at this step (data, manifests, metadata, swapped).",
+        c"",
+        &DEBUG_PAUSE_AT,
+        GucContext::Suset,
+        GucFlags::NO_SHOW_ALL | GucFlags::SUPERUSER_ONLY,
     );
     GucRegistry::define_int_guc(
         c"pg_lake_table.target_file_size_mb",

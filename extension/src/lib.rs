@@ -81,6 +81,16 @@ CREATE SERVER pg_lake_iceberg FOREIGN DATA WRAPPER pg_lake_iceberg;
 GRANT USAGE ON FOREIGN SERVER pg_lake_iceberg TO lake_read;
 CREATE SCHEMA lake_engine;
 CREATE SCHEMA lake_table;
+-- Files no snapshot of the table's current metadata references any more (replaced by
+-- UPDATE/DELETE/TRUNCATE, or of a dropped table), kept for older snapshots and removed
+-- by VACUUM after a retention, as the original's lake_engine.deletion_queue.
+CREATE TABLE lake_engine.deletion_queue (
+    path text PRIMARY KEY,
+    table_name text NOT NULL,
+    orphaned_at timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON lake_engine.deletion_queue FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('lake_engine.deletion_queue', '');
 GRANT USAGE ON SCHEMA lake_engine, lake_table TO lake_read;
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA lake_file FROM PUBLIC;

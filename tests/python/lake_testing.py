@@ -104,9 +104,13 @@ class PostgresCluster:
                 "fsync": "off", **(settings or {})}
         with open(self.data / "postgresql.conf", "a") as f:
             f.write("".join(f"{k} = '{str(v).replace(chr(39), chr(39) * 2)}'\n" for k, v in conf.items()))
+        self.start()
+        self.url = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self):
+        """Starts the server (again, after a stop or a crash)."""
         subprocess.run(as_postgres([PG_BIN / "pg_ctl", "-D", self.data, "-l", self.log, "-w", "start"]),
                        check=True, capture_output=True)
-        self.url = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
 
     def stop(self, mode: str = "fast", remove: bool = True):
         subprocess.run(as_postgres([PG_BIN / "pg_ctl", "-D", self.data, "-m", mode, "stop"]), capture_output=True)

@@ -202,12 +202,15 @@ pub fn tables_in(namespace: &str) -> Result<Vec<(String, String)>> {
 
 impl std::fmt::Display for TableIdent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}.{}",
-            crate::files::quote_ident(&self.namespace),
-            crate::files::quote_ident(&self.name)
-        )
+        // Postgres' quoting: only names that need it are quoted (public.orders).
+        let quote = |s: &str| {
+            let c = std::ffi::CString::new(s.replace('\0', "")).unwrap_or_default();
+            // SAFETY: quote_identifier reads the NUL-terminated name and returns it or a
+            // palloc'd quoted copy.
+            unsafe { crate::pg::util::string(pg_sys::quote_identifier(c.as_ptr())) }
+                .unwrap_or_default()
+        };
+        write!(f, "{}.{}", quote(&self.namespace), quote(&self.name))
     }
 }
 
@@ -300,6 +303,27 @@ pub fn unregister(ident: &TableIdent) -> Result<Option<String>> {
             Ok::<_, pgrx::spi::Error>(location)
         })
         .map_err(spi("removing an Iceberg table from the catalog"))
+    })
+}
+
+/// Queues files of `table` that the current metadata no longer references.
+pub fn queue_for_deletion(table: &TableIdent, paths: &[String]) -> Result<()> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let name = table.to_string();
+    as_catalog_owner(|| {
+        Spi::connect_mut(|client| {
+            client
+                .update(
+                    "INSERT INTO lake_engine.deletion_queue (path, table_name) \
+                     SELECT unnest($1::text[]), $2 ON CONFLICT (path) DO NOTHING",
+                    None,
+                    &[paths.to_vec().into(), name.as_str().into()],
+                )
+                .map(|_| ())
+        })
+        .map_err(spi("queueing files for deletion"))
     })
 }
 

@@ -448,12 +448,41 @@ pub unsafe fn before_drop(stmt: *mut pg_sys::DropStmt) -> Vec<TableIdent> {
     }
 }
 
-/// After the DROP: the dropped tables leave the catalog. Their files stay where they
-/// are (a snapshot some reader still holds may reference them).
+/// After the DROP: the dropped tables leave the catalog, and every file of their
+/// metadata (data files, manifests, manifest lists, metadata files) goes to the
+/// deletion queue: a reader may still hold one of their snapshots, so VACUUM removes
+/// them only after the retention.
 pub fn after_drop(dropped: &[TableIdent]) {
     for ident in dropped {
-        catalog::unregister(ident).or_report();
+        let Some(location) = catalog::unregister(ident).or_report() else {
+            continue;
+        };
+        let files = table_files(ident, &location).or_report();
+        catalog::queue_for_deletion(ident, &files).or_report();
     }
+}
+
+/// Every file the metadata at `location` names, itself included.
+fn table_files(ident: &TableIdent, location: &str) -> Result<Vec<String>> {
+    let snapshot = super::tables::load(ident, location)?;
+    let metadata = &snapshot.metadata;
+    let mut files: Vec<String> = snapshot
+        .files
+        .iter()
+        .map(|f| f.path().to_string())
+        .collect();
+    files.extend(snapshot.manifests.iter().map(|m| m.manifest_path.clone()));
+    files.extend(metadata.snapshots().map(|s| s.manifest_list().to_string()));
+    files.extend(
+        metadata
+            .metadata_log()
+            .iter()
+            .map(|m| m.metadata_file.clone()),
+    );
+    files.push(location.to_string());
+    files.sort();
+    files.dedup();
+    Ok(files)
 }
 
 /// A rename (or schema move) of an Iceberg table to apply to its catalog row.

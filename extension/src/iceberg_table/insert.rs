@@ -212,6 +212,7 @@ impl InsertState {
         // executor's memory context, which outlives the state.
         unsafe {
             let relid = (*rel).rd_id;
+            refuse_time_travel()?;
             let (_, snapshot) = tables::current(relid)?;
             let schema = snapshot.metadata.current_schema();
             let desc = (*rel).rd_att;
@@ -702,6 +703,17 @@ impl InsertState {
     }
 }
 
+/// Writes are made on the current snapshot only.
+fn refuse_time_travel() -> Result<()> {
+    if tables::as_of()? != tables::AsOf::Current {
+        return Err(Error::FeatureNotSupported(
+            "cannot write Iceberg tables while pg_lake_iceberg.as_of is set (reading the past)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Merges data files a transaction wrote into one (many small INSERTs in one
 /// transaction must not leave a file per statement).
 pub fn merge(relid: pg_sys::Oid, files: &[NewDataFile]) -> Result<NewDataFile> {
@@ -964,6 +976,7 @@ pub unsafe extern "C-unwind" fn exec_foreign_truncate(
                 ))
                 .report();
             }
+            refuse_time_travel().or_report();
             let (_, snapshot) = tables::current(relid).or_report();
             xact::truncate(relid, snapshot.data_files().map(str::to_string).collect());
         }

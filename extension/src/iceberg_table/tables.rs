@@ -117,7 +117,8 @@ pub fn remember(location: &str, snapshot: Snapshot) {
     });
 }
 
-/// The committed snapshot of Iceberg table `relid` as the current statement sees it.
+/// The committed snapshot of Iceberg table `relid` as the current statement sees it
+/// (the one `pg_lake_iceberg.as_of` names, when it is set).
 pub fn current(relid: pg_sys::Oid) -> Result<(TableIdent, Rc<Snapshot>)> {
     let ident = TableIdent::of(relid);
     let location = metadata_location(&ident, false)?.ok_or_else(|| Error::IcebergMetadata {
@@ -126,7 +127,106 @@ pub fn current(relid: pg_sys::Oid) -> Result<(TableIdent, Rc<Snapshot>)> {
             .into(),
     })?;
     let snapshot = load(&ident, &location)?;
-    Ok((ident, snapshot))
+    match as_of()? {
+        AsOf::Current => Ok((ident, snapshot)),
+        wanted => {
+            let old = historical(&ident, &location, &snapshot, wanted)?;
+            Ok((ident, old))
+        }
+    }
+}
+
+/// Time travel: what `pg_lake_iceberg.as_of` asks for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum AsOf {
+    Current,
+    Snapshot(i64),
+    /// Milliseconds since 1970-01-01 UTC.
+    Time(i64),
+}
+
+/// `pg_lake_iceberg.as_of`: empty for the current snapshot, a snapshot id, or a
+/// timestamp (read in the session's TimeZone when it has no offset).
+pub fn as_of() -> Result<AsOf> {
+    let Some(text) = crate::guc::AS_OF
+        .get()
+        .map(|s| s.to_string_lossy().trim().to_string())
+        .filter(|s| !s.is_empty())
+    else {
+        return Ok(AsOf::Current);
+    };
+    if let Ok(id) = text.parse::<i64>() {
+        return Ok(AsOf::Snapshot(id));
+    }
+    let ms = pgrx::Spi::get_one_with_args::<i64>(
+        "SELECT (extract(epoch FROM $1::timestamptz) * 1000)::bigint",
+        &[text.as_str().into()],
+    )
+    .map_err(|e| Error::InvalidOptionValue {
+        option: "pg_lake_iceberg.as_of".into(),
+        value: text.clone(),
+        expected: format!("a snapshot id or a timestamp ({e})"),
+    })?
+    .unwrap_or(0);
+    Ok(AsOf::Time(ms))
+}
+
+/// The table as of an earlier snapshot.
+fn historical(
+    ident: &TableIdent,
+    location: &str,
+    current: &Snapshot,
+    wanted: AsOf,
+) -> Result<Rc<Snapshot>> {
+    let metadata = &current.metadata;
+    let id = match wanted {
+        AsOf::Snapshot(id) => metadata.snapshot_by_id(id).map(|s| s.snapshot_id()),
+        AsOf::Time(ms) => metadata
+            .history()
+            .iter()
+            .filter(|l| l.timestamp_ms <= ms)
+            .max_by_key(|l| l.timestamp_ms)
+            .map(|l| l.snapshot_id),
+        AsOf::Current => unreachable!("handled by the caller"),
+    };
+    let Some(id) = id else {
+        let what = match wanted {
+            AsOf::Snapshot(id) => format!("snapshot {id}"),
+            _ => "snapshot at or before that time".to_string(),
+        };
+        return Err(Error::InvalidArgument(format!(
+            "Iceberg table {ident} has no {what} (pg_lake_iceberg.as_of); lake_iceberg.snapshots(metadata_location) lists those it keeps"
+        )));
+    };
+    let key = format!("{location}#{id}");
+    if let Some(hit) = CACHE.with(|c| c.borrow().get(&key).cloned()) {
+        return Ok(hit);
+    }
+    let table = ident.to_string();
+    let snapshot = metadata
+        .snapshot_by_id(id)
+        .expect("found in the metadata above");
+    let mut read = reader();
+    let manifests =
+        snapshot::manifests_of(metadata, snapshot, &mut read).map_err(core_error(&table))?;
+    let files = snapshot::live_files(&manifests, &mut read).map_err(core_error(&table))?;
+    let base = format!("{}/", metadata.location().trim_end_matches('/'));
+    if let Some(outside) = files.iter().find(|f| !f.path().starts_with(&base)) {
+        return Err(Error::IcebergMetadata {
+            table,
+            reason: format!(
+                "file {} is outside the table's location {base}",
+                outside.path()
+            ),
+        });
+    }
+    let old = Rc::new(Snapshot {
+        metadata: metadata.clone(),
+        manifests,
+        files,
+    });
+    CACHE.with(|c| c.borrow_mut().insert(key, old.clone()));
+    Ok(old)
 }
 
 /// What a scan of an Iceberg table reads.
@@ -158,7 +258,12 @@ pub fn scan_source(
             "Iceberg table {ident} has delete files; reading tables with deletes is not supported yet"
         )));
     }
-    let (added, removed) = super::xact::pending_files(relid);
+    // A read of the past does not see this transaction's changes either.
+    let (added, removed) = if as_of()? == AsOf::Current {
+        super::xact::pending_files(relid)
+    } else {
+        Default::default()
+    };
     let prune = crate::guc::ENABLE_DATA_FILE_PRUNING.get() && !predicates.is_empty();
     let schema = snapshot.metadata.current_schema();
     let mut skipped = 0;

@@ -249,7 +249,32 @@ fn merge_small_files(relid: pg_sys::Oid, added: Vec<NewDataFile>) -> Result<Vec<
     Ok(kept)
 }
 
+/// Crash tests: waits at `step` when `pg_lake_iceberg.debug_pause_at` names it.
+fn pause_at(step: &str) {
+    let wanted = crate::guc::DEBUG_PAUSE_AT
+        .get()
+        .is_some_and(|s| s.to_string_lossy() == step);
+    if wanted {
+        for _ in 0..300 {
+            // SAFETY: waits on the backend's own latch (wait event "Extension" in
+            // pg_stat_activity, which the crash tests look for).
+            unsafe {
+                pg_sys::WaitLatch(
+                    pg_sys::MyLatch,
+                    (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH)
+                        as i32,
+                    100,
+                    pg_sys::PG_WAIT_EXTENSION,
+                );
+                pg_sys::ResetLatch(pg_sys::MyLatch);
+            }
+            pgrx::check_for_interrupts!();
+        }
+    }
+}
+
 fn commit_table_changes(ident: &TableIdent, changes: &Changes) -> Result<()> {
+    pause_at("data");
     let name = ident.to_string();
     let base = catalog::metadata_location(ident, true)?.ok_or_else(|| Error::IcebergMetadata {
         table: name.clone(),
@@ -273,6 +298,7 @@ fn commit_table_changes(ident: &TableIdent, changes: &Changes) -> Result<()> {
         will_write(&file.location);
         storage::write(&file.location, &file.bytes)?;
     }
+    pause_at("manifests");
     let staged = match commit_table(
         &current.metadata,
         &base,
@@ -285,6 +311,10 @@ fn commit_table_changes(ident: &TableIdent, changes: &Changes) -> Result<()> {
         TableCommit::Unchanged => return Ok(()),
     };
     publish(ident, &base, &staged)?;
+    pause_at("swapped");
+    // Files this snapshot no longer has stay for older snapshots until VACUUM.
+    let replaced: Vec<String> = changes.removed.iter().cloned().collect();
+    catalog::queue_for_deletion(ident, &replaced)?;
     // What the new metadata file says, from what was just written (the list is last).
     let list = produced
         .files
@@ -331,6 +361,7 @@ pub fn publish(ident: &TableIdent, base: &str, staged: &StagedMetadata) -> Resul
     let bytes = file_bytes(&staged.location, &json).map_err(core_error(&name))?;
     will_write(&staged.location);
     storage::write(&staged.location, &bytes)?;
+    pause_at("metadata");
     if !catalog::swap(ident, &staged.location, base)? {
         return Err(Error::SerializationFailure {
             table: name,

@@ -546,3 +546,42 @@ def test_alter_columns_keep_every_file_readable_by_field_id(db, catalog):
     db.execute("ROLLBACK")
     assert [f.name for f in catalog.load_table("public.e").schema().fields] == ["id", "label", "n"]
     assert db.execute("SELECT count(*) FROM e").fetchone() == (3,)
+
+
+def test_time_travel_by_snapshot_id_and_timestamp(db):
+    db.execute("CREATE TABLE tt (x int) USING iceberg")
+    db.execute("INSERT INTO tt VALUES (1)")
+    first = db.execute("SELECT snapshot_id, timestamp FROM lake_iceberg.snapshots(%s)",
+                       (metadata_location(db, "tt"),)).fetchall()[-1]
+    db.execute("INSERT INTO tt VALUES (2)")
+    db.execute("DELETE FROM tt WHERE x = 1")
+    assert db.execute("SELECT array_agg(x) FROM tt").fetchone() == ([2],)
+    db.execute("SELECT set_config('pg_lake_iceberg.as_of', %s, false)", (str(first[0]),))
+    assert db.execute("SELECT array_agg(x) FROM tt").fetchone() == ([1],)
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="as_of"):
+        db.execute("INSERT INTO tt VALUES (3)")
+    db.execute("SELECT set_config('pg_lake_iceberg.as_of', %s, false)", (first[1].isoformat(),))
+    assert db.execute("SELECT array_agg(x) FROM tt").fetchone() == ([1],)
+    db.execute("SET pg_lake_iceberg.as_of = '1999-01-01 00:00+00'")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="no snapshot at or before that time"):
+        db.execute("SELECT * FROM tt")
+    db.execute("SET pg_lake_iceberg.as_of = '42'")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="snapshot 42"):
+        db.execute("SELECT * FROM tt")
+    db.execute("RESET pg_lake_iceberg.as_of")
+    assert db.execute("SELECT array_agg(x) FROM tt").fetchone() == ([2],)
+
+
+def test_replaced_and_dropped_files_go_to_the_deletion_queue(db):
+    db.execute("CREATE TABLE q (x int) USING iceberg")
+    db.execute("INSERT INTO q VALUES (1), (2)")
+    (data_file,) = db.execute("SELECT file_path FROM lake_iceberg.files(%s)",
+                              (metadata_location(db, "q"),)).fetchone()
+    db.execute("DELETE FROM q WHERE x = 1")  # rewrites the file
+    queued = [r[0] for r in db.execute("SELECT path FROM lake_engine.deletion_queue")]
+    assert queued == [data_file]
+    location = metadata_location(db, "q")
+    db.execute("DROP TABLE q")
+    queued = {r[0] for r in db.execute("SELECT path FROM lake_engine.deletion_queue WHERE table_name = 'public.q'")}
+    assert location in queued and data_file in queued
+    assert any(p.endswith(".avro") for p in queued) and len(queued) >= 6

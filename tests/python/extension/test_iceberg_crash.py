@@ -1,0 +1,98 @@
+"""Crash safety of Iceberg commits: kill -9 of a backend at each step of a commit, and
+of the postmaster right after one was acknowledged. Each test runs its own Postgres
+cluster (wired to the shared pgduck_server), since a killed backend restarts them all."""
+
+import os
+import signal
+import threading
+import time
+
+import psycopg
+import pytest
+
+from lake_testing import PostgresCluster
+
+
+@pytest.fixture
+def cluster(workdir, pgduck):
+    pg = PostgresCluster(base=workdir / f"crash-{time.monotonic_ns()}", settings={
+        "shared_preload_libraries": "pg_lake",
+        "pg_lake_engine.host": f"host={pgduck['dir']} port={pgduck['port']}",
+        "pg_lake_iceberg.default_location_prefix": "s3://lake/crash-warehouse",
+    })
+    yield pg
+    pg.stop(mode="immediate")
+
+
+def connect(pg, attempts=100):
+    for _ in range(attempts):
+        try:
+            return psycopg.connect(host=pg.host, port=pg.port, user="postgres", dbname="postgres",
+                                   autocommit=True)
+        except psycopg.OperationalError:
+            time.sleep(0.1)  # crash recovery in progress
+    raise RuntimeError("Postgres did not come back")
+
+
+def setup_table(pg):
+    db = connect(pg)
+    db.execute("CREATE EXTENSION IF NOT EXISTS pg_lake")
+    db.execute("CREATE TABLE t (x int) USING iceberg")
+    db.execute("INSERT INTO t VALUES (1)")
+    return db
+
+
+@pytest.mark.parametrize("step", ["data", "manifests", "metadata", "swapped"])
+def test_a_backend_killed_at_any_step_of_a_commit_leaves_the_transaction_absent(cluster, step):
+    db = setup_table(cluster)
+    before = db.execute("SELECT metadata_location FROM lake_catalog.iceberg_tables").fetchone()[0]
+    victim = connect(cluster)
+    pid = victim.execute("SELECT pg_backend_pid()").fetchone()[0]
+    victim.execute(f"SET pg_lake_iceberg.debug_pause_at = '{step}'")
+    victim.execute("BEGIN")
+    victim.execute("INSERT INTO t VALUES (2), (3)")
+    threading.Thread(target=lambda: _commit_quietly(victim), daemon=True).start()
+    deadline = time.time() + 20
+    while time.time() < deadline:  # wait until the commit is paused at the step
+        state = db.execute("SELECT wait_event FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+        if state and state[0] == "Extension":
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail(f"the commit never reached step {step}")
+    os.kill(pid, signal.SIGKILL)
+    after = connect(cluster)
+    assert after.execute("SELECT array_agg(x) FROM t").fetchone() == ([1],), \
+        "the killed transaction is entirely absent"
+    assert after.execute("SELECT metadata_location FROM lake_catalog.iceberg_tables").fetchone()[0] == before
+    after.execute("INSERT INTO t VALUES (4)")  # and the table takes commits again
+    assert after.execute("SELECT array_agg(x ORDER BY x) FROM t").fetchone() == ([1, 4],)
+
+
+def _commit_quietly(conn):
+    try:
+        conn.execute("COMMIT")
+    except psycopg.Error:
+        pass  # the backend is killed under it
+
+
+def test_an_acknowledged_commit_survives_kill_9_of_the_postmaster(cluster):
+    db = setup_table(cluster)
+    db.execute("BEGIN")
+    db.execute("INSERT INTO t VALUES (2)")
+    db.execute("CREATE TABLE other (y int) USING iceberg")
+    db.execute("INSERT INTO other VALUES (7)")
+    db.execute("COMMIT")
+    pid = int((cluster.data / "postmaster.pid").read_text().split()[0])
+    os.kill(pid, signal.SIGKILL)
+    db.close()
+    deadline = time.time() + 30
+    while time.time() < deadline:  # its backends exit once they notice it is gone
+        try:
+            cluster.start()
+            break
+        except Exception:
+            time.sleep(0.5)
+    after = connect(cluster)
+    assert after.execute("SELECT (SELECT array_agg(x ORDER BY x) FROM t), (SELECT array_agg(y) FROM other)"
+                         ).fetchone() == ([1, 2], [7])
