@@ -43,6 +43,13 @@ const MAX_TIMESTAMP: i64 = 252_455_615_999_999_999;
 /// How one column's values are rendered.
 enum Kind {
     Output(pg_sys::FmgrInfo),
+    /// Rendered straight from the datum (no output function call per value).
+    Int16,
+    Int32,
+    Int64,
+    Bool,
+    /// text, varchar, bpchar: the bytes as stored.
+    Text,
     Numeric(pg_sys::FmgrInfo, Scaled),
     Date,
     Timestamp,
@@ -119,6 +126,8 @@ struct Column {
     duckdb: String,
     /// The column's DuckDB type in data files.
     target: String,
+    /// Its type in the staging table.
+    staged_type: &'static str,
 }
 
 /// One INSERT's (or COPY FROM's) rows on their way to a data file.
@@ -241,29 +250,53 @@ impl InsertState {
                     pg_sys::fmgr_info(func, &mut info);
                     info
                 };
-                let (kind, duckdb) = match &shape {
+                let plain_text = matches!(
+                    att.atttypid,
+                    pg_sys::TEXTOID | pg_sys::VARCHAROID | pg_sys::BPCHAROID
+                );
+                // Integers, booleans, dates and timestamps are staged typed: DuckDB's CSV
+                // reader parses them straight into their columns.
+                let (kind, duckdb, staged_type) = match &shape {
+                    PgShape::Int2 if att.atttypid == pg_sys::INT2OID => {
+                        (Kind::Int16, format!("CAST({staged} AS {target})"), "INTEGER")
+                    }
+                    PgShape::Int4 if att.atttypid == pg_sys::INT4OID => {
+                        (Kind::Int32, staged.clone(), "INTEGER")
+                    }
+                    PgShape::Int8 if att.atttypid == pg_sys::INT8OID => {
+                        (Kind::Int64, staged.clone(), "BIGINT")
+                    }
+                    PgShape::Bool if att.atttypid == pg_sys::BOOLOID => {
+                        (Kind::Bool, staged.clone(), "BOOLEAN")
+                    }
+                    PgShape::Text if plain_text => (Kind::Text, staged.clone(), "VARCHAR"),
                     PgShape::Date => (
                         Kind::Date,
-                        format!("CAST(DATE '2000-01-01' + CAST({staged} AS INTEGER) AS DATE)"),
+                        format!("CAST(DATE '2000-01-01' + {staged} AS DATE)"),
+                        "INTEGER",
                     ),
                     PgShape::Timestamp => (
                         Kind::Timestamp,
-                        format!("make_timestamp(CAST({staged} AS BIGINT) + {POSTGRES_EPOCH_US})"),
+                        format!("make_timestamp({staged} + {POSTGRES_EPOCH_US})"),
+                        "BIGINT",
                     ),
                     PgShape::TimestampTz => (
                         Kind::TimestampTz,
                         format!(
-                            "timezone('UTC', make_timestamp(CAST({staged} AS BIGINT) + {POSTGRES_EPOCH_US}))"
+                            "timezone('UTC', make_timestamp({staged} + {POSTGRES_EPOCH_US}))"
                         ),
+                        "BIGINT",
                     ),
-                    PgShape::Bytea => (Kind::Bytea, format!("unhex({staged})")),
+                    PgShape::Bytea => (Kind::Bytea, format!("unhex({staged})"), "VARCHAR"),
                     PgShape::Array(_) => (
                         Kind::ArrayJson,
                         format!("CAST(CAST({staged} AS JSON) AS {target})"),
+                        "VARCHAR",
                     ),
                     PgShape::Composite(_) => (
                         Kind::RowJson,
                         format!("CAST(CAST({staged} AS JSON) AS {target})"),
+                        "VARCHAR",
                     ),
                     PgShape::Numeric(Some((p, s))) => (
                         Kind::Numeric(
@@ -279,8 +312,13 @@ impl InsertState {
                             ),
                         ),
                         format!("CAST({staged} AS {target})"),
+                        "VARCHAR",
                     ),
-                    _ => (Kind::Output(output()), format!("CAST({staged} AS {target})")),
+                    _ => (
+                        Kind::Output(output()),
+                        format!("CAST({staged} AS {target})"),
+                        "VARCHAR",
+                    ),
                 };
                 columns.push(Column {
                     name,
@@ -290,6 +328,7 @@ impl InsertState {
                     kind,
                     duckdb,
                     target,
+                    staged_type,
                 });
             }
             let row_context = pg_sys::AllocSetContextCreateInternal(
@@ -324,8 +363,11 @@ impl InsertState {
         if self.sink.is_none() {
             xact::delete_orphans();
             let mut conn = Connection::acquire()?;
-            let cols: Vec<String> = (1..=self.columns.len())
-                .map(|i| format!("c{i} VARCHAR"))
+            let cols: Vec<String> = self
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!("c{} {}", i + 1, c.staged_type))
                 .collect();
             let cols = if cols.is_empty() {
                 // A table without columns still has rows; DuckDB tables need a column.
@@ -407,6 +449,14 @@ impl InsertState {
         // SAFETY: guaranteed by the caller.
         unsafe {
             match &mut column.kind {
+                Kind::Int16 => out.extend_from_slice(itoa::Buffer::new().format(value.value() as i16).as_bytes()),
+                Kind::Int32 => out.extend_from_slice(itoa::Buffer::new().format(value.value() as i32).as_bytes()),
+                Kind::Int64 => out.extend_from_slice(itoa::Buffer::new().format(value.value() as i64).as_bytes()),
+                Kind::Bool => out.extend_from_slice(if value.value() != 0 { b"true" } else { b"false" }),
+                Kind::Text => {
+                    let bytes = <&[u8]>::from_datum(value, false).unwrap_or_default();
+                    csv_sink::write_field(out, bytes);
+                }
                 Kind::Output(finfo) => {
                     let text = pg_sys::OutputFunctionCall(finfo, value);
                     csv_sink::write_field(out, std::ffi::CStr::from_ptr(text).to_bytes());
@@ -427,7 +477,7 @@ impl InsertState {
                             "Iceberg dates range from -4712-01-01 to 9999-12-31",
                         ));
                     }
-                    out.extend_from_slice(days.to_string().as_bytes());
+                    out.extend_from_slice(itoa::Buffer::new().format(days).as_bytes());
                 }
                 Kind::Timestamp | Kind::TimestampTz => {
                     let micros = value.value() as i64;
@@ -444,7 +494,7 @@ impl InsertState {
                             "Iceberg timestamps range from 0001-01-01 to 9999-12-31 23:59:59.999999",
                         ));
                     }
-                    out.extend_from_slice(micros.to_string().as_bytes());
+                    out.extend_from_slice(itoa::Buffer::new().format(micros).as_bytes());
                 }
                 Kind::Bytea => {
                     let bytes = <&[u8]>::from_datum(value, false).unwrap_or_default();
