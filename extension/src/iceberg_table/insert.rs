@@ -144,6 +144,8 @@ pub struct InsertState {
     row_context: pg_sys::MemoryContext,
     /// UPDATE and DELETE: the subplan's ctid column, and the positions taken out of each file.
     rowid_attno: pg_sys::AttrNumber,
+    /// DELETE ... RETURNING: the subplan's whole-row column.
+    wholerow_attno: pg_sys::AttrNumber,
     deleted: HashMap<String, Vec<u32>>,
 }
 
@@ -257,9 +259,11 @@ impl InsertState {
                 // Integers, booleans, dates and timestamps are staged typed: DuckDB's CSV
                 // reader parses them straight into their columns.
                 let (kind, duckdb, staged_type) = match &shape {
-                    PgShape::Int2 if att.atttypid == pg_sys::INT2OID => {
-                        (Kind::Int16, format!("CAST({staged} AS {target})"), "INTEGER")
-                    }
+                    PgShape::Int2 if att.atttypid == pg_sys::INT2OID => (
+                        Kind::Int16,
+                        format!("CAST({staged} AS {target})"),
+                        "INTEGER",
+                    ),
                     PgShape::Int4 if att.atttypid == pg_sys::INT4OID => {
                         (Kind::Int32, staged.clone(), "INTEGER")
                     }
@@ -282,9 +286,7 @@ impl InsertState {
                     ),
                     PgShape::TimestampTz => (
                         Kind::TimestampTz,
-                        format!(
-                            "timezone('UTC', make_timestamp({staged} + {POSTGRES_EPOCH_US}))"
-                        ),
+                        format!("timezone('UTC', make_timestamp({staged} + {POSTGRES_EPOCH_US}))"),
                         "BIGINT",
                     ),
                     PgShape::Bytea => (Kind::Bytea, format!("unhex({staged})"), "VARCHAR"),
@@ -353,6 +355,7 @@ impl InsertState {
                 rows: 0,
                 row_context,
                 rowid_attno: 0,
+                wholerow_attno: 0,
                 deleted: HashMap::new(),
             })
         }
@@ -449,10 +452,17 @@ impl InsertState {
         // SAFETY: guaranteed by the caller.
         unsafe {
             match &mut column.kind {
-                Kind::Int16 => out.extend_from_slice(itoa::Buffer::new().format(value.value() as i16).as_bytes()),
-                Kind::Int32 => out.extend_from_slice(itoa::Buffer::new().format(value.value() as i32).as_bytes()),
-                Kind::Int64 => out.extend_from_slice(itoa::Buffer::new().format(value.value() as i64).as_bytes()),
-                Kind::Bool => out.extend_from_slice(if value.value() != 0 { b"true" } else { b"false" }),
+                Kind::Int16 => out
+                    .extend_from_slice(itoa::Buffer::new().format(value.value() as i16).as_bytes()),
+                Kind::Int32 => out
+                    .extend_from_slice(itoa::Buffer::new().format(value.value() as i32).as_bytes()),
+                Kind::Int64 => out
+                    .extend_from_slice(itoa::Buffer::new().format(value.value() as i64).as_bytes()),
+                Kind::Bool => out.extend_from_slice(if value.value() != 0 {
+                    b"true"
+                } else {
+                    b"false"
+                }),
                 Kind::Text => {
                     let bytes = <&[u8]>::from_datum(value, false).unwrap_or_default();
                     csv_sink::write_field(out, bytes);
@@ -865,12 +875,6 @@ pub unsafe extern "C-unwind" fn plan_foreign_modify(
             )
             .report();
         }
-        if (*plan).operation != pg_sys::CmdType::CMD_INSERT && !(*plan).returningLists.is_null() {
-            Error::FeatureNotSupported(
-                "UPDATE and DELETE ... RETURNING are not supported on Iceberg tables yet".into(),
-            )
-            .report();
-        }
     }
     std::ptr::null_mut()
 }
@@ -897,6 +901,14 @@ pub unsafe extern "C-unwind" fn add_foreign_update_targets(
             0,
         );
         pg_sys::add_row_identity_var(root, var, rtindex, c"ctid".as_ptr());
+        // DELETE ... RETURNING returns the deleted rows: the scan fetches them whole
+        // (UPDATE gets a whole-row Var from Postgres itself, and returns the new rows).
+        let parse = (*root).parse;
+        if (*parse).commandType == pg_sys::CmdType::CMD_DELETE && !(*parse).returningList.is_null()
+        {
+            let whole = pg_sys::makeWholeRowVar(_target_rte, rtindex as i32, 0, false);
+            pg_sys::add_row_identity_var(root, whole, rtindex, c"wholerow".as_ptr());
+        }
     }
 }
 
@@ -921,8 +933,11 @@ pub unsafe extern "C-unwind" fn begin_foreign_modify(
             if attno <= 0 {
                 Error::Internal("the UPDATE or DELETE plan has no ctid column".into()).report();
             }
+            let wholerow =
+                pg_sys::ExecFindJunkAttributeInTlist((*subplan).targetlist, c"wholerow".as_ptr());
             if let Some(state) = state(rinfo) {
                 state.rowid_attno = attno;
+                state.wholerow_attno = wholerow;
             }
         }
     }
@@ -935,13 +950,40 @@ pub unsafe extern "C-unwind" fn exec_foreign_delete(
     slot: *mut pg_sys::TupleTableSlot,
     plan_slot: *mut pg_sys::TupleTableSlot,
 ) -> *mut pg_sys::TupleTableSlot {
-    // SAFETY: the executor passes our ResultRelInfo and the subplan's row.
+    // SAFETY: the executor passes our ResultRelInfo and the subplan's row; the whole-row
+    // datum is a composite of the table's row type, stored into the RETURNING slot.
     unsafe {
         if let Some(state) = state(rinfo) {
             state.delete_row(plan_slot).or_report();
+            if state.wholerow_attno > 0 {
+                let mut isnull = false;
+                let datum =
+                    pg_sys::ExecGetJunkAttribute(plan_slot, state.wholerow_attno, &mut isnull);
+                if !isnull {
+                    let header =
+                        pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) as pg_sys::HeapTupleHeader;
+                    let mut tuple = pg_sys::HeapTupleData {
+                        t_len: varsize(header.cast()),
+                        t_self: pg_sys::ItemPointerData::default(),
+                        t_tableOid: (*(*rinfo).ri_RelationDesc).rd_id,
+                        t_data: header,
+                    };
+                    pg_sys::ExecForceStoreHeapTuple(&mut tuple, slot, false);
+                }
+            }
         }
     }
     slot
+}
+
+/// The total size of a (detoasted, 4-byte header) varlena.
+///
+/// # Safety
+/// `ptr` must point at a detoasted varlena.
+unsafe fn varsize(ptr: *const u8) -> u32 {
+    // SAFETY: guaranteed by the caller: the first 4 bytes are the header.
+    let header = unsafe { std::ptr::read_unaligned(ptr as *const u32) };
+    (header >> 2) & 0x3FFF_FFFF
 }
 
 /// An UPDATE replaces the row: the old one leaves its file, the new one is written as

@@ -225,8 +225,10 @@ def test_unsupported_things_are_clear_errors(db):
     assert db.execute("SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
                       "WHERE attrelid = 't'::regclass AND attname = 'n'").fetchone() == ("double precision",)
     db.execute("INSERT INTO t VALUES (1, 1.5)")
-    with pytest.raises(psycopg.errors.FeatureNotSupported, match="RETURNING"):
-        db.execute("UPDATE t SET x = 2 RETURNING x")
+    assert db.execute("UPDATE t SET x = x + 1 RETURNING x, n").fetchall() == [(2, 1.5)]
+    db.execute("INSERT INTO t VALUES (10, 2.5)")
+    assert db.execute("DELETE FROM t WHERE x = 10 RETURNING *").fetchall() == [(10, 2.5)]
+    assert db.execute("SELECT x FROM t").fetchall() == [(2,)]
     with pytest.raises(psycopg.errors.FeatureNotSupported, match="DEFAULT"):
         db.execute("ALTER TABLE t ADD COLUMN y int DEFAULT 5")
     with pytest.raises(psycopg.errors.FeatureNotSupported, match="OPTIONS"):
@@ -367,8 +369,9 @@ def test_update_and_delete_rewrite_the_files_they_change(connect, catalog):
     db.execute("INSERT INTO gone VALUES (101), (102)")
     db.execute("DELETE FROM u USING gone WHERE u.id = gone.id")
     db.execute("UPDATE u SET v = 'sub' WHERE id IN (SELECT id + 2 FROM gone)")
-    db.execute("WITH d AS (DELETE FROM u WHERE id = 199) INSERT INTO gone VALUES (199)")
+    db.execute("WITH d AS (DELETE FROM u WHERE id = 199 RETURNING id) INSERT INTO gone SELECT id FROM d")
     assert db.execute("SELECT count(*) FROM u").fetchone() == (87,)
+    assert db.execute("SELECT max(id) FROM gone").fetchone() == (199,)
     assert db.execute("SELECT v FROM u WHERE id = 103").fetchone() == ("sub",)
 
     # In a transaction: own writes, savepoints, rollback.
