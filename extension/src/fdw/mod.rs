@@ -78,6 +78,7 @@ pub extern "C-unwind" fn pg_lake_fdw_handler(_fcinfo: pg_sys::FunctionCallInfo) 
     routine.EndForeignInsert = Some(crate::iceberg_table::insert::end_foreign_modify);
     routine.ExecForeignTruncate = Some(crate::iceberg_table::insert::exec_foreign_truncate);
     routine.ImportForeignSchema = Some(crate::iceberg_table::attach::import_foreign_schema);
+    routine.GetForeignRowMarkType = Some(crate::iceberg_table::insert::get_foreign_row_mark_type);
     pg_sys::Datum::from(routine.into_pg())
 }
 

@@ -138,6 +138,14 @@ pub unsafe extern "C-unwind" fn get_foreign_plan(
                 pg_sys::SelfItemPointerAttributeNumber as i32 - offset,
                 attrs,
             );
+        if want_rowid && (*(*root).parse).resultRelation as u32 != (*baserel).relid {
+            // Only UPDATE and DELETE of this very table use row identities.
+            Error::FeatureNotSupported(format!(
+                "ctid is not supported on Iceberg table {}: rows have no fixed place",
+                crate::pg::util::qualified_name(foreigntableid)
+            ))
+            .report();
+        }
         let select = if fetched.is_empty() {
             // count(*) and friends: one constant per row.
             "1".to_string()

@@ -1074,3 +1074,23 @@ pub unsafe extern "C-unwind" fn exec_foreign_truncate(
         }
     }
 }
+
+/// `SELECT ... FOR UPDATE/SHARE` of an Iceberg table is refused (rows are not locked in
+/// place; UPDATE and DELETE serialize at commit instead). The implicit marks Postgres puts
+/// on other tables of an UPDATE or DELETE get the default, a copy of the row.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn get_foreign_row_mark_type(
+    rte: *mut pg_sys::RangeTblEntry,
+    strength: pg_sys::LockClauseStrength::Type,
+) -> pg_sys::RowMarkType::Type {
+    // SAFETY: the planner passes a valid range table entry.
+    let relid = unsafe { (*rte).relid };
+    if strength != pg_sys::LockClauseStrength::LCS_NONE && super::is_iceberg_table(relid) {
+        Error::FeatureNotSupported(format!(
+            "SELECT ... FOR UPDATE/SHARE is not supported on Iceberg table {}: UPDATE and DELETE serialize at commit (SQLSTATE 40001 on conflict)",
+            crate::pg::util::qualified_name(relid)
+        ))
+        .report();
+    }
+    pg_sys::RowMarkType::ROW_MARK_COPY
+}

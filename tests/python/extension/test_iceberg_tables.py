@@ -229,6 +229,16 @@ def test_unsupported_things_are_clear_errors(db):
     db.execute("INSERT INTO t VALUES (10, 2.5)")
     assert db.execute("DELETE FROM t WHERE x = 10 RETURNING *").fetchall() == [(10, 2.5)]
     assert db.execute("SELECT x FROM t").fetchall() == [(2,)]
+    for sql, why in [("SELECT * FROM t FOR UPDATE", "FOR UPDATE"), ("SELECT ctid FROM t", "ctid"),
+                     ("INSERT INTO t VALUES (1, 1) ON CONFLICT DO NOTHING", "ON CONFLICT"),
+                     ("MERGE INTO t USING (SELECT 1 AS x) s ON t.x = s.x WHEN MATCHED THEN DELETE", "MERGE")]:
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match=why):
+            db.execute(sql)
+    db.execute("CREATE TABLE other_ice (x int) USING iceberg")
+    db.execute("INSERT INTO other_ice VALUES (2)")
+    db.execute("UPDATE t SET n = 3 FROM other_ice o WHERE t.x = o.x")  # implicit row marks still work
+    assert db.execute("SELECT n FROM t").fetchall() == [(3.0,)]
+    db.execute("UPDATE t SET n = 1.5")
     with pytest.raises(psycopg.errors.FeatureNotSupported, match="DEFAULT"):
         db.execute("ALTER TABLE t ADD COLUMN y int DEFAULT 5")
     with pytest.raises(psycopg.errors.FeatureNotSupported, match="OPTIONS"):
