@@ -212,23 +212,28 @@ impl Lister {
         }
     }
 
+    /// The GCS access token to `action` `url` with (the JSON API, when no HMAC keys are set).
+    fn gcs_bearer(&self, url: &str, action: &str) -> Result<String, String> {
+        self.gcs_token
+            .read()
+            .map(|t| t.clone())
+            .unwrap_or(None)
+            .ok_or_else(|| {
+                format!("cannot {action} \"{url}\": pgduck_server has no GCS credentials")
+            })
+    }
+
     /// Deletes the one object or local file `url` names (no patterns); a missing one is
     /// an error naming it. Object stores are reached with the same settings as listings.
     pub fn delete(&self, url: &str) -> Result<(), String> {
-        if url.contains(['*', '?', '[']) {
-            return Err(format!(
-                "cannot delete \"{url}\": the URL has a wildcard (*, ? or [) and deletes only one file"
-            ));
-        }
-        let (scheme, rest) = match url.split_once("://") {
-            Some(("file", path)) => return delete_local(url, path),
-            Some(split) => split,
-            None => return delete_local(url, url),
+        let (scheme, bucket, key) = match one_file(url, "delete", "deletes only one file")? {
+            OneFile::Local(path) => return delete_local(url, path),
+            OneFile::Object {
+                scheme,
+                bucket,
+                key,
+            } => (scheme, bucket, key),
         };
-        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() || key.is_empty() || key.ends_with('/') {
-            return Err(format!("cannot delete \"{url}\": not the URL of a file"));
-        }
         let missing = || format!("file \"{url}\" does not exist");
         match self.stores.store(scheme, bucket) {
             Some(Ok(store)) => {
@@ -248,12 +253,7 @@ impl Lister {
             }
             Some(Err(e)) => Err(format!("cannot delete \"{url}\": {e}")),
             None if matches!(scheme, "gs" | "gcs") => {
-                let token = self.gcs_token.read().map(|t| t.clone()).unwrap_or(None);
-                let Some(token) = token else {
-                    return Err(format!(
-                        "cannot delete \"{url}\": pgduck_server has no GCS credentials"
-                    ));
-                };
+                let token = self.gcs_bearer(url, "delete")?;
                 let object = format!(
                     "{}/storage/v1/b/{}/o/{}",
                     self.stores.gcs_api,
@@ -286,20 +286,14 @@ impl Lister {
     /// directory (created when missing) and renamed into place, and an object is one PUT,
     /// so no reader ever sees part of it.
     pub fn write(&self, url: &str, bytes: Vec<u8>) -> Result<(), String> {
-        if url.contains(['*', '?', '[']) {
-            return Err(format!(
-                "cannot write \"{url}\": the URL has a wildcard (*, ? or [) and names no one file"
-            ));
-        }
-        let (scheme, rest) = match url.split_once("://") {
-            Some(("file", path)) => return write_local(url, path, &bytes),
-            Some(split) => split,
-            None => return write_local(url, url, &bytes),
+        let (scheme, bucket, key) = match one_file(url, "write", "names no one file")? {
+            OneFile::Local(path) => return write_local(url, path, &bytes),
+            OneFile::Object {
+                scheme,
+                bucket,
+                key,
+            } => (scheme, bucket, key),
         };
-        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() || key.is_empty() || key.ends_with('/') {
-            return Err(format!("cannot write \"{url}\": not the URL of a file"));
-        }
         match self.stores.store(scheme, bucket) {
             Some(Ok(store)) => {
                 let path = Path::from(key);
@@ -313,12 +307,7 @@ impl Lister {
             }
             Some(Err(e)) => Err(format!("cannot write \"{url}\": {e}")),
             None if matches!(scheme, "gs" | "gcs") => {
-                let token = self.gcs_token.read().map(|t| t.clone()).unwrap_or(None);
-                let Some(token) = token else {
-                    return Err(format!(
-                        "cannot write \"{url}\": pgduck_server has no GCS credentials"
-                    ));
-                };
+                let token = self.gcs_bearer(url, "write")?;
                 let upload = format!(
                     "{}/upload/storage/v1/b/{}/o?uploadType=media&name={}",
                     self.stores.gcs_api,
@@ -520,6 +509,40 @@ fn delete_local(url: &str, path: &str) -> Result<(), String> {
         Err(e) => return Err(format!("cannot delete \"{url}\": {e}")),
     }
     std::fs::remove_file(path).map_err(|e| format!("cannot delete \"{url}\": {e}"))
+}
+
+/// The one file a URL given to `delete` or `write` names.
+enum OneFile<'a> {
+    Local(&'a str),
+    Object {
+        scheme: &'a str,
+        bucket: &'a str,
+        key: &'a str,
+    },
+}
+
+/// Splits `url` into the one local file or object it names; a pattern, or a URL that
+/// names no file (no bucket, no key, a trailing `/`), is an error for `action`.
+fn one_file<'a>(url: &'a str, action: &str, wildcard: &str) -> Result<OneFile<'a>, String> {
+    if url.contains(['*', '?', '[']) {
+        return Err(format!(
+            "cannot {action} \"{url}\": the URL has a wildcard (*, ? or [) and {wildcard}"
+        ));
+    }
+    let (scheme, rest) = match url.split_once("://") {
+        Some(("file", path)) => return Ok(OneFile::Local(path)),
+        Some(split) => split,
+        None => return Ok(OneFile::Local(url)),
+    };
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() || key.is_empty() || key.ends_with('/') {
+        return Err(format!("cannot {action} \"{url}\": not the URL of a file"));
+    }
+    Ok(OneFile::Object {
+        scheme,
+        bucket,
+        key,
+    })
 }
 
 fn write_local(url: &str, path: &str, bytes: &[u8]) -> Result<(), String> {

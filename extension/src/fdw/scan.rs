@@ -254,22 +254,14 @@ struct Column {
 
 /// The table's live columns in order.
 fn table_columns(relid: pg_sys::Oid) -> Vec<Column> {
-    // SAFETY: the relation is locked by the planner; the tuple descriptor is read while open.
-    unsafe {
-        let rel = pg_sys::RelationIdGetRelation(relid);
-        let desc = (*rel).rd_att;
-        let columns = (0..(*desc).natts as usize)
-            .map(|i| *(*desc).attrs.as_ptr().add(i))
-            .filter(|a| !a.attisdropped)
-            .map(|a| Column {
-                attnum: i32::from(a.attnum),
-                name: pgrx::name_data_to_str(&a.attname).to_string(),
-                json: crate::types::is_json(a.atttypid),
-            })
-            .collect();
-        pg_sys::RelationClose(rel);
-        columns
-    }
+    crate::pg::util::live_attributes(relid)
+        .iter()
+        .map(|a| Column {
+            attnum: i32::from(a.attnum),
+            name: pgrx::name_data_to_str(&a.attname).to_string(),
+            json: crate::types::is_json(a.atttypid),
+        })
+        .collect()
 }
 
 /// `LIMIT n` (plus OFFSET) can go to DuckDB when this scan is the whole query: one

@@ -92,18 +92,10 @@ pub fn attach(relid: pg_sys::Oid) -> Result<()> {
     check(metadata.location(), Access::Read)?;
     check(metadata.location(), Access::Write)?;
     let schema = metadata.current_schema();
-    // SAFETY: the relation was just created by this transaction and is open here.
-    let columns: Vec<String> = unsafe {
-        let rel = pg_sys::RelationIdGetRelation(relid);
-        let desc = (*rel).rd_att;
-        let names = (0..(*desc).natts as usize)
-            .map(|i| *(*desc).attrs.as_ptr().add(i))
-            .filter(|a| !a.attisdropped)
-            .map(|a| pgrx::name_data_to_str(&a.attname).to_string())
-            .collect();
-        pg_sys::RelationClose(rel);
-        names
-    };
+    let columns: Vec<String> = crate::pg::util::live_attributes(relid)
+        .iter()
+        .map(|a| pgrx::name_data_to_str(&a.attname).to_string())
+        .collect();
     if let Some(missing) = columns.iter().find(|c| schema.field_by_name(c).is_none()) {
         return Err(Error::ColumnMismatch(format!(
             "column \"{missing}\" is not in the schema of Iceberg table {name}"

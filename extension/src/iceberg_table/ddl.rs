@@ -262,22 +262,14 @@ fn pg_type(shape: &PgShape, typid: Option<pg_sys::Oid>) -> PgType {
 
 /// The table's columns as the Iceberg core sees them.
 fn columns(relid: pg_sys::Oid) -> Vec<PgColumn> {
-    // SAFETY: the relation was just created by this transaction and is open here.
-    unsafe {
-        let rel = pg_sys::RelationIdGetRelation(relid);
-        let desc = (*rel).rd_att;
-        let columns = (0..(*desc).natts as usize)
-            .map(|i| *(*desc).attrs.as_ptr().add(i))
-            .filter(|a| !a.attisdropped)
-            .map(|a| PgColumn {
-                name: pgrx::name_data_to_str(&a.attname).to_string(),
-                ty: pg_type(&PgShape::of(a.atttypid, a.atttypmod), Some(a.atttypid)),
-                not_null: a.attnotnull,
-            })
-            .collect();
-        pg_sys::RelationClose(rel);
-        columns
-    }
+    crate::pg::util::live_attributes(relid)
+        .iter()
+        .map(|a| PgColumn {
+            name: pgrx::name_data_to_str(&a.attname).to_string(),
+            ty: pg_type(&PgShape::of(a.atttypid, a.atttypmod), Some(a.atttypid)),
+            not_null: a.attnotnull,
+        })
+        .collect()
 }
 
 /// `<prefix>/<database>/<schema>/<table>/<oid>`, as the original.

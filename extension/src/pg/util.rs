@@ -116,3 +116,20 @@ pub fn qualified_name(relid: pg_sys::Oid) -> String {
         )
     }
 }
+
+/// The live (not dropped) attributes of relation `relid`, in order, copied out of its
+/// tuple descriptor.
+pub fn live_attributes(relid: pg_sys::Oid) -> Vec<pg_sys::FormData_pg_attribute> {
+    // SAFETY: the caller holds a lock on the relation (or just created it); the
+    // descriptor is read while the relation is open, and the attributes are copied.
+    unsafe {
+        let rel = pg_sys::RelationIdGetRelation(relid);
+        let desc = (*rel).rd_att;
+        let attributes = (0..(*desc).natts as usize)
+            .map(|i| *(*desc).attrs.as_ptr().add(i))
+            .filter(|a| !a.attisdropped)
+            .collect();
+        pg_sys::RelationClose(rel);
+        attributes
+    }
+}
