@@ -598,3 +598,30 @@ def test_replaced_and_dropped_files_go_to_the_deletion_queue(db):
     queued = {r[0] for r in db.execute("SELECT path FROM lake_engine.deletion_queue WHERE table_name = 'public.q'")}
     assert location in queued and data_file in queued
     assert any(p.endswith(".avro") for p in queued) and len(queued) >= 6
+
+
+def test_creating_or_attaching_needs_write_access_to_the_location(db, connect, catalog):
+    db.execute("CREATE ROLE maker LOGIN")
+    db.execute("GRANT CREATE ON SCHEMA public TO maker")
+    try:
+        maker = connect(user="maker")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="foreign server pg_lake_iceberg"):
+            maker.execute("CREATE TABLE mine (a int) USING iceberg")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="foreign server pg_lake_iceberg"):
+            maker.execute("IMPORT FOREIGN SCHEMA public FROM SERVER pg_lake_iceberg INTO public")
+        db.execute("GRANT lake_read TO maker")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="lake_write"):
+            maker.execute("CREATE TABLE mine (a int) USING iceberg")
+        catalog.create_namespace("theirs")
+        from pyiceberg.schema import Schema
+        from pyiceberg.types import LongType, NestedField
+        catalog.create_table("theirs.t", schema=Schema(NestedField(1, "id", LongType(), required=False)))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="lake_write"):
+            maker.execute("IMPORT FOREIGN SCHEMA theirs FROM SERVER pg_lake_iceberg INTO public")
+        db.execute("GRANT lake_write TO maker")
+        maker.execute("CREATE TABLE mine (a int) USING iceberg")
+        maker.execute("INSERT INTO mine VALUES (1)")
+        assert maker.execute("SELECT a FROM mine").fetchall() == [(1,)]
+    finally:
+        db.execute("DROP OWNED BY maker")
+        db.execute("DROP ROLE maker")
