@@ -60,13 +60,30 @@ def test_a_backend_killed_at_any_step_of_a_commit_leaves_the_transaction_absent(
         time.sleep(0.05)
     else:
         pytest.fail(f"the commit never reached step {step}")
+    logged = cluster.log.stat().st_size
     os.kill(pid, signal.SIGKILL)
+    wait_for_crash_restart(cluster, logged)
     after = connect(cluster)
     assert after.execute("SELECT array_agg(x) FROM t").fetchone() == ([1],), \
         "the killed transaction is entirely absent"
     assert after.execute("SELECT metadata_location FROM lake_catalog.iceberg_tables").fetchone()[0] == before
     after.execute("INSERT INTO t VALUES (4)")  # and the table takes commits again
     assert after.execute("SELECT array_agg(x ORDER BY x) FROM t").fetchone() == ([1, 4],)
+
+
+def wait_for_crash_restart(pg, logged, timeout=60):
+    """Waits until the postmaster has noticed the killed backend, ended every session and
+    come back: a connection made before that would be cut by the crash restart."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with open(pg.log, "rb") as f:
+            f.seek(logged)
+            tail = f.read().decode(errors="replace")
+        at = tail.find("all server processes terminated; reinitializing")
+        if at >= 0 and "database system is ready to accept connections" in tail[at:]:
+            return
+        time.sleep(0.1)
+    raise RuntimeError("Postgres did not restart after the crash")
 
 
 def _commit_quietly(conn):
