@@ -34,6 +34,10 @@ pub static AS_OF: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::n
 /// `manifests`, `metadata`, `swapped`), so a test can kill a process right there.
 pub static DEBUG_PAUSE_AT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
+/// Whether a SELECT over lake tables only runs as one DuckDB query when DuckDB computes
+/// every part of it as Postgres would (crate::plan::pushdown).
+pub static ENABLE_FULL_QUERY_PUSHDOWN: GucSetting<bool> = GucSetting::<bool>::new(true);
+
 /// Whether `lake_file.delete` may delete files (off, as in the original).
 pub static ENABLE_DELETE_FILE: GucSetting<bool> = GucSetting::<bool>::new(false);
 
@@ -53,6 +57,14 @@ pub fn register() {
         &ENGINE_HOST,
         GucContext::Suset,
         GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_bool_guc(
+        c"pg_lake_table.enable_full_query_pushdown",
+        c"Run whole queries over lake tables in DuckDB when the results are the same.",
+        c"Off: each lake table is a foreign scan; joins, aggregates and the rest run in Postgres.",
+        &ENABLE_FULL_QUERY_PUSHDOWN,
+        GucContext::Userset,
+        GucFlags::default(),
     );
     GucRegistry::define_bool_guc(
         c"pg_lake_table.enable_delete_file_function",

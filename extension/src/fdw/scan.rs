@@ -230,6 +230,9 @@ pub unsafe extern "C-unwind" fn get_foreign_plan(
         private = pg_sys::lappend(private, pg_sys::makeString(pstrdup(&predicates)).cast());
         let rowid = if want_rowid { "1" } else { "" };
         private = pg_sys::lappend(private, pg_sys::makeString(pstrdup(rowid)).cast());
+        // What kept the whole query from running in DuckDB, for EXPLAIN VERBOSE.
+        let blockers = crate::plan::pushdown::current_blockers().join("\n");
+        private = pg_sys::lappend(private, pg_sys::makeString(pstrdup(&blockers)).cast());
 
         pg_sys::make_foreignscan(
             tlist,
@@ -371,6 +374,8 @@ struct Planned {
     predicates: String,
     /// The query also returns each row's file and position (UPDATE, DELETE).
     rowid: bool,
+    /// Why the whole query did not run in DuckDB, one construct per line.
+    blockers: String,
 }
 
 impl Planned {
@@ -398,7 +403,7 @@ impl Planned {
 /// # Safety
 /// `plan` must be a ForeignScan made by `get_foreign_plan`.
 unsafe fn plan_private(plan: *mut pg_sys::ForeignScan) -> Planned {
-    // SAFETY: guaranteed by the caller: fdw_private is [String x3, IntList, String x3].
+    // SAFETY: guaranteed by the caller: fdw_private is [String x3, IntList, String x4].
     unsafe {
         let private = (*plan).fdw_private;
         let text = |i: i32| {
@@ -411,6 +416,7 @@ unsafe fn plan_private(plan: *mut pg_sys::ForeignScan) -> Planned {
         let relid = pg_sys::Oid::from(text(4).parse::<u32>().unwrap_or(0));
         let predicates = text(5);
         let rowid = !text(6).is_empty();
+        let blockers = text(7);
         Planned {
             head: text(0),
             source: text(1),
@@ -419,6 +425,7 @@ unsafe fn plan_private(plan: *mut pg_sys::ForeignScan) -> Planned {
             iceberg: (relid != pg_sys::InvalidOid).then_some(relid),
             predicates,
             rowid,
+            blockers,
         }
     }
 }
@@ -609,6 +616,13 @@ pub unsafe extern "C-unwind" fn explain_foreign_scan(
         let (sql, files) = planned.sql(&column_names(relid)).or_report();
         let sql = std::ffi::CString::new(sql).unwrap_or_default();
         pg_sys::ExplainPropertyText(c"DuckDB Query".as_ptr(), sql.as_ptr(), es);
+        if !planned.blockers.is_empty() {
+            let mut list: *mut pg_sys::List = std::ptr::null_mut();
+            for b in planned.blockers.lines() {
+                list = pg_sys::lappend(list, pstrdup(b).cast());
+            }
+            pg_sys::ExplainPropertyList(c"Not Vectorized Constructs".as_ptr(), list, es);
+        }
         if let Some((scanned, skipped)) = files {
             pg_sys::ExplainPropertyInteger(
                 c"Data Files Scanned".as_ptr(),

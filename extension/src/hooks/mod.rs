@@ -3,8 +3,8 @@
 //! [`crate::fdw::infer`], `CREATE EXTENSION` of the original's names to [`crate::compat`].
 //! `CREATE TABLE ... USING iceberg`, DROP, RENAME, SET SCHEMA and ALTER of Iceberg
 //! tables to [`crate::iceberg_table::ddl`]; the transaction callbacks that commit
-//! Iceberg tables are registered from here. (The planner hook for full query pushdown
-//! belongs here too, as a dispatcher.)
+//! Iceberg tables are registered from here. The planner hook offers each query to
+//! [`crate::plan::pushdown`] first.
 
 use crate::compat;
 use crate::copy;
@@ -15,14 +15,37 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 static mut PREV_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
+static mut PREV_PLANNER: pg_sys::planner_hook_type = None;
 
 pub fn install() {
     // SAFETY: _PG_init runs once per process on the backend thread, before any query.
     unsafe {
         PREV_PROCESS_UTILITY = pg_sys::ProcessUtility_hook;
         pg_sys::ProcessUtility_hook = Some(process_utility);
+        PREV_PLANNER = pg_sys::planner_hook;
+        pg_sys::planner_hook = Some(planner);
     }
+    crate::plan::pushdown::register();
     crate::iceberg_table::xact::register_callbacks();
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn planner(
+    parse: *mut pg_sys::Query,
+    query_string: *const std::ffi::c_char,
+    cursor_options: i32,
+    bound_params: pg_sys::ParamListInfo,
+) -> *mut pg_sys::PlannedStmt {
+    // SAFETY: Postgres passes a valid rewritten Query.
+    unsafe {
+        if let Some(plan) = crate::plan::pushdown::plan(parse, cursor_options) {
+            return plan;
+        }
+        match PREV_PLANNER {
+            Some(prev) => prev(parse, query_string, cursor_options, bound_params),
+            None => pg_sys::standard_planner(parse, query_string, cursor_options, bound_params),
+        }
+    }
 }
 
 #[pg_guard]

@@ -1,5 +1,8 @@
-//! What of a query can run in DuckDB, and its DuckDB SQL: [`deparse`] turns Postgres
-//! expressions into DuckDB SQL where DuckDB computes the same result. Foreign-table scans
-//! use it for their WHERE clauses; full query pushdown builds on it.
+//! What of a query can run in DuckDB, and its DuckDB SQL. [`ship`] is the one table of
+//! types, operators, functions and aggregates DuckDB computes as Postgres does;
+//! [`pushdown`] ships whole queries over lake tables to DuckDB; [`deparse`] turns a
+//! foreign-table scan's WHERE clauses into DuckDB SQL when the query does not ship.
 
 pub mod deparse;
+pub mod pushdown;
+pub mod ship;
