@@ -82,6 +82,8 @@ pub fn sqlstate_for(message: &str) -> &'static str {
         "Catalog Error" => "42P01",
         "Binder Error" if lower.contains("column") || lower.contains("referenced") => "42703",
         "Binder Error" => "42804",
+        // A value that does not fit the target type, as Postgres' numeric_value_out_of_range.
+        "Conversion Error" if lower.contains("out of range") => "22003",
         "Conversion Error" => "22P02",
         "Out of Range Error" if lower.contains("division by zero") => "22012",
         "Out of Range Error" => "22003",

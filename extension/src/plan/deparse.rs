@@ -4,7 +4,8 @@
 
 use pgrx::pg_sys;
 
-use crate::files::{quote_ident, quote_literal};
+use crate::files::quote_ident;
+use crate::plan::ship;
 use crate::pg::util::{list_ptrs, string, with_transmission_modes, Transmission};
 
 /// The relation whose columns the clauses reference.
@@ -15,27 +16,14 @@ pub struct Rel {
     pub text_columns_only: bool,
 }
 
-/// DuckDB type of a Postgres scalar type whose semantics DuckDB shares.
-fn shippable_type(oid: pg_sys::Oid) -> Option<&'static str> {
-    Some(match oid {
-        pg_sys::BOOLOID => "BOOLEAN",
-        pg_sys::INT2OID => "SMALLINT",
-        pg_sys::INT4OID => "INTEGER",
-        pg_sys::INT8OID => "BIGINT",
-        pg_sys::FLOAT4OID => "FLOAT",
-        pg_sys::FLOAT8OID => "DOUBLE",
-        pg_sys::NUMERICOID => "DECIMAL(38,9)",
-        pg_sys::TEXTOID | pg_sys::VARCHAROID => "VARCHAR",
-        pg_sys::DATEOID => "DATE",
-        pg_sys::TIMESTAMPOID => "TIMESTAMP",
-        pg_sys::TIMESTAMPTZOID => "TIMESTAMPTZ",
-        pg_sys::UUIDOID => "UUID",
-        _ => return None,
-    })
+/// DuckDB type of a Postgres scalar type whose semantics DuckDB shares (the one table:
+/// [`crate::plan::ship`]).
+fn shippable_type(oid: pg_sys::Oid) -> Option<String> {
+    ship::value_type(oid, -1).or_else(|| (oid == pg_sys::NUMERICOID).then(|| "DECIMAL(38,9)".into()))
 }
 
 fn is_text(oid: pg_sys::Oid) -> bool {
-    oid == pg_sys::TEXTOID || oid == pg_sys::VARCHAROID
+    ship::is_text(oid)
 }
 
 /// Deparses one qual, or `None` if it must stay in Postgres.
@@ -134,29 +122,8 @@ unsafe fn constant(c: *mut pg_sys::Const) -> Option<String> {
 /// # Safety
 /// `value` must be a valid datum of type `typ`.
 unsafe fn literal(typ: pg_sys::Oid, value: pg_sys::Datum) -> Option<String> {
-    let duck = shippable_type(typ)?;
-    let mut out_fn = pg_sys::InvalidOid;
-    let mut varlena = false;
     // SAFETY: guaranteed by the caller.
-    let text = unsafe {
-        pg_sys::getTypeOutputInfo(typ, &mut out_fn, &mut varlena);
-        string(pg_sys::OidOutputFunctionCall(out_fn, value))?
-    };
-    Some(match typ {
-        pg_sys::BOOLOID => if text == "t" { "TRUE" } else { "FALSE" }.to_string(),
-        pg_sys::INT2OID | pg_sys::INT4OID | pg_sys::INT8OID => text,
-        // NaN and infinities have no DECIMAL form: keep those quals local.
-        pg_sys::NUMERICOID
-            if text
-                .bytes()
-                .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-') =>
-        {
-            text
-        }
-        pg_sys::NUMERICOID => return None,
-        pg_sys::TEXTOID | pg_sys::VARCHAROID => quote_literal(&text),
-        _ => format!("CAST({} AS {duck})", quote_literal(&text)),
-    })
+    unsafe { crate::plan::pushdown::sql::literal(typ, value) }
 }
 
 /// # Safety
@@ -168,26 +135,31 @@ unsafe fn op(rel: &Rel, o: *mut pg_sys::OpExpr) -> Option<String> {
             return None;
         }
         let args = list_ptrs::<pg_sys::Node>((*o).args);
-        for a in &args {
-            shippable_type(pg_sys::exprType(*a))?;
+        let types: Vec<pg_sys::Oid> = args.iter().map(|a| pg_sys::exprType(*a)).collect();
+        let collation = (*o).inputcollid;
+        if types.iter().any(|t| is_text(*t))
+            && !matches!(
+                collation,
+                pg_sys::DEFAULT_COLLATION_OID | pg_sys::C_COLLATION_OID | pg_sys::POSIX_COLLATION_OID
+            )
+        {
+            return None;
         }
         let name = string(pg_sys::get_opname((*o).opno))?;
-        let text_args = args.iter().any(|a| is_text(pg_sys::exprType(*a)));
-        let c_collation = (*o).inputcollid == pg_sys::C_COLLATION_OID
-            || (*o).inputcollid == pg_sys::POSIX_COLLATION_OID;
-        let sql_op = match name.as_str() {
-            "=" | "<>" => name.as_str(),
-            // Text ordering follows the collation; DuckDB compares bytes, like "C".
-            "<" | "<=" | ">" | ">=" if !text_args || c_collation => name.as_str(),
-            "+" | "-" | "*" if !text_args => name.as_str(),
-            "||" if text_args => "||",
-            "~~" => "LIKE",
-            "!~~" => "NOT LIKE",
-            _ => return None,
-        };
-        match args.as_slice() {
-            [l, r] => Some(format!("({} {sql_op} {})", expr(rel, *l)?, expr(rel, *r)?)),
-            [a] if sql_op == "-" => Some(format!("(- {})", expr(rel, *a)?)),
+        let spec = ship::operator(
+            &name,
+            &types,
+            (*o).opresulttype,
+            ship::collation_orders_bytes(collation),
+        )?;
+        let sql = args
+            .iter()
+            .map(|a| expr(rel, *a))
+            .collect::<Option<Vec<_>>>()?;
+        match (spec, sql.as_slice()) {
+            (ship::OpSql::Infix(op), [l, r]) => Some(format!("({l} {op} {r})")),
+            (ship::OpSql::Prefix(op), [a]) => Some(format!("({op} {a})")),
+            (ship::OpSql::Template(t), _) => Some(ship::fill(t, &sql)),
             _ => None,
         }
     }
@@ -273,7 +245,6 @@ unsafe fn func(rel: &Rel, f: *mut pg_sys::FuncExpr) -> Option<String> {
         if u32::from((*f).funcid) >= pg_sys::FirstNormalObjectId {
             return None;
         }
-        let result = shippable_type((*f).funcresulttype)?;
         let args = list_ptrs::<pg_sys::Node>((*f).args);
         let cast = matches!(
             (*f).funcformat,
@@ -281,24 +252,27 @@ unsafe fn func(rel: &Rel, f: *mut pg_sys::FuncExpr) -> Option<String> {
         );
         if cast {
             let [arg] = args[..] else { return None };
-            let from = pg_sys::exprType(arg);
-            // Conversions to or from timestamptz depend on the session time zone.
-            if from == pg_sys::TIMESTAMPTZOID || (*f).funcresulttype == pg_sys::TIMESTAMPTZOID {
-                return None;
-            }
-            return Some(format!("CAST({} AS {result})", expr(rel, arg)?));
+            let target = ship::cast(pg_sys::exprType(arg), (*f).funcresulttype, -1)?;
+            return Some(format!("CAST({} AS {target})", expr(rel, arg)?));
         }
         let name = string(pg_sys::get_func_name((*f).funcid))?;
-        let duck = match (name.as_str(), args.len()) {
-            ("lower" | "upper" | "abs" | "length" | "ltrim" | "rtrim", 1) => name.as_str(),
-            ("char_length" | "character_length", 1) => "length",
-            ("btrim", 1) => "trim",
-            _ => return None,
-        };
-        let args = args
+        let info: Vec<ship::Arg> = args
+            .iter()
+            .map(|a| {
+                let typ = pg_sys::exprType(*a);
+                let constant = ((**a).type_ == pg_sys::NodeTag::T_Const)
+                    .then(|| *a as *mut pg_sys::Const)
+                    .filter(|c| !(**c).constisnull)
+                    .and_then(|c| literal(typ, (*c).constvalue))
+                    .map(|l| l.trim_matches('\'').to_string());
+                ship::Arg { typ, constant }
+            })
+            .collect();
+        let template = ship::function(&name, &info, (*f).funcresulttype)?;
+        let sql = args
             .into_iter()
             .map(|a| expr(rel, a))
             .collect::<Option<Vec<_>>>()?;
-        Some(format!("{duck}({})", args.join(", ")))
+        Some(ship::fill(&template, &sql))
     }
 }

@@ -8,6 +8,15 @@ import psycopg
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def per_table_scans(postgres, dbname):
+    """These tests are about the per-table foreign scan, so whole-query pushdown
+    (test_pushdown.py) is off in their database."""
+    with psycopg.connect(host=postgres["host"], port=postgres["port"], user="postgres",
+                         dbname=dbname, autocommit=True) as c:
+        c.execute(f"ALTER DATABASE {dbname} SET pg_lake_table.enable_full_query_pushdown = off")
+
+
 def explain(db, sql):
     return "\n".join(r[0] for r in db.execute("EXPLAIN VERBOSE " + sql).fetchall())
 
@@ -157,12 +166,12 @@ def test_projection_only_needed_columns(people):
     ("id > 10 AND grp <> 1", '("id" > 10)'),
     ("id < 5 OR name = 'name50'", "OR"),
     ("NOT coalesce(id > 3, false)", "NOT"),
-    ("id IN (1, 2, 99)", "IN (1, 2, 99)"),
+    ("id IN (1, 2, 99)", "IN (CAST(1 AS BIGINT), CAST(2 AS BIGINT), CAST(99 AS BIGINT))"),
     ("id NOT IN (1, 2)", "NOT IN"),
     ("name IS NULL OR id = 1", "IS NULL"),
     ("name IS NOT NULL AND grp = 2", "IS NOT NULL"),
     ("name LIKE 'name1%'", "LIKE 'name1%'"),
-    ("lower(name) = 'name7'", "lower("),
+    ("length(name) = 5", "length("),
     ("id::int = 7", "CAST("),
     ("score > 10.5", "10.5"),
     ("id + 1 = 8", "+"),
@@ -182,8 +191,13 @@ def test_unsafe_clauses_stay_local(people):
     plan = explain(people, sql)
     assert "Filter: (md5(people.name)" in plan
     assert people.execute(sql).fetchall() == [(5,)]
-    # text ordering depends on collation: not shipped unless C
-    assert " WHERE " not in duckdb_query(people, "SELECT id FROM people WHERE name > 'name5'")
+    # text ordering depends on collation: shipped under C.UTF-8 (the test database's,
+    # code point order as DuckDB's), not under a linguistic one
+    assert '("name" > \'name5\')' in duckdb_query(people, "SELECT id FROM people WHERE name > 'name5'")
+    assert " WHERE " not in duckdb_query(
+        people, "SELECT id FROM people WHERE name > 'name5' COLLATE \"en-x-icu\"")
+    # case folding of non-ASCII letters differs between the engines
+    assert " WHERE " not in duckdb_query(people, "SELECT id FROM people WHERE lower(name) = 'name7'")
 
 
 def test_limit_pushdown_only_when_safe(people):

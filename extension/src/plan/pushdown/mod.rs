@@ -165,7 +165,8 @@ impl Top {
             let start = self.columns.len();
             let mark = d.blockers.len();
             let expr = (*tle).expr as *mut pg_sys::Node;
-            let node = match self.column_for(d, expr) {
+            // A whole item is column c<resno>, as ORDER BY names it.
+            let node = match self.column_for(d, expr, format!("c{}", (*tle).resno)) {
                 Some(n) => n,
                 None if allow_post && (*tle).ressortgroupref == 0 => {
                     let n = self.post_project(d, expr)?;
@@ -178,8 +179,7 @@ impl Top {
             Some(
                 self.columns[start..]
                     .iter()
-                    .enumerate()
-                    .map(|(i, c)| format!("{} AS c{}", c.sql, start + i + 1))
+                    .map(|c| format!("{} AS {}", c.sql, c.name))
                     .collect(),
             )
         }
@@ -189,12 +189,13 @@ impl Top {
     ///
     /// # Safety
     /// `expr` is an expression of the top-level query.
-    unsafe fn column_for(&mut self, d: &mut Deparser, expr: *mut pg_sys::Node) -> Option<*mut pg_sys::Node> {
+    unsafe fn column_for(&mut self, d: &mut Deparser, expr: *mut pg_sys::Node, name: String) -> Option<*mut pg_sys::Node> {
         // SAFETY: guaranteed by the caller.
         unsafe {
             let sql = d.expr(expr)?;
             Some(self.push_column(
                 sql,
+                name,
                 pg_sys::exprType(expr),
                 pg_sys::exprTypmod(expr),
                 pg_sys::exprCollation(expr),
@@ -202,10 +203,15 @@ impl Top {
         }
     }
 
-    fn push_column(&mut self, sql: String, typ: pg_sys::Oid, typmod: i32, collation: pg_sys::Oid) -> *mut pg_sys::Node {
+    /// Inputs of what Postgres computes are named p<n>, apart from whole items.
+    fn helper_name(&self) -> String {
+        format!("p{}", self.columns.len() + 1)
+    }
+
+    fn push_column(&mut self, sql: String, name: String, typ: pg_sys::Oid, typmod: i32, collation: pg_sys::Oid) -> *mut pg_sys::Node {
         self.columns.push(OutColumn {
             sql,
-            name: format!("c{}", self.columns.len() + 1),
+            name,
             typ,
             typmod,
             collation,
@@ -228,7 +234,7 @@ impl Top {
                 return None;
             }
             let mark = d.blockers.len();
-            if let Some(n) = self.column_for(d, expr) {
+            if let Some(n) = self.column_for(d, expr, self.helper_name()) {
                 return Some(n);
             }
             let replace_args = |this: &mut Top, d: &mut Deparser, args: *mut pg_sys::List| -> Option<*mut pg_sys::List> {
@@ -303,12 +309,14 @@ impl Top {
             };
             let sum = self.push_column(
                 format!("sum({distinct}{x}){filter}"),
+                self.helper_name(),
                 pg_sys::NUMERICOID,
                 -1,
                 pg_sys::InvalidOid,
             );
             let count = self.push_column(
                 format!("NULLIF(count({distinct}{x}){filter}, 0)"),
+                self.helper_name(),
                 pg_sys::NUMERICOID,
                 -1,
                 pg_sys::InvalidOid,

@@ -649,6 +649,14 @@ impl Deparser {
                     )
                 }
                 T_RelabelType => self.expr((*(node as *mut pg_sys::RelabelType)).arg.cast()),
+                T_CollateExpr => {
+                    let c = node as *mut pg_sys::CollateExpr;
+                    if !ship::collation_orders_bytes((*c).collOid) {
+                        let name = string(pg_sys::get_collation_name((*c).collOid)).unwrap_or_default();
+                        return self.block(format!("text under collation \"{name}\""));
+                    }
+                    self.expr((*c).arg.cast())
+                }
                 T_OpExpr => {
                     let o = node as *mut pg_sys::OpExpr;
                     self.operator((*o).opno, (*o).args, (*o).opresulttype, (*o).inputcollid)
@@ -1104,18 +1112,17 @@ impl Deparser {
                 return self.block(format!("window function {}", signature()));
             }
             let name = string(pg_sys::get_func_name((*w).winfnoid)).unwrap_or_default();
-            let call = if (*w).winagg {
+            // An aggregate's template ends its call with `{filter}`: the OVER clause
+            // goes there (inside any cast of the result).
+            let template = if (*w).winagg {
                 let bytes = ship::collation_orders_bytes((*w).inputcollid);
                 match ship::aggregate(&name, &types, (*w).winstar, bytes) {
-                    Some(t) => {
-                        let list = self.exprs((*w).args)?;
-                        t.replace("{args}", &list.join(", ")).replace("{filter}", "")
-                    }
+                    Some(t) => t.to_string(),
                     None => return self.block(format!("window function {}", signature())),
                 }
             } else {
                 match ship::window_function(&name, args.len()) {
-                    Some(t) => t.to_string(),
+                    Some(t) => format!("{t}{{filter}}"),
                     None => return self.block(format!("window function {}", signature())),
                 }
             };
@@ -1144,7 +1151,13 @@ impl Deparser {
                 }
                 over.push(format!("ORDER BY {}", keys.join(", ")));
             }
-            Some(format!("({call} OVER ({}))", over.join(" ")))
+            let list = self.exprs((*w).args)?;
+            Some(format!(
+                "({})",
+                template
+                    .replace("{args}", &list.join(", "))
+                    .replace("{filter}", &format!(" OVER ({})", over.join(" ")))
+            ))
         }
     }
 
