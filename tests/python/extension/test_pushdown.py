@@ -105,7 +105,7 @@ CORPUS = [
     "SELECT avg(n) FROM {t} WHERE id > 100",
     "SELECT sum(i8) FROM {t} WHERE id <> 3",
     "SELECT g, b, count(*) FROM {t} GROUP BY ROLLUP (g, b) ORDER BY g NULLS FIRST, b NULLS FIRST, 3",
-    "SELECT g, count(*), GROUPING(g) FROM {t} GROUP BY CUBE (g) ORDER BY g NULLS FIRST",
+    "SELECT g, count(*), GROUPING(g) FROM {t} GROUP BY CUBE (g) ORDER BY g NULLS FIRST, 2",
     "SELECT g FROM {t} GROUP BY g HAVING count(*) > 1 ORDER BY g",
     # arithmetic, errors as Postgres raises them
     "SELECT id, i4 + 1, i4 - i2, i8 * 2 FROM {t} WHERE id IN (1, 5, 6) ORDER BY id",

@@ -77,7 +77,8 @@ def test_values_postgres_cannot_hold(db, duck, s3url):
     db.execute(f"CREATE FOREIGN TABLE small (x smallint) SERVER pg_lake OPTIONS (path '{s3url}/big.parquet')")
     with pytest.raises(psycopg.errors.NumericValueOutOfRange) as e:
         db.execute("SELECT x FROM small")
-    assert "smallint" in str(e.value)
+    # Postgres' input function names the type; a pushed-down query, DuckDB's cast (INT16)
+    assert "smallint" in str(e.value) or "INT16" in str(e.value)
     db.execute(f"CREATE FOREIGN TABLE narrow (f numeric(5,2)) SERVER pg_lake OPTIONS (path '{s3url}/big.parquet')")
     with pytest.raises(psycopg.Error):
         db.execute("SELECT f FROM narrow")

@@ -87,6 +87,8 @@ struct Run {
     /// The SQL with markers filled in (parameters without a value stay `$n`, for EXPLAIN).
     sql: String,
     complete: bool,
+    /// Iceberg data files read and skipped by pruning, over all Iceberg tables.
+    files: Option<(usize, usize)>,
     inputs: Vec<ColumnInput>,
     rows: Option<RowStream>,
     row: DecodedRow,
@@ -126,7 +128,7 @@ unsafe extern "C-unwind" fn begin(node: *mut pg_sys::CustomScanState, estate: *m
     unsafe {
         let plan = (*node).ss.ps.plan as *mut pg_sys::CustomScan;
         let params = (*estate).es_param_list_info;
-        let (sql, complete) = fill_markers((*plan).custom_private, params).or_report();
+        let (sql, complete, files) = fill_markers((*plan).custom_private, params).or_report();
         let desc = (*(*node).ss.ss_ScanTupleSlot).tts_tupleDescriptor;
         let inputs = (0..(*desc).natts as usize)
             .map(|i| {
@@ -145,6 +147,7 @@ unsafe extern "C-unwind" fn begin(node: *mut pg_sys::CustomScanState, estate: *m
         let run = Run {
             sql,
             complete,
+            files,
             inputs,
             rows: None,
             row: DecodedRow::default(),
@@ -154,15 +157,20 @@ unsafe extern "C-unwind" fn begin(node: *mut pg_sys::CustomScanState, estate: *m
     }
 }
 
-/// The SQL of the plan with its markers filled in, and whether every one was.
+/// The SQL of the plan with its markers filled in, whether every one was, and the
+/// numbers of Iceberg data files read and skipped.
 ///
 /// # Safety
 /// `private` is the plan's list; `params` the executor's parameters (or NULL).
-unsafe fn fill_markers(private: *mut pg_sys::List, params: pg_sys::ParamListInfo) -> Result<(String, bool)> {
+unsafe fn fill_markers(
+    private: *mut pg_sys::List,
+    params: pg_sys::ParamListInfo,
+) -> Result<(String, bool, Option<(usize, usize)>)> {
     // SAFETY: guaranteed by the caller.
     unsafe {
         let mut sql = String::new();
         let mut complete = true;
+        let mut files: Option<(usize, usize)> = None;
         for (i, node) in list_ptrs::<pg_sys::String>(private).into_iter().enumerate() {
             let part = string((*node).sval).unwrap_or_default();
             if i % 2 == 0 {
@@ -177,18 +185,22 @@ unsafe fn fill_markers(private: *mut pg_sys::List, params: pg_sys::ParamListInfo
                         sql.push_str(&format!("${id}"));
                     }
                 },
-                Some(Marker::Iceberg { relid }) => {
+                Some(Marker::Iceberg { relid, predicates }) => {
                     let columns: Vec<String> = crate::pg::util::live_attributes(relid)
                         .iter()
                         .map(|a| pgrx::name_data_to_str(&a.attname).to_string())
                         .collect();
-                    let source = crate::iceberg_table::tables::scan_source(relid, &columns, &[], false)?;
+                    let predicates = crate::iceberg_table::prune::from_text(&predicates);
+                    let source =
+                        crate::iceberg_table::tables::scan_source(relid, &columns, &predicates, false)?;
+                    let (scanned, skipped) = files.unwrap_or_default();
+                    files = Some((scanned + source.scanned, skipped + source.skipped));
                     sql.push_str(&source.sql);
                 }
                 None => return Err(Error::Protocol(format!("bad marker in a pushed-down plan: {part}"))),
             }
         }
-        Ok((sql, complete))
+        Ok((sql, complete, files))
     }
 }
 
@@ -343,6 +355,11 @@ unsafe extern "C-unwind" fn explain(
         pg_sys::ExplainPropertyText(c"Engine".as_ptr(), c"DuckDB".as_ptr(), es);
         let sql = std::ffi::CString::new(run.sql.clone()).unwrap_or_default();
         pg_sys::ExplainPropertyText(c"Vectorized SQL".as_ptr(), sql.as_ptr(), es);
+        if let Some((scanned, skipped)) = run.files {
+            for (label, n) in [(c"Data Files Scanned", scanned), (c"Data Files Skipped", skipped)] {
+                pg_sys::ExplainPropertyInteger(label.as_ptr(), std::ptr::null(), n as i64, es);
+            }
+        }
         if (*es).verbose && run.complete {
             let plan = AssertUnwindSafe(|| -> Result<String> {
                 let rows = Connection::acquire()?.query(&format!("EXPLAIN {}", run.sql))?;

@@ -25,15 +25,18 @@ pub const MARK: char = '\0';
 pub enum Marker {
     /// Parameter `$id` of type `typ`.
     Param { id: i32, typ: pg_sys::Oid },
-    /// The files of Iceberg table `relid` in the statement's snapshot.
-    Iceberg { relid: pg_sys::Oid },
+    /// The files of Iceberg table `relid` in the statement's snapshot, less those its
+    /// pruning predicates (crate::iceberg_table::prune, as text) rule out.
+    Iceberg { relid: pg_sys::Oid, predicates: String },
 }
 
 impl Marker {
     pub fn encode(&self) -> String {
         match self {
             Marker::Param { id, typ } => format!("{MARK}P{id}:{}{MARK}", u32::from(*typ)),
-            Marker::Iceberg { relid } => format!("{MARK}I{}{MARK}", u32::from(*relid)),
+            Marker::Iceberg { relid, predicates } => {
+                format!("{MARK}I{}|{predicates}{MARK}", u32::from(*relid))
+            }
         }
     }
 
@@ -45,9 +48,10 @@ impl Marker {
                 typ: pg_sys::Oid::from(typ.parse::<u32>().ok()?),
             });
         }
-        let relid = text.strip_prefix('I')?.parse::<u32>().ok()?;
+        let (relid, predicates) = text.strip_prefix('I')?.split_once('|')?;
         Some(Marker::Iceberg {
-            relid: pg_sys::Oid::from(relid),
+            relid: pg_sys::Oid::from(relid.parse::<u32>().ok()?),
+            predicates: predicates.to_string(),
         })
     }
 }
@@ -353,7 +357,7 @@ impl Deparser {
                 return self.block("table with row-level security");
             }
             let (source, prefix) = match (*rte).rtekind {
-                pg_sys::RTEKind::RTE_RELATION => (self.lake_table(rte)?, "t"),
+                pg_sys::RTEKind::RTE_RELATION => (self.lake_table(rte, rtindex)?, "t"),
                 pg_sys::RTEKind::RTE_SUBQUERY => {
                     let body = self.query((*rte).subquery)?;
                     let lateral = if (*rte).lateral { "LATERAL " } else { "" };
@@ -384,7 +388,7 @@ impl Deparser {
     ///
     /// # Safety
     /// `rte` must be a relation RTE.
-    unsafe fn lake_table(&mut self, rte: *mut pg_sys::RangeTblEntry) -> Out {
+    unsafe fn lake_table(&mut self, rte: *mut pg_sys::RangeTblEntry, rtindex: u32) -> Out {
         // SAFETY: guaranteed by the caller; catalog lookups on the backend thread.
         unsafe {
             let relid = (*rte).relid;
@@ -402,7 +406,11 @@ impl Deparser {
             self.relations.push(relid);
             let iceberg = crate::iceberg_table::is_iceberg_table(relid);
             let source = if iceberg {
-                Marker::Iceberg { relid }.encode()
+                Marker::Iceberg {
+                    relid,
+                    predicates: self.pruning_predicates(relid, rtindex),
+                }
+                .encode()
             } else {
                 let Ok(files) = crate::fdw::table_files(relid) else {
                     return self.block(format!("foreign table {}", crate::pg::util::qualified_name(relid)));
@@ -429,6 +437,31 @@ impl Deparser {
                 columns.push("1 AS \"?pg_lake?\"".into());
             }
             Some(format!("(SELECT {} FROM {source})", columns.join(", ")))
+        }
+    }
+
+    /// The WHERE clauses of the current level that may rule out data files of Iceberg
+    /// table `relid` (range table index `rtindex`). Only where the level has no outer
+    /// join: a file skipped on the nullable side would turn matched rows into
+    /// NULL-extended ones.
+    ///
+    /// # Safety
+    /// `rtindex` indexes the current level's range table.
+    unsafe fn pruning_predicates(&mut self, relid: pg_sys::Oid, rtindex: u32) -> String {
+        // SAFETY: guaranteed by the caller.
+        unsafe {
+            let q = self.level().query;
+            let jointree = (*q).jointree;
+            if (*jointree).quals.is_null() || has_outer_join((*jointree).fromlist.cast()) {
+                return String::new();
+            }
+            // Constants folded as the planner would (`55::bigint`), on a copy.
+            let quals = pg_sys::copyObjectImpl((*jointree).quals.cast()) as *mut pg_sys::Node;
+            let folded = pg_sys::eval_const_expressions(std::ptr::null_mut(), quals);
+            let conjuncts = list_ptrs::<pg_sys::Node>(pg_sys::make_ands_implicit(folded.cast()));
+            crate::iceberg_table::prune::to_text(&crate::iceberg_table::prune::predicates(
+                relid, rtindex, &conjuncts,
+            ))
         }
     }
 
@@ -1223,6 +1256,31 @@ fn text_collation_ok(collation: pg_sys::Oid) -> bool {
         collation,
         pg_sys::DEFAULT_COLLATION_OID | pg_sys::C_COLLATION_OID | pg_sys::POSIX_COLLATION_OID | pg_sys::InvalidOid
     )
+}
+
+/// Whether a FROM list (or join tree node) holds a join other than an inner one.
+///
+/// # Safety
+/// `node` must be a List of jointree nodes or one of them.
+unsafe fn has_outer_join(node: *mut pg_sys::Node) -> bool {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        if node.is_null() {
+            return false;
+        }
+        match (*node).type_ {
+            pg_sys::NodeTag::T_List => list_ptrs::<pg_sys::Node>(node.cast())
+                .into_iter()
+                .any(|n| has_outer_join(n)),
+            pg_sys::NodeTag::T_JoinExpr => {
+                let j = node as *mut pg_sys::JoinExpr;
+                (*j).jointype != pg_sys::JoinType::JOIN_INNER
+                    || has_outer_join((*j).larg)
+                    || has_outer_join((*j).rarg)
+            }
+            _ => false,
+        }
+    }
 }
 
 /// # Safety
