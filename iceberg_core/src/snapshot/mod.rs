@@ -1,5 +1,6 @@
 //! The snapshot producer: turns one transaction's changes to an Iceberg table
-//! (data files added, data files removed) into manifests, a manifest list and
+//! (data files added, position delete files added, files removed) into
+//! manifests, a manifest list and
 //! the `add-snapshot` / `set-snapshot-ref` updates, which the caller commits
 //! through [`crate::commit::commit_table`], the path REST commits take too.
 //!
@@ -42,18 +43,42 @@ pub struct NewDataFile {
     pub upper_bounds: HashMap<i32, Datum>,
 }
 
+/// Field id of a position delete file's `file_path` column (reserved by the spec).
+pub const DELETE_FILE_PATH_FIELD_ID: i32 = 2147483546;
+/// Field id of a position delete file's `pos` column (reserved by the spec).
+pub const DELETE_POS_FIELD_ID: i32 = 2147483545;
+
+/// A Parquet position delete file a transaction wrote: rows `file_path`, `pos`
+/// (sorted), every one of them naming the same data file, `data_file`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NewDeleteFile {
+    pub path: String,
+    pub data_file: String,
+    pub record_count: u64,
+    pub file_size_in_bytes: u64,
+    /// The smallest and largest position it deletes.
+    pub positions: (i64, i64),
+}
+
 /// What one transaction did to one table.
 #[derive(Debug, Clone, Default)]
 pub struct Changes {
     pub added: Vec<NewDataFile>,
-    /// Data files (by path) no longer part of the table: TRUNCATE, a DELETE of
-    /// every row of a file, a file rewritten without its deleted rows.
+    /// Position delete files (merge-on-read UPDATE and DELETE).
+    pub added_deletes: Vec<NewDeleteFile>,
+    /// Files (by path) no longer part of the table: TRUNCATE, a DELETE of every
+    /// row of a file, a file rewritten without its deleted rows. The delete
+    /// files of a removed data file go with it.
     pub removed: HashSet<String>,
+    /// The data files whose rows the transaction deleted or rewrote, each with
+    /// the delete files it saw applying to it: a commit since then that removed
+    /// such a file or deleted rows of it conflicts (see [`validate`]).
+    pub changed_rows_of: HashMap<String, HashSet<String>>,
 }
 
 impl Changes {
     pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.removed.is_empty()
+        self.added.is_empty() && self.added_deletes.is_empty() && self.removed.is_empty()
     }
 }
 
@@ -86,6 +111,123 @@ impl LiveFile {
     pub fn path(&self) -> &str {
         self.data_file.file_path()
     }
+
+    /// The data file every row of this position delete file deletes from, when
+    /// it names one (`referenced_data_file`, or equal bounds of `file_path`, as
+    /// engines write file-scoped delete files); None for a data file or a delete
+    /// file that may apply to several.
+    pub fn delete_target(&self) -> Option<String> {
+        delete_target(&self.data_file)
+    }
+}
+
+/// See [`LiveFile::delete_target`].
+pub fn delete_target(file: &DataFile) -> Option<String> {
+    if file.content_type() != DataContentType::PositionDeletes {
+        return None;
+    }
+    if let Some(path) = file.referenced_data_file() {
+        return Some(path);
+    }
+    let text = |d: &Datum| match d.literal() {
+        iceberg::spec::PrimitiveLiteral::String(s) => Some(s.clone()),
+        _ => None,
+    };
+    let lower = file
+        .lower_bounds()
+        .get(&DELETE_FILE_PATH_FIELD_ID)
+        .and_then(text)?;
+    let upper = file
+        .upper_bounds()
+        .get(&DELETE_FILE_PATH_FIELD_ID)
+        .and_then(text)?;
+    (lower == upper).then_some(lower)
+}
+
+/// Whether live delete file `delete` may apply to data file `data` (path).
+fn may_apply(delete: &LiveFile, data: &str) -> bool {
+    delete.delete_target().is_none_or(|t| t == data)
+}
+
+/// Checks `changes` against `live`, the files of the snapshot they are to be
+/// committed on (the one the locked catalog row names now): every data file the
+/// transaction deleted rows of or rewrote must still be there, with no delete
+/// file it did not see. Otherwise another commit changed the same rows' file
+/// since the transaction read it, and committing would lose one side's change
+/// (an UPDATE's old row would come back, or be updated twice): a
+/// [`ErrorKind::CommitConflict`], as Iceberg's row-level validation has it.
+pub fn validate(live: &[LiveFile], changes: &Changes) -> Result<()> {
+    if changes.changed_rows_of.is_empty() {
+        return Ok(());
+    }
+    let data: HashSet<&str> = live
+        .iter()
+        .filter(|f| f.data_file.content_type() == DataContentType::Data)
+        .map(LiveFile::path)
+        .collect();
+    let deletes: Vec<&LiveFile> = live
+        .iter()
+        .filter(|f| f.data_file.content_type() != DataContentType::Data)
+        .collect();
+    for (path, seen) in &changes.changed_rows_of {
+        if !data.contains(path.as_str()) {
+            return Err(Error::new(
+                ErrorKind::CommitConflict,
+                format!(
+                    "data file {path} is no longer part of the table: another commit removed it"
+                ),
+            ));
+        }
+        if let Some(other) = deletes
+            .iter()
+            .find(|d| may_apply(d, path) && !seen.contains(d.path()))
+        {
+            return Err(Error::new(
+                ErrorKind::CommitConflict,
+                format!(
+                    "another commit deleted rows of data file {path} (delete file {})",
+                    other.path()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The live files after `changes` on top of `live` (what [`produce`] commits):
+/// removed files and the delete files of removed data files go, added ones
+/// come with `sequence_number`, in partition spec `spec_id`.
+pub fn apply(
+    live: &[LiveFile],
+    changes: &Changes,
+    sequence_number: Option<i64>,
+    spec_id: i32,
+) -> Result<Vec<LiveFile>> {
+    let mut files: Vec<LiveFile> = live
+        .iter()
+        .filter(|f| !is_removed(&f.data_file, &changes.removed))
+        .cloned()
+        .collect();
+    for added in &changes.added {
+        files.push(LiveFile {
+            data_file: data_file(added, spec_id)?,
+            sequence_number,
+        });
+    }
+    for added in &changes.added_deletes {
+        files.push(LiveFile {
+            data_file: delete_file(added, spec_id)?,
+            sequence_number,
+        });
+    }
+    Ok(files)
+}
+
+/// Whether `file` goes with `removed`: named there, or a delete file of a data
+/// file named there.
+fn is_removed(file: &DataFile, removed: &HashSet<String>) -> bool {
+    removed.contains(file.file_path())
+        || delete_target(file).is_some_and(|target| removed.contains(&target))
 }
 
 /// The manifests of the table's current snapshot (none for a table without one).
@@ -147,6 +289,31 @@ fn invalid(location: &str, e: iceberg::Error) -> Error {
     )
 }
 
+/// What a snapshot's removals take out of the table, for its summary.
+#[derive(Default)]
+struct Removed {
+    data_files: u64,
+    records: u64,
+    bytes: u64,
+    delete_files: u64,
+    deletes: u64,
+    delete_bytes: u64,
+}
+
+impl Removed {
+    fn count(&mut self, file: &DataFile) {
+        if file.content_type() == DataContentType::Data {
+            self.data_files += 1;
+            self.records += file.record_count();
+            self.bytes += file.file_size_in_bytes();
+        } else {
+            self.delete_files += 1;
+            self.deletes += file.record_count();
+            self.delete_bytes += file.file_size_in_bytes();
+        }
+    }
+}
+
 /// A fresh snapshot id: positive, random, not used by the table yet.
 fn new_snapshot_id(metadata: &TableMetadata) -> i64 {
     loop {
@@ -176,6 +343,42 @@ pub fn data_file(file: &NewDataFile, spec_id: i32) -> Result<DataFile> {
             Error::new(
                 ErrorKind::InvalidChange,
                 format!("data file {}: {e}", file.path),
+            )
+        })
+}
+
+/// The manifest record of a new position delete file (in partition spec `spec_id`).
+pub fn delete_file(file: &NewDeleteFile, spec_id: i32) -> Result<DataFile> {
+    let path = Datum::string(&file.data_file);
+    DataFileBuilder::default()
+        .content(DataContentType::PositionDeletes)
+        .file_path(file.path.clone())
+        .file_format(DataFileFormat::Parquet)
+        .record_count(file.record_count)
+        .file_size_in_bytes(file.file_size_in_bytes)
+        .value_counts(HashMap::from([
+            (DELETE_FILE_PATH_FIELD_ID, file.record_count),
+            (DELETE_POS_FIELD_ID, file.record_count),
+        ]))
+        .null_value_counts(HashMap::from([
+            (DELETE_FILE_PATH_FIELD_ID, 0),
+            (DELETE_POS_FIELD_ID, 0),
+        ]))
+        .lower_bounds(HashMap::from([
+            (DELETE_FILE_PATH_FIELD_ID, path.clone()),
+            (DELETE_POS_FIELD_ID, Datum::long(file.positions.0)),
+        ]))
+        .upper_bounds(HashMap::from([
+            (DELETE_FILE_PATH_FIELD_ID, path),
+            (DELETE_POS_FIELD_ID, Datum::long(file.positions.1)),
+        ]))
+        .referenced_data_file(Some(file.data_file.clone()))
+        .partition_spec_id(spec_id)
+        .build()
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidChange,
+                format!("position delete file {}: {e}", file.path),
             )
         })
 }
@@ -219,11 +422,11 @@ pub fn produce(
     let mut files = Vec::new();
     let mut manifests = Vec::new();
     let mut found: HashSet<&str> = HashSet::new();
-    let mut removed_records = 0u64;
-    let mut removed_bytes = 0u64;
+    // What the removals take out: data files, records, bytes; delete files, deletes, bytes.
+    let mut gone = Removed::default();
 
     for (i, manifest) in current.into_iter().enumerate() {
-        if changes.removed.is_empty() || manifest.content != ManifestContentType::Data {
+        if changes.removed.is_empty() {
             manifests.push(manifest);
             continue;
         }
@@ -231,7 +434,7 @@ pub fn produce(
         let hits = parsed
             .entries()
             .iter()
-            .any(|e| e.is_alive() && changes.removed.contains(e.file_path()));
+            .any(|e| e.is_alive() && is_removed(e.data_file(), &changes.removed));
         if !hits {
             manifests.push(manifest);
             continue;
@@ -250,23 +453,27 @@ pub fn produce(
             })?
             .as_ref()
             .clone();
-        let mut writer = ManifestWriterBuilder::new(
+        let builder = ManifestWriterBuilder::new(
             io.new_output(&location)?,
             Some(snapshot_id),
             schema.clone(),
             spec_of_manifest,
-        )
-        .build_v2_data();
+        );
+        let mut writer = match manifest.content {
+            ManifestContentType::Data => builder.build_v2_data(),
+            ManifestContentType::Deletes => builder.build_v2_deletes(),
+        };
         for entry in parsed.entries() {
             if !entry.is_alive() {
                 continue;
             }
             let seq = entry.sequence_number().unwrap_or(manifest.sequence_number);
             let file_seq = entry.file_sequence_number.or(Some(seq));
-            if let Some(path) = changes.removed.get(entry.file_path()) {
-                found.insert(path.as_str());
-                removed_records += entry.record_count();
-                removed_bytes += entry.file_size_in_bytes();
+            if is_removed(entry.data_file(), &changes.removed) {
+                if let Some(path) = changes.removed.get(entry.file_path()) {
+                    found.insert(path.as_str());
+                }
+                gone.count(entry.data_file());
                 writer.add_delete_file(entry.data_file().clone(), seq, file_seq)?;
             } else {
                 let snapshot = entry.snapshot_id().unwrap_or(manifest.added_snapshot_id);
@@ -282,26 +489,47 @@ pub fn produce(
     if let Some(missing) = changes.removed.iter().find(|p| !found.contains(p.as_str())) {
         return Err(Error::new(
             ErrorKind::CommitConflict,
-            format!(
-                "data file {missing} is no longer part of the table: another commit removed it"
-            ),
+            format!("file {missing} is no longer part of the table: another commit removed it"),
         ));
     }
 
     let added_records: u64 = changes.added.iter().map(|f| f.record_count).sum();
     let added_bytes: u64 = changes.added.iter().map(|f| f.file_size_in_bytes).sum();
-    if !changes.added.is_empty() {
-        let location = format!("{folder}/{commit_id}-m0.avro");
-        let mut writer = ManifestWriterBuilder::new(
+    let added_deletes: u64 = changes.added_deletes.iter().map(|f| f.record_count).sum();
+    let added_delete_bytes: u64 = changes
+        .added_deletes
+        .iter()
+        .map(|f| f.file_size_in_bytes)
+        .sum();
+    for (n, deletes) in [(0, false), (1, true)] {
+        let empty = if deletes {
+            changes.added_deletes.is_empty()
+        } else {
+            changes.added.is_empty()
+        };
+        if empty {
+            continue;
+        }
+        let location = format!("{folder}/{commit_id}-m{n}.avro");
+        let builder = ManifestWriterBuilder::new(
             io.new_output(&location)?,
             Some(snapshot_id),
             schema.clone(),
             spec.clone(),
-        )
-        .build_v2_data();
-        for file in &changes.added {
-            writer.add_file(data_file(file, spec.spec_id())?, sequence_number)?;
-        }
+        );
+        let writer = if deletes {
+            let mut writer = builder.build_v2_deletes();
+            for file in &changes.added_deletes {
+                writer.add_file(delete_file(file, spec.spec_id())?, sequence_number)?;
+            }
+            writer
+        } else {
+            let mut writer = builder.build_v2_data();
+            for file in &changes.added {
+                writer.add_file(data_file(file, spec.spec_id())?, sequence_number)?;
+            }
+            writer
+        };
         manifests.push(block_on(writer.write_manifest_file())?);
         files.push(FileToWrite {
             bytes: block_on(io.new_input(&location)?.read())?.to_vec(),
@@ -323,10 +551,13 @@ pub fn produce(
         location: list_location.clone(),
     });
 
-    let operation = match (changes.added.is_empty(), changes.removed.is_empty()) {
+    let operation = match (
+        changes.added.is_empty(),
+        gone.data_files == 0 && changes.added_deletes.is_empty(),
+    ) {
         (false, true) => Operation::Append,
-        (true, false) => Operation::Delete,
-        _ => Operation::Overwrite,
+        (true, _) => Operation::Delete,
+        (false, false) => Operation::Overwrite,
     };
     let previous = |key: &str| -> u64 {
         parent
@@ -338,28 +569,51 @@ pub fn produce(
     let mut put = |k: &str, v: u64| {
         summary.insert(k.to_string(), v.to_string());
     };
+    let total = |key: &str, added: u64, removed: u64| -> u64 {
+        (previous(key) + added).saturating_sub(removed)
+    };
+    let added_delete_files = changes.added_deletes.len() as u64;
     put("added-data-files", changes.added.len() as u64);
     put("added-records", added_records);
-    put("added-files-size", added_bytes);
-    put("deleted-data-files", changes.removed.len() as u64);
-    put("deleted-records", removed_records);
-    put("removed-files-size", removed_bytes);
+    put("added-files-size", added_bytes + added_delete_bytes);
+    put("deleted-data-files", gone.data_files);
+    put("deleted-records", gone.records);
+    put("removed-files-size", gone.bytes + gone.delete_bytes);
+    if added_delete_files > 0 {
+        put("added-delete-files", added_delete_files);
+        put("added-position-delete-files", added_delete_files);
+        put("added-position-deletes", added_deletes);
+    }
+    if gone.delete_files > 0 {
+        put("removed-delete-files", gone.delete_files);
+        put("removed-position-delete-files", gone.delete_files);
+        put("removed-position-deletes", gone.deletes);
+    }
     put(
         "total-data-files",
-        (previous("total-data-files") + changes.added.len() as u64)
-            .saturating_sub(changes.removed.len() as u64),
+        total("total-data-files", changes.added.len() as u64, gone.data_files),
     );
     put(
         "total-records",
-        (previous("total-records") + added_records).saturating_sub(removed_records),
+        total("total-records", added_records, gone.records),
     );
     put(
         "total-files-size",
-        (previous("total-files-size") + added_bytes).saturating_sub(removed_bytes),
+        total(
+            "total-files-size",
+            added_bytes + added_delete_bytes,
+            gone.bytes + gone.delete_bytes,
+        ),
     );
-    put("total-delete-files", 0);
-    put("total-position-deletes", 0);
-    put("total-equality-deletes", 0);
+    put(
+        "total-delete-files",
+        total("total-delete-files", added_delete_files, gone.delete_files),
+    );
+    put(
+        "total-position-deletes",
+        total("total-position-deletes", added_deletes, gone.deletes),
+    );
+    put("total-equality-deletes", previous("total-equality-deletes"));
 
     let snapshot = Snapshot::builder()
         .with_snapshot_id(snapshot_id)
@@ -459,7 +713,7 @@ mod tests {
         let loc0 = "/w/t/metadata/00000-0b6e0d2c-3f49-4a43-9a4b-1d2f0c7b6a11.metadata.json";
         let add = |paths: &[(&str, u64)]| Changes {
             added: paths.iter().map(|(p, n)| file(p, *n)).collect(),
-            removed: HashSet::new(),
+            ..Default::default()
         };
         let (t1, loc1) =
             commit(&t0, loc0, &mut store, &add(&[("/w/t/data/a.parquet", 3)])).unwrap();
@@ -482,6 +736,7 @@ mod tests {
         let remove = Changes {
             added: vec![file("/w/t/data/c.parquet", 1)],
             removed: HashSet::from(["/w/t/data/a.parquet".to_string()]),
+            ..Default::default()
         };
         let (t3, _) = commit(&t2, &loc2, &mut store, &remove).unwrap();
         assert_eq!(
@@ -510,7 +765,7 @@ mod tests {
         let loc0 = "/w/t/metadata/00000-0b6e0d2c-3f49-4a43-9a4b-1d2f0c7b6a11.metadata.json";
         let changes = Changes {
             added: vec![file("/w/t/data/a.parquet", 1)],
-            removed: HashSet::new(),
+            ..Default::default()
         };
         let mut read = |l: &str| Ok(store.get(l).cloned().unwrap_or_default());
         let stale = produce(&t0, Vec::new(), &changes, &mut read, 1).unwrap();
@@ -531,10 +786,111 @@ mod tests {
         let mut store = HashMap::new();
         let loc0 = "/w/t/metadata/00000-0b6e0d2c-3f49-4a43-9a4b-1d2f0c7b6a11.metadata.json";
         let changes = Changes {
-            added: vec![],
             removed: HashSet::from(["/w/t/data/gone.parquet".to_string()]),
+            ..Default::default()
         };
         let err = commit(&t0, loc0, &mut store, &changes).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::CommitConflict);
+    }
+
+    fn live_files_of(metadata: &TableMetadata, store: &HashMap<String, Vec<u8>>) -> Vec<LiveFile> {
+        let mut read = |l: &str| Ok(store[l].clone());
+        live_files(&current_manifests(metadata, &mut read).unwrap(), &mut read).unwrap()
+    }
+
+    #[test]
+    fn position_deletes_are_committed_validated_and_go_with_their_data_file() {
+        let t0 = table_at("/w/t", &[]);
+        let mut store = HashMap::new();
+        let loc0 = "/w/t/metadata/00000-0b6e0d2c-3f49-4a43-9a4b-1d2f0c7b6a11.metadata.json";
+        let a = "/w/t/data/a.parquet";
+        let add = Changes {
+            added: vec![file(a, 10), file("/w/t/data/b.parquet", 4)],
+            ..Default::default()
+        };
+        let (t1, loc1) = commit(&t0, loc0, &mut store, &add).unwrap();
+        let live1 = live_files_of(&t1, &store);
+
+        // A DELETE of two rows of a: one position delete file naming a.
+        let delete = Changes {
+            added_deletes: vec![NewDeleteFile {
+                path: "/w/t/data/a-deletes.parquet".into(),
+                data_file: a.into(),
+                record_count: 2,
+                file_size_in_bytes: 50,
+                positions: (3, 7),
+            }],
+            changed_rows_of: HashMap::from([(a.to_string(), HashSet::new())]),
+            ..Default::default()
+        };
+        validate(&live1, &delete).unwrap();
+        let (t2, loc2) = commit(&t1, &loc1, &mut store, &delete).unwrap();
+        let live2 = live_files_of(&t2, &store);
+        let d = live2
+            .iter()
+            .find(|f| f.data_file.content_type() == DataContentType::PositionDeletes)
+            .expect("the delete file is live");
+        assert_eq!(d.delete_target().as_deref(), Some(a));
+        assert_eq!(d.sequence_number, Some(2));
+        assert_eq!(
+            d.data_file.lower_bounds()[&DELETE_POS_FIELD_ID],
+            Datum::long(3)
+        );
+        let s2 = t2.current_snapshot().unwrap();
+        assert_eq!(s2.summary().operation, Operation::Delete);
+        assert_eq!(s2.summary().additional_properties["total-position-deletes"], "2");
+        assert_eq!(s2.summary().additional_properties["total-delete-files"], "1");
+        assert_eq!(s2.summary().additional_properties["total-records"], "14");
+        assert_eq!(
+            apply(&live1, &delete, Some(2), 0)
+                .unwrap()
+                .iter()
+                .map(|f| f.path().to_string())
+                .collect::<HashSet<_>>(),
+            live2.iter().map(|f| f.path().to_string()).collect()
+        );
+
+        // A transaction that read a before that delete and changes its rows conflicts;
+        // one that saw the delete file does not.
+        let stale = Changes {
+            removed: HashSet::from([a.to_string()]),
+            changed_rows_of: HashMap::from([(a.to_string(), HashSet::new())]),
+            ..Default::default()
+        };
+        assert_eq!(
+            validate(&live2, &stale).unwrap_err().kind(),
+            ErrorKind::CommitConflict
+        );
+        let rewrite = Changes {
+            added: vec![file("/w/t/data/a2.parquet", 8)],
+            removed: HashSet::from([a.to_string()]),
+            changed_rows_of: HashMap::from([(
+                a.to_string(),
+                HashSet::from(["/w/t/data/a-deletes.parquet".to_string()]),
+            )]),
+            ..Default::default()
+        };
+        validate(&live2, &rewrite).unwrap();
+        // Rewriting a takes its delete file out with it.
+        let (t3, _) = commit(&t2, &loc2, &mut store, &rewrite).unwrap();
+        assert_eq!(
+            live(&t3, &store),
+            vec!["/w/t/data/a2.parquet", "/w/t/data/b.parquet"]
+        );
+        let s3 = t3.current_snapshot().unwrap();
+        assert_eq!(s3.summary().additional_properties["total-delete-files"], "0");
+        assert_eq!(s3.summary().additional_properties["removed-position-deletes"], "2");
+        assert_eq!(s3.summary().additional_properties["total-records"], "12");
+        // A file another commit removed cannot have rows deleted either.
+        let gone = Changes {
+            changed_rows_of: HashMap::from([(a.to_string(), HashSet::new())]),
+            ..Default::default()
+        };
+        assert_eq!(
+            validate(&live_files_of(&t3, &store), &gone)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::CommitConflict
+        );
     }
 }
