@@ -12,10 +12,12 @@
 //! readers accept, `infinity`, NaN in a bounded numeric) are errors naming the column.
 
 use bytes::Bytes;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use iceberg::spec::{Datum, NestedField, PrimitiveType, Type};
-use pg_lake_iceberg::snapshot::NewDataFile;
+use pg_lake_iceberg::snapshot::{
+    NewDataFile, NewDeleteFile, DELETE_FILE_PATH_FIELD_ID, DELETE_POS_FIELD_ID,
+};
 use pgrx::memcxt::PgMemoryContexts;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -27,6 +29,12 @@ use crate::pg::util::string;
 use crate::pgduck::{Connection, CopyIn};
 use crate::types::PgShape;
 use crate::write::csv_sink::{self, Scaled};
+
+/// UPDATE and DELETE write a position delete file for a data file (merge-on-read) while
+/// at most this fraction of its rows is deleted; beyond it, the file is rewritten
+/// without the deleted rows (copy-on-write), as the original does: readers then stop
+/// paying for the deletes of a mostly deleted file.
+const MAX_DELETED_FRACTION: f64 = 0.2;
 
 /// Bytes of CSV handed to pgduck_server at a time.
 const CHUNK_BYTES: usize = 256 * 1024;
@@ -565,26 +573,43 @@ impl InsertState {
         Ok(())
     }
 
-    /// Rows UPDATE or DELETE took out of their files.
+    /// Rows UPDATE or DELETE took out of their files. Per file: a position delete file
+    /// (merge-on-read) while at most [`MAX_DELETED_FRACTION`] of its rows are deleted;
+    /// beyond that, the file rewritten without the deleted rows, its delete files going
+    /// with it; or the file dropped, when no row is left.
     fn rewrite_deleted(&mut self) -> Result<()> {
         let deleted = std::mem::take(&mut self.deleted);
+        if deleted.is_empty() {
+            return Ok(());
+        }
+        let visible = tables::visible(self.relid)?;
+        let by_id = tables::by_field_id(visible.snapshot.metadata.current_schema());
         for (path, mut positions) in deleted {
             positions.sort_unstable();
             positions.dedup();
+            let data = visible
+                .data
+                .iter()
+                .find(|f| f.path == path)
+                .ok_or_else(|| {
+                    Error::Internal(format!("rows were deleted from {path}, which the statement does not see"))
+                })?;
+            let deletes: Vec<&tables::VisibleDelete> = visible
+                .deletes
+                .iter()
+                .filter(|d| d.applies_to(&path))
+                .collect();
+            // A commit that deletes rows of this file meanwhile is a conflict.
+            xact::changed_rows_of(
+                self.relid,
+                &path,
+                deletes.iter().map(|d| d.path.clone()).collect(),
+            );
+            // At most this many rows are deleted already (delete files may overlap).
+            let before: u64 = deletes.iter().map(|d| d.record_count).sum();
+            let total = data.record_count;
+            let new = positions.len() as u64;
             let mut conn = Connection::acquire()?;
-            let total: u64 = conn
-                .query(&format!(
-                    "SELECT count(*) FROM read_parquet({})",
-                    quote_literal(&path)
-                ))?
-                .first()
-                .and_then(|r| r.first().cloned().flatten())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            xact::remove_file(self.relid, &path);
-            if positions.len() as u64 >= total {
-                continue; // every row went: the file goes
-            }
             let gone = format!("pg_lake_deleted_{}", uuid::Uuid::new_v4().simple());
             conn.execute(&format!("CREATE TEMP TABLE {gone} (r BIGINT)"))?;
             let mut sink = conn.copy_in(&format!("COPY {gone} FROM STDIN (FORMAT csv)"))?;
@@ -597,28 +622,125 @@ impl InsertState {
                 sink.send(Bytes::from(text))?;
             }
             let (mut conn, _) = sink.finish()?;
-            let source = format!(
-                "(SELECT * FROM read_parquet({}, file_row_number = true) \
-                 WHERE file_row_number NOT IN (SELECT r FROM {gone}))",
-                quote_literal(&path)
-            );
-            let exprs: Vec<String> = self
-                .columns
-                .iter()
-                .map(|c| format!("CAST({} AS {})", quote_ident(&c.name), c.target))
-                .collect();
-            let file = self.write_file(&mut conn, &source, &exprs)?;
+            let result = if (before + new) as f64 <= total as f64 * MAX_DELETED_FRACTION {
+                self.write_delete_file(&mut conn, &path, &gone, &positions)
+            } else {
+                self.rewrite_without(&mut conn, &path, total, &deletes, &gone, &by_id)
+            };
             conn.execute(&format!("DROP TABLE {gone}"))?;
-            let expected = total - positions.len() as u64;
-            if file.record_count != expected {
-                return Err(Error::Internal(format!(
-                    "rewriting {path} kept {} rows, not {expected}",
-                    file.record_count
-                )));
-            }
-            xact::add_file(self.relid, file);
+            result?;
         }
         Ok(())
+    }
+
+    /// Writes the positions in DuckDB table `gone` (`positions`, sorted) as a position
+    /// delete file of data file `path`.
+    fn write_delete_file(
+        &self,
+        conn: &mut Connection,
+        path: &str,
+        gone: &str,
+        positions: &[u32],
+    ) -> Result<()> {
+        let url = self.new_file_url("-deletes")?;
+        xact::will_write(&url);
+        let rows = conn.query(&format!(
+            "COPY (SELECT CAST({} AS VARCHAR) AS file_path, r AS pos FROM {gone} ORDER BY r) \
+             TO {} (FORMAT parquet, FIELD_IDS {{file_path: {DELETE_FILE_PATH_FIELD_ID}, pos: {DELETE_POS_FIELD_ID}}}, RETURN_STATS)",
+            quote_literal(path),
+            quote_literal(&url),
+        ))?;
+        let (record_count, file_size_in_bytes) = written(&url, rows)?;
+        if record_count != positions.len() as u64 {
+            return Err(Error::Internal(format!(
+                "DuckDB wrote {record_count} positions of the {} deleted from {path}",
+                positions.len()
+            )));
+        }
+        let first = positions.first().copied().unwrap_or(0);
+        let last = positions.last().copied().unwrap_or(0);
+        xact::add_delete_file(
+            self.relid,
+            NewDeleteFile {
+                path: url,
+                data_file: path.to_string(),
+                record_count,
+                file_size_in_bytes,
+                positions: (i64::from(first), i64::from(last)),
+            },
+        );
+        Ok(())
+    }
+
+    /// Data file `path` (`total` rows) rewritten without the rows `deletes` and the
+    /// positions in DuckDB table `gone` take out of it (dropped when none is left).
+    fn rewrite_without(
+        &self,
+        conn: &mut Connection,
+        path: &str,
+        total: u64,
+        deletes: &[&tables::VisibleDelete],
+        gone: &str,
+        by_id: &str,
+    ) -> Result<()> {
+        if !deletes.is_empty() {
+            let list: Vec<String> = deletes.iter().map(|d| quote_literal(&d.path)).collect();
+            conn.execute(&format!(
+                "INSERT INTO {gone} SELECT pos FROM read_parquet([{}], hive_partitioning = false) \
+                 WHERE file_path = {}",
+                list.join(", "),
+                quote_literal(path)
+            ))?;
+        }
+        let removed: u64 = conn
+            .query(&format!("SELECT count(DISTINCT r) FROM {gone}"))?
+            .first()
+            .and_then(|r| r.first().cloned().flatten())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| Error::Protocol("counting deleted rows returned nothing".into()))?;
+        xact::remove_file(self.relid, path);
+        if removed >= total {
+            return Ok(()); // every row went: the file goes
+        }
+        let source = format!(
+            "(SELECT * FROM read_parquet({}, hive_partitioning = false{by_id}, file_row_number = true) \
+             WHERE file_row_number NOT IN (SELECT r FROM {gone}))",
+            quote_literal(path)
+        );
+        let exprs: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| format!("CAST({} AS {})", quote_ident(&c.name), c.target))
+            .collect();
+        let file = self.write_file(conn, &source, &exprs)?;
+        let expected = total - removed;
+        if file.record_count != expected {
+            return Err(Error::Internal(format!(
+                "rewriting {path} kept {} rows, not {expected}",
+                file.record_count
+            )));
+        }
+        xact::add_file(self.relid, file);
+        Ok(())
+    }
+
+    /// The URL of a new file in the table's data folder (created, for a local warehouse).
+    fn new_file_url(&self, suffix: &str) -> Result<String> {
+        let url = format!(
+            "{}/data/{}{suffix}.parquet",
+            self.location,
+            uuid::Uuid::new_v4()
+        );
+        if location_of(&url)? == Location::Local {
+            let dir = crate::files::access::local_path(&format!("{}/data", self.location));
+            std::fs::create_dir_all(&dir).map_err(|e| Error::LocalFile {
+                path: dir.display().to_string(),
+                action: "writing",
+                reason: e.to_string(),
+                not_found: false,
+            })?;
+        }
+        Ok(url)
     }
 
     /// Writes the rows of DuckDB table expression `source`, as `exprs` (one per column)
@@ -630,16 +752,7 @@ impl InsertState {
         source: &str,
         exprs: &[String],
     ) -> Result<NewDataFile> {
-        let url = format!("{}/data/{}.parquet", self.location, uuid::Uuid::new_v4());
-        if location_of(&url)? == Location::Local {
-            let dir = crate::files::access::local_path(&format!("{}/data", self.location));
-            std::fs::create_dir_all(&dir).map_err(|e| Error::LocalFile {
-                path: dir.display().to_string(),
-                action: "writing",
-                reason: e.to_string(),
-                not_found: false,
-            })?;
-        }
+        let url = self.new_file_url("")?;
         let (value_counts, null_value_counts, lower_bounds, upper_bounds) =
             self.column_stats(conn, source, exprs)?;
         let select: Vec<String> = self
@@ -659,21 +772,10 @@ impl InsertState {
             quote_literal(&url),
             self.field_ids
         ))?;
-        let stats = rows
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::Protocol(format!("COPY TO {url} returned no statistics")))?;
-        let number = |i: usize, what: &str| -> Result<u64> {
-            stats
-                .get(i)
-                .cloned()
-                .flatten()
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| Error::Protocol(format!("COPY TO {url} returned no {what}")))
-        };
+        let (record_count, file_size_in_bytes) = written(&url, rows)?;
         Ok(NewDataFile {
-            record_count: number(1, "row count")?,
-            file_size_in_bytes: number(2, "file size")?,
+            record_count,
+            file_size_in_bytes,
             path: url,
             value_counts,
             null_value_counts,
@@ -761,6 +863,24 @@ impl InsertState {
         self.deleted.entry(path).or_default().push(position);
         Ok(())
     }
+}
+
+/// The row count and size in bytes of the file at `url`, from the rows of DuckDB's
+/// `COPY ... TO url (RETURN_STATS)`.
+fn written(url: &str, rows: Vec<Vec<Option<String>>>) -> Result<(u64, u64)> {
+    let stats = rows
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::Protocol(format!("COPY TO {url} returned no statistics")))?;
+    let number = |i: usize, what: &str| -> Result<u64> {
+        stats
+            .get(i)
+            .cloned()
+            .flatten()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| Error::Protocol(format!("COPY TO {url} returned no {what}")))
+    };
+    Ok((number(1, "row count")?, number(2, "file size")?))
 }
 
 /// Writes are made on the current snapshot only.

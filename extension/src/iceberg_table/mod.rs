@@ -20,8 +20,8 @@
 //! - [`insert`]: INSERT and COPY FROM: rows to a Parquet data file through pgduck_server,
 //!   with per-column statistics for its manifest entry;
 //! - [`prune`]: which data files a scan's WHERE clause rules out by their bounds;
-//! - [`rowid`]: row identity (file, position) for UPDATE and DELETE, which rewrite the
-//!   files they change (copy on write);
+//! - [`rowid`]: row identity (file, position) for UPDATE and DELETE, which write position
+//!   delete files (merge-on-read) and rewrite a file once a fifth of its rows are gone;
 //! - [`xact`]: the transaction's pending changes per table and the PRE_COMMIT commit;
 //! - [`storage`]: whole-file reads and writes of metadata through pgduck_server.
 

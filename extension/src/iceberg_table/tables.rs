@@ -229,6 +229,136 @@ fn historical(
     Ok(old)
 }
 
+/// A data file a statement of this transaction sees.
+pub struct VisibleData {
+    pub path: String,
+    pub record_count: u64,
+    pub file_size_in_bytes: u64,
+    /// Its manifest record (bounds for pruning).
+    pub data_file: Option<iceberg::spec::DataFile>,
+}
+
+/// A position delete file a statement of this transaction sees.
+pub struct VisibleDelete {
+    pub path: String,
+    /// The data file it deletes rows of, when it names one (else any).
+    pub target: Option<String>,
+    pub record_count: u64,
+    pub file_size_in_bytes: u64,
+}
+
+impl VisibleDelete {
+    pub fn applies_to(&self, data_file: &str) -> bool {
+        self.target.as_deref().is_none_or(|t| t == data_file)
+    }
+}
+
+/// The files of Iceberg table `relid` as the current statement sees them: the committed
+/// snapshot's (as of `pg_lake_iceberg.as_of`), less what this transaction removed, plus
+/// what it added.
+pub struct Visible {
+    pub ident: TableIdent,
+    pub snapshot: Rc<Snapshot>,
+    pub data: Vec<VisibleData>,
+    pub deletes: Vec<VisibleDelete>,
+}
+
+/// See [`Visible`]. Delete files other than Parquet position deletes (equality deletes,
+/// deletion vectors) are refused: reading past them would return deleted rows.
+pub fn visible(relid: pg_sys::Oid) -> Result<Visible> {
+    let (ident, snapshot) = current(relid)?;
+    // A read of the past does not see this transaction's changes either.
+    let pending = if as_of()? == AsOf::Current {
+        super::xact::pending_files(relid)
+    } else {
+        Default::default()
+    };
+    let mut data = Vec::new();
+    let mut deletes = Vec::new();
+    for f in &snapshot.files {
+        let df = &f.data_file;
+        let removed = |p: &str| pending.removed.contains(p);
+        match df.content_type() {
+            DataContentType::Data => {
+                if !removed(f.path()) {
+                    data.push(VisibleData {
+                        path: f.path().to_string(),
+                        record_count: df.record_count(),
+                        file_size_in_bytes: df.file_size_in_bytes(),
+                        data_file: Some(df.clone()),
+                    });
+                }
+            }
+            DataContentType::PositionDeletes
+                if df.file_format() == iceberg::spec::DataFileFormat::Parquet =>
+            {
+                let target = f.delete_target();
+                if !removed(f.path()) && !target.as_deref().is_some_and(removed) {
+                    deletes.push(VisibleDelete {
+                        path: f.path().to_string(),
+                        target,
+                        record_count: df.record_count(),
+                        file_size_in_bytes: df.file_size_in_bytes(),
+                    });
+                }
+            }
+            other => {
+                return Err(Error::FeatureNotSupported(format!(
+                    "Iceberg table {ident} has {} delete file {}; only Parquet position delete files are supported",
+                    match other {
+                        DataContentType::EqualityDeletes => "an equality",
+                        _ => "a deletion-vector or non-Parquet",
+                    },
+                    f.path()
+                )))
+            }
+        }
+    }
+    for f in pending.added {
+        data.push(VisibleData {
+            data_file: pg_lake_iceberg::snapshot::data_file(&f, 0).ok(),
+            record_count: f.record_count,
+            file_size_in_bytes: f.file_size_in_bytes,
+            path: f.path,
+        });
+    }
+    for f in pending.deletes {
+        deletes.push(VisibleDelete {
+            target: Some(f.data_file),
+            record_count: f.record_count,
+            file_size_in_bytes: f.file_size_in_bytes,
+            path: f.path,
+        });
+    }
+    Ok(Visible {
+        ident,
+        snapshot,
+        data,
+        deletes,
+    })
+}
+
+/// `read_parquet`'s `schema` option reading the columns of `schema` by field id: files
+/// written before a RENAME or ADD COLUMN (by any engine) give their values to the column
+/// as it is named now, or NULL. Empty for a schema DuckDB cannot express that way.
+pub fn by_field_id(schema: &iceberg::spec::Schema) -> String {
+    schema
+        .as_struct()
+        .fields()
+        .iter()
+        .map(|f| {
+            Some(format!(
+                "{}: {{name: {}, type: {}, default_value: NULL}}",
+                f.id,
+                crate::files::quote_literal(&f.name),
+                crate::files::quote_literal(&super::alter::duckdb_type(&f.field_type)?)
+            ))
+        })
+        .collect::<Option<Vec<_>>>()
+        .map(|fields| format!(", schema = MAP {{{}}}", fields.join(", ")))
+        .unwrap_or_default()
+}
+
 /// What a scan of an Iceberg table reads.
 pub struct ScanSource {
     /// The DuckDB table expression.
@@ -238,9 +368,9 @@ pub struct ScanSource {
     pub skipped: usize,
 }
 
-/// The source of a scan of Iceberg table `relid`: the committed snapshot's files as the
-/// statement sees them, less what this transaction removed, plus what it added, less
-/// the files `predicates` rule out (`pg_lake_table.enable_data_file_pruning`).
+/// The source of a scan of Iceberg table `relid`: the files the statement sees
+/// ([`visible`]) less the data files `predicates` rule out
+/// (`pg_lake_table.enable_data_file_pruning`), with their position deletes applied.
 /// `columns` name the table's columns, for a table without files.
 pub fn scan_source(
     relid: pg_sys::Oid,
@@ -248,46 +378,22 @@ pub fn scan_source(
     predicates: &[super::prune::Predicate],
     rowid: bool,
 ) -> Result<ScanSource> {
-    let (ident, snapshot) = current(relid)?;
-    if snapshot
-        .files
-        .iter()
-        .any(|f| f.data_file.content_type() != DataContentType::Data)
-    {
-        return Err(Error::FeatureNotSupported(format!(
-            "Iceberg table {ident} has delete files; reading tables with deletes is not supported yet"
-        )));
-    }
-    // A read of the past does not see this transaction's changes either.
-    let (added, removed) = if as_of()? == AsOf::Current {
-        super::xact::pending_files(relid)
-    } else {
-        Default::default()
-    };
+    let visible = visible(relid)?;
     let prune = crate::guc::ENABLE_DATA_FILE_PRUNING.get() && !predicates.is_empty();
-    let schema = snapshot.metadata.current_schema();
+    let schema = visible.snapshot.metadata.current_schema();
     let mut skipped = 0;
-    let mut files: Vec<String> = Vec::new();
-    for f in &snapshot.files {
-        if removed.contains(f.path()) {
-            continue;
-        }
-        if prune && !super::prune::may_match(&f.data_file, schema, predicates) {
-            skipped += 1;
-            continue;
-        }
-        files.push(f.path().to_string());
-    }
-    for (path, data_file) in added {
+    let mut files: Vec<&str> = Vec::new();
+    for f in &visible.data {
         if prune
-            && data_file
+            && f
+                .data_file
                 .as_ref()
                 .is_some_and(|d| !super::prune::may_match(d, schema, predicates))
         {
             skipped += 1;
             continue;
         }
-        files.push(path);
+        files.push(&f.path);
     }
     if files.is_empty() {
         let cols: Vec<String> = columns
@@ -308,38 +414,64 @@ pub fn scan_source(
             skipped,
         });
     }
-    let list: Vec<String> = files
-        .iter()
-        .map(|f| crate::files::quote_literal(f))
-        .collect();
-    // Columns are read by field id: files written before a RENAME or ADD COLUMN (by any
-    // engine) give their values to the column as it is named now, or NULL.
-    let by_id = schema
-        .as_struct()
-        .fields()
-        .iter()
-        .map(|f| {
-            Some(format!(
-                "{}: {{name: {}, type: {}, default_value: NULL}}",
-                f.id,
-                crate::files::quote_literal(&f.name),
-                crate::files::quote_literal(&super::alter::duckdb_type(&f.field_type)?)
-            ))
-        })
-        .collect::<Option<Vec<_>>>()
-        .map(|fields| format!(", schema = MAP {{{}}}", fields.join(", ")))
-        .unwrap_or_default();
-    Ok(ScanSource {
-        sql: format!(
-            "read_parquet([{}], hive_partitioning = false{by_id}{})",
-            list.join(", "),
+    let by_id = by_field_id(schema);
+    let list = |files: &[&str]| -> String {
+        let quoted: Vec<String> = files
+            .iter()
+            .map(|f| crate::files::quote_literal(f))
+            .collect();
+        format!("[{}]", quoted.join(", "))
+    };
+    let read = |files: &[&str], rowid: bool| {
+        format!(
+            "read_parquet({}, hive_partitioning = false{by_id}{})",
+            list(files),
             if rowid {
                 format!(", {}", super::rowid::READ_OPTIONS)
             } else {
                 String::new()
             }
-        ),
-        scanned: files.len(),
+        )
+    };
+    // Files with position deletes are read with their row positions and anti-joined
+    // with the deletes; the others are read as they are.
+    let (deleted, plain): (Vec<&str>, Vec<&str>) = files
+        .iter()
+        .partition(|f| visible.deletes.iter().any(|d| d.applies_to(f)));
+    let scanned = files.len();
+    if deleted.is_empty() {
+        return Ok(ScanSource {
+            sql: read(&plain, rowid),
+            scanned,
+            skipped,
+        });
+    }
+    let delete_files: Vec<&str> = visible
+        .deletes
+        .iter()
+        .filter(|d| deleted.iter().any(|f| d.applies_to(f)))
+        .map(|d| d.path.as_str())
+        .collect();
+    let keep = if rowid {
+        "d.*".to_string()
+    } else {
+        format!("d.* EXCLUDE ({})", super::rowid::COLUMNS)
+    };
+    let with_deletes = format!(
+        "SELECT {keep} FROM {} AS d ANTI JOIN \
+         (SELECT file_path, pos FROM read_parquet({}, hive_partitioning = false)) AS x \
+         ON x.file_path = d.\"__pg_lake_file\" AND x.pos = d.file_row_number",
+        read(&deleted, true),
+        list(&delete_files),
+    );
+    let sql = if plain.is_empty() {
+        format!("({with_deletes})")
+    } else {
+        format!("(SELECT * FROM {} UNION ALL {with_deletes})", read(&plain, rowid))
+    };
+    Ok(ScanSource {
+        sql,
+        scanned,
         skipped,
     })
 }

@@ -1,6 +1,7 @@
 //! The transaction's pending changes to Iceberg tables and their commit.
 //!
-//! INSERT adds data files, TRUNCATE removes the files it saw; each change is tagged
+//! INSERT adds data files, UPDATE and DELETE add position delete files (or rewrite the
+//! files they change), TRUNCATE removes the files it saw; each change is tagged
 //! with the subtransaction that made it, so a rolled-back savepoint drops exactly its
 //! own. At PRE_COMMIT every changed table gets one new snapshot: its catalog row is
 //! locked (`FOR UPDATE`: a concurrent committer, from Postgres or REST, waits), the
@@ -15,11 +16,11 @@
 //! effort: a crash leaves them unreferenced for VACUUM's orphan-file removal.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use pg_lake_iceberg::commit::{commit_table, StagedMetadata, TableCommit};
 use pg_lake_iceberg::metadata_file::{file_bytes, to_json};
-use pg_lake_iceberg::snapshot::{self, Changes, NewDataFile};
+use pg_lake_iceberg::snapshot::{self, Changes, NewDataFile, NewDeleteFile};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
@@ -32,8 +33,10 @@ struct Pending {
     relid: pg_sys::Oid,
     added: Vec<(pg_sys::SubTransactionId, NewDataFile)>,
     removed: Vec<(pg_sys::SubTransactionId, String)>,
-    /// At commit: every file the transaction added, kept or not.
-    added_paths: Vec<String>,
+    deletes: Vec<(pg_sys::SubTransactionId, NewDeleteFile)>,
+    /// Data files whose rows this transaction deleted or rewrote, with the delete
+    /// files it saw applying to each (checked again at commit).
+    changed_rows_of: Vec<(pg_sys::SubTransactionId, String, HashSet<String>)>,
 }
 
 #[derive(Default)]
@@ -62,7 +65,8 @@ fn table_mut(state: &mut State, relid: pg_sys::Oid) -> &mut Pending {
                 relid,
                 added: Vec::new(),
                 removed: Vec::new(),
-                added_paths: Vec::new(),
+                deletes: Vec::new(),
+                changed_rows_of: Vec::new(),
             });
             state.tables.len() - 1
         }
@@ -92,6 +96,25 @@ pub fn remove_file(relid: pg_sys::Oid, path: &str) {
         table_mut(&mut s, relid)
             .removed
             .push((subxact(), path.to_string()));
+    });
+}
+
+/// A position delete file this transaction added to table `relid`.
+pub fn add_delete_file(relid: pg_sys::Oid, file: NewDeleteFile) {
+    STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        table_mut(&mut s, relid).deletes.push((subxact(), file));
+    });
+}
+
+/// Records that this transaction deleted rows of data file `path` of table `relid`
+/// (or rewrote it), having seen the delete files `seen` apply to it.
+pub fn changed_rows_of(relid: pg_sys::Oid, path: &str, seen: HashSet<String>) {
+    STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        table_mut(&mut s, relid)
+            .changed_rows_of
+            .push((subxact(), path.to_string(), seen));
     });
 }
 
@@ -125,27 +148,42 @@ pub fn truncate(relid: pg_sys::Oid, committed: Vec<String>) {
     });
 }
 
-/// The files table `relid` has for this transaction beyond its committed snapshot:
-/// (added, with their manifest records for pruning; removed).
-pub fn pending_files(
-    relid: pg_sys::Oid,
-) -> (
-    Vec<(String, Option<iceberg::spec::DataFile>)>,
-    HashSet<String>,
-) {
+/// What table `relid` has for this transaction beyond its committed snapshot.
+#[derive(Default)]
+pub struct PendingFiles {
+    /// Data files added (and not removed again).
+    pub added: Vec<NewDataFile>,
+    /// Position delete files added, of data files not removed.
+    pub deletes: Vec<NewDeleteFile>,
+    /// Files of the committed snapshot (or its own) the transaction removed.
+    pub removed: HashSet<String>,
+}
+
+/// See [`PendingFiles`].
+pub fn pending_files(relid: pg_sys::Oid) -> PendingFiles {
     STATE.with(|s| {
         let s = s.borrow();
         match s.tables.iter().find(|p| p.relid == relid) {
-            None => (Vec::new(), HashSet::new()),
+            None => PendingFiles::default(),
             Some(p) => {
                 let removed: HashSet<String> = p.removed.iter().map(|(_, f)| f.clone()).collect();
-                let added = p
-                    .added
-                    .iter()
-                    .filter(|(_, f)| !removed.contains(&f.path))
-                    .map(|(_, f)| (f.path.clone(), snapshot::data_file(f, 0).ok()))
-                    .collect();
-                (added, removed)
+                PendingFiles {
+                    added: p
+                        .added
+                        .iter()
+                        .filter(|(_, f)| !removed.contains(&f.path))
+                        .map(|(_, f)| f.clone())
+                        .collect(),
+                    deletes: p
+                        .deletes
+                        .iter()
+                        .filter(|(_, f)| {
+                            !removed.contains(&f.path) && !removed.contains(&f.data_file)
+                        })
+                        .map(|(_, f)| f.clone())
+                        .collect(),
+                    removed,
+                }
             }
         }
     })
@@ -157,7 +195,7 @@ fn has_changes() -> bool {
         s.borrow()
             .tables
             .iter()
-            .any(|p| !p.added.is_empty() || !p.removed.is_empty())
+            .any(|p| !p.added.is_empty() || !p.removed.is_empty() || !p.deletes.is_empty())
     })
 }
 
@@ -178,46 +216,72 @@ fn commit_all() -> Result<()> {
     // The same order in every backend, so two transactions over the same tables lock
     // their catalog rows in the same order and cannot deadlock.
     tables.sort_by_key(|p| u32::from(p.relid));
-    for mut table in tables {
-        table.added_paths = table.added.iter().map(|(_, f)| f.path.clone()).collect();
-        let removed: HashSet<String> = table.removed.into_iter().map(|(_, p)| p).collect();
-        let added: Vec<NewDataFile> = table
+    for table in tables {
+        let removed: HashSet<String> = table.removed.iter().map(|(_, p)| p.clone()).collect();
+        // Files added and removed in this transaction never reach a snapshot.
+        let own: HashSet<String> = table
+            .added
+            .iter()
+            .map(|(_, f)| f.path.clone())
+            .chain(table.deletes.iter().map(|(_, f)| f.path.clone()))
+            .collect();
+        let (added, dropped): (Vec<NewDataFile>, Vec<NewDataFile>) = table
             .added
             .into_iter()
             .map(|(_, f)| f)
-            .filter(|f| !removed.contains(&f.path))
-            .collect();
-        // Files added and removed in this transaction never reach a snapshot.
-        let own: HashSet<&str> = table.added_paths.iter().map(String::as_str).collect();
-        let removed: HashSet<String> = removed
-            .iter()
-            .filter(|p| !own.contains(p.as_str()))
-            .cloned()
-            .collect();
+            .partition(|f| !removed.contains(&f.path));
+        let (deletes, dropped_deletes): (Vec<NewDeleteFile>, Vec<NewDeleteFile>) = table
+            .deletes
+            .into_iter()
+            .map(|(_, f)| f)
+            .partition(|f| !removed.contains(&f.path) && !removed.contains(&f.data_file));
+        let mut changed_rows_of: HashMap<String, HashSet<String>> = HashMap::new();
+        for (_, path, seen) in table.changed_rows_of {
+            if !own.contains(&path) {
+                changed_rows_of.entry(path).or_default().extend(seen);
+            }
+        }
+        // What the transaction saw of its own delete files is its own business.
+        for seen in changed_rows_of.values_mut() {
+            seen.retain(|d| !own.contains(d));
+        }
+        let removed: HashSet<String> = removed.into_iter().filter(|p| !own.contains(p)).collect();
         // SAFETY: syscache lookup; a table dropped by this transaction has no name.
         if unsafe { pg_sys::get_rel_name(table.relid) }.is_null() {
             continue;
         }
         let changes = Changes {
-            added: merge_small_files(table.relid, added)?,
+            added: merge_small_files(table.relid, added, &deletes)?,
+            added_deletes: deletes,
             removed,
+            changed_rows_of,
         };
-        if changes.is_empty() {
-            continue;
+        if !changes.is_empty() {
+            commit_table_changes(&TableIdent::of(table.relid), &changes)?;
         }
-        commit_table_changes(&TableIdent::of(table.relid), &changes)?;
+        STATE.with(|s| {
+            let mut s = s.borrow_mut();
+            s.orphans.extend(dropped.into_iter().map(|f| f.path));
+            s.orphans.extend(dropped_deletes.into_iter().map(|f| f.path));
+        });
     }
     Ok(())
 }
 
 /// The transaction's small data files of one table merged into one: files under a
 /// quarter of `pg_lake_table.target_file_size_mb`, while the merged file stays under
-/// the target. The small files become orphans.
-fn merge_small_files(relid: pg_sys::Oid, added: Vec<NewDataFile>) -> Result<Vec<NewDataFile>> {
+/// the target. The small files become orphans. Files with position deletes stay as they
+/// are (their delete files name them).
+fn merge_small_files(
+    relid: pg_sys::Oid,
+    added: Vec<NewDataFile>,
+    deletes: &[NewDeleteFile],
+) -> Result<Vec<NewDataFile>> {
     let target = crate::guc::TARGET_FILE_SIZE_MB.get().max(1) as u64 * 1024 * 1024;
+    let deleted: HashSet<&str> = deletes.iter().map(|d| d.data_file.as_str()).collect();
     let (mut small, mut kept): (Vec<NewDataFile>, Vec<NewDataFile>) = added
         .into_iter()
-        .partition(|f| f.file_size_in_bytes < target / 4);
+        .partition(|f| f.file_size_in_bytes < target / 4 && !deleted.contains(f.path.as_str()));
     small.sort_by_key(|f| f.file_size_in_bytes);
     let mut batch: Vec<NewDataFile> = Vec::new();
     let mut batch_size = 0;
@@ -285,6 +349,7 @@ fn commit_table_changes(ident: &TableIdent, changes: &Changes) -> Result<()> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
+    snapshot::validate(&current.files, changes).map_err(core_error(&name))?;
     let mut read = tables::reader();
     let produced = snapshot::produce(
         &current.metadata,
@@ -312,9 +377,6 @@ fn commit_table_changes(ident: &TableIdent, changes: &Changes) -> Result<()> {
     };
     publish(ident, &base, &staged)?;
     pause_at("swapped");
-    // Files this snapshot no longer has stay for older snapshots until VACUUM.
-    let replaced: Vec<String> = changes.removed.iter().cloned().collect();
-    catalog::queue_for_deletion(ident, &replaced)?;
     // What the new metadata file says, from what was just written (the list is last).
     let list = produced
         .files
@@ -331,18 +393,18 @@ fn commit_table_changes(ident: &TableIdent, changes: &Changes) -> Result<()> {
         .current_snapshot()
         .map(|s| s.sequence_number());
     let spec = staged.metadata.default_partition_spec_id();
-    let mut files: Vec<snapshot::LiveFile> = current
+    let files = snapshot::apply(&current.files, changes, sequence, spec).map_err(core_error(&name))?;
+    // Files this snapshot no longer has (delete files of removed data files too) stay
+    // for older snapshots until VACUUM.
+    let kept: HashSet<&str> = files.iter().map(|f| f.path()).collect();
+    let replaced: Vec<String> = current
         .files
         .iter()
-        .filter(|f| !changes.removed.contains(f.path()))
-        .cloned()
+        .map(|f| f.path())
+        .filter(|p| !kept.contains(p))
+        .map(str::to_string)
         .collect();
-    for added in &changes.added {
-        files.push(snapshot::LiveFile {
-            data_file: snapshot::data_file(added, spec).map_err(core_error(&name))?,
-            sequence_number: sequence,
-        });
-    }
+    catalog::queue_for_deletion(ident, &replaced)?;
     tables::remember(
         &staged.location,
         tables::Snapshot {
@@ -432,6 +494,8 @@ unsafe extern "C-unwind" fn on_subxact(
                 for t in &mut s.tables {
                     t.added.iter_mut().for_each(|(id, _)| retag(id));
                     t.removed.iter_mut().for_each(|(id, _)| retag(id));
+                    t.deletes.iter_mut().for_each(|(id, _)| retag(id));
+                    t.changed_rows_of.iter_mut().for_each(|(id, _, _)| retag(id));
                 }
                 s.written.iter_mut().for_each(|(id, _)| retag(id));
             }
@@ -439,6 +503,8 @@ unsafe extern "C-unwind" fn on_subxact(
                 for t in &mut s.tables {
                     t.added.retain(|(id, _)| *id < my);
                     t.removed.retain(|(id, _)| *id < my);
+                    t.deletes.retain(|(id, _)| *id < my);
+                    t.changed_rows_of.retain(|(id, _, _)| *id < my);
                 }
                 let (gone, kept): (Vec<_>, Vec<_>) =
                     s.written.drain(..).partition(|(id, _)| *id >= my);

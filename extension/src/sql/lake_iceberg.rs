@@ -69,7 +69,13 @@ mod lake_iceberg {
                 let d = &f.data_file;
                 rows.push((
                     manifest.manifest_path.clone(),
-                    format!("{:?}", d.content_type()).to_uppercase(),
+                    // The names of Iceberg's FileContent.
+                    match d.content_type() {
+                        iceberg::spec::DataContentType::Data => "DATA",
+                        iceberg::spec::DataContentType::PositionDeletes => "POSITION_DELETES",
+                        iceberg::spec::DataContentType::EqualityDeletes => "EQUALITY_DELETES",
+                    }
+                    .to_string(),
                     d.file_path().to_string(),
                     format!("{:?}", d.file_format()).to_uppercase(),
                     manifest.partition_spec_id,
@@ -130,19 +136,10 @@ mod lake_iceberg {
             ))
             .report();
         }
-        let (_, snapshot) = tables::current(table).or_report();
-        let (added, removed) = crate::iceberg_table::xact::pending_files(table);
-        let committed: u64 = snapshot
-            .files
-            .iter()
-            .filter(|f| !removed.contains(f.path()))
-            .map(|f| f.data_file.file_size_in_bytes())
-            .sum();
-        let pending: u64 = added
-            .iter()
-            .filter_map(|(_, d)| d.as_ref().map(|d| d.file_size_in_bytes()))
-            .sum();
-        (committed + pending) as i64
+        let visible = tables::visible(table).or_report();
+        let data: u64 = visible.data.iter().map(|f| f.file_size_in_bytes).sum();
+        let deletes: u64 = visible.deletes.iter().map(|d| d.file_size_in_bytes).sum();
+        (data + deletes) as i64
     }
 }
 
