@@ -399,6 +399,129 @@ def test_update_and_delete_rewrite_the_files_they_change(connect, catalog):
         [r[0] for r in db.execute("SELECT id FROM u ORDER BY id")]
 
 
+def files_of(db, table):
+    """(content, record_count) of each live file of `table`, sorted."""
+    return sorted(db.execute("SELECT content, record_count FROM lake_iceberg.files(%s)",
+                             (metadata_location(db, table),)).fetchall())
+
+
+def test_deletes_are_position_delete_files_every_engine_applies(connect, catalog, duck):
+    db, other = connect(), connect()
+    db.execute("CREATE TABLE pd (id int, v text) USING iceberg")
+    db.execute("INSERT INTO pd SELECT g, 'a' || g FROM generate_series(1, 100) g")
+    db.execute("INSERT INTO pd SELECT g, 'b' || g FROM generate_series(101, 200) g")
+    expected = {i: ("a" if i <= 100 else "b") + str(i) for i in range(1, 201)}
+
+    def check(where):
+        rows = sorted(expected.items())
+        assert db.execute("SELECT id, v FROM pd ORDER BY id").fetchall() == rows, where
+        assert other.execute("SELECT count(*), sum(id) FROM pd").fetchone() == \
+            (len(rows), sum(expected)), where
+        db.execute("SET pg_lake_table.enable_full_query_pushdown = off")
+        assert db.execute("SELECT id, v FROM pd WHERE id % 3 = 0 ORDER BY id").fetchall() == \
+            [r for r in rows if r[0] % 3 == 0], where
+        db.execute("RESET pg_lake_table.enable_full_query_pushdown")
+        got = catalog.load_table("public.pd").scan().to_arrow().sort_by("id")
+        assert list(zip(got.column("id").to_pylist(), got.column("v").to_pylist())) == rows, where
+        duck_rows = duck.execute(f"SELECT id, v FROM iceberg_scan('{metadata_location(db, 'pd')}') "
+                                 "ORDER BY id").fetchall()
+        assert duck_rows == rows, where
+
+    # A few rows of a file: one position delete file (merge-on-read), the data stays.
+    assert db.execute("DELETE FROM pd WHERE id IN (3, 50) RETURNING id").fetchall() in ([(3,), (50,)], [(50,), (3,)])
+    del expected[3], expected[50]
+    assert files_of(db, "pd") == [("DATA", 100), ("DATA", 100), ("POSITION_DELETES", 2)]
+    snaps = db.execute("SELECT operation FROM lake_iceberg.snapshots(%s) ORDER BY sequence_number",
+                       (metadata_location(db, "pd"),)).fetchall()
+    assert snaps[-1] == ("delete",)
+    check("after a DELETE of two rows")
+
+    # An UPDATE deletes the old row by position and writes the new one.
+    db.execute("UPDATE pd SET v = 'changed' WHERE id IN (10, 150)")
+    expected[10] = expected[150] = "changed"
+    assert files_of(db, "pd") == [("DATA", 2), ("DATA", 100), ("DATA", 100), ("POSITION_DELETES", 1),
+                                  ("POSITION_DELETES", 1), ("POSITION_DELETES", 2)]
+    check("after an UPDATE")
+    assert db.execute("SELECT lake_iceberg.table_size('pd')").fetchone()[0] == db.execute(
+        "SELECT sum(file_size_in_bytes) FROM lake_iceberg.files(%s)", (metadata_location(db, "pd"),)).fetchone()[0]
+
+    # Own deletes inside a transaction; a rolled-back savepoint takes its deletes back.
+    db.execute("BEGIN")
+    db.execute("DELETE FROM pd WHERE id = 120")
+    db.execute("SAVEPOINT s")
+    db.execute("DELETE FROM pd WHERE id = 121")
+    assert db.execute("SELECT count(*) FROM pd WHERE id BETWEEN 120 AND 121").fetchone() == (0,)
+    db.execute("ROLLBACK TO SAVEPOINT s")
+    assert db.execute("SELECT id FROM pd WHERE id BETWEEN 120 AND 121").fetchall() == [(121,)]
+    assert other.execute("SELECT count(*) FROM pd WHERE id = 120").fetchone() == (1,)
+    db.execute("COMMIT")
+    del expected[120]
+    check("after a transaction with a savepoint")
+
+    # Past a fifth of a file deleted, the file is rewritten without the deleted rows and
+    # its delete files go with it.
+    before = metadata_location(db, "pd")
+    db.execute("DELETE FROM pd WHERE id BETWEEN 20 AND 40")
+    for i in range(20, 41):
+        expected.pop(i, None)
+    # File one: 100 rows less 3, 10, 50 and 20..40 (24); file two keeps its two one-row
+    # delete files (150 by the UPDATE, 120 by the transaction).
+    assert files_of(db, "pd") == [("DATA", 2), ("DATA", 76), ("DATA", 100), ("POSITION_DELETES", 1),
+                                  ("POSITION_DELETES", 1)]
+    check("after a rewrite")
+    # The earlier snapshot still reads as it was, deletes applied.
+    snapshot_id = db.execute("SELECT snapshot_id FROM lake_iceberg.snapshots(%s) ORDER BY sequence_number DESC "
+                             "LIMIT 1", (before,)).fetchone()[0]
+    db.execute(f"SET pg_lake_iceberg.as_of = '{snapshot_id}'")
+    assert db.execute("SELECT count(*) FROM pd WHERE id BETWEEN 20 AND 40").fetchone() == (21,)
+    assert db.execute("SELECT count(*) FROM pd WHERE id <= 100").fetchone() == (98,)  # 3, 50 gone
+    assert db.execute("SELECT v FROM pd WHERE id = 10").fetchall() == [("changed",)]
+    db.execute("RESET pg_lake_iceberg.as_of")
+
+    # Rows inserted and deleted in one transaction: the small-file merge at commit keeps
+    # the deletes of the file it leaves alone.
+    db.execute("BEGIN")
+    db.execute("INSERT INTO pd SELECT g, 'c' || g FROM generate_series(1000, 1099) g")
+    db.execute("INSERT INTO pd VALUES (2000, 'c2000')")
+    db.execute("DELETE FROM pd WHERE id = 1005")
+    db.execute("COMMIT")
+    expected.update({i: f"c{i}" for i in range(1000, 1100) if i != 1005})
+    expected[2000] = "c2000"
+    check("after deletes of the transaction's own rows")
+
+
+def test_concurrent_updates_of_one_row_never_both_land(connect):
+    first, second = connect(), connect()
+    first.execute("CREATE TABLE cu (id int, n int) USING iceberg")
+    first.execute("INSERT INTO cu SELECT g, 0 FROM generate_series(1, 100) g")
+    first.execute("BEGIN")
+    second.execute("BEGIN")
+    first.execute("UPDATE cu SET n = n + 1 WHERE id = 7")
+    second.execute("UPDATE cu SET n = n + 10 WHERE id = 7")
+    first.execute("COMMIT")
+    with pytest.raises(psycopg.errors.SerializationFailure, match="deleted rows of data file"):
+        second.execute("COMMIT")
+    assert first.execute("SELECT n FROM cu WHERE id = 7").fetchall() == [(1,)], "no lost update, no twin row"
+    # A rewrite racing a position delete of the same file conflicts too.
+    first.execute("BEGIN")
+    second.execute("BEGIN")
+    first.execute("DELETE FROM cu WHERE id = 8")
+    second.execute("DELETE FROM cu WHERE id > 50")
+    first.execute("COMMIT")
+    with pytest.raises(psycopg.errors.SerializationFailure):
+        second.execute("COMMIT")
+    assert first.execute("SELECT count(*) FROM cu").fetchone() == (99,)
+
+
+def test_rewritten_files_keep_values_of_renamed_columns(db):
+    db.execute("CREATE TABLE rn (id int, v text) USING iceberg")
+    db.execute("INSERT INTO rn SELECT g, 'v' || g FROM generate_series(1, 10) g")
+    db.execute("ALTER TABLE rn RENAME COLUMN v TO w")
+    db.execute("DELETE FROM rn WHERE id <= 5")  # half the file: rewritten
+    assert files_of(db, "rn") == [("DATA", 5)]
+    assert db.execute("SELECT id, w FROM rn ORDER BY id").fetchall() == [(i, f"v{i}") for i in range(6, 11)]
+
+
 def test_conflicting_deletes_fail_with_a_serialization_error(connect):
     first, second = connect(), connect()
     first.execute("CREATE TABLE c (id int) USING iceberg")
