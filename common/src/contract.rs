@@ -360,6 +360,10 @@ pub mod protocol {
     /// pgduck_server's table function writing one whole file from base64 text (Iceberg
     /// metadata files, manifests and manifest lists the extension produces).
     pub const WRITE_FILE: &str = "pg_lake_write_file";
+    /// pgduck_server's scalar function giving the nesting depth of a JSON text, counted
+    /// without recursion: the extension checks a sample before DuckDB's type detection
+    /// (which recurses once per level) reads it.
+    pub const JSON_DEPTH: &str = "pg_lake_json_depth";
 }
 
 #[cfg(test)]

@@ -152,6 +152,13 @@ impl Engine {
                 QueryError::from(e).message
             ))
         })?;
+        crate::json_depth::register(&root).map_err(|e| {
+            ServerError::Startup(format!(
+                "registering {}: {}",
+                crate::json_depth::FUNCTION,
+                QueryError::from(e).message
+            ))
+        })?;
         crate::etags::register(&root, lister).map_err(|e| {
             ServerError::Startup(format!(
                 "registering {}: {}",

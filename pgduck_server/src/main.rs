@@ -13,6 +13,7 @@ mod etags;
 mod file_cache;
 mod gcp;
 mod handler;
+mod json_depth;
 mod params;
 mod query;
 mod server;
