@@ -29,8 +29,9 @@ pub(crate) fn describe(files: &LakeFiles) -> Result<Vec<(String, String)>> {
     if files.format == Format::Iceberg {
         check_iceberg_files(files)?;
     }
-    let rows = Connection::acquire()?
-        .query(&format!("DESCRIBE SELECT * FROM {}", files.read_sql(None)))?;
+    let mut conn = Connection::acquire()?;
+    check_json_depth(files, &mut conn)?;
+    let rows = conn.query(&format!("DESCRIBE SELECT * FROM {}", files.read_sql(None)))?;
     Ok(rows
         .into_iter()
         .map(|r| {
@@ -40,6 +41,33 @@ pub(crate) fn describe(files: &LakeFiles) -> Result<Vec<(String, String)>> {
             )
         })
         .collect())
+}
+
+/// Refuses JSON `files` whose sampled records nest deeper than DuckDB's type detection
+/// can follow (see [`LakeFiles::json_depth_sql`]); run before every read that detects.
+pub(crate) fn check_json_depth(files: &LakeFiles, conn: &mut Connection) -> Result<()> {
+    let Some(list) = files.json_sample_files_sql() else {
+        return Ok(());
+    };
+    let sampled: Vec<String> = conn.query(&list)?.into_iter().filter_map(|r| r.into_iter().next().flatten()).collect();
+    if sampled.is_empty() {
+        // DuckDB's own "no files found" follows.
+        return Ok(());
+    }
+    let depth = conn
+        .query(&files.json_depth_sql(&sampled))?
+        .first()
+        .and_then(|r| r.first().cloned().flatten())
+        .and_then(|d| d.parse::<usize>().ok())
+        .unwrap_or(0);
+    if depth > crate::files::JSON_DETECT_MAX_DEPTH {
+        return Err(Error::TooDeep {
+            what: format!("JSON in \"{}\"", files.url),
+            depth,
+            max: crate::files::JSON_DETECT_MAX_DEPTH,
+        });
+    }
+    Ok(())
 }
 
 #[unsafe(no_mangle)]

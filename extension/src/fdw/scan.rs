@@ -343,12 +343,21 @@ struct ScanState {
     inputs: Vec<ColumnInput>,
     rows: Option<RowStream>,
     row: DecodedRow,
+    /// The files of a JSON foreign table, whose depth is checked before DuckDB's type
+    /// detection reads them.
+    json: Option<crate::files::LakeFiles>,
 }
 
 impl ScanState {
     fn rows(&mut self) -> Result<&mut RowStream> {
         if self.rows.is_none() {
-            self.rows = Some(Connection::acquire()?.transmit(&self.sql)?);
+            let mut conn = Connection::acquire()?;
+            if let Some(files) = &self.json {
+                // Checked as the scan starts, not when it was planned: the files may
+                // have changed since.
+                crate::fdw::check_json_depth(files, &mut conn)?;
+            }
+            self.rows = Some(conn.transmit(&self.sql)?);
         }
         Ok(self.rows.as_mut().expect("just set"))
     }
@@ -476,12 +485,20 @@ pub unsafe extern "C-unwind" fn begin_foreign_scan(
                 }
             })
             .collect();
+        let json = if planned.iceberg.is_none() {
+            crate::fdw::table_files(relid)
+                .ok()
+                .filter(|f| f.format == crate::files::Format::Json)
+        } else {
+            None
+        };
         let state = ScanState {
             sql,
             rowid: planned.rowid,
             inputs,
             rows: None,
             row: DecodedRow::default(),
+            json,
         };
         (*node).fdw_state = PgMemoryContexts::CurrentMemoryContext
             .leak_and_drop_on_delete(state)

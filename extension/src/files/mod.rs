@@ -184,6 +184,15 @@ pub struct CsvOptions {
     pub force_quote: Option<Vec<String>>,
 }
 
+/// How many records of each file DuckDB's JSON type detection reads.
+const JSON_SAMPLE_SIZE: usize = 20_480;
+/// How many files (of a glob) DuckDB's JSON type detection reads.
+const JSON_SAMPLE_FILES: usize = 32;
+/// The deepest JSON nesting type detection may see: it recurses once per level, about
+/// 500 bytes of stack each, and DuckDB's threads have 256 MiB stacks (pgduck_server).
+/// Deeper records are refused before detection reads them (54001).
+pub const JSON_DETECT_MAX_DEPTH: usize = 10_000;
+
 /// A set of lake files and how to read or write them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LakeFiles {
@@ -361,6 +370,11 @@ impl LakeFiles {
             Format::Iceberg => return format!("iceberg_scan({})", quote_literal(&self.url)),
             Format::Json => {
                 args.push("format = 'newline_delimited'".into());
+                // Spelled out, not DuckDB's defaults: the depth check covers exactly
+                // what type detection samples (see LakeFiles::json_depth_sql).
+                args.push(format!(
+                    "sample_size = {JSON_SAMPLE_SIZE}, maximum_sample_files = {JSON_SAMPLE_FILES}"
+                ));
                 "read_json"
             }
             Format::Csv => {
@@ -406,6 +420,43 @@ impl LakeFiles {
             }
         }
         format!("{function}({})", args.join(", "))
+    }
+
+    /// For JSON files: the query listing the files DuckDB's type detection samples, the
+    /// first [`JSON_SAMPLE_FILES`] in its order (sorted, as DuckDB sorts a glob's matches).
+    pub fn json_sample_files_sql(&self) -> Option<String> {
+        (self.format == Format::Json).then(|| {
+            format!(
+                "SELECT file FROM glob({}) ORDER BY file LIMIT {JSON_SAMPLE_FILES}",
+                quote_literal(&self.url)
+            )
+        })
+    }
+
+    /// The deepest nesting among the records DuckDB's type detection samples from `files`
+    /// (the first [`JSON_SAMPLE_SIZE`] of each), counted by pgduck_server's
+    /// `pg_lake_json_depth` without recursion: detection recurses once per level and
+    /// would overflow the stack on a deep enough file, where reading records whole
+    /// (`read_json_objects`) does not.
+    pub fn json_depth_sql(&self, files: &[String]) -> String {
+        let compression = self
+            .compression
+            .map(|c| format!(", compression = {}", quote_literal(c.duckdb_name())))
+            .unwrap_or_default();
+        let samples: Vec<String> = files
+            .iter()
+            .map(|f| {
+                format!(
+                    "(SELECT json FROM read_json_objects({}, format = 'newline_delimited'{compression}) LIMIT {JSON_SAMPLE_SIZE})",
+                    quote_literal(f)
+                )
+            })
+            .collect();
+        format!(
+            "SELECT coalesce(max({}(json)), 0) FROM ({}) AS sample",
+            pg_lake_common::contract::protocol::JSON_DEPTH,
+            samples.join(" UNION ALL ")
+        )
     }
 
     /// The options of DuckDB's `COPY ... TO` for these files.

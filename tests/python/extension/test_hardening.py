@@ -180,6 +180,41 @@ def test_deeply_nested_file_fails_cleanly(db, connect, localdir, depth):
     assert db.execute("SELECT count(*) FROM lake_file.list(%s)", (str(path),)).fetchone() == (1,)
 
 
+@pytest.mark.parametrize("shape", ["objects", "arrays"])
+def test_json_too_deep_for_type_detection_is_refused_before_duckdb_reads_it(db, connect, localdir, shape):
+    """6 MB of objects (1,000,000 levels) or 8 MB of arrays (4,000,000) overflowed even
+    256 MiB stacks inside DuckDB's type detection; every path that detects checks a
+    file's depth first (54001), and nothing goes down."""
+    path = localdir / f"deep_{shape}.json"
+    if shape == "objects":
+        path.write_text(deep_json(1_000_000))
+    else:
+        path.write_text('{"a":' + "[" * 4_000_000 + "1" + "]" * 4_000_000 + "}\n")
+    path.chmod(0o644)
+    started = db.execute("SELECT pg_postmaster_start_time()").fetchone()[0]
+    bystander = connect()
+    db.execute("CREATE TABLE heap (a jsonb)")
+    db.execute(f"CREATE FOREIGN TABLE declared (a jsonb) SERVER pg_lake OPTIONS (path '{path}')")
+    statements = [
+        f"CREATE FOREIGN TABLE deep () SERVER pg_lake OPTIONS (path '{path}')",
+        "SELECT count(*) FROM declared",
+        f"SELECT * FROM lake_file.preview('{path}')",
+        f"COPY heap FROM '{path}'",
+    ]
+    for sql in statements:
+        with pytest.raises(psycopg.errors.ProgramLimitExceeded) as e:
+            db.execute(sql)
+        assert f'JSON in "{path}" is nested' in str(e.value) and "at most 10000" in str(e.value), sql
+    assert db.execute("SELECT 1").fetchone() == (1,)
+    assert bystander.execute("SELECT pg_postmaster_start_time()").fetchone()[0] == started
+    # A shallow file beside it still reads, through the same engine.
+    ok = localdir / "shallow.json"
+    ok.write_text('{"a": {"b": [1, 2]}}\n')
+    ok.chmod(0o644)
+    db.execute(f"CREATE FOREIGN TABLE fine () SERVER pg_lake OPTIONS (path '{ok}')")
+    assert db.execute("SELECT (a).b FROM fine").fetchone() == ([1, 2],)
+
+
 def test_copy_to_works_under_a_pod_memory_limit(db, duck, s3url, localdir):
     """The operator gives pgduck_server a memory limit; COPY TO must work within one."""
     before = duck.execute("SELECT current_setting('memory_limit')").fetchone()[0]
