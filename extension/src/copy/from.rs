@@ -1,6 +1,8 @@
 //! COPY FROM a lake URL: DuckDB reads the file and streams it back as COPY text, which
 //! Postgres' own COPY FROM machinery loads, so constraints, triggers and errors behave as
-//! for any COPY, and a bad row aborts the whole statement with nothing loaded.
+//! for any COPY, and a bad row aborts the whole statement with nothing loaded. A Parquet
+//! file into an Iceberg table whose columns it matches exactly never leaves DuckDB
+//! ([`iceberg_copy`]).
 
 use std::cell::RefCell;
 
@@ -96,6 +98,12 @@ pub(super) unsafe fn copy_from(
         }
         let table = string(pg_sys::get_rel_name(relid)).unwrap_or_default();
         let targets = target_columns(rel, (*stmt).attlist);
+        if (*stmt).whereClause.is_null() && !files.freeze {
+            if let Some(loaded) = iceberg_copy(relid, files, &targets).or_report() {
+                pg_sys::table_close(rel, pg_sys::NoLock as i32);
+                return loaded;
+            }
+        }
         let json = json_columns(rel, &targets);
         let sql = source_query(files, &table, &targets, &json).or_report();
         let rows = Connection::acquire()
@@ -160,6 +168,70 @@ pub(super) unsafe fn copy_from(
         pg_sys::table_close(rel, pg_sys::NoLock as i32);
         loaded
     }
+}
+
+/// COPY of a Parquet file into an Iceberg table, run inside DuckDB: the file's values go
+/// straight into the table's data file, as `INSERT ... SELECT` pushed down does
+/// ([`crate::iceberg_table::insert::insert_query`], which checks them as the row path
+/// does). Only where the row path would give the same: each file column of exactly its
+/// target column's type (no conversion by a Postgres input function to mimic), every
+/// other column without a default, and a table with no triggers, CHECK constraints or
+/// generated columns. `None`: load the rows through Postgres.
+///
+/// # Safety
+/// `relid` is open and locked by the COPY.
+unsafe fn iceberg_copy(relid: pg_sys::Oid, files: &LakeFiles, targets: &[String]) -> Result<Option<u64>> {
+    // SAFETY: guaranteed by the caller.
+    if files.format != Format::Parquet
+        || !crate::iceberg_table::is_iceberg_table(relid)
+        || !unsafe { crate::iceberg_table::insert::plain_table(relid) }
+    {
+        return Ok(None);
+    }
+    let described = crate::fdw::describe(files)?;
+    if described.len() != targets.len() {
+        return Ok(None); // the row path says what does not match
+    }
+    let attributes = crate::pg::util::live_attributes(relid);
+    let mut columns = Vec::new();
+    let mut sources = Vec::new();
+    for a in &attributes {
+        let name = pgrx::name_data_to_str(&a.attname);
+        let Some(at) = targets.iter().position(|t| t == name) else {
+            if a.atthasdef {
+                return Ok(None);
+            }
+            sources.push(None);
+            continue;
+        };
+        let file = if files.match_by_name {
+            described.iter().find(|(n, _)| n == name)
+        } else {
+            described.get(at)
+        };
+        let Some((file_column, file_type)) = file else {
+            return Ok(None);
+        };
+        let Some(value_type) = crate::plan::ship::value_type(a.atttypid, a.atttypmod) else {
+            return Ok(None);
+        };
+        let file_type = match file_type.as_str() {
+            "TIMESTAMP WITH TIME ZONE" => "TIMESTAMPTZ",
+            t => t,
+        };
+        if file_type != value_type {
+            return Ok(None);
+        }
+        let alias = format!("c{}", columns.len() + 1);
+        columns.push(format!("{} AS {alias}", quote_ident(file_column)));
+        sources.push(Some(alias));
+    }
+    if columns.is_empty() {
+        return Ok(None);
+    }
+    let sql = format!("SELECT {} FROM {}", columns.join(", "), files.read_sql(None));
+    pgrx::debug1!("COPY FROM {} runs inside DuckDB", files.url);
+    crate::iceberg_table::insert::insert_query(relid, &sql, &sources).map(Some)
 }
 
 /// The columns COPY FROM fills: the statement's column list or every live column.

@@ -12,7 +12,7 @@
 //! readers accept, `infinity`, NaN in a bounded numeric) are errors naming the column.
 
 use bytes::Bytes;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use iceberg::spec::{Datum, NestedField, PrimitiveType, Type};
 use pg_lake_iceberg::snapshot::{
@@ -136,6 +136,8 @@ struct Column {
     target: String,
     /// Its type in the staging table.
     staged_type: &'static str,
+    /// NOT NULL (checked by ExecConstraints on the row path, here on DuckDB's rows).
+    not_null: bool,
 }
 
 /// One INSERT's (or COPY FROM's) rows on their way to a data file.
@@ -339,6 +341,7 @@ impl InsertState {
                     duckdb,
                     target,
                     staged_type,
+                    not_null: att.attnotnull,
                 });
             }
             let row_context = pg_sys::AllocSetContextCreateInternal(
@@ -536,6 +539,134 @@ impl InsertState {
             }
         }
         Ok(())
+    }
+
+    /// INSERT ... SELECT computed whole by DuckDB (see `crate::plan::pushdown::insert`):
+    /// `sql`'s rows are staged in DuckDB, checked as the row path checks each row (NOT
+    /// NULL, the dates and timestamps Iceberg holds, no NUL in text), and written as one
+    /// data file of the transaction, without passing through Postgres. `sources[i]`
+    /// names the column of `sql` holding live column `i` of the table, already of the
+    /// column's type (`None`: the INSERT leaves it NULL). Answers the number of rows.
+    pub(crate) fn insert_query(&mut self, sql: &str, sources: &[Option<String>]) -> Result<u64> {
+        if sources.len() != self.columns.len() {
+            return Err(Error::Internal(format!(
+                "an INSERT of {} columns into a table of {}",
+                sources.len(),
+                self.columns.len()
+            )));
+        }
+        xact::delete_orphans();
+        let mut conn = Connection::acquire()?;
+        let mut staged: Vec<String> = self
+            .columns
+            .iter()
+            .zip(sources)
+            .enumerate()
+            .map(|(i, (c, source))| {
+                let value = source.as_deref().map(quote_ident).unwrap_or_else(|| "NULL".into());
+                format!("CAST({value} AS {}) AS c{}", c.target, i + 1)
+            })
+            .collect();
+        if staged.is_empty() {
+            staged.push("1 AS c0".into());
+        }
+        let staging = self.staging.clone();
+        conn.execute(&format!(
+            "CREATE TEMP TABLE {staging} AS SELECT {} FROM ({sql}) AS q",
+            staged.join(", ")
+        ))?;
+        let result = self.write_staged_query(&mut conn);
+        conn.execute(&format!("DROP TABLE IF EXISTS {staging}"))?;
+        result
+    }
+
+    fn write_staged_query(&mut self, conn: &mut Connection) -> Result<u64> {
+        enum Check {
+            NotNull,
+            Range(&'static str),
+            Nul,
+        }
+        let mut sql = vec!["CAST(count(*) AS VARCHAR)".to_string()];
+        let mut checks = Vec::new();
+        for (i, c) in self.columns.iter().enumerate() {
+            let col = format!("c{}", i + 1);
+            if c.not_null {
+                sql.push(format!("CASE WHEN bool_or({col} IS NULL) THEN 'null' END"));
+                checks.push((i, Check::NotNull));
+            }
+            // The first bad value, as text, or NULL.
+            let bad = |cond: String| format!("min(CASE WHEN {cond} THEN CAST({col} AS VARCHAR) END)");
+            match c.kind {
+                Kind::Date => {
+                    sql.push(bad(format!(
+                        "CASE WHEN NOT isfinite({col}) THEN true \
+                         ELSE date_diff('day', DATE '2000-01-01', {col}) NOT BETWEEN {MIN_DATE} AND {MAX_DATE} END"
+                    )));
+                    checks.push((i, Check::Range("Iceberg dates range from -4712-01-01 to 9999-12-31")));
+                }
+                Kind::Timestamp | Kind::TimestampTz => {
+                    sql.push(bad(format!(
+                        "CASE WHEN NOT isfinite({col}) THEN true \
+                         ELSE epoch_us({col}) NOT BETWEEN {} AND {} END",
+                        MIN_TIMESTAMP + POSTGRES_EPOCH_US,
+                        MAX_TIMESTAMP + POSTGRES_EPOCH_US
+                    )));
+                    checks.push((
+                        i,
+                        Check::Range("Iceberg timestamps range from 0001-01-01 to 9999-12-31 23:59:59.999999"),
+                    ));
+                }
+                _ if c.target == "VARCHAR" => {
+                    sql.push(format!("CASE WHEN bool_or(strpos({col}, chr(0)) > 0) THEN 'nul' END"));
+                    checks.push((i, Check::Nul));
+                }
+                _ => {}
+            }
+        }
+        let row = conn
+            .query(&format!("SELECT {} FROM {}", sql.join(", "), self.staging))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Protocol("checking the rows to insert returned nothing".into()))?;
+        for (at, (i, check)) in checks.iter().enumerate() {
+            let Some(value) = row.get(at + 1).cloned().flatten() else {
+                continue;
+            };
+            let column = self.columns[*i].name.clone();
+            return Err(match check {
+                Check::NotNull => Error::Engine {
+                    sqlstate: "23502".into(),
+                    message: format!(
+                        "null value in column \"{column}\" of relation \"{}\" violates not-null constraint",
+                        // SAFETY: a syscache lookup on the backend thread.
+                        unsafe { string(pg_sys::get_rel_name(self.relid)) }.unwrap_or_default()
+                    ),
+                    detail: None,
+                    hint: None,
+                },
+                Check::Range(why) => Error::IcebergOutOfRange {
+                    column,
+                    value,
+                    why: why.to_string(),
+                },
+                Check::Nul => Error::NulInText { column },
+            });
+        }
+        let rows: u64 = row[0].as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
+        if rows == 0 {
+            return Ok(0);
+        }
+        let exprs: Vec<String> = (1..=self.columns.len()).map(|i| format!("c{i}")).collect();
+        let staging = self.staging.clone();
+        let file = self.write_file(conn, &staging, &exprs)?;
+        if file.record_count != rows {
+            return Err(Error::Internal(format!(
+                "DuckDB wrote {} rows of the {rows} to insert",
+                file.record_count
+            )));
+        }
+        xact::add_file(self.relid, file);
+        Ok(rows)
     }
 
     /// Ends the statement: the staged rows become one data file of the transaction, and
@@ -881,6 +1012,38 @@ fn written(url: &str, rows: Vec<Vec<Option<String>>>) -> Result<(u64, u64)> {
             .ok_or_else(|| Error::Protocol(format!("COPY TO {url} returned no {what}")))
     };
     Ok((number(1, "row count")?, number(2, "file size")?))
+}
+
+/// [`InsertState::insert_query`] into Iceberg table `relid`.
+pub fn insert_query(relid: pg_sys::Oid, sql: &str, sources: &[Option<String>]) -> Result<u64> {
+    // SAFETY: the executor holds the table's lock (the plan's range table names it);
+    // the relation is closed again here.
+    unsafe {
+        let rel = pg_sys::relation_open(relid, pg_sys::NoLock as pg_sys::LOCKMODE);
+        let result = InsertState::new(rel).and_then(|mut state| state.insert_query(sql, sources));
+        pg_sys::relation_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+        result
+    }
+}
+
+/// Whether writing `relid`'s rows straight from DuckDB ([`insert_query`]) skips nothing
+/// Postgres' executor would do: no triggers, CHECK constraints or generated columns.
+///
+/// # Safety
+/// `relid` is locked by the statement being planned.
+pub unsafe fn plain_table(relid: pg_sys::Oid) -> bool {
+    // SAFETY: guaranteed by the caller; the relation is closed again here.
+    unsafe {
+        let rel = pg_sys::RelationIdGetRelation(relid);
+        if rel.is_null() {
+            return false;
+        }
+        let constr = (*(*rel).rd_att).constr;
+        let plain = !(*(*rel).rd_rel).relhastriggers
+            && (constr.is_null() || ((*constr).num_check == 0 && !(*constr).has_generated_stored));
+        pg_sys::RelationClose(rel);
+        plain
+    }
 }
 
 /// Writes are made on the current snapshot only.

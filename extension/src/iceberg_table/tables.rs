@@ -257,7 +257,6 @@ impl VisibleDelete {
 /// snapshot's (as of `pg_lake_iceberg.as_of`), less what this transaction removed, plus
 /// what it added.
 pub struct Visible {
-    pub ident: TableIdent,
     pub snapshot: Rc<Snapshot>,
     pub data: Vec<VisibleData>,
     pub deletes: Vec<VisibleDelete>,
@@ -331,7 +330,6 @@ pub fn visible(relid: pg_sys::Oid) -> Result<Visible> {
         });
     }
     Ok(Visible {
-        ident,
         snapshot,
         data,
         deletes,

@@ -162,7 +162,7 @@ unsafe extern "C-unwind" fn begin(node: *mut pg_sys::CustomScanState, estate: *m
 ///
 /// # Safety
 /// `private` is the plan's list; `params` the executor's parameters (or NULL).
-unsafe fn fill_markers(
+pub(super) unsafe fn fill_markers(
     private: *mut pg_sys::List,
     params: pg_sys::ParamListInfo,
 ) -> Result<(String, bool, Option<(usize, usize)>)> {
@@ -306,7 +306,7 @@ unsafe extern "C-unwind" fn next_row(node: *mut pg_sys::ScanState) -> *mut pg_sy
 }
 
 /// Raises a DuckDB error as the error Postgres would have raised for the same query.
-fn report(e: Error) -> ! {
+pub(super) fn report(e: Error) -> ! {
     let postgres = |code: &str, text: &str| Error::Engine {
         sqlstate: code.to_string(),
         message: text.to_string(),

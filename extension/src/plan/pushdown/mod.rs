@@ -17,6 +17,7 @@
 //! what blocked the pushdown (`Not Vectorized Constructs`).
 
 mod exec;
+mod insert;
 pub mod sql;
 
 use std::cell::RefCell;
@@ -56,6 +57,7 @@ pub fn is_lake_table(relid: pg_sys::Oid) -> bool {
 
 pub fn register() {
     exec::register();
+    insert::register();
 }
 
 /// The plan of `parse` as one DuckDB query, or `None` to plan it as usual.
@@ -69,6 +71,9 @@ pub unsafe fn plan(parse: *mut pg_sys::Query, cursor_options: i32) -> Option<*mu
     }
     // SAFETY: guaranteed by the caller.
     unsafe {
+        if (*parse).commandType == pg_sys::CmdType::CMD_INSERT && (*parse).utilityStmt.is_null() {
+            return insert::plan(parse);
+        }
         if (*parse).commandType != pg_sys::CmdType::CMD_SELECT || !(*parse).utilityStmt.is_null() {
             return None;
         }
@@ -347,36 +352,8 @@ impl Top {
 unsafe fn build_plan(parse: *mut pg_sys::Query, d: &Deparser, top: Top, sql: String) -> *mut pg_sys::PlannedStmt {
     // SAFETY: nodes are allocated in the planner's memory context.
     unsafe {
-        let mut rtable: *mut pg_sys::List = std::ptr::null_mut();
-        let mut relation_oids: *mut pg_sys::List = std::ptr::null_mut();
-        #[cfg(not(feature = "pg15"))]
-        let mut perm_infos: *mut pg_sys::List = std::ptr::null_mut();
-        for q in &d.range_tables {
-            for rte in list_ptrs::<pg_sys::RangeTblEntry>((**q).rtable) {
-                let is_relation = (*rte).rtekind == pg_sys::RTEKind::RTE_RELATION;
-                #[cfg(not(feature = "pg15"))]
-                let is_view = (*rte).rtekind == pg_sys::RTEKind::RTE_SUBQUERY
-                    && (*rte).relid != pg_sys::InvalidOid;
-                #[cfg(feature = "pg15")]
-                let is_view = false;
-                if !is_relation && !is_view {
-                    continue;
-                }
-                let copy = pg_sys::palloc(std::mem::size_of::<pg_sys::RangeTblEntry>()) as *mut pg_sys::RangeTblEntry;
-                std::ptr::copy_nonoverlapping(rte, copy, 1);
-                if is_view {
-                    (*copy).subquery = std::ptr::null_mut();
-                }
-                #[cfg(not(feature = "pg15"))]
-                if (*rte).perminfoindex > 0 {
-                    let info = pg_sys::list_nth((**q).rteperminfos, (*rte).perminfoindex as i32 - 1);
-                    perm_infos = pg_sys::lappend(perm_infos, info);
-                    (*copy).perminfoindex = (*perm_infos).length as pg_sys::Index;
-                }
-                rtable = pg_sys::lappend(rtable, copy.cast());
-                relation_oids = pg_sys::list_append_unique_oid(relation_oids, (*rte).relid);
-            }
-        }
+        let tables = PlanTables::of(d);
+        let mut rtable = tables.rtable;
         // One more entry names the scan's columns (for EXPLAIN's Output lines).
         let mut colnames: *mut pg_sys::List = std::ptr::null_mut();
         for c in &top.columns {
@@ -402,33 +379,116 @@ unsafe fn build_plan(parse: *mut pg_sys::Query, d: &Deparser, top: Top, sql: Str
             tlist = pg_sys::lappend(tlist, tle.cast());
         }
 
+        let scan = custom_scan(exec::scan_methods(), exec::private_from_sql(&sql));
+        (*scan).scan.plan.targetlist = tlist;
+        (*scan).custom_scan_tlist = scan_tlist;
+        (*scan).custom_relids = pg_sys::bms_make_singleton(result_index);
+        statement(parse, pg_sys::CmdType::CMD_SELECT, scan, tables, rtable)
+    }
+}
+
+/// A Custom Scan node of `methods` with `private`, reading no relation.
+///
+/// # Safety
+/// Allocates in the planner's memory context.
+unsafe fn custom_scan(methods: *const pg_sys::CustomScanMethods, private: *mut pg_sys::List) -> *mut pg_sys::CustomScan {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
         let scan = pg_sys::palloc0(std::mem::size_of::<pg_sys::CustomScan>()) as *mut pg_sys::CustomScan;
         (*scan).scan.plan.type_ = pg_sys::NodeTag::T_CustomScan;
         (*scan).scan.plan.startup_cost = 10.0;
         (*scan).scan.plan.total_cost = 100.0;
         (*scan).scan.plan.plan_rows = 1000.0;
         (*scan).scan.plan.plan_width = 32;
-        (*scan).scan.plan.targetlist = tlist;
         (*scan).scan.scanrelid = 0;
-        (*scan).custom_scan_tlist = scan_tlist;
-        (*scan).custom_relids = pg_sys::bms_make_singleton(result_index);
-        (*scan).custom_private = exec::private_from_sql(&sql);
-        (*scan).methods = exec::scan_methods();
+        (*scan).custom_private = private;
+        (*scan).methods = methods;
+        scan
+    }
+}
 
+/// A PlannedStmt of `command` running `scan` over `rtable` (`tables`' and more).
+///
+/// # Safety
+/// `parse` is the top-level Query the plan is for.
+unsafe fn statement(
+    parse: *mut pg_sys::Query,
+    command: pg_sys::CmdType::Type,
+    scan: *mut pg_sys::CustomScan,
+    tables: PlanTables,
+    rtable: *mut pg_sys::List,
+) -> *mut pg_sys::PlannedStmt {
+    // SAFETY: nodes are allocated in the planner's memory context.
+    unsafe {
         let stmt = pg_sys::palloc0(std::mem::size_of::<pg_sys::PlannedStmt>()) as *mut pg_sys::PlannedStmt;
         (*stmt).type_ = pg_sys::NodeTag::T_PlannedStmt;
-        (*stmt).commandType = pg_sys::CmdType::CMD_SELECT;
+        (*stmt).commandType = command;
         (*stmt).queryId = (*parse).queryId;
         (*stmt).canSetTag = (*parse).canSetTag;
         (*stmt).planTree = scan.cast();
         (*stmt).rtable = rtable;
         #[cfg(not(feature = "pg15"))]
         {
-            (*stmt).permInfos = perm_infos;
+            (*stmt).permInfos = tables.perm_infos;
         }
-        (*stmt).relationOids = relation_oids;
+        (*stmt).relationOids = tables.relation_oids;
         (*stmt).stmt_location = (*parse).stmt_location;
         (*stmt).stmt_len = (*parse).stmt_len;
         stmt
+    }
+}
+
+/// The range table of a pushed-down plan: every relation of every query level (copied),
+/// for the executor's permission checks and locks, and the relations the plan depends on.
+struct PlanTables {
+    rtable: *mut pg_sys::List,
+    relation_oids: *mut pg_sys::List,
+    #[cfg(not(feature = "pg15"))]
+    perm_infos: *mut pg_sys::List,
+}
+
+impl PlanTables {
+    /// # Safety
+    /// `d` has deparsed a query; nodes are allocated in the planner's memory context.
+    unsafe fn of(d: &Deparser) -> PlanTables {
+        // SAFETY: guaranteed by the caller.
+        unsafe {
+            let mut rtable: *mut pg_sys::List = std::ptr::null_mut();
+            let mut relation_oids: *mut pg_sys::List = std::ptr::null_mut();
+            #[cfg(not(feature = "pg15"))]
+            let mut perm_infos: *mut pg_sys::List = std::ptr::null_mut();
+            for q in &d.range_tables {
+                for rte in list_ptrs::<pg_sys::RangeTblEntry>((**q).rtable) {
+                    let is_relation = (*rte).rtekind == pg_sys::RTEKind::RTE_RELATION;
+                    #[cfg(not(feature = "pg15"))]
+                    let is_view = (*rte).rtekind == pg_sys::RTEKind::RTE_SUBQUERY
+                        && (*rte).relid != pg_sys::InvalidOid;
+                    #[cfg(feature = "pg15")]
+                    let is_view = false;
+                    if !is_relation && !is_view {
+                        continue;
+                    }
+                    let copy = pg_sys::palloc(std::mem::size_of::<pg_sys::RangeTblEntry>()) as *mut pg_sys::RangeTblEntry;
+                    std::ptr::copy_nonoverlapping(rte, copy, 1);
+                    if is_view {
+                        (*copy).subquery = std::ptr::null_mut();
+                    }
+                    #[cfg(not(feature = "pg15"))]
+                    if (*rte).perminfoindex > 0 {
+                        let info = pg_sys::list_nth((**q).rteperminfos, (*rte).perminfoindex as i32 - 1);
+                        perm_infos = pg_sys::lappend(perm_infos, info);
+                        (*copy).perminfoindex = (*perm_infos).length as pg_sys::Index;
+                    }
+                    rtable = pg_sys::lappend(rtable, copy.cast());
+                    relation_oids = pg_sys::list_append_unique_oid(relation_oids, (*rte).relid);
+                }
+            }
+            PlanTables {
+                rtable,
+                relation_oids,
+                #[cfg(not(feature = "pg15"))]
+                perm_infos,
+            }
+        }
     }
 }
