@@ -27,6 +27,8 @@ use iceberg::{TableRequirement, TableUpdate};
 use crate::error::{Error, ErrorKind, Result};
 use crate::metadata_file::metadata_folder;
 
+pub mod expire;
+
 /// Reads the bytes of a manifest list or manifest at a location.
 pub type Reader<'a> = dyn FnMut(&str) -> Result<Vec<u8>> + 'a;
 
