@@ -43,6 +43,10 @@ pub static ENABLE_DELETE_FILE: GucSetting<bool> = GucSetting::<bool>::new(false)
 
 /// Seconds to wait for pgduck_server to accept a connection.
 pub static ENGINE_CONNECT_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(10);
+/// VACUUM expires Iceberg snapshots older than this many seconds (never the current one).
+pub static MAX_SNAPSHOT_AGE: GucSetting<i32> = GucSetting::<i32>::new(1800);
+/// VACUUM deletes queued files this many seconds after they left the table's snapshots.
+pub static DELETION_RETENTION: GucSetting<i32> = GucSetting::<i32>::new(10 * 24 * 3600);
 
 /// The names Postgres knows these settings by; `pg_lake_common::contract::guc` holds the
 /// same names for the processes that write them (a test pins that they agree).
@@ -115,6 +119,26 @@ pub fn register() {
         1024 * 1024,
         GucContext::Userset,
         GucFlags::UNIT_MB,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_lake_iceberg.max_snapshot_age",
+        c"VACUUM expires Iceberg snapshots older than this (the current one never).",
+        c"",
+        &MAX_SNAPSHOT_AGE,
+        0,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_lake_iceberg.deletion_retention",
+        c"VACUUM deletes files no snapshot references once they have been unreferenced this long.",
+        c"Readers of older metadata files (attached by path, time travel in other engines) keep working that long.",
+        &DELETION_RETENTION,
+        0,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
     );
     GucRegistry::define_int_guc(
         c"pg_lake_engine.connect_timeout",

@@ -115,6 +115,13 @@ unsafe extern "C-unwind" fn process_utility(
             pg_sys::NodeTag::T_RenameStmt => moved = ddl::before_rename(stmt.cast()),
             pg_sys::NodeTag::T_AlterObjectSchemaStmt => moved = ddl::before_set_schema(stmt.cast()),
             pg_sys::NodeTag::T_AlterTableStmt => altered = ddl::check_alter(stmt.cast()),
+            pg_sys::NodeTag::T_VacuumStmt => {
+                writable(&mut pstmt);
+                let top_level = context == pg_sys::ProcessUtilityContext::PROCESS_UTILITY_TOPLEVEL;
+                if crate::iceberg_table::vacuum::before((*pstmt).utilityStmt.cast(), top_level) {
+                    return;
+                }
+            }
             _ => {}
         }
         match PREV_PROCESS_UTILITY {

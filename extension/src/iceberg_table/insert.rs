@@ -1026,6 +1026,33 @@ pub fn insert_query(relid: pg_sys::Oid, sql: &str, sources: &[Option<String>]) -
     }
 }
 
+/// VACUUM's compaction: the rows of DuckDB table expression `source` (files of Iceberg
+/// table `relid`, their deletes applied, columns named as the table's) as one new data
+/// file; `None` when no row is left.
+pub fn rewrite(relid: pg_sys::Oid, source: &str) -> Result<Option<NewDataFile>> {
+    // SAFETY: VACUUM holds the table's lock; the relation is closed again here.
+    unsafe {
+        let rel = pg_sys::relation_open(relid, pg_sys::NoLock as pg_sys::LOCKMODE);
+        let result = InsertState::new(rel).and_then(|state| {
+            xact::delete_orphans();
+            let mut conn = Connection::acquire()?;
+            let exprs: Vec<String> = state
+                .columns
+                .iter()
+                .map(|c| format!("CAST({} AS {})", quote_ident(&c.name), c.target))
+                .collect();
+            let file = state.write_file(&mut conn, source, &exprs)?;
+            if file.record_count == 0 {
+                super::storage::delete(&file.path)?;
+                return Ok(None);
+            }
+            Ok(Some(file))
+        });
+        pg_sys::relation_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+        result
+    }
+}
+
 /// Whether writing `relid`'s rows straight from DuckDB ([`insert_query`]) skips nothing
 /// Postgres' executor would do: no triggers, CHECK constraints or generated columns.
 ///

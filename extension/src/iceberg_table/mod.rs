@@ -35,6 +35,7 @@ pub mod prune;
 pub mod rowid;
 pub mod storage;
 pub mod tables;
+pub mod vacuum;
 pub mod xact;
 
 use pgrx::pg_sys;

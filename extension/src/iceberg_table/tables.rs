@@ -393,6 +393,16 @@ pub fn scan_source(
         }
         files.push(&f.path);
     }
+    let mut source = files_source(&visible, &files, columns, rowid);
+    source.skipped = skipped;
+    Ok(source)
+}
+
+/// The rows of data files `files` of `visible` (all of them when `files` holds every
+/// path), with their position deletes applied.
+pub fn files_source(visible: &Visible, files: &[&str], columns: &[String], rowid: bool) -> ScanSource {
+    let skipped = 0;
+    let schema = visible.snapshot.metadata.current_schema();
     if files.is_empty() {
         let cols: Vec<String> = columns
             .iter()
@@ -406,11 +416,11 @@ pub fn scan_source(
         if rowid {
             cols.push_str(", CAST(NULL AS VARCHAR) AS \"__pg_lake_file\", CAST(NULL AS BIGINT) AS file_row_number");
         }
-        return Ok(ScanSource {
+        return ScanSource {
             sql: format!("(SELECT {cols} LIMIT 0)"),
             scanned: 0,
             skipped,
-        });
+        };
     }
     let by_id = by_field_id(schema);
     let list = |files: &[&str]| -> String {
@@ -438,11 +448,11 @@ pub fn scan_source(
         .partition(|f| visible.deletes.iter().any(|d| d.applies_to(f)));
     let scanned = files.len();
     if deleted.is_empty() {
-        return Ok(ScanSource {
+        return ScanSource {
             sql: read(&plain, rowid),
             scanned,
             skipped,
-        });
+        };
     }
     let delete_files: Vec<&str> = visible
         .deletes
@@ -467,9 +477,9 @@ pub fn scan_source(
     } else {
         format!("(SELECT * FROM {} UNION ALL {with_deletes})", read(&plain, rowid))
     };
-    Ok(ScanSource {
+    ScanSource {
         sql,
         scanned,
         skipped,
-    })
+    }
 }
