@@ -45,6 +45,9 @@ pub static ENABLE_DELETE_FILE: GucSetting<bool> = GucSetting::<bool>::new(false)
 pub static ENGINE_CONNECT_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(10);
 /// VACUUM expires Iceberg snapshots older than this many seconds (never the current one).
 pub static MAX_SNAPSHOT_AGE: GucSetting<i32> = GucSetting::<i32>::new(1800);
+/// The autovacuum launcher runs VACUUM of every Iceberg table each naptime.
+pub static AUTOVACUUM: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static AUTOVACUUM_NAPTIME: GucSetting<i32> = GucSetting::<i32>::new(600);
 /// VACUUM deletes queued files this many seconds after they left the table's snapshots.
 pub static DELETION_RETENTION: GucSetting<i32> = GucSetting::<i32>::new(10 * 24 * 3600);
 
@@ -128,6 +131,24 @@ pub fn register() {
         0,
         i32::MAX,
         GucContext::Userset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_bool_guc(
+        c"pg_lake_iceberg.autovacuum",
+        c"Runs VACUUM of every Iceberg table in the background (pg_lake in shared_preload_libraries).",
+        c"Tables with the option autovacuum_enabled 'false' are skipped.",
+        &AUTOVACUUM,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_lake_iceberg.autovacuum_naptime",
+        c"Time between two background VACUUM rounds over the databases.",
+        c"",
+        &AUTOVACUUM_NAPTIME,
+        1,
+        i32::MAX / 1000,
+        GucContext::Sighup,
         GucFlags::UNIT_S,
     );
     GucRegistry::define_int_guc(

@@ -45,6 +45,10 @@ pub extern "C-unwind" fn _PG_init() {
     unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
     guc::register();
     hooks::install();
+    // SAFETY: reads a flag the postmaster sets while loading shared_preload_libraries.
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        iceberg_table::vacuum::register_launcher();
+    }
 }
 
 extension_sql!(

@@ -146,11 +146,8 @@ fn pg_lake_iceberg_fdw_validator(options: Vec<Option<String>>, catalog: pg_sys::
         "none (options belong on foreign tables)"
     };
     for option in options.into_iter().flatten() {
-        let name = option
-            .split('=')
-            .next()
-            .unwrap_or_default()
-            .to_ascii_lowercase();
+        let (name, value) = option.split_once('=').unwrap_or((&option, ""));
+        let name = name.to_ascii_lowercase();
         if catalog == pg_sys::ForeignTableRelationId
             && matches!(
                 name.as_str(),
@@ -158,6 +155,29 @@ fn pg_lake_iceberg_fdw_validator(options: Vec<Option<String>>, catalog: pg_sys::
             )
         {
             continue;
+        }
+        if catalog == pg_sys::ForeignTableRelationId {
+            match name.as_str() {
+                "autovacuum_enabled" => {
+                    crate::iceberg_table::vacuum::parse_bool(value)
+                        .ok_or_else(|| Error::InvalidArgument(format!(
+                            "option \"autovacuum_enabled\" must be a boolean (true or false), not \"{value}\""
+                        )))
+                        .or_report();
+                    continue;
+                }
+                "max_snapshot_age" => {
+                    value
+                        .trim()
+                        .parse::<u32>()
+                        .map_err(|_| Error::InvalidArgument(format!(
+                            "option \"max_snapshot_age\" must be a whole number of seconds (0 or more), not \"{value}\""
+                        )))
+                        .or_report();
+                    continue;
+                }
+                _ => {}
+            }
         }
         if catalog == pg_sys::ForeignTableRelationId && name == "partition_by" {
             Error::FeatureNotSupported(

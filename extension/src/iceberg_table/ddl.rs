@@ -34,7 +34,12 @@ use crate::pg::util::{def_elems, list_ptrs, pstrdup, string};
 use crate::types::PgShape;
 
 /// Options an Iceberg table accepts (in CREATE TABLE ... WITH, or as FDW options).
-pub const OPTIONS: &str = "location, catalog_namespace, catalog_table_name";
+pub const OPTIONS: &str =
+    "location, catalog_namespace, catalog_table_name, autovacuum_enabled, max_snapshot_age";
+
+/// Options VACUUM reads, which CREATE and ALTER keep as they are (checked by the
+/// validator): `autovacuum_enabled` (boolean), `max_snapshot_age` (seconds).
+pub const VACUUM_OPTIONS: [&str; 2] = ["autovacuum_enabled", "max_snapshot_age"];
 
 fn is_iceberg_am(name: &str) -> bool {
     matches!(name, "iceberg" | "pg_lake_iceberg")
@@ -119,7 +124,8 @@ pub unsafe fn to_foreign_table(
         }
         let options = def_elems((*stmt).options);
         for (name, _) in &options {
-            if !name.eq_ignore_ascii_case("location") {
+            let vacuum = VACUUM_OPTIONS.iter().any(|v| name.eq_ignore_ascii_case(v));
+            if !name.eq_ignore_ascii_case("location") && !vacuum {
                 // catalog_namespace / catalog_table_name attach an existing table: that is
                 // CREATE FOREIGN TABLE ... SERVER pg_lake_iceberg (or IMPORT FOREIGN SCHEMA).
                 Error::UnknownOption {
@@ -342,6 +348,7 @@ pub fn register(relid: pg_sys::Oid, options: &[(String, String)]) -> Result<()> 
     for (option, value) in options {
         match option.to_ascii_lowercase().as_str() {
             "location" => location = Some(value.trim_end_matches('/').to_string()),
+            other if VACUUM_OPTIONS.contains(&other) => {}
             other => {
                 return Err(Error::UnknownOption {
                     option: other.to_string(),
@@ -611,7 +618,17 @@ pub unsafe fn check_alter(stmt: *mut pg_sys::AlterTableStmt) -> Vec<ColumnChange
                     changes.push(ColumnChange::Retype(relid, name()));
                     continue;
                 }
-                AT_GenericOptions => "OPTIONS",
+                // The options VACUUM reads change freely (the validator checks values);
+                // location and the catalog names are the table's identity.
+                AT_GenericOptions
+                    if list_ptrs::<pg_sys::DefElem>((*cmd).def.cast()).into_iter().all(|d| {
+                        let n = string((*d).defname).unwrap_or_default();
+                        VACUUM_OPTIONS.iter().any(|v| n.eq_ignore_ascii_case(v))
+                    }) =>
+                {
+                    continue
+                }
+                AT_GenericOptions => "OPTIONS other than autovacuum_enabled and max_snapshot_age",
                 AT_AddConstraint => "ADD CONSTRAINT",
                 _ => "this ALTER TABLE command",
             };

@@ -6,6 +6,10 @@
 //! references. `VACUUM FULL t` also rewrites every data file with deletes.
 //! `VACUUM (ICEBERG)` does every Iceberg table of the database the user owns, and
 //! deletes the queued files of dropped tables. Not inside a transaction block.
+//! The autovacuum launcher (a background worker, with `pg_lake` in
+//! `shared_preload_libraries`) runs the same on every database with the extension each
+//! `pg_lake_iceberg.autovacuum_naptime` while `pg_lake_iceberg.autovacuum` is on,
+//! skipping tables with `autovacuum_enabled 'false'`.
 //!
 //! Everything a VACUUM changes commits with its transaction: the expiry's metadata and
 //! the compaction's snapshot go through the commit path every write takes (the catalog
@@ -178,6 +182,26 @@ fn all_iceberg_tables() -> Result<Vec<pg_sys::Oid>> {
     Ok(relids.into_iter().filter(|r| super::is_iceberg_table(*r)).collect())
 }
 
+/// Postgres' spellings of a boolean.
+pub fn parse_bool(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "t" | "on" | "yes" | "y" | "1" => Some(true),
+        "false" | "f" | "off" | "no" | "n" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// The value of foreign-table option `name` of `relid`.
+fn table_option(relid: pg_sys::Oid, name: &str) -> Option<String> {
+    // SAFETY: a catalog lookup of a locked table; the options list lives in the current
+    // memory context.
+    let options = unsafe { crate::pg::util::def_elems((*pg_sys::GetForeignTable(relid)).options) };
+    options
+        .into_iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
 fn vacuum_table(relid: pg_sys::Oid, full: bool) -> Result<Done> {
     if tables::as_of()? != tables::AsOf::Current {
         return Err(Error::FeatureNotSupported(
@@ -185,8 +209,12 @@ fn vacuum_table(relid: pg_sys::Oid, full: bool) -> Result<Done> {
         ));
     }
     let ident = TableIdent::of(relid);
+    // The table's own max_snapshot_age overrides the setting.
+    let max_age = table_option(relid, "max_snapshot_age")
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .unwrap_or_else(|| i64::from(crate::guc::MAX_SNAPSHOT_AGE.get()));
     let mut done = Done {
-        expired: expire_snapshots(&ident)?,
+        expired: expire_snapshots(&ident, max_age)?,
         ..Done::default()
     };
     done.deleted = purge(&ident)?;
@@ -206,14 +234,14 @@ fn now_ms() -> i64 {
 /// Expires the table's snapshots older than `pg_lake_iceberg.max_snapshot_age`: a new
 /// metadata file without them, swapped in with this transaction; the files only they
 /// referenced join the deletion queue.
-fn expire_snapshots(ident: &TableIdent) -> Result<usize> {
+fn expire_snapshots(ident: &TableIdent, max_age_s: i64) -> Result<usize> {
     let name = ident.to_string();
     let base = catalog::metadata_location(ident, true)?.ok_or_else(|| Error::IcebergMetadata {
         table: name.clone(),
         reason: "the table is no longer registered in the Iceberg catalog".into(),
     })?;
     let current = tables::load(ident, &base)?;
-    let cutoff = now_ms() - i64::from(crate::guc::MAX_SNAPSHOT_AGE.get()) * 1000;
+    let cutoff = now_ms() - max_age_s * 1000;
     let mut read = tables::reader();
     let Some(expiry) =
         expire::expire_snapshots(&current.metadata, cutoff, &mut read).map_err(core_error(&name))?
@@ -381,4 +409,140 @@ fn compact(relid: pg_sys::Oid, full: bool) -> Result<(usize, usize)> {
         }
     }
     Ok((rewritten, written))
+}
+
+/// Registers the autovacuum launcher (from `_PG_init` while preloading).
+pub fn register_launcher() {
+    pgrx::bgworkers::BackgroundWorkerBuilder::new("pg_lake autovacuum launcher")
+        .set_type("pg_lake autovacuum launcher")
+        .set_library("pg_lake")
+        .set_function("pg_lake_autovacuum_launcher")
+        .enable_spi_access()
+        .set_start_time(pgrx::bgworkers::BgWorkerStartTime::RecoveryFinished)
+        .set_restart_time(Some(std::time::Duration::from_secs(10)))
+        .load();
+}
+
+/// The databases a worker may connect to (read from the shared catalog: the launcher
+/// holds no database, so it never blocks CREATE DATABASE from a template).
+fn databases() -> Vec<String> {
+    // SAFETY: a catalog scan inside the launcher's transaction.
+    unsafe {
+        let rel = pg_sys::table_open(pg_sys::DatabaseRelationId, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let scan = pg_sys::table_beginscan_catalog(rel, 0, std::ptr::null_mut());
+        let mut names = Vec::new();
+        loop {
+            let tuple = pg_sys::heap_getnext(scan, pg_sys::ScanDirection::ForwardScanDirection);
+            if tuple.is_null() {
+                break;
+            }
+            let form = pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_database>(tuple);
+            if (*form).datallowconn && !(*form).datistemplate {
+                names.push(pgrx::name_data_to_str(&(*form).datname).to_string());
+            }
+        }
+        pg_sys::table_endscan(scan);
+        pg_sys::table_close(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        names
+    }
+}
+
+/// Every `pg_lake_iceberg.autovacuum_naptime`, one worker per database in turn.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn pg_lake_autovacuum_launcher(_arg: pg_sys::Datum) {
+    use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    BackgroundWorker::connect_worker_to_spi(None, None);
+    loop {
+        let naptime = crate::guc::AUTOVACUUM_NAPTIME.get().max(1) as u64;
+        if !BackgroundWorker::wait_latch(Some(std::time::Duration::from_secs(naptime))) {
+            break;
+        }
+        if BackgroundWorker::sighup_received() {
+            // SAFETY: the documented way for a background worker to reload its settings.
+            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+            continue; // a new naptime applies from now
+        }
+        if !crate::guc::AUTOVACUUM.get() {
+            continue;
+        }
+        for db in BackgroundWorker::transaction(databases) {
+            // SAFETY: reads the backend's own pid.
+            let me = unsafe { pg_sys::MyProcPid };
+            let started = BackgroundWorkerBuilder::new("pg_lake autovacuum worker")
+                .set_type("pg_lake autovacuum worker")
+                .set_library("pg_lake")
+                .set_function("pg_lake_autovacuum_worker")
+                .set_extra(&db)
+                .enable_spi_access()
+                .set_notify_pid(me)
+                .load_dynamic();
+            match started {
+                // One database at a time.
+                Ok(worker) => {
+                    if worker.wait_for_shutdown().is_err() {
+                        return;
+                    }
+                }
+                Err(_) => pgrx::log!("pg_lake autovacuum: no free worker slot for database \"{db}\" (max_worker_processes)"),
+            }
+            if BackgroundWorker::sigterm_received() {
+                return;
+            }
+        }
+    }
+}
+
+/// VACUUM of every Iceberg table of one database (the launcher's extra argument) that
+/// does not say `autovacuum_enabled 'false'`, each in its own transaction. A table whose
+/// VACUUM fails (a concurrent change, an unreachable store) ends the worker with the
+/// error logged; each round starts at another table, so the others still get their turns.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn pg_lake_autovacuum_worker(_arg: pg_sys::Datum) {
+    use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    let db = BackgroundWorker::get_extra().to_string();
+    BackgroundWorker::connect_worker_to_spi(Some(&db), None);
+    let mut tables = BackgroundWorker::transaction(|| {
+        let installed = Spi::get_one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_lake')")
+            .ok()
+            .flatten()
+            .unwrap_or(false);
+        if !installed {
+            return Vec::new();
+        }
+        all_iceberg_tables()
+            .or_report()
+            .into_iter()
+            .filter(|r| table_option(*r, "autovacuum_enabled").and_then(|v| parse_bool(&v)) != Some(false))
+            .collect::<Vec<_>>()
+    });
+    if !tables.is_empty() {
+        let start = (now_ms() / 1000) as usize % tables.len();
+        tables.rotate_left(start);
+    }
+    for relid in tables {
+        if BackgroundWorker::sigterm_received() {
+            return;
+        }
+        BackgroundWorker::transaction(|| {
+            // SAFETY: a lock on a table that may have been dropped since it was listed.
+            unsafe {
+                pg_sys::LockRelationOid(relid, pg_sys::ShareUpdateExclusiveLock as pg_sys::LOCKMODE);
+                if pg_sys::get_rel_name(relid).is_null() || !super::is_iceberg_table(relid) {
+                    return;
+                }
+            }
+            let name = crate::pg::util::qualified_name(relid);
+            let done = vacuum_table(relid, false).or_report();
+            if done.rewritten + done.expired + done.deleted > 0 {
+                pgrx::log!(
+                    "pg_lake autovacuum of \"{db}\".{name}: {} data files rewritten into {}, {} snapshots expired, {} files deleted",
+                    done.rewritten, done.written, done.expired, done.deleted
+                );
+            }
+        });
+    }
 }

@@ -18,6 +18,8 @@ def postgres(workdir, pgduck):
         "shared_preload_libraries": "pg_lake",
         "pg_lake_engine.host": f"host={pgduck['dir']} port={pgduck['port']}",
         "pg_lake_iceberg.default_location_prefix": f"s3://{BUCKET}/warehouse",
+        # Tests count files and snapshots: background VACUUM runs only in the test of it.
+        "pg_lake_iceberg.autovacuum": "off",
     })
     yield {"host": pg.host, "port": pg.port, "sock": str(pg.sock)}
     pg.stop(mode="immediate", remove=False)

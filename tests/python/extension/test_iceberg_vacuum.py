@@ -132,3 +132,33 @@ def test_vacuum_rules(small_files, connect):
         db.execute("DROP ROLE vac_other")
     with pytest.raises(psycopg.errors.FeatureNotSupported):
         db.execute("VACUUM (ICEBERG) v")
+
+
+def test_autovacuum_compacts_in_the_background_and_honours_the_table_option(db, localdir):
+    import time
+    db.execute(f"CREATE TABLE auto (id int) USING iceberg WITH (location = '{localdir}/auto')")
+    db.execute(f"CREATE TABLE manual (id int) USING iceberg WITH (location = '{localdir}/manual', "
+               "autovacuum_enabled = 'false')")
+    for t in ("auto", "manual"):
+        for i in range(3):
+            db.execute(f"INSERT INTO {t} VALUES ({i})")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="autovacuum_enabled"):
+        db.execute("ALTER FOREIGN TABLE manual OPTIONS (SET autovacuum_enabled 'maybe')")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="max_snapshot_age"):
+        db.execute("ALTER FOREIGN TABLE manual OPTIONS (ADD max_snapshot_age '-1')")
+    db.execute("ALTER SYSTEM SET pg_lake_iceberg.autovacuum = on")
+    db.execute("ALTER SYSTEM SET pg_lake_iceberg.autovacuum_naptime = 1")
+    db.execute("SELECT pg_reload_conf()")
+    try:
+        deadline = time.monotonic() + 60
+        while len(files(db, "auto")) > 1 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert files(db, "auto") == [("DATA", 3)]
+        assert len(files(db, "manual")) == 3
+        assert db.execute("SELECT backend_type FROM pg_stat_activity "
+                          "WHERE backend_type = 'pg_lake autovacuum launcher'").fetchall()
+    finally:
+        db.execute("ALTER SYSTEM RESET pg_lake_iceberg.autovacuum")
+        db.execute("ALTER SYSTEM RESET pg_lake_iceberg.autovacuum_naptime")
+        db.execute("SELECT pg_reload_conf()")
+    assert db.execute("SELECT id FROM auto ORDER BY id").fetchall() == [(0,), (1,), (2,)]
