@@ -16,6 +16,7 @@ use pgrx::prelude::*;
 
 static mut PREV_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
 static mut PREV_PLANNER: pg_sys::planner_hook_type = None;
+static mut PREV_EXECUTOR_FINISH: pg_sys::ExecutorFinish_hook_type = None;
 
 pub fn install() {
     // SAFETY: _PG_init runs once per process on the backend thread, before any query.
@@ -24,9 +25,26 @@ pub fn install() {
         pg_sys::ProcessUtility_hook = Some(process_utility);
         PREV_PLANNER = pg_sys::planner_hook;
         pg_sys::planner_hook = Some(planner);
+        PREV_EXECUTOR_FINISH = pg_sys::ExecutorFinish_hook;
+        pg_sys::ExecutorFinish_hook = Some(executor_finish);
     }
     crate::plan::pushdown::register();
     crate::iceberg_table::xact::register_callbacks();
+}
+
+/// Iceberg rows are written before the statement's AFTER triggers run.
+#[pg_guard]
+unsafe extern "C-unwind" fn executor_finish(query: *mut pg_sys::QueryDesc) {
+    // SAFETY: Postgres passes the QueryDesc being finished, its executor state set up.
+    unsafe {
+        if !(*query).estate.is_null() {
+            crate::iceberg_table::insert::flush_before_after_triggers((*query).estate);
+        }
+        match PREV_EXECUTOR_FINISH {
+            Some(prev) => prev(query),
+            None => pg_sys::standard_ExecutorFinish(query),
+        }
+    }
 }
 
 #[pg_guard]

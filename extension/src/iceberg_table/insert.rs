@@ -120,6 +120,15 @@ impl Bounds {
     }
 }
 
+/// Per-column statistics of a data file by field id: value counts, null counts, lower
+/// and upper bounds.
+type ColumnStats = (
+    HashMap<i32, u64>,
+    HashMap<i32, u64>,
+    HashMap<i32, Datum>,
+    HashMap<i32, Datum>,
+);
+
 /// Bytes of the longest string kept whole as a bound.
 const MAX_TEXT_BOUND: usize = 64;
 
@@ -623,6 +632,10 @@ impl InsertState {
                 _ => {}
             }
         }
+        // The statistics of the data file in the same pass over the staged rows.
+        let exprs: Vec<String> = (1..=self.columns.len()).map(|i| format!("c{i}")).collect();
+        let stats_at = sql.len();
+        sql.extend(self.column_stats_sql(&exprs));
         let row = conn
             .query(&format!("SELECT {} FROM {}", sql.join(", "), self.staging))?
             .into_iter()
@@ -656,9 +669,9 @@ impl InsertState {
         if rows == 0 {
             return Ok(0);
         }
-        let exprs: Vec<String> = (1..=self.columns.len()).map(|i| format!("c{i}")).collect();
+        let stats = self.parse_column_stats(&row[stats_at..]);
         let staging = self.staging.clone();
-        let file = self.write_file(conn, &staging, &exprs)?;
+        let file = self.write_file_with(conn, &staging, &exprs, stats)?;
         if file.record_count != rows {
             return Err(Error::Internal(format!(
                 "DuckDB wrote {} rows of the {rows} to insert",
@@ -701,6 +714,7 @@ impl InsertState {
             )));
         }
         xact::add_file(self.relid, file);
+        self.rows = 0;
         Ok(())
     }
 
@@ -883,9 +897,20 @@ impl InsertState {
         source: &str,
         exprs: &[String],
     ) -> Result<NewDataFile> {
+        let stats = self.column_stats(conn, source, exprs)?;
+        self.write_file_with(conn, source, exprs, stats)
+    }
+
+    /// [`InsertState::write_file`] with the statistics already computed.
+    fn write_file_with(
+        &self,
+        conn: &mut Connection,
+        source: &str,
+        exprs: &[String],
+        stats: ColumnStats,
+    ) -> Result<NewDataFile> {
         let url = self.new_file_url("")?;
-        let (value_counts, null_value_counts, lower_bounds, upper_bounds) =
-            self.column_stats(conn, source, exprs)?;
+        let (value_counts, null_value_counts, lower_bounds, upper_bounds) = stats;
         let select: Vec<String> = self
             .columns
             .iter()
@@ -918,26 +943,21 @@ impl InsertState {
     /// Per-column statistics of `source`'s rows for the manifest, by field id: value
     /// counts and null counts of every top-level primitive column, lower and upper
     /// bounds of those whose type pruning compares.
-    #[allow(clippy::type_complexity)]
-    fn column_stats(
-        &self,
-        conn: &mut Connection,
-        source: &str,
-        exprs: &[String],
-    ) -> Result<(
-        HashMap<i32, u64>,
-        HashMap<i32, u64>,
-        HashMap<i32, Datum>,
-        HashMap<i32, Datum>,
-    )> {
+    fn column_stats(&self, conn: &mut Connection, source: &str, exprs: &[String]) -> Result<ColumnStats> {
+        let sql = self.column_stats_sql(exprs);
+        let row = conn
+            .query(&format!("SELECT {} FROM {source}", sql.join(", ")))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Protocol("the statistics query returned no row".into()))?;
+        Ok(self.parse_column_stats(&row))
+    }
+
+    /// The select items of the statistics of `exprs` (one per column): the row count,
+    /// then per top-level primitive column its non-NULL count, min and max.
+    fn column_stats_sql(&self, exprs: &[String]) -> Vec<String> {
         let mut sql = vec!["CAST(count(*) AS VARCHAR)".to_string()];
-        let measured: Vec<(&Column, &String)> = self
-            .columns
-            .iter()
-            .zip(exprs)
-            .filter(|(c, _)| c.primitive)
-            .collect();
-        for (c, e) in &measured {
+        for (c, e) in self.columns.iter().zip(exprs).filter(|(c, _)| c.primitive) {
             sql.push(format!("CAST(count({e}) AS VARCHAR)"));
             match c.bounds {
                 Some(b) => {
@@ -947,11 +967,12 @@ impl InsertState {
                 None => sql.extend(["NULL".to_string(), "NULL".to_string()]),
             }
         }
-        let row = conn
-            .query(&format!("SELECT {} FROM {source}", sql.join(", ")))?
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::Protocol("the statistics query returned no row".into()))?;
+        sql
+    }
+
+    /// The statistics from the values of [`InsertState::column_stats_sql`]'s items.
+    fn parse_column_stats(&self, row: &[Option<String>]) -> ColumnStats {
+        let measured: Vec<&Column> = self.columns.iter().filter(|c| c.primitive).collect();
         let total: u64 = row[0].as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
         let (mut values, mut nulls, mut lower, mut upper) = (
             HashMap::new(),
@@ -959,7 +980,7 @@ impl InsertState {
             HashMap::new(),
             HashMap::new(),
         );
-        for (i, (c, _)) in measured.iter().enumerate() {
+        for (i, c) in measured.iter().enumerate() {
             let at = 1 + i * 3;
             let non_null: u64 = row[at].as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
             values.insert(c.field_id, total);
@@ -973,7 +994,7 @@ impl InsertState {
                 }
             }
         }
-        Ok((values, nulls, lower, upper))
+        (values, nulls, lower, upper)
     }
 
     /// Records that the row `plan_slot`'s ctid names is deleted (or replaced).
@@ -1346,6 +1367,29 @@ pub unsafe extern "C-unwind" fn exec_foreign_insert(
         }
     }
     slot
+}
+
+/// Writes the rows the statement's Iceberg result relations hold so far, before its
+/// AFTER triggers run (ExecutorFinish): a trigger that reads the table sees them, as
+/// on a heap table. EndForeignModify then writes only what came later (rows of
+/// data-modifying WITH queries the executor finishes after this).
+///
+/// # Safety
+/// `estate` must be the executor state of the query being finished.
+pub unsafe fn flush_before_after_triggers(estate: *mut pg_sys::EState) {
+    // SAFETY: guaranteed by the caller; the FDW state of an Iceberg table's result relation is ours.
+    unsafe {
+        for rinfo in crate::pg::util::list_ptrs::<pg_sys::ResultRelInfo>((*estate).es_opened_result_relations) {
+            if (*rinfo).ri_FdwRoutine.is_null()
+                || !super::is_iceberg_table((*(*rinfo).ri_RelationDesc).rd_id)
+            {
+                continue;
+            }
+            if let Some(state) = state(rinfo) {
+                state.finish().or_report();
+            }
+        }
+    }
 }
 
 #[pg_guard]

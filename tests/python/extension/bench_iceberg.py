@@ -36,7 +36,7 @@ def csv_rows(n):
     return buf.getvalue()
 
 
-def test_bench_iceberg(db, localdir):
+def test_bench_iceberg(db, duck, localdir):
     data = csv_rows(ROWS)
     cols = "(id bigint, name text, price numeric(10,2), day date)"
 
@@ -106,3 +106,15 @@ def test_bench_iceberg(db, localdir):
                 assert db.execute(f"SELECT count(*) FROM {t}").fetchone() == (ROWS,)
             ratios.append(rows_s / duck_s)
         report(f"{what} into Iceberg: row path / inside DuckDB (speed-up)", ratios)
+
+    # The figure: INSERT ... SELECT into Iceberg (inside DuckDB) against DuckDB's
+    # own COPY of the same file to Parquet, on the same pgduck_server, paired.
+    ratios = []
+    for i in range(REPEAT):
+        t = f"floor_{i}"
+        db.execute(f"CREATE TABLE {t} {cols} USING iceberg WITH (location = '{localdir}/{t}')")
+        ours = seconds(lambda: db.execute(f"INSERT INTO {t} SELECT * FROM src"))
+        floor = seconds(lambda: duck.execute(
+            f"COPY (SELECT * FROM read_parquet('{localdir}/src.parquet')) TO '{localdir}/{t}.parquet' (FORMAT parquet)"))
+        ratios.append(ours / floor)
+    report("INSERT ... SELECT into Iceberg / DuckDB's COPY of the file to Parquet (time ratio)", ratios)
