@@ -166,6 +166,15 @@ fn pg_lake_iceberg_fdw_validator(options: Vec<Option<String>>, catalog: pg_sys::
                         .or_report();
                     continue;
                 }
+                "out_of_range_values" => {
+                    if !matches!(value.trim().to_ascii_lowercase().as_str(), "error" | "clamp") {
+                        Error::InvalidArgument(format!(
+                            "option \"out_of_range_values\" must be error or clamp, not \"{value}\""
+                        ))
+                        .report();
+                    }
+                    continue;
+                }
                 "max_snapshot_age" => {
                     value
                         .trim()

@@ -158,7 +158,13 @@ pub unsafe extern "C-unwind" fn get_foreign_plan(
                         .find(|c| c.attnum == *a)
                         .expect("fetched from columns");
                     let name = quote_ident(&c.name);
-                    if c.json && format != Format::Csv {
+                    if iceberg && c.interval {
+                        // Iceberg tables hold intervals as a struct of their fields.
+                        format!(
+                            "CASE WHEN {name} IS NOT NULL THEN to_months({name}.months) + \
+                             to_days({name}.days) + to_microseconds({name}.microseconds) END AS {name}"
+                        )
+                    } else if c.json && format != Format::Csv {
                         // A structured value (STRUCT, LIST, number, ...) arrives as JSON
                         // text; DuckDB would render a STRUCT as a record literal.
                         format!(
@@ -253,6 +259,7 @@ struct Column {
     name: String,
     /// json or jsonb (or a domain over one).
     json: bool,
+    interval: bool,
 }
 
 /// The table's live columns in order.
@@ -263,6 +270,7 @@ fn table_columns(relid: pg_sys::Oid) -> Vec<Column> {
             attnum: i32::from(a.attnum),
             name: pgrx::name_data_to_str(&a.attname).to_string(),
             json: crate::types::is_json(a.atttypid),
+            interval: a.atttypid == pg_sys::INTERVALOID,
         })
         .collect()
 }

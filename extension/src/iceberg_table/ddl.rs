@@ -34,12 +34,13 @@ use crate::pg::util::{def_elems, list_ptrs, pstrdup, string};
 use crate::types::PgShape;
 
 /// Options an Iceberg table accepts (in CREATE TABLE ... WITH, or as FDW options).
-pub const OPTIONS: &str =
-    "location, catalog_namespace, catalog_table_name, autovacuum_enabled, max_snapshot_age";
+pub const OPTIONS: &str = "location, catalog_namespace, catalog_table_name, autovacuum_enabled, max_snapshot_age, out_of_range_values";
 
-/// Options VACUUM reads, which CREATE and ALTER keep as they are (checked by the
-/// validator): `autovacuum_enabled` (boolean), `max_snapshot_age` (seconds).
-pub const VACUUM_OPTIONS: [&str; 2] = ["autovacuum_enabled", "max_snapshot_age"];
+/// Options that CREATE keeps as they are and ALTER FOREIGN TABLE ... OPTIONS changes
+/// (the validator checks their values): `autovacuum_enabled` (boolean) and
+/// `max_snapshot_age` (seconds), read by VACUUM; `out_of_range_values` (`error` |
+/// `clamp`), read by writes.
+pub const TABLE_OPTIONS: [&str; 3] = ["autovacuum_enabled", "max_snapshot_age", "out_of_range_values"];
 
 fn is_iceberg_am(name: &str) -> bool {
     matches!(name, "iceberg" | "pg_lake_iceberg")
@@ -124,7 +125,7 @@ pub unsafe fn to_foreign_table(
         }
         let options = def_elems((*stmt).options);
         for (name, _) in &options {
-            let vacuum = VACUUM_OPTIONS.iter().any(|v| name.eq_ignore_ascii_case(v));
+            let vacuum = TABLE_OPTIONS.iter().any(|v| name.eq_ignore_ascii_case(v));
             if !name.eq_ignore_ascii_case("location") && !vacuum {
                 // catalog_namespace / catalog_table_name attach an existing table: that is
                 // CREATE FOREIGN TABLE ... SERVER pg_lake_iceberg (or IMPORT FOREIGN SCHEMA).
@@ -237,7 +238,19 @@ fn pg_type(shape: &PgShape, typid: Option<pg_sys::Oid>) -> PgType {
         PgShape::Timestamp => PgType::Timestamp,
         PgShape::TimestampTz => PgType::TimestampTz,
         PgShape::Uuid => PgType::Uuid,
-        PgShape::Interval => PgType::Unsupported("interval".into()),
+        // As in the original: a struct of the interval's three fields, which Postgres
+        // keeps apart (a month is not 30 days, nor a day 24 hours).
+        PgShape::Interval if typid.is_some() => PgType::Struct(
+            [("months", PgType::Int4), ("days", PgType::Int4), ("microseconds", PgType::Int8)]
+                .into_iter()
+                .map(|(name, ty)| PgColumn {
+                    name: name.into(),
+                    ty,
+                    not_null: false,
+                })
+                .collect(),
+        ),
+        PgShape::Interval => PgType::Unsupported("interval inside an array or composite".into()),
         PgShape::Array(e) => PgType::List(Box::new(pg_type(e, None))),
         PgShape::Composite(fields) => PgType::Struct(
             fields
@@ -348,7 +361,7 @@ pub fn register(relid: pg_sys::Oid, options: &[(String, String)]) -> Result<()> 
     for (option, value) in options {
         match option.to_ascii_lowercase().as_str() {
             "location" => location = Some(value.trim_end_matches('/').to_string()),
-            other if VACUUM_OPTIONS.contains(&other) => {}
+            other if TABLE_OPTIONS.contains(&other) => {}
             other => {
                 return Err(Error::UnknownOption {
                     option: other.to_string(),
@@ -618,17 +631,17 @@ pub unsafe fn check_alter(stmt: *mut pg_sys::AlterTableStmt) -> Vec<ColumnChange
                     changes.push(ColumnChange::Retype(relid, name()));
                     continue;
                 }
-                // The options VACUUM reads change freely (the validator checks values);
+                // The table options change freely (the validator checks values);
                 // location and the catalog names are the table's identity.
                 AT_GenericOptions
                     if list_ptrs::<pg_sys::DefElem>((*cmd).def.cast()).into_iter().all(|d| {
                         let n = string((*d).defname).unwrap_or_default();
-                        VACUUM_OPTIONS.iter().any(|v| n.eq_ignore_ascii_case(v))
+                        TABLE_OPTIONS.iter().any(|v| n.eq_ignore_ascii_case(v))
                     }) =>
                 {
                     continue
                 }
-                AT_GenericOptions => "OPTIONS other than autovacuum_enabled and max_snapshot_age",
+                AT_GenericOptions => "OPTIONS other than autovacuum_enabled, max_snapshot_age and out_of_range_values",
                 AT_AddConstraint => "ADD CONSTRAINT",
                 _ => "this ALTER TABLE command",
             };

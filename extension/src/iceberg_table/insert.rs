@@ -65,6 +65,8 @@ enum Kind {
     Bytea,
     ArrayJson,
     RowJson,
+    /// `{"months":…,"days":…,"microseconds":…}`.
+    Interval,
 }
 
 /// Which bounds of a column are recorded (the types pruning compares).
@@ -166,7 +168,13 @@ pub struct InsertState {
     /// DELETE ... RETURNING: the subplan's whole-row column.
     wholerow_attno: pg_sys::AttrNumber,
     deleted: HashMap<String, Vec<u32>>,
+    /// `out_of_range_values 'clamp'`: dates and timestamps Iceberg cannot hold become
+    /// the nearest it can, NaN and infinite numerics NULL (else they are errors).
+    clamp: bool,
 }
+
+/// An interval column in data files: its three fields, as the original stores them.
+pub const INTERVAL_STRUCT: &str = "STRUCT(months INTEGER, days INTEGER, microseconds BIGINT)";
 
 /// The DuckDB type a column of `shape` is written as, matching its Iceberg type.
 fn parquet_type(column: &str, shape: &PgShape) -> Result<String> {
@@ -192,7 +200,8 @@ fn parquet_type(column: &str, shape: &PgShape) -> Result<String> {
                 .collect::<Result<Vec<_>>>()?;
             format!("STRUCT({})", fields.join(", "))
         }
-        PgShape::Numeric(_) | PgShape::Interval => {
+        PgShape::Interval => INTERVAL_STRUCT.into(),
+        PgShape::Numeric(_) => {
             return Err(Error::FeatureNotSupported(format!(
                 "column \"{column}\" has a type Iceberg tables cannot store"
             )))
@@ -314,6 +323,11 @@ impl InsertState {
                         format!("CAST(CAST({staged} AS JSON) AS {target})"),
                         "VARCHAR",
                     ),
+                    PgShape::Interval => (
+                        Kind::Interval,
+                        format!("CAST(CAST({staged} AS JSON) AS {target})"),
+                        "VARCHAR",
+                    ),
                     PgShape::Composite(_) => (
                         Kind::RowJson,
                         format!("CAST(CAST({staged} AS JSON) AS {target})"),
@@ -369,6 +383,8 @@ impl InsertState {
                     .trim_end_matches('/')
                     .to_string(),
                 field_ids: field_ids(schema.as_struct().fields()),
+                clamp: super::vacuum::table_option(relid, "out_of_range_values")
+                    .is_some_and(|v| v.trim().eq_ignore_ascii_case("clamp")),
                 staging: format!("pg_lake_insert_{}", uuid::Uuid::new_v4().simple()),
                 sink: None,
                 out: Vec::with_capacity(CHUNK_BYTES + 4096),
@@ -462,6 +478,7 @@ impl InsertState {
     /// # Safety
     /// `value` must be a non-NULL datum of column `index`'s type.
     unsafe fn render(&mut self, index: usize, value: pg_sys::Datum) -> Result<()> {
+        let clamp = self.clamp;
         let column = &mut self.columns[index];
         let out = &mut self.out;
         let out_of_range = |value: String, why: &str| Error::IcebergOutOfRange {
@@ -494,11 +511,17 @@ impl InsertState {
                 Kind::Numeric(finfo, scaled) => {
                     let text = pg_sys::OutputFunctionCall(finfo, value);
                     let text = std::ffi::CStr::from_ptr(text).to_bytes();
+                    if clamp && matches!(text, b"NaN" | b"Infinity" | b"-Infinity") {
+                        return Ok(()); // NULL
+                    }
                     scaled.check(text)?;
                     csv_sink::write_field(out, text);
                 }
                 Kind::Date => {
-                    let days = value.value() as i32;
+                    let mut days = value.value() as i32;
+                    if clamp {
+                        days = days.clamp(MIN_DATE, MAX_DATE);
+                    }
                     if !(MIN_DATE..=MAX_DATE).contains(&days) {
                         let text = string(pg_sys::OutputFunctionCall(&mut date_output(), value))
                             .unwrap_or_default();
@@ -510,7 +533,10 @@ impl InsertState {
                     out.extend_from_slice(itoa::Buffer::new().format(days).as_bytes());
                 }
                 Kind::Timestamp | Kind::TimestampTz => {
-                    let micros = value.value() as i64;
+                    let mut micros = value.value() as i64;
+                    if clamp {
+                        micros = micros.clamp(MIN_TIMESTAMP, MAX_TIMESTAMP);
+                    }
                     if !(MIN_TIMESTAMP..=MAX_TIMESTAMP).contains(&micros) {
                         let text = if micros == i64::MAX {
                             "infinity".to_string()
@@ -535,6 +561,14 @@ impl InsertState {
                     if bytes.is_empty() {
                         out.extend_from_slice(b"\"\"");
                     }
+                }
+                Kind::Interval => {
+                    let i = &*(value.cast_mut_ptr::<pg_sys::Interval>());
+                    let json = format!(
+                        "{{\"months\":{},\"days\":{},\"microseconds\":{}}}",
+                        i.month, i.day, i.time
+                    );
+                    csv_sink::write_field(out, json.as_bytes());
                 }
                 Kind::ArrayJson | Kind::RowJson => {
                     let func: pg_sys::PGFunction = match column.kind {
@@ -573,7 +607,30 @@ impl InsertState {
             .enumerate()
             .map(|(i, (c, source))| {
                 let value = source.as_deref().map(quote_ident).unwrap_or_else(|| "NULL".into());
-                format!("CAST({value} AS {}) AS c{}", c.target, i + 1)
+                let value = format!("CAST({value} AS {})", c.target);
+                let bounds = match c.kind {
+                    Kind::Date => Some((
+                        format!("CAST(DATE '2000-01-01' + {MIN_DATE} AS DATE)"),
+                        format!("CAST(DATE '2000-01-01' + {MAX_DATE} AS DATE)"),
+                    )),
+                    Kind::Timestamp => Some((
+                        format!("make_timestamp({})", MIN_TIMESTAMP + POSTGRES_EPOCH_US),
+                        format!("make_timestamp({})", MAX_TIMESTAMP + POSTGRES_EPOCH_US),
+                    )),
+                    Kind::TimestampTz => Some((
+                        format!("timezone('UTC', make_timestamp({}))", MIN_TIMESTAMP + POSTGRES_EPOCH_US),
+                        format!("timezone('UTC', make_timestamp({}))", MAX_TIMESTAMP + POSTGRES_EPOCH_US),
+                    )),
+                    _ => None,
+                };
+                let value = match bounds {
+                    // Infinities compare beyond every bound, so they clamp too.
+                    Some((lo, hi)) if self.clamp => format!(
+                        "CASE WHEN {value} < {lo} THEN {lo} WHEN {value} > {hi} THEN {hi} ELSE {value} END"
+                    ),
+                    _ => value,
+                };
+                format!("{value} AS c{}", i + 1)
             })
             .collect();
         if staged.is_empty() {

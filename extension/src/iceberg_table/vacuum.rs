@@ -9,7 +9,8 @@
 //! The autovacuum launcher (a background worker, with `pg_lake` in
 //! `shared_preload_libraries`) runs the same on every database with the extension each
 //! `pg_lake_iceberg.autovacuum_naptime` while `pg_lake_iceberg.autovacuum` is on,
-//! skipping tables with `autovacuum_enabled 'false'`.
+//! skipping tables with `autovacuum_enabled 'false'` and tables attached from another
+//! engine (`IMPORT FOREIGN SCHEMA`), which that engine maintains.
 //!
 //! Everything a VACUUM changes commits with its transaction: the expiry's metadata and
 //! the compaction's snapshot go through the commit path every write takes (the catalog
@@ -192,7 +193,7 @@ pub fn parse_bool(value: &str) -> Option<bool> {
 }
 
 /// The value of foreign-table option `name` of `relid`.
-fn table_option(relid: pg_sys::Oid, name: &str) -> Option<String> {
+pub fn table_option(relid: pg_sys::Oid, name: &str) -> Option<String> {
     // SAFETY: a catalog lookup of a locked table; the options list lives in the current
     // memory context.
     let options = unsafe { crate::pg::util::def_elems((*pg_sys::GetForeignTable(relid)).options) };
@@ -516,6 +517,8 @@ pub extern "C-unwind" fn pg_lake_autovacuum_worker(_arg: pg_sys::Datum) {
         all_iceberg_tables()
             .or_report()
             .into_iter()
+            // Tables attached from another engine are that engine's to maintain.
+            .filter(|r| !catalog::is_attached(*r))
             .filter(|r| table_option(*r, "autovacuum_enabled").and_then(|v| parse_bool(&v)) != Some(false))
             .collect::<Vec<_>>()
     });

@@ -199,3 +199,33 @@ def test_copy_of_a_matching_parquet_file_stays_in_duckdb(lake, localdir):
     with pytest.raises(psycopg.errors.NotNullViolation):
         copy_notices(db, f"COPY strict_copy FROM '{localdir}/null_a.parquet'")
     assert db.execute("SELECT count(*) FROM strict_copy").fetchone() == (0,)
+
+
+def test_out_of_range_values_clamp(db, localdir):
+    """out_of_range_values 'clamp', as in the original: dates and timestamps Iceberg
+    cannot hold become its boundaries, NaN and infinite numerics NULL; on the row path
+    and inside DuckDB alike. The default stays 'error'."""
+    db.execute("CREATE TABLE c (id int, d date, ts timestamp, tz timestamptz, n numeric(10,2)) "
+               "USING iceberg WITH (out_of_range_values = 'clamp')")
+    db.execute("INSERT INTO c VALUES (1, 'infinity', '-infinity', 'infinity', 'NaN'), "
+               "(2, '10000-01-01', '0001-01-01 00:00:00 BC', '2020-01-01 00:00:00+00', 1.5)")
+    db.execute(f"COPY (SELECT 3 AS id, DATE '20000-01-01' AS d, TIMESTAMP '1999-01-01' AS ts, "
+               f"TIMESTAMPTZ '1999-01-01 00:00:00+00' AS tz, 2.5::numeric(10,2) AS n) TO '{localdir}/far.parquet'")
+    db.execute(f"CREATE FOREIGN TABLE far (id int, d date, ts timestamp, tz timestamptz, n numeric(10,2)) "
+               f"SERVER pg_lake OPTIONS (path '{localdir}/far.parquet')")
+    assert "Custom Scan (Iceberg Insert)" in plan(db, "INSERT INTO c SELECT * FROM far")
+    db.execute("INSERT INTO c SELECT * FROM far")
+    db.execute("SET TimeZone = 'UTC'")
+    got = db.execute("SELECT id, d::text, ts::text, tz::text, n FROM c ORDER BY id").fetchall()
+    assert got == [
+        (1, "9999-12-31", "0001-01-01 00:00:00", "9999-12-31 23:59:59.999999+00", None),
+        (2, "9999-12-31", "0001-01-01 00:00:00", "2020-01-01 00:00:00+00", 1.5),
+        (3, "9999-12-31", "1999-01-01 00:00:00", "1999-01-01 00:00:00+00", 2.5),
+    ]
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="error or clamp"):
+        db.execute("ALTER FOREIGN TABLE c OPTIONS (SET out_of_range_values 'wrap')")
+    db.execute("ALTER FOREIGN TABLE c OPTIONS (SET out_of_range_values 'error')")
+    with pytest.raises(psycopg.errors.DatetimeFieldOverflow):
+        db.execute("INSERT INTO c (id, d) VALUES (4, 'infinity')")
+    with pytest.raises(psycopg.errors.DatetimeFieldOverflow):
+        db.execute("INSERT INTO c SELECT * FROM far")

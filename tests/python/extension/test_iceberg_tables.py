@@ -215,8 +215,8 @@ def test_truncate_drop_rename(db):
 
 
 def test_unsupported_things_are_clear_errors(db):
-    with pytest.raises(psycopg.errors.FeatureNotSupported, match='column "d" has type interval'):
-        db.execute("CREATE TABLE t (d interval) USING iceberg")
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match='column "d" has type point'):
+        db.execute("CREATE TABLE t (d point) USING iceberg")
     with pytest.raises(psycopg.errors.FeatureNotSupported, match="temporary"):
         db.execute("CREATE TEMP TABLE t (x int) USING iceberg")
     with pytest.raises(psycopg.errors.FdwInvalidOptionName, match="format_version"):
@@ -748,3 +748,26 @@ def test_creating_or_attaching_needs_write_access_to_the_location(db, connect, c
     finally:
         db.execute("DROP OWNED BY maker")
         db.execute("DROP ROLE maker")
+
+
+def test_intervals_are_stored_as_a_struct_of_their_fields(db, duck):
+    """As in the original: an interval column is struct(months, days, microseconds), so
+    months, days and time stay apart exactly as Postgres keeps them; other engines read
+    the struct."""
+    db.execute("CREATE TABLE iv (id int, d interval) USING iceberg")
+    values = ["1 year 2 mons 3 days 04:05:06.789", "-1 mons +2 days -03:00:00", "00:00:00.000001", None,
+              "1000000 days", "-178000000 years"]
+    for i, v in enumerate(values):
+        db.execute("INSERT INTO iv VALUES (%s, %s::interval)", (i, v))
+    expected = db.execute("SELECT id, v::interval::text FROM unnest(%s::text[]) WITH ORDINALITY AS u(v, id)",
+                          (values,)).fetchall()
+    got = db.execute("SELECT id + 1, d::text FROM iv ORDER BY id").fetchall()
+    assert got == expected
+    db.execute("UPDATE iv SET d = d + interval '1 day' WHERE id = 0")
+    assert db.execute("SELECT d::text FROM iv WHERE id = 0").fetchone() == ("1 year 2 mons 4 days 04:05:06.789",)
+    assert db.execute("SELECT count(*) FROM iv WHERE d > interval '1 year'").fetchone() == (2,)
+    location = metadata_location(db, "iv")
+    assert duck.execute(f"SELECT d.months, d.days, d.microseconds FROM iceberg_scan('{location}') "
+                        "WHERE id = 1").fetchone() == (-1, 2, -10_800_000_000)
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="interval inside an array"):
+        db.execute("CREATE TABLE ivs (d interval[]) USING iceberg")
