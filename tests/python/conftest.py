@@ -95,17 +95,22 @@ class PgduckServer:
         # A test may bring its own --cache_dir (to restart on the same cache) or limits.
         defaults = {"--cache_dir": str(workdir / f"{name}-cache"), **POD_PGDUCK_FLAGS}
         extra = [a for flag, value in defaults.items() if flag not in args for a in (flag, value)]
-        self.proc = subprocess.Popen(
+        self._spawn = lambda: subprocess.Popen(
             [str(PGDUCK_BIN), "--unix_socket_directory", str(self.dir), "--port", str(self.port),
              "--extensions_dir", DUCKDB_EXTENSIONS, *extra, *args],
-            stdout=open(self.log, "wb"), stderr=subprocess.STDOUT, env={**os.environ, **NODE_HOME, "NO_COLOR": "1", **env},
+            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env={**os.environ, **NODE_HOME, "NO_COLOR": "1", **env},
             user=NODE_USER, group=NODE_USER, extra_groups=[] if NODE_USER else None, cwd="/",
         )
+        self.start()
+        self.conninfo = f"host={self.dir} port={self.port} user=test dbname=duck"
+
+    def start(self):
+        """Starts the server (again, after a kill: same socket, port and cache)."""
+        self.proc = self._spawn()
         sock = self.dir / f".s.PGSQL.{self.port}"
         wait_for(lambda: unix_open(sock) or self.proc.poll() is not None, "pgduck_server")
         if self.proc.poll() is not None:
             raise RuntimeError(self.log.read_text())
-        self.conninfo = f"host={self.dir} port={self.port} user=test dbname=duck"
 
     def stop(self):
         self.proc.terminate()

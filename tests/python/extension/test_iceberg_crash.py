@@ -113,3 +113,57 @@ def test_an_acknowledged_commit_survives_kill_9_of_the_postmaster(cluster):
     after = connect(cluster)
     assert after.execute("SELECT (SELECT array_agg(x ORDER BY x) FROM t), (SELECT array_agg(y) FROM other)"
                          ).fetchone() == ([1, 2], [7])
+
+
+def test_pgduck_server_killed_mid_commit_leaves_all_or_nothing(workdir, start_pgduck, localdir):
+    """kill -9 of pgduck_server while a commit is paused after writing its manifests:
+    the commit either lands whole or not at all, and once pgduck_server is back the
+    same backends (their pooled connections dead) take statements and commits again."""
+    duck = start_pgduck(f"crashduck{time.monotonic_ns()}", {})
+    pg = PostgresCluster(base=workdir / f"crash-duck-{time.monotonic_ns()}", settings={
+        "shared_preload_libraries": "pg_lake",
+        "pg_lake_engine.host": f"host={duck.dir} port={duck.port}",
+        "pg_lake_iceberg.default_location_prefix": str(localdir),
+    })
+    try:
+        db = setup_table(pg)
+        victim = connect(pg)
+        pid = victim.execute("SELECT pg_backend_pid()").fetchone()[0]
+        victim.execute("SET pg_lake_iceberg.debug_pause_at = 'manifests'")
+        victim.execute("BEGIN")
+        victim.execute("INSERT INTO t VALUES (2), (3)")
+        outcome = {}
+
+        def commit():
+            try:
+                victim.execute("COMMIT")
+                outcome["committed"] = True
+            except psycopg.Error as e:
+                outcome["committed"] = False
+                outcome["error"] = e
+
+        committer = threading.Thread(target=commit, daemon=True)
+        committer.start()
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            state = db.execute("SELECT wait_event FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+            if state and state[0] == "Extension":
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the commit never paused")
+        duck.proc.send_signal(signal.SIGKILL)
+        duck.proc.wait(10)
+        duck.start()
+        committer.join(60)
+        assert not committer.is_alive(), "COMMIT never returned"
+        if not outcome["committed"]:
+            assert outcome["error"].sqlstate and outcome["error"].sqlstate[:2] not in ("XX",), outcome["error"]
+        expected = [1, 2, 3] if outcome["committed"] else [1]
+        for session in (db, victim):  # their pooled connections died with the server
+            assert session.execute("SELECT array_agg(x ORDER BY x) FROM t").fetchone()[0] == expected
+        victim.execute("RESET pg_lake_iceberg.debug_pause_at")
+        victim.execute("INSERT INTO t VALUES (4)")
+        assert db.execute("SELECT array_agg(x ORDER BY x) FROM t").fetchone()[0] == expected + [4]
+    finally:
+        pg.stop(mode="immediate")
