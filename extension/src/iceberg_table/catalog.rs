@@ -235,6 +235,15 @@ pub fn as_catalog_owner<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
     }
 }
 
+/// The table's current metadata location, its row locked until the transaction ends
+/// (the commit path): an error when the table is no longer registered.
+pub fn locked_metadata_location(ident: &TableIdent) -> Result<String> {
+    metadata_location(ident, true)?.ok_or_else(|| Error::IcebergMetadata {
+        table: ident.to_string(),
+        reason: "the table is no longer registered in the Iceberg catalog".into(),
+    })
+}
+
 /// The table's current metadata location as this transaction's snapshot sees it;
 /// `lock` also locks its row until the transaction ends (the commit path).
 pub fn metadata_location(ident: &TableIdent, lock: bool) -> Result<Option<String>> {

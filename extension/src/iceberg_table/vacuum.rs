@@ -225,24 +225,14 @@ fn vacuum_table(relid: pg_sys::Oid, full: bool) -> Result<Done> {
     Ok(done)
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Expires the table's snapshots older than `pg_lake_iceberg.max_snapshot_age`: a new
 /// metadata file without them, swapped in with this transaction; the files only they
 /// referenced join the deletion queue.
 fn expire_snapshots(ident: &TableIdent, max_age_s: i64) -> Result<usize> {
     let name = ident.to_string();
-    let base = catalog::metadata_location(ident, true)?.ok_or_else(|| Error::IcebergMetadata {
-        table: name.clone(),
-        reason: "the table is no longer registered in the Iceberg catalog".into(),
-    })?;
+    let base = catalog::locked_metadata_location(ident)?;
     let current = tables::load(ident, &base)?;
-    let cutoff = now_ms() - max_age_s * 1000;
+    let cutoff = xact::now_ms() - max_age_s * 1000;
     let mut read = tables::reader();
     let Some(expiry) =
         expire::expire_snapshots(&current.metadata, cutoff, &mut read).map_err(core_error(&name))?
@@ -523,7 +513,7 @@ pub extern "C-unwind" fn pg_lake_autovacuum_worker(_arg: pg_sys::Datum) {
             .collect::<Vec<_>>()
     });
     if !tables.is_empty() {
-        let start = (now_ms() / 1000) as usize % tables.len();
+        let start = (xact::now_ms() / 1000) as usize % tables.len();
         tables.rotate_left(start);
     }
     for relid in tables {

@@ -337,18 +337,20 @@ fn pause_at(step: &str) {
     }
 }
 
+/// Milliseconds since the Unix epoch (snapshot and expiry times).
+pub(super) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 fn commit_table_changes(ident: &TableIdent, changes: &Changes) -> Result<()> {
     pause_at("data");
     let name = ident.to_string();
-    let base = catalog::metadata_location(ident, true)?.ok_or_else(|| Error::IcebergMetadata {
-        table: name.clone(),
-        reason: "the table is no longer registered in the Iceberg catalog".into(),
-    })?;
+    let base = catalog::locked_metadata_location(ident)?;
     let current = tables::load(ident, &base)?;
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let now_ms = now_ms();
     snapshot::validate(&current.files, changes).map_err(core_error(&name))?;
     let mut read = tables::reader();
     let produced = snapshot::produce(

@@ -20,9 +20,10 @@ use crate::plan::ship;
 
 const NAME: &std::ffi::CStr = c"Query Pushdown";
 
-struct Methods {
-    scan: pg_sys::CustomScanMethods,
-    exec: pg_sys::CustomExecMethods,
+/// A custom scan's two method tables (this one's, and the Iceberg Insert node's).
+pub(super) struct Methods {
+    pub(super) scan: pg_sys::CustomScanMethods,
+    pub(super) exec: pg_sys::CustomExecMethods,
 }
 
 // SAFETY: the tables hold only pointers to static strings and functions.

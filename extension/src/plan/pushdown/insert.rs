@@ -15,20 +15,13 @@ use pgrx::memcxt::PgMemoryContexts;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use super::exec::Methods;
 use super::{custom_scan, exec, statement, PlanTables, Top};
 use crate::error::OrReport;
 use crate::pg::util::{list_ptrs, pstrdup, string};
 use super::sql::Deparser;
 
 const NAME: &std::ffi::CStr = c"Iceberg Insert";
-
-struct Methods {
-    scan: pg_sys::CustomScanMethods,
-    exec: pg_sys::CustomExecMethods,
-}
-
-// SAFETY: the tables hold only pointers to static strings and functions.
-unsafe impl Sync for Methods {}
 
 static METHODS: Methods = Methods {
     scan: pg_sys::CustomScanMethods {
