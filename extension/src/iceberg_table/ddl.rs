@@ -606,17 +606,9 @@ pub unsafe fn check_alter(stmt: *mut pg_sys::AlterTableStmt) -> Vec<ColumnChange
             let what = match (*cmd).subtype {
                 AT_ChangeOwner | AT_ColumnDefault | AT_SetNotNull | AT_DropNotNull => continue,
                 AT_AddColumn => {
+                    // A DEFAULT is checked (constant, scalar) and evaluated once Postgres
+                    // has made the column: see `initial_default`.
                     let def = (*cmd).def as *mut pg_sys::ColumnDef;
-                    let has_default = !(*def).raw_default.is_null()
-                        || list_ptrs::<pg_sys::Constraint>((*def).constraints)
-                            .into_iter()
-                            .any(|c| (*c).contype == pg_sys::ConstrType::CONSTR_DEFAULT);
-                    if has_default {
-                        Error::FeatureNotSupported(
-                            "ADD COLUMN with a DEFAULT is not supported on Iceberg tables: existing rows would read NULL in other engines; add the column, then ALTER COLUMN ... SET DEFAULT for new rows".into(),
-                        )
-                        .report();
-                    }
                     changes.push(ColumnChange::Add(
                         relid,
                         string((*def).colname).unwrap_or_default(),
@@ -661,7 +653,16 @@ pub fn after_alter(changes: Vec<ColumnChange>) {
         let (relid, schema_change) = match change {
             ColumnChange::Add(relid, name) => {
                 match columns(relid).into_iter().find(|c| c.name == name) {
-                    Some(c) => (relid, SchemaChange::Add(c)),
+                    Some(c) => {
+                        let initial_default = initial_default(relid, &c).or_report();
+                        (
+                            relid,
+                            SchemaChange::Add {
+                                column: c,
+                                initial_default,
+                            },
+                        )
+                    }
                     None => continue,
                 }
             }
@@ -681,6 +682,83 @@ pub fn after_alter(changes: Vec<ColumnChange>) {
             ColumnChange::Rename(relid, from, to) => (relid, SchemaChange::Rename { from, to }),
         };
         super::alter::commit_schema(relid, &schema_change).or_report();
+    }
+}
+
+/// The value rows written before ADD COLUMN ... DEFAULT read for the new column
+/// (Iceberg's `initial-default`, in its JSON single-value form), as Postgres gives
+/// existing rows a non-volatile default evaluated once at the ALTER. `None` without a
+/// default (or with DEFAULT NULL). A volatile default (nextval, random(), a serial
+/// column) would need a value per row and is refused, as are defaults of columns that
+/// are not of a scalar type.
+fn initial_default(relid: pg_sys::Oid, column: &PgColumn) -> Result<Option<serde_json::Value>> {
+    let found = Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT d.adbin::text, pg_get_expr(d.adbin, d.adrelid), format_type(a.atttypid, a.atttypmod) \
+               FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum \
+              WHERE a.attrelid = $1 AND a.attname = $2",
+            Some(1),
+            &[relid.into(), column.name.as_str().into()],
+        )?;
+        let mut found = None;
+        for row in rows {
+            if let (Some(node), Some(expr), Some(ty)) =
+                (row.get::<String>(1)?, row.get::<String>(2)?, row.get::<String>(3)?)
+            {
+                found = Some((node, expr, ty));
+            }
+        }
+        Ok::<_, pgrx::spi::Error>(found)
+    })
+    .map_err(|e| Error::Internal(format!("reading the default of column \"{}\": {e}", column.name)))?;
+    let Some((node, expr, type_name)) = found else {
+        return Ok(None);
+    };
+    let refuse = |why: &str| {
+        Error::FeatureNotSupported(format!(
+            "ADD COLUMN \"{}\" with DEFAULT {expr} is not supported on Iceberg tables: {why}; add the column without it, then ALTER COLUMN ... SET DEFAULT for new rows",
+            column.name
+        ))
+    };
+    let node = std::ffi::CString::new(node).map_err(|e| Error::Internal(e.to_string()))?;
+    // SAFETY: adbin is a node tree Postgres wrote; parsed into the current memory context.
+    let volatile = unsafe { pg_sys::contain_volatile_functions(pg_sys::stringToNode(node.as_ptr()).cast()) };
+    if volatile {
+        return Err(refuse("a volatile default would need a value per existing row"));
+    }
+    let x = format!("(({expr})::{type_name})");
+    // Iceberg's JSON single-value serialization, independent of DateStyle and TimeZone;
+    // NULL where Iceberg's ranges cannot hold the value.
+    let json = match &column.ty {
+        PgType::Bool | PgType::Int2 | PgType::Int4 | PgType::Int8 | PgType::Float4 | PgType::Float8 => {
+            format!("to_jsonb({x})")
+        }
+        PgType::Numeric { .. } => format!("to_jsonb(CASE WHEN {x} NOT IN ('NaN', 'Infinity', '-Infinity') THEN {x}::text END)"),
+        PgType::Date => format!(
+            "to_jsonb(CASE WHEN {x} BETWEEN '0001-01-01' AND '9999-12-31' THEN to_char({x}, 'YYYY-MM-DD') END)"
+        ),
+        PgType::Time => format!("to_jsonb(to_char('2000-01-01'::date + {x}, 'HH24:MI:SS.US'))"),
+        PgType::Timestamp => format!(
+            "to_jsonb(CASE WHEN {x} BETWEEN '0001-01-01' AND '9999-12-31 23:59:59.999999' THEN to_char({x}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US') END)"
+        ),
+        PgType::TimestampTz => format!(
+            "to_jsonb(CASE WHEN {x} AT TIME ZONE 'UTC' BETWEEN '0001-01-01' AND '9999-12-31 23:59:59.999999' THEN to_char({x} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US') || '+00:00' END)"
+        ),
+        PgType::Text | PgType::Uuid => format!("to_jsonb(format('%s', {x}))"),
+        PgType::Bytea => format!("to_jsonb(encode({x}, 'hex'))"),
+        PgType::List(_) | PgType::Struct(_) | PgType::Unsupported(_) => {
+            return Err(refuse(&format!(
+                "defaults are stored for columns of scalar types, and \"{}\" is {type_name}",
+                column.name
+            )))
+        }
+    };
+    let (is_null, value) = Spi::get_two::<bool, pgrx::JsonB>(&format!("SELECT {x} IS NULL, {json}"))
+        .map_err(|e| Error::Internal(format!("evaluating the default of column \"{}\": {e}", column.name)))?;
+    match (is_null, value.map(|v| v.0)) {
+        (Some(true), _) => Ok(None),
+        (_, Some(v)) if !v.is_null() => Ok(Some(v)),
+        _ => Err(refuse("its value is outside what Iceberg can store (NaN, infinity, or a date or timestamp beyond 0001..9999)")),
     }
 }
 

@@ -338,7 +338,8 @@ pub fn visible(relid: pg_sys::Oid) -> Result<Visible> {
 
 /// `read_parquet`'s `schema` option reading the columns of `schema` by field id: files
 /// written before a RENAME or ADD COLUMN (by any engine) give their values to the column
-/// as it is named now, or NULL. Empty for a schema DuckDB cannot express that way.
+/// as it is named now, or its initial default (NULL without one). Empty for a schema
+/// DuckDB cannot express that way.
 pub fn by_field_id(schema: &iceberg::spec::Schema) -> String {
     schema
         .as_struct()
@@ -346,15 +347,39 @@ pub fn by_field_id(schema: &iceberg::spec::Schema) -> String {
         .iter()
         .map(|f| {
             Some(format!(
-                "{}: {{name: {}, type: {}, default_value: NULL}}",
+                "{}: {{name: {}, type: {}, default_value: {}}}",
                 f.id,
                 crate::files::quote_literal(&f.name),
-                crate::files::quote_literal(&super::alter::duckdb_type(&f.field_type)?)
+                crate::files::quote_literal(&super::alter::duckdb_type(&f.field_type)?),
+                initial_default(f)
             ))
         })
         .collect::<Option<Vec<_>>>()
         .map(|fields| format!(", schema = MAP {{{}}}", fields.join(", ")))
         .unwrap_or_default()
+}
+
+/// A field's initial default for DuckDB: every entry of the schema MAP has one type, so
+/// it is text DuckDB casts to the column's type (a blob as `\xHH` escapes).
+fn initial_default(field: &iceberg::spec::NestedField) -> String {
+    use iceberg::spec::{PrimitiveType, Type};
+    let json = field
+        .initial_default
+        .clone()
+        .and_then(|d| d.try_into_json(&field.field_type).ok());
+    let text = match json {
+        None | Some(serde_json::Value::Null) => return "NULL::VARCHAR".into(),
+        Some(serde_json::Value::String(s)) => match *field.field_type {
+            Type::Primitive(PrimitiveType::Binary | PrimitiveType::Fixed(_)) => s
+                .as_bytes()
+                .chunks(2)
+                .map(|pair| format!("\\x{}", String::from_utf8_lossy(pair)))
+                .collect(),
+            _ => s,
+        },
+        Some(other) => other.to_string(),
+    };
+    crate::files::quote_literal(&text)
 }
 
 /// What a scan of an Iceberg table reads.

@@ -66,8 +66,13 @@ pub fn table_schema(columns: &[PgColumn]) -> Result<Schema> {
 /// A change ALTER TABLE makes to a table's columns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SchemaChange {
-    /// ADD COLUMN: a new optional field with fresh ids past `last-column-id`.
-    Add(PgColumn),
+    /// ADD COLUMN: a new optional field with fresh ids past `last-column-id`;
+    /// with a constant DEFAULT, its value (Iceberg's JSON single-value form) is the
+    /// field's `initial-default`: what rows written before read for it.
+    Add {
+        column: PgColumn,
+        initial_default: Option<serde_json::Value>,
+    },
     /// DROP COLUMN: the field leaves the schema (its id is never reused).
     Drop(String),
     /// RENAME COLUMN: same id, new name (files keep being read by id).
@@ -90,7 +95,10 @@ pub fn evolve(schema: &Schema, last_column_id: i32, change: &SchemaChange) -> Re
     };
     let mut fields = fields.clone();
     match change {
-        SchemaChange::Add(column) => {
+        SchemaChange::Add {
+            column,
+            initial_default,
+        } => {
             if column.not_null {
                 return Err(Error::new(
                     ErrorKind::InvalidChange,
@@ -102,7 +110,10 @@ pub fn evolve(schema: &Schema, last_column_id: i32, change: &SchemaChange) -> Re
             }
             let mut next_id = last_column_id.max(schema.highest_field_id()) + 2;
             let id = next_id - 1;
-            let f = field(id, column, &mut next_id)?;
+            let mut f = field(id, column, &mut next_id)?;
+            if let Some(value) = initial_default {
+                f.initial_default = Some(default_literal(&column.name, value, &f.field_type)?);
+            }
             fields.push(std::sync::Arc::new(f));
         }
         SchemaChange::Drop(name) => {
@@ -111,9 +122,8 @@ pub fn evolve(schema: &Schema, last_column_id: i32, change: &SchemaChange) -> Re
         SchemaChange::Rename { from, to } => {
             let at = find(from)?;
             let old = &fields[at];
-            let mut renamed =
-                NestedField::new(old.id, to.clone(), (*old.field_type).clone(), old.required);
-            renamed.doc = old.doc.clone();
+            let mut renamed = (**old).clone();
+            renamed.name = to.clone();
             fields[at] = std::sync::Arc::new(renamed);
         }
         SchemaChange::Promote { column, to } => {
@@ -148,12 +158,21 @@ pub fn evolve(schema: &Schema, last_column_id: i32, change: &SchemaChange) -> Re
                     ),
                 ));
             }
-            fields[at] = std::sync::Arc::new(NestedField::new(
-                old.id,
-                old.name.clone(),
-                new_type,
-                old.required,
-            ));
+            // The initial default follows the promotion (a value of the new type).
+            let initial_default = match &old.initial_default {
+                Some(value) => {
+                    let json = value
+                        .clone()
+                        .try_into_json(&old.field_type)
+                        .map_err(Error::from)?;
+                    Some(default_literal(column, &json, &new_type)?)
+                }
+                None => None,
+            };
+            let mut promoted = (**old).clone();
+            promoted.field_type = Box::new(new_type);
+            promoted.initial_default = initial_default;
+            fields[at] = std::sync::Arc::new(promoted);
         }
     }
     Schema::builder()
@@ -161,6 +180,21 @@ pub fn evolve(schema: &Schema, last_column_id: i32, change: &SchemaChange) -> Re
         .with_fields(fields)
         .build()
         .map_err(Error::from)
+}
+
+/// `value` (Iceberg's JSON single-value serialization) as a literal of `ty`.
+fn default_literal(column: &str, value: &serde_json::Value, ty: &Type) -> Result<iceberg::spec::Literal> {
+    let bad = |why: String| {
+        Error::new(
+            ErrorKind::InvalidChange,
+            format!("the DEFAULT of column \"{column}\" cannot be stored as an Iceberg {ty} initial default: {why}"),
+        )
+    };
+    match iceberg::spec::Literal::try_from_json(value.clone(), ty) {
+        Ok(Some(literal)) => Ok(literal),
+        Ok(None) => Err(bad("it is NULL".into())),
+        Err(e) => Err(bad(e.to_string())),
+    }
 }
 
 fn field(id: i32, column: &PgColumn, next_id: &mut i32) -> Result<NestedField> {
@@ -294,11 +328,11 @@ mod tests {
     #[test]
     fn schema_changes_keep_ids_and_never_reuse_them() {
         let schema = table_schema(&[col("a", PgType::Int4), col("b", PgType::Text)]).unwrap();
-        let added = evolve(&schema, 2, &SchemaChange::Add(col("c", PgType::Int8))).unwrap();
+        let added = evolve(&schema, 2, &add(col("c", PgType::Int8), None)).unwrap();
         assert_eq!(added.field_by_name("c").unwrap().id, 3);
         let dropped = evolve(&added, 3, &SchemaChange::Drop("b".into())).unwrap();
         assert!(dropped.field_by_name("b").is_none());
-        let again = evolve(&dropped, 3, &SchemaChange::Add(col("b", PgType::Text))).unwrap();
+        let again = evolve(&dropped, 3, &add(col("b", PgType::Text), None)).unwrap();
         assert_eq!(
             again.field_by_name("b").unwrap().id,
             4,
@@ -344,13 +378,42 @@ mod tests {
         let err = evolve(
             &schema,
             2,
-            &SchemaChange::Add(PgColumn {
-                not_null: true,
-                ..col("n", PgType::Int4)
-            }),
+            &add(
+                PgColumn {
+                    not_null: true,
+                    ..col("n", PgType::Int4)
+                },
+                None,
+            ),
         )
         .unwrap_err();
         assert!(err.to_string().contains("NOT NULL"), "{err}");
+    }
+
+    fn add(column: PgColumn, initial_default: Option<serde_json::Value>) -> SchemaChange {
+        SchemaChange::Add {
+            column,
+            initial_default,
+        }
+    }
+
+    #[test]
+    fn a_constant_default_is_the_initial_default_and_survives_rename_and_promotion() {
+        let schema = table_schema(&[col("a", PgType::Int4)]).unwrap();
+        let added = evolve(&schema, 1, &add(col("n", PgType::Int4), Some(serde_json::json!(42)))).unwrap();
+        let n = added.field_by_name("n").unwrap();
+        assert_eq!(n.initial_default, Some(iceberg::spec::Literal::int(42)));
+        let json = serde_json::to_value(&added).unwrap();
+        assert_eq!(json["fields"][1]["initial-default"], 42);
+        let renamed = evolve(&added, 2, &SchemaChange::Rename { from: "n".into(), to: "m".into() }).unwrap();
+        assert_eq!(renamed.field_by_name("m").unwrap().initial_default, Some(iceberg::spec::Literal::int(42)));
+        let promoted = evolve(&renamed, 2, &SchemaChange::Promote { column: "m".into(), to: PgType::Int8 }).unwrap();
+        assert_eq!(promoted.field_by_name("m").unwrap().initial_default, Some(iceberg::spec::Literal::long(42)));
+        let money = PgType::Numeric { precision: 10, scale: 2 };
+        let added = evolve(&schema, 1, &add(col("p", money), Some(serde_json::json!("12.50")))).unwrap();
+        assert_eq!(serde_json::to_value(&added).unwrap()["fields"][1]["initial-default"], "12.50");
+        let err = evolve(&schema, 1, &add(col("d", PgType::Date), Some(serde_json::json!("soon")))).unwrap_err();
+        assert!(err.to_string().contains("DEFAULT of column \"d\""), "{err}");
     }
 
     #[test]

@@ -239,8 +239,18 @@ def test_unsupported_things_are_clear_errors(db):
     db.execute("UPDATE t SET n = 3 FROM other_ice o WHERE t.x = o.x")  # implicit row marks still work
     assert db.execute("SELECT n FROM t").fetchall() == [(3.0,)]
     db.execute("UPDATE t SET n = 1.5")
-    with pytest.raises(psycopg.errors.FeatureNotSupported, match="DEFAULT"):
-        db.execute("ALTER TABLE t ADD COLUMN y int DEFAULT 5")
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match='"y" with DEFAULT random.*volatile'):
+        db.execute("ALTER TABLE t ADD COLUMN y float8 DEFAULT random()")
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="volatile"):
+        db.execute("ALTER TABLE t ADD COLUMN y serial")
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="scalar types"):
+        db.execute("ALTER TABLE t ADD COLUMN y int[] DEFAULT '{1}'")
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="outside what Iceberg can store"):
+        db.execute("ALTER TABLE t ADD COLUMN y date DEFAULT 'infinity'")
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="NOT NULL"):
+        db.execute("ALTER TABLE t ADD COLUMN y int NOT NULL DEFAULT 5")
+    assert db.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = 't'::regclass "
+                      "AND attname = 'y' AND NOT attisdropped").fetchone() == (0,)
     with pytest.raises(psycopg.errors.FeatureNotSupported, match="OPTIONS"):
         db.execute("ALTER FOREIGN TABLE t OPTIONS (ADD location 's3://lake/elsewhere')")
     db.execute("CREATE TABLE d (day date, at timestamp) USING iceberg")
@@ -682,6 +692,52 @@ def test_alter_columns_keep_every_file_readable_by_field_id(db, catalog):
     db.execute("ROLLBACK")
     assert [f.name for f in catalog.load_table("public.e").schema().fields] == ["id", "label", "n"]
     assert db.execute("SELECT count(*) FROM e").fetchone() == (3,)
+
+
+def test_add_column_with_a_constant_default_gives_existing_rows_the_value_in_every_engine(db, catalog, duck):
+    """As Postgres gives existing rows a non-volatile default evaluated once, the
+    value is the new field's Iceberg initial-default: our scans, PyIceberg and
+    compaction read it for rows written before; rows written after get it from
+    Postgres' DEFAULT."""
+    db.execute("CREATE TABLE ad (id int) USING iceberg")
+    db.execute("INSERT INTO ad VALUES (1), (2)")
+    db.execute("SET TimeZone = 'Asia/Tokyo'")  # the value is stored in UTC whatever the session's zone
+    db.execute("""ALTER TABLE ad ADD COLUMN n int DEFAULT 40 + 2,
+                                ADD COLUMN s text DEFAULT 'it''s',
+                                ADD COLUMN p numeric(10,2) DEFAULT 12.5,
+                                ADD COLUMN d date DEFAULT '2024-02-29',
+                                ADD COLUMN ts timestamptz DEFAULT '2024-01-01 09:00:00+09',
+                                ADD COLUMN b bytea DEFAULT '\\x00ff',
+                                ADD COLUMN f boolean DEFAULT true,
+                                ADD COLUMN z int DEFAULT NULL""")
+    db.execute("RESET TimeZone")
+    db.execute("INSERT INTO ad (id) VALUES (3)")
+    db.execute("INSERT INTO ad VALUES (4, 7, 'x', 1, '2000-01-01', '2000-01-01 00:00:00+00', '\\x01', false, 9)")
+    at = datetime.datetime(2024, 1, 1, 0, 0, tzinfo=datetime.timezone.utc)
+    old = ("it's", decimal.Decimal("12.50"), datetime.date(2024, 2, 29), at, b"\x00\xff", True)
+    expected = [(1, 42, *old, None), (2, 42, *old, None), (3, 42, *old, None),
+                (4, 7, "x", decimal.Decimal("1.00"), datetime.date(2000, 1, 1),
+                 datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc), b"\x01", False, 9)]
+    db.execute("SET TimeZone = 'UTC'")
+    got = db.execute("SELECT id, n, s, p, d, ts, b, f, z FROM ad ORDER BY id").fetchall()
+    assert [(r[0], r[1], r[2], r[3], r[4], r[5], bytes(r[6]), r[7], r[8]) for r in got] == expected
+    assert db.execute("SELECT count(*) FROM ad WHERE n = 42 AND s = 'it''s'").fetchone() == (3,)
+    field = {f.name: f for f in catalog.load_table("public.ad").schema().fields}
+    assert field["n"].initial_default == 42 and field["z"].initial_default is None
+    # PyIceberg applies the initial default to the files written before the ALTER.
+    arrow = catalog.load_table("public.ad").scan().to_arrow().sort_by("id").to_pylist()
+    assert [(r["id"], r["n"], r["s"], r["p"], r["d"], r["f"]) for r in arrow] == \
+        [(e[0], e[1], e[2], e[3], e[4], e[7]) for e in expected]
+    # So does DuckDB's iceberg_scan.
+    assert duck.execute(f"SELECT count(*) FILTER (WHERE n = 42 AND s = 'it''s') "
+                        f"FROM iceberg_scan('{metadata_location(db, 'ad')}')").fetchone() == (3,)
+    # A rename and a promotion keep it; compaction writes it into the files.
+    db.execute("ALTER TABLE ad RENAME COLUMN n TO m")
+    db.execute("ALTER TABLE ad ALTER COLUMN m TYPE bigint")
+    db.execute("VACUUM ad")
+    assert db.execute("SELECT id, m FROM ad ORDER BY id").fetchall() == [(1, 42), (2, 42), (3, 42), (4, 7)]
+    location = metadata_location(db, "ad")
+    assert duck.execute(f"SELECT count(*) FILTER (WHERE m = 42) FROM iceberg_scan('{location}')").fetchone() == (3,)
 
 
 def test_time_travel_by_snapshot_id_and_timestamp(db):
