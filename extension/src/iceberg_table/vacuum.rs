@@ -250,7 +250,8 @@ fn expire_snapshots(ident: &TableIdent, max_age_s: i64) -> Result<usize> {
     Ok(expiry.snapshot_ids.len())
 }
 
-/// Every file the table's snapshots (as this transaction sees the table) reference.
+/// Every file the table's snapshots (as this transaction sees the table) reference, its
+/// metadata file and the ones its log lists.
 fn referenced(ident: &TableIdent) -> Result<HashSet<String>> {
     let name = ident.to_string();
     let Some(location) = catalog::metadata_location(ident, false)? else {
@@ -260,6 +261,14 @@ fn referenced(ident: &TableIdent) -> Result<HashSet<String>> {
     let mut read = tables::reader();
     let mut files = expire::referenced_files(&current.metadata, &mut read).map_err(core_error(&name))?;
     files.insert(location);
+    // The metadata files its log still lists stay too.
+    files.extend(
+        current
+            .metadata
+            .metadata_log()
+            .iter()
+            .map(|l| l.metadata_file.clone()),
+    );
     Ok(files)
 }
 

@@ -418,7 +418,8 @@ fn commit_table_changes(ident: &TableIdent, changes: &Changes) -> Result<()> {
     Ok(())
 }
 
-/// Writes `staged`'s metadata file and swaps the (locked) catalog row from `base` to it.
+/// Writes `staged`'s metadata file and swaps the (locked) catalog row from `base` to it;
+/// the metadata files that fell off its log join the deletion queue.
 pub fn publish(ident: &TableIdent, base: &str, staged: &StagedMetadata) -> Result<()> {
     let name = ident.to_string();
     let json = to_json(&staged.metadata).map_err(core_error(&name))?;
@@ -432,7 +433,9 @@ pub fn publish(ident: &TableIdent, base: &str, staged: &StagedMetadata) -> Resul
             reason: "another commit changed its catalog row".into(),
         });
     }
-    Ok(())
+    // Metadata files the log no longer lists go with this transaction's commit to the
+    // deletion queue (VACUUM removes them after the retention).
+    catalog::queue_for_deletion(ident, &staged.expired_metadata_files)
 }
 
 #[pg_guard]

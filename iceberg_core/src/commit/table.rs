@@ -30,6 +30,10 @@ pub enum TableCommit {
 pub struct StagedMetadata {
     pub metadata: TableMetadata,
     pub location: String,
+    /// Metadata files that fell off the new metadata's log (it keeps the last
+    /// `write.metadata.previous-versions-max`, 100): once the new file is current,
+    /// nothing lists them any more, and they may go (after a retention).
+    pub expired_metadata_files: Vec<String>,
 }
 
 /// Checks `requirements` against the current metadata (read from
@@ -54,6 +58,11 @@ pub fn commit_table(
     Ok(TableCommit::Write(Box::new(StagedMetadata {
         metadata: built.metadata,
         location,
+        expired_metadata_files: built
+            .expired_metadata_logs
+            .into_iter()
+            .map(|log| log.metadata_file)
+            .collect(),
     })))
 }
 
@@ -150,7 +159,11 @@ impl<'a> StagedCreate<'a> {
         )?;
         let metadata = apply(builder, self.updates)?.build()?.metadata;
         let location = next_table_metadata_location(&metadata, None)?;
-        Ok(StagedMetadata { metadata, location })
+        Ok(StagedMetadata {
+            metadata,
+            location,
+            expired_metadata_files: Vec::new(),
+        })
     }
 }
 
@@ -227,7 +240,7 @@ mod tests {
             updates(serde_json::json!([{ "action": "set-properties", "updates": { "a": "b" } }]));
         match commit_table(&t, current, &[], &set).unwrap() {
             TableCommit::Write(staged) => {
-                let StagedMetadata { metadata, location } = *staged;
+                let StagedMetadata { metadata, location, .. } = *staged;
                 assert_eq!(metadata.properties()["a"], "b");
                 assert!(location.starts_with("/w/t/metadata/00004-"), "{location}");
             }
@@ -238,6 +251,30 @@ mod tests {
             "fields": [ { "id": 1, "name": "id", "required": true, "type": "decimal(99, 200)" } ] } }]));
         let err = commit_table(&t, current, &[], &bad).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidChange);
+    }
+
+    #[test]
+    fn metadata_files_beyond_previous_versions_max_expire() {
+        let mut t = table_at("/w/t", &[("write.metadata.previous-versions-max", "2")]);
+        let mut location = "/w/t/metadata/00000-6f1c5e4e-3f49-4a43-9a4b-1d2f0c7b6a11.metadata.json".to_string();
+        let mut written = vec![location.clone()];
+        let mut expired = Vec::new();
+        for i in 0..4 {
+            let set = updates(serde_json::json!([
+                { "action": "set-properties", "updates": { "n": i.to_string() } }
+            ]));
+            let TableCommit::Write(staged) = commit_table(&t, &location, &[], &set).unwrap() else {
+                panic!("a property change writes new metadata");
+            };
+            expired.extend(staged.expired_metadata_files.clone());
+            t = staged.metadata;
+            location = staged.location;
+            written.push(location.clone());
+        }
+        // Five files written; the log keeps the two before the current one.
+        let logged: Vec<&str> = t.metadata_log().iter().map(|l| l.metadata_file.as_str()).collect();
+        assert_eq!(logged, [written[2].as_str(), written[3].as_str()]);
+        assert_eq!(expired, written[..2]);
     }
 
     #[test]
@@ -252,7 +289,7 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::TableNotFound);
         let staged = StagedCreate::new(&[TableRequirement::NotExist], &create).unwrap();
         assert_eq!(staged.requested_location(), Some("/w/ns/t"));
-        let StagedMetadata { metadata, location } = staged.commit("/w/ns/t".into()).unwrap();
+        let StagedMetadata { metadata, location, .. } = staged.commit("/w/ns/t".into()).unwrap();
         assert_eq!(metadata.properties()["owner"], "me");
         assert!(
             location.starts_with("/w/ns/t/metadata/00000-"),

@@ -93,6 +93,44 @@ def test_expired_snapshots_and_unreferenced_files_go_after_the_retention(small_f
     db.execute("RESET pg_lake_iceberg.as_of")
 
 
+def test_metadata_files_off_the_log_are_queued_and_go_after_the_retention(db, localdir, duck):
+    """Each commit writes a metadata file; the log keeps the last 100
+    (`write.metadata.previous-versions-max`), and those it drops are queued with
+    the commit that dropped them and deleted by VACUUM after the retention."""
+    db.execute(f"CREATE TABLE m (id int) USING iceberg WITH (location = '{localdir}/m')")
+    for i in range(102):  # 103 metadata files: the CREATE's and one per INSERT
+        db.execute("INSERT INTO m VALUES (%s)", (i,))
+
+    def on_disk():
+        return {str(p) for p in Path(f"{localdir}/m").rglob("*.metadata.json")}
+
+    def logged():
+        meta = db.execute("SELECT lake_iceberg.metadata(%s)", (location(db, "m"),)).fetchone()[0]
+        return {e["metadata-file"] for e in meta["metadata-log"]}
+
+    def queued():
+        return {p for (p,) in db.execute(
+            "SELECT path FROM lake_engine.deletion_queue WHERE path LIKE '%.metadata.json'")}
+
+    assert len(on_disk()) == 103
+    assert len(logged()) == 100
+    dropped = queued()
+    assert len(dropped) == 2
+    assert dropped.isdisjoint(logged() | {location(db, "m")})
+    assert on_disk() == logged() | {location(db, "m")} | dropped
+    # A rolled-back commit queues nothing and leaves the log as it was.
+    db.execute("BEGIN")
+    db.execute("INSERT INTO m VALUES (-1)")
+    db.execute("ROLLBACK")
+    assert queued() == dropped
+    db.execute("SET pg_lake_iceberg.deletion_retention = 0")
+    db.execute("VACUUM m")
+    assert on_disk().isdisjoint(dropped), "the queued metadata files are deleted"
+    assert logged() | {location(db, "m")} <= on_disk(), "every file the log lists stays"
+    assert db.execute("SELECT count(*), sum(id) FROM m").fetchone() == (102, 101 * 102 // 2)
+    assert duck.execute(f"SELECT count(*) FROM iceberg_scan('{location(db, 'm')}')").fetchone() == (102,)
+
+
 def test_vacuum_iceberg_does_every_table_and_the_files_of_dropped_ones(db, localdir):
     for t in ("a", "b"):
         db.execute(f"CREATE TABLE {t} (id int) USING iceberg WITH (location = '{localdir}/{t}')")
