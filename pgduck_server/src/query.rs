@@ -151,6 +151,45 @@ impl CopyJob {
     }
 }
 
+/// `sql` with its TIMETZ result columns cast to text, when it is a query that has any.
+fn timetz_as_text(stmt: &duckdb::Statement<'_>, sql: &str) -> Option<String> {
+    let n = stmt.column_count();
+    let timetz = |i: usize| {
+        stmt.column_logical_type(i).raw_id() == duckdb::ffi::DUCKDB_TYPE_DUCKDB_TYPE_TIME_TZ
+    };
+    if !(0..n).any(timetz) || !is_query(sql) {
+        return None;
+    }
+    let names = stmt.column_names();
+    let columns: Vec<String> = (0..n)
+        .map(|i| {
+            let name = pg_lake_common::sql::quote_ident(names.get(i).map_or("?column?", |s| s.as_str()));
+            if timetz(i) {
+                format!("CAST(#{} AS VARCHAR) AS {name}", i + 1)
+            } else {
+                format!("#{} AS {name}", i + 1)
+            }
+        })
+        .collect();
+    Some(format!(
+        "SELECT {} FROM ({}) AS pg_lake_timetz",
+        columns.join(", "),
+        sql.trim().trim_end_matches(';')
+    ))
+}
+
+/// Whether `sql` is a query whose rows can be selected from (not DDL, COPY, PRAGMA, ...).
+fn is_query(sql: &str) -> bool {
+    let first: String = sql
+        .trim_start()
+        .trim_start_matches('(')
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect::<String>()
+        .to_ascii_uppercase();
+    matches!(first.as_str(), "SELECT" | "WITH" | "FROM" | "VALUES" | "TABLE")
+}
+
 /// `batch` with its UHUGEINT columns (`columns`) as decimal text. DuckDB hands them to
 /// Arrow as Decimal128(38, 0) holding the bits of the u128, so values from 2^127 up
 /// would read as negative numbers (the maximum as -1).
@@ -307,6 +346,14 @@ fn run(conn: &duckdb::Connection, plan: &Plan, tx: &Sender) -> Result<Option<Str
     // Executes in streaming mode; the iterator is dropped at once so errors while
     // fetching come back as values from `step` rather than panics.
     drop(stmt.stream_arrow(duckdb::params_from_iter(plan.params.iter()))?);
+    // DuckDB's Arrow export drops a TIMETZ's offset: a query with TIMETZ columns runs
+    // again with those columns as DuckDB's text (`12:00:00+03`, as Postgres writes it).
+    // Nothing has been fetched yet, and only queries are re-run.
+    if let Some(wrapped) = timetz_as_text(&stmt, &plan.sql) {
+        drop(stmt);
+        stmt = prepare(conn, &wrapped)?;
+        drop(stmt.stream_arrow(duckdb::params_from_iter(plan.params.iter()))?);
+    }
 
     if let (Reply::Count(tag), false) = (&plan.reply, plan.transmit) {
         let mut count: i64 = 0;

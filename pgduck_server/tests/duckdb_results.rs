@@ -1,5 +1,5 @@
-//! DuckDB results that used to come back wrong: UHUGEINT from 2^127 up, and the rows
-//! of `COPY ... TO ... (RETURN_STATS)`.
+//! DuckDB results that used to come back wrong: UHUGEINT from 2^127 up, TIMETZ without
+//! its offset, and the rows of `COPY ... TO ... (RETURN_STATS)`.
 
 mod common;
 
@@ -37,6 +37,44 @@ async fn uhugeint_keeps_values_from_two_to_the_127() {
     use futures::TryStreamExt;
     let chunks: Vec<bytes::Bytes> = stream.try_collect().await.unwrap();
     assert_eq!(chunks.concat(), format!("{max}\n").into_bytes());
+}
+
+#[tokio::test]
+async fn timetz_keeps_its_offset() {
+    let server = Server::start();
+    let client = server.connect().await;
+    let sql = "SELECT '12:00:00+03'::TIMETZ AS t, 1 AS t, '23:59:59.5-05:30'::TIMETZ, \
+               NULL::TIMETZ AS n ORDER BY 1";
+    let expected = vec![vec![
+        Some("12:00:00+03".to_owned()),
+        Some("1".to_owned()),
+        Some("23:59:59.5-05:30".to_owned()),
+        None,
+    ]];
+    let got = client.simple_query(sql).await.unwrap();
+    assert_eq!(simple_rows(&got), expected);
+    // Column names (duplicates included) are kept.
+    let names: Vec<String> = match &got[0] {
+        SimpleQueryMessage::RowDescription(cols) => cols.iter().map(|c| c.name().to_owned()).collect(),
+        SimpleQueryMessage::Row(row) => row.columns().iter().map(|c| c.name().to_owned()).collect(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(names[0], "t");
+    assert_eq!(names[1], "t");
+    assert_eq!(names[3], "n");
+    // Parameters (extended protocol) and TRANSMIT take the same path.
+    let row = client
+        .query_one("SELECT CAST($1 AS TIMETZ) AS t", &[&"08:30:00-02"])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "08:30:00-02");
+    let stream = client
+        .copy_out("TRANSMIT SELECT '12:00:00+03'::TIMETZ, 2")
+        .await
+        .unwrap();
+    use futures::TryStreamExt;
+    let chunks: Vec<bytes::Bytes> = stream.try_collect().await.unwrap();
+    assert_eq!(chunks.concat(), b"12:00:00+03\t2\n".to_vec());
 }
 
 #[tokio::test]
