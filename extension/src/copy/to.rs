@@ -120,6 +120,12 @@ pub(super) unsafe fn copy_to(
         Location::Local => Some(LocalTarget::new(&files.url)),
         Location::ObjectStore => None,
     };
+    if rows == 0 && target.is_none() && files.format != Format::Parquet {
+        // DuckDB's CSV and JSON writers upload nothing for zero rows; the file they
+        // would write (a CSV header, a compressed empty stream) is written instead.
+        empty_object(conn, &select, files).or_report();
+        return rows;
+    }
     let copy = format!(
         "COPY ({select}) TO {} ({}); DROP TABLE {STAGING}",
         quote_literal(target.as_ref().map_or(files.url.as_str(), |t| t.temp_str())),
@@ -130,6 +136,29 @@ pub(super) unsafe fn copy_to(
         target.commit().or_report();
     }
     rows
+}
+
+/// The object a COPY of zero rows writes: DuckDB writes the file it would (header and
+/// compression included) to pgduck_server's private temporary file, whose bytes come
+/// back through COPY TO STDOUT and go to `files.url` in one write.
+fn empty_object(conn: Connection, select: &str, files: &LakeFiles) -> Result<()> {
+    let mut stream = conn.copy_out(&format!(
+        "COPY ({select}) TO STDOUT ({})",
+        files.copy_to_options()
+    ))?;
+    let mut bytes = Vec::new();
+    loop {
+        let chunk = stream.next_chunk()?;
+        if chunk.is_empty() {
+            break;
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    drop(stream);
+    crate::iceberg_table::storage::write(&files.url, &bytes)?;
+    // The staging table lives in that connection's DuckDB session, now idle again.
+    Connection::acquire()?.execute(&format!("DROP TABLE IF EXISTS {STAGING}"))?;
+    Ok(())
 }
 
 /// `COPY ... TO STDOUT WITH (format parquet | json)`: DuckDB writes the file, pgduck_server

@@ -205,3 +205,26 @@ def test_statement_timeout_cancels_copy(db, duck, localdir, s3url):
     db.execute(f"COPY (SELECT 1 AS one) TO '{s3url}/after.parquet'")
     db.execute(f"CREATE FOREIGN TABLE after (one int) SERVER pg_lake OPTIONS (path '{s3url}/after.parquet')")
     assert db.execute("SELECT one FROM after").fetchall() == [(1,)]
+
+
+@pytest.mark.parametrize("name,with_,content", [
+    ("empty.csv", "", b""),
+    ("header.csv", "WITH (header true)", b'id,"a,b"\n'),
+    ("empty.json", "", b""),
+])
+def test_copy_of_zero_rows_to_object_storage_writes_a_valid_empty_file(db, duck, moto, s3url, name, with_, content):
+    """DuckDB's CSV and JSON writers upload nothing for zero rows; the object is there
+    anyway, as a local COPY would write it (a CSV header when asked for), and reads
+    back as zero rows."""
+    url = f"{s3url}/{name}"
+    res = db.execute(f"""COPY (SELECT 1 AS id, 'x' AS "a,b" WHERE false) TO '{url}' {with_}""")
+    assert res.rowcount == 0
+    key = url.removeprefix(f"s3://{moto['bucket']}/")
+    assert moto["s3"].get_object(Bucket=moto["bucket"], Key=key)["Body"].read() == content
+    if name.endswith(".csv") and content:
+        assert duck.execute(f"SELECT count(*) FROM read_csv('{url}', header = true)").fetchone() == (0,)
+    # Compressed: a valid empty gzip stream, not an empty object.
+    db.execute(f"COPY (SELECT 1 AS id WHERE false) TO '{url}.gz' {with_}")
+    body = moto["s3"].get_object(Bucket=moto["bucket"], Key=key + ".gz")["Body"].read()
+    import gzip
+    assert gzip.decompress(body) == content.replace(b',"a,b"', b"")
