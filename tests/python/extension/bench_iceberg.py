@@ -118,3 +118,17 @@ def test_bench_iceberg(db, duck, localdir):
             f"COPY (SELECT * FROM read_parquet('{localdir}/src.parquet')) TO '{localdir}/{t}.parquet' (FORMAT parquet)"))
         ratios.append(ours / floor)
     report("INSERT ... SELECT into Iceberg / DuckDB's COPY of the file to Parquet (time ratio)", ratios)
+
+    # count(*), sum(x) over an Iceberg table (pushed down whole) against DuckDB's own
+    # iceberg_scan of the same metadata, on the same pgduck_server, paired.
+    location = db.execute("SELECT metadata_location FROM lake_catalog.iceberg_tables "
+                          "WHERE table_name = 'floor_0'").fetchone()[0]
+    expected = db.execute("SELECT count(*), sum(id) FROM floor_0").fetchone()
+    ratios = []
+    for _ in range(REPEAT):
+        ours = seconds(lambda: db.execute("SELECT count(*), sum(id) FROM floor_0").fetchone())
+        floor = seconds(lambda: duck.execute(
+            f"SELECT count(*), sum(id) FROM iceberg_scan('{location}')").fetchone())
+        ratios.append(ours / floor)
+    assert duck.execute(f"SELECT count(*), sum(id) FROM iceberg_scan('{location}')").fetchone() == expected
+    report("count(*), sum(x) over Iceberg / DuckDB's iceberg_scan (time ratio)", ratios)
