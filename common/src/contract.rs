@@ -364,6 +364,14 @@ pub mod protocol {
     /// without recursion: the extension checks a sample before DuckDB's type detection
     /// (which recurses once per level) reads it.
     pub const JSON_DEPTH: &str = "pg_lake_json_depth";
+    /// `COPY pg_lake_upload FROM STDIN`: pgduck_server keeps what the client sends as a
+    /// private file instead of loading it, and sets the session's DuckDB variable
+    /// [`UPLOAD_VARIABLE`] to its path (`getvariable('pg_lake_upload')`). The extension
+    /// reads it like any lake file (COPY FROM STDIN in Parquet or JSON) and deletes it
+    /// with [`DELETE_FILE`]; a process's leftovers go at its next start.
+    pub const UPLOAD_TARGET: &str = "pg_lake_upload";
+    /// The DuckDB variable naming the file of the session's last upload.
+    pub const UPLOAD_VARIABLE: &str = "pg_lake_upload";
 }
 
 #[cfg(test)]

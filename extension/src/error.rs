@@ -127,6 +127,9 @@ pub enum Error {
 
     #[error("{0}")]
     FeatureNotSupported(String),
+    /// The client ended COPY FROM STDIN with CopyFail (Postgres' own wording and 57014).
+    #[error("COPY from stdin failed: {0}")]
+    CopyFromStdinFailed(String),
 
     #[error("no file matches \"{0}\"")]
     FileNotFound(String),
@@ -187,6 +190,7 @@ impl Error {
             Error::UnsupportedDuckdbType { .. } => ERRCODE_DATATYPE_MISMATCH,
             Error::ColumnMismatch(_) => ERRCODE_UNDEFINED_COLUMN,
             Error::FeatureNotSupported(_) => ERRCODE_FEATURE_NOT_SUPPORTED,
+            Error::CopyFromStdinFailed(_) => ERRCODE_QUERY_CANCELED,
             Error::FileNotFound(_) => ERRCODE_UNDEFINED_FILE,
             Error::CatalogReadOnly { .. } => ERRCODE_READ_ONLY_SQL_TRANSACTION,
             Error::SerializationFailure { .. } => ERRCODE_T_R_SERIALIZATION_FAILURE,

@@ -26,18 +26,27 @@ pub fn parse(sql: &str) -> Option<(&str, &str)> {
     Some((target.trim(), after.trim()))
 }
 
-/// A copy in progress: the spool file is removed when this is dropped.
+/// Whether `target` is the reserved upload target: the data is kept as a file.
+pub fn is_upload(target: &str) -> bool {
+    target.eq_ignore_ascii_case(pg_lake_common::contract::protocol::UPLOAD_TARGET)
+}
+
+/// A copy in progress: the spool file is removed when this is dropped, unless it was
+/// an upload that completed (its reader deletes it).
 pub struct CopyIn {
     path: PathBuf,
     file: std::fs::File,
     target: String,
     options: String,
+    keep: bool,
 }
 
 impl CopyIn {
-    pub fn start(dir: &Path, target: &str, options: &str) -> Result<CopyIn, QueryError> {
+    /// Starts spooling under `dir`; an upload's file is named with `prefix` (so a later
+    /// start of the server removes it if nobody did).
+    pub fn start(dir: &Path, prefix: &str, target: &str, options: &str) -> Result<CopyIn, QueryError> {
         let path = dir.join(format!(
-            "copy-in-{}-{}.data",
+            "{prefix}{}-{}.data",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
@@ -52,6 +61,7 @@ impl CopyIn {
             file,
             target: target.to_owned(),
             options: options.to_owned(),
+            keep: false,
         })
     }
 
@@ -70,11 +80,50 @@ impl CopyIn {
             .flush()
             .map_err(|e| QueryError::new("58030", e.to_string()))?;
         let path = literal(&self.path.to_string_lossy());
+        if is_upload(&self.target) {
+            self.keep = true;
+            return Ok(format!(
+                "SET VARIABLE {} = {path}",
+                pg_lake_common::contract::protocol::UPLOAD_VARIABLE
+            ));
+        }
         Ok(format!(
             "COPY {} FROM {path} {}",
             self.target,
             without_header_detection(&self.options)
         ))
+    }
+
+    /// An upload whose variable could not be set is not kept.
+    pub fn discard(&mut self) {
+        self.keep = false;
+    }
+
+    /// The file a completed upload keeps.
+    pub fn kept(&self) -> Option<&Path> {
+        self.keep.then_some(self.path.as_path())
+    }
+}
+
+/// A session's last upload: its reader deletes it once loaded; whatever is left (a COPY
+/// that failed after the upload) goes at the session's next upload or its end.
+#[derive(Default)]
+pub struct KeptUpload(std::sync::Mutex<Option<PathBuf>>);
+
+impl KeptUpload {
+    pub fn replace(&self, path: &Path) {
+        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = kept.replace(path.to_path_buf()) {
+            let _ = std::fs::remove_file(old);
+        }
+    }
+}
+
+impl Drop for KeptUpload {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.get_mut().ok().and_then(|p| p.take()) {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -121,7 +170,9 @@ fn format_of(upper: &str) -> Option<String> {
 
 impl Drop for CopyIn {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 

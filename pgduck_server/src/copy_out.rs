@@ -71,18 +71,23 @@ pub struct TempOut {
     path: PathBuf,
 }
 
+/// Creates `dir` 0700 if missing (the directory of COPY TO STDOUT's files and uploads).
+pub fn private_dir(dir: &Path) -> Result<(), QueryError> {
+    create_private_dir(dir).map_err(|e| {
+        QueryError::new(
+            "58030",
+            format!(
+                "cannot create COPY TO STDOUT directory {}: {e}",
+                dir.display()
+            ),
+        )
+    })
+}
+
 impl TempOut {
     /// A new name under `dir` (created 0700 if missing); nothing is written yet.
     pub fn new(dir: &Path) -> Result<TempOut, QueryError> {
-        create_private_dir(dir).map_err(|e| {
-            QueryError::new(
-                "58030",
-                format!(
-                    "cannot create COPY TO STDOUT directory {}: {e}",
-                    dir.display()
-                ),
-            )
-        })?;
+        private_dir(dir)?;
         let path = dir.join(format!(
             "{PREFIX}{}-{}",
             std::process::id(),

@@ -170,6 +170,139 @@ pub(super) unsafe fn copy_from(
     }
 }
 
+/// `COPY t FROM STDIN WITH (format parquet | json)`: the client's bytes go on to
+/// pgduck_server as an upload (a private file there, see
+/// [`pg_lake_common::contract::protocol::UPLOAD_TARGET`]), which then loads exactly like
+/// `COPY t FROM '<that file>'` with the same options; the file is deleted afterwards
+/// (or, after an error, by pgduck_server at the session's next upload or end).
+///
+/// # Safety
+/// `stmt` must be a valid COPY FROM STDIN statement; the client is waiting for its
+/// CopyInResponse.
+pub(super) unsafe fn copy_from_stdin(
+    stmt: *mut pg_sys::CopyStmt,
+    options: &[(String, String)],
+    query_string: *const std::ffi::c_char,
+) -> u64 {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        if pg_sys::whereToSendOutput != pg_sys::CommandDest::DestRemote {
+            Error::FeatureNotSupported(
+                "COPY FROM STDIN in Parquet or JSON needs a client connection (it cannot run inside a function)".into(),
+            )
+            .report();
+        }
+        // The table's privileges and the options are checked before the client sends
+        // anything (COPY FROM checks the privileges again, and the lock is the same).
+        let rel = pg_sys::table_openrv((*stmt).relation, pg_sys::RowExclusiveLock as i32);
+        let relid = (*rel).rd_id;
+        let acl = pg_sys::pg_class_aclcheck(
+            relid,
+            pg_sys::GetUserId(),
+            pg_sys::ACL_INSERT as pg_sys::AclMode,
+        );
+        if acl != pg_sys::AclResult::ACLCHECK_OK {
+            pg_sys::aclcheck_error(acl, pg_sys::ObjectType::OBJECT_TABLE, pg_sys::get_rel_name(relid));
+        }
+        pg_sys::table_close(rel, pg_sys::NoLock as i32);
+        let probe = LakeFiles::from_options(Some("/dev/stdin"), options, crate::files::OptionContext::CopyFrom)
+            .or_report();
+        drop(probe);
+        let path = receive_upload().or_report();
+        let files = LakeFiles::from_options(Some(&path), options, crate::files::OptionContext::CopyFrom)
+            .or_report();
+        let rows = copy_from(stmt, &files, query_string);
+        crate::iceberg_table::storage::delete(&path).or_report();
+        rows
+    }
+}
+
+/// The message-size limits of Postgres' own COPY FROM STDIN (libpq/libpq.h).
+const PQ_LARGE_MESSAGE_LIMIT: i32 = 0x3fff_ffff - 1;
+const PQ_SMALL_MESSAGE_LIMIT: i32 = 10_000;
+
+/// Postgres' frontend message functions (libpq/libpq.h, not in pgrx's bindings).
+#[repr(C)]
+struct PqCommMethods {
+    comm_reset: Option<unsafe extern "C" fn()>,
+    flush: Option<unsafe extern "C" fn() -> std::ffi::c_int>,
+}
+
+extern "C-unwind" {
+    fn pq_startmsgread();
+    fn pq_getbyte() -> std::ffi::c_int;
+    fn pq_getmessage(s: pg_sys::StringInfo, maxlen: std::ffi::c_int) -> std::ffi::c_int;
+    static PqCommMethods: *const PqCommMethods;
+}
+
+/// Receives the client's COPY data, as Postgres' COPY FROM STDIN does (CopyInResponse,
+/// then CopyData until CopyDone; CopyFail and a lost client are errors), passing each
+/// chunk on to pgduck_server as an upload. Answers the upload's path there.
+///
+/// # Safety
+/// Called on the backend thread while the client waits for a CopyInResponse.
+unsafe fn receive_upload() -> Result<String> {
+    use pg_lake_common::contract::protocol::{UPLOAD_TARGET, UPLOAD_VARIABLE};
+    let mut sink = Connection::acquire()?.copy_in(&format!("COPY {UPLOAD_TARGET} FROM STDIN"))?;
+    // SAFETY: the message functions run on the backend thread, as Postgres' own COPY.
+    unsafe {
+        // CopyInResponse: overall format binary, no columns (a file's bytes follow).
+        let mut msg = pg_sys::StringInfoData::default();
+        pg_sys::pq_beginmessage(&mut msg, b'G' as std::ffi::c_char);
+        pg_sys::appendBinaryStringInfo(&mut msg, [1u8, 0, 0].as_ptr().cast(), 3);
+        pg_sys::pq_endmessage(&mut msg);
+        if let Some(flush) = (*PqCommMethods).flush {
+            flush();
+        }
+        let buf = pg_sys::makeStringInfo();
+        loop {
+            pg_sys::resetStringInfo(buf);
+            pq_startmsgread();
+            let kind = pq_getbyte();
+            let lost = || {
+                Error::ConnectionLost(
+                    "unexpected EOF on client connection with an open transaction".into(),
+                )
+            };
+            if kind < 0 {
+                return Err(lost());
+            }
+            let limit = if kind == b'd' as i32 {
+                PQ_LARGE_MESSAGE_LIMIT
+            } else {
+                PQ_SMALL_MESSAGE_LIMIT
+            };
+            if pq_getmessage(buf, limit) != 0 {
+                return Err(lost());
+            }
+            match kind as u8 {
+                b'd' => {
+                    let data = std::slice::from_raw_parts((*buf).data as *const u8, (*buf).len as usize);
+                    sink.send(Bytes::copy_from_slice(data))?;
+                }
+                b'c' => break,
+                b'f' => {
+                    let reason = string(pg_sys::pq_getmsgstring(buf)).unwrap_or_default();
+                    return Err(Error::CopyFromStdinFailed(reason));
+                }
+                // Flush and Sync are ignored during COPY, as Postgres does.
+                b'H' | b'S' => {}
+                other => {
+                    return Err(Error::Protocol(format!(
+                        "unexpected message type 0x{other:02X} during COPY from stdin"
+                    )))
+                }
+            }
+        }
+    }
+    let (mut conn, _) = sink.finish()?;
+    let rows = conn.query(&format!("SELECT getvariable('{UPLOAD_VARIABLE}')"))?;
+    rows.into_iter()
+        .next()
+        .and_then(|r| r.into_iter().next().flatten())
+        .ok_or_else(|| Error::Protocol("pgduck_server did not say where the upload went".into()))
+}
+
 /// COPY of a Parquet file into an Iceberg table, run inside DuckDB: the file's values go
 /// straight into the table's data file, as `INSERT ... SELECT` pushed down does
 /// ([`crate::iceberg_table::insert::insert_query`], which checks them as the row path

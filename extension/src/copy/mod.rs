@@ -63,9 +63,8 @@ pub unsafe fn handle(
     }
 }
 
-/// `COPY ... TO STDOUT WITH (format parquet | json)`: formats Postgres' own COPY lacks go
-/// through pgduck_server; everything else is Postgres'. COPY FROM STDIN in those formats
-/// is not supported yet (Postgres' own error says the format is unknown).
+/// `COPY ... TO STDOUT` / `COPY ... FROM STDIN WITH (format parquet | json)`: formats
+/// Postgres' own COPY lacks go through pgduck_server; everything else is Postgres'.
 ///
 /// # Safety
 /// As [`handle`].
@@ -81,8 +80,17 @@ unsafe fn stream(
             n.eq_ignore_ascii_case("format")
                 && matches!(v.to_ascii_lowercase().as_str(), "parquet" | "json")
         });
-        if (*stmt).is_from || !lake_format {
+        if !lake_format {
             return false;
+        }
+        if (*stmt).is_from {
+            // As for Postgres' own COPY FROM STDIN, only the table's privileges apply.
+            let rows = from::copy_from_stdin(stmt, &options, query_string);
+            if !qc.is_null() {
+                (*qc).commandTag = pg_sys::CommandTag::CMDTAG_COPY;
+                (*qc).nprocessed = rows;
+            }
+            return true;
         }
         // The data goes to the client, not to a file: no file privilege is involved, as for
         // Postgres' own COPY TO STDOUT (the query's privileges apply as usual).

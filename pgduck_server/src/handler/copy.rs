@@ -29,7 +29,21 @@ impl Backend {
         sql: &str,
     ) -> Option<Result<(), QueryError>> {
         let (target, options) = copy_in::parse(sql)?;
-        Some(CopyIn::start(&self.spool_dir, target, options).map(|copy| {
+        // An upload outlives the COPY: it goes to the private directory of COPY TO
+        // STDOUT's files, under the prefix whose leftovers the next start removes.
+        let started = if copy_in::is_upload(target) {
+            crate::copy_out::private_dir(&self.copy_out_dir).and_then(|()| {
+                CopyIn::start(
+                    &self.copy_out_dir,
+                    &format!("{}upload-", crate::copy_out::PREFIX),
+                    target,
+                    options,
+                )
+            })
+        } else {
+            CopyIn::start(&self.spool_dir, "copy-in-", target, options)
+        };
+        Some(started.map(|copy| {
             let slot = client
                 .session_extensions()
                 .get_or_insert_with(CopyInSlot::default);
@@ -82,6 +96,15 @@ impl CopyHandler for Backend {
             binary: Vec::new(),
         };
         let outcome = self.respond(client, &session, plan).await?;
+        if outcome.is_err() {
+            copy.discard();
+        }
+        if let Some(path) = copy.kept() {
+            client
+                .session_extensions()
+                .get_or_insert_with(copy_in::KeptUpload::default)
+                .replace(path);
+        }
         drop(copy); // the spool file goes once DuckDB has loaded it
         match outcome {
             Ok(in_tx) => {

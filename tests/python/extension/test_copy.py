@@ -1,5 +1,9 @@
 """COPY to and from lake URLs: formats, compression, options, errors."""
 
+import os
+import uuid
+from pathlib import Path
+
 import psycopg
 import pytest
 
@@ -228,3 +232,74 @@ def test_copy_of_zero_rows_to_object_storage_writes_a_valid_empty_file(db, duck,
     body = moto["s3"].get_object(Bucket=moto["bucket"], Key=key + ".gz")["Body"].read()
     import gzip
     assert gzip.decompress(body) == content.replace(b',"a,b"', b"")
+
+
+def test_copy_from_stdin_in_parquet_and_json(db, connect, workdir, localdir):
+    """COPY ... FROM STDIN WITH (format 'parquet' | 'json') as the original streams it
+    (psql's \\copy included): the bytes go on to pgduck_server and load as the same
+    file would, into heap and Iceberg tables; CopyFail and missing privileges are
+    Postgres' errors, and the session goes on."""
+    import subprocess
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    parquet = workdir / "stdin.parquet"
+    pq.write_table(pa.table({"id": pa.array(range(1, 2001), pa.int64()),
+                             "label": [f"r{i}" for i in range(1, 2001)]}), parquet, row_group_size=500)
+    data = parquet.read_bytes()
+    db.execute("CREATE TABLE h (id bigint, description text)")
+    with db.cursor().copy("COPY h FROM STDIN WITH (format 'parquet')") as copy:
+        for at in range(0, len(data), 7000):  # many CopyData messages
+            copy.write(data[at:at + 7000])
+    assert db.execute("SELECT count(*), sum(id), max(description) FROM h").fetchone() == (2000, 2001000, "r999")
+    # Iceberg, and a column list.
+    db.execute("CREATE TABLE ice (id bigint, description text, extra int) USING iceberg")
+    with db.cursor().copy("COPY ice (id, description) FROM STDIN WITH (format parquet)") as copy:
+        copy.write(data)
+    assert db.execute("SELECT count(*), sum(id), count(extra) FROM ice").fetchone() == (2000, 2001000, 0)
+    # JSON, newline-delimited.
+    db.execute("CREATE TABLE j (id int, tags text[], doc jsonb)")
+    with db.cursor().copy("COPY j FROM STDIN WITH (format 'json')") as copy:
+        copy.write(b'{"id": 1, "tags": ["a", "b"], "doc": {"k": [1, 2]}}\n{"id": 2, "tags": [], "doc": null}\n')
+    assert db.execute("SELECT id, tags, doc FROM j ORDER BY id").fetchall() == \
+        [(1, ["a", "b"], {"k": [1, 2]}), (2, [], None)]
+    # psql's \copy, the way a migrating user loads a local file.
+    db.execute("TRUNCATE h")
+    info = db.info
+    out = subprocess.run([str(Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")) / "psql"),
+                          "-h", info.host, "-p", str(info.port), "-U", info.user, "-d", info.dbname,
+                          "-v", "ON_ERROR_STOP=1", "-c", f"\\copy h from '{parquet}' with (format 'parquet')"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "COPY 2000"
+    assert db.execute("SELECT count(*) FROM h").fetchone() == (2000,)
+    # CopyFail from the client (psycopg sends it and re-raises its own exception):
+    # nothing loaded, and the session goes on.
+    with pytest.raises(RuntimeError, match="the client gives up"):
+        with db.cursor().copy("COPY h FROM STDIN WITH (format 'parquet')") as copy:
+            copy.write(data[:100])
+            raise RuntimeError("the client gives up")
+    assert db.execute("SELECT count(*) FROM h").fetchone() == (2000,)
+    # Bad bytes are DuckDB's error, and the session goes on.
+    with pytest.raises(psycopg.Error, match="(?i)parquet"):
+        with db.cursor().copy("COPY h FROM STDIN WITH (format 'parquet')") as copy:
+            copy.write(b"not a parquet file")
+    # Without INSERT on the table: refused before any data is taken.
+    role = f"stdin_{uuid.uuid4().hex[:8]}"
+    db.execute(f"CREATE ROLE {role} LOGIN")
+    db.execute(f"GRANT SELECT ON h TO {role}")
+    other = connect(user=role)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        with other.cursor().copy("COPY h FROM STDIN WITH (format 'parquet')") as copy:
+            copy.write(data)
+    # CSV options on a Parquet COPY are refused first, with Postgres' wording.
+    with pytest.raises(psycopg.errors.SyntaxError):
+        with db.cursor().copy("COPY h FROM STDIN WITH (format 'parquet', delimiter ';')") as copy:
+            copy.write(data)
+    assert db.execute("SELECT count(*) FROM h").fetchone() == (2000,)
+    # No upload is left behind: each is deleted once loaded, a failed load's at the
+    # session's next upload (or its end).
+    with db.cursor().copy("COPY h FROM STDIN WITH (format 'parquet')") as copy:
+        copy.write(data)
+    assert db.execute("SELECT count(*) FROM h").fetchone() == (4000,)
+    assert not list((workdir / "duck-cache" / "tmp").glob("copy-out-upload-*"))
