@@ -156,12 +156,7 @@ unsafe fn op(rel: &Rel, o: *mut pg_sys::OpExpr) -> Option<String> {
             .iter()
             .map(|a| expr(rel, *a))
             .collect::<Option<Vec<_>>>()?;
-        match (spec, sql.as_slice()) {
-            (ship::OpSql::Infix(op), [l, r]) => Some(format!("({l} {op} {r})")),
-            (ship::OpSql::Prefix(op), [a]) => Some(format!("({op} {a})")),
-            (ship::OpSql::Template(t), _) => Some(ship::fill(t, &sql)),
-            _ => None,
-        }
+        ship::render(spec, &sql)
     }
 }
 

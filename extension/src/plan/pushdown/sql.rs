@@ -932,11 +932,9 @@ impl Deparser {
             for a in &args {
                 sql.push(self.expr(*a)?);
             }
-            match (spec, sql.as_slice()) {
-                (ship::OpSql::Infix(op), [l, r]) => Some(format!("({l} {op} {r})")),
-                (ship::OpSql::Prefix(op), [a]) => Some(format!("({op} {a})")),
-                (ship::OpSql::Template(t), _) => Some(ship::fill(t, &sql)),
-                _ => self.block(format!("operator {}", operator_signature(opno, &types))),
+            match ship::render(spec, &sql) {
+                Some(sql) => Some(sql),
+                None => self.block(format!("operator {}", operator_signature(opno, &types))),
             }
         }
     }
