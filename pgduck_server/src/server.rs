@@ -83,14 +83,16 @@ pub async fn run(config: Config, storage: StorageEnv) -> Result<(), ServerError>
         spool_dir.clone(),
         copy_out_dir.clone(),
         None,
-        config.verbose,
+        // Both log each statement (redacted), as the original's --debug does.
+        config.verbose || config.debug,
     );
     let remote = Backend::new(
         engine.clone(),
         spool_dir,
         copy_out_dir,
         std::env::var(PASSWORD_ENV).ok(),
-        config.verbose,
+        // Both log each statement (redacted), as the original's --debug does.
+        config.verbose || config.debug,
     );
     info!(socket = %socket_path.display(), "pgduck_server ready");
 

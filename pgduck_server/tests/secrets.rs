@@ -72,7 +72,17 @@ async fn sessions_cannot_read_the_servers_keys() {
 
 #[tokio::test]
 async fn verbose_logs_redact_a_clients_secret() {
-    let mut server = with_s3_keys(&["--verbose"]);
+    logs_redact_a_clients_secret("--verbose").await;
+}
+
+/// `--debug` logs each statement as the original's does, redacted the same way.
+#[tokio::test]
+async fn debug_logs_statements_and_redacts_a_clients_secret() {
+    logs_redact_a_clients_secret("--debug").await;
+}
+
+async fn logs_redact_a_clients_secret(flag: &str) {
+    let mut server = with_s3_keys(&[flag]);
     let client = server.connect().await;
     client
         .batch_execute(&format!(
