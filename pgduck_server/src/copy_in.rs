@@ -45,6 +45,13 @@ impl CopyIn {
     /// Starts spooling under `dir`; an upload's file is named with `prefix` (so a later
     /// start of the server removes it if nobody did).
     pub fn start(dir: &Path, prefix: &str, target: &str, options: &str) -> Result<CopyIn, QueryError> {
+        // The directory may have gone under a running server (a cleaner, a new volume).
+        std::fs::create_dir_all(dir).map_err(|e| {
+            QueryError::new(
+                "58030",
+                format!("cannot create the COPY spool directory {}: {e}", dir.display()),
+            )
+        })?;
         let path = dir.join(format!(
             "{prefix}{}-{}.data",
             std::process::id(),

@@ -1161,3 +1161,40 @@ async fn init_file_runs_before_clients_and_database_file_persists() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The cache directory may disappear under a running server (a cleaner, a new volume):
+/// COPY FROM STDIN, COPY TO STDOUT and uploads recreate what they need in it.
+#[tokio::test]
+async fn a_cache_directory_removed_under_the_server_is_recreated() {
+    let cache = std::env::temp_dir().join(format!("pgduck-gone-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cache);
+    let server = Server::start_with(&["--cache_dir", cache.to_str().unwrap()], &[]);
+    let client = server.connect().await;
+    client
+        .batch_execute("CREATE TABLE gone (id INTEGER)")
+        .await
+        .unwrap();
+    std::fs::remove_dir_all(&cache).unwrap();
+    let sink = client
+        .copy_in("COPY gone FROM STDIN (FORMAT csv)")
+        .await
+        .unwrap();
+    futures::pin_mut!(sink);
+    futures::SinkExt::send(&mut sink, bytes::Bytes::from_static(b"1\n2\n"))
+        .await
+        .unwrap();
+    assert_eq!(sink.finish().await.unwrap(), 2);
+    std::fs::remove_dir_all(&cache).unwrap();
+    let stream = client
+        .copy_out("COPY (SELECT id FROM gone ORDER BY id) TO STDOUT (FORMAT csv, HEADER false)")
+        .await
+        .unwrap();
+    use futures::TryStreamExt;
+    let chunks: Vec<bytes::Bytes> = stream.try_collect().await.unwrap();
+    assert_eq!(chunks.concat(), b"1\n2\n".to_vec());
+    // The session is still in step after all that.
+    let rows = client.simple_query("SELECT count(*) FROM gone").await.unwrap();
+    assert_eq!(simple_rows(&rows), vec![vec![Some("2".into())]]);
+    drop(client);
+    let _ = std::fs::remove_dir_all(&cache);
+}
