@@ -116,12 +116,26 @@ impl Config {
             .join(format!(".s.PGSQL.{}", self.port))
     }
 
+    /// The Linux abstract socket name when the directory is given as `@name` (as libpq
+    /// reads `host=@name`): `name/.s.PGSQL.<port>` in the abstract namespace, no file.
+    pub fn abstract_socket(&self) -> Option<String> {
+        let dir = self.unix_socket_directory.to_str()?;
+        let name = dir.strip_prefix('@')?;
+        Some(format!("{name}/.s.PGSQL.{}", self.port))
+    }
+
     /// Checks what can be checked without starting anything. With
     /// --check_cli_params_only the socket directory need not exist yet.
     pub fn validate(&self) -> Result<(), ServerError> {
         let dir = &self.unix_socket_directory;
         let may_be_missing = self.check_cli_params_only && !dir.exists();
-        if !dir.is_dir() && !may_be_missing {
+        if self.abstract_socket().is_some_and(|name| name.len() > 107) {
+            return Err(ServerError::Config(format!(
+                "--unix_socket_directory {}: an abstract socket name has at most 107 bytes",
+                dir.display()
+            )));
+        }
+        if !dir.is_dir() && !may_be_missing && self.abstract_socket().is_none() {
             return Err(ServerError::Config(format!(
                 "--unix_socket_directory {} is not a directory",
                 dir.display()
@@ -240,7 +254,7 @@ impl Config {
             format!("debug: {}", self.debug),
             format!("verbose: {}", self.verbose),
         ];
-        if !self.unix_socket_directory.exists() {
+        if !self.unix_socket_directory.exists() && self.abstract_socket().is_none() {
             out.push(format!(
                 "note: {} does not exist yet",
                 self.unix_socket_directory.display()

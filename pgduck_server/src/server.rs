@@ -34,7 +34,10 @@ impl Drop for OwnedFiles {
 pub async fn run(config: Config, storage: StorageEnv) -> Result<(), ServerError> {
     let socket_path = config.socket_path();
     let lock_path = PathBuf::from(format!("{}.lock", socket_path.display()));
-    claim_socket(&socket_path, &lock_path).await?;
+    let abstract_name = config.abstract_socket();
+    if abstract_name.is_none() {
+        claim_socket(&socket_path, &lock_path).await?;
+    }
 
     let engine = {
         let config = config.clone();
@@ -45,15 +48,24 @@ pub async fn run(config: Config, storage: StorageEnv) -> Result<(), ServerError>
 
     crate::gcp::start_token_renewal(&engine)?;
 
-    let unix = UnixListener::bind(&socket_path)
-        .map_err(|e| ServerError::io(format!("binding {}", socket_path.display()), e))?;
-    let mut owned = OwnedFiles(vec![socket_path.clone(), lock_path.clone()]);
-    // Like Postgres' default unix_socket_permissions: access is governed by the directory.
-    std::fs::set_permissions(&socket_path, std::fs::Permissions::from_mode(0o777))
-        .map_err(|e| ServerError::io("setting socket permissions", e))?;
     let pid = std::process::id().to_string();
-    std::fs::write(&lock_path, &pid)
-        .map_err(|e| ServerError::io(format!("writing {}", lock_path.display()), e))?;
+    let (unix, mut owned) = match &abstract_name {
+        // An abstract socket has no file: nothing to claim, chmod or remove; a live
+        // server holding the name makes the bind fail.
+        Some(name) => (bind_abstract(name)?, OwnedFiles(Vec::new())),
+        None => {
+            let unix = UnixListener::bind(&socket_path)
+                .map_err(|e| ServerError::io(format!("binding {}", socket_path.display()), e))?;
+            let owned = OwnedFiles(vec![socket_path.clone(), lock_path.clone()]);
+            // Like Postgres' default unix_socket_permissions: access is governed by the
+            // directory.
+            std::fs::set_permissions(&socket_path, std::fs::Permissions::from_mode(0o777))
+                .map_err(|e| ServerError::io("setting socket permissions", e))?;
+            std::fs::write(&lock_path, &pid)
+                .map_err(|e| ServerError::io(format!("writing {}", lock_path.display()), e))?;
+            (unix, owned)
+        }
+    };
     if let Some(pidfile) = &config.pidfile {
         std::fs::write(pidfile, format!("{pid}\n"))
             .map_err(|e| ServerError::io(format!("writing --pidfile {}", pidfile.display()), e))?;
@@ -94,7 +106,10 @@ pub async fn run(config: Config, storage: StorageEnv) -> Result<(), ServerError>
         // Both log each statement (redacted), as the original's --debug does.
         config.verbose || config.debug,
     );
-    info!(socket = %socket_path.display(), "pgduck_server ready");
+    match &abstract_name {
+        Some(name) => info!(socket = %format!("@{name}"), "pgduck_server ready (abstract socket)"),
+        None => info!(socket = %socket_path.display(), "pgduck_server ready"),
+    }
 
     let mut sigterm = signal(SignalKind::terminate())
         .map_err(|e| ServerError::io("installing SIGTERM handler", e))?;
@@ -289,6 +304,16 @@ async fn accept_tcp(listener: Option<&TcpListener>) -> std::io::Result<tokio::ne
         Some(l) => l.accept().await.map(|(s, _)| s),
         None => std::future::pending().await,
     }
+}
+
+/// Listens on Linux abstract socket `name` (no file in any directory).
+fn bind_abstract(name: &str) -> Result<UnixListener, ServerError> {
+    use std::os::linux::net::SocketAddrExt;
+    let fail = |e| ServerError::io(format!("binding abstract socket @{name}"), e);
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).map_err(fail)?;
+    let listener = std::os::unix::net::UnixListener::bind_addr(&addr).map_err(fail)?;
+    listener.set_nonblocking(true).map_err(fail)?;
+    UnixListener::from_std(listener).map_err(fail)
 }
 
 /// Refuses to start when a live server answers on the socket; removes a stale one.

@@ -1198,3 +1198,56 @@ async fn a_cache_directory_removed_under_the_server_is_recreated() {
     drop(client);
     let _ = std::fs::remove_dir_all(&cache);
 }
+
+/// `--unix_socket_directory @name` listens on the Linux abstract socket
+/// `name/.s.PGSQL.<port>`, as libpq reads `host=@name`: no file anywhere, and a second
+/// server on the same name refuses to start.
+#[tokio::test]
+async fn serves_on_a_linux_abstract_socket() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::process::{Command, Stdio};
+    let name = format!("pgduck-abstract-{}", std::process::id());
+    let port = "5399";
+    let args = |cmd: &mut Command| {
+        cmd.args(["--unix_socket_directory", &format!("@{name}"), "--port", port]);
+        if let Ok(ext) = std::env::var("PG_LAKE_DUCKDB_EXTENSIONS") {
+            cmd.arg("--extensions_dir").arg(ext);
+        }
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    };
+    let mut cmd = Command::new(common::binary());
+    args(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(
+        format!("{name}/.s.PGSQL.{port}").as_bytes(),
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let stream = loop {
+        match std::os::unix::net::UnixStream::connect_addr(&addr) {
+            Ok(s) => break s,
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "no abstract socket: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    };
+    stream.set_nonblocking(true).unwrap();
+    let stream = tokio::net::UnixStream::from_std(stream).unwrap();
+    let (client, conn) = tokio_postgres::Config::new()
+        .user("test")
+        .dbname("test")
+        .connect_raw(stream, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let rows = client.simple_query("SELECT 42").await.unwrap();
+    assert_eq!(simple_rows(&rows), vec![vec![Some("42".into())]]);
+    let mut second = Command::new(common::binary());
+    args(&mut second);
+    let status = second.status().unwrap();
+    assert_eq!(status.code(), Some(1), "a second server on a live abstract socket must refuse");
+    drop(client);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
