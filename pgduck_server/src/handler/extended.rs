@@ -335,12 +335,14 @@ impl ExtendedQueryHandler for Backend {
     {
         let prepared = &target.statement.statement;
         let format = Some(&target.result_column_format);
-        if prepared.description.columns.is_empty()
+        if (prepared.description.columns.is_empty() || !target.parameters.is_empty())
             && prepared.reply == Reply::Rows
             && !prepared.transmit
         {
             // The statement could not be described without its parameters (a table
-            // function taking one, e.g. read_csv($1)): describe it with the portal's.
+            // function taking one, e.g. read_csv($1)), or its description may not hold
+            // for the portal's values (DuckDB can bind read_csv($1) at prepare time to
+            // columns that are not the file's): describe it with the portal's.
             let plan = portal_plan(target)?;
             let session = session_of(client)?;
             let bound = tokio::task::spawn_blocking(move || {
