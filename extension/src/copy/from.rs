@@ -67,16 +67,15 @@ unsafe extern "C-unwind" fn read_source(
     })
 }
 
+/// Opens the COPY's target for inserting (the lock is held until commit), raising
+/// Postgres' permission error unless the user may INSERT into it.
+///
 /// # Safety
-/// `stmt` must be a valid COPY FROM statement.
-pub(super) unsafe fn copy_from(
-    stmt: *mut pg_sys::CopyStmt,
-    files: &LakeFiles,
-    query_string: *const std::ffi::c_char,
-) -> u64 {
-    // SAFETY: guaranteed by the caller; the relation stays locked until commit.
+/// `relation` must be a valid RangeVar.
+unsafe fn open_for_insert(relation: *mut pg_sys::RangeVar) -> pg_sys::Relation {
+    // SAFETY: guaranteed by the caller.
     unsafe {
-        let rel = pg_sys::table_openrv((*stmt).relation, pg_sys::RowExclusiveLock as i32);
+        let rel = pg_sys::table_openrv(relation, pg_sys::RowExclusiveLock as i32);
         let relid = (*rel).rd_id;
         let acl = pg_sys::pg_class_aclcheck(
             relid,
@@ -90,6 +89,21 @@ pub(super) unsafe fn copy_from(
                 pg_sys::get_rel_name(relid),
             );
         }
+        rel
+    }
+}
+
+/// # Safety
+/// `stmt` must be a valid COPY FROM statement.
+pub(super) unsafe fn copy_from(
+    stmt: *mut pg_sys::CopyStmt,
+    files: &LakeFiles,
+    query_string: *const std::ffi::c_char,
+) -> u64 {
+    // SAFETY: guaranteed by the caller; the relation stays locked until commit.
+    unsafe {
+        let rel = open_for_insert((*stmt).relation);
+        let relid = (*rel).rd_id;
         if pg_sys::check_enable_rls(relid, pg_sys::InvalidOid, false)
             == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
         {
@@ -194,20 +208,9 @@ pub(super) unsafe fn copy_from_stdin(
         }
         // The table's privileges and the options are checked before the client sends
         // anything (COPY FROM checks the privileges again, and the lock is the same).
-        let rel = pg_sys::table_openrv((*stmt).relation, pg_sys::RowExclusiveLock as i32);
-        let relid = (*rel).rd_id;
-        let acl = pg_sys::pg_class_aclcheck(
-            relid,
-            pg_sys::GetUserId(),
-            pg_sys::ACL_INSERT as pg_sys::AclMode,
-        );
-        if acl != pg_sys::AclResult::ACLCHECK_OK {
-            pg_sys::aclcheck_error(acl, pg_sys::ObjectType::OBJECT_TABLE, pg_sys::get_rel_name(relid));
-        }
-        pg_sys::table_close(rel, pg_sys::NoLock as i32);
-        let probe = LakeFiles::from_options(Some("/dev/stdin"), options, crate::files::OptionContext::CopyFrom)
+        pg_sys::table_close(open_for_insert((*stmt).relation), pg_sys::NoLock as i32);
+        LakeFiles::from_options(Some("/dev/stdin"), options, crate::files::OptionContext::CopyFrom)
             .or_report();
-        drop(probe);
         let path = receive_upload().or_report();
         let files = LakeFiles::from_options(Some(&path), options, crate::files::OptionContext::CopyFrom)
             .or_report();

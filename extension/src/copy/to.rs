@@ -156,9 +156,13 @@ fn empty_object(conn: Connection, select: &str, files: &LakeFiles) -> Result<()>
     }
     drop(stream);
     crate::iceberg_table::storage::write(&files.url, &bytes)?;
-    // The staging table lives in that connection's DuckDB session, now idle again.
-    Connection::acquire()?.execute(&format!("DROP TABLE IF EXISTS {STAGING}"))?;
-    Ok(())
+    drop_staging()
+}
+
+/// Drops the staging table after a COPY TO STDOUT read it: it lives in that
+/// connection's DuckDB session, idle again once the stream ended.
+fn drop_staging() -> Result<()> {
+    Connection::acquire()?.execute(&format!("DROP TABLE IF EXISTS {STAGING}"))
 }
 
 /// `COPY ... TO STDOUT WITH (format parquet | json)`: DuckDB writes the file, pgduck_server
@@ -191,10 +195,7 @@ pub(super) unsafe fn copy_to_stdout(
         }
         pg_sys::pq_putemptymessage(b'c' as std::ffi::c_char);
         drop(stream);
-        // The staging table lives in that connection's DuckDB session, now idle again.
-        if let Ok(mut conn) = Connection::acquire() {
-            let _ = conn.execute(&format!("DROP TABLE IF EXISTS {STAGING}"));
-        }
+        let _ = drop_staging();
         rows
     }
 }
