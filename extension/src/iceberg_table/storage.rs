@@ -30,11 +30,15 @@ pub fn read(url: &str) -> Result<Vec<u8>> {
 /// Writes `bytes` as the whole file at `url`.
 pub fn write(url: &str, bytes: &[u8]) -> Result<()> {
     let content = base64::engine::general_purpose::STANDARD.encode(bytes);
-    Connection::acquire()?.query(&format!(
-        "SELECT * FROM {WRITE_FILE}({}, {})",
-        quote_literal(url),
-        quote_literal(&content)
-    ))?;
+    let written = Connection::acquire()?.execute_params(
+        &format!("SELECT * FROM {WRITE_FILE}($1, $2)"),
+        &[url, &content],
+    )?;
+    if written != 1 {
+        return Err(Error::Protocol(format!(
+            "{WRITE_FILE} answered {written} rows for {url}, not one"
+        )));
+    }
     Ok(())
 }
 

@@ -7,7 +7,7 @@
 //! new location, which the next statement reads (no stale cache).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 use iceberg::spec::{DataContentType, ManifestFile, TableMetadata};
@@ -43,16 +43,70 @@ thread_local! {
     static CACHE: RefCell<HashMap<String, Rc<Snapshot>>> = RefCell::new(HashMap::new());
 }
 
-/// A reader of manifest lists and manifests for the Iceberg core.
+/// Bytes of manifest lists and manifests kept by a backend: they are written once under
+/// unique names, so a table another engine committed to is reloaded by reading only
+/// what is new, not every manifest again (one pgduck_server round trip each).
+const FILES_CACHED_BYTES: usize = 32 * 1024 * 1024;
+
+/// Manifest lists and manifests this backend read or wrote, oldest first.
+#[derive(Default)]
+struct FileCache {
+    bytes: usize,
+    order: VecDeque<String>,
+    files: HashMap<String, Rc<[u8]>>,
+}
+
+impl FileCache {
+    fn insert(&mut self, location: &str, content: Rc<[u8]>) {
+        if content.len() > FILES_CACHED_BYTES / 4 || self.files.contains_key(location) {
+            return;
+        }
+        while self.bytes + content.len() > FILES_CACHED_BYTES {
+            let Some(oldest) = self.order.pop_front() else { break };
+            if let Some(gone) = self.files.remove(&oldest) {
+                self.bytes -= gone.len();
+            }
+        }
+        self.bytes += content.len();
+        self.order.push_back(location.to_string());
+        self.files.insert(location.to_string(), content);
+    }
+}
+
+thread_local! {
+    static FILES: RefCell<FileCache> = RefCell::new(FileCache::default());
+}
+
+/// Keeps the bytes of a manifest list or manifest this backend just wrote.
+pub fn remember_file(location: &str, content: &[u8]) {
+    FILES.with(|f| f.borrow_mut().insert(location, Rc::from(content)));
+}
+
+/// A reader of a table's manifest lists and manifests for the Iceberg core, through
+/// the backend's cache of them.
 pub fn reader() -> impl FnMut(&str) -> pg_lake_iceberg::Result<Vec<u8>> {
     |location: &str| {
-        storage::read(location).map_err(|e| {
-            pg_lake_iceberg::Error::new(
-                pg_lake_iceberg::ErrorKind::InvalidMetadata,
-                format!("cannot read {location}: {e}"),
-            )
-        })
+        if let Some(hit) = FILES.with(|f| f.borrow().files.get(location).cloned()) {
+            return Ok(hit.to_vec());
+        }
+        let bytes = read_uncached(location)?;
+        remember_file(location, &bytes);
+        Ok(bytes)
     }
+}
+
+/// A reader that always reads the file (of a URL a user named, which may change).
+pub fn uncached_reader() -> impl FnMut(&str) -> pg_lake_iceberg::Result<Vec<u8>> {
+    read_uncached
+}
+
+fn read_uncached(location: &str) -> pg_lake_iceberg::Result<Vec<u8>> {
+    storage::read(location).map_err(|e| {
+        pg_lake_iceberg::Error::new(
+            pg_lake_iceberg::ErrorKind::InvalidMetadata,
+            format!("cannot read {location}: {e}"),
+        )
+    })
 }
 
 /// The snapshot the metadata file at `location` describes.

@@ -364,6 +364,7 @@ fn commit_table_changes(ident: &TableIdent, changes: &Changes) -> Result<()> {
     for file in &produced.files {
         will_write(&file.location);
         storage::write(&file.location, &file.bytes)?;
+        tables::remember_file(&file.location, &file.bytes);
     }
     pause_at("manifests");
     let staged = match commit_table(

@@ -56,12 +56,19 @@ mod lake_iceberg {
         ),
     > {
         let (metadata, _) = read_metadata(metadata_url).or_report();
-        let mut read = tables::reader();
+        // A crafted metadata file may name any path: each file it names is read only if
+        // the user may read it, and never from the backend's cache (a user's file may
+        // change).
+        if let Some(current) = metadata.current_snapshot() {
+            check(current.manifest_list(), Access::Read).or_report();
+        }
+        let mut read = tables::uncached_reader();
         let manifests = snapshot::current_manifests(&metadata, &mut read)
             .map_err(core_error(metadata_url))
             .or_report();
         let mut rows = Vec::new();
         for manifest in &manifests {
+            check(&manifest.manifest_path, Access::Read).or_report();
             let files = snapshot::live_files(std::slice::from_ref(manifest), &mut read)
                 .map_err(core_error(metadata_url))
                 .or_report();

@@ -78,3 +78,34 @@ def test_metadata_in_a_bucket_cannot_lead_to_local_files(db, connect, iceberg_ta
     finally:
         db.execute("DROP OWNED BY ice_reader")
         db.execute("DROP ROLE ice_reader")
+
+
+def test_files_of_crafted_metadata_check_each_file_it_names(db, connect, iceberg_table, localdir, s3url):
+    """`lake_iceberg.files` reads the manifest list and the manifests a metadata file names:
+    a metadata file in a bucket that names a local manifest list is refused for a lake_read
+    role, as reading that local file directly would be."""
+    import json
+    io = iceberg_table.io
+    metadata = json.loads(io.new_input(iceberg_table.metadata_location).open().read())
+    current = next(s for s in metadata["snapshots"] if s["snapshot-id"] == metadata["current-snapshot-id"])
+    local = localdir / "crafted-manifest-list.avro"
+    local.write_bytes(io.new_input(current["manifest-list"]).open().read())
+    local.chmod(0o644)
+    current["manifest-list"] = str(local)
+    crafted = f"{s3url}/crafted/v1.metadata.json"
+    with io.new_output(crafted).create(overwrite=True) as out:
+        out.write(json.dumps(metadata).encode())
+    db.execute("CREATE ROLE files_reader LOGIN IN ROLE lake_read")
+    try:
+        reader = connect(user="files_reader")
+        # The untouched table's files are listed for the role.
+        assert len(reader.execute("SELECT * FROM lake_iceberg.files(%s)",
+                                  (iceberg_table.metadata_location,)).fetchall()) == 2
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:
+            reader.execute("SELECT * FROM lake_iceberg.files(%s)", (crafted,))
+        assert "pg_read_server_files" in str(e.value)
+        # A superuser may read it: the same two files.
+        assert len(db.execute("SELECT * FROM lake_iceberg.files(%s)", (crafted,)).fetchall()) == 2
+    finally:
+        db.execute("DROP OWNED BY files_reader")
+        db.execute("DROP ROLE files_reader")
