@@ -19,8 +19,9 @@ use std::collections::{HashMap, HashSet};
 use iceberg::io::FileIO;
 use iceberg::spec::{
     DataContentType, DataFile, DataFileBuilder, DataFileFormat, Datum, FormatVersion, Manifest,
-    ManifestContentType, ManifestFile, ManifestList, ManifestListWriter, ManifestWriterBuilder,
-    Operation, Snapshot, SnapshotReference, SnapshotRetention, Summary, TableMetadata, MAIN_BRANCH,
+    ManifestContentType, ManifestEntry, ManifestFile, ManifestList, ManifestListWriter,
+    ManifestWriter, ManifestWriterBuilder, Operation, Snapshot, SnapshotReference,
+    SnapshotRetention, Summary, TableMetadata, MAIN_BRANCH,
 };
 use iceberg::{TableRequirement, TableUpdate};
 
@@ -385,6 +386,83 @@ pub fn delete_file(file: &NewDeleteFile, spec_id: i32) -> Result<DataFile> {
         })
 }
 
+/// Adds a live entry of `manifest` to `writer` as an existing file, keeping the
+/// snapshot that added it and its sequence numbers.
+fn keep_existing(
+    writer: &mut ManifestWriter,
+    entry: &ManifestEntry,
+    manifest: &ManifestFile,
+) -> Result<()> {
+    let seq = entry.sequence_number().unwrap_or(manifest.sequence_number);
+    let file_seq = entry.file_sequence_number.or(Some(seq));
+    let snapshot = entry.snapshot_id().unwrap_or(manifest.added_snapshot_id);
+    writer.add_existing_file(entry.data_file().clone(), snapshot, seq, file_seq)?;
+    Ok(())
+}
+
+/// When a commit merges small manifests into bigger ones, as Iceberg's Java
+/// library does by default (the same table properties, the same defaults), so
+/// the manifest list of a table appended to row by row stays short.
+#[derive(Debug, Clone, PartialEq)]
+struct MergePolicy {
+    enabled: bool,
+    /// Merge once a commit would leave this many small manifests of a kind.
+    min_count: usize,
+    /// Manifests of at least this size are left alone; merged ones stay below it.
+    target_bytes: i64,
+}
+
+impl MergePolicy {
+    fn of(metadata: &TableMetadata) -> Result<Self> {
+        fn property<T: std::str::FromStr>(
+            metadata: &TableMetadata,
+            key: &str,
+            default: T,
+        ) -> Result<T> {
+            match metadata.properties().get(key) {
+                None => Ok(default),
+                Some(value) => value.trim().parse().map_err(|_| {
+                    Error::new(
+                        ErrorKind::InvalidMetadata,
+                        format!("table property {key} = {value:?} is not valid"),
+                    )
+                }),
+            }
+        }
+        Ok(Self {
+            enabled: property(metadata, "commit.manifest-merge.enabled", true)?,
+            min_count: property::<usize>(metadata, "commit.manifest.min-count-to-merge", 100)?
+                .max(2),
+            target_bytes: property::<i64>(metadata, "commit.manifest.target-size-bytes", 8 << 20)?
+                .max(1),
+        })
+    }
+
+    /// Packs `manifests` (newest first) into bins below the target size; the
+    /// first bin also takes the commit's new files when `with_new` (it may then
+    /// hold no old manifest at all).
+    fn bins(&self, manifests: Vec<ManifestFile>, with_new: bool) -> Vec<Vec<ManifestFile>> {
+        let mut bins: Vec<Vec<ManifestFile>> = Vec::new();
+        let mut size = 0;
+        if with_new {
+            bins.push(Vec::new());
+        }
+        for manifest in manifests {
+            match bins.last_mut() {
+                Some(bin) if size + manifest.manifest_length <= self.target_bytes => {
+                    size += manifest.manifest_length;
+                    bin.push(manifest);
+                }
+                _ => {
+                    size = manifest.manifest_length;
+                    bins.push(vec![manifest]);
+                }
+            }
+        }
+        bins
+    }
+}
+
 fn block_on<T>(f: impl std::future::Future<Output = iceberg::Result<T>>) -> Result<T> {
     futures::executor::block_on(f).map_err(Error::from)
 }
@@ -427,9 +505,12 @@ pub fn produce(
     // What the removals take out: data files, records, bytes; delete files, deletes, bytes.
     let mut gone = Removed::default();
 
+    // Manifests carried over unchanged, which merging may read; rewritten ones are
+    // not written yet and stay as they are.
+    let mut carried = Vec::new();
     for (i, manifest) in current.into_iter().enumerate() {
         if changes.removed.is_empty() {
-            manifests.push(manifest);
+            carried.push(manifest);
             continue;
         }
         let parsed = read_manifest(&manifest, read)?;
@@ -438,7 +519,7 @@ pub fn produce(
             .iter()
             .any(|e| e.is_alive() && is_removed(e.data_file(), &changes.removed));
         if !hits {
-            manifests.push(manifest);
+            carried.push(manifest);
             continue;
         }
         let location = format!("{folder}/{commit_id}-r{i}.avro");
@@ -478,8 +559,7 @@ pub fn produce(
                 gone.count(entry.data_file());
                 writer.add_delete_file(entry.data_file().clone(), seq, file_seq)?;
             } else {
-                let snapshot = entry.snapshot_id().unwrap_or(manifest.added_snapshot_id);
-                writer.add_existing_file(entry.data_file().clone(), snapshot, seq, file_seq)?;
+                keep_existing(&mut writer, entry, &manifest)?;
             }
         }
         manifests.push(block_on(writer.write_manifest_file())?);
@@ -503,41 +583,79 @@ pub fn produce(
         .iter()
         .map(|f| f.file_size_in_bytes)
         .sum();
-    for (n, deletes) in [(0, false), (1, true)] {
-        let empty = if deletes {
-            changes.added_deletes.is_empty()
-        } else {
-            changes.added.is_empty()
+    let policy = MergePolicy::of(metadata)?;
+    for (n, content) in [
+        (0, ManifestContentType::Data),
+        (1, ManifestContentType::Deletes),
+    ] {
+        let new_files = match content {
+            ManifestContentType::Data => changes
+                .added
+                .iter()
+                .map(|f| data_file(f, spec.spec_id()))
+                .collect::<Result<Vec<_>>>()?,
+            ManifestContentType::Deletes => changes
+                .added_deletes
+                .iter()
+                .map(|f| delete_file(f, spec.spec_id()))
+                .collect::<Result<Vec<_>>>()?,
         };
-        if empty {
-            continue;
+        // The small manifests of this content in the default spec, newest first
+        // (a manifest list names older manifests first).
+        let (mut small, rest): (Vec<ManifestFile>, Vec<ManifestFile>) =
+            std::mem::take(&mut carried).into_iter().partition(|m| {
+                m.content == content
+                    && m.partition_spec_id == spec.spec_id()
+                    && m.manifest_length < policy.target_bytes
+            });
+        carried = rest;
+        small.reverse();
+        let merge =
+            policy.enabled && small.len() + usize::from(!new_files.is_empty()) >= policy.min_count;
+        if !merge {
+            carried.extend(std::mem::take(&mut small).into_iter().rev());
         }
-        let location = format!("{folder}/{commit_id}-m{n}.avro");
-        let builder = ManifestWriterBuilder::new(
-            io.new_output(&location)?,
-            Some(snapshot_id),
-            schema.clone(),
-            spec.clone(),
-        );
-        let writer = if deletes {
-            let mut writer = builder.build_v2_deletes();
-            for file in &changes.added_deletes {
-                writer.add_file(delete_file(file, spec.spec_id())?, sequence_number)?;
+        for (k, bin) in policy
+            .bins(small, !new_files.is_empty())
+            .into_iter()
+            .enumerate()
+        {
+            if bin.len() == 1 && (k > 0 || new_files.is_empty()) {
+                // A bin of one old manifest: nothing to merge it with.
+                carried.extend(bin);
+                continue;
             }
-            writer
-        } else {
-            let mut writer = builder.build_v2_data();
-            for file in &changes.added {
-                writer.add_file(data_file(file, spec.spec_id())?, sequence_number)?;
+            let location = format!("{folder}/{commit_id}-m{n}-{k}.avro");
+            let builder = ManifestWriterBuilder::new(
+                io.new_output(&location)?,
+                Some(snapshot_id),
+                schema.clone(),
+                spec.clone(),
+            );
+            let mut writer = match content {
+                ManifestContentType::Data => builder.build_v2_data(),
+                ManifestContentType::Deletes => builder.build_v2_deletes(),
+            };
+            if k == 0 {
+                for file in &new_files {
+                    writer.add_file(file.clone(), sequence_number)?;
+                }
             }
-            writer
-        };
-        manifests.push(block_on(writer.write_manifest_file())?);
-        files.push(FileToWrite {
-            bytes: block_on(io.new_input(&location)?.read())?.to_vec(),
-            location,
-        });
+            for manifest in &bin {
+                for entry in read_manifest(manifest, read)?.entries() {
+                    if entry.is_alive() {
+                        keep_existing(&mut writer, entry, manifest)?;
+                    }
+                }
+            }
+            manifests.push(block_on(writer.write_manifest_file())?);
+            files.push(FileToWrite {
+                bytes: block_on(io.new_input(&location)?.read())?.to_vec(),
+                location,
+            });
+        }
     }
+    manifests.extend(carried);
 
     let list_location = format!("{folder}/snap-{snapshot_id}-1-{commit_id}.avro");
     let mut list = ManifestListWriter::v2(
@@ -593,7 +711,11 @@ pub fn produce(
     }
     put(
         "total-data-files",
-        total("total-data-files", changes.added.len() as u64, gone.data_files),
+        total(
+            "total-data-files",
+            changes.added.len() as u64,
+            gone.data_files,
+        ),
     );
     put(
         "total-records",
@@ -840,8 +962,14 @@ mod tests {
         );
         let s2 = t2.current_snapshot().unwrap();
         assert_eq!(s2.summary().operation, Operation::Delete);
-        assert_eq!(s2.summary().additional_properties["total-position-deletes"], "2");
-        assert_eq!(s2.summary().additional_properties["total-delete-files"], "1");
+        assert_eq!(
+            s2.summary().additional_properties["total-position-deletes"],
+            "2"
+        );
+        assert_eq!(
+            s2.summary().additional_properties["total-delete-files"],
+            "1"
+        );
         assert_eq!(s2.summary().additional_properties["total-records"], "14");
         assert_eq!(
             apply(&live1, &delete, Some(2), 0)
@@ -880,8 +1008,14 @@ mod tests {
             vec!["/w/t/data/a2.parquet", "/w/t/data/b.parquet"]
         );
         let s3 = t3.current_snapshot().unwrap();
-        assert_eq!(s3.summary().additional_properties["total-delete-files"], "0");
-        assert_eq!(s3.summary().additional_properties["removed-position-deletes"], "2");
+        assert_eq!(
+            s3.summary().additional_properties["total-delete-files"],
+            "0"
+        );
+        assert_eq!(
+            s3.summary().additional_properties["removed-position-deletes"],
+            "2"
+        );
         assert_eq!(s3.summary().additional_properties["total-records"], "12");
         // A file another commit removed cannot have rows deleted either.
         let gone = Changes {
@@ -893,6 +1027,110 @@ mod tests {
                 .unwrap_err()
                 .kind(),
             ErrorKind::CommitConflict
+        );
+    }
+
+    fn manifest_count(metadata: &TableMetadata, store: &HashMap<String, Vec<u8>>) -> usize {
+        let mut read = |l: &str| Ok(store[l].clone());
+        current_manifests(metadata, &mut read).unwrap().len()
+    }
+
+    #[test]
+    fn small_manifests_are_merged_keeping_each_files_snapshot_and_sequence_number() {
+        let mut t = table_at("/w/t", &[("commit.manifest.min-count-to-merge", "4")]);
+        let mut loc =
+            "/w/t/metadata/00000-0b6e0d2c-3f49-4a43-9a4b-1d2f0c7b6a11.metadata.json".to_string();
+        let mut store = HashMap::new();
+        let mut counts = Vec::new();
+        let mut added_by = HashMap::new();
+        for k in 0..10 {
+            let path = format!("/w/t/data/{k}.parquet");
+            let changes = Changes {
+                added: vec![file(&path, 1)],
+                ..Default::default()
+            };
+            (t, loc) = commit(&t, &loc, &mut store, &changes).unwrap();
+            added_by.insert(path, (t.current_snapshot().unwrap().snapshot_id(), k + 1));
+            counts.push(manifest_count(&t, &store));
+        }
+        // One manifest per commit until four would be left, then one merged manifest.
+        assert_eq!(counts, vec![1, 2, 3, 1, 2, 3, 1, 2, 3, 1]);
+        let files = live_files_of(&t, &store);
+        assert_eq!(files.len(), 10);
+        for f in &files {
+            assert_eq!(
+                f.sequence_number,
+                Some(added_by[f.path()].1 as i64),
+                "{}",
+                f.path()
+            );
+        }
+        // Entries keep the snapshot that added them; only the newest file is added.
+        let mut read = |l: &str| Ok(store[l].clone());
+        let manifests = current_manifests(&t, &mut read).unwrap();
+        let entries = read_manifest(&manifests[0], &mut read).unwrap();
+        let current = t.current_snapshot().unwrap().snapshot_id();
+        for e in entries.entries() {
+            assert_eq!(e.snapshot_id(), Some(added_by[e.file_path()].0));
+            let newest = added_by[e.file_path()].0 == current;
+            assert_eq!(e.status() == iceberg::spec::ManifestStatus::Added, newest);
+        }
+        assert_eq!(manifests[0].added_files_count, Some(1));
+        assert_eq!(manifests[0].existing_files_count, Some(9));
+        assert_eq!(
+            t.current_snapshot()
+                .unwrap()
+                .summary()
+                .additional_properties["total-records"],
+            "10"
+        );
+
+        // A removal in a merged table: the removed file goes, the rest stay.
+        let remove = Changes {
+            removed: HashSet::from(["/w/t/data/3.parquet".to_string()]),
+            ..Default::default()
+        };
+        let (t2, _) = commit(&t, &loc, &mut store, &remove).unwrap();
+        assert_eq!(live(&t2, &store).len(), 9);
+        assert!(!live(&t2, &store).contains(&"/w/t/data/3.parquet".to_string()));
+    }
+
+    #[test]
+    fn merging_follows_the_table_properties() {
+        let loc0 = "/w/t/metadata/00000-0b6e0d2c-3f49-4a43-9a4b-1d2f0c7b6a11.metadata.json";
+        let appends = |props: &[(&str, &str)], n: usize| -> Result<usize> {
+            let mut t = table_at("/w/t", props);
+            let mut loc = loc0.to_string();
+            let mut store = HashMap::new();
+            for k in 0..n {
+                let changes = Changes {
+                    added: vec![file(&format!("/w/t/data/{k}.parquet"), 1)],
+                    ..Default::default()
+                };
+                (t, loc) = commit(&t, &loc, &mut store, &changes)?;
+            }
+            Ok(manifest_count(&t, &store))
+        };
+        // Off: a manifest per commit.
+        let off = [
+            ("commit.manifest-merge.enabled", "false"),
+            ("commit.manifest.min-count-to-merge", "2"),
+        ];
+        assert_eq!(appends(&off, 5).unwrap(), 5);
+        // Manifests at the target size are left alone.
+        let tiny_target = [
+            ("commit.manifest.min-count-to-merge", "2"),
+            ("commit.manifest.target-size-bytes", "10"),
+        ];
+        assert_eq!(appends(&tiny_target, 5).unwrap(), 5);
+        // The default merges once 100 small manifests would be left.
+        assert_eq!(appends(&[], 99).unwrap(), 99);
+        let bad = [("commit.manifest.min-count-to-merge", "many")];
+        let err = appends(&bad, 1).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("commit.manifest.min-count-to-merge"),
+            "{err}"
         );
     }
 }
