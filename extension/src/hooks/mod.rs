@@ -56,6 +56,7 @@ unsafe extern "C-unwind" fn planner(
 ) -> *mut pg_sys::PlannedStmt {
     // SAFETY: Postgres passes a valid rewritten Query.
     unsafe {
+        crate::plan::sizes::redirect(parse);
         if let Some(plan) = crate::plan::pushdown::plan(parse, cursor_options) {
             return plan;
         }

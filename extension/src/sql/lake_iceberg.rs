@@ -143,10 +143,15 @@ mod lake_iceberg {
             ))
             .report();
         }
-        let visible = tables::visible(table).or_report();
-        let data: u64 = visible.data.iter().map(|f| f.file_size_in_bytes).sum();
-        let deletes: u64 = visible.deletes.iter().map(|d| d.file_size_in_bytes).sum();
-        (data + deletes) as i64
+        crate::plan::sizes::iceberg_bytes(table)
+    }
+
+    /// What `pg_table_size(table)` (`which` 0) or `pg_total_relation_size(table)` (1)
+    /// calls become: Iceberg tables answer their files' bytes, other relations
+    /// Postgres' own answer.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn relation_size(table: pg_sys::Oid, which: i32) -> Option<i64> {
+        crate::plan::sizes::relation_size(table, which)
     }
 }
 

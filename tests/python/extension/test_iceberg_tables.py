@@ -629,6 +629,19 @@ def test_metadata_functions(db, connect):
     size = db.execute("SELECT lake_iceberg.table_size('f')").fetchone()[0]
     assert size == db.execute("SELECT sum(file_size_in_bytes) FROM lake_iceberg.files(%s)",
                               (location,)).fetchone()[0]
+    # Postgres' own size functions answer the same for the table (psql's \d+ calls
+    # pg_table_size), in a subquery and a prepared statement too, and are unchanged for
+    # other relations (NULL for one that does not exist).
+    db.execute("CREATE TABLE h (x int)")
+    db.execute("INSERT INTO h SELECT generate_series(1, 1000)")
+    assert db.execute("SELECT pg_table_size('f'), pg_total_relation_size('f'::regclass), "
+                      "(SELECT pg_table_size(c.oid) FROM pg_class c WHERE relname = 'f')").fetchone() == \
+        (size, size, size)
+    assert db.execute("SELECT pg_table_size(%s::regclass)", ("f",), prepare=True).fetchone() == (size,)
+    heap = db.execute("SELECT pg_table_size('h'), pg_total_relation_size('h'), pg_table_size(0)").fetchone()
+    assert heap[0] > 0 and heap[1] >= heap[0] and heap[2] is None
+    assert heap[0] == db.execute("SELECT pg_catalog.pg_relation_size('h', 'main') + "
+                                 "pg_relation_size('h', 'fsm') + pg_relation_size('h', 'vm')").fetchone()[0]
     db.execute("CREATE ROLE nobody_here LOGIN")
     try:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
