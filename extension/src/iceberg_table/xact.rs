@@ -363,7 +363,14 @@ fn commit_table_changes(ident: &TableIdent, changes: &Changes) -> Result<()> {
     .map_err(core_error(&name))?;
     for file in &produced.files {
         will_write(&file.location);
-        storage::write(&file.location, &file.bytes)?;
+    }
+    let files: Vec<(&str, &[u8])> = produced
+        .files
+        .iter()
+        .map(|f| (f.location.as_str(), f.bytes.as_slice()))
+        .collect();
+    storage::write_all(&files)?;
+    for file in &produced.files {
         tables::remember_file(&file.location, &file.bytes);
     }
     pause_at("manifests");
