@@ -761,9 +761,7 @@ impl InsertState {
             )));
         }
         let exprs: Vec<String> = self.columns.iter().map(|c| c.duckdb.clone()).collect();
-        let staging = self.staging.clone();
-        let file = self.write_file(&mut conn, &staging, &exprs)?;
-        conn.execute(&format!("DROP TABLE {staging}"))?;
+        let file = self.write_staged_file(&mut conn, &exprs)?;
         if file.record_count != self.rows {
             return Err(Error::Internal(format!(
                 "DuckDB wrote {} rows of the {} staged",
@@ -958,16 +956,41 @@ impl InsertState {
         self.write_file_with(conn, source, exprs, stats)
     }
 
-    /// [`InsertState::write_file`] with the statistics already computed.
-    fn write_file_with(
-        &self,
-        conn: &mut Connection,
-        source: &str,
-        exprs: &[String],
-        stats: ColumnStats,
-    ) -> Result<NewDataFile> {
+    /// [`InsertState::write_file`] of the staging table, which is dropped after: the
+    /// statistics, the Parquet file and the DROP in one round trip.
+    fn write_staged_file(&self, conn: &mut Connection, exprs: &[String]) -> Result<NewDataFile> {
         let url = self.new_file_url("")?;
-        let (value_counts, null_value_counts, lower_bounds, upper_bounds) = stats;
+        let staging = &self.staging;
+        let stats_sql = format!("SELECT {} FROM {staging}", self.column_stats_sql(exprs).join(", "));
+        let copy_sql = self.copy_sql(&url, staging, exprs);
+        xact::will_write(&url);
+        let mut results = conn.query_each(&format!("{stats_sql}; {copy_sql}; DROP TABLE {staging}"))?;
+        if results.len() != 3 {
+            return Err(Error::Protocol(format!(
+                "writing {url} answered {} results, not 3",
+                results.len()
+            )));
+        }
+        let stats_row = results[0]
+            .first()
+            .ok_or_else(|| Error::Protocol("the statistics query returned no row".into()))?;
+        let (value_counts, null_value_counts, lower_bounds, upper_bounds) =
+            self.parse_column_stats(stats_row);
+        let (record_count, file_size_in_bytes) = written(&url, results.swap_remove(1))?;
+        Ok(NewDataFile {
+            record_count,
+            file_size_in_bytes,
+            path: url,
+            value_counts,
+            null_value_counts,
+            lower_bounds,
+            upper_bounds,
+        })
+    }
+
+    /// The COPY that writes `source`'s rows, as `exprs` give them, to the Parquet file
+    /// at `url` with the table's field ids, answering DuckDB's statistics of it.
+    fn copy_sql(&self, url: &str, source: &str, exprs: &[String]) -> String {
         let select: Vec<String> = self
             .columns
             .iter()
@@ -979,12 +1002,25 @@ impl InsertState {
         } else {
             select.join(", ")
         };
-        xact::will_write(&url);
-        let rows = conn.query(&format!(
+        format!(
             "COPY (SELECT {select} FROM {source}) TO {} (FORMAT parquet, FIELD_IDS {}, RETURN_STATS)",
-            quote_literal(&url),
+            quote_literal(url),
             self.field_ids
-        ))?;
+        )
+    }
+
+    /// [`InsertState::write_file`] with the statistics already computed.
+    fn write_file_with(
+        &self,
+        conn: &mut Connection,
+        source: &str,
+        exprs: &[String],
+        stats: ColumnStats,
+    ) -> Result<NewDataFile> {
+        let url = self.new_file_url("")?;
+        let (value_counts, null_value_counts, lower_bounds, upper_bounds) = stats;
+        xact::will_write(&url);
+        let rows = conn.query(&self.copy_sql(&url, source, exprs))?;
         let (record_count, file_size_in_bytes) = written(&url, rows)?;
         Ok(NewDataFile {
             record_count,

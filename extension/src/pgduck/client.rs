@@ -235,6 +235,27 @@ impl Connection {
             .collect())
     }
 
+    /// Runs `;`-separated statements in one round trip (a simple query; the first
+    /// failing one ends it) and answers each statement's rows, in order.
+    pub fn query_each(&mut self, sql: &str) -> Result<Vec<Vec<Vec<Option<String>>>>> {
+        let outcome = block_on_interruptible(self.client().simple_query(sql));
+        let messages = self.settle(outcome)?;
+        let mut results = Vec::new();
+        let mut rows = Vec::new();
+        for message in messages {
+            match message {
+                SimpleQueryMessage::Row(row) => rows.push(
+                    (0..row.len())
+                        .map(|i| row.get(i).map(str::to_string))
+                        .collect(),
+                ),
+                SimpleQueryMessage::CommandComplete(_) => results.push(std::mem::take(&mut rows)),
+                _ => {}
+            }
+        }
+        Ok(results)
+    }
+
     /// Runs one statement with text parameters (`$1`, ...), bound rather than spliced
     /// into the SQL: DuckDB's parser is slow on long literals (a 100 kB string costs it
     /// ~15 ms, as a parameter ~1 ms), and metadata files travel this way. One round trip
