@@ -39,6 +39,11 @@ const MAX_DELETED_FRACTION: f64 = 0.2;
 /// Bytes of CSV handed to pgduck_server at a time.
 const CHUNK_BYTES: usize = 256 * 1024;
 
+/// A statement whose rows render to at most this much CSV sends them inline, as a
+/// VALUES list (one round trip, no staging table); DuckDB parses long SQL text slowly,
+/// so bigger ones are staged through COPY FROM STDIN.
+const INLINE_BYTES: usize = 16 * 1024;
+
 /// Microseconds from 1970-01-01 to 2000-01-01 (Postgres' epoch).
 const POSTGRES_EPOCH_US: i64 = 946_684_800_000_000;
 /// Days from 2000-01-01 to -4712-01-01 and to 9999-12-31: the dates Iceberg tables hold.
@@ -751,6 +756,25 @@ impl InsertState {
         if self.rows == 0 {
             return Ok(());
         }
+        if self.sink.is_none() && self.out.len() <= INLINE_BYTES && !self.columns.is_empty() {
+            if let Some(values) = self.inline_values() {
+                // A small statement: its rows as a VALUES list, no staging table.
+                xact::delete_orphans();
+                let mut conn = Connection::acquire()?;
+                let exprs: Vec<String> = self.columns.iter().map(|c| c.duckdb.clone()).collect();
+                let file = self.write_file_in_one_trip(&mut conn, &values, &exprs, None)?;
+                if file.record_count != self.rows {
+                    return Err(Error::Internal(format!(
+                        "DuckDB wrote {} rows of the {} inserted",
+                        file.record_count, self.rows
+                    )));
+                }
+                xact::add_file(self.relid, file);
+                self.rows = 0;
+                self.out.clear();
+                return Ok(());
+            }
+        }
         self.ship()?;
         let sink = self.sink.take().expect("rows were sent");
         let (mut conn, loaded) = sink.finish()?;
@@ -959,15 +983,33 @@ impl InsertState {
     /// [`InsertState::write_file`] of the staging table, which is dropped after: the
     /// statistics, the Parquet file and the DROP in one round trip.
     fn write_staged_file(&self, conn: &mut Connection, exprs: &[String]) -> Result<NewDataFile> {
+        let drop = format!("DROP TABLE {}", self.staging);
+        self.write_file_in_one_trip(conn, &self.staging, exprs, Some(&drop))
+    }
+
+    /// The statistics and the Parquet file of table expression `source`'s rows, then
+    /// `after`, in one simple query.
+    fn write_file_in_one_trip(
+        &self,
+        conn: &mut Connection,
+        source: &str,
+        exprs: &[String],
+        after: Option<&str>,
+    ) -> Result<NewDataFile> {
         let url = self.new_file_url("")?;
-        let staging = &self.staging;
-        let stats_sql = format!("SELECT {} FROM {staging}", self.column_stats_sql(exprs).join(", "));
-        let copy_sql = self.copy_sql(&url, staging, exprs);
+        let stats_sql = format!("SELECT {} FROM {source}", self.column_stats_sql(exprs).join(", "));
+        let copy_sql = self.copy_sql(&url, source, exprs);
+        let mut sql = format!("{stats_sql}; {copy_sql}");
+        if let Some(after) = after {
+            sql.push_str("; ");
+            sql.push_str(after);
+        }
         xact::will_write(&url);
-        let mut results = conn.query_each(&format!("{stats_sql}; {copy_sql}; DROP TABLE {staging}"))?;
-        if results.len() != 3 {
+        let mut results = conn.query_each(&sql)?;
+        let expected = 2 + usize::from(after.is_some());
+        if results.len() != expected {
             return Err(Error::Protocol(format!(
-                "writing {url} answered {} results, not 3",
+                "writing {url} answered {} results, not {expected}",
                 results.len()
             )));
         }
@@ -986,6 +1028,39 @@ impl InsertState {
             lower_bounds,
             upper_bounds,
         })
+    }
+
+    /// The statement's rows, still all in the CSV buffer, as a DuckDB table expression
+    /// with the staging table's columns: `(VALUES (CAST('1' AS INTEGER), ...), ...) AS
+    /// s(c1, ...)`, each field cast to its staged type from its text as the CSV reader
+    /// would read it (an unquoted empty field is NULL). None when the text is not UTF-8.
+    fn inline_values(&self) -> Option<String> {
+        let rows = parse_csv(&self.out)?;
+        let mut sql = String::with_capacity(self.out.len() * 2 + 64);
+        sql.push_str("(VALUES ");
+        for (r, row) in rows.iter().enumerate() {
+            if row.len() != self.columns.len() {
+                return None;
+            }
+            if r > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            for (i, (field, column)) in row.iter().zip(&self.columns).enumerate() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                let value = match field {
+                    Some(text) => quote_literal(text),
+                    None => "NULL".to_string(),
+                };
+                sql.push_str(&format!("CAST({value} AS {})", column.staged_type));
+            }
+            sql.push(')');
+        }
+        let names: Vec<String> = (1..=self.columns.len()).map(|i| format!("c{i}")).collect();
+        sql.push_str(&format!(") AS {}({})", self.staging, names.join(", ")));
+        Some(sql)
     }
 
     /// The COPY that writes `source`'s rows, as `exprs` give them, to the Parquet file
@@ -1108,6 +1183,55 @@ impl InsertState {
         self.deleted.entry(path).or_default().push(position);
         Ok(())
     }
+}
+
+/// Rows of the CSV the row path renders (`,` between fields, `\n` after each row, `"`
+/// quoting with `""` inside, an unquoted empty field for NULL) back as fields; None
+/// when a field is not UTF-8 or the text is not such CSV.
+fn parse_csv(csv: &[u8]) -> Option<Vec<Vec<Option<String>>>> {
+    let mut rows = Vec::new();
+    let mut row = Vec::new();
+    let mut i = 0;
+    while i < csv.len() {
+        let (field, end) = if csv[i] == b'"' {
+            let mut value = Vec::new();
+            let mut j = i + 1;
+            loop {
+                match csv.get(j)? {
+                    b'"' if csv.get(j + 1) == Some(&b'"') => {
+                        value.push(b'"');
+                        j += 2;
+                    }
+                    b'"' => break,
+                    &c => {
+                        value.push(c);
+                        j += 1;
+                    }
+                }
+            }
+            (Some(String::from_utf8(value).ok()?), j + 1)
+        } else {
+            let len = csv[i..].iter().position(|&c| c == b',' || c == b'\n')?;
+            let value = &csv[i..i + len];
+            let field = (!value.is_empty())
+                .then(|| String::from_utf8(value.to_vec()).ok())
+                .flatten();
+            if !value.is_empty() && field.is_none() {
+                return None;
+            }
+            (field, i + len)
+        };
+        row.push(field);
+        match csv.get(end)? {
+            b',' => i = end + 1,
+            b'\n' => {
+                rows.push(std::mem::take(&mut row));
+                i = end + 1;
+            }
+            _ => return None,
+        }
+    }
+    row.is_empty().then_some(rows)
 }
 
 /// The row count and size in bytes of the file at `url`, from the rows of DuckDB's

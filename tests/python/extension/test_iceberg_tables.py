@@ -865,3 +865,32 @@ def test_small_manifests_are_merged_and_every_engine_reads_the_merged_table(db, 
     assert duck.execute(f"SELECT id, v FROM iceberg_scan('{metadata_location(db, 'mm')}') ORDER BY id"
                         ).fetchall() == expected
     assert len(catalog.load_table("public.mm").current_snapshot().manifests(table.io)) <= 6
+
+
+def test_small_and_large_statements_store_the_same_values(db):
+    """A small statement's rows reach DuckDB inline (a VALUES list), a large one's through
+    a staging table: both store every value exactly, whatever SQL or CSV syntax it holds."""
+    tricky = ["", " lead and trail ", "a,b", 'say "hi"', "line\nbreak", "cr\r\nlf", "semi; colon",
+              "it's", "-- not a comment", "/* nor this */", "$$dollar$$", "s3://bucket/x.parquet",
+              "back\\slash", "ünïcödé ✓", "NULL", "\\N", "true"]
+    db.execute("CREATE TABLE small_t (id int, v text, n numeric(10,2), b bytea, f boolean, d date) USING iceberg")
+    db.execute("CREATE TABLE large_t (id int, v text, n numeric(10,2), b bytea, f boolean, d date) USING iceberg")
+    rows = [(i, v, decimal.Decimal("-1.25") if i % 2 else None, v.encode(), i % 3 == 0,
+             datetime.date(2024, 2, 29)) for i, v in enumerate(tricky)] + [(99, None, None, None, None, None)]
+    for r in rows:  # one small statement per row
+        db.execute("INSERT INTO small_t VALUES (%s, %s, %s, %s, %s, %s)", r)
+    # One statement beyond the inline size, through Postgres' rows (not inside DuckDB):
+    # the same rows plus padding.
+    db.execute("SET pg_lake_table.enable_full_query_pushdown = off")
+    db.execute("INSERT INTO large_t SELECT * FROM small_t UNION ALL "
+               "SELECT 1000 + g, repeat('x', 100), NULL, NULL, NULL, NULL FROM generate_series(1, 500) g")
+    db.execute("RESET pg_lake_table.enable_full_query_pushdown")
+    assert db.execute("SELECT count(*) FROM lake_iceberg.files(%s)",
+                      (metadata_location(db, "large_t"),)).fetchone() == (1,)
+    expected = sorted(rows)
+    assert db.execute("SELECT * FROM small_t ORDER BY id").fetchall() == expected
+    assert db.execute("SELECT * FROM large_t WHERE id < 1000 ORDER BY id").fetchall() == expected
+    assert db.execute("SELECT count(*) FROM large_t").fetchone() == (len(rows) + 500,)
+    # Each statement's statistics still prune: the empty string and NULL stay apart.
+    assert db.execute("SELECT id FROM small_t WHERE v = ''").fetchall() == [(0,)]
+    assert db.execute("SELECT id FROM small_t WHERE v IS NULL").fetchall() == [(99,)]
